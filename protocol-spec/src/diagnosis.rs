@@ -1,0 +1,109 @@
+//! A published Temporary Exposure Key with its metadata.
+
+use crate::error::WireError;
+use crate::interval::{
+    interval_number, interval_start_seconds, EnIntervalNumber, DRIFT_TOLERANCE_INTERVALS,
+    INTERVALS_PER_DAY, RETENTION_DAYS,
+};
+use crate::keys::Tek;
+
+/// Highest transmission risk level.
+pub const MAX_TRANSMISSION_RISK: u8 = 8;
+/// Largest magnitude of days since onset of symptoms.
+pub const MAX_DAYS_SINCE_ONSET: i8 = 14;
+
+/// A diagnosis key: the TEK of an infectious day with what the authority knows about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DiagnosisKey {
+    /// The published TEK.
+    pub tek: Tek,
+    /// ENIntervalNumber of the key's first valid interval.
+    pub rolling_start: EnIntervalNumber,
+    /// Number of intervals the key is valid for, 1..=144.
+    pub rolling_period: u32,
+    /// Transmission risk level 0..=8 (0 = unknown).
+    pub transmission_risk: u8,
+    /// Days from onset of symptoms to the key's day, -14..=14.
+    pub days_since_onset: i8,
+}
+
+impl DiagnosisKey {
+    /// First interval after the key's validity.
+    pub fn validity_end(&self) -> EnIntervalNumber {
+        self.rolling_start.saturating_add(self.rolling_period)
+    }
+
+    /// Unix seconds after which the key must no longer be stored or served:
+    /// the end of its validity plus [`RETENTION_DAYS`].
+    pub fn expires_at(&self) -> u64 {
+        interval_start_seconds(self.validity_end()) + u64::from(RETENTION_DAYS) * 86_400
+    }
+
+    /// Checks the ranges SPEC.md §3 gives for every field, and that the key does
+    /// not start after `now_unix` (plus drift tolerance).
+    pub fn validate(&self, now_unix: u64) -> Result<(), WireError> {
+        validate_fields(
+            self.rolling_start,
+            self.rolling_period,
+            u32::from(self.transmission_risk),
+            i32::from(self.days_since_onset),
+            now_unix,
+        )
+    }
+}
+
+/// Range checks on raw wire values, before they are narrowed into a [`DiagnosisKey`].
+pub(crate) fn validate_fields(
+    rolling_start: u32,
+    rolling_period: u32,
+    transmission_risk: u32,
+    days_since_onset: i32,
+    now_unix: u64,
+) -> Result<(), WireError> {
+    if !(1..=INTERVALS_PER_DAY).contains(&rolling_period) {
+        return Err(WireError::RollingPeriod(rolling_period));
+    }
+    if transmission_risk > u32::from(MAX_TRANSMISSION_RISK) {
+        return Err(WireError::TransmissionRisk(transmission_risk));
+    }
+    if days_since_onset.unsigned_abs() > MAX_DAYS_SINCE_ONSET as u32 {
+        return Err(WireError::DaysSinceOnset(days_since_onset));
+    }
+    let now = interval_number(now_unix);
+    if rolling_start > now.saturating_add(DRIFT_TOLERANCE_INTERVALS) {
+        return Err(WireError::StartInFuture {
+            start: rolling_start,
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// Narrows raw wire values into a key after [`validate_fields`].
+pub(crate) fn key_from_wire(
+    key_data: &[u8],
+    rolling_start: u32,
+    rolling_period: u32,
+    transmission_risk: u32,
+    days_since_onset: i32,
+    now_unix: u64,
+) -> Result<DiagnosisKey, WireError> {
+    let tek: [u8; 16] = key_data
+        .try_into()
+        .map_err(|_| WireError::KeyLength(key_data.len()))?;
+    validate_fields(
+        rolling_start,
+        rolling_period,
+        transmission_risk,
+        days_since_onset,
+        now_unix,
+    )?;
+    Ok(DiagnosisKey {
+        tek: Tek(tek),
+        rolling_start,
+        rolling_period,
+        // Both fit: checked against 8 and ±14 above.
+        transmission_risk: transmission_risk as u8,
+        days_since_onset: days_since_onset as i8,
+    })
+}

@@ -1,0 +1,225 @@
+//! Signed batches of published keys (SPEC.md §5.3).
+
+use prost::Message;
+
+use super::{check_origin, check_version, decode_limited, pb, PROTOCOL_VERSION};
+use crate::diagnosis::{key_from_wire, DiagnosisKey};
+use crate::error::WireError;
+use crate::interval::day_of_interval;
+use crate::signing::{self, AuthorityKey, TrustList, BATCH_CONTEXT, SIGNATURE_LEN};
+
+/// Largest encoded [`SignedBatch`] accepted (4 MiB: ~250,000 keys).
+pub const MAX_SIGNED_BATCH_LEN: usize = 4 << 20;
+/// Most keys one batch may hold.
+pub const MAX_BATCH_KEYS: usize = 200_000;
+/// How far in the future a `created_at` may lie (clock skew between gateway and receiver).
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 2 * 3600;
+
+/// A batch of published keys of one origin, all starting on one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Authority id of the gateway that sealed the batch.
+    pub origin: String,
+    /// Per-origin sequence number, from 1 without gaps.
+    pub sequence: u64,
+    /// Publication time, unix seconds.
+    pub created_at: u64,
+    /// UTC day every key starts on.
+    pub day: u32,
+    /// The keys, in canonical order (see [`Batch::canonicalize`]).
+    pub keys: Vec<DiagnosisKey>,
+}
+
+/// The tuple keys are grouped by on the wire.
+fn group_of(k: &DiagnosisKey) -> (u32, u32, u8, i8) {
+    (
+        k.rolling_start,
+        k.rolling_period,
+        k.transmission_risk,
+        k.days_since_onset,
+    )
+}
+
+impl Batch {
+    /// Sorts the keys into canonical order (group tuple, then TEK) and drops duplicates.
+    pub fn canonicalize(&mut self) {
+        self.keys.sort_unstable_by_key(|k| (group_of(k), k.tek));
+        self.keys.dedup();
+    }
+
+    /// Unix seconds after which no key of the batch may be stored or served.
+    pub fn expires_at(&self) -> u64 {
+        self.keys
+            .iter()
+            .map(DiagnosisKey::expires_at)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The canonical encoding of the body: keys grouped by metadata, groups and
+    /// keys in ascending order. Call [`Batch::canonicalize`] first if the keys
+    /// may be unsorted; decoding rejects a body that is not canonical.
+    pub fn encode_body(&self) -> Vec<u8> {
+        let mut groups: Vec<pb::KeyGroup> = Vec::new();
+        for chunk in self.keys.chunk_by(|a, b| group_of(a) == group_of(b)) {
+            let (rolling_start, rolling_period, tr, dso) = group_of(&chunk[0]);
+            groups.push(pb::KeyGroup {
+                rolling_start_interval_number: rolling_start,
+                rolling_period,
+                transmission_risk_level: u32::from(tr),
+                days_since_onset_of_symptoms: i32::from(dso),
+                key_data: chunk.iter().flat_map(|k| k.tek.0).collect(),
+            });
+        }
+        pb::BatchBody {
+            version: PROTOCOL_VERSION,
+            origin: self.origin.clone(),
+            sequence: self.sequence,
+            created_at: self.created_at,
+            day: self.day,
+            groups,
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes and validates a body: version, origin, sequence, every key's ranges,
+    /// every key on `day`, `created_at` not in the future, and canonical form.
+    pub fn decode_body(bytes: &[u8], now_unix: u64) -> Result<Batch, WireError> {
+        const WHAT: &str = "batch body";
+        let body: pb::BatchBody = decode_limited(WHAT, bytes, MAX_SIGNED_BATCH_LEN)?;
+        check_version(WHAT, body.version)?;
+        check_origin(&body.origin)?;
+        if body.sequence == 0 {
+            return Err(WireError::invalid("sequence", "starts at 1"));
+        }
+        if body.created_at > now_unix.saturating_add(MAX_CLOCK_SKEW_SECONDS) {
+            return Err(WireError::TimeInFuture {
+                what: "batch created_at",
+                at: body.created_at,
+                now: now_unix,
+            });
+        }
+        if let Some(g) = body
+            .groups
+            .iter()
+            .find(|g| g.key_data.is_empty() || g.key_data.len() % 16 != 0)
+        {
+            return Err(WireError::KeyLength(g.key_data.len()));
+        }
+        let count: usize = body.groups.iter().map(|g| g.key_data.len() / 16).sum();
+        if count == 0 {
+            return Err(WireError::Empty("batch"));
+        }
+        if count > MAX_BATCH_KEYS {
+            return Err(WireError::TooManyKeys {
+                what: "batch",
+                count,
+                max: MAX_BATCH_KEYS,
+            });
+        }
+        let mut keys = Vec::with_capacity(count);
+        for g in &body.groups {
+            let key_day = day_of_interval(g.rolling_start_interval_number);
+            if key_day != body.day {
+                return Err(WireError::WrongDay {
+                    key_day,
+                    batch_day: body.day,
+                });
+            }
+            for tek in g.key_data.chunks_exact(16) {
+                keys.push(key_from_wire(
+                    tek,
+                    g.rolling_start_interval_number,
+                    g.rolling_period,
+                    g.transmission_risk_level,
+                    g.days_since_onset_of_symptoms,
+                    now_unix,
+                )?);
+            }
+        }
+        let batch = Batch {
+            origin: body.origin,
+            sequence: body.sequence,
+            created_at: body.created_at,
+            day: body.day,
+            keys,
+        };
+        if batch.encode_body() != bytes {
+            return Err(WireError::NonCanonical(WHAT));
+        }
+        Ok(batch)
+    }
+
+    /// Canonicalizes and signs the batch with the authority's key.
+    pub fn sign(mut self, key: &AuthorityKey) -> Result<SignedBatch, WireError> {
+        if self.origin != key.origin {
+            return Err(WireError::invalid(
+                "origin",
+                "differs from the signing authority's",
+            ));
+        }
+        self.canonicalize();
+        let body = self.encode_body();
+        let signature = signing::sign(&key.signing_key, BATCH_CONTEXT, &body);
+        Ok(SignedBatch {
+            body,
+            key_id: key.key_id,
+            signature,
+        })
+    }
+}
+
+/// A batch as it travels: the exact signed body bytes, the key id and the signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedBatch {
+    /// Canonical encoding of the batch body.
+    pub body: Vec<u8>,
+    /// Trust-list key id of the signer.
+    pub key_id: u32,
+    /// Ed25519 signature over `"traceless/v1/batch" || 0x00 || body`.
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl SignedBatch {
+    /// Protobuf encoding of the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        pb::SignedBatch {
+            body: self.body.clone(),
+            key_id: self.key_id,
+            signature: self.signature.to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes the envelope (size and shape only; see [`SignedBatch::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<SignedBatch, WireError> {
+        let m: pb::SignedBatch = decode_limited("signed batch", bytes, MAX_SIGNED_BATCH_LEN)?;
+        let signature = m.signature.as_slice().try_into().map_err(|_| {
+            WireError::invalid(
+                "signature",
+                format!("is {} bytes, not 64", m.signature.len()),
+            )
+        })?;
+        Ok(SignedBatch {
+            body: m.body,
+            key_id: m.key_id,
+            signature,
+        })
+    }
+
+    /// Validates the body, checks the signer against `trust` and the signature, and
+    /// rejects a batch whose keys are all past retention at `now_unix`.
+    pub fn verify(&self, trust: &TrustList, now_unix: u64) -> Result<Batch, WireError> {
+        let batch = Batch::decode_body(&self.body, now_unix)?;
+        let key = trust.get(&batch.origin, self.key_id)?;
+        signing::verify(key, BATCH_CONTEXT, &self.body, &self.signature, "batch")?;
+        let expired_at = batch.expires_at();
+        if now_unix > expired_at {
+            return Err(WireError::Expired {
+                expired_at,
+                now: now_unix,
+            });
+        }
+        Ok(batch)
+    }
+}

@@ -1,0 +1,76 @@
+//! Wire formats (SPEC.md §5): protobuf messages generated from `proto/*.proto`,
+//! and the validated domain types that decode from and encode to them.
+
+mod batch;
+mod deletion;
+mod upload;
+
+pub use batch::{Batch, SignedBatch, MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN};
+pub use deletion::{
+    verify_deletion_log, DeletedRange, DeletionRecord, SignedDeletionRecord,
+    MAX_DELETION_RECORD_LEN,
+};
+pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
+
+/// Protocol version spoken by this implementation (the `version` fields).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Generated protobuf types of `proto/traceless.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/traceless.v1.rs"));
+}
+
+/// Generated protobuf types of `proto/gaen_export.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod gaen_pb {
+    include!(concat!(env!("OUT_DIR"), "/gaen.rs"));
+}
+
+use crate::error::WireError;
+use prost::Message;
+
+/// Decodes `bytes` as `M` after a length check, mapping errors to [`WireError`].
+pub(crate) fn decode_limited<M: Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<M, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::Oversized {
+            what,
+            len: bytes.len(),
+            max,
+        });
+    }
+    M::decode(bytes).map_err(|e| WireError::malformed(what, e))
+}
+
+/// Checks the `version` field of a message.
+pub(crate) fn check_version(what: &'static str, found: u32) -> Result<(), WireError> {
+    if found == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(WireError::UnsupportedVersion {
+            what,
+            found,
+            supported: PROTOCOL_VERSION,
+        })
+    }
+}
+
+/// Checks that an authority id is 1..=64 characters of `[a-z0-9.-]`.
+pub(crate) fn check_origin(origin: &str) -> Result<(), WireError> {
+    let ok = (1..=64).contains(&origin.len())
+        && origin
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::invalid(
+            "origin",
+            "must be 1..=64 characters of [a-z0-9.-]",
+        ))
+    }
+}

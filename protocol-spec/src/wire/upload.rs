@@ -1,0 +1,127 @@
+//! Upload requests from phones, padded to one fixed length (SPEC.md §5.4).
+
+use prost::Message;
+
+use super::{check_version, decode_limited, pb, PROTOCOL_VERSION};
+use crate::diagnosis::{key_from_wire, DiagnosisKey};
+use crate::error::WireError;
+
+/// Exact encoded length of every upload request, real or dummy.
+pub const UPLOAD_REQUEST_LEN: usize = 1024;
+/// Most keys in one upload (14 infectious days plus today).
+pub const MAX_UPLOAD_KEYS: usize = 16;
+/// Longest authorization code.
+pub const MAX_UPLOAD_CODE_LEN: usize = 64;
+
+/// Tag byte of the `padding` field (field 15, length-delimited).
+const PADDING_TAG_LEN: usize = 1;
+
+/// What a phone uploads after a positive diagnosis, or as cover traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// The single-use authorization code.
+    pub upload_code: Vec<u8>,
+    /// The keys of the infectious days (empty for a dummy).
+    pub keys: Vec<DiagnosisKey>,
+    /// Cover traffic: processed like a real upload, then dropped.
+    pub dummy: bool,
+}
+
+impl Upload {
+    /// Encodes the request padded with zero bytes to exactly [`UPLOAD_REQUEST_LEN`].
+    pub fn encode_padded(&self) -> Result<Vec<u8>, WireError> {
+        if self.keys.len() > MAX_UPLOAD_KEYS {
+            return Err(WireError::TooManyKeys {
+                what: "upload",
+                count: self.keys.len(),
+                max: MAX_UPLOAD_KEYS,
+            });
+        }
+        if self.upload_code.len() > MAX_UPLOAD_CODE_LEN {
+            return Err(WireError::invalid("upload_code", "longer than 64 bytes"));
+        }
+        let mut msg = pb::UploadRequest {
+            version: PROTOCOL_VERSION,
+            upload_code: self.upload_code.clone(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| pb::DiagnosisKey {
+                    key_data: k.tek.0.to_vec(),
+                    rolling_start_interval_number: k.rolling_start,
+                    rolling_period: k.rolling_period,
+                    transmission_risk_level: u32::from(k.transmission_risk),
+                    days_since_onset_of_symptoms: i32::from(k.days_since_onset),
+                })
+                .collect(),
+            dummy: self.dummy,
+            padding: Vec::new(),
+        };
+        let unpadded = msg.encoded_len();
+        // total = unpadded + tag + varint_len(p) + p; try each varint length.
+        let padding = (1..=2)
+            .filter_map(|varint_len| {
+                let p = UPLOAD_REQUEST_LEN.checked_sub(unpadded + PADDING_TAG_LEN + varint_len)?;
+                (prost::encoding::encoded_len_varint(p as u64) == varint_len).then_some(p)
+            })
+            .next()
+            .ok_or_else(|| {
+                WireError::invalid("padding", "request does not fit the fixed length")
+            })?;
+        msg.padding = vec![0; padding];
+        let bytes = msg.encode_to_vec();
+        debug_assert_eq!(bytes.len(), UPLOAD_REQUEST_LEN);
+        Ok(bytes)
+    }
+
+    /// Decodes a request: exact length, zero padding, version, key ranges.
+    pub fn decode(bytes: &[u8], now_unix: u64) -> Result<Upload, WireError> {
+        const WHAT: &str = "upload request";
+        if bytes.len() < UPLOAD_REQUEST_LEN {
+            return Err(WireError::invalid(
+                "length",
+                format!(
+                    "upload request is {} bytes, every upload is exactly {UPLOAD_REQUEST_LEN}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let m: pb::UploadRequest = decode_limited(WHAT, bytes, UPLOAD_REQUEST_LEN)?;
+        check_version(WHAT, m.version)?;
+        if m.padding.iter().any(|&b| b != 0) {
+            return Err(WireError::invalid("padding", "must be zero bytes"));
+        }
+        if m.upload_code.len() > MAX_UPLOAD_CODE_LEN {
+            return Err(WireError::invalid("upload_code", "longer than 64 bytes"));
+        }
+        if m.keys.len() > MAX_UPLOAD_KEYS {
+            return Err(WireError::TooManyKeys {
+                what: WHAT,
+                count: m.keys.len(),
+                max: MAX_UPLOAD_KEYS,
+            });
+        }
+        if !m.dummy && m.keys.is_empty() {
+            return Err(WireError::Empty(WHAT));
+        }
+        let keys = m
+            .keys
+            .iter()
+            .map(|k| {
+                key_from_wire(
+                    &k.key_data,
+                    k.rolling_start_interval_number,
+                    k.rolling_period,
+                    k.transmission_risk_level,
+                    k.days_since_onset_of_symptoms,
+                    now_unix,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Upload {
+            upload_code: m.upload_code,
+            keys,
+            dummy: m.dummy,
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! The protocol end to end: phones meet, one tests positive, the authority
+//! publishes, every phone verifies and matches locally. Also what each party can
+//! and cannot see in what it handles.
+
+use traceless_protocol::*;
+use traceless_tests::fixtures::{Authority, Phone};
+
+const DAY0: u32 = 20_250;
+
+fn at(day: u32, minute: u64) -> u64 {
+    u64::from(day) * 86_400 + minute * 60
+}
+
+/// Alice and Bob spend 25 minutes close together; Carol is far away all day.
+fn scenario() -> (Phone, Phone, Phone) {
+    let (mut alice, mut bob, carol) = (Phone::new(), Phone::new(), Phone::new());
+    for minute in (600..625).step_by(5) {
+        let t = at(DAY0, minute);
+        let ad = alice.advertise(t);
+        bob.hear(ad, t, 52, 300);
+        let ad = bob.advertise(t);
+        alice.hear(ad, t, 52, 300);
+    }
+    (alice, bob, carol)
+}
+
+#[test]
+fn a_close_contact_is_notified_and_a_stranger_is_not() {
+    let (mut alice, bob, carol) = scenario();
+    let mut authority = Authority::new("test.health");
+    let trust = authority.trust_list();
+    let now = at(DAY0 + 2, 0);
+
+    let keys = alice.diagnosis_keys(&[DAY0 - 1, DAY0, DAY0 + 1], DAY0);
+    let published: Vec<DiagnosisKey> = authority
+        .publish(&keys, now)
+        .iter()
+        .flat_map(|wire| {
+            SignedBatch::decode(wire)
+                .and_then(|b| b.verify(&trust, now))
+                .expect("authority batches verify")
+                .keys
+        })
+        .collect();
+
+    let bob_days = bob.exposure(&published);
+    assert_eq!(bob_days.len(), 1, "{bob_days:?}");
+    assert_eq!(bob_days[0].day, DAY0);
+    assert_eq!(bob_days[0].minutes, 25.0);
+    assert!(bob_days[0].high_risk);
+
+    assert!(carol.exposure(&published).is_empty());
+}
+
+#[test]
+fn a_batch_from_an_untrusted_authority_is_not_accepted() {
+    let (mut alice, _, _) = scenario();
+    let mut rogue = Authority::new("test.health");
+    let trusted = Authority::new("test.health").trust_list();
+    let now = at(DAY0 + 1, 0);
+    for wire in rogue.publish(&alice.diagnosis_keys(&[DAY0], DAY0), now) {
+        let err = SignedBatch::decode(&wire)
+            .unwrap()
+            .verify(&trusted, now)
+            .unwrap_err();
+        assert_eq!(err, WireError::BadSignature("batch"));
+    }
+}
+
+#[test]
+fn a_relay_sees_keys_but_no_phone_identifier() {
+    // What a relay stores is the batch: the diagnosed phone's TEKs (public by design)
+    // and metadata. It must not carry anything the contact phone heard or sent.
+    let (mut alice, bob, _) = scenario();
+    let mut authority = Authority::new("test.health");
+    let keys = alice.diagnosis_keys(&[DAY0], DAY0);
+    let wire = authority.publish(&keys, at(DAY0 + 1, 0)).concat();
+    for o in &bob.heard {
+        assert!(
+            !contains(&wire, &o.rpi.0),
+            "a broadcast token appears in the batch"
+        );
+    }
+    for o in &alice.heard {
+        assert!(
+            !contains(&wire, &o.rpi.0),
+            "a token Alice heard (Bob's) appears in the batch"
+        );
+    }
+    assert!(
+        contains(&wire, &keys[0].tek.0),
+        "the published TEK is in the batch"
+    );
+}
+
+#[test]
+fn a_sniffer_cannot_link_tokens_of_one_day_without_the_key() {
+    // Consecutive tokens of one TEK share no bytes in a position a tracker could key on.
+    let mut alice = Phone::new();
+    let a = alice.advertise(at(DAY0, 100)).rpi.0;
+    let b = alice.advertise(at(DAY0, 110)).rpi.0;
+    assert_ne!(a, b);
+    let equal_bytes = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    assert!(
+        equal_bytes <= 4,
+        "{equal_bytes} equal bytes in consecutive RPIs"
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
