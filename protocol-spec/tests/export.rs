@@ -68,3 +68,30 @@ fn corrupt_and_incomplete_zips_are_rejected() {
     ));
     assert!(ExportFile::from_zip(b"not a zip", key.verifying_key(), NOW).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn any_valid_export_round_trips(
+        keys in proptest::collection::vec((proptest::prelude::any::<[u8; 16]>(), 1u32..=144, 0u8..=8, -14i8..=14), 0..40),
+        region in "[A-Z]{2}",
+        batch_num in 1i32..5,
+    ) {
+        let day = day_of_unix(NOW) - 3;
+        let mut file = export();
+        file.region = region;
+        file.batch_num = batch_num;
+        file.batch_size = batch_num;
+        file.keys = keys.into_iter().map(|(tek, period, tr, dso)| DiagnosisKey {
+            tek: Tek(tek),
+            rolling_start: day_start_interval(day),
+            rolling_period: period,
+            transmission_risk: tr,
+            days_since_onset: dso,
+        }).collect();
+        let key = signing_key(3);
+        let read = ExportFile::from_zip(&file.to_zip(&key), key.verifying_key(), NOW).unwrap();
+        proptest::prop_assert_eq!(read, file);
+    }
+}

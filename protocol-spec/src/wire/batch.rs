@@ -2,7 +2,7 @@
 
 use prost::Message;
 
-use super::{check_origin, check_version, decode_limited, pb, PROTOCOL_VERSION};
+use super::{check_origin, check_version, decode_limited, pb, signature_bytes, PROTOCOL_VERSION};
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::WireError;
 use crate::interval::day_of_interval;
@@ -194,12 +194,7 @@ impl SignedBatch {
     /// Decodes the envelope (size and shape only; see [`SignedBatch::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<SignedBatch, WireError> {
         let m: pb::SignedBatch = decode_limited("signed batch", bytes, MAX_SIGNED_BATCH_LEN)?;
-        let signature = m.signature.as_slice().try_into().map_err(|_| {
-            WireError::invalid(
-                "signature",
-                format!("is {} bytes, not 64", m.signature.len()),
-            )
-        })?;
+        let signature = signature_bytes(&m.signature)?;
         Ok(SignedBatch {
             body: m.body,
             key_id: m.key_id,

@@ -5,7 +5,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::{check_origin, decode_limited, pb};
+use super::{check_origin, decode_limited, pb, signature_bytes};
 use crate::error::WireError;
 use crate::signing::{self, DELETION_CONTEXT, SIGNATURE_LEN};
 
@@ -145,12 +145,7 @@ impl SignedDeletionRecord {
     pub fn decode(bytes: &[u8]) -> Result<SignedDeletionRecord, WireError> {
         let m: pb::SignedDeletionRecord =
             decode_limited("signed deletion record", bytes, MAX_DELETION_RECORD_LEN)?;
-        let signature = m.signature.as_slice().try_into().map_err(|_| {
-            WireError::invalid(
-                "signature",
-                format!("is {} bytes, not 64", m.signature.len()),
-            )
-        })?;
+        let signature = signature_bytes(&m.signature)?;
         Ok(SignedDeletionRecord {
             body: m.body,
             signature,

@@ -28,6 +28,7 @@ pub mod gaen_pb {
 }
 
 use crate::error::WireError;
+use crate::signing::SIGNATURE_LEN;
 use prost::Message;
 
 /// Decodes `bytes` as `M` after a length check, mapping errors to [`WireError`].
@@ -57,6 +58,16 @@ pub(crate) fn check_version(what: &'static str, found: u32) -> Result<(), WireEr
             supported: PROTOCOL_VERSION,
         })
     }
+}
+
+/// A 64-byte Ed25519 signature field.
+pub(crate) fn signature_bytes(field: &[u8]) -> Result<[u8; SIGNATURE_LEN], WireError> {
+    field.try_into().map_err(|_| {
+        WireError::invalid(
+            "signature",
+            format!("is {} bytes, not {SIGNATURE_LEN}", field.len()),
+        )
+    })
 }
 
 /// Checks that an authority id is 1..=64 characters of `[a-z0-9.-]`.
