@@ -1,0 +1,165 @@
+//! The command line: `run`, `init`, authority keys, upload codes, benchmarks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use traceless_protocol::AuthorityKey;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, EXAMPLE};
+use crate::{keys, upload_codes};
+
+/// A Traceless relay node.
+#[derive(Parser, Debug)]
+#[command(name = "traceless-node", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node (embedded defaults without --config: ./data, HTTP 127.0.0.1:8080).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Write a commented example configuration.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "node.toml")]
+        out: PathBuf,
+    },
+    /// Manage a health authority's batch-signing keys.
+    Authority {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuthorityCommand,
+    },
+    /// Manage single-use upload codes (gateways).
+    Codes {
+        /// What to do.
+        #[command(subcommand)]
+        command: CodesCommand,
+    },
+    /// Measure ingest, download and propagation speed on this machine.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Authority key commands.
+#[derive(Subcommand, Debug)]
+pub enum AuthorityCommand {
+    /// Generate a new key and print its trust-list entry.
+    Keygen {
+        /// Authority id, e.g. "example.health".
+        #[arg(long)]
+        origin: String,
+        /// Key id.
+        #[arg(long, default_value_t = 1)]
+        key_id: u32,
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace a key with a fresh one under the next key id; print the new entry.
+    Rotate {
+        /// The key file to rotate.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+/// Upload-code commands.
+#[derive(Subcommand, Debug)]
+pub enum CodesCommand {
+    /// Issue codes for the gateway configured in --config; prints them, stores
+    /// only salted hashes.
+    Issue {
+        /// The gateway's configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Validity in hours.
+        #[arg(long, default_value_t = 48)]
+        ttl_hours: u64,
+    },
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, String> {
+    match config {
+        Some(p) => Config::load(&p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn main(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(config)?;
+            let node = crate::start(config, Arc::new(SystemClock))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("traceless-node: HTTP on http://{}/", node.http_addr);
+            for a in &node.p2p_addrs {
+                println!("traceless-node: libp2p on {a}");
+            }
+            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            node.shutdown().await;
+            Ok(())
+        }
+        Command::Init { out } => {
+            if out.exists() {
+                return Err(format!("{} exists; not overwriting it", out.display()));
+            }
+            std::fs::write(&out, EXAMPLE).map_err(|e| e.to_string())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Authority { command } => {
+            let key = match command {
+                AuthorityCommand::Keygen {
+                    origin,
+                    key_id,
+                    out,
+                } => {
+                    let key = AuthorityKey::generate(origin, key_id);
+                    keys::write_authority_key(&out, &key).map_err(|e| e.to_string())?;
+                    key
+                }
+                AuthorityCommand::Rotate { key_file } => {
+                    keys::rotate_authority_key(&key_file).map_err(|e| e.to_string())?
+                }
+            };
+            println!(
+                "# Add to the [[trust]] list of every node:\n{}",
+                keys::trust_entry(&key)
+            );
+            Ok(())
+        }
+        Command::Codes {
+            command:
+                CodesCommand::Issue {
+                    config,
+                    count,
+                    ttl_hours,
+                },
+        } => {
+            let config = load(config)?;
+            let expires = SystemClock.now() + ttl_hours * 3600;
+            let (codes, records) = upload_codes::issue(count, expires);
+            upload_codes::write_incoming(&config.data_dir, &records).map_err(|e| e.to_string())?;
+            for c in codes {
+                println!("{c}");
+            }
+            Ok(())
+        }
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}

@@ -1,0 +1,324 @@
+//! Node configuration (`node.toml`), with embedded defaults for a single local node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use traceless_protocol::ed25519_dalek::VerifyingKey;
+use traceless_protocol::TrustList;
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Stores, serves and forwards batches.
+    #[default]
+    Relay,
+    /// A relay that also accepts uploads for one authority and signs its batches.
+    Gateway,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database and the node's keys live.
+    pub data_dir: PathBuf,
+    /// Relay or gateway.
+    pub role: Role,
+    /// HTTP API for phones.
+    pub http: HttpConfig,
+    /// Federation.
+    pub p2p: P2pConfig,
+    /// Authorities whose batches this node accepts.
+    pub trust: Vec<TrustEntry>,
+    /// Gateway settings (role = "gateway").
+    pub gateway: Option<GatewayConfig>,
+    /// Retention schedule.
+    pub retention: RetentionConfig,
+    /// GAEN export files.
+    pub export: ExportConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            role: Role::Relay,
+            http: HttpConfig::default(),
+            p2p: P2pConfig::default(),
+            trust: Vec::new(),
+            gateway: None,
+            retention: RetentionConfig::default(),
+            export: ExportConfig::default(),
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Federation settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// libp2p listen multiaddrs.
+    pub listen: Vec<String>,
+    /// Peers to dial at start and whenever disconnected (`/ip4/../tcp/../p2p/<id>`).
+    pub bootstrap: Vec<String>,
+    /// Gossipsub heartbeat, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Seconds between catch-up rounds with every connected peer.
+    pub catchup_interval_secs: u64,
+    /// Discover more peers through Kademlia.
+    pub kademlia: bool,
+    /// Whether peers on one IP address are penalised by gossipsub scoring
+    /// (sensible on the internet; off for local test networks).
+    pub ip_colocation_penalty: bool,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: Vec::new(),
+            heartbeat_ms: 1000,
+            catchup_interval_secs: 60,
+            kademlia: true,
+            ip_colocation_penalty: false,
+        }
+    }
+}
+
+/// One trusted authority key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustEntry {
+    /// Authority id, e.g. `"de.rki"`.
+    pub origin: String,
+    /// Key id within the authority.
+    pub key_id: u32,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+}
+
+/// Gateway settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The authority this gateway signs for.
+    pub origin: String,
+    /// File with the authority's current signing key (written by `authority keygen`),
+    /// relative to the config file's directory.
+    pub authority_key_file: PathBuf,
+    /// Uploads accepted per minute across all phones (there is no per-phone limit:
+    /// the node knows no phone).
+    #[serde(default = "default_upload_rate")]
+    pub uploads_per_minute: u32,
+}
+
+fn default_upload_rate() -> u32 {
+    60
+}
+
+/// Retention schedule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Seconds between retention runs (at most 3600: SPEC.md §8.1).
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { interval_secs: 600 }
+    }
+}
+
+/// GAEN export settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Region code written into export files.
+    pub region: String,
+    /// `verification_key_id`.
+    pub key_id: String,
+    /// `verification_key_version`.
+    pub key_version: String,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            region: "XX".into(),
+            key_id: "traceless".into(),
+            key_version: "v1".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; relative paths in it are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.data_dir.is_relative() {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(g) = &mut config.gateway {
+            if g.authority_key_file.is_relative() {
+                g.authority_key_file = base.join(&g.authority_key_file);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.trust_list()?;
+        if self.retention.interval_secs == 0 || self.retention.interval_secs > 3600 {
+            return Err(ConfigError::Invalid(
+                "retention.interval_secs must be 1..=3600".into(),
+            ));
+        }
+        if self.p2p.heartbeat_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "p2p.heartbeat_ms must be positive".into(),
+            ));
+        }
+        match (self.role, &self.gateway) {
+            (Role::Gateway, None) => Err(ConfigError::Invalid(
+                "role = \"gateway\" needs a [gateway] section".into(),
+            )),
+            (Role::Relay, Some(_)) => Err(ConfigError::Invalid(
+                "a [gateway] section needs role = \"gateway\"".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The trust list built from `[[trust]]` entries.
+    pub fn trust_list(&self) -> Result<TrustList, ConfigError> {
+        let mut list = TrustList::new();
+        for t in &self.trust {
+            let bytes: [u8; 32] = hex::decode(&t.public_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "trust entry {}/{}: public_key must be 64 hex digits",
+                        t.origin, t.key_id
+                    ))
+                })?;
+            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "trust entry {}/{}: not an Ed25519 public key",
+                    t.origin, t.key_id
+                ))
+            })?;
+            list.insert(t.origin.clone(), t.key_id, key);
+        }
+        Ok(list)
+    }
+}
+
+/// The commented example written by `traceless-node init`.
+pub const EXAMPLE: &str = r#"# Traceless relay node configuration.
+# Every setting is optional; without this file the node runs on these defaults.
+
+# Database, node identity key, deletion-log key and export key live here.
+data_dir = "./data"
+
+# "relay" stores, serves and forwards signed batches.
+# "gateway" additionally accepts uploads for one health authority (see [gateway]).
+role = "relay"
+
+[http]
+# The HTTP API for phones and the transparency page.
+listen = "127.0.0.1:8080"
+
+[p2p]
+# libp2p listen addresses (TCP; Noise + Yamux).
+listen = ["/ip4/127.0.0.1/tcp/0"]
+# Peers to dial: "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW...".
+bootstrap = []
+heartbeat_ms = 1000
+catchup_interval_secs = 60
+kademlia = true
+# Penalise many peers behind one IP address (turn on for public deployments).
+ip_colocation_penalty = false
+
+# Authorities whose batches are accepted. A batch is trusted only because its
+# signature verifies under one of these keys, never because of who forwarded it.
+# `traceless-node authority keygen` prints an entry to paste here.
+# [[trust]]
+# origin = "example.health"
+# key_id = 1
+# public_key = "<64 hex digits>"
+
+# For role = "gateway":
+# [gateway]
+# origin = "example.health"
+# authority_key_file = "example.health.key"
+# uploads_per_minute = 60
+
+[retention]
+# How often keys past 14 days are deleted (at most hourly).
+interval_secs = 600
+
+[export]
+# Metadata of the GAEN export files served at /v1/exports/{day}.zip.
+region = "XX"
+key_id = "traceless"
+key_version = "v1"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_to_defaults() {
+        let c: Config = toml::from_str(EXAMPLE).expect("example parses");
+        c.validate().expect("example valid");
+        assert_eq!(c.http.listen, HttpConfig::default().listen);
+        assert_eq!(c.role, Role::Relay);
+    }
+}

@@ -1,0 +1,150 @@
+//! The libp2p behaviour: gossipsub with its defences switched on, catch-up
+//! request-response, identify, and Kademlia.
+//!
+//! rust-libp2p's gossipsub ships with its defences off. Here:
+//! - **validation before forwarding** (`validate_messages`): a message is held
+//!   until the application has checked the batch signature, trust list, freshness
+//!   and size, and reports Accept, Reject (penalise) or Ignore;
+//! - **content-based message ids**: SHA-256 of the `SignedBatch` bytes (SPEC.md
+//!   §6.1), so a batch is one message however many nodes publish it, and anonymous
+//!   messages (no author, no sequence number) don't all collide on one id;
+//! - **peer scoring with per-topic parameters**: without a `TopicScoreParams`
+//!   entry for the topic, invalid messages on it are silently not penalised.
+//!
+//! Messages are anonymous: batches already carry their authority's signature, so
+//! per-message gossipsub signatures would only cost throughput.
+
+// `#[derive(NetworkBehaviour)]` generates `BehaviourEvent` without docs.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds,
+    TopicScoreParams, ValidationMode,
+};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, identity, kad, StreamProtocol};
+use traceless_protocol::wire::MAX_SIGNED_BATCH_LEN;
+
+use super::catchup::{CatchupRequest, CatchupResponse, MAX_RESPONSE_BYTES};
+use crate::storage::content_id;
+
+/// The gossip topic of signed batches.
+pub const BATCH_TOPIC: &str = "traceless/v1/batches";
+/// Catch-up protocol name.
+pub const CATCHUP_PROTOCOL: &str = "/traceless/catchup/1.0.0";
+/// Identify protocol version.
+pub const IDENTIFY_PROTOCOL: &str = "/traceless/1.0.0";
+/// Kademlia protocol name (a private DHT, not the public IPFS one).
+pub const KAD_PROTOCOL: &str = "/traceless/kad/1.0.0";
+
+/// Penalty weight of one invalid message on the batch topic (squared per count).
+pub const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
+
+/// The node's composed behaviour.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Push of new batches.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Catch-up by per-origin sequence numbers.
+    pub catchup: request_response::cbor::Behaviour<CatchupRequest, CatchupResponse>,
+    /// Exchange of listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Peer discovery.
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+}
+
+/// The gossip topic.
+pub fn batch_topic() -> IdentTopic {
+    IdentTopic::new(BATCH_TOPIC)
+}
+
+/// Gossipsub configuration: validation on, content ids, batch-sized messages.
+pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(heartbeat)
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(content_id(&m.data).to_vec()))
+        .max_transmit_size(MAX_SIGNED_BATCH_LEN + 1024)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Score parameters: invalid messages on the batch topic cost heavily; mesh
+/// delivery-rate penalties are off (a quiet network must not penalise honest
+/// peers), and so, unless configured, is the same-IP penalty.
+pub fn score_params(ip_colocation_penalty: bool) -> (PeerScoreParams, PeerScoreThresholds) {
+    let mut params = PeerScoreParams::default();
+    if !ip_colocation_penalty {
+        params.ip_colocation_factor_weight = 0.0;
+    }
+    let topic = TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 50.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+        invalid_message_deliveries_decay: 0.99,
+        ..TopicScoreParams::default()
+    };
+    params.topics.insert(batch_topic().hash(), topic);
+    (params, PeerScoreThresholds::default())
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `key`.
+    pub fn new(
+        key: &identity::Keypair,
+        heartbeat: Duration,
+        kademlia: bool,
+        ip_colocation_penalty: bool,
+    ) -> Result<Self, String> {
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossipsub_config(heartbeat)?)
+                .map_err(str::to_owned)?;
+        let (params, thresholds) = score_params(ip_colocation_penalty);
+        gossipsub.with_peer_score(params, thresholds)?;
+        gossipsub
+            .subscribe(&batch_topic())
+            .map_err(|e| e.to_string())?;
+
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(64 << 10)
+            .set_response_size_maximum(MAX_RESPONSE_BYTES as u64 + (1 << 20));
+        let catchup = request_response::Behaviour::with_codec(
+            codec,
+            [(StreamProtocol::new(CATCHUP_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        );
+        let identify = identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.to_owned(),
+            key.public(),
+        ));
+        let kad = kademlia.then(|| {
+            let peer_id = key.public().to_peer_id();
+            let mut k = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(StreamProtocol::new(KAD_PROTOCOL)),
+            );
+            k.set_mode(Some(kad::Mode::Server));
+            k
+        });
+        Ok(Behaviour {
+            gossipsub,
+            catchup,
+            identify,
+            kad: kad.into(),
+        })
+    }
+}

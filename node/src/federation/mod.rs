@@ -1,0 +1,428 @@
+//! Federation over libp2p (TCP, Noise, Yamux): gossipsub push of new batches with
+//! application-level validation, catch-up by per-origin sequence numbers,
+//! identify, and discovery by a static bootstrap list plus Kademlia.
+
+pub mod behaviour;
+pub mod catchup;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use self::behaviour::{batch_topic, Behaviour, BehaviourEvent};
+use self::catchup::{CatchupRequest, CatchupResponse};
+use crate::http::metrics::inc;
+use crate::node::{IngestError, Ingested, NodeState};
+use crate::storage::PutOutcome;
+
+/// Application penalty per invalid batch received through catch-up.
+const CATCHUP_PENALTY: f64 = -10.0;
+
+/// Commands to the federation task.
+#[derive(Debug)]
+pub enum Command {
+    /// Gossip a stored, visible batch.
+    Publish(Vec<u8>),
+    /// Report a peer's gossipsub score.
+    PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    /// Start a catch-up round with every connected peer now.
+    CatchupNow,
+    /// Stop.
+    Shutdown,
+}
+
+/// A started federation task.
+pub struct Started {
+    /// The task.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Local peer id.
+    pub peer_id: PeerId,
+    /// Listen addresses with `/p2p/<id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+enum Done {
+    Gossip(MessageId, PeerId, Result<Ingested, IngestError>),
+    Catchup(PeerId, Vec<Result<Ingested, IngestError>>),
+    Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
+    Missing(PeerId, Vec<CatchupRequest>),
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Builds the swarm, binds its listeners and spawns the event loop.
+pub async fn start(
+    state: Arc<NodeState>,
+    identity: identity::Keypair,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> Result<Started, String> {
+    let p2p = state.config.p2p.clone();
+    let heartbeat = Duration::from_millis(p2p.heartbeat_ms);
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key| {
+            Behaviour::new(key, heartbeat, p2p.kademlia, p2p.ip_colocation_penalty)
+                .map_err(|e| e.into())
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let peer_id = *swarm.local_peer_id();
+    for addr in &p2p.listen {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| format!("p2p listen {addr}: {e}"))?;
+        swarm.listen_on(addr).map_err(|e| e.to_string())?;
+    }
+    // Wait for the listeners to report their bound addresses (bounded).
+    let mut listen_addrs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while listen_addrs.len() < p2p.listen.len() {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { address, .. }) => {
+                listen_addrs.push(address.with(Protocol::P2p(peer_id)))
+            }
+            Ok(_) => {}
+            Err(_) => return Err("libp2p listeners did not come up within 5 s".into()),
+        }
+    }
+    let bootstrap: Vec<Multiaddr> = p2p
+        .bootstrap
+        .iter()
+        .map(|a| a.parse().map_err(|e| format!("bootstrap {a}: {e}")))
+        .collect::<Result<_, _>>()?;
+    {
+        let mut view = state.peers.write().unwrap_or_else(|e| e.into_inner());
+        view.local_peer_id = Some(peer_id);
+        view.listen_addrs = listen_addrs.clone();
+    }
+    let task = tokio::spawn(
+        Federation {
+            state,
+            swarm,
+            bootstrap,
+            connected: HashSet::new(),
+            app_penalty: HashMap::new(),
+            pending_fetches: HashMap::new(),
+        }
+        .run(commands),
+    );
+    Ok(Started {
+        task,
+        peer_id,
+        listen_addrs,
+    })
+}
+
+struct Federation {
+    state: Arc<NodeState>,
+    swarm: Swarm<Behaviour>,
+    bootstrap: Vec<Multiaddr>,
+    connected: HashSet<PeerId>,
+    app_penalty: HashMap<PeerId, f64>,
+    pending_fetches: HashMap<OutboundRequestId, PeerId>,
+}
+
+impl Federation {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let catchup_every = Duration::from_secs(self.state.config.p2p.catchup_interval_secs.max(1));
+        let mut catchup_tick = tokio::time::interval(catchup_every);
+        let mut dial_tick = tokio::time::interval(Duration::from_secs(2));
+        let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => return,
+                    Some(Command::Publish(bytes)) => self.publish(bytes),
+                    Some(Command::PeerScore(peer, reply)) => {
+                        let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+                    }
+                    Some(Command::CatchupNow) => self.catchup_round(),
+                },
+                Some(done) = done_rx.recv() => self.finish(done),
+                event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
+                _ = catchup_tick.tick() => self.catchup_round(),
+                _ = dial_tick.tick() => self.dial_bootstrap(),
+                _ = kad_tick.tick() => {
+                    if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                        let _ = k.bootstrap();
+                    }
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, bytes: Vec<u8>) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(batch_topic(), bytes)
+        {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            // With no peers yet, catch-up delivers the batch when they connect.
+            Err(e) => tracing::debug!("gossip publish: {e}"),
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in &self.bootstrap {
+            match peer_of(addr) {
+                Some(p) if self.connected.contains(&p) || p == *self.swarm.local_peer_id() => {}
+                _ => {
+                    if let Err(e) = self.swarm.dial(addr.clone()) {
+                        tracing::debug!("dial {addr}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn catchup_round(&mut self) {
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        for p in peers {
+            self.swarm
+                .behaviour_mut()
+                .catchup
+                .send_request(&p, CatchupRequest::Summary);
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId) {
+        let p = self.app_penalty.entry(peer).or_default();
+        *p += CATCHUP_PENALTY;
+        let score = *p;
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, score);
+    }
+
+    fn update_peer_view(&self) {
+        let mut view = self.state.peers.write().unwrap_or_else(|e| e.into_inner());
+        view.connected = self.connected.iter().copied().collect();
+        view.connected.sort();
+        self.state.metrics.peers_connected.store(
+            self.connected.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn finish(&mut self, done: Done) {
+        match done {
+            Done::Gossip(id, source, result) => {
+                let m = &self.state.metrics;
+                let acceptance = match &result {
+                    Ok(i)
+                        if i.outcome != PutOutcome::Conflict
+                            && i.meta.is_visible(self.state.now()) =>
+                    {
+                        inc(&m.gossip_accepted);
+                        MessageAcceptance::Accept
+                    }
+                    // Conflicts are the authority's fault, not the forwarder's;
+                    // embargoed batches are stored but not forwarded yet.
+                    Ok(_) => {
+                        inc(&m.gossip_ignored);
+                        MessageAcceptance::Ignore
+                    }
+                    Err(IngestError::Invalid(e)) => {
+                        inc(&m.gossip_rejected);
+                        tracing::info!(peer = %source, "rejected gossiped batch: {e}");
+                        MessageAcceptance::Reject
+                    }
+                    Err(IngestError::Storage(e)) => {
+                        tracing::error!("storing gossiped batch failed: {e}");
+                        MessageAcceptance::Ignore
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+                if matches!(
+                    result,
+                    Ok(Ingested {
+                        outcome: PutOutcome::New,
+                        ..
+                    })
+                ) {
+                    self.release();
+                }
+            }
+            Done::Catchup(peer, results) => {
+                let mut new = false;
+                for r in results {
+                    match r {
+                        Ok(i) => {
+                            if i.outcome == PutOutcome::New {
+                                new = true;
+                                inc(&self.state.metrics.catchup_batches);
+                            }
+                        }
+                        Err(IngestError::Invalid(e)) => {
+                            inc(&self.state.metrics.catchup_rejected);
+                            tracing::info!(%peer, "rejected batch from catch-up: {e}");
+                            self.penalise(peer);
+                        }
+                        Err(IngestError::Storage(e)) => {
+                            tracing::error!("storing caught-up batch failed: {e}")
+                        }
+                    }
+                }
+                if new {
+                    self.release();
+                }
+            }
+            Done::Answer(channel, response) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .catchup
+                    .send_response(channel, response);
+            }
+            Done::Missing(peer, requests) => {
+                for r in requests {
+                    let id = self.swarm.behaviour_mut().catchup.send_request(&peer, r);
+                    self.pending_fetches.insert(id, peer);
+                }
+            }
+        }
+    }
+
+    /// Announces newly stored, visible batches (re-gossip happens only after the
+    /// flush in `ingest`).
+    fn release(&self) {
+        let s = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.release_due() {
+                tracing::error!("release failed: {e}");
+            }
+        });
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, done: &mpsc::UnboundedSender<Done>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if !self.connected.contains(&peer_id) =>
+            {
+                self.connected.insert(peer_id);
+                self.update_peer_view();
+                self.swarm
+                    .behaviour_mut()
+                    .catchup
+                    .send_request(&peer_id, CatchupRequest::Summary);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+                self.update_peer_view();
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let mut view = self.state.peers.write().unwrap_or_else(|e| e.into_inner());
+                let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+                if !view.listen_addrs.contains(&full) {
+                    view.listen_addrs.push(full);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let s = self.state.clone();
+                let done = done.clone();
+                tokio::task::spawn_blocking(move || {
+                    let r = s.ingest(&message.data);
+                    let _ = done.send(Done::Gossip(message_id, propagation_source, r));
+                });
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Catchup(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let s = self.state.clone();
+                    let done = done.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let response = catchup::answer(s.store.as_ref(), &request, s.now());
+                        let _ = done.send(Done::Answer(channel, response));
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    self.pending_fetches.remove(&request_id);
+                    let s = self.state.clone();
+                    let done = done.clone();
+                    match response {
+                        CatchupResponse::Summary(theirs) => {
+                            tokio::task::spawn_blocking(move || {
+                                match catchup::missing(s.store.as_ref(), &theirs) {
+                                    Ok(reqs) if !reqs.is_empty() => {
+                                        let _ = done.send(Done::Missing(peer, reqs));
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::error!("catch-up: {e}"),
+                                }
+                            });
+                        }
+                        CatchupResponse::Batches(batches) => {
+                            tokio::task::spawn_blocking(move || {
+                                let results = batches.iter().map(|b| s.ingest(b)).collect();
+                                let _ = done.send(Done::Catchup(peer, results));
+                            });
+                        }
+                        CatchupResponse::Refused(why) => {
+                            tracing::debug!(%peer, "catch-up refused: {why}")
+                        }
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for a in info.listen_addrs {
+                        k.add_address(&peer_id, a);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) if !self.connected.contains(&peer) && peer != *self.swarm.local_peer_id() => {
+                let _ = self.swarm.dial(peer);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! JSON and binary endpoints for phones.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
+use traceless_protocol::{day_start_interval, interval_start_seconds, ExportFile, ExportSigner};
+
+use crate::gateway::UploadError;
+use crate::http::metrics::inc;
+use crate::node::NodeState;
+use crate::storage::{BatchMeta, StorageError};
+use crate::upload_codes::CodeError;
+
+type Shared = State<Arc<NodeState>>;
+
+/// An API error: a status and a sentence saying what the client did wrong.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!("storage: {e}");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable".into(),
+        )
+    }
+}
+
+fn not_found(what: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, what.into())
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
+    let s2 = s.clone();
+    let (batches, keys, log, pending) =
+        tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+            let all = s2.store.all_batches()?;
+            Ok((
+                all.len() as u64,
+                all.iter().map(|b| b.key_count).sum::<u64>(),
+                s2.store.deletion_log()?.len() as u64,
+                s2.store.pending_count()?,
+            ))
+        })
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
+    let body = s.metrics.render(&[
+        ("traceless_batches", "Batches stored.", batches),
+        ("traceless_keys", "Keys stored.", keys),
+        (
+            "traceless_deletion_log_entries",
+            "Entries in the deletion log.",
+            log,
+        ),
+        (
+            "traceless_embargoed_upload_keys",
+            "Uploaded keys held by the embargo.",
+            pending,
+        ),
+    ]);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// One batch in a listing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BatchEntry {
+    /// Authority id.
+    pub origin: String,
+    /// Sequence number.
+    pub sequence: u64,
+    /// UTC day of the keys.
+    pub day: u32,
+    /// Number of keys.
+    pub key_count: u64,
+    /// Publication time.
+    pub created_at: u64,
+    /// Content id (hex SHA-256 of the batch bytes), also the ETag.
+    pub content_id: String,
+    /// Where to fetch it.
+    pub url: String,
+}
+
+impl From<&BatchMeta> for BatchEntry {
+    fn from(m: &BatchMeta) -> Self {
+        BatchEntry {
+            origin: m.origin.clone(),
+            sequence: m.sequence,
+            day: m.day,
+            key_count: m.key_count,
+            created_at: m.created_at,
+            content_id: hex::encode(m.content_id),
+            url: format!("/v1/batches/{}/{}", m.origin, m.sequence),
+        }
+    }
+}
+
+/// `GET /v1/origins`: every origin with its highest served sequence number.
+pub async fn origins(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = s.now();
+    let all = s.store.all_batches()?;
+    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+    for m in all.iter().filter(|m| m.is_visible(now)) {
+        let e = out.entry(m.origin.clone()).or_default();
+        *e = (*e).max(m.sequence);
+    }
+    let list: Vec<_> = out
+        .into_iter()
+        .map(|(origin, latest)| json!({ "origin": origin, "latest_sequence": latest }))
+        .collect();
+    Ok(Json(json!({ "origins": list })))
+}
+
+/// Query of `GET /v1/batches`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    origin: String,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/batches?origin=..&after=..&limit=..`: served batches of an origin with a
+/// sequence above the cursor, ascending. The listing stops before the first batch
+/// still under embargo, so a phone's cursor never skips one.
+pub async fn list_batches(
+    State(s): Shared,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let now = s.now();
+    let metas = s.store.list_batches(&q.origin, q.after, limit)?;
+    let entries: Vec<BatchEntry> = metas
+        .iter()
+        .take_while(|m| m.is_visible(now))
+        .map(BatchEntry::from)
+        .collect();
+    let next_after = entries.last().map_or(q.after, |e| e.sequence);
+    Ok(Json(
+        json!({ "origin": q.origin, "batches": entries, "next_after": next_after }),
+    ))
+}
+
+fn etag(content_id: &[u8; 32]) -> String {
+    format!("\"{}\"", hex::encode(content_id))
+}
+
+/// `GET /v1/batches/{origin}/{sequence}`: the exact `SignedBatch` bytes; immutable,
+/// cacheable, with its content id as ETag.
+pub async fn get_batch(
+    State(s): Shared,
+    Path((origin, sequence)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let b = s
+        .store
+        .get_batch(&origin, sequence)?
+        .filter(|b| b.meta.is_visible(s.now()))
+        .ok_or_else(|| not_found(format!("no batch {origin}/{sequence} is served here")))?;
+    let tag = etag(&b.meta.content_id);
+    let cache = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\"")),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((
+        cache,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        )],
+        b.bytes,
+    )
+        .into_response())
+}
+
+/// `GET /v1/exports/{day}`: a GAEN export zip of every served key of a UTC day,
+/// signed with this node's P-256 export key.
+pub async fn export_day(State(s): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
+    let now = s.now();
+    let mut keys = Vec::new();
+    for m in s.store.batches_of_day(day)? {
+        if !m.is_visible(now) {
+            continue;
+        }
+        if let Some(b) = s.store.get_batch(&m.origin, m.sequence)? {
+            // Stored batches were verified on arrival; decoding the body again
+            // only fails if they have expired meanwhile.
+            if let Ok(batch) = traceless_protocol::Batch::decode_body(
+                &traceless_protocol::SignedBatch::decode(&b.bytes)
+                    .map_err(|_| StorageError::Corrupt("x"))?
+                    .body,
+                now,
+            ) {
+                keys.extend(batch.keys);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(not_found(format!("no keys of day {day} are served here")));
+    }
+    keys.sort_unstable();
+    let cfg = &s.config.export;
+    let start = interval_start_seconds(day_start_interval(day));
+    let file = ExportFile {
+        start_timestamp: start,
+        end_timestamp: start + 86_400,
+        region: cfg.region.clone(),
+        batch_num: 1,
+        batch_size: 1,
+        signer: ExportSigner {
+            key_id: cfg.key_id.clone(),
+            key_version: cfg.key_version.clone(),
+        },
+        keys,
+    };
+    let zip = file.to_zip(&s.export_key);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"export-{day}.zip\""),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+/// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings
+/// (verify with `verify_deletion_log` and `node_id`) and decoded for reading.
+pub async fn deletion_log(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let log = s.store.deletion_log()?;
+    let entries: Vec<_> = log
+        .iter()
+        .map(|e| {
+            let r = e.verify().ok();
+            json!({
+                "signed_record": hex::encode(e.encode()),
+                "index": r.as_ref().map(|r| r.index),
+                "deleted_at": r.as_ref().map(|r| r.deleted_at),
+                "deleted": r.as_ref().map(|r| r.deleted.iter().map(|d| json!({
+                    "origin": d.origin, "first_sequence": d.first_sequence,
+                    "last_sequence": d.last_sequence, "key_count": d.key_count, "day": d.day,
+                })).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "node_id": hex::encode(s.node_id()), "entries": entries }),
+    ))
+}
+
+/// `POST /v1/upload` (gateways only): a 1024-byte padded upload request with a
+/// single-use upload code. Answers 200 only after the keys are durably stored.
+pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+    if body.len() != UPLOAD_REQUEST_LEN {
+        inc(&s.metrics.uploads_refused);
+        let status = if body.len() > UPLOAD_REQUEST_LEN {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return Err(ApiError(
+            status,
+            format!(
+                "upload is {} bytes; every upload is exactly {UPLOAD_REQUEST_LEN}",
+                body.len()
+            ),
+        ));
+    }
+    let s2 = s.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let g = s2.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
+        g.accept(s2.store.as_ref(), &body, s2.now())
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    match result {
+        Ok(receipt) => {
+            if receipt.published.is_empty() && receipt.embargoed == 0 && receipt.expired == 0 {
+                inc(&s.metrics.uploads_dummy);
+            } else {
+                inc(&s.metrics.uploads_accepted);
+            }
+            // Announce what became visible now (flushed already).
+            let s3 = s.clone();
+            let _ = tokio::task::spawn_blocking(move || s3.release_due()).await;
+            Ok(Json(json!({
+                "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
+                "embargoed_keys": receipt.embargoed,
+                "expired_keys": receipt.expired,
+            }))
+            .into_response())
+        }
+        Err(e) => {
+            inc(&s.metrics.uploads_refused);
+            let status = match &e {
+                UploadError::NotAGateway => StatusCode::NOT_FOUND,
+                UploadError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                UploadError::Malformed(_) => StatusCode::BAD_REQUEST,
+                UploadError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
+                UploadError::Code(_) => StatusCode::FORBIDDEN,
+                UploadError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Err(ApiError(status, e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The HTTP API for phones (described in `protocol-spec/openapi.yaml`), the
+//! transparency page, `/metrics` and `/healthz`.
+
+pub mod api;
+pub mod metrics;
+pub mod transparency;
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::node::NodeState;
+
+/// Largest request body read at all (uploads are exactly 1024 bytes).
+pub const MAX_BODY_BYTES: usize = 16 << 10;
+
+/// The node's routes.
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/", get(transparency::page))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/v1/origins", get(api::origins))
+        .route("/v1/batches", get(api::list_batches))
+        .route("/v1/batches/{origin}/{sequence}", get(api::get_batch))
+        .route("/v1/exports/{day}", get(api::export_day))
+        .route("/v1/deletion-log", get(api::deletion_log))
+        .route("/v1/upload", post(api::upload))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Aggregate access counting: route template and status only, never who asked.
+async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .count_request(&route, response.status().as_u16());
+    response
+}

@@ -1,0 +1,177 @@
+//! The transparency page at `/`: in plain words, what this node holds (key counts
+//! per day, never a person), when each day's data will be deleted, what was
+//! deleted, which authorities it trusts and which peers it federates with.
+//! Server-rendered HTML without scripts; figures carry `data-*` attributes so
+//! that tests (and anyone) can read them back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Html;
+
+use crate::clock::{date_of_day, datetime_of_unix};
+use crate::http::api::ApiError;
+use crate::node::NodeState;
+
+/// Per-day figures shown on the page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DaySummary {
+    /// Batches served.
+    pub batches: u64,
+    /// Keys served.
+    pub keys: u64,
+    /// Keys stored but still under embargo.
+    pub embargoed_keys: u64,
+    /// When the last of the day's keys will be deleted.
+    pub deleted_by: u64,
+}
+
+/// Figures per UTC day, from the store.
+pub fn day_summaries(
+    state: &NodeState,
+) -> Result<BTreeMap<u32, DaySummary>, crate::storage::StorageError> {
+    let now = state.now();
+    let mut days: BTreeMap<u32, DaySummary> = BTreeMap::new();
+    for m in state.store.all_batches()? {
+        let d = days.entry(m.day).or_default();
+        if m.is_visible(now) {
+            d.batches += 1;
+            d.keys += m.key_count;
+        } else {
+            d.embargoed_keys += m.key_count;
+        }
+        d.deleted_by = d.deleted_by.max(m.expires_at);
+    }
+    Ok(days)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /`.
+pub async fn page(State(s): State<Arc<NodeState>>) -> Result<Html<String>, ApiError> {
+    let days = day_summaries(&s)?;
+    let log = s.store.deletion_log()?;
+    let view = s.peers.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let now = s.now();
+    let total_keys: u64 = days.values().map(|d| d.keys).sum();
+    let total_embargoed: u64 = days.values().map(|d| d.embargoed_keys).sum();
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Traceless node: what this server holds</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#222}}
+table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}th,td{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}}
+td.n{{text-align:right;font-variant-numeric:tabular-nums}}code{{font-size:.85em;word-break:break-all}}.muted{{color:#666}}</style>
+</head><body>
+<h1>What this Traceless node holds</h1>
+<p>This server relays the keys that people who tested positive chose to publish, so that phones can check for
+exposure <strong>on the phone itself</strong>. It holds <strong>no names, phone numbers, addresses, locations or
+IP addresses</strong>, and it never logs who downloads or uploads. Each published key is a random number that
+a phone broadcast on one day; it says nothing about who the person is.</p>
+<p id="summary" data-total-keys="{total_keys}" data-embargoed-keys="{total_embargoed}" data-deletion-log-entries="{log_len}">
+Right now this node serves <strong>{total_keys}</strong> keys{embargo_sentence}.
+Page generated {now_text}.</p>
+"#,
+        log_len = log.len(),
+        embargo_sentence = if total_embargoed > 0 {
+            format!(", and holds back <strong>{total_embargoed}</strong> more that are still too fresh to publish (a key is published only 2 hours after the day it was used, so nobody can recognise its owner's phone nearby)")
+        } else {
+            String::new()
+        },
+        now_text = datetime_of_unix(now),
+    );
+
+    h.push_str("<h2>Keys per day, and when they will be deleted</h2>\n");
+    if days.is_empty() {
+        h.push_str("<p id=\"no-days\">This node holds no keys at the moment.</p>\n");
+    } else {
+        h.push_str("<table id=\"days\"><thead><tr><th>Day the keys were used</th><th>Keys</th><th>Held back (embargo)</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
+        for (day, d) in days.iter().rev() {
+            let _ = writeln!(
+                h,
+                "<tr class=\"day\" data-day=\"{day}\" data-keys=\"{keys}\" data-embargoed=\"{emb}\" data-deleted-by=\"{del}\"><td>{date}</td><td class=\"n\">{keys}</td><td class=\"n\">{emb}</td><td>{deleted}</td></tr>",
+                keys = d.keys,
+                emb = d.embargoed_keys,
+                del = d.deleted_by,
+                date = date_of_day(*day),
+                deleted = datetime_of_unix(d.deleted_by),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");
+
+    let _ = writeln!(
+        h,
+        "<h2>Deletion log</h2>\n<p>Signed by this node's key <code id=\"node-id\">{}</code>. Machine-readable and verifiable at <a href=\"/v1/deletion-log\">/v1/deletion-log</a>.</p>",
+        hex::encode(s.node_id())
+    );
+    if log.is_empty() {
+        h.push_str("<p id=\"no-deletions\">Nothing has been deleted yet.</p>\n");
+    } else {
+        h.push_str("<table id=\"deletions\"><thead><tr><th>#</th><th>When</th><th>Authority</th><th>Day of the keys</th><th>Keys deleted</th><th>Batches</th></tr></thead><tbody>\n");
+        for e in log.iter().rev() {
+            let Ok(r) = e.verify() else { continue };
+            for d in &r.deleted {
+                let _ = writeln!(
+                    h,
+                    "<tr class=\"deletion\" data-index=\"{}\" data-keys=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}–{}</td></tr>",
+                    r.index, d.key_count, r.index, datetime_of_unix(r.deleted_at), esc(&d.origin),
+                    date_of_day(d.day), d.key_count, d.first_sequence, d.last_sequence
+                );
+            }
+        }
+        h.push_str("</tbody></table>\n");
+    }
+
+    h.push_str("<h2>Health authorities this node trusts</h2>\n<p>Only keys signed by one of these authorities are stored or passed on, whoever sends them.</p>\n");
+    let trust = s.trust.entries();
+    if trust.is_empty() {
+        h.push_str("<p id=\"no-authorities\">None: this node accepts no keys.</p>\n");
+    } else {
+        h.push_str("<ul id=\"authorities\">\n");
+        for (origin, key_id, key) in trust {
+            let _ = writeln!(
+                h,
+                "<li class=\"authority\" data-origin=\"{o}\">{o} (key {key_id}: <code>{}</code>)</li>",
+                hex::encode(key.to_bytes()),
+                o = esc(origin)
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+
+    h.push_str("<h2>Nodes this node exchanges keys with</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p>This node is <code id=\"peer-id\">{}</code>.</p>",
+        view.local_peer_id
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    );
+    if view.connected.is_empty() {
+        h.push_str("<p id=\"no-peers\" data-peers=\"0\">None connected right now.</p>\n");
+    } else {
+        let _ = writeln!(
+            h,
+            "<ul id=\"peers\" data-peers=\"{}\">",
+            view.connected.len()
+        );
+        for p in &view.connected {
+            let _ = writeln!(h, "<li class=\"peer\"><code>{p}</code></li>");
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("<p class=\"muted\">Machine-readable: <a href=\"/v1/origins\">/v1/origins</a>, <a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n");
+    Ok(Html(h))
+}

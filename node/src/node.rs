@@ -1,0 +1,316 @@
+//! A running node: shared state, batch ingest, the scheduled jobs, and start-up.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::{SignedBatch, TrustList, WireError};
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ConfigError, Role};
+use crate::federation::{self, Command};
+use crate::gateway::Gateway;
+use crate::http::metrics::{inc, Metrics};
+use crate::keys::{self, KeyError};
+use crate::storage::{BatchMeta, PutOutcome, SledStore, StorageError, Store, StoredBatch};
+use crate::{retention, upload_codes};
+
+/// Why a batch from a peer was not stored; says what the peer sent wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch failed decoding, the trust list, the signature, or freshness.
+    #[error("invalid batch: {0}")]
+    Invalid(#[from] WireError),
+    /// Storage failed; the batch is not acknowledged.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A key file.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The database.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Binding a socket or starting libp2p.
+    #[error("network: {0}")]
+    Network(String),
+}
+
+/// What the node knows about its federation, for the page and the tests.
+#[derive(Clone, Debug, Default)]
+pub struct PeerView {
+    /// This node's libp2p id.
+    pub local_peer_id: Option<PeerId>,
+    /// Addresses this node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Currently connected peers.
+    pub connected: Vec<PeerId>,
+}
+
+/// State shared by the HTTP API, federation and the jobs.
+pub struct NodeState {
+    /// The configuration.
+    pub config: Config,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Trusted authority keys.
+    pub trust: TrustList,
+    /// Time.
+    pub clock: SharedClock,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Signs deletion-log entries.
+    pub node_key: SigningKey,
+    /// Signs GAEN export files.
+    pub export_key: p256::ecdsa::SigningKey,
+    /// Present on gateways.
+    pub gateway: Option<Gateway>,
+    /// Federation view.
+    pub peers: RwLock<PeerView>,
+    /// Commands to the federation task.
+    pub federation: mpsc::UnboundedSender<Command>,
+}
+
+/// Result of ingesting one batch.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    /// New, duplicate or conflicting.
+    pub outcome: PutOutcome,
+    /// The batch's metadata.
+    pub meta: BatchMeta,
+}
+
+impl NodeState {
+    /// Now, from the node's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Validates a `SignedBatch` from a peer (size, shape, trust list, signature,
+    /// freshness) and stores it durably. A batch is trusted only because of its
+    /// authority signature, never because of who sent it.
+    pub fn ingest(&self, bytes: &[u8]) -> Result<Ingested, IngestError> {
+        let now = self.now();
+        let signed = SignedBatch::decode(bytes)?;
+        let batch = signed.verify(&self.trust, now)?;
+        let meta = BatchMeta::of(&batch, bytes);
+        let outcome = self.store.put_batch(&StoredBatch {
+            meta: meta.clone(),
+            bytes: bytes.to_vec(),
+        })?;
+        match outcome {
+            PutOutcome::New => inc(&self.metrics.batches_stored),
+            PutOutcome::Duplicate => inc(&self.metrics.batches_duplicate),
+            PutOutcome::Conflict => {
+                inc(&self.metrics.batches_conflicting);
+                tracing::warn!(origin = %meta.origin, sequence = meta.sequence,
+                    "authority signed two different batches under one sequence number; keeping the first");
+            }
+        }
+        Ok(Ingested { outcome, meta })
+    }
+
+    /// Seals embargoed gateway keys that are due, and hands every stored batch
+    /// whose embargo has ended (and that was not yet announced) to gossip.
+    /// Returns the batches announced.
+    pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
+        let now = self.now();
+        if let Some(g) = &self.gateway {
+            if let Err(e) = g.release_pending(self.store.as_ref(), now) {
+                tracing::error!("releasing embargoed keys failed: {e}");
+            }
+        }
+        let due = self.store.held_due(now)?;
+        for m in &due {
+            if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
+                let _ = self.federation.send(Command::Publish(b.bytes));
+            }
+        }
+        self.store.mark_released(&due)?;
+        Ok(due)
+    }
+
+    /// One retention run at the clock's now.
+    pub fn run_retention(
+        &self,
+    ) -> Result<Option<traceless_protocol::wire::DeletionRecord>, retention::RetentionError> {
+        let r = retention::run(self.store.as_ref(), &self.node_key, self.now())?;
+        if r.is_some() {
+            inc(&self.metrics.retention_deletions);
+        }
+        Ok(r)
+    }
+
+    /// Imports upload codes dropped by the CLI and purges expired ones.
+    pub fn import_codes(&self) {
+        if self.config.role != Role::Gateway {
+            return;
+        }
+        match upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("imported {n} upload codes"),
+            Err(e) => tracing::error!("importing upload codes failed: {e}"),
+        }
+        if let Err(e) = self.store.purge_codes(self.now()) {
+            tracing::error!("purging upload codes failed: {e}");
+        }
+    }
+
+    /// The node's deletion-log public key.
+    pub fn node_id(&self) -> [u8; 32] {
+        self.node_key.verifying_key().to_bytes()
+    }
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Shared state.
+    pub state: Arc<NodeState>,
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// The libp2p peer id.
+    pub peer_id: PeerId,
+    /// The libp2p listen addresses, each ending in `/p2p/<peer id>`.
+    pub p2p_addrs: Vec<Multiaddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops every task of the node (the database is flushed on every write).
+    pub async fn shutdown(self) {
+        let _ = self.state.federation.send(Command::Shutdown);
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        // Wait (bounded) for in-flight requests and jobs to let go of the state, so
+        // that the database is closed when this returns.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.state) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Gossipsub score of a peer as this node sees it.
+    pub async fn peer_score(&self, peer: PeerId) -> Option<f64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.state
+            .federation
+            .send(Command::PeerScore(peer, tx))
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+/// Starts a node: opens storage, loads keys, binds HTTP and libp2p, and spawns
+/// federation and the scheduled jobs.
+pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, StartError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Network(format!("data dir {}: {e}", config.data_dir.display())))?;
+    let trust = config.trust_list()?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("db"))?);
+    let identity = keys::node_identity(&config.data_dir)?;
+    let node_key = keys::deletion_log_key(&config.data_dir)?;
+    let export_key = keys::export_key(&config.data_dir)?;
+    let gateway = match (&config.role, &config.gateway) {
+        (Role::Gateway, Some(g)) => {
+            let key = keys::read_authority_key(&g.authority_key_file)?;
+            if key.origin != g.origin {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.origin is {:?} but the key file is for {:?}",
+                    g.origin, key.origin
+                ))
+                .into());
+            }
+            Some(Gateway::new(key, g.uploads_per_minute, clock.now()))
+        }
+        _ => None,
+    };
+    let (fed_tx, fed_rx) = mpsc::unbounded_channel();
+    let state = Arc::new(NodeState {
+        trust,
+        store,
+        clock,
+        metrics: Metrics::default(),
+        node_key,
+        export_key,
+        gateway,
+        peers: RwLock::new(PeerView::default()),
+        federation: fed_tx,
+        config,
+    });
+    state.import_codes();
+
+    let listener = tokio::net::TcpListener::bind(state.config.http.listen)
+        .await
+        .map_err(|e| StartError::Network(format!("HTTP {}: {e}", state.config.http.listen)))?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Network(e.to_string()))?;
+
+    let fed = federation::start(state.clone(), identity, fed_rx)
+        .await
+        .map_err(StartError::Network)?;
+
+    let mut tasks = vec![fed.task];
+    let app = crate::http::router(state.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("HTTP server stopped: {e}");
+        }
+    }));
+    tasks.push(tokio::spawn(jobs(state.clone())));
+    tracing::info!(%http_addr, peer_id = %fed.peer_id, "node started");
+    Ok(RunningNode {
+        state,
+        http_addr,
+        peer_id: fed.peer_id,
+        p2p_addrs: fed.listen_addrs,
+        tasks,
+    })
+}
+
+/// The schedule: embargo releases and code imports every second, retention every
+/// `retention.interval_secs` (and once at start).
+async fn jobs(state: Arc<NodeState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let retention_every = state.config.retention.interval_secs;
+    let mut last_retention: Option<u64> = None;
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.release_due() {
+                tracing::error!("embargo release failed: {e}");
+            }
+            s.import_codes();
+        })
+        .await;
+        let now = state.now();
+        if last_retention.is_none_or(|t| now >= t + retention_every || now < t) {
+            last_retention = Some(now);
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = s.run_retention() {
+                    tracing::error!("retention failed: {e}");
+                }
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! Durable storage of batches, the deletion log, upload codes and embargoed keys.
+//!
+//! Everything lives in one sled tree under one-byte key prefixes, so that every
+//! logical change (a batch and its indexes; a retention run and its log entry; an
+//! upload, its code and its batches) is one atomic `apply_batch` followed by a
+//! flush. A write is acknowledged only after the flush returns: sled's flush is
+//! `sync_file_range` on Linux, which survives `kill -9` (not power loss).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use traceless_protocol::wire::SignedDeletionRecord;
+use traceless_protocol::{Batch, DiagnosisKey, Tek};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database could not be opened, read, written or flushed.
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record does not decode (corruption or a foreign database).
+    #[error("stored record under {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// What is known about a stored batch without reading its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// Authority id.
+    pub origin: String,
+    /// Per-origin sequence number.
+    pub sequence: u64,
+    /// UTC day of the keys.
+    pub day: u32,
+    /// Number of keys.
+    pub key_count: u64,
+    /// Publication time claimed by the authority.
+    pub created_at: u64,
+    /// Unix seconds from which the batch may be served and forwarded (embargo).
+    pub visible_from: u64,
+    /// Unix seconds at which retention deletes the batch.
+    pub expires_at: u64,
+    /// SHA-256 of the `SignedBatch` encoding: ETag and gossip message id.
+    pub content_id: [u8; 32],
+}
+
+impl BatchMeta {
+    /// Metadata of a verified batch and its exact signed bytes.
+    pub fn of(batch: &Batch, signed_bytes: &[u8]) -> Self {
+        BatchMeta {
+            origin: batch.origin.clone(),
+            sequence: batch.sequence,
+            day: batch.day,
+            key_count: batch.keys.len() as u64,
+            created_at: batch.created_at,
+            visible_from: crate::embargo::batch_visible_from(batch),
+            expires_at: batch.expires_at(),
+            content_id: content_id(signed_bytes),
+        }
+    }
+
+    /// Whether the batch may be served and forwarded at `now`.
+    pub fn is_visible(&self, now: u64) -> bool {
+        now >= self.visible_from
+    }
+
+    const LEN: usize = 4 + 8 * 4 + 32;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        v.extend_from_slice(&self.day.to_be_bytes());
+        v.extend_from_slice(&self.key_count.to_be_bytes());
+        v.extend_from_slice(&self.created_at.to_be_bytes());
+        v.extend_from_slice(&self.visible_from.to_be_bytes());
+        v.extend_from_slice(&self.expires_at.to_be_bytes());
+        v.extend_from_slice(&self.content_id);
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
+        let (origin, sequence) = split_batch_key(&key[1..]).ok_or(StorageError::Corrupt("b"))?;
+        if v.len() != Self::LEN {
+            return Err(StorageError::Corrupt("b"));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+        Ok(BatchMeta {
+            origin,
+            sequence,
+            day: u32::from_be_bytes(v[0..4].try_into().unwrap_or([0; 4])),
+            key_count: u64_at(4),
+            created_at: u64_at(12),
+            visible_from: u64_at(20),
+            expires_at: u64_at(28),
+            content_id: v[36..68].try_into().unwrap_or([0; 32]),
+        })
+    }
+}
+
+/// SHA-256 of a `SignedBatch` encoding.
+pub fn content_id(signed_bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(signed_bytes).into()
+}
+
+/// A batch as stored: its metadata and exact signed bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// Metadata.
+    pub meta: BatchMeta,
+    /// The `SignedBatch` encoding, served byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+/// Result of storing a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Stored now, and flushed.
+    New,
+    /// The identical batch was already stored.
+    Duplicate,
+    /// Another batch with the same origin and sequence is stored (the authority
+    /// signed two different batches under one number); the first one is kept.
+    Conflict,
+}
+
+/// A single-use upload code as stored: never the code, only a salted hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// Random per-code salt.
+    pub salt: [u8; 16],
+    /// SHA-256 of `salt || secret`.
+    pub hash: [u8; 32],
+    /// Unix seconds after which the code is void.
+    pub expires_at: u64,
+}
+
+impl CodeRecord {
+    #[cfg(test)]
+    pub(crate) fn encode_for_test(&self) -> Vec<u8> {
+        self.encode()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        [&self.salt[..], &self.hash, &self.expires_at.to_be_bytes()].concat()
+    }
+
+    fn decode(v: &[u8]) -> Result<Self, StorageError> {
+        if v.len() != 56 {
+            return Err(StorageError::Corrupt("c"));
+        }
+        Ok(CodeRecord {
+            salt: v[0..16]
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("c"))?,
+            hash: v[16..48]
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("c"))?,
+            expires_at: u64::from_be_bytes(
+                v[48..56]
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("c"))?,
+            ),
+        })
+    }
+}
+
+/// A diagnosis key a gateway accepted but holds back until its embargo ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingKey {
+    /// Storage id (release time and a random suffix).
+    pub id: Vec<u8>,
+    /// The key.
+    pub key: DiagnosisKey,
+}
+
+/// One atomic change made by a gateway for an upload or an embargo release.
+#[derive(Debug, Default)]
+pub struct GatewayCommit {
+    /// Upload code to consume.
+    pub consume_code: Option<[u8; 8]>,
+    /// Embargoed keys to hold, with their release times.
+    pub add_pending: Vec<(u64, DiagnosisKey)>,
+    /// Pending keys now released into `batches`.
+    pub remove_pending: Vec<Vec<u8>>,
+    /// New batches signed by the gateway.
+    pub batches: Vec<StoredBatch>,
+    /// The gateway's next sequence number after these batches.
+    pub next_sequence: Option<(String, u64)>,
+}
+
+/// The node's storage: a small interface so that the engine can be swapped.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a verified batch durably (or reports it as a duplicate or conflict).
+    fn put_batch(&self, batch: &StoredBatch) -> Result<PutOutcome, StorageError>;
+    /// Stores many verified batches with one flush (bulk ingest).
+    fn put_batches(&self, batches: &[StoredBatch]) -> Result<Vec<PutOutcome>, StorageError>;
+    /// A stored batch.
+    fn get_batch(&self, origin: &str, sequence: u64) -> Result<Option<StoredBatch>, StorageError>;
+    /// Metadata of one origin's batches with a sequence above `after`, ascending.
+    fn list_batches(
+        &self,
+        origin: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<BatchMeta>, StorageError>;
+    /// Metadata of every stored batch, by origin then sequence.
+    fn all_batches(&self) -> Result<Vec<BatchMeta>, StorageError>;
+    /// Metadata of the batches of one UTC day.
+    fn batches_of_day(&self, day: u32) -> Result<Vec<BatchMeta>, StorageError>;
+    /// Metadata of batches whose retention ended at or before `now`.
+    fn expired_batches(&self, now: u64) -> Result<Vec<BatchMeta>, StorageError>;
+    /// Deletes batches and appends the record of it to the deletion log, atomically.
+    fn delete_and_log(
+        &self,
+        batches: &[BatchMeta],
+        record: &SignedDeletionRecord,
+    ) -> Result<(), StorageError>;
+    /// The deletion log, oldest first.
+    fn deletion_log(&self) -> Result<Vec<SignedDeletionRecord>, StorageError>;
+    /// Held (embargoed) batches that become visible at or before `now`.
+    fn held_due(&self, now: u64) -> Result<Vec<BatchMeta>, StorageError>;
+    /// Marks held batches as released (they have been or are being gossiped).
+    fn mark_released(&self, batches: &[BatchMeta]) -> Result<(), StorageError>;
+    /// Adds upload codes (by id).
+    fn insert_codes(&self, codes: &[([u8; 8], CodeRecord)]) -> Result<(), StorageError>;
+    /// An upload code's record.
+    fn get_code(&self, id: &[u8; 8]) -> Result<Option<CodeRecord>, StorageError>;
+    /// Removes codes that expired at or before `now`; returns how many.
+    fn purge_codes(&self, now: u64) -> Result<usize, StorageError>;
+    /// Embargoed keys whose release time is at or before `now`.
+    fn pending_due(&self, now: u64) -> Result<Vec<PendingKey>, StorageError>;
+    /// Number of embargoed keys held by the gateway.
+    fn pending_count(&self) -> Result<u64, StorageError>;
+    /// The gateway's next sequence number for `origin` (1 if none yet).
+    fn next_sequence(&self, origin: &str) -> Result<u64, StorageError>;
+    /// Applies a gateway change atomically and durably.
+    fn commit_gateway(&self, commit: &GatewayCommit) -> Result<(), StorageError>;
+}
+
+/// The sled implementation of [`Store`].
+pub struct SledStore {
+    db: sled::Db,
+    write: Mutex<()>,
+}
+
+fn batch_key(prefix: u8, origin: &str, sequence: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + 10);
+    k.push(prefix);
+    k.extend_from_slice(origin.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+fn split_batch_key(k: &[u8]) -> Option<(String, u64)> {
+    if k.len() < 10 {
+        return None;
+    }
+    let (origin, rest) = k.split_at(k.len() - 9);
+    if rest[0] != 0 {
+        return None;
+    }
+    let seq = u64::from_be_bytes(rest[1..].try_into().ok()?);
+    Some((String::from_utf8(origin.to_vec()).ok()?, seq))
+}
+
+fn indexed_key(prefix: u8, lead: &[u8], origin: &str, sequence: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(lead);
+    k.extend_from_slice(&batch_key(0, origin, sequence)[1..]);
+    k
+}
+
+fn encode_key(k: &DiagnosisKey) -> Vec<u8> {
+    let mut v = k.tek.0.to_vec();
+    v.extend_from_slice(&k.rolling_start.to_be_bytes());
+    v.extend_from_slice(&k.rolling_period.to_be_bytes());
+    v.push(k.transmission_risk);
+    v.push(k.days_since_onset as u8);
+    v
+}
+
+fn decode_key(v: &[u8]) -> Result<DiagnosisKey, StorageError> {
+    let bad = || StorageError::Corrupt("p");
+    if v.len() != 26 {
+        return Err(bad());
+    }
+    Ok(DiagnosisKey {
+        tek: Tek(v[0..16].try_into().map_err(|_| bad())?),
+        rolling_start: u32::from_be_bytes(v[16..20].try_into().map_err(|_| bad())?),
+        rolling_period: u32::from_be_bytes(v[20..24].try_into().map_err(|_| bad())?),
+        transmission_risk: v[24],
+        days_since_onset: v[25] as i8,
+    })
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()?;
+        Ok(SledStore {
+            db,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add_batch_ops(b: &mut sled::Batch, sb: &StoredBatch) {
+        let m = &sb.meta;
+        b.insert(batch_key(b'b', &m.origin, m.sequence), m.encode());
+        b.insert(batch_key(b'x', &m.origin, m.sequence), sb.bytes.as_slice());
+        b.insert(
+            indexed_key(b'd', &m.day.to_be_bytes(), &m.origin, m.sequence),
+            &[][..],
+        );
+        b.insert(
+            indexed_key(b'e', &m.expires_at.to_be_bytes(), &m.origin, m.sequence),
+            &[][..],
+        );
+        // Every batch starts held; the release job gossips it and clears the mark
+        // (at once for batches that are visible on arrival).
+        b.insert(
+            indexed_key(b'h', &m.visible_from.to_be_bytes(), &m.origin, m.sequence),
+            &[][..],
+        );
+    }
+
+    fn check_existing(&self, m: &BatchMeta) -> Result<Option<PutOutcome>, StorageError> {
+        Ok(match self.db.get(batch_key(b'b', &m.origin, m.sequence))? {
+            None => None,
+            Some(v) => {
+                let old = BatchMeta::decode(&batch_key(b'b', &m.origin, m.sequence), &v)?;
+                Some(if old.content_id == m.content_id {
+                    PutOutcome::Duplicate
+                } else {
+                    PutOutcome::Conflict
+                })
+            }
+        })
+    }
+
+    fn scan_index(&self, prefix: &[u8], lead_len: usize) -> Result<Vec<BatchMeta>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(prefix) {
+            let (k, _) = item?;
+            let (origin, seq) =
+                split_batch_key(&k[1 + lead_len..]).ok_or(StorageError::Corrupt("index"))?;
+            if let Some(v) = self.db.get(batch_key(b'b', &origin, seq))? {
+                out.push(BatchMeta::decode(&batch_key(b'b', &origin, seq), &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn range_index(&self, prefix: u8, upto_inclusive: u64) -> Result<Vec<BatchMeta>, StorageError> {
+        let mut out = Vec::new();
+        let start = vec![prefix];
+        let mut end = vec![prefix];
+        end.extend_from_slice(&upto_inclusive.saturating_add(1).to_be_bytes());
+        for item in self.db.range(start..end) {
+            let (k, _) = item?;
+            let (origin, seq) = split_batch_key(&k[9..]).ok_or(StorageError::Corrupt("index"))?;
+            if let Some(v) = self.db.get(batch_key(b'b', &origin, seq))? {
+                out.push(BatchMeta::decode(&batch_key(b'b', &origin, seq), &v)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SledStore {
+    fn put_batch(&self, batch: &StoredBatch) -> Result<PutOutcome, StorageError> {
+        Ok(self.put_batches(std::slice::from_ref(batch))?[0])
+    }
+
+    fn put_batches(&self, batches: &[StoredBatch]) -> Result<Vec<PutOutcome>, StorageError> {
+        let _guard = self.lock();
+        let mut ops = sled::Batch::default();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut seen = std::collections::HashSet::new();
+        for sb in batches {
+            let outcome = match self.check_existing(&sb.meta)? {
+                Some(o) => o,
+                None if !seen.insert((sb.meta.origin.clone(), sb.meta.sequence)) => {
+                    PutOutcome::Duplicate
+                }
+                None => {
+                    Self::add_batch_ops(&mut ops, sb);
+                    PutOutcome::New
+                }
+            };
+            outcomes.push(outcome);
+        }
+        if outcomes.contains(&PutOutcome::New) {
+            self.db.apply_batch(ops)?;
+            self.db.flush()?;
+        }
+        Ok(outcomes)
+    }
+
+    fn get_batch(&self, origin: &str, sequence: u64) -> Result<Option<StoredBatch>, StorageError> {
+        let key = batch_key(b'b', origin, sequence);
+        let Some(meta) = self.db.get(&key)? else {
+            return Ok(None);
+        };
+        let meta = BatchMeta::decode(&key, &meta)?;
+        let bytes = self
+            .db
+            .get(batch_key(b'x', origin, sequence))?
+            .ok_or(StorageError::Corrupt("x"))?;
+        Ok(Some(StoredBatch {
+            meta,
+            bytes: bytes.to_vec(),
+        }))
+    }
+
+    fn list_batches(
+        &self,
+        origin: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<BatchMeta>, StorageError> {
+        let start = batch_key(b'b', origin, after.saturating_add(1));
+        let end = batch_key(b'b', origin, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.db.range(start..=end).take(limit) {
+            let (k, v) = item?;
+            out.push(BatchMeta::decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn all_batches(&self) -> Result<Vec<BatchMeta>, StorageError> {
+        self.db
+            .scan_prefix([b'b'])
+            .map(|item| {
+                let (k, v) = item?;
+                BatchMeta::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn batches_of_day(&self, day: u32) -> Result<Vec<BatchMeta>, StorageError> {
+        let mut prefix = vec![b'd'];
+        prefix.extend_from_slice(&day.to_be_bytes());
+        self.scan_index(&prefix, 4)
+    }
+
+    fn expired_batches(&self, now: u64) -> Result<Vec<BatchMeta>, StorageError> {
+        self.range_index(b'e', now)
+    }
+
+    fn delete_and_log(
+        &self,
+        batches: &[BatchMeta],
+        record: &SignedDeletionRecord,
+    ) -> Result<(), StorageError> {
+        let _guard = self.lock();
+        let index = self.db.scan_prefix([b'l']).count() as u64;
+        let mut ops = sled::Batch::default();
+        for m in batches {
+            ops.remove(batch_key(b'b', &m.origin, m.sequence));
+            ops.remove(batch_key(b'x', &m.origin, m.sequence));
+            ops.remove(indexed_key(
+                b'd',
+                &m.day.to_be_bytes(),
+                &m.origin,
+                m.sequence,
+            ));
+            ops.remove(indexed_key(
+                b'e',
+                &m.expires_at.to_be_bytes(),
+                &m.origin,
+                m.sequence,
+            ));
+            ops.remove(indexed_key(
+                b'h',
+                &m.visible_from.to_be_bytes(),
+                &m.origin,
+                m.sequence,
+            ));
+        }
+        let mut key = vec![b'l'];
+        key.extend_from_slice(&index.to_be_bytes());
+        ops.insert(key, record.encode());
+        self.db.apply_batch(ops)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn deletion_log(&self) -> Result<Vec<SignedDeletionRecord>, StorageError> {
+        self.db
+            .scan_prefix([b'l'])
+            .map(|item| {
+                let (_, v) = item?;
+                SignedDeletionRecord::decode(&v).map_err(|_| StorageError::Corrupt("l"))
+            })
+            .collect()
+    }
+
+    fn held_due(&self, now: u64) -> Result<Vec<BatchMeta>, StorageError> {
+        self.range_index(b'h', now)
+    }
+
+    fn mark_released(&self, batches: &[BatchMeta]) -> Result<(), StorageError> {
+        let mut ops = sled::Batch::default();
+        for m in batches {
+            ops.remove(indexed_key(
+                b'h',
+                &m.visible_from.to_be_bytes(),
+                &m.origin,
+                m.sequence,
+            ));
+        }
+        self.db.apply_batch(ops)?;
+        Ok(())
+    }
+
+    fn insert_codes(&self, codes: &[([u8; 8], CodeRecord)]) -> Result<(), StorageError> {
+        let mut ops = sled::Batch::default();
+        for (id, rec) in codes {
+            let mut k = vec![b'c'];
+            k.extend_from_slice(id);
+            ops.insert(k, rec.encode());
+        }
+        self.db.apply_batch(ops)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get_code(&self, id: &[u8; 8]) -> Result<Option<CodeRecord>, StorageError> {
+        let mut k = vec![b'c'];
+        k.extend_from_slice(id);
+        self.db.get(k)?.map(|v| CodeRecord::decode(&v)).transpose()
+    }
+
+    fn purge_codes(&self, now: u64) -> Result<usize, StorageError> {
+        let mut ops = sled::Batch::default();
+        let mut n = 0;
+        for item in self.db.scan_prefix([b'c']) {
+            let (k, v) = item?;
+            if CodeRecord::decode(&v)?.expires_at <= now {
+                ops.remove(k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.apply_batch(ops)?;
+            self.db.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn pending_due(&self, now: u64) -> Result<Vec<PendingKey>, StorageError> {
+        let mut end = vec![b'p'];
+        end.extend_from_slice(&now.saturating_add(1).to_be_bytes());
+        self.db
+            .range(vec![b'p']..end)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok(PendingKey {
+                    id: k.to_vec(),
+                    key: decode_key(&v)?,
+                })
+            })
+            .collect()
+    }
+
+    fn pending_count(&self) -> Result<u64, StorageError> {
+        Ok(self.db.scan_prefix([b'p']).count() as u64)
+    }
+
+    fn next_sequence(&self, origin: &str) -> Result<u64, StorageError> {
+        let mut k = vec![b's'];
+        k.extend_from_slice(origin.as_bytes());
+        Ok(match self.db.get(k)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("s"))?,
+            ),
+            None => 1,
+        })
+    }
+
+    fn commit_gateway(&self, c: &GatewayCommit) -> Result<(), StorageError> {
+        let _guard = self.lock();
+        let mut ops = sled::Batch::default();
+        if let Some(id) = c.consume_code {
+            let mut k = vec![b'c'];
+            k.extend_from_slice(&id);
+            ops.remove(k);
+        }
+        for (release_at, key) in &c.add_pending {
+            let mut k = vec![b'p'];
+            k.extend_from_slice(&release_at.to_be_bytes());
+            k.extend_from_slice(&rand::random::<[u8; 8]>());
+            ops.insert(k, encode_key(key));
+        }
+        for id in &c.remove_pending {
+            ops.remove(id.as_slice());
+        }
+        for sb in &c.batches {
+            Self::add_batch_ops(&mut ops, sb);
+        }
+        if let Some((origin, next)) = &c.next_sequence {
+            let mut k = vec![b's'];
+            k.extend_from_slice(origin.as_bytes());
+            ops.insert(k, &next.to_be_bytes()[..]);
+        }
+        self.db.apply_batch(ops)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared helpers of the node's integration tests: configs on temp dirs with port
+//! 0, batches signed by a test authority, a minimal HTTP/1.1 client, bounded waits.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use traceless_node::config::{GatewayConfig, TrustEntry};
+use traceless_node::{Config, Role};
+use traceless_protocol::*;
+
+/// Fixed test time: 2023-11-14 22:13 UTC (day 19675).
+pub const NOW: u64 = 1_700_000_000;
+/// The day of [`NOW`].
+pub const TODAY: u32 = 19_675;
+/// Test authority id.
+pub const ORIGIN: &str = "test.health";
+
+/// The test authority (deterministic so every node trusts the same key).
+pub fn authority() -> AuthorityKey {
+    AuthorityKey {
+        origin: ORIGIN.into(),
+        key_id: 1,
+        signing_key: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    }
+}
+
+/// A relay config in `dir` trusting [`authority`], HTTP and libp2p on port 0.
+pub fn relay_config(dir: &Path) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.p2p.heartbeat_ms = 100;
+    c.p2p.catchup_interval_secs = 1;
+    c.trust.push(TrustEntry {
+        origin: ORIGIN.into(),
+        key_id: 1,
+        public_key: hex::encode(authority().verifying_key().to_bytes()),
+    });
+    c
+}
+
+/// A gateway config for [`authority`]; writes its key file into `dir`.
+pub fn gateway_config(dir: &Path) -> Config {
+    let mut c = relay_config(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let key_file = dir.join("authority.key");
+    if !key_file.exists() {
+        traceless_node::keys::write_authority_key(&key_file, &authority()).unwrap();
+    }
+    c.role = Role::Gateway;
+    c.gateway = Some(GatewayConfig {
+        origin: ORIGIN.into(),
+        authority_key_file: key_file,
+        uploads_per_minute: 1000,
+    });
+    c
+}
+
+/// `n` random keys of `day`, valid the whole day.
+pub fn keys_of_day(day: u32, n: usize) -> Vec<DiagnosisKey> {
+    (0..n)
+        .map(|_| DiagnosisKey {
+            tek: Tek::generate(),
+            rolling_start: day_start_interval(day),
+            rolling_period: 144,
+            transmission_risk: 4,
+            days_since_onset: 1,
+        })
+        .collect()
+}
+
+/// A signed batch of `n` keys of `day`, encoded.
+pub fn signed_batch(
+    key: &AuthorityKey,
+    sequence: u64,
+    day: u32,
+    n: usize,
+    created_at: u64,
+) -> Vec<u8> {
+    Batch {
+        origin: key.origin.clone(),
+        sequence,
+        created_at,
+        day,
+        keys: keys_of_day(day, n),
+    }
+    .sign(key)
+    .unwrap()
+    .encode()
+}
+
+/// A response: status, headers (lower-cased names), body.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // The server may answer (413) and close before reading an oversized body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(p) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..p]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[p + 2..p + 2 + n]);
+        b = &b[p + 2 + n + 2..];
+    }
+}
+
+/// GET.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    http(addr, "GET", path, &[], &[])
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}

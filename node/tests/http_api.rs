@@ -1,0 +1,286 @@
+//! HTTP API, gateway uploads with single-use codes, embargo and retention, on a
+//! real node (sled on disk, axum on 127.0.0.1) with an injected clock.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use traceless_node::{upload_codes, ManualClock};
+use traceless_protocol::wire::{verify_deletion_log, SignedDeletionRecord, UPLOAD_REQUEST_LEN};
+use traceless_protocol::*;
+
+fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
+    Upload {
+        upload_code: code.as_bytes().to_vec(),
+        keys,
+        dummy: false,
+    }
+    .encode_padded()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_serves_batches_with_etag_export_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = traceless_node::start(relay_config(dir.path()), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let addr = node.http_addr;
+    let st = node.state.clone();
+    let a = authority();
+
+    // Two batches of two days ago: visible at once.
+    let b1 = signed_batch(&a, 1, TODAY - 2, 10, NOW - 100);
+    let b2 = signed_batch(&a, 2, TODAY - 3, 5, NOW - 50);
+    assert_eq!(
+        st.ingest(&b1).unwrap().outcome,
+        traceless_node::storage::PutOutcome::New
+    );
+    st.ingest(&b2).unwrap();
+    // Replays are idempotent.
+    assert_eq!(
+        st.ingest(&b1).unwrap().outcome,
+        traceless_node::storage::PutOutcome::Duplicate
+    );
+
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+    assert_eq!(list["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(list["next_after"], 2);
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=1")).json();
+    assert_eq!(list["batches"][0]["sequence"], 2);
+
+    let r = get(addr, &format!("/v1/batches/{ORIGIN}/1"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b1);
+    let etag = r.header("etag").unwrap().to_owned();
+    assert!(r.header("cache-control").unwrap().contains("immutable"));
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/batches/{ORIGIN}/1"),
+        &[("If-None-Match", &etag)],
+        &[],
+    );
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    let got = SignedBatch::decode(&get(addr, &format!("/v1/batches/{ORIGIN}/2")).body).unwrap();
+    assert_eq!(
+        got.verify(&relay_config(dir.path()).trust_list().unwrap(), NOW)
+            .unwrap()
+            .keys
+            .len(),
+        5
+    );
+    let r = get(addr, &format!("/v1/batches/{ORIGIN}/9"));
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].as_str().unwrap().contains("no batch"));
+
+    // GAEN export of day TODAY-2, verified under the node's export key.
+    let zip = get(addr, &format!("/v1/exports/{}", TODAY - 2));
+    assert_eq!(zip.status, 200);
+    let export = ExportFile::from_zip(&zip.body, st.export_key.verifying_key(), NOW).unwrap();
+    assert_eq!(export.keys.len(), 10);
+    assert_eq!(get(addr, &format!("/v1/exports/{TODAY}")).status, 404);
+
+    // Relays refuse uploads; bodies of the wrong size get a clear error.
+    let r = http(addr, "POST", "/v1/upload", &[], &[0u8; UPLOAD_REQUEST_LEN]);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("relay"), "{}", r.text());
+    let r = http(addr, "POST", "/v1/upload", &[], &[1u8; 2000]);
+    assert_eq!(r.status, 413);
+    assert!(r.text().contains("exactly 1024"), "{}", r.text());
+    let r = http(addr, "POST", "/v1/upload", &[], &vec![0u8; 1 << 20]);
+    assert_eq!(r.status, 413);
+
+    let metrics = get(addr, "/metrics").text();
+    assert!(metrics.contains("traceless_keys 15"), "{metrics}");
+    assert!(metrics.contains("traceless_batches_duplicate_total 1"));
+    assert!(metrics.contains("route=\"/v1/batches/{origin}/{sequence}\",status=\"304\""));
+    drop(st);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_upload_codes_embargo_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let config = gateway_config(dir.path());
+    let (codes, records) = upload_codes::issue(3, NOW + 86_400);
+    upload_codes::write_incoming(dir.path(), &records).unwrap();
+    let node = traceless_node::start(config.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let addr = node.http_addr;
+    let st = node.state.clone();
+
+    // Malformed bodies and bad codes are refused with reasons.
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &[0xffu8; UPLOAD_REQUEST_LEN],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("invalid upload request"), "{}", r.text());
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &upload_body("00-11", keys_of_day(TODAY - 1, 1)),
+    );
+    assert_eq!(r.status, 400);
+    let wrong = format!("{}-{}", &codes[0][..16], "0".repeat(32));
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &upload_body(&wrong, keys_of_day(TODAY - 1, 1)),
+    );
+    assert_eq!(r.status, 403);
+
+    // A real upload: two past days and today's still-valid key.
+    let mut keys = keys_of_day(TODAY - 1, 1);
+    keys.extend(keys_of_day(TODAY - 4, 1));
+    let today_key = keys_of_day(TODAY, 1);
+    keys.extend(today_key.clone());
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &upload_body(&codes[0], keys.clone()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let receipt = r.json();
+    assert_eq!(receipt["published"].as_array().unwrap().len(), 2);
+    assert_eq!(receipt["embargoed_keys"], 1);
+    // The code is single-use.
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &upload_body(&codes[0], keys_of_day(TODAY - 1, 1)),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("unknown or already used"));
+
+    // Embargo: today's key is neither listed nor served until 2 h after midnight.
+    let served_teks = |st: &traceless_node::NodeState| -> Vec<Tek> {
+        let mut teks = Vec::new();
+        for m in st.store.all_batches().unwrap() {
+            let r = get(addr, &format!("/v1/batches/{}/{}", m.origin, m.sequence));
+            if r.status == 200 {
+                let b = SignedBatch::decode(&r.body).unwrap();
+                teks.extend(
+                    Batch::decode_body(&b.body, st.now())
+                        .unwrap()
+                        .keys
+                        .iter()
+                        .map(|k| k.tek),
+                );
+            }
+        }
+        teks
+    };
+    assert_eq!(served_teks(&st).len(), 2);
+    assert!(!served_teks(&st).contains(&today_key[0].tek));
+    let midnight = u64::from(TODAY + 1) * 86_400;
+    clock.set(midnight + 2 * 3600 - 1);
+    st.release_due().unwrap();
+    assert!(!served_teks(&st).contains(&today_key[0].tek));
+    clock.set(midnight + 2 * 3600);
+    st.release_due().unwrap();
+    assert!(served_teks(&st).contains(&today_key[0].tek));
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=2")).json();
+    assert_eq!(list["batches"][0]["day"], TODAY);
+
+    // Retention: the day TODAY-4 key expires first; exactly that batch goes.
+    let seq_of_day = |day: u32| {
+        st.store
+            .all_batches()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.day == day)
+            .unwrap()
+    };
+    let old = seq_of_day(TODAY - 4);
+    clock.set(old.expires_at);
+    assert!(
+        st.run_retention().unwrap().is_none(),
+        "not due at the expiry second itself"
+    );
+    clock.set(old.expires_at + 1);
+    let record = st.run_retention().unwrap().expect("deleted");
+    assert_eq!(record.deleted.len(), 1);
+    assert_eq!(record.deleted[0].day, TODAY - 4);
+    assert_eq!(record.deleted[0].key_count, 1);
+    assert_eq!(
+        (
+            record.deleted[0].first_sequence,
+            record.deleted[0].last_sequence
+        ),
+        (old.sequence, old.sequence)
+    );
+    assert_eq!(st.store.all_batches().unwrap().len(), 2);
+    assert_eq!(
+        get(addr, &format!("/v1/batches/{ORIGIN}/{}", old.sequence)).status,
+        404
+    );
+    // A replay of the deleted batch is refused as expired, so it cannot come back.
+    // Everything else goes once its time is up, in a second chained entry.
+    clock.set(u64::from(TODAY + 1) * 86_400 + 15 * 86_400);
+    st.run_retention().unwrap().expect("deleted the rest");
+    assert!(st.store.all_batches().unwrap().is_empty());
+
+    let log = get(addr, "/v1/deletion-log").json();
+    let node_id: [u8; 32] = hex::decode(log["node_id"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let entries: Vec<SignedDeletionRecord> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            SignedDeletionRecord::decode(
+                &hex::decode(e["signed_record"].as_str().unwrap()).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let records = verify_deletion_log(&entries, &node_id).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records
+            .iter()
+            .flat_map(|r| &r.deleted)
+            .map(|d| d.key_count)
+            .sum::<u64>(),
+        3
+    );
+    drop(st);
+    node.shutdown().await;
+
+    // Restart: the log and the consumed code survive.
+    let node = traceless_node::start(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    assert_eq!(node.state.store.deletion_log().unwrap().len(), 2);
+    let r = http(
+        node.http_addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &upload_body(&codes[0], keys_of_day(TODAY, 1)),
+    );
+    assert_eq!(r.status, 403);
+    node.shutdown().await;
+}
