@@ -1,0 +1,284 @@
+//! Federation over real libp2p swarms on 127.0.0.1 TCP: convergence, catch-up
+//! after downtime, and an attacker flooding forged batches.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr};
+use traceless_node::federation::behaviour::BATCH_TOPIC;
+use traceless_node::{ManualClock, RunningNode};
+use traceless_protocol::AuthorityKey;
+
+async fn relay(dir: &std::path::Path, clock: &ManualClock, bootstrap: &[Multiaddr]) -> RunningNode {
+    let mut c = relay_config(dir);
+    c.p2p.bootstrap = bootstrap.iter().map(|a| a.to_string()).collect();
+    traceless_node::start(c, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+fn stored(n: &RunningNode) -> usize {
+    n.state.store.all_batches().unwrap().len()
+}
+
+/// Stores a batch at `node` as a gateway would, and announces it.
+fn publish_at(node: &RunningNode, bytes: &[u8]) {
+    node.state.ingest(bytes).unwrap();
+    node.state.release_due().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_converge_and_a_restarted_node_catches_up() {
+    let clock = ManualClock::new(NOW);
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        // A line: each node knows only the previous one; Kademlia finds the rest.
+        let boot: Vec<Multiaddr> = nodes
+            .last()
+            .map(|n: &RunningNode| n.p2p_addrs.clone())
+            .unwrap_or_default();
+        let n = relay(d.path(), &clock, &boot).await;
+        if i > 0 {
+            assert!(!boot.is_empty());
+        }
+        nodes.push(n);
+    }
+    let a = authority();
+    for (i, n) in nodes.iter().enumerate() {
+        publish_at(n, &signed_batch(&a, i as u64 + 1, TODAY - 2, 20, NOW - 60));
+    }
+    let converged = wait_until(Duration::from_secs(30), || {
+        nodes.iter().all(|n| stored(n) == 5)
+    })
+    .await;
+    assert!(
+        converged,
+        "stored per node: {:?}",
+        nodes.iter().map(stored).collect::<Vec<_>>()
+    );
+    // Every node holds the same bytes.
+    for seq in 1..=5 {
+        let first = nodes[0]
+            .state
+            .store
+            .get_batch(ORIGIN, seq)
+            .unwrap()
+            .unwrap()
+            .bytes;
+        for n in &nodes[1..] {
+            assert_eq!(
+                n.state.store.get_batch(ORIGIN, seq).unwrap().unwrap().bytes,
+                first
+            );
+        }
+    }
+
+    // Node 4 goes down; batches 6..=8 are published meanwhile.
+    let down = nodes.pop().unwrap();
+    down.shutdown().await;
+    for seq in 6..=8 {
+        publish_at(
+            &nodes[(seq % 4) as usize],
+            &signed_batch(&a, seq, TODAY - 1, 10, NOW - 30),
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || nodes
+            .iter()
+            .all(|n| stored(n) == 8))
+        .await
+    );
+    // It restarts on the same data and catches up by sequence numbers.
+    let back = relay(dirs[4].path(), &clock, &nodes[0].p2p_addrs).await;
+    assert_eq!(
+        stored(&back),
+        5,
+        "what was acknowledged before the restart is still there"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || stored(&back) == 8).await,
+        "caught up {}",
+        stored(&back)
+    );
+    assert!(
+        back.state
+            .metrics
+            .catchup_batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    // Re-delivering everything changes nothing (idempotent).
+    for seq in 1..=8 {
+        let b = nodes[0]
+            .state
+            .store
+            .get_batch(ORIGIN, seq)
+            .unwrap()
+            .unwrap()
+            .bytes;
+        assert_eq!(
+            back.state.ingest(&b).unwrap().outcome,
+            traceless_node::storage::PutOutcome::Duplicate
+        );
+    }
+    back.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// An attacker that speaks gossipsub with none of the defences, publishing
+/// whatever it likes on the batch topic.
+async fn attacker(target: &Multiaddr) -> libp2p::Swarm<gossipsub::Behaviour> {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(100))
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(traceless_node::storage::content_id(&m.data).to_vec())
+        })
+        .max_transmit_size(8 << 20)
+        .build()
+        .unwrap();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap()
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .subscribe(&IdentTopic::new(BATCH_TOPIC))
+        .unwrap();
+    swarm.dial(target.clone()).unwrap();
+    // Wait until the victim's subscription is known (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. })) => break,
+            Ok(_) => {}
+            Err(_) => panic!("victim never subscribed"),
+        }
+    }
+    swarm
+}
+
+/// Drives the attacker's swarm for `d`.
+async fn pump(swarm: &mut libp2p::Swarm<gossipsub::Behaviour>, d: Duration) {
+    let _ = tokio::time::timeout(d, async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+}
+
+/// The flood test: forged, untrusted and malformed batches are rejected by the
+/// first honest node, never stored, never forwarded, and cost the sender its
+/// score; honest batches still flow. It fails if validation before forwarding,
+/// content-based message ids, peer scoring or the topic's score parameters are
+/// removed from the node's gossipsub setup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
+    let clock = ManualClock::new(NOW);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let victim = relay(d1.path(), &clock, &[]).await;
+    let behind = relay(d2.path(), &clock, &victim.p2p_addrs).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || !behind
+            .state
+            .peers
+            .read()
+            .unwrap()
+            .connected
+            .is_empty())
+        .await
+    );
+
+    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let evil_id = *evil.local_peer_id();
+    let topic = IdentTopic::new(BATCH_TOPIC);
+    let a = authority();
+    let untrusted = AuthorityKey::generate(ORIGIN, 2);
+    let mut forged = Vec::new();
+    for i in 0..10u64 {
+        // Signed by a key that is not in the trust list.
+        forged.push(signed_batch(&untrusted, 100 + i, TODAY - 2, 5, NOW - 10));
+    }
+    // A trusted authority's batch with one flipped byte in the body.
+    let mut tampered = signed_batch(&a, 200, TODAY - 2, 5, NOW - 10);
+    tampered[10] ^= 1;
+    forged.push(tampered);
+    // An expired batch, correctly signed.
+    forged.push(signed_batch(&a, 201, TODAY - 30, 5, NOW - 10));
+    // Garbage.
+    forged.push(vec![0xAB; 300]);
+    let n_forged = forged.len() as u64;
+    for f in forged {
+        evil.behaviour_mut().publish(topic.clone(), f).unwrap();
+        pump(&mut evil, Duration::from_millis(20)).await;
+    }
+    pump(&mut evil, Duration::from_millis(500)).await;
+    let rejected = |n: &RunningNode| {
+        n.state
+            .metrics
+            .gossip_rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rejected(&victim) == 0 && tokio::time::Instant::now() < deadline {
+        pump(&mut evil, Duration::from_millis(100)).await;
+    }
+    pump(&mut evil, Duration::from_millis(300)).await;
+    // The first invalid message already pushes the attacker below the graylist
+    // threshold, after which gossipsub drops its messages unread.
+    let r = rejected(&victim);
+    assert!((1..=n_forged).contains(&r), "rejected {r}");
+    assert_eq!(stored(&victim), 0, "nothing forged is stored");
+    assert_eq!(rejected(&behind), 0, "nothing forged was forwarded");
+    assert_eq!(stored(&behind), 0);
+    let score = victim
+        .peer_score(evil_id)
+        .await
+        .expect("peer scoring is on");
+    let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
+    assert!(
+        score <= graylist,
+        "attacker's score {score} is above the graylist threshold"
+    );
+
+    // Honest batches still flow through the victim to the node behind it.
+    for seq in 1..=4 {
+        publish_at(&victim, &signed_batch(&a, seq, TODAY - 2, 3, NOW - 5));
+    }
+    let ok = wait_until(Duration::from_secs(15), || stored(&behind) == 4).await;
+    assert!(ok, "behind stored {}", stored(&behind));
+    // All four arrived by gossip (with author+sequence ids, anonymous messages would
+    // all share one id and only catch-up would deliver them).
+    assert!(
+        wait_until(Duration::from_secs(5), || behind
+            .state
+            .metrics
+            .gossip_accepted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 4)
+        .await
+    );
+    victim.shutdown().await;
+    behind.shutdown().await;
+}
