@@ -1,0 +1,160 @@
+//! Durability with real processes: `kill -9` right after an acknowledged upload
+//! loses nothing. Also exercises the CLI (`init`, `authority keygen`,
+//! `codes issue`, `run --config`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::*;
+use traceless_protocol::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_traceless-node");
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Starts the node and reads its HTTP address from stdout (bounded by the
+/// node's own start-up; a failed start closes stdout).
+fn spawn_node(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("node printed its address").unwrap();
+    let addr = first
+        .strip_prefix("traceless-node: HTTP on http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    // Keep draining stdout so the node never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn kill9(mut child: Child) {
+    let pid = child.id().to_string();
+    let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(st.success());
+    child.wait().unwrap();
+}
+
+#[test]
+fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    cli(&["init", "--out", config.to_str().unwrap()]);
+    let entry = cli(&[
+        "authority",
+        "keygen",
+        "--origin",
+        ORIGIN,
+        "--out",
+        dir.path().join("authority.key").to_str().unwrap(),
+    ]);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text
+        .replace("role = \"relay\"", "role = \"gateway\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
+    text.push_str(&format!(
+        "\n{}\n[gateway]\norigin = \"{ORIGIN}\"\nauthority_key_file = \"authority.key\"\n",
+        entry
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ));
+    std::fs::write(&config, text).unwrap();
+    let codes = cli(&[
+        "codes",
+        "issue",
+        "--config",
+        config.to_str().unwrap(),
+        "--count",
+        "3",
+    ]);
+    let codes: Vec<&str> = codes.lines().collect();
+    assert_eq!(codes.len(), 3);
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = day_of_unix(now);
+    let (child, addr) = spawn_node(&config);
+    let mut uploaded = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        let mut keys = keys_of_day(today - 1 - i as u32, 2);
+        keys.extend(keys_of_day(today, 1)); // embargoed: must survive too
+        uploaded.push(keys.clone());
+        let body = Upload {
+            upload_code: code.as_bytes().to_vec(),
+            keys,
+            dummy: false,
+        }
+        .encode_padded()
+        .unwrap();
+        let r = http(addr, "POST", "/v1/upload", &[], &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // SIGKILL the moment the last 200 arrived.
+    kill9(child);
+
+    let (child, addr) = spawn_node(&config);
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+    let batches = list["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 3, "{list}");
+    let mut served = Vec::new();
+    for b in batches {
+        let r = get(addr, b["url"].as_str().unwrap());
+        assert_eq!(r.status, 200);
+        let sb = SignedBatch::decode(&r.body).unwrap();
+        served.extend(
+            Batch::decode_body(&sb.body, now + 60)
+                .unwrap()
+                .keys
+                .into_iter()
+                .map(|k| k.tek),
+        );
+    }
+    for keys in &uploaded {
+        for k in keys
+            .iter()
+            .filter(|k| k.rolling_start != day_start_interval(today))
+        {
+            assert!(served.contains(&k.tek), "an acknowledged key was lost");
+        }
+    }
+    let metrics = get(addr, "/metrics").text();
+    assert!(
+        metrics.contains("traceless_embargoed_upload_keys 3"),
+        "{metrics}"
+    );
+    // The codes were consumed durably too.
+    let body = Upload {
+        upload_code: codes[0].as_bytes().to_vec(),
+        keys: keys_of_day(today - 1, 1),
+        dummy: false,
+    }
+    .encode_padded()
+    .unwrap();
+    assert_eq!(http(addr, "POST", "/v1/upload", &[], &body).status, 403);
+    kill9(child);
+}

@@ -1,0 +1,170 @@
+//! The transparency page in a real headless Chromium: the figures it shows match
+//! the node's state; a screenshot is saved as a test artifact.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use traceless_node::ManualClock;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs Chromium headless with `extra` args on `url`, bounded to 90 s; returns stdout.
+fn chromium(profile: &Path, extra: &[String], url: &str) -> String {
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().unwrap()
+}
+
+fn attr(dom: &str, marker: &str, name: &str) -> Option<String> {
+    let at = dom.find(marker)?;
+    let rest = &dom[at..];
+    let end = rest.find('>')?;
+    let tag = &rest[..end];
+    let key = format!("{name}=\"");
+    let i = tag.find(&key)? + key.len();
+    Some(tag[i..].split('"').next()?.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transparency_page_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "chromium must be installed in CI (.ci/install-node.sh)"
+        );
+        eprintln!(
+            "SKIPPED: {CHROMIUM} is missing; install it with .ci/install-node.sh to run this test"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = traceless_node::start(relay_config(dir.path()), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let st = node.state.clone();
+    let a = authority();
+    // Day TODAY-2: 7 + 5 keys; day TODAY-16: 4 keys, deleted below; today: 3
+    // keys under embargo.
+    st.ingest(&signed_batch(&a, 1, TODAY - 2, 7, NOW - 100))
+        .unwrap();
+    st.ingest(&signed_batch(&a, 2, TODAY - 2, 5, NOW - 100))
+        .unwrap();
+    clock.set(NOW - 2 * 86_400);
+    st.ingest(&signed_batch(&a, 3, TODAY - 16, 4, NOW - 2 * 86_400))
+        .unwrap();
+    clock.set(NOW);
+    st.ingest(&signed_batch(&a, 4, TODAY, 3, NOW - 100))
+        .unwrap();
+    let record = st.run_retention().unwrap().expect("day TODAY-16 is due");
+    assert_eq!(record.deleted[0].key_count, 4);
+
+    let url = format!("http://{}/", node.http_addr);
+    let profile = tempfile::tempdir().unwrap();
+    let u = url.clone();
+    let p = profile.path().to_owned();
+    let dom = tokio::task::spawn_blocking(move || chromium(&p, &["--dump-dom".into()], &u))
+        .await
+        .unwrap();
+    assert!(dom.contains("What this Traceless node holds"), "{dom}");
+    let summary = "id=\"summary\"";
+    assert_eq!(
+        attr(&dom, summary, "data-total-keys").as_deref(),
+        Some("12")
+    );
+    assert_eq!(
+        attr(&dom, summary, "data-embargoed-keys").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        attr(&dom, summary, "data-deletion-log-entries").as_deref(),
+        Some("1")
+    );
+    let row = format!("data-day=\"{}\"", TODAY - 2);
+    assert_eq!(attr(&dom, &row, "data-keys").as_deref(), Some("12"));
+    let expires = st
+        .store
+        .batches_of_day(TODAY - 2)
+        .unwrap()
+        .iter()
+        .map(|m| m.expires_at)
+        .max()
+        .unwrap();
+    assert_eq!(
+        attr(&dom, &row, "data-deleted-by"),
+        Some(expires.to_string())
+    );
+    assert_eq!(
+        attr(&dom, &format!("data-day=\"{TODAY}\""), "data-embargoed").as_deref(),
+        Some("3")
+    );
+    assert!(
+        !dom.contains(&format!("data-day=\"{}\"", TODAY - 16)),
+        "deleted day still shown"
+    );
+    assert_eq!(
+        attr(&dom, "class=\"deletion\"", "data-keys").as_deref(),
+        Some("4")
+    );
+    assert!(dom.contains(&format!("data-origin=\"{ORIGIN}\"")));
+    assert!(dom.contains(&hex::encode(st.node_id())));
+    assert!(dom.contains(&node.peer_id.to_string()));
+
+    let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("transparency-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let p = profile.path().to_owned();
+    let args = vec![
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400".into(),
+    ];
+    tokio::task::spawn_blocking(move || chromium(&p, &args, &url))
+        .await
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+    eprintln!("screenshot saved to {}", shot.display());
+    drop(st);
+    node.shutdown().await;
+}
