@@ -47,6 +47,7 @@
 //! assert_eq!(days[0].minutes, 5.0);
 //! ```
 
+mod clock;
 mod derive;
 mod diagnosis;
 mod error;
@@ -59,6 +60,7 @@ mod risk;
 mod signing;
 pub mod wire;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use derive::{TokenDeriver, MAX_TOKENS_PER_KEY};
 pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
 pub use error::WireError;

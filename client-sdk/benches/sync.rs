@@ -1,0 +1,192 @@
+//! Sync speed of the SDK against the protocol matcher's raw rate, measured in the
+//! same run on the same data: 100,000 published keys (14 daily batches, signed)
+//! against 14 days of a busy phone's sightings (20,000 tokens, 2 scans each),
+//! stored on disk in sled. Also reports recording speed, on-disk bytes per
+//! sighting and peak memory (VmHWM).
+//!
+//! Run: `cargo bench -p traceless-sdk --bench sync`.
+
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, RngCore, SeedableRng};
+use traceless_protocol::{
+    day_start_interval, interval_start_seconds, match_keys, AuthorityKey, Batch, DiagnosisKey,
+    ManualClock, Observation, ObservationIndex, Rpi, Tek,
+};
+use traceless_sdk::{MasterKey, Sdk, SdkConfig};
+
+const DAYS: u32 = 14;
+const TOKENS: usize = 20_000;
+const SCANS_PER_TOKEN: u64 = 2;
+const KEYS: usize = 100_000;
+const FIRST_DAY: u32 = 20_400;
+
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        dir_bytes(&p)
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benches; nothing to list here.
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(interval_start_seconds(day_start_interval(FIRST_DAY)));
+    let mut sdk = Sdk::open(
+        tmp.path(),
+        &MasterKey([1; 32]),
+        SdkConfig::default(),
+        Arc::new(clock.clone()),
+    )
+    .expect("SDK opens");
+
+    // Published keys: 100,000 over 14 days; every 1000th key was heard by the phone.
+    let keys: Vec<DiagnosisKey> = (0..KEYS)
+        .map(|i| {
+            let mut tek = [0u8; 16];
+            rng.fill_bytes(&mut tek);
+            DiagnosisKey {
+                tek: Tek(tek),
+                rolling_start: day_start_interval(FIRST_DAY + (i as u32 % DAYS)),
+                rolling_period: 144,
+                transmission_risk: 6,
+                days_since_onset: 0,
+            }
+        })
+        .collect();
+
+    // The phone's sightings, recorded through the SDK in time order.
+    let mut plan: Vec<(u64, [u8; 20])> = Vec::with_capacity(TOKENS * SCANS_PER_TOKEN as usize);
+    for t in 0..TOKENS {
+        let day = FIRST_DAY + (t as u32 % DAYS);
+        let interval = day_start_interval(day) + rng.gen_range(0..143);
+        let rpi = if t % 1000 == 0 && t / 1000 * 1000 * 7 < KEYS {
+            // A key of the same day: key index ≡ day (mod 14).
+            let k = &keys[(t / 1000) * 14 + (t % 14)];
+            k.tek
+                .rpik()
+                .rpi(k.rolling_start + (interval - day_start_interval(day)))
+        } else {
+            let mut r = [0u8; 16];
+            rng.fill_bytes(&mut r);
+            Rpi(r)
+        };
+        let mut payload = [0u8; 20];
+        payload[..16].copy_from_slice(&rpi.0);
+        for s in 0..SCANS_PER_TOKEN {
+            plan.push((interval_start_seconds(interval) + 30 + s * 240, payload));
+        }
+    }
+    plan.sort_unstable_by_key(|(at, _)| *at);
+    let started = Instant::now();
+    for (at, payload) in &plan {
+        clock.set(*at);
+        sdk.record_sighting(payload, -60, Some(-8), *at)
+            .expect("records");
+    }
+    sdk.flush().expect("flushes");
+    let record_s = started.elapsed().as_secs_f64();
+    let status = sdk.status().expect("status");
+    let disk = dir_bytes(tmp.path());
+    let memory_after_recording = peak_memory_kib();
+
+    // Batches as a gateway signs them, one per day, published after the last sighting.
+    let publish_at = plan.last().expect("sightings").0 + 3600;
+    clock.set(publish_at);
+    let authority = AuthorityKey::generate("bench.health", 1);
+    sdk.trust_authority("bench.health", 1, authority.verifying_key());
+    let batches: Vec<Vec<u8>> = (0..DAYS)
+        .map(|d| {
+            let batch = Batch {
+                origin: "bench.health".into(),
+                sequence: u64::from(d) + 1,
+                created_at: publish_at,
+                day: FIRST_DAY + d,
+                keys: keys
+                    .iter()
+                    .filter(|k| k.rolling_start == day_start_interval(FIRST_DAY + d))
+                    .copied()
+                    .collect(),
+            };
+            batch.sign(&authority).expect("signs").encode()
+        })
+        .collect();
+
+    // The protocol matcher alone on the same observations and keys (one core).
+    let observations: Vec<Observation> = plan
+        .iter()
+        .map(|(at, p)| Observation {
+            rpi: Rpi(p[..16].try_into().expect("16 bytes")),
+            interval: (*at / 600) as u32,
+            attenuation_db: 52,
+            duration_s: 240,
+        })
+        .collect();
+    let started = Instant::now();
+    let index = ObservationIndex::new(&observations);
+    let raw_matches = match_keys(&index, &keys);
+    let raw_s = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut windows = 0;
+    for b in &batches {
+        windows += sdk.sync_batch(b).expect("syncs").new_windows;
+    }
+    let sync_s = started.elapsed().as_secs_f64();
+    let days = sdk.exposure_summary().expect("summary");
+
+    let sync_rate = KEYS as f64 / sync_s;
+    let raw_rate = KEYS as f64 / raw_s;
+    println!("traceless-sdk sync bench ({TOKENS} tokens x {SCANS_PER_TOKEN} scans over {DAYS} days, {KEYS} published keys)");
+    println!(
+        "  recording:        {:>10.0} sightings/s",
+        plan.len() as f64 / record_s
+    );
+    println!("  on disk:          {:>10.1} bytes per scan instance ({} scan instances, {} bytes incl. sled overhead)",
+        disk as f64 / status.scan_instances as f64, status.scan_instances, disk);
+    println!(
+        "  raw matcher:      {:>10.0} keys/s  ({} keys matched)",
+        raw_rate,
+        raw_matches.len()
+    );
+    println!(
+        "  SDK sync:         {:>10.0} keys/s  ({windows} windows, {} exposed days)",
+        sync_rate,
+        days.len()
+    );
+    println!("  SDK / raw:        {:>10.2}", sync_rate / raw_rate);
+    if let (Some(before), Some(after)) = (memory_after_recording, peak_memory_kib()) {
+        println!(
+            "  peak memory:      {:>10} KiB after recording, {after} KiB after sync",
+            before
+        );
+    }
+    assert_eq!(
+        windows,
+        raw_matches.len(),
+        "the SDK found what the matcher found"
+    );
+}

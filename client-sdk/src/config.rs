@@ -1,0 +1,48 @@
+//! What the host app can tune. Defaults are what a deployment would ship.
+
+use traceless_protocol::RiskParameters;
+
+use crate::sightings::Caps;
+
+/// SDK settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SdkConfig {
+    /// This phone's calibrated TX power in dBm, written into its metadata.
+    pub tx_power_dbm: i8,
+    /// TX power assumed for a received token until its key is published and its
+    /// metadata can be read.
+    pub assumed_tx_power_dbm: i8,
+    /// The host's Bluetooth scan period in seconds: one scan instance stands for
+    /// at most this long (GAEN scans about every 5 minutes).
+    pub scan_period_s: u16,
+    /// How far in the future a reported time may lie (clock skew between the
+    /// Bluetooth stack and the app), seconds.
+    pub max_future_skew_s: u64,
+    /// Bounds on what received advertisements can make the phone store.
+    pub caps: Caps,
+    /// Risk scoring parameters.
+    pub risk: RiskParameters,
+    /// Days before symptom onset (or the test, if none) whose keys a diagnosis
+    /// uploads by default (ECDC: contacts from 48 h before onset).
+    pub infectious_days_before_onset: u32,
+    /// Mean number of dummy uploads per day.
+    pub dummy_uploads_per_day: f64,
+    /// Threads the matcher may use during sync.
+    pub matcher_threads: usize,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        SdkConfig {
+            tx_power_dbm: -8,
+            assumed_tx_power_dbm: -8,
+            scan_period_s: 300,
+            max_future_skew_s: 60,
+            caps: Caps::default(),
+            risk: RiskParameters::default(),
+            infectious_days_before_onset: 2,
+            dummy_uploads_per_day: 0.2,
+            matcher_threads: 1,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! # traceless-sdk
+//!
+//! What a phone app embeds. The SDK draws a random Temporary Exposure Key each UTC
+//! day and gives the app the 20-byte advertisement to broadcast; the app reports
+//! every advertisement it receives; the SDK aggregates them per token and keeps
+//! them on disk (sled) sealed under a per-day key that is destroyed after 14 days
+//! (crypto-shredding). The app downloads signed batches from any relay node and
+//! hands them to [`Sdk::sync_batch`], which verifies them against the trusted
+//! authorities and matches locally. After a positive test, [`Sdk::diagnosis_upload`]
+//! builds the fixed-length upload; [`Sdk::dummy_upload`] builds cover traffic of
+//! the same length on a Poisson schedule.
+//!
+//! What it reveals: the app learns per day only "exposed for M minutes, score S";
+//! the node that serves batches learns nothing (every phone downloads the same
+//! bytes); the disk holds no token, key or time in clear. Time comes from an
+//! injected [`Clock`](traceless_protocol::Clock), so tests and simulations run
+//! days in milliseconds. The C ABI is in the `ffi` module and `include/traceless.h`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use traceless_protocol::{AuthorityKey, Batch, DiagnosisKey, ManualClock, day_of_unix};
+//! use traceless_sdk::{Sdk, SdkConfig};
+//!
+//! let clock = ManualClock::new(1_700_000_000);
+//! let mut alice = Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone())).unwrap();
+//! let mut bob = Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone())).unwrap();
+//!
+//! // Bob hears Alice's broadcasts at -60 dBm for 20 minutes.
+//! for _ in 0..5 {
+//!     let ad = alice.advertisement().unwrap();
+//!     bob.record_sighting(&ad.to_bytes(), -60, None, clock.now()).unwrap();
+//!     clock.advance(240);
+//! }
+//!
+//! // The next day Alice tests positive; her bundle goes to the gateway, which
+//! // signs her keys into a batch (here, directly).
+//! clock.advance(86_400);
+//! let today = day_of_unix(clock.now());
+//! let _bundle = alice.diagnosis_upload(b"code", today - 1, &[]).unwrap();
+//! let authority = AuthorityKey::generate("example.health", 1);
+//! let upload = traceless_protocol::Upload::decode(&_bundle, clock.now()).unwrap();
+//! let yesterday: Vec<DiagnosisKey> = upload.keys.into_iter()
+//!     .filter(|k| k.rolling_start / 144 == today - 1).collect();
+//! let batch = Batch { origin: "example.health".into(), sequence: 1, created_at: clock.now(),
+//!                     day: today - 1, keys: yesterday };
+//! let wire = batch.sign(&authority).unwrap().encode();
+//!
+//! // Bob syncs the batch and learns that he was exposed yesterday, nothing more.
+//! bob.trust_authority("example.health", 1, authority.verifying_key());
+//! bob.sync_batch(&wire).unwrap();
+//! let days = bob.exposure_summary().unwrap();
+//! assert_eq!(days.len(), 1);
+//! assert_eq!(days[0].day, today - 1);
+//! assert!(days[0].minutes >= 20.0);
+//! # use traceless_protocol::Clock;
+//! ```
+
+// `unsafe` is denied everywhere but in the C ABI module.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
+mod own_keys;
+mod sdk;
+mod sightings;
+mod storage;
+mod sync;
+mod upload;
+mod vault;
+
+pub use config::SdkConfig;
+pub use error::{Result, SdkError};
+pub use own_keys::OwnKey;
+pub use sdk::{Sdk, Status};
+pub use sightings::{Caps, Sighting, SCAN_MERGE_SECONDS};
+pub use storage::{MemoryStorage, SledStorage, Storage, Table};
+pub use sync::SyncReport;
+pub use upload::{poisson_gap_seconds, transmission_risk, UPLOAD_CODE_LEN};
+pub use vault::MasterKey;

@@ -1,0 +1,314 @@
+//! [`Sdk`]: one phone's state and everything the host app calls.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use traceless_protocol::ed25519_dalek::VerifyingKey;
+use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
+use traceless_protocol::{
+    day_of_unix, interval_number, Advertisement, DaySummary, SharedClock, TrustList, RETENTION_DAYS,
+};
+
+use crate::config::SdkConfig;
+use crate::error::{Result, SdkError};
+use crate::own_keys;
+use crate::sightings::{self, Counters, ObservationSet, Sighting};
+use crate::storage::{MemoryStorage, SledStorage, Storage};
+use crate::sync::{self, SyncReport, Verified};
+use crate::upload;
+use crate::vault::{MasterKey, Vault};
+
+/// Counts that tell the app how its store is doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// UTC days whose data is kept (and decryptable).
+    pub days_kept: Vec<u32>,
+    /// Scan instances stored over all kept days.
+    pub scan_instances: usize,
+    /// Records that exist but cannot be decrypted or decoded (damaged storage).
+    pub unreadable_records: usize,
+}
+
+/// The phone side of Traceless. Not thread-safe by itself: one call at a time
+/// (the C ABI serialises calls per handle).
+pub struct Sdk {
+    vault: Vault,
+    clock: SharedClock,
+    config: SdkConfig,
+    trust: TrustList,
+    export_keys: Vec<ExportKey>,
+    counters: Counters,
+    /// Decrypted sightings, rebuilt after new ones are recorded.
+    observations: Option<ObservationSet>,
+    /// Day of the last retention pass.
+    expired_through: Option<u32>,
+}
+
+impl Sdk {
+    /// Opens (or creates) the phone's store under `dir` with the host's master key.
+    pub fn open(
+        dir: &Path,
+        master_key: &MasterKey,
+        config: SdkConfig,
+        clock: SharedClock,
+    ) -> Result<Self> {
+        Self::with_storage(Arc::new(SledStorage::open(dir)?), master_key, config, clock)
+    }
+
+    /// An SDK kept entirely in memory (simulations, tests).
+    pub fn in_memory(config: SdkConfig, clock: SharedClock) -> Result<Self> {
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+        Self::with_storage(
+            Arc::new(MemoryStorage::new()),
+            &MasterKey(key),
+            config,
+            clock,
+        )
+    }
+
+    /// Opens the SDK over any [`Storage`].
+    pub fn with_storage(
+        storage: Arc<dyn Storage>,
+        master_key: &MasterKey,
+        config: SdkConfig,
+        clock: SharedClock,
+    ) -> Result<Self> {
+        if config.scan_period_s == 0
+            || config.dummy_uploads_per_day.is_nan()
+            || config.dummy_uploads_per_day <= 0.0
+        {
+            return Err(SdkError::InvalidArgument(
+                "scan_period_s and dummy_uploads_per_day must be positive".into(),
+            ));
+        }
+        let mut sdk = Sdk {
+            vault: Vault::open(storage, master_key)?,
+            clock,
+            config,
+            trust: TrustList::new(),
+            export_keys: Vec::new(),
+            counters: Counters::default(),
+            observations: None,
+            expired_through: None,
+        };
+        sdk.expire()?;
+        Ok(sdk)
+    }
+
+    /// Trusts batches signed by `(origin, key_id, key)`.
+    pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) {
+        self.trust.insert(origin, key_id, key);
+    }
+
+    /// Trusts GAEN export files signed by `key`.
+    pub fn trust_export_key(&mut self, key: ExportKey) {
+        self.export_keys.push(key);
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    fn now(&mut self) -> Result<u64> {
+        let now = self.clock.now();
+        if self.expired_through != Some(day_of_unix(now)) {
+            self.expire_at(now)?;
+        }
+        Ok(now)
+    }
+
+    /// Destroys every day older than the retention window (its key is overwritten,
+    /// its records removed) and forgets stale sync bookkeeping. Runs by itself at
+    /// the first call of each day; returns the days destroyed.
+    pub fn expire(&mut self) -> Result<Vec<u32>> {
+        let now = self.clock.now();
+        self.expire_at(now)
+    }
+
+    fn expire_at(&mut self, now: u64) -> Result<Vec<u32>> {
+        let today = day_of_unix(now);
+        let oldest_kept = today.saturating_sub(RETENTION_DAYS);
+        let due: Vec<u32> = self
+            .vault
+            .live_days()
+            .into_iter()
+            .filter(|&d| d < oldest_kept)
+            .collect();
+        for &day in &due {
+            self.vault.destroy_day(day)?;
+        }
+        sync::prune_synced(&self.vault, now)?;
+        self.counters
+            .prune(oldest_kept, interval_number(now).saturating_sub(1));
+        if !due.is_empty() {
+            self.observations = None;
+            self.vault.storage().flush()?;
+        }
+        self.expired_through = Some(today);
+        Ok(due)
+    }
+
+    /// The 20 bytes to broadcast now (RPI || AEM). Draws today's key on first use.
+    pub fn advertisement(&mut self) -> Result<Advertisement> {
+        let now = self.now()?;
+        own_keys::advertisement(&mut self.vault, now, self.config.tx_power_dbm)
+    }
+
+    /// Records one received advertisement. Errors: a payload that is not 20 bytes,
+    /// a time in the future or before the retention window, or a cap reached.
+    pub fn record_sighting(
+        &mut self,
+        payload: &[u8],
+        rssi_dbm: i8,
+        tx_power_dbm: Option<i8>,
+        seen_at: u64,
+    ) -> Result<()> {
+        let now = self.now()?;
+        let sighting = Sighting::new(payload, rssi_dbm, tx_power_dbm, seen_at)?;
+        if seen_at > now.saturating_add(self.config.max_future_skew_s) {
+            return Err(SdkError::InFuture {
+                what: "sighting",
+                at: seen_at,
+                now,
+            });
+        }
+        if day_of_unix(seen_at) < day_of_unix(now).saturating_sub(RETENTION_DAYS) {
+            return Err(SdkError::TooOld {
+                what: "sighting",
+                at: seen_at,
+                days: RETENTION_DAYS,
+            });
+        }
+        sightings::record(
+            &mut self.vault,
+            &mut self.counters,
+            &self.config.caps,
+            &sighting,
+        )?;
+        self.observations = None;
+        Ok(())
+    }
+
+    /// Makes everything recorded so far durable (call when the app goes to the
+    /// background; sync calls it by itself).
+    pub fn flush(&self) -> Result<()> {
+        self.vault.storage().flush()
+    }
+
+    fn observations(&mut self) -> Result<&ObservationSet> {
+        if self.observations.is_none() {
+            self.observations = Some(sightings::load(
+                &self.vault,
+                self.config.scan_period_s,
+                self.config.assumed_tx_power_dbm,
+            )?);
+        }
+        Ok(self.observations.as_ref().expect("loaded above"))
+    }
+
+    /// Verifies a signed batch (bytes as downloaded from any node) against the
+    /// trusted authorities, matches its keys against the stored sightings and
+    /// keeps what matched. Rejects anything unsigned, untrusted, expired,
+    /// malformed or already synced.
+    pub fn sync_batch(&mut self, bytes: &[u8]) -> Result<SyncReport> {
+        let now = self.now()?;
+        let verified = sync::verify_batch(bytes, &self.trust, now)?;
+        self.apply(verified)
+    }
+
+    /// Like [`Sdk::sync_batch`] for a GAEN export zip (`export.bin` + `export.sig`),
+    /// verified against the trusted export keys.
+    pub fn sync_export(&mut self, zip: &[u8]) -> Result<SyncReport> {
+        let now = self.now()?;
+        let verified = sync::verify_export(zip, &self.export_keys, now)?;
+        self.apply(verified)
+    }
+
+    fn apply(&mut self, verified: Verified) -> Result<SyncReport> {
+        sync::check_not_synced(&self.vault, &verified)?;
+        let threads = self.config.matcher_threads;
+        let windows = sync::match_verified(&verified, self.observations()?, threads);
+        let new_windows = sync::store_windows(&self.vault, &verified.keys, &windows)?;
+        sync::mark_synced(&self.vault, &verified)?;
+        self.vault.storage().flush()?;
+        Ok(SyncReport {
+            keys: verified.keys.len(),
+            new_windows,
+        })
+    }
+
+    /// The highest batch sequence number synced from `origin` (the cursor to list
+    /// newer batches from).
+    pub fn cursor(&self, origin: &str) -> Result<Option<u64>> {
+        sync::cursor(&self.vault, origin)
+    }
+
+    /// Per day of exposure (ascending): minutes, weighted minutes, score, and
+    /// whether the day crosses the threshold. Nothing about which token, key or
+    /// time matched.
+    pub fn exposure_summary(&mut self) -> Result<Vec<DaySummary>> {
+        self.now()?;
+        let (windows, _) = sync::load_windows(&self.vault)?;
+        Ok(self.config.risk.daily_summaries(&windows))
+    }
+
+    /// The padded upload request of a positive diagnosis: the keys of the days
+    /// from `infectious_days_before_onset` before `onset_day` through today, minus
+    /// `exclude_days`, with the authority's `upload_code`. The key in use is retired
+    /// first, so that today's key is published only up to now and a fresh key is
+    /// broadcast from now on.
+    pub fn diagnosis_upload(
+        &mut self,
+        upload_code: &[u8],
+        onset_day: u32,
+        exclude_days: &[u32],
+    ) -> Result<Vec<u8>> {
+        let now = self.now()?;
+        let today = day_of_unix(now);
+        if onset_day > today {
+            return Err(SdkError::InFuture {
+                what: "symptom onset",
+                at: u64::from(onset_day) * 86_400,
+                now,
+            });
+        }
+        own_keys::retire_current_key(&mut self.vault, now)?;
+        let mut own = Vec::new();
+        for day in upload::window_days(onset_day, self.config.infectious_days_before_onset, today) {
+            for key in own_keys::keys_of_day(&self.vault, day)? {
+                own.push((day, key));
+            }
+        }
+        let keys = upload::diagnosis_keys(&own, onset_day, exclude_days)?;
+        upload::encode(upload_code, keys)
+    }
+
+    /// A dummy upload request: same length as a real one. Also draws the next
+    /// dummy time.
+    pub fn dummy_upload(&mut self) -> Result<Vec<u8>> {
+        let now = self.now()?;
+        upload::schedule_next_dummy(&self.vault, now, self.config.dummy_uploads_per_day)?;
+        upload::encode_dummy()
+    }
+
+    /// Unix time at which the next dummy upload is due (Poisson schedule).
+    pub fn next_dummy_upload_at(&mut self) -> Result<u64> {
+        let now = self.now()?;
+        upload::next_dummy_at(&self.vault, now, self.config.dummy_uploads_per_day)
+    }
+
+    /// Counts about the store.
+    pub fn status(&mut self) -> Result<Status> {
+        self.now()?;
+        let (_, unreadable_windows) = sync::load_windows(&self.vault)?;
+        let days_kept = self.vault.live_days();
+        let set = self.observations()?;
+        Ok(Status {
+            days_kept,
+            scan_instances: set.observations.len(),
+            unreadable_records: set.unreadable + unreadable_windows,
+        })
+    }
+}

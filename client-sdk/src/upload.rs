@@ -1,0 +1,135 @@
+//! Upload bundles: the padded request of a positive diagnosis, and dummy requests
+//! of the same length on a Poisson schedule, so that an observer of the traffic
+//! cannot tell who uploads real keys. Authorization and transport are the
+//! caller's (the node's HTTP upload endpoint today).
+
+use rand_core::{OsRng, RngCore};
+use traceless_protocol::wire::{Upload, MAX_UPLOAD_KEYS};
+use traceless_protocol::{DiagnosisKey, Tek, MAX_DAYS_SINCE_ONSET};
+
+use crate::error::{Result, SdkError};
+use crate::own_keys::OwnKey;
+use crate::storage::Table;
+use crate::vault::Vault;
+
+/// Length of an upload code as the node's authority CLI issues them
+/// (`<16 hex>-<32 hex>`); dummies carry a random code of this length.
+pub const UPLOAD_CODE_LEN: usize = 49;
+
+const NEXT_DUMMY_KEY: &[u8] = b"schedule/next-dummy-upload";
+
+/// Transmission risk level published for a key `dso` days from symptom onset:
+/// highest around onset, lower further away (levels as in SPEC.md §7.2's table,
+/// where 1-2 weigh zero).
+pub fn transmission_risk(days_since_onset: i32) -> u8 {
+    match days_since_onset {
+        -2..=2 => 6,
+        -3 | 3..=5 => 5,
+        6..=9 => 4,
+        _ => 3,
+    }
+}
+
+/// The diagnosis keys of `own` (keys of days `first_day..=today`), minus the
+/// excluded days, with days since onset relative to `onset_day`.
+pub(crate) fn diagnosis_keys(
+    own: &[(u32, OwnKey)],
+    onset_day: u32,
+    exclude_days: &[u32],
+) -> Result<Vec<DiagnosisKey>> {
+    let keys: Vec<DiagnosisKey> = own
+        .iter()
+        .filter(|(day, _)| !exclude_days.contains(day))
+        .map(|(day, k)| {
+            let dso = (i64::from(*day) - i64::from(onset_day)).clamp(
+                -i64::from(MAX_DAYS_SINCE_ONSET),
+                i64::from(MAX_DAYS_SINCE_ONSET),
+            ) as i32;
+            DiagnosisKey {
+                tek: Tek(k.tek),
+                rolling_start: k.rolling_start,
+                rolling_period: k.rolling_period,
+                transmission_risk: transmission_risk(dso),
+                days_since_onset: dso as i8,
+            }
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(SdkError::InvalidArgument(
+            "no keys left to upload: every day of the infectious window is excluded or unknown"
+                .into(),
+        ));
+    }
+    if keys.len() > MAX_UPLOAD_KEYS {
+        return Err(SdkError::InvalidArgument(format!(
+            "{} keys exceed the {MAX_UPLOAD_KEYS} one upload may carry",
+            keys.len()
+        )));
+    }
+    Ok(keys)
+}
+
+/// Encodes a real upload, padded to the fixed length.
+pub(crate) fn encode(code: &[u8], keys: Vec<DiagnosisKey>) -> Result<Vec<u8>> {
+    Ok(Upload {
+        upload_code: code.to_vec(),
+        keys,
+        dummy: false,
+    }
+    .encode_padded()?)
+}
+
+/// Encodes a dummy upload: a random code of the real codes' length, no keys, the
+/// same padded length as every real upload.
+pub(crate) fn encode_dummy() -> Result<Vec<u8>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut raw = [0u8; UPLOAD_CODE_LEN];
+    OsRng.fill_bytes(&mut raw);
+    let mut code: Vec<u8> = raw.iter().map(|b| HEX[usize::from(b & 15)]).collect();
+    code[16] = b'-';
+    Ok(Upload {
+        upload_code: code,
+        keys: Vec::new(),
+        dummy: true,
+    }
+    .encode_padded()?)
+}
+
+/// An exponentially distributed delay with `rate_per_day` events per day, in
+/// seconds (at least 1): the gaps of a Poisson process.
+pub fn poisson_gap_seconds(rate_per_day: f64) -> u64 {
+    // 53 random bits give a uniform in (0, 1]; -ln(u)/rate is Exp(rate).
+    let u = ((OsRng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let days = -u.ln() / rate_per_day;
+    (days * 86_400.0).clamp(1.0, 1e12) as u64
+}
+
+/// When the next dummy upload is due: the stored time, or a fresh draw from `now`.
+pub(crate) fn next_dummy_at(vault: &Vault, now: u64, rate_per_day: f64) -> Result<u64> {
+    let storage = vault.storage();
+    if let Some(at) = storage
+        .get(Table::Meta, NEXT_DUMMY_KEY)?
+        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+    {
+        return Ok(at);
+    }
+    schedule_next_dummy(vault, now, rate_per_day)
+}
+
+/// Draws and stores the next dummy upload time after `now`.
+pub(crate) fn schedule_next_dummy(vault: &Vault, now: u64, rate_per_day: f64) -> Result<u64> {
+    let at = now.saturating_add(poisson_gap_seconds(rate_per_day));
+    vault
+        .storage()
+        .put(Table::Meta, NEXT_DUMMY_KEY, &at.to_be_bytes())?;
+    Ok(at)
+}
+
+/// Days of own keys inside the infectious window `onset_day - before ..= today`.
+pub(crate) fn window_days(
+    onset_day: u32,
+    before: u32,
+    today: u32,
+) -> std::ops::RangeInclusive<u32> {
+    onset_day.saturating_sub(before)..=today
+}

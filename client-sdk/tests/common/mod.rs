@@ -1,0 +1,91 @@
+//! Shared fixtures: a manual clock, phones that meet, an authority that signs.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use traceless_protocol::{
+    day_of_interval, AuthorityKey, Batch, Clock, DiagnosisKey, ManualClock, Upload,
+};
+use traceless_sdk::{Sdk, SdkConfig};
+
+/// 2023-11-14 00:00 UTC.
+pub const DAY0: u32 = 19_675;
+
+/// Unix seconds of `minute` on `day`.
+pub fn at(day: u32, minute: u64) -> u64 {
+    u64::from(day) * 86_400 + minute * 60
+}
+
+/// An in-memory phone on `clock`.
+pub fn phone(clock: &ManualClock) -> Sdk {
+    Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone())).expect("in-memory SDK opens")
+}
+
+/// `listener` hears `speaker` every `step` seconds for `minutes` from now, at `rssi`.
+pub fn meet(clock: &ManualClock, speaker: &mut Sdk, listener: &mut Sdk, minutes: u64, rssi: i8) {
+    let end = clock.now() + minutes * 60;
+    while clock.now() < end {
+        let ad = speaker.advertisement().expect("advertises");
+        listener
+            .record_sighting(&ad.to_bytes(), rssi, None, clock.now())
+            .expect("records");
+        clock.advance(240);
+    }
+}
+
+/// A health authority signing batches with consecutive sequence numbers.
+pub struct Authority {
+    pub key: AuthorityKey,
+    pub next_sequence: u64,
+}
+
+impl Authority {
+    pub fn new(origin: &str) -> Self {
+        Authority {
+            key: AuthorityKey::generate(origin, 1),
+            next_sequence: 1,
+        }
+    }
+
+    /// Trusts this authority on `sdk`.
+    pub fn trusted_by(&self, sdk: &mut Sdk) {
+        sdk.trust_authority(&self.key.origin, self.key.key_id, self.key.verifying_key());
+    }
+
+    /// Signs `keys` of one day into a batch published at `now`.
+    pub fn batch(&mut self, keys: Vec<DiagnosisKey>, now: u64) -> Vec<u8> {
+        let day = day_of_interval(keys[0].rolling_start);
+        let batch = Batch {
+            origin: self.key.origin.clone(),
+            sequence: self.next_sequence,
+            created_at: now,
+            day,
+            keys,
+        };
+        self.next_sequence += 1;
+        batch.sign(&self.key).expect("origin matches").encode()
+    }
+
+    /// What a gateway does with an upload bundle: one batch per key day.
+    pub fn publish_upload(&mut self, bundle: &[u8], now: u64) -> Vec<Vec<u8>> {
+        let upload = Upload::decode(bundle, now).expect("bundle decodes");
+        let mut days: Vec<u32> = upload
+            .keys
+            .iter()
+            .map(|k| day_of_interval(k.rolling_start))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days.into_iter()
+            .map(|d| {
+                let keys = upload
+                    .keys
+                    .iter()
+                    .filter(|k| day_of_interval(k.rolling_start) == d)
+                    .copied()
+                    .collect();
+                self.batch(keys, now)
+            })
+            .collect()
+    }
+}
