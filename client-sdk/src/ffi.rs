@@ -24,7 +24,8 @@ use crate::{MasterKey, Sdk, SdkConfig, SdkError};
 /// Length of the master key `tl_sdk_open` takes.
 pub const TL_MASTER_KEY_LEN: usize = 32;
 /// Length of an advertisement payload.
-pub const TL_ADVERTISEMENT_LEN: usize = ADVERTISEMENT_LEN;
+pub const TL_ADVERTISEMENT_LEN: usize = 20;
+const _: () = assert!(TL_ADVERTISEMENT_LEN == ADVERTISEMENT_LEN);
 /// Length of an authority's Ed25519 public key.
 pub const TL_PUBLIC_KEY_LEN: usize = 32;
 /// `tx_power_dbm` value meaning "not known".

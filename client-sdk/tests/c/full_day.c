@@ -1,0 +1,149 @@
+/*
+ * A host app's day, through the C ABI only: open the store, broadcast rotating
+ * tokens, record what a neighbour broadcast, sync the authority's batch, read the
+ * exposure summary, build upload bundles, close.
+ *
+ * usage: full_day DIR INPUT_DIR
+ *   INPUT_DIR/heard.bin     records of (LE64 unix time, 20-byte advertisement)
+ *   INPUT_DIR/batch.bin     a signed batch holding the neighbour's key
+ *   INPUT_DIR/authority.bin origin NUL, LE32 key id, 32-byte Ed25519 public key
+ *   INPUT_DIR/times.bin     LE64 day start, LE64 publication time
+ * Prints one line per exposed day and "OK" at the end; exits non-zero on failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "traceless.h"
+
+#define CHECK(call)                                                              \
+    do {                                                                         \
+        TlStatus s_ = (call);                                                    \
+        if (s_ != TL_OK) {                                                       \
+            fprintf(stderr, "%s:%d: %s -> %d: %s\n", __FILE__, __LINE__, #call,  \
+                    (int)s_, tl_last_error_message());                           \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+#define EXPECT(cond)                                                             \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);  \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+static unsigned char *read_file(const char *dir, const char *name, size_t *len) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    EXPECT(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(n > 0 ? (size_t)n : 1);
+    EXPECT(buf != NULL);
+    EXPECT(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static uint64_t le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+int main(int argc, char **argv) {
+    EXPECT(argc == 3);
+    const char *input = argv[2];
+    size_t heard_len, batch_len, auth_len, times_len;
+    unsigned char *heard = read_file(input, "heard.bin", &heard_len);
+    unsigned char *batch = read_file(input, "batch.bin", &batch_len);
+    unsigned char *auth = read_file(input, "authority.bin", &auth_len);
+    unsigned char *times = read_file(input, "times.bin", &times_len);
+    EXPECT(times_len == 16);
+    uint64_t day_start = le64(times), published_at = le64(times + 8);
+    const char *origin = (const char *)auth;
+    size_t origin_len = strlen(origin);
+    EXPECT(auth_len == origin_len + 1 + 4 + TL_PUBLIC_KEY_LEN);
+    uint32_t key_id;
+    memcpy(&key_id, auth + origin_len + 1, 4);
+
+    uint8_t master_key[TL_MASTER_KEY_LEN];
+    for (int i = 0; i < TL_MASTER_KEY_LEN; i++) master_key[i] = (uint8_t)(i * 7 + 1);
+    TlSdk *sdk = NULL;
+    CHECK(tl_sdk_open(argv[1], master_key, &sdk));
+    CHECK(tl_sdk_set_time(sdk, day_start + 8 * 3600));
+    CHECK(tl_sdk_trust_authority(sdk, origin, key_id, auth + origin_len + 1 + 4));
+
+    /* Bad input is refused with a reason, and nothing breaks. */
+    EXPECT(tl_sdk_record_sighting(sdk, heard + 8, 19, -60, TL_TX_POWER_UNKNOWN, day_start) ==
+           TL_ERR_ADVERTISEMENT);
+    EXPECT(strstr(tl_last_error_message(), "20 bytes") != NULL);
+    EXPECT(tl_sdk_sync_batch(sdk, (const uint8_t *)"junk", 4, NULL) == TL_ERR_REJECTED);
+    EXPECT(tl_sdk_open(NULL, master_key, &sdk) == TL_ERR_NULL_OR_ENCODING);
+
+    /* 08:00 to 20:00: broadcast every 5 minutes, record what was heard meanwhile. */
+    uint8_t ad[TL_ADVERTISEMENT_LEN], previous[TL_ADVERTISEMENT_LEN] = {0};
+    size_t next = 0, records = heard_len / 28, changes = 0;
+    for (uint64_t t = day_start + 8 * 3600; t < day_start + 20 * 3600; t += 300) {
+        CHECK(tl_sdk_set_time(sdk, t));
+        CHECK(tl_sdk_advertisement(sdk, ad));
+        if (memcmp(ad, previous, sizeof ad) != 0) changes++;
+        memcpy(previous, ad, sizeof ad);
+        while (next < records && le64(heard + next * 28) < t + 300) {
+            uint64_t seen_at = le64(heard + next * 28);
+            CHECK(tl_sdk_set_time(sdk, seen_at));
+            CHECK(tl_sdk_record_sighting(sdk, heard + next * 28 + 8, TL_ADVERTISEMENT_LEN,
+                                         -60, TL_TX_POWER_UNKNOWN, seen_at));
+            next++;
+        }
+    }
+    EXPECT(next == records);
+    EXPECT(changes == 12 * 6); /* one token per 10-minute interval */
+    CHECK(tl_sdk_flush(sdk));
+
+    /* The next morning: sync the batch, twice. */
+    CHECK(tl_sdk_set_time(sdk, published_at + 3600));
+    TlSyncReport report;
+    CHECK(tl_sdk_sync_batch(sdk, batch, batch_len, &report));
+    EXPECT(report.keys >= 1 && report.new_windows == 1);
+    EXPECT(tl_sdk_sync_batch(sdk, batch, batch_len, &report) == TL_ERR_ALREADY_SYNCED);
+    uint64_t cursor = 0;
+    CHECK(tl_sdk_cursor(sdk, origin, &cursor));
+    EXPECT(cursor == 1);
+
+    TlSummary summary;
+    CHECK(tl_sdk_exposure_summary(sdk, &summary));
+    for (size_t i = 0; i < summary.len; i++) {
+        printf("day=%u minutes=%.1f high_risk=%d\n", summary.days[i].day,
+               summary.days[i].minutes, summary.days[i].high_risk ? 1 : 0);
+    }
+    tl_summary_free(summary);
+
+    /* Upload bundles: a real one and a dummy, the same length. */
+    TlBuffer real, dummy;
+    const char *code = "0123456789abcdef-0123456789abcdef0123456789abcdef";
+    uint32_t today = (uint32_t)((published_at + 3600) / 86400);
+    CHECK(tl_sdk_diagnosis_upload(sdk, (const uint8_t *)code, strlen(code), today - 1, NULL, 0,
+                                  &real));
+    CHECK(tl_sdk_dummy_upload(sdk, &dummy));
+    EXPECT(real.len == dummy.len && real.len > 0);
+    printf("upload_len=%zu\n", real.len);
+    tl_buffer_free(real);
+    tl_buffer_free(dummy);
+    uint64_t next_dummy = 0;
+    CHECK(tl_sdk_next_dummy_upload_at(sdk, &next_dummy));
+    EXPECT(next_dummy > published_at);
+
+    tl_sdk_close(sdk);
+    free(heard);
+    free(batch);
+    free(auth);
+    free(times);
+    printf("OK\n");
+    return 0;
+}

@@ -1,0 +1,130 @@
+//! The C ABI from C: `tests/c/full_day.c` compiled with the system C compiler,
+//! linked against the static library, run once natively and once under valgrind.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use traceless_protocol::{Clock, ManualClock, Upload};
+
+/// The static library cargo built for this test run: it compiles the lib with
+/// every crate type into `target/<profile>/deps/`, beside the test executables.
+fn static_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().join("libtraceless_sdk.a")
+}
+
+fn compile(out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = static_library();
+    assert!(lib.exists(), "{} is missing", lib.display());
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("tests/c/full_day.c"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(out)
+        .status()
+        .expect("a C compiler (cc) is installed");
+    assert!(status.success(), "compiling full_day.c failed");
+}
+
+/// Alice's broadcasts of 09:00-09:30 as heard by the C phone, her batch, the
+/// authority's trust entry and the times.
+fn write_inputs(dir: &Path) {
+    let clock = ManualClock::new(at(DAY0, 9 * 60));
+    let mut alice = phone(&clock);
+    let mut heard = Vec::new();
+    for _ in 0..7 {
+        let ad = alice.advertisement().unwrap();
+        heard.extend_from_slice(&clock.now().to_le_bytes());
+        heard.extend_from_slice(&ad.to_bytes());
+        clock.advance(300);
+    }
+    let published_at = at(DAY0 + 1, 6 * 60);
+    clock.set(published_at);
+    let bundle = alice.diagnosis_upload(b"code", DAY0, &[]).unwrap();
+    let mut authority = Authority::new("c.health");
+    let day0 = Upload::decode(&bundle, published_at)
+        .unwrap()
+        .keys
+        .into_iter()
+        .filter(|k| k.rolling_start / 144 == DAY0)
+        .collect();
+    let batch = authority.batch(day0, published_at);
+    let mut trust = b"c.health\0".to_vec();
+    trust.extend_from_slice(&authority.key.key_id.to_le_bytes());
+    trust.extend_from_slice(authority.key.verifying_key().as_bytes());
+    let mut times = at(DAY0, 0).to_le_bytes().to_vec();
+    times.extend_from_slice(&published_at.to_le_bytes());
+    std::fs::write(dir.join("heard.bin"), heard).unwrap();
+    std::fs::write(dir.join("batch.bin"), batch).unwrap();
+    std::fs::write(dir.join("authority.bin"), trust).unwrap();
+    std::fs::write(dir.join("times.bin"), times).unwrap();
+}
+
+fn run(prefix: &[&str], exe: &Path, tmp: &Path, name: &str) -> String {
+    let store = tmp.join(name);
+    let (program, args) = match prefix.split_first() {
+        Some((p, rest)) => (PathBuf::from(p), rest.to_vec()),
+        None => (exe.to_path_buf(), Vec::new()),
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if !prefix.is_empty() {
+        cmd.arg(exe);
+    }
+    let out = cmd.arg(&store).arg(tmp).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed: {stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn a_c_program_drives_a_full_day_through_the_static_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("full_day");
+    compile(&exe);
+    write_inputs(tmp.path());
+    let out = run(&[], &exe, tmp.path(), "native");
+    // 7 scans 5 minutes apart over 4 tokens: 4 first scans + 3 later ones, 5 min each.
+    assert!(
+        out.contains(&format!("day={DAY0} minutes=35.0 high_risk=1")),
+        "{out}"
+    );
+    assert!(out.contains("upload_len=1024"), "{out}");
+    assert!(out.trim_end().ends_with("OK"), "{out}");
+}
+
+#[test]
+fn the_c_program_runs_clean_under_valgrind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("full_day");
+    compile(&exe);
+    write_inputs(tmp.path());
+    let valgrind = Command::new("valgrind").arg("--version").output();
+    assert!(
+        valgrind.is_ok_and(|o| o.status.success()),
+        "valgrind is not installed (.ci/install-sdk.sh installs it)"
+    );
+    let out = run(
+        &[
+            "valgrind",
+            "--quiet",
+            "--error-exitcode=3",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+        ],
+        &exe,
+        tmp.path(),
+        "valgrind",
+    );
+    assert!(out.trim_end().ends_with("OK"), "{out}");
+}
