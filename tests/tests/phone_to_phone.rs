@@ -1,0 +1,175 @@
+//! End to end over real parts: phones run the SDK, a gateway node accepts an
+//! upload over HTTP, a relay node gets the signed batch over libp2p, and another
+//! phone downloads it from the relay over HTTP, verifies it and matches locally.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use traceless_node::config::{GatewayConfig, TrustEntry};
+use traceless_node::{upload_codes, Config, Role, RunningNode};
+use traceless_protocol::{AuthorityKey, Clock, ManualClock, Upload};
+use traceless_sdk::{Sdk, SdkConfig};
+use traceless_tests::http::request;
+
+const ORIGIN: &str = "e2e.health";
+/// 2023-11-14 12:00 UTC.
+const DAY: u32 = 19_675;
+const NOON: u64 = DAY as u64 * 86_400 + 12 * 3600;
+
+fn node_config(dir: &Path, authority: &AuthorityKey, bootstrap: &[String]) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.p2p.heartbeat_ms = 100;
+    c.p2p.catchup_interval_secs = 1;
+    c.p2p.bootstrap = bootstrap.to_vec();
+    c.trust.push(TrustEntry {
+        origin: ORIGIN.into(),
+        key_id: authority.key_id,
+        public_key: hex::encode(authority.verifying_key().to_bytes()),
+    });
+    c
+}
+
+async fn gateway(dir: &Path, authority: &AuthorityKey, clock: &ManualClock) -> RunningNode {
+    let mut c = node_config(dir, authority, &[]);
+    let key_file = dir.join("authority.key");
+    std::fs::create_dir_all(dir).unwrap();
+    traceless_node::keys::write_authority_key(&key_file, authority).unwrap();
+    c.role = Role::Gateway;
+    c.gateway = Some(GatewayConfig {
+        origin: ORIGIN.into(),
+        authority_key_file: key_file,
+        uploads_per_minute: 100,
+    });
+    traceless_node::start(c, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+/// Polls `f` every 50 ms for at most 10 s.
+async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// What a host app does to sync: list new batches of the origin after the SDK's
+/// cursor, download each, hand it to the SDK.
+fn sync_from(node: SocketAddr, phone: &mut Sdk) -> usize {
+    let after = phone.cursor(ORIGIN).unwrap().unwrap_or(0);
+    let list = request(
+        node,
+        "GET",
+        &format!("/v1/batches?origin={ORIGIN}&after={after}"),
+        b"",
+    )
+    .unwrap()
+    .json();
+    let mut synced = 0;
+    for entry in list["batches"].as_array().unwrap() {
+        let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
+        assert_eq!(bytes.status, 200);
+        phone.sync_batch(&bytes.body).unwrap();
+        synced += 1;
+    }
+    synced
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let authority = AuthorityKey::generate(ORIGIN, 1);
+    let node_clock = ManualClock::new(NOON);
+    let (codes, records) = upload_codes::issue(1, NOON + 86_400);
+    upload_codes::write_incoming(&tmp.path().join("gateway"), &records).unwrap();
+    let gw = gateway(&tmp.path().join("gateway"), &authority, &node_clock).await;
+    let bootstrap: Vec<String> = gw.p2p_addrs.iter().map(|a| a.to_string()).collect();
+    let relay = traceless_node::start(
+        node_config(&tmp.path().join("relay"), &authority, &bootstrap),
+        Arc::new(node_clock.clone()),
+    )
+    .await
+    .unwrap();
+
+    // Yesterday, Alice and Bob sat together for half an hour; Carol was elsewhere.
+    let phone_clock = ManualClock::new(NOON - 86_400);
+    let new_phone = || Sdk::in_memory(SdkConfig::default(), Arc::new(phone_clock.clone())).unwrap();
+    let (mut alice, mut bob, mut carol) = (new_phone(), new_phone(), new_phone());
+    for _ in 0..8 {
+        let ad = alice.advertisement().unwrap();
+        bob.record_sighting(&ad.to_bytes(), -58, None, phone_clock.now())
+            .unwrap();
+        carol.advertisement().unwrap();
+        phone_clock.advance(240);
+    }
+
+    // Today Alice tests positive and uploads with her code; Carol sends a dummy.
+    phone_clock.set(NOON);
+    alice.advertisement().unwrap();
+    let bundle = alice
+        .diagnosis_upload(codes[0].as_bytes(), DAY - 1, &[])
+        .unwrap();
+    let dummy = carol.dummy_upload().unwrap();
+    assert_eq!(bundle.len(), dummy.len(), "an observer sees one length");
+    let r = request(gw.http_addr, "POST", "/v1/upload", &bundle).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let receipt = r.json();
+    assert_eq!(
+        receipt["published"].as_array().unwrap().len(),
+        1,
+        "yesterday's key"
+    );
+    assert_eq!(
+        receipt["embargoed_keys"], 1,
+        "today's key waits for the embargo"
+    );
+    let r = request(gw.http_addr, "POST", "/v1/upload", &dummy).unwrap();
+    assert_eq!(r.status, 200, "a dummy gets the same answer path");
+    // The code was single-use.
+    let replay = request(gw.http_addr, "POST", "/v1/upload", &bundle).unwrap();
+    assert_ne!(replay.status, 200);
+
+    // The batch reaches the relay over libp2p; Bob and Carol sync from the relay.
+    let listed = eventually(|| {
+        let list = request(
+            relay.http_addr,
+            "GET",
+            &format!("/v1/batches?origin={ORIGIN}"),
+            b"",
+        )
+        .ok()?
+        .json();
+        (!list["batches"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    assert!(listed.is_some(), "the relay never received the batch");
+    for phone in [&mut bob, &mut carol] {
+        phone.trust_authority(ORIGIN, 1, authority.verifying_key());
+        assert_eq!(sync_from(relay.http_addr, phone), 1);
+        assert_eq!(sync_from(relay.http_addr, phone), 0, "the cursor moved on");
+    }
+    let bob_days = bob.exposure_summary().unwrap();
+    assert_eq!(bob_days.len(), 1);
+    assert_eq!(bob_days[0].day, DAY - 1);
+    assert!(bob_days[0].high_risk, "{bob_days:?}");
+    assert!(carol.exposure_summary().unwrap().is_empty());
+
+    // What the relay serves is exactly what Alice uploaded for yesterday, signed.
+    let upload = Upload::decode(&bundle, NOON).unwrap();
+    assert_eq!(upload.keys.len(), 2);
+
+    relay.shutdown().await;
+    gw.shutdown().await;
+}
