@@ -94,9 +94,11 @@ impl Default for HttpConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct P2pConfig {
-    /// libp2p listen multiaddrs.
+    /// libp2p listen multiaddrs: TCP (`/ip4/../tcp/..`, with Noise and Yamux)
+    /// and QUIC (`/ip4/../udp/../quic-v1`).
     pub listen: Vec<String>,
-    /// Peers to dial at start and whenever disconnected (`/ip4/../tcp/../p2p/<id>`).
+    /// Peers to dial at start and whenever disconnected (`/ip4/../tcp/../p2p/<id>`
+    /// or `/ip4/../udp/../quic-v1/p2p/<id>`).
     pub bootstrap: Vec<String>,
     /// Gossipsub heartbeat, milliseconds.
     pub heartbeat_ms: u64,
@@ -112,7 +114,10 @@ pub struct P2pConfig {
 impl Default for P2pConfig {
     fn default() -> Self {
         P2pConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".into(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+            ],
             bootstrap: Vec::new(),
             heartbeat_ms: 1000,
             catchup_interval_secs: 60,
@@ -275,9 +280,10 @@ role = "relay"
 listen = "127.0.0.1:8080"
 
 [p2p]
-# libp2p listen addresses (TCP; Noise + Yamux).
-listen = ["/ip4/127.0.0.1/tcp/0"]
-# Peers to dial: "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW...".
+# libp2p listen addresses: TCP (Noise + Yamux) and QUIC v1.
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+# Peers to dial, over TCP or QUIC: "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW..." or
+# "/ip4/192.0.2.10/udp/4001/quic-v1/p2p/12D3KooW...".
 bootstrap = []
 heartbeat_ms = 1000
 catchup_interval_secs = 60

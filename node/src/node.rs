@@ -1,7 +1,7 @@
 //! A running node: shared state, batch ingest, the scheduled jobs, and start-up.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
@@ -79,6 +79,9 @@ pub struct NodeState {
     pub peers: RwLock<PeerView>,
     /// Commands to the federation task.
     pub federation: mpsc::UnboundedSender<Command>,
+    /// Serialises [`NodeState::release_due`] (the job and catch-up both call it),
+    /// so that no batch is handed to gossip twice.
+    release_lock: Mutex<()>,
 }
 
 /// Result of ingesting one batch.
@@ -88,6 +91,8 @@ pub struct Ingested {
     pub outcome: PutOutcome,
     /// The batch's metadata.
     pub meta: BatchMeta,
+    /// Whether the batch was visible (past its embargo) when it was ingested.
+    pub visible: bool,
 }
 
 impl NodeState {
@@ -99,15 +104,37 @@ impl NodeState {
     /// Validates a `SignedBatch` from a peer (size, shape, trust list, signature,
     /// freshness) and stores it durably. A batch is trusted only because of its
     /// authority signature, never because of who sent it.
+    ///
+    /// A new batch is held for [`NodeState::release_due`], which gossips it once
+    /// it is visible: use this for local batches and catch-up results, which
+    /// gossip has not delivered here.
     pub fn ingest(&self, bytes: &[u8]) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, false)
+    }
+
+    /// [`NodeState::ingest`] for a batch that arrived by gossip. If it is visible
+    /// it is not held for re-publication: once accepted, gossipsub forwards it
+    /// itself (publishing it again would be a duplicate). An embargoed one is held
+    /// like any other and gossiped when its embargo ends.
+    pub fn ingest_gossiped(&self, bytes: &[u8]) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, true)
+    }
+
+    fn ingest_from(&self, bytes: &[u8], gossiped: bool) -> Result<Ingested, IngestError> {
         let now = self.now();
         let signed = SignedBatch::decode(bytes)?;
         let batch = signed.verify(&self.trust, now)?;
         let meta = BatchMeta::of(&batch, bytes);
-        let outcome = self.store.put_batch(&StoredBatch {
+        let visible = meta.is_visible(now);
+        let stored = StoredBatch {
             meta: meta.clone(),
             bytes: bytes.to_vec(),
-        })?;
+        };
+        let outcome = if gossiped && visible {
+            self.store.put_announced_batch(&stored)?
+        } else {
+            self.store.put_batch(&stored)?
+        };
         match outcome {
             PutOutcome::New => inc(&self.metrics.batches_stored),
             PutOutcome::Duplicate => inc(&self.metrics.batches_duplicate),
@@ -117,13 +144,18 @@ impl NodeState {
                     "authority signed two different batches under one sequence number; keeping the first");
             }
         }
-        Ok(Ingested { outcome, meta })
+        Ok(Ingested {
+            outcome,
+            meta,
+            visible,
+        })
     }
 
     /// Seals embargoed gateway keys that are due, and hands every stored batch
     /// whose embargo has ended (and that was not yet announced) to gossip.
     /// Returns the batches announced.
     pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
+        let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
         if let Some(g) = &self.gateway {
             if let Err(e) = g.release_pending(self.store.as_ref(), now) {
@@ -252,6 +284,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         gateway,
         peers: RwLock::new(PeerView::default()),
         federation: fed_tx,
+        release_lock: Mutex::new(()),
         config,
     });
     state.import_codes();

@@ -194,6 +194,10 @@ pub trait Store: Send + Sync + 'static {
     fn put_batch(&self, batch: &StoredBatch) -> Result<PutOutcome, StorageError>;
     /// Stores many verified batches with one flush (bulk ingest).
     fn put_batches(&self, batches: &[StoredBatch]) -> Result<Vec<PutOutcome>, StorageError>;
+    /// Stores a verified batch that is already being announced, so it is not held
+    /// for the release job: a visible batch accepted from gossip, which gossipsub
+    /// forwards itself once validated.
+    fn put_announced_batch(&self, batch: &StoredBatch) -> Result<PutOutcome, StorageError>;
     /// A stored batch.
     fn get_batch(&self, origin: &str, sequence: u64) -> Result<Option<StoredBatch>, StorageError>;
     /// Metadata of one origin's batches with a sequence above `after`, ascending.
@@ -312,7 +316,7 @@ impl SledStore {
         self.write.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add_batch_ops(b: &mut sled::Batch, sb: &StoredBatch) {
+    fn add_batch_ops(b: &mut sled::Batch, sb: &StoredBatch, hold: bool) {
         let m = &sb.meta;
         b.insert(batch_key(b'b', &m.origin, m.sequence), m.encode());
         b.insert(batch_key(b'x', &m.origin, m.sequence), sb.bytes.as_slice());
@@ -324,12 +328,15 @@ impl SledStore {
             indexed_key(b'e', &m.expires_at.to_be_bytes(), &m.origin, m.sequence),
             &[][..],
         );
-        // Every batch starts held; the release job gossips it and clears the mark
-        // (at once for batches that are visible on arrival).
-        b.insert(
-            indexed_key(b'h', &m.visible_from.to_be_bytes(), &m.origin, m.sequence),
-            &[][..],
-        );
+        // A batch starts held unless it is already being announced; the release
+        // job gossips it and clears the mark (at once for batches that are
+        // visible on arrival).
+        if hold {
+            b.insert(
+                indexed_key(b'h', &m.visible_from.to_be_bytes(), &m.origin, m.sequence),
+                &[][..],
+            );
+        }
     }
 
     fn check_existing(&self, m: &BatchMeta) -> Result<Option<PutOutcome>, StorageError> {
@@ -359,6 +366,35 @@ impl SledStore {
         Ok(out)
     }
 
+    fn put_batches_with(
+        &self,
+        batches: &[StoredBatch],
+        hold: bool,
+    ) -> Result<Vec<PutOutcome>, StorageError> {
+        let _guard = self.lock();
+        let mut ops = sled::Batch::default();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut seen = std::collections::HashSet::new();
+        for sb in batches {
+            let outcome = match self.check_existing(&sb.meta)? {
+                Some(o) => o,
+                None if !seen.insert((sb.meta.origin.clone(), sb.meta.sequence)) => {
+                    PutOutcome::Duplicate
+                }
+                None => {
+                    Self::add_batch_ops(&mut ops, sb, hold);
+                    PutOutcome::New
+                }
+            };
+            outcomes.push(outcome);
+        }
+        if outcomes.contains(&PutOutcome::New) {
+            self.db.apply_batch(ops)?;
+            self.db.flush()?;
+        }
+        Ok(outcomes)
+    }
+
     fn range_index(&self, prefix: u8, upto_inclusive: u64) -> Result<Vec<BatchMeta>, StorageError> {
         let mut out = Vec::new();
         let start = vec![prefix];
@@ -381,28 +417,11 @@ impl Store for SledStore {
     }
 
     fn put_batches(&self, batches: &[StoredBatch]) -> Result<Vec<PutOutcome>, StorageError> {
-        let _guard = self.lock();
-        let mut ops = sled::Batch::default();
-        let mut outcomes = Vec::with_capacity(batches.len());
-        let mut seen = std::collections::HashSet::new();
-        for sb in batches {
-            let outcome = match self.check_existing(&sb.meta)? {
-                Some(o) => o,
-                None if !seen.insert((sb.meta.origin.clone(), sb.meta.sequence)) => {
-                    PutOutcome::Duplicate
-                }
-                None => {
-                    Self::add_batch_ops(&mut ops, sb);
-                    PutOutcome::New
-                }
-            };
-            outcomes.push(outcome);
-        }
-        if outcomes.contains(&PutOutcome::New) {
-            self.db.apply_batch(ops)?;
-            self.db.flush()?;
-        }
-        Ok(outcomes)
+        self.put_batches_with(batches, true)
+    }
+
+    fn put_announced_batch(&self, batch: &StoredBatch) -> Result<PutOutcome, StorageError> {
+        Ok(self.put_batches_with(std::slice::from_ref(batch), false)?[0])
     }
 
     fn get_batch(&self, origin: &str, sequence: u64) -> Result<Option<StoredBatch>, StorageError> {
@@ -608,7 +627,7 @@ impl Store for SledStore {
             ops.remove(id.as_slice());
         }
         for sb in &c.batches {
-            Self::add_batch_ops(&mut ops, sb);
+            Self::add_batch_ops(&mut ops, sb, true);
         }
         if let Some((origin, next)) = &c.next_sequence {
             let mut k = vec![b's'];

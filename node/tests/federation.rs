@@ -1,19 +1,24 @@
-//! Federation over real libp2p swarms on 127.0.0.1 TCP: convergence, catch-up
-//! after downtime, and an attacker flooding forged batches.
+//! Federation over real libp2p swarms on 127.0.0.1 (TCP, and QUIC): convergence,
+//! catch-up after downtime, an attacker flooding forged batches, oversized gossip,
+//! and a QUIC-only federation.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr};
-use traceless_node::federation::behaviour::BATCH_TOPIC;
+use traceless_node::federation::behaviour::{
+    BATCH_TOPIC, MAX_GOSSIP_MESSAGE_LEN, MAX_GOSSIP_RPC_LEN,
+};
 use traceless_node::{ManualClock, RunningNode};
+use traceless_protocol::wire::{MAX_BATCH_KEYS, MAX_SIGNED_BATCH_LEN};
 use traceless_protocol::AuthorityKey;
 
 async fn relay(dir: &std::path::Path, clock: &ManualClock, bootstrap: &[Multiaddr]) -> RunningNode {
@@ -133,6 +138,69 @@ async fn five_nodes_converge_and_a_restarted_node_catches_up() {
     for n in nodes {
         n.shutdown().await;
     }
+}
+
+/// Two nodes that listen on QUIC only federate over it and converge on batches
+/// published at either of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_federate_over_quic_only() {
+    let clock = ManualClock::new(NOW);
+    let quic_only = |dir: &std::path::Path, boot: &[Multiaddr]| {
+        let mut c = relay_config(dir);
+        c.p2p.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()];
+        c.p2p.bootstrap = boot.iter().map(|a| a.to_string()).collect();
+        traceless_node::start(c, Arc::new(clock.clone()))
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = quic_only(d1.path(), &[]).await.unwrap();
+    let second = quic_only(d2.path(), &first.p2p_addrs).await.unwrap();
+    for n in [&first, &second] {
+        assert!(!n.p2p_addrs.is_empty());
+        for a in &n.p2p_addrs {
+            assert!(a.iter().any(|p| matches!(p, Protocol::QuicV1)), "{a}");
+            assert!(!a.iter().any(|p| matches!(p, Protocol::Tcp(_))), "{a}");
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let connected =
+                |n: &RunningNode, p| n.state.peers.read().unwrap().connected.contains(&p);
+            connected(&first, second.peer_id) && connected(&second, first.peer_id)
+        })
+        .await,
+        "no QUIC connection"
+    );
+    let a = authority();
+    publish_at(&first, &signed_batch(&a, 1, TODAY - 2, 20, NOW - 60));
+    publish_at(&second, &signed_batch(&a, 2, TODAY - 2, 20, NOW - 60));
+    assert!(
+        wait_until(Duration::from_secs(15), || stored(&first) == 2
+            && stored(&second) == 2)
+        .await,
+        "stored {} and {}",
+        stored(&first),
+        stored(&second)
+    );
+    for seq in 1..=2 {
+        assert_eq!(
+            first
+                .state
+                .store
+                .get_batch(ORIGIN, seq)
+                .unwrap()
+                .unwrap()
+                .bytes,
+            second
+                .state
+                .store
+                .get_batch(ORIGIN, seq)
+                .unwrap()
+                .unwrap()
+                .bytes
+        );
+    }
+    first.shutdown().await;
+    second.shutdown().await;
 }
 
 /// An attacker that speaks gossipsub with none of the defences, publishing
@@ -277,6 +345,167 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
             .gossip_accepted
             .load(std::sync::atomic::Ordering::Relaxed)
             == 4)
+        .await
+    );
+    // ...and, having received them by gossip (which forwards them), it does not
+    // publish them again: give the once-a-second release job time to run.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let m = &behind.state.metrics;
+    assert_eq!(
+        m.gossip_publish_duplicate
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a batch received by gossip was published again"
+    );
+    victim.shutdown().await;
+    behind.shutdown().await;
+}
+
+/// Debug lines of gossipsub's connection handler (where it says why it closed an
+/// inbound stream), captured for this test binary.
+fn gossip_handler_log() -> &'static Mutex<Vec<u8>> {
+    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(log) = LOG.get() {
+                log.lock().unwrap().extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    LOG.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "libp2p_gossipsub::handler=debug",
+            ))
+            .with_ansi(false)
+            .with_writer(|| Sink)
+            .try_init();
+        Mutex::new(Vec::new())
+    })
+}
+
+fn logged(needle: &str) -> bool {
+    String::from_utf8_lossy(&gossip_handler_log().lock().unwrap()).contains(needle)
+}
+
+// The three size limits nest.
+const _: () = assert!(MAX_SIGNED_BATCH_LEN < MAX_GOSSIP_MESSAGE_LEN);
+const _: () = assert!(MAX_GOSSIP_MESSAGE_LEN < MAX_GOSSIP_RPC_LEN);
+
+/// Oversized gossip at each of the three limits is dropped, never stored and
+/// never forwarded: a frame above `MAX_GOSSIP_RPC_LEN` is not read (the inbound
+/// stream is closed, with a log line saying why); a message above the topic's
+/// `MAX_GOSSIP_MESSAGE_LEN` is dropped by gossipsub and costs its sender its
+/// score; one just above `MAX_SIGNED_BATCH_LEN` reaches the node, which rejects
+/// it and penalises the sender. An honest batch near the limit still flows. It
+/// fails if either gossipsub limit is removed (the message would reach the
+/// application and be counted there) or set below the batch size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
+    gossip_handler_log();
+    let clock = ManualClock::new(NOW);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let victim = relay(d1.path(), &clock, &[]).await;
+    let behind = relay(d2.path(), &clock, &victim.p2p_addrs).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || !behind
+            .state
+            .peers
+            .read()
+            .unwrap()
+            .connected
+            .is_empty())
+        .await
+    );
+    let topic = IdentTopic::new(BATCH_TOPIC);
+    let rejected = |n: &RunningNode| {
+        n.state
+            .metrics
+            .gossip_rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
+
+    // 1. Above the RPC frame limit: gossipsub stops reading and closes the stream.
+    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    evil.behaviour_mut()
+        .publish(topic.clone(), vec![0xAB; MAX_GOSSIP_RPC_LEN + 1])
+        .unwrap();
+    let why = format!("exceeds maximum of {MAX_GOSSIP_RPC_LEN}b");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !logged(&why) && tokio::time::Instant::now() < deadline {
+        pump(&mut evil, Duration::from_millis(100)).await;
+    }
+    assert!(logged(&why), "no log line explains the dropped frame");
+    pump(&mut evil, Duration::from_millis(300)).await;
+    assert_eq!(rejected(&victim), 0, "the oversized frame reached the node");
+
+    // 2. Above the topic's message limit, inside the frame limit: gossipsub drops
+    // it as invalid before the node sees it, and the sender's score falls.
+    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let evil_id = *evil.local_peer_id();
+    evil.behaviour_mut()
+        .publish(topic.clone(), vec![0xAB; MAX_GOSSIP_MESSAGE_LEN + 1])
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut score = 0.0;
+    while tokio::time::Instant::now() < deadline {
+        pump(&mut evil, Duration::from_millis(100)).await;
+        score = victim.peer_score(evil_id).await.unwrap_or(0.0);
+        if score <= graylist {
+            break;
+        }
+    }
+    assert!(score <= graylist, "oversized sender's score {score}");
+    assert_eq!(
+        rejected(&victim),
+        0,
+        "the oversized message reached the node"
+    );
+
+    // 3. Inside both gossipsub limits but above MAX_SIGNED_BATCH_LEN: the node
+    // rejects it as oversized and penalises the sender.
+    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let evil_id = *evil.local_peer_id();
+    evil.behaviour_mut()
+        .publish(topic.clone(), vec![0xAB; MAX_SIGNED_BATCH_LEN + 1])
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while rejected(&victim) == 0 && tokio::time::Instant::now() < deadline {
+        pump(&mut evil, Duration::from_millis(100)).await;
+    }
+    assert_eq!(rejected(&victim), 1, "rejected by the node");
+    let score = victim.peer_score(evil_id).await.unwrap_or(0.0);
+    assert!(score <= graylist, "oversized sender's score {score}");
+
+    // Nothing was stored or forwarded.
+    pump(&mut evil, Duration::from_millis(300)).await;
+    assert_eq!(stored(&victim), 0);
+    assert_eq!(stored(&behind), 0);
+    assert_eq!(rejected(&behind), 0, "nothing oversized was forwarded");
+
+    // An honest batch close to the size limit still travels by gossip.
+    let a = authority();
+    let big = signed_batch(&a, 1, TODAY - 2, MAX_BATCH_KEYS, NOW - 5);
+    assert!(
+        big.len() > MAX_SIGNED_BATCH_LEN / 2 && big.len() <= MAX_SIGNED_BATCH_LEN,
+        "{}",
+        big.len()
+    );
+    publish_at(&victim, &big);
+    assert!(wait_until(Duration::from_secs(15), || stored(&behind) == 1).await);
+    assert!(
+        wait_until(Duration::from_secs(5), || behind
+            .state
+            .metrics
+            .gossip_accepted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1)
         .await
     );
     victim.shutdown().await;

@@ -14,6 +14,7 @@ use traceless_protocol::*;
 fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
     Upload {
         upload_code: code.as_bytes().to_vec(),
+        token: None,
         keys,
         dummy: false,
     }

@@ -106,6 +106,7 @@ fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
         uploaded.push(keys.clone());
         let body = Upload {
             upload_code: code.as_bytes().to_vec(),
+            token: None,
             keys,
             dummy: false,
         }
@@ -150,6 +151,7 @@ fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
     // The codes were consumed durably too.
     let body = Upload {
         upload_code: codes[0].as_bytes().to_vec(),
+        token: None,
         keys: keys_of_day(today - 1, 1),
         dummy: false,
     }

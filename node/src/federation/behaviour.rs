@@ -41,6 +41,18 @@ pub const IDENTIFY_PROTOCOL: &str = "/traceless/1.0.0";
 /// Kademlia protocol name (a private DHT, not the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/traceless/kad/1.0.0";
 
+/// Largest message accepted on the batch topic, protobuf-encoded (the batch plus
+/// the topic name and field framing). A larger message inside an RPC frame of at
+/// most [`MAX_GOSSIP_RPC_LEN`] is dropped by gossipsub before the application
+/// sees it, and counts as an invalid message against the sender's score.
+/// Between [`MAX_SIGNED_BATCH_LEN`] and this, a message reaches the application,
+/// which rejects it as oversized (penalising the sender too).
+pub const MAX_GOSSIP_MESSAGE_LEN: usize = MAX_SIGNED_BATCH_LEN + 1024;
+/// Largest gossipsub RPC frame read from a peer (one batch message plus headroom
+/// for control messages). A larger frame is not buffered: the inbound stream is
+/// closed unread and its message is neither delivered nor forwarded.
+pub const MAX_GOSSIP_RPC_LEN: usize = MAX_GOSSIP_MESSAGE_LEN + (64 << 10);
+
 /// Penalty weight of one invalid message on the batch topic (squared per count).
 pub const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 
@@ -62,14 +74,16 @@ pub fn batch_topic() -> IdentTopic {
     IdentTopic::new(BATCH_TOPIC)
 }
 
-/// Gossipsub configuration: validation on, content ids, batch-sized messages.
+/// Gossipsub configuration: validation on, content ids, batch-sized messages
+/// (see [`MAX_GOSSIP_MESSAGE_LEN`] and [`MAX_GOSSIP_RPC_LEN`]).
 pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(heartbeat)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(content_id(&m.data).to_vec()))
-        .max_transmit_size(MAX_SIGNED_BATCH_LEN + 1024)
+        .max_transmit_size(MAX_GOSSIP_RPC_LEN)
+        .max_transmit_size_for_topic(MAX_GOSSIP_MESSAGE_LEN, batch_topic().hash())
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())

@@ -1,4 +1,5 @@
-//! Federation over libp2p (TCP, Noise, Yamux): gossipsub push of new batches with
+//! Federation over libp2p (TCP with Noise and Yamux, and QUIC v1): gossipsub push
+//! of new batches with
 //! application-level validation, catch-up by per-origin sequence numbers,
 //! identify, and discovery by a static bootstrap list plus Kademlia.
 
@@ -13,6 +14,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -79,6 +81,7 @@ pub async fn start(
             yamux::Config::default,
         )
         .map_err(|e| e.to_string())?
+        .with_quic()
         .with_behaviour(|key| {
             Behaviour::new(key, heartbeat, p2p.kademlia, p2p.ip_colocation_penalty)
                 .map_err(|e| e.into())
@@ -87,24 +90,32 @@ pub async fn start(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     let peer_id = *swarm.local_peer_id();
+    let mut listeners = Vec::new();
     for addr in &p2p.listen {
         let addr: Multiaddr = addr
             .parse()
             .map_err(|e| format!("p2p listen {addr}: {e}"))?;
-        swarm.listen_on(addr).map_err(|e| e.to_string())?;
+        listeners.push(swarm.listen_on(addr).map_err(|e| e.to_string())?);
     }
-    // Wait for the listeners to report their bound addresses (bounded).
-    let mut listen_addrs = Vec::new();
+    // Wait for the listeners to report their bound addresses (bounded), and list
+    // them in the configured order (TCP first by default).
+    let mut bound = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while listen_addrs.len() < p2p.listen.len() {
+    while bound.len() < p2p.listen.len() {
         match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::NewListenAddr { address, .. }) => {
-                listen_addrs.push(address.with(Protocol::P2p(peer_id)))
+            Ok(SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            }) => {
+                let rank = listeners.iter().position(|l| *l == listener_id);
+                bound.push((rank, address.with(Protocol::P2p(peer_id))));
             }
             Ok(_) => {}
             Err(_) => return Err("libp2p listeners did not come up within 5 s".into()),
         }
     }
+    bound.sort_by_key(|(rank, _)| *rank);
+    let listen_addrs: Vec<Multiaddr> = bound.into_iter().map(|(_, a)| a).collect();
     let bootstrap: Vec<Multiaddr> = p2p
         .bootstrap
         .iter()
@@ -179,21 +190,42 @@ impl Federation {
             .gossipsub
             .publish(batch_topic(), bytes)
         {
-            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Ok(_) => inc(&self.state.metrics.gossip_published),
+            Err(gossipsub::PublishError::Duplicate) => {
+                inc(&self.state.metrics.gossip_publish_duplicate)
+            }
             // With no peers yet, catch-up delivers the batch when they connect.
             Err(e) => tracing::debug!("gossip publish: {e}"),
         }
     }
 
+    /// Dials bootstrap peers that are not connected. A peer listed with several
+    /// addresses (say TCP and QUIC) is dialled once, on all of them concurrently;
+    /// the first connection that succeeds is kept.
     fn dial_bootstrap(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let mut by_peer: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for addr in &self.bootstrap {
             match peer_of(addr) {
-                Some(p) if self.connected.contains(&p) || p == *self.swarm.local_peer_id() => {}
-                _ => {
+                Some(p) if self.connected.contains(&p) || p == local => {}
+                Some(p) => match by_peer.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, addrs)) => addrs.push(addr.clone()),
+                    None => by_peer.push((p, vec![addr.clone()])),
+                },
+                None => {
                     if let Err(e) = self.swarm.dial(addr.clone()) {
                         tracing::debug!("dial {addr}: {e}");
                     }
                 }
+            }
+        }
+        for (peer, addrs) in by_peer {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "dial: {e}");
             }
         }
     }
@@ -233,10 +265,9 @@ impl Federation {
             Done::Gossip(id, source, result) => {
                 let m = &self.state.metrics;
                 let acceptance = match &result {
-                    Ok(i)
-                        if i.outcome != PutOutcome::Conflict
-                            && i.meta.is_visible(self.state.now()) =>
-                    {
+                    // Visibility as of ingest: a visible new batch was stored as
+                    // announced, so forwarding it here is its only gossip.
+                    Ok(i) if i.outcome != PutOutcome::Conflict && i.visible => {
                         inc(&m.gossip_accepted);
                         MessageAcceptance::Accept
                     }
@@ -256,19 +287,12 @@ impl Federation {
                         MessageAcceptance::Ignore
                     }
                 };
+                // Accepting forwards the batch; it is not published again (an
+                // embargoed one is held and released by the scheduled job).
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
-                if matches!(
-                    result,
-                    Ok(Ingested {
-                        outcome: PutOutcome::New,
-                        ..
-                    })
-                ) {
-                    self.release();
-                }
             }
             Done::Catchup(peer, results) => {
                 let mut new = false;
@@ -356,7 +380,7 @@ impl Federation {
                 let s = self.state.clone();
                 let done = done.clone();
                 tokio::task::spawn_blocking(move || {
-                    let r = s.ingest(&message.data);
+                    let r = s.ingest_gossiped(&message.data);
                     let _ = done.send(Done::Gossip(message_id, propagation_source, r));
                 });
             }

@@ -21,6 +21,11 @@ pub struct Metrics {
     pub gossip_rejected: AtomicU64,
     /// Gossip messages ignored (duplicates, embargoed).
     pub gossip_ignored: AtomicU64,
+    /// Batches this node published on gossip (its own releases and catch-up
+    /// results; batches received by gossip are forwarded, not published).
+    pub gossip_published: AtomicU64,
+    /// Publications gossipsub refused as already seen (wasted work).
+    pub gossip_publish_duplicate: AtomicU64,
     /// Batches received through catch-up and stored.
     pub catchup_batches: AtomicU64,
     /// Invalid batches received through catch-up.
@@ -54,7 +59,7 @@ impl Metrics {
     /// Prometheus text exposition; `gauges` are added as they are.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "traceless_batches_stored_total",
                 "Batches stored for the first time.",
@@ -84,6 +89,16 @@ impl Metrics {
                 "traceless_gossip_ignored_total",
                 "Gossip messages ignored (duplicate or embargoed).",
                 &self.gossip_ignored,
+            ),
+            (
+                "traceless_gossip_published_total",
+                "Batches this node published on gossip (not counting forwarding).",
+                &self.gossip_published,
+            ),
+            (
+                "traceless_gossip_publish_duplicate_total",
+                "Publications refused by gossipsub as already seen.",
+                &self.gossip_publish_duplicate,
             ),
             (
                 "traceless_catchup_batches_total",
