@@ -73,6 +73,7 @@ pub(crate) fn diagnosis_keys(
 pub(crate) fn encode(code: &[u8], keys: Vec<DiagnosisKey>) -> Result<Vec<u8>> {
     Ok(Upload {
         upload_code: code.to_vec(),
+        token: None,
         keys,
         dummy: false,
     }
@@ -89,6 +90,7 @@ pub(crate) fn encode_dummy() -> Result<Vec<u8>> {
     code[16] = b'-';
     Ok(Upload {
         upload_code: code,
+        token: None,
         keys: Vec::new(),
         dummy: true,
     }

@@ -57,7 +57,9 @@ mod keys;
 mod matcher;
 mod reference;
 mod risk;
+pub mod sealed;
 mod signing;
+pub mod token;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
@@ -70,7 +72,9 @@ pub use keys::*;
 pub use matcher::{match_keys, match_keys_parallel, KeyMatch, Observation, ObservationIndex};
 pub use reference::match_keys_reference;
 pub use risk::*;
+pub use sealed::{seal_upload, GatewaySealKey, SEALED_UPLOAD_LEN};
 pub use signing::{AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT};
+pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
 pub use wire::{Batch, SignedBatch, Upload};
 
 /// Re-exported so that users name the same key types this crate does.

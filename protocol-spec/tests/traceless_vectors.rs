@@ -59,6 +59,7 @@ fn compute() -> Value {
     // Upload request.
     let upload = Upload {
         upload_code: b"CODE-1234".to_vec(),
+        token: None,
         keys: keys()[..2].to_vec(),
         dummy: false,
     };

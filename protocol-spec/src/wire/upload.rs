@@ -5,6 +5,7 @@ use prost::Message;
 use super::{check_version, decode_limited, pb, PROTOCOL_VERSION};
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::WireError;
+use crate::token::{UploadToken, TOKEN_INPUT_LEN, TOKEN_OUTPUT_LEN};
 
 /// Exact encoded length of every upload request, real or dummy.
 pub const UPLOAD_REQUEST_LEN: usize = 1024;
@@ -17,10 +18,12 @@ pub const MAX_UPLOAD_CODE_LEN: usize = 64;
 const PADDING_TAG_LEN: usize = 1;
 
 /// What a phone uploads after a positive diagnosis, or as cover traffic.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Upload {
-    /// The single-use authorization code.
+    /// The single-use authorization code (empty when a token authorizes).
     pub upload_code: Vec<u8>,
+    /// The anonymous authorization: a VOPRF token (SPEC.md §5.6).
+    pub token: Option<UploadToken>,
     /// The keys of the infectious days (empty for a dummy).
     pub keys: Vec<DiagnosisKey>,
     /// Cover traffic: processed like a real upload, then dropped.
@@ -55,6 +58,11 @@ impl Upload {
                 })
                 .collect(),
             dummy: self.dummy,
+            token: self.token.map(|t| pb::UploadToken {
+                epoch: t.epoch,
+                input: t.input.to_vec(),
+                output: t.output.to_vec(),
+            }),
             padding: Vec::new(),
         };
         let unpadded = msg.encoded_len();
@@ -118,8 +126,26 @@ impl Upload {
                 )
             })
             .collect::<Result<_, _>>()?;
+        let token = m
+            .token
+            .map(|t| -> Result<UploadToken, WireError> {
+                Ok(UploadToken {
+                    epoch: t.epoch,
+                    input: t.input.as_slice().try_into().map_err(|_| {
+                        WireError::invalid("token.input", format!("is not {TOKEN_INPUT_LEN} bytes"))
+                    })?,
+                    output: t.output.as_slice().try_into().map_err(|_| {
+                        WireError::invalid(
+                            "token.output",
+                            format!("is not {TOKEN_OUTPUT_LEN} bytes"),
+                        )
+                    })?,
+                })
+            })
+            .transpose()?;
         Ok(Upload {
             upload_code: m.upload_code,
+            token,
             keys,
             dummy: m.dummy,
         })
