@@ -36,6 +36,21 @@
 #define TL_TX_POWER_UNKNOWN INT16_MIN
 
 /**
+ * Length of the issuer's VOPRF public key (ristretto255) `tl_sdk_token_finalize` takes.
+ */
+#define TL_TOKEN_PUBLIC_KEY_LEN 32
+
+/**
+ * Length of the gateway's X25519 public key the sealed uploads take.
+ */
+#define TL_GATEWAY_KEY_LEN 32
+
+/**
+ * Length of every sealed upload, real or dummy.
+ */
+#define TL_SEALED_UPLOAD_LEN 1073
+
+/**
  * Result of every call.
  */
 typedef enum TlStatus {
@@ -76,7 +91,8 @@ typedef enum TlStatus {
    */
   TL_ERR_OVER_CAPACITY = 8,
   /**
-   * A batch or export file was rejected (signature, trust, expiry, format).
+   * A batch, export file or token response was rejected (signature or proof,
+   * trust, expiry, format).
    */
   TL_ERR_REJECTED = 9,
   /**
@@ -287,7 +303,77 @@ enum TlStatus tl_sdk_exposure_summary(struct TlSdk *sdk, struct TlSummary *out);
 void tl_summary_free(struct TlSummary summary);
 
 /**
- * Builds the padded upload of a positive diagnosis: authority code
+ * Starts an anonymous token issuance: blinds `count` (1 to 16) fresh tokens for
+ * the issuing key of `epoch` and writes the request, authorized by the
+ * authority's code (`code_len` bytes), to `*out` for the host to post to the
+ * issuer (`POST /v1/tokens` on the gateway). A new request replaces a pending one.
+ *
+ * # Safety
+ * `code` points to `code_len` bytes; `out` is writable.
+ */
+enum TlStatus tl_sdk_token_request(struct TlSdk *sdk,
+                                   uint32_t epoch,
+                                   size_t count,
+                                   const uint8_t *code,
+                                   size_t code_len,
+                                   struct TlBuffer *out);
+
+/**
+ * Takes the issuer's response (`len` bytes) to the pending request: verifies
+ * its proof against the issuer's public key of `epoch` (32 bytes at
+ * `public_key`), stores the tokens sealed, and writes how many to `*out_count`
+ * (may be NULL). `TL_ERR_REJECTED` for a bad proof or a malformed response,
+ * `TL_ERR_INVALID_ARGUMENT` with no pending request.
+ *
+ * # Safety
+ * `response` points to `len` bytes; `public_key` to 32 bytes; `out_count` is NULL or writable.
+ */
+enum TlStatus tl_sdk_token_finalize(struct TlSdk *sdk,
+                                    const uint8_t *response,
+                                    size_t len,
+                                    uint32_t epoch,
+                                    const uint8_t *public_key,
+                                    size_t *out_count);
+
+/**
+ * Writes how many unspent upload tokens are stored to `*out`.
+ *
+ * # Safety
+ * `out` is writable.
+ */
+enum TlStatus tl_sdk_tokens_available(struct TlSdk *sdk, size_t *out);
+
+/**
+ * Builds the default upload of a positive diagnosis: the keys as in
+ * [`tl_sdk_diagnosis_upload`], authorized by one stored token (spent durably),
+ * sealed to the gateway's X25519 public key (32 bytes at `gateway_key`);
+ * [`TL_SEALED_UPLOAD_LEN`] bytes to `*out`, for any relay to carry.
+ * `TL_ERR_INVALID_ARGUMENT` if no token is stored.
+ *
+ * # Safety
+ * `gateway_key` points to 32 bytes; `exclude_days` to `exclude_len` u32s; `out` is writable.
+ */
+enum TlStatus tl_sdk_sealed_diagnosis_upload(struct TlSdk *sdk,
+                                             const uint8_t *gateway_key,
+                                             uint32_t onset_day,
+                                             const uint32_t *exclude_days,
+                                             size_t exclude_len,
+                                             struct TlBuffer *out);
+
+/**
+ * Builds a sealed dummy upload to the gateway key (32 bytes at `gateway_key`),
+ * the same length as a real sealed one, and draws the next dummy time.
+ *
+ * # Safety
+ * `gateway_key` points to 32 bytes; `out` is writable.
+ */
+enum TlStatus tl_sdk_sealed_dummy_upload(struct TlSdk *sdk,
+                                         const uint8_t *gateway_key,
+                                         struct TlBuffer *out);
+
+/**
+ * Builds the padded plaintext upload of a positive diagnosis, for gateways
+ * without the anonymous path (prefer [`tl_sdk_sealed_diagnosis_upload`]): authority code
  * (`code_len` bytes), UTC day of symptom onset (or of the test), and
  * `exclude_len` days the user chose to leave out. Retires the key in use.
  *

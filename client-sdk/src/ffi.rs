@@ -17,7 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
-use traceless_protocol::{Clock, SystemClock, ADVERTISEMENT_LEN};
+use traceless_protocol::sealed::SEAL_KEY_LEN;
+use traceless_protocol::token::ELEMENT_LEN;
+use traceless_protocol::{
+    Clock, SystemClock, TokenPublicKey, ADVERTISEMENT_LEN, SEALED_UPLOAD_LEN,
+};
 
 use crate::{MasterKey, Sdk, SdkConfig, SdkError};
 
@@ -30,6 +34,15 @@ const _: () = assert!(TL_ADVERTISEMENT_LEN == ADVERTISEMENT_LEN);
 pub const TL_PUBLIC_KEY_LEN: usize = 32;
 /// `tx_power_dbm` value meaning "not known".
 pub const TL_TX_POWER_UNKNOWN: i16 = i16::MIN;
+/// Length of the issuer's VOPRF public key (ristretto255) `tl_sdk_token_finalize` takes.
+pub const TL_TOKEN_PUBLIC_KEY_LEN: usize = 32;
+const _: () = assert!(TL_TOKEN_PUBLIC_KEY_LEN == ELEMENT_LEN);
+/// Length of the gateway's X25519 public key the sealed uploads take.
+pub const TL_GATEWAY_KEY_LEN: usize = 32;
+const _: () = assert!(TL_GATEWAY_KEY_LEN == SEAL_KEY_LEN);
+/// Length of every sealed upload, real or dummy.
+pub const TL_SEALED_UPLOAD_LEN: usize = 1073;
+const _: () = assert!(TL_SEALED_UPLOAD_LEN == SEALED_UPLOAD_LEN);
 
 /// Result of every call.
 #[repr(C)]
@@ -53,7 +66,8 @@ pub enum TlStatus {
     TlErrTime = 7,
     /// A cap on stored sightings was reached; the sighting was dropped.
     TlErrOverCapacity = 8,
-    /// A batch or export file was rejected (signature, trust, expiry, format).
+    /// A batch, export file or token response was rejected (signature or proof,
+    /// trust, expiry, format).
     TlErrRejected = 9,
     /// The batch or export file was synced before.
     TlErrAlreadySynced = 10,
@@ -202,6 +216,31 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &'static str) -> Result<&'
     }
     // SAFETY: non-null, and the caller promises `len` readable bytes.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// `len` u32s at `ptr` as a slice (`ptr` may be NULL when `len` is 0).
+///
+/// # Safety
+/// `ptr` must point to `len` readable u32s that outlive the call.
+unsafe fn u32s<'a>(ptr: *const u32, len: usize, what: &'static str) -> Result<&'a [u32], FfiError> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::Null(what));
+    }
+    // SAFETY: non-null, and the caller promises `len` readable u32s.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// The 32 bytes at `ptr`.
+///
+/// # Safety
+/// `ptr` must be NULL or point to 32 readable bytes.
+unsafe fn key32(ptr: *const u8, what: &'static str) -> Result<[u8; 32], FfiError> {
+    // SAFETY: as the caller promises.
+    let raw = unsafe { bytes(ptr, 32, what) }?;
+    Ok(raw.try_into().expect("32 bytes"))
 }
 
 /// A NUL-terminated UTF-8 string.
@@ -550,7 +589,142 @@ pub unsafe extern "C" fn tl_summary_free(summary: TlSummary) {
     }
 }
 
-/// Builds the padded upload of a positive diagnosis: authority code
+/// Starts an anonymous token issuance: blinds `count` (1 to 16) fresh tokens for
+/// the issuing key of `epoch` and writes the request, authorized by the
+/// authority's code (`code_len` bytes), to `*out` for the host to post to the
+/// issuer (`POST /v1/tokens` on the gateway). A new request replaces a pending one.
+///
+/// # Safety
+/// `code` points to `code_len` bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_token_request(
+    sdk: *mut TlSdk,
+    epoch: u32,
+    count: usize,
+    code: *const u8,
+    code_len: usize,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            if out.is_null() {
+                return Err(FfiError::Null("out"));
+            }
+            let code = bytes(code, code_len, "code")?;
+            write_out(out, into_buffer(s.token_request(epoch, count, code)?));
+            Ok(())
+        })
+    }
+}
+
+/// Takes the issuer's response (`len` bytes) to the pending request: verifies
+/// its proof against the issuer's public key of `epoch` (32 bytes at
+/// `public_key`), stores the tokens sealed, and writes how many to `*out_count`
+/// (may be NULL). `TL_ERR_REJECTED` for a bad proof or a malformed response,
+/// `TL_ERR_INVALID_ARGUMENT` with no pending request.
+///
+/// # Safety
+/// `response` points to `len` bytes; `public_key` to 32 bytes; `out_count` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_token_finalize(
+    sdk: *mut TlSdk,
+    response: *const u8,
+    len: usize,
+    epoch: u32,
+    public_key: *const u8,
+    out_count: *mut usize,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let response = bytes(response, len, "response")?;
+            let key = TokenPublicKey {
+                epoch,
+                key: key32(public_key, "public_key")?,
+            };
+            write_out(out_count, s.token_finalize(response, &key)?);
+            Ok(())
+        })
+    }
+}
+
+/// Writes how many unspent upload tokens are stored to `*out`.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_tokens_available(sdk: *mut TlSdk, out: *mut usize) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            if out.is_null() {
+                return Err(FfiError::Null("out"));
+            }
+            write_out(out, s.tokens_available()?);
+            Ok(())
+        })
+    }
+}
+
+/// Builds the default upload of a positive diagnosis: the keys as in
+/// [`tl_sdk_diagnosis_upload`], authorized by one stored token (spent durably),
+/// sealed to the gateway's X25519 public key (32 bytes at `gateway_key`);
+/// [`TL_SEALED_UPLOAD_LEN`] bytes to `*out`, for any relay to carry.
+/// `TL_ERR_INVALID_ARGUMENT` if no token is stored.
+///
+/// # Safety
+/// `gateway_key` points to 32 bytes; `exclude_days` to `exclude_len` u32s; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sealed_diagnosis_upload(
+    sdk: *mut TlSdk,
+    gateway_key: *const u8,
+    onset_day: u32,
+    exclude_days: *const u32,
+    exclude_len: usize,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            if out.is_null() {
+                return Err(FfiError::Null("out"));
+            }
+            let key = key32(gateway_key, "gateway_key")?;
+            let exclude = u32s(exclude_days, exclude_len, "exclude_days")?;
+            let sealed = s.sealed_diagnosis_upload(&key, onset_day, exclude)?;
+            write_out(out, into_buffer(sealed));
+            Ok(())
+        })
+    }
+}
+
+/// Builds a sealed dummy upload to the gateway key (32 bytes at `gateway_key`),
+/// the same length as a real sealed one, and draws the next dummy time.
+///
+/// # Safety
+/// `gateway_key` points to 32 bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sealed_dummy_upload(
+    sdk: *mut TlSdk,
+    gateway_key: *const u8,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            if out.is_null() {
+                return Err(FfiError::Null("out"));
+            }
+            let key = key32(gateway_key, "gateway_key")?;
+            write_out(out, into_buffer(s.sealed_dummy_upload(&key)?));
+            Ok(())
+        })
+    }
+}
+
+/// Builds the padded plaintext upload of a positive diagnosis, for gateways
+/// without the anonymous path (prefer [`tl_sdk_sealed_diagnosis_upload`]): authority code
 /// (`code_len` bytes), UTC day of symptom onset (or of the test), and
 /// `exclude_len` days the user chose to leave out. Retires the key in use.
 ///
@@ -573,14 +747,7 @@ pub unsafe extern "C" fn tl_sdk_diagnosis_upload(
                 return Err(FfiError::Null("out"));
             }
             let code = bytes(code, code_len, "code")?;
-            let exclude: &[u32] = if exclude_len == 0 {
-                &[]
-            } else if exclude_days.is_null() {
-                return Err(FfiError::Null("exclude_days"));
-            } else {
-                // SAFETY: non-null, `exclude_len` u32s as promised.
-                std::slice::from_raw_parts(exclude_days, exclude_len)
-            };
+            let exclude = u32s(exclude_days, exclude_len, "exclude_days")?;
             let upload = s.diagnosis_upload(code, onset_day, exclude)?;
             write_out(out, into_buffer(upload));
             Ok(())

@@ -6,9 +6,19 @@
 //! them on disk (sled) sealed under a per-day key that is destroyed after 14 days
 //! (crypto-shredding). The app downloads signed batches from any relay node and
 //! hands them to [`Sdk::sync_batch`], which verifies them against the trusted
-//! authorities and matches locally. After a positive test, [`Sdk::diagnosis_upload`]
-//! builds the fixed-length upload; [`Sdk::dummy_upload`] builds cover traffic of
-//! the same length on a Poisson schedule.
+//! authorities and matches locally.
+//!
+//! Uploads are anonymous by default. After a positive test the app obtains
+//! upload tokens from the health authority's issuer ([`Sdk::token_request`],
+//! [`Sdk::token_finalize`]: an RFC 9497 VOPRF, so the issuer cannot link the
+//! tokens it evaluated to the upload that spends one); the SDK keeps them sealed
+//! at rest. [`Sdk::sealed_diagnosis_upload`] spends one token and seals the
+//! fixed-length upload to the gateway's key (RFC 9180 HPKE), so that any relay
+//! can carry it without reading it and the gateway never sees the phone's
+//! address; [`Sdk::sealed_dummy_upload`] builds cover traffic of the same length
+//! on a Poisson schedule ([`Sdk::next_dummy_upload_at`]). For gateways without
+//! the anonymous path, [`Sdk::diagnosis_upload`] and [`Sdk::dummy_upload`] still
+//! build the plaintext bundle authorized by a single-use code.
 //!
 //! What it reveals: the app learns per day only "exposed for M minutes, score S";
 //! the node that serves batches learns nothing (every phone downloads the same
@@ -18,7 +28,9 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use traceless_protocol::{AuthorityKey, Batch, DiagnosisKey, ManualClock, day_of_unix};
+//! use traceless_protocol::token::TokenIssueRequest;
+//! use traceless_protocol::{AuthorityKey, Batch, DiagnosisKey, GatewaySealKey, ManualClock,
+//!                          TokenKey, Upload, day_of_unix};
 //! use traceless_sdk::{Sdk, SdkConfig};
 //!
 //! let clock = ManualClock::new(1_700_000_000);
@@ -32,13 +44,23 @@
 //!     clock.advance(240);
 //! }
 //!
-//! // The next day Alice tests positive; her bundle goes to the gateway, which
-//! // signs her keys into a batch (here, directly).
+//! // The next day Alice tests positive. With the authority's code she obtains an
+//! // anonymous token from its issuer...
 //! clock.advance(86_400);
 //! let today = day_of_unix(clock.now());
-//! let _bundle = alice.diagnosis_upload(b"code", today - 1, &[]).unwrap();
+//! let issuer = TokenKey::generate(1);
+//! let request = alice.token_request(1, 1, b"code").unwrap();
+//! let blinded = TokenIssueRequest::decode(&request).unwrap().blinded;
+//! let response = issuer.issue(&blinded).unwrap().encode();
+//! assert_eq!(alice.token_finalize(&response, &issuer.public_key()).unwrap(), 1);
+//!
+//! // ...and her upload, sealed to the gateway, reaches it through any relay; the
+//! // gateway checks the token and signs her keys into a batch (here, directly).
+//! let gateway = GatewaySealKey::generate();
+//! let sealed = alice.sealed_diagnosis_upload(&gateway.public_bytes(), today - 1, &[]).unwrap();
+//! let upload = Upload::decode(&gateway.open(&sealed).unwrap(), clock.now()).unwrap();
+//! assert!(issuer.verify(&upload.token.unwrap()));
 //! let authority = AuthorityKey::generate("example.health", 1);
-//! let upload = traceless_protocol::Upload::decode(&_bundle, clock.now()).unwrap();
 //! let yesterday: Vec<DiagnosisKey> = upload.keys.into_iter()
 //!     .filter(|k| k.rolling_start / 144 == today - 1).collect();
 //! let batch = Batch { origin: "example.health".into(), sequence: 1, created_at: clock.now(),
@@ -68,6 +90,7 @@ mod sdk;
 mod sightings;
 mod storage;
 mod sync;
+mod tokens;
 mod upload;
 mod vault;
 

@@ -56,6 +56,7 @@ fn store_day(vault: &mut Vault, day: u32, keys: &[OwnKey]) -> Result<()> {
     vault.ensure_day(day)?;
     let bytes = postcard::to_stdvec(keys).expect("encoding to memory cannot fail");
     vault.put(Table::OwnKeys, &storage_key(day), &bytes)?;
+    crate::tokens::ensure_record(vault, day)?;
     vault.storage().flush()
 }
 

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
+use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
-    day_of_unix, interval_number, Advertisement, DaySummary, SharedClock, TrustList, RETENTION_DAYS,
+    day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, SharedClock,
+    TokenPublicKey, TokenRequest, TokenResponse, TrustList, RETENTION_DAYS,
 };
 
 use crate::config::SdkConfig;
@@ -15,6 +17,7 @@ use crate::own_keys;
 use crate::sightings::{self, Counters, ObservationSet, Sighting};
 use crate::storage::{MemoryStorage, SledStorage, Storage};
 use crate::sync::{self, SyncReport, Verified};
+use crate::tokens;
 use crate::upload;
 use crate::vault::{MasterKey, Vault};
 
@@ -42,6 +45,8 @@ pub struct Sdk {
     observations: Option<ObservationSet>,
     /// Day of the last retention pass.
     expired_through: Option<u32>,
+    /// The token request awaiting the issuer's answer (memory only).
+    pending_tokens: Option<TokenRequest>,
 }
 
 impl Sdk {
@@ -91,6 +96,7 @@ impl Sdk {
             counters: Counters::default(),
             observations: None,
             expired_through: None,
+            pending_tokens: None,
         };
         sdk.expire()?;
         Ok(sdk)
@@ -254,17 +260,68 @@ impl Sdk {
         Ok(self.config.risk.daily_summaries(&windows))
     }
 
-    /// The padded upload request of a positive diagnosis: the keys of the days
-    /// from `infectious_days_before_onset` before `onset_day` through today, minus
-    /// `exclude_days`, with the authority's `upload_code`. The key in use is retired
-    /// first, so that today's key is published only up to now and a fresh key is
-    /// broadcast from now on.
-    pub fn diagnosis_upload(
+    /// Asks for `count` anonymous upload tokens of the issuing key of `epoch`:
+    /// blinds fresh random inputs and returns the request (a `TokenIssueRequest`,
+    /// authorized by the authority's `authorization_code`) for the host to post to
+    /// the issuer (`POST /v1/tokens` on the gateway). The blinding state stays in
+    /// memory until [`Sdk::token_finalize`]; a new request replaces a pending one.
+    pub fn token_request(
         &mut self,
-        upload_code: &[u8],
+        epoch: u32,
+        count: usize,
+        authorization_code: &[u8],
+    ) -> Result<Vec<u8>> {
+        let request = TokenRequest::new(epoch, count)
+            .map_err(|e| SdkError::InvalidArgument(e.to_string()))?;
+        let encoded = request.encode(authorization_code);
+        if encoded.len() > MAX_TOKEN_MESSAGE_LEN {
+            return Err(SdkError::InvalidArgument(format!(
+                "the authorization code makes the token request longer than \
+                 {MAX_TOKEN_MESSAGE_LEN} bytes"
+            )));
+        }
+        self.pending_tokens = Some(request);
+        Ok(encoded)
+    }
+
+    /// Takes the issuer's answer (`TokenIssueResponse` bytes) to the pending
+    /// request: verifies the proof that every token was evaluated under
+    /// `public_key`, unblinds, and stores the tokens durably, sealed under
+    /// today's key. Returns how many were added. Errors: `InvalidArgument` with no
+    /// pending request; `Rejected` for a malformed response, another epoch or a
+    /// bad proof (nothing is stored, and the request stays pending).
+    pub fn token_finalize(
+        &mut self,
+        response: &[u8],
+        public_key: &TokenPublicKey,
+    ) -> Result<usize> {
+        let now = self.now()?;
+        let request = self.pending_tokens.as_ref().ok_or_else(|| {
+            SdkError::InvalidArgument("no pending token request: call token_request first".into())
+        })?;
+        let response = TokenResponse::decode(response)?;
+        let new = request.finalize(&response, public_key)?;
+        tokens::store(&mut self.vault, day_of_unix(now), &new)?;
+        self.pending_tokens = None;
+        Ok(new.len())
+    }
+
+    /// How many upload tokens are stored and unspent.
+    pub fn tokens_available(&mut self) -> Result<usize> {
+        self.now()?;
+        Ok(tokens::all(&self.vault)?.len())
+    }
+
+    /// The keys of a positive diagnosis, shared by every upload variant: the keys
+    /// of the days from `infectious_days_before_onset` before `onset_day` through
+    /// today, minus `exclude_days`. The key in use is retired first, so that
+    /// today's key is published only up to now and a fresh key is broadcast from
+    /// now on.
+    fn diagnosis_keys(
+        &mut self,
         onset_day: u32,
         exclude_days: &[u32],
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Vec<DiagnosisKey>> {
         let now = self.now()?;
         let today = day_of_unix(now);
         if onset_day > today {
@@ -281,8 +338,47 @@ impl Sdk {
                 own.push((day, key));
             }
         }
-        let keys = upload::diagnosis_keys(&own, onset_day, exclude_days)?;
-        upload::encode(upload_code, keys)
+        upload::diagnosis_keys(&own, onset_day, exclude_days)
+    }
+
+    /// The padded plaintext upload request of a positive diagnosis, authorized by
+    /// the authority's single-use `upload_code`: for gateways without the
+    /// anonymous path (prefer [`Sdk::sealed_diagnosis_upload`]). Keys as
+    /// described there.
+    pub fn diagnosis_upload(
+        &mut self,
+        upload_code: &[u8],
+        onset_day: u32,
+        exclude_days: &[u32],
+    ) -> Result<Vec<u8>> {
+        let keys = self.diagnosis_keys(onset_day, exclude_days)?;
+        upload::encode(upload_code, None, keys)
+    }
+
+    /// The default upload of a positive diagnosis: the keys of the days from
+    /// `infectious_days_before_onset` before `onset_day` through today, minus
+    /// `exclude_days`, authorized by one stored anonymous token, padded and
+    /// sealed to the gateway's X25519 key `gateway_key` (always
+    /// [`SEALED_UPLOAD_LEN`](traceless_protocol::SEALED_UPLOAD_LEN) bytes, for any
+    /// relay to carry). The key in use is retired first, so that today's key is
+    /// published only up to now and a fresh key is broadcast from now on. The
+    /// token is removed durably before this returns: it cannot be spent twice.
+    pub fn sealed_diagnosis_upload(
+        &mut self,
+        gateway_key: &[u8; 32],
+        onset_day: u32,
+        exclude_days: &[u32],
+    ) -> Result<Vec<u8>> {
+        self.now()?;
+        let (day, token) = tokens::next(&self.vault)?.ok_or_else(|| {
+            SdkError::InvalidArgument(
+                "no upload token: request tokens from the authority first".into(),
+            )
+        })?;
+        let keys = self.diagnosis_keys(onset_day, exclude_days)?;
+        let sealed = upload::seal(gateway_key, &upload::encode(&[], Some(token), keys)?)?;
+        tokens::remove(&self.vault, day, &token)?;
+        Ok(sealed)
     }
 
     /// A dummy upload request: same length as a real one. Also draws the next
@@ -291,6 +387,19 @@ impl Sdk {
         let now = self.now()?;
         upload::schedule_next_dummy(&self.vault, now, self.config.dummy_uploads_per_day)?;
         upload::encode_dummy()
+    }
+
+    /// A dummy of [`Sdk::sealed_diagnosis_upload`]: a random token (of the epoch
+    /// the next real upload would use, else 0), no keys, the dummy marker inside
+    /// the encryption, sealed to `gateway_key`; the same length as a real sealed
+    /// upload. Also draws the next dummy time.
+    pub fn sealed_dummy_upload(&mut self, gateway_key: &[u8; 32]) -> Result<Vec<u8>> {
+        let now = self.now()?;
+        let epoch = tokens::next(&self.vault)?.map_or(0, |(_, t)| t.epoch);
+        let request = upload::encode_token_dummy(tokens::random(epoch))?;
+        let sealed = upload::seal(gateway_key, &request)?;
+        upload::schedule_next_dummy(&self.vault, now, self.config.dummy_uploads_per_day)?;
+        Ok(sealed)
     }
 
     /// Unix time at which the next dummy upload is due (Poisson schedule).

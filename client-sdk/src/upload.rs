@@ -1,11 +1,16 @@
 //! Upload bundles: the padded request of a positive diagnosis, and dummy requests
 //! of the same length on a Poisson schedule, so that an observer of the traffic
-//! cannot tell who uploads real keys. Authorization and transport are the
-//! caller's (the node's HTTP upload endpoint today).
+//! cannot tell who uploads real keys. A request is authorized by an anonymous
+//! token (the default; see [`crate::tokens`]) and then sealed to the gateway's
+//! HPKE key, so that any relay can carry it; or, for gateways without the
+//! anonymous path, by the authority's single-use code in a plaintext bundle.
+//! Transport is the caller's.
 
 use rand_core::{OsRng, RngCore};
 use traceless_protocol::wire::{Upload, MAX_UPLOAD_KEYS};
-use traceless_protocol::{DiagnosisKey, Tek, MAX_DAYS_SINCE_ONSET};
+use traceless_protocol::{
+    seal_upload, DiagnosisKey, Tek, UploadToken, MAX_DAYS_SINCE_ONSET, SEALED_UPLOAD_LEN,
+};
 
 use crate::error::{Result, SdkError};
 use crate::own_keys::OwnKey;
@@ -69,15 +74,41 @@ pub(crate) fn diagnosis_keys(
     Ok(keys)
 }
 
-/// Encodes a real upload, padded to the fixed length.
-pub(crate) fn encode(code: &[u8], keys: Vec<DiagnosisKey>) -> Result<Vec<u8>> {
+/// Encodes a real upload, authorized by a code or a token, padded to the fixed
+/// length.
+pub(crate) fn encode(
+    code: &[u8],
+    token: Option<UploadToken>,
+    keys: Vec<DiagnosisKey>,
+) -> Result<Vec<u8>> {
     Ok(Upload {
         upload_code: code.to_vec(),
-        token: None,
+        token,
         keys,
         dummy: false,
     }
     .encode_padded()?)
+}
+
+/// Encodes a dummy of a token-authorized upload: `token` (random, see
+/// [`crate::tokens::random`]), no code, no keys, the same padded length.
+pub(crate) fn encode_token_dummy(token: UploadToken) -> Result<Vec<u8>> {
+    Ok(Upload {
+        upload_code: Vec::new(),
+        token: Some(token),
+        keys: Vec::new(),
+        dummy: true,
+    }
+    .encode_padded()?)
+}
+
+/// Seals a padded request to the gateway's X25519 key: always
+/// [`SEALED_UPLOAD_LEN`] bytes.
+pub(crate) fn seal(gateway_key: &[u8; 32], request: &[u8]) -> Result<Vec<u8>> {
+    let sealed = seal_upload(gateway_key, request)
+        .map_err(|e| SdkError::InvalidArgument(format!("cannot seal to this gateway key: {e}")))?;
+    debug_assert_eq!(sealed.len(), SEALED_UPLOAD_LEN);
+    Ok(sealed)
 }
 
 /// Encodes a dummy upload: a random code of the real codes' length, no keys, the

@@ -100,6 +100,7 @@ fn a_c_program_drives_a_full_day_through_the_static_library() {
         "{out}"
     );
     assert!(out.contains("upload_len=1024"), "{out}");
+    assert!(out.contains("sealed_len=1073"), "{out}");
     assert!(out.trim_end().ends_with("OK"), "{out}");
 }
 

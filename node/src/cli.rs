@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use traceless_protocol::AuthorityKey;
+use traceless_protocol::{AuthorityKey, TokenKey};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, EXAMPLE};
@@ -71,6 +71,15 @@ pub enum AuthorityCommand {
         #[arg(long)]
         key_file: PathBuf,
     },
+    /// Generate the VOPRF key of one token epoch (list it under gateway.token_keys).
+    TokenKeygen {
+        /// Epoch (key id) of the key.
+        #[arg(long)]
+        epoch: u32,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Upload-code commands.
@@ -82,6 +91,10 @@ pub enum CodesCommand {
         /// The gateway's configuration.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Codes for the token issuer (anonymous uploads, the default for phones)
+        /// instead of direct plaintext uploads.
+        #[arg(long)]
+        tokens: bool,
         /// How many.
         #[arg(long, default_value_t = 1)]
         count: usize,
@@ -122,6 +135,18 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             println!("wrote {}", out.display());
             Ok(())
         }
+        Command::Authority {
+            command: AuthorityCommand::TokenKeygen { epoch, out },
+        } => {
+            let key = TokenKey::generate(epoch);
+            keys::write_token_key(&out, &key).map_err(|e| e.to_string())?;
+            println!(
+                "# Add to [gateway] of the authority's gateway:\n# token_keys = [{{ epoch = {epoch}, file = {:?} }}]\n# public key (phones verify issuance with it): {}",
+                out.display(),
+                hex::encode(key.public_key().key)
+            );
+            Ok(())
+        }
         Command::Authority { command } => {
             let key = match command {
                 AuthorityCommand::Keygen {
@@ -136,6 +161,7 @@ pub async fn main(cli: Cli) -> Result<(), String> {
                 AuthorityCommand::Rotate { key_file } => {
                     keys::rotate_authority_key(&key_file).map_err(|e| e.to_string())?
                 }
+                AuthorityCommand::TokenKeygen { .. } => unreachable!("handled above"),
             };
             println!(
                 "# Add to the [[trust]] list of every node:\n{}",
@@ -147,6 +173,7 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             command:
                 CodesCommand::Issue {
                     config,
+                    tokens,
                     count,
                     ttl_hours,
                 },
@@ -154,7 +181,12 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             let config = load(config)?;
             let expires = SystemClock.now() + ttl_hours * 3600;
             let (codes, records) = upload_codes::issue(count, expires);
-            upload_codes::write_incoming(&config.data_dir, &records).map_err(|e| e.to_string())?;
+            let dir = if tokens {
+                config.data_dir.join("issuer")
+            } else {
+                config.data_dir.clone()
+            };
+            upload_codes::write_incoming(&dir, &records).map_err(|e| e.to_string())?;
             for c in codes {
                 println!("{c}");
             }

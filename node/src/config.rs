@@ -109,6 +109,18 @@ pub struct P2pConfig {
     /// Whether peers on one IP address are penalised by gossipsub scoring
     /// (sensible on the internet; off for local test networks).
     pub ip_colocation_penalty: bool,
+    /// Gateways this node relays sealed uploads to, by origin (oblivious relay).
+    pub upload_gateways: Vec<UploadGateway>,
+}
+
+/// Where sealed uploads for one origin go.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadGateway {
+    /// Authority id.
+    pub origin: String,
+    /// The gateway's libp2p address, ending in `/p2p/<peer id>` (also dialled).
+    pub address: String,
 }
 
 impl Default for P2pConfig {
@@ -123,6 +135,7 @@ impl Default for P2pConfig {
             catchup_interval_secs: 60,
             kademlia: true,
             ip_colocation_penalty: false,
+            upload_gateways: Vec::new(),
         }
     }
 }
@@ -152,6 +165,29 @@ pub struct GatewayConfig {
     /// the node knows no phone).
     #[serde(default = "default_upload_rate")]
     pub uploads_per_minute: u32,
+    /// The authority's VOPRF token keys (written by `authority token-keygen`):
+    /// the gateway redeems tokens of these epochs and issues under the highest.
+    /// Empty: only single-use codes authorize uploads.
+    #[serde(default)]
+    pub token_keys: Vec<TokenKeyFile>,
+    /// Every relayed (sealed) upload is answered this many milliseconds after it
+    /// arrived, real or dummy, so that response timing tells nothing.
+    #[serde(default = "default_response_delay")]
+    pub response_delay_ms: u64,
+}
+
+/// One epoch's token key file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeyFile {
+    /// Epoch (key id) named in tokens.
+    pub epoch: u32,
+    /// The key file, relative to the config file's directory.
+    pub file: PathBuf,
+}
+
+fn default_response_delay() -> u64 {
+    50
 }
 
 fn default_upload_rate() -> u32 {
@@ -209,6 +245,11 @@ impl Config {
         if let Some(g) = &mut config.gateway {
             if g.authority_key_file.is_relative() {
                 g.authority_key_file = base.join(&g.authority_key_file);
+            }
+            for t in &mut g.token_keys {
+                if t.file.is_relative() {
+                    t.file = base.join(&t.file);
+                }
             }
         }
         config.validate()?;
@@ -303,6 +344,8 @@ ip_colocation_penalty = false
 # [gateway]
 # origin = "example.health"
 # authority_key_file = "example.health.key"
+# Anonymous uploads: VOPRF token keys by epoch (`authority token-keygen`).
+# token_keys = [{ epoch = 1, file = "tokens-1.key" }]
 # uploads_per_minute = 60
 
 [retention]

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use traceless_protocol::{AuthorityKey, Batch, DiagnosisKey, Upload, WireError};
+use sha2::{Digest, Sha256};
+use traceless_protocol::{
+    AuthorityKey, Batch, DiagnosisKey, GatewaySealKey, TokenKey, Upload, WireError,
+};
 
 use crate::embargo;
 use crate::storage::{BatchMeta, GatewayCommit, StorageError, Store, StoredBatch};
@@ -28,6 +31,21 @@ pub enum UploadError {
     /// Storage failed (nothing was accepted).
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    /// This gateway has no token keys, so it accepts no sealed uploads.
+    #[error("this gateway does not accept anonymous (sealed) uploads")]
+    NoTokenKeys,
+    /// A sealed upload without a token inside.
+    #[error("a sealed upload must carry an upload token")]
+    MissingToken,
+    /// The token's epoch is not (or no longer) accepted.
+    #[error("upload token of epoch {0} is not accepted (expired or unknown key)")]
+    TokenEpoch(u32),
+    /// The token does not verify under its epoch's key.
+    #[error("upload token is not valid")]
+    TokenInvalid,
+    /// The token was redeemed before.
+    #[error("upload token was already used")]
+    TokenSpent,
 }
 
 impl From<CodeError> for UploadError {
@@ -50,22 +68,44 @@ pub struct UploadReceipt {
     pub expired: usize,
 }
 
-/// A gateway: the authority key and the upload rate limit.
+/// A gateway: the authority key, the upload rate limit, and for anonymous
+/// uploads the HPKE key and the token keys by epoch.
 pub struct Gateway {
     key: AuthorityKey,
     limiter: RateLimiter,
-    // Serialises sequence allocation.
+    seal_key: GatewaySealKey,
+    token_keys: BTreeMap<u32, TokenKey>,
+    // Serialises sequence allocation and token redemption.
     lock: Mutex<()>,
 }
 
 impl Gateway {
-    /// A gateway signing with `key`, accepting `uploads_per_minute`.
-    pub fn new(key: AuthorityKey, uploads_per_minute: u32, now: u64) -> Self {
+    /// A gateway signing with `key`, accepting `uploads_per_minute`, opening
+    /// sealed uploads with `seal_key` and redeeming tokens of `token_keys`.
+    pub fn new(
+        key: AuthorityKey,
+        uploads_per_minute: u32,
+        now: u64,
+        seal_key: GatewaySealKey,
+        token_keys: Vec<TokenKey>,
+    ) -> Self {
         Gateway {
             key,
             limiter: RateLimiter::new(uploads_per_minute, now),
+            seal_key,
+            token_keys: token_keys.into_iter().map(|k| (k.epoch, k)).collect(),
             lock: Mutex::new(()),
         }
+    }
+
+    /// The public key phones seal uploads to.
+    pub fn seal_public_key(&self) -> [u8; 32] {
+        self.seal_key.public_bytes()
+    }
+
+    /// The token keys by epoch.
+    pub fn token_keys(&self) -> impl Iterator<Item = &TokenKey> {
+        self.token_keys.values()
     }
 
     /// The authority id.
@@ -133,9 +173,68 @@ impl Gateway {
             consume_code: Some(code),
             ..Default::default()
         };
+        self.stage_keys(store, upload.keys, now, &mut commit)
+    }
+
+    /// Accepts a sealed upload that a relay forwarded: opens it, redeems its
+    /// token (once), then stages its keys like [`Gateway::accept`]. A dummy gets
+    /// the same work — opening, the VOPRF evaluation, the spent check, marking
+    /// its token spent with a flush — and is then dropped, so neither the answer
+    /// nor its timing tells it apart (the caller pads the timing too).
+    pub fn accept_sealed(
+        &self,
+        store: &dyn Store,
+        sealed: &[u8],
+        now: u64,
+    ) -> Result<UploadReceipt, UploadError> {
+        if !self.limiter.try_take(now) {
+            return Err(UploadError::RateLimited);
+        }
+        let newest = self
+            .token_keys
+            .values()
+            .next_back()
+            .ok_or(UploadError::NoTokenKeys)?;
+        let upload = Upload::decode(&self.seal_key.open(sealed)?, now)?;
+        let token = upload.token.ok_or(UploadError::MissingToken)?;
+        let key = match self.token_keys.get(&token.epoch) {
+            Some(k) => k,
+            // A dummy made before its phone had tokens still costs an evaluation.
+            None if upload.dummy => newest,
+            None => return Err(UploadError::TokenEpoch(token.epoch)),
+        };
+        let valid = key.verify(&token);
+        let id: [u8; 32] = Sha256::digest(token.input).into();
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if store.token_spent(token.epoch, &id)? {
+            return Err(UploadError::TokenSpent);
+        }
+        if !valid && !upload.dummy {
+            return Err(UploadError::TokenInvalid);
+        }
+        let mut commit = GatewayCommit {
+            spend_token: Some((token.epoch, id)),
+            ..Default::default()
+        };
+        let keys = if upload.dummy {
+            Vec::new()
+        } else {
+            upload.keys
+        };
+        self.stage_keys(store, keys, now, &mut commit)
+    }
+
+    /// Publishes, holds (embargo) or drops each key, and commits with one flush.
+    fn stage_keys(
+        &self,
+        store: &dyn Store,
+        keys: Vec<DiagnosisKey>,
+        now: u64,
+        commit: &mut GatewayCommit,
+    ) -> Result<UploadReceipt, UploadError> {
         let mut receipt = UploadReceipt::default();
         let mut publish_now = Vec::new();
-        for key in upload.keys {
+        for key in keys {
             if key.expires_at() <= now {
                 receipt.expired += 1;
             } else if embargo::is_embargoed(&key, now) {
@@ -146,10 +245,13 @@ impl Gateway {
             }
         }
         if !publish_now.is_empty() {
-            self.seal(store, publish_now, now, &mut commit)?;
+            self.seal(store, publish_now, now, commit)?;
         }
-        store.commit_gateway(&commit)?;
-        receipt.published = commit.batches.into_iter().map(|b| b.meta).collect();
+        store.commit_gateway(commit)?;
+        receipt.published = std::mem::take(&mut commit.batches)
+            .into_iter()
+            .map(|b| b.meta)
+            .collect();
         Ok(receipt)
     }
 

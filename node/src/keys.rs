@@ -9,7 +9,7 @@ use std::path::Path;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use traceless_protocol::ed25519_dalek::SigningKey;
-use traceless_protocol::AuthorityKey;
+use traceless_protocol::{AuthorityKey, GatewaySealKey, TokenKey};
 
 /// Why a key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -155,4 +155,22 @@ pub fn rotate_authority_key(path: &Path) -> Result<AuthorityKey, KeyError> {
     let new = AuthorityKey::generate(old.origin, old.key_id + 1);
     write_authority_key(path, &new)?;
     Ok(new)
+}
+
+/// The gateway's HPKE key for sealed uploads (`gateway-seal.key`), made on first start.
+pub fn gateway_seal_key(data_dir: &Path) -> Result<GatewaySealKey, KeyError> {
+    let path = data_dir.join("gateway-seal.key");
+    let bytes = load_or_create(&path, || GatewaySealKey::generate().secret_bytes().to_vec())?;
+    GatewaySealKey::from_secret(&bytes).map_err(|_| KeyError::Invalid(path.display().to_string()))
+}
+
+/// Writes a new VOPRF token key of `epoch` (fails if the file exists).
+pub fn write_token_key(path: &Path, key: &TokenKey) -> Result<(), KeyError> {
+    write_private(path, &key.to_bytes())
+}
+
+/// Reads a token key file as the key of `epoch`.
+pub fn read_token_key(path: &Path, epoch: u32) -> Result<TokenKey, KeyError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    TokenKey::from_bytes(epoch, &bytes).map_err(|_| KeyError::Invalid(path.display().to_string()))
 }

@@ -22,6 +22,7 @@ pub mod embargo;
 pub mod federation;
 pub mod gateway;
 pub mod http;
+pub mod issuer;
 pub mod keys;
 pub mod node;
 pub mod retention;

@@ -1,6 +1,7 @@
 //! A running node: shared state, batch ingest, the scheduled jobs, and start-up.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::config::{Config, ConfigError, Role};
 use crate::federation::{self, Command};
 use crate::gateway::Gateway;
 use crate::http::metrics::{inc, Metrics};
+use crate::issuer::Issuer;
 use crate::keys::{self, KeyError};
 use crate::storage::{BatchMeta, PutOutcome, SledStore, StorageError, Store, StoredBatch};
 use crate::{retention, upload_codes};
@@ -75,6 +77,10 @@ pub struct NodeState {
     pub export_key: p256::ecdsa::SigningKey,
     /// Present on gateways.
     pub gateway: Option<Gateway>,
+    /// Present on gateways with token keys: the authority's token issuer.
+    pub issuer: Option<Issuer>,
+    /// Sealed uploads this node is relaying right now (bounded).
+    pub relay_inflight: AtomicUsize,
     /// Federation view.
     pub peers: RwLock<PeerView>,
     /// Commands to the federation task.
@@ -196,6 +202,13 @@ impl NodeState {
         if let Err(e) = self.store.purge_codes(self.now()) {
             tracing::error!("purging upload codes failed: {e}");
         }
+        if let Some(issuer) = &self.issuer {
+            match issuer.import_codes(self.now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("imported {n} token-issuance codes"),
+                Err(e) => tracing::error!("importing token-issuance codes failed: {e}"),
+            }
+        }
     }
 
     /// The node's deletion-log public key.
@@ -269,10 +282,39 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
                 ))
                 .into());
             }
-            Some(Gateway::new(key, g.uploads_per_minute, clock.now()))
+            let token_keys = g
+                .token_keys
+                .iter()
+                .map(|t| keys::read_token_key(&t.file, t.epoch))
+                .collect::<Result<Vec<_>, _>>()?;
+            let seal_key = keys::gateway_seal_key(&config.data_dir)?;
+            Some(Gateway::new(
+                key,
+                g.uploads_per_minute,
+                clock.now(),
+                seal_key,
+                token_keys,
+            ))
         }
         _ => None,
     };
+    // The issuer signs with the newest token key, in a database of its own.
+    let issuer = match (&config.role, &config.gateway) {
+        (Role::Gateway, Some(g)) => match g.token_keys.iter().max_by_key(|t| t.epoch) {
+            Some(t) => Some(Issuer::open(
+                &config.data_dir.join("issuer"),
+                keys::read_token_key(&t.file, t.epoch)?,
+            )?),
+            None => None,
+        },
+        _ => None,
+    };
+    if let Some(g) = &gateway {
+        let epochs: Vec<u32> = g.token_keys().map(|k| k.epoch).collect();
+        if !epochs.is_empty() {
+            store.purge_spent_tokens(&epochs)?;
+        }
+    }
     let (fed_tx, fed_rx) = mpsc::unbounded_channel();
     let state = Arc::new(NodeState {
         trust,
@@ -282,6 +324,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         node_key,
         export_key,
         gateway,
+        issuer,
+        relay_inflight: AtomicUsize::new(0),
         peers: RwLock::new(PeerView::default()),
         federation: fed_tx,
         release_lock: Mutex::new(()),

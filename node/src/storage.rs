@@ -186,6 +186,8 @@ pub struct GatewayCommit {
     pub batches: Vec<StoredBatch>,
     /// The gateway's next sequence number after these batches.
     pub next_sequence: Option<(String, u64)>,
+    /// An upload token to mark spent: (epoch, SHA-256 of its input).
+    pub spend_token: Option<(u32, [u8; 32])>,
 }
 
 /// The node's storage: a small interface so that the engine can be swapped.
@@ -239,6 +241,18 @@ pub trait Store: Send + Sync + 'static {
     fn next_sequence(&self, origin: &str) -> Result<u64, StorageError>;
     /// Applies a gateway change atomically and durably.
     fn commit_gateway(&self, commit: &GatewayCommit) -> Result<(), StorageError>;
+    /// Whether an upload token (epoch, SHA-256 of its input) was spent.
+    fn token_spent(&self, epoch: u32, id: &[u8; 32]) -> Result<bool, StorageError>;
+    /// Forgets spent tokens of every epoch not in `keep` (their key is retired, so
+    /// they can never verify again); returns how many were removed.
+    fn purge_spent_tokens(&self, keep: &[u32]) -> Result<usize, StorageError>;
+}
+
+fn spent_key(epoch: u32, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![b't'];
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k.extend_from_slice(id);
+    k
 }
 
 /// The sled implementation of [`Store`].
@@ -634,8 +648,38 @@ impl Store for SledStore {
             k.extend_from_slice(origin.as_bytes());
             ops.insert(k, &next.to_be_bytes()[..]);
         }
+        if let Some((epoch, id)) = &c.spend_token {
+            ops.insert(spent_key(*epoch, id), &[][..]);
+        }
         self.db.apply_batch(ops)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn token_spent(&self, epoch: u32, id: &[u8; 32]) -> Result<bool, StorageError> {
+        Ok(self.db.contains_key(spent_key(epoch, id))?)
+    }
+
+    fn purge_spent_tokens(&self, keep: &[u32]) -> Result<usize, StorageError> {
+        let _guard = self.lock();
+        let mut ops = sled::Batch::default();
+        let mut n = 0;
+        for r in self.db.scan_prefix([b't']) {
+            let (k, _) = r?;
+            let epoch = k
+                .get(1..5)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or(StorageError::Corrupt("spent token"))?;
+            if !keep.contains(&epoch) {
+                ops.remove(k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.apply_batch(ops)?;
+            self.db.flush()?;
+        }
+        Ok(n)
     }
 }

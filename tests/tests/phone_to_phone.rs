@@ -47,6 +47,8 @@ async fn gateway(dir: &Path, authority: &AuthorityKey, clock: &ManualClock) -> R
         origin: ORIGIN.into(),
         authority_key_file: key_file,
         uploads_per_minute: 100,
+        token_keys: Vec::new(),
+        response_delay_ms: 0,
     });
     traceless_node::start(c, Arc::new(clock.clone()))
         .await

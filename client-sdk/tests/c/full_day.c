@@ -1,7 +1,7 @@
 /*
  * A host app's day, through the C ABI only: open the store, broadcast rotating
  * tokens, record what a neighbour broadcast, sync the authority's batch, read the
- * exposure summary, build upload bundles, close.
+ * exposure summary, build upload bundles (plaintext and sealed), close.
  *
  * usage: full_day DIR INPUT_DIR
  *   INPUT_DIR/heard.bin     records of (LE64 unix time, 20-byte advertisement)
@@ -138,6 +138,29 @@ int main(int argc, char **argv) {
     uint64_t next_dummy = 0;
     CHECK(tl_sdk_next_dummy_upload_at(sdk, &next_dummy));
     EXPECT(next_dummy > published_at);
+
+    /* The default path, sealed to the gateway: refused without a token, with a
+     * reason; a sealed dummy has the fixed sealed length; a token request is
+     * built and a junk answer to it rejected. */
+    uint8_t gateway_key[TL_GATEWAY_KEY_LEN];
+    for (int i = 0; i < TL_GATEWAY_KEY_LEN; i++) gateway_key[i] = (uint8_t)(i * 5 + 9);
+    size_t tokens = 1;
+    CHECK(tl_sdk_tokens_available(sdk, &tokens));
+    EXPECT(tokens == 0);
+    TlBuffer sealed;
+    EXPECT(tl_sdk_sealed_diagnosis_upload(sdk, gateway_key, today - 1, NULL, 0, &sealed) ==
+           TL_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(tl_last_error_message(), "no upload token") != NULL);
+    CHECK(tl_sdk_sealed_dummy_upload(sdk, gateway_key, &sealed));
+    EXPECT(sealed.len == TL_SEALED_UPLOAD_LEN);
+    printf("sealed_len=%zu\n", sealed.len);
+    tl_buffer_free(sealed);
+    TlBuffer token_request;
+    CHECK(tl_sdk_token_request(sdk, 1, 2, (const uint8_t *)code, strlen(code), &token_request));
+    EXPECT(token_request.len > 2 * 32);
+    tl_buffer_free(token_request);
+    EXPECT(tl_sdk_token_finalize(sdk, (const uint8_t *)"junk", 4, 1, gateway_key, NULL) ==
+           TL_ERR_REJECTED);
 
     tl_sdk_close(sdk);
     free(heard);

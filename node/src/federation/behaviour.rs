@@ -30,6 +30,7 @@ use libp2p::{identify, identity, kad, StreamProtocol};
 use traceless_protocol::wire::MAX_SIGNED_BATCH_LEN;
 
 use super::catchup::{CatchupRequest, CatchupResponse, MAX_RESPONSE_BYTES};
+use super::relay::{RelayRequest, RelayResponse, MAX_RELAY_REQUEST_LEN, RELAY_PROTOCOL};
 use crate::storage::content_id;
 
 /// The gossip topic of signed batches.
@@ -63,6 +64,8 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     /// Catch-up by per-origin sequence numbers.
     pub catchup: request_response::cbor::Behaviour<CatchupRequest, CatchupResponse>,
+    /// Relayed sealed uploads, relay to gateway.
+    pub relay: request_response::cbor::Behaviour<RelayRequest, RelayResponse>,
     /// Exchange of listen addresses and protocols.
     pub identify: identify::Behaviour,
     /// Peer discovery.
@@ -140,6 +143,13 @@ impl Behaviour {
             [(StreamProtocol::new(CATCHUP_PROTOCOL), ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
+        let relay = request_response::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_RELAY_REQUEST_LEN)
+                .set_response_size_maximum(1024),
+            [(StreamProtocol::new(RELAY_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+        );
         let identify = identify::Behaviour::new(identify::Config::new(
             IDENTIFY_PROTOCOL.to_owned(),
             key.public(),
@@ -157,6 +167,7 @@ impl Behaviour {
         Ok(Behaviour {
             gossipsub,
             catchup,
+            relay,
             identify,
             kad: kad.into(),
         })

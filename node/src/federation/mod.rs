@@ -5,6 +5,7 @@
 
 pub mod behaviour;
 pub mod catchup;
+pub mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::{batch_topic, Behaviour, BehaviourEvent};
 use self::catchup::{CatchupRequest, CatchupResponse};
+use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
+use crate::gateway::UploadError;
 use crate::http::metrics::inc;
 use crate::node::{IngestError, Ingested, NodeState};
 use crate::storage::PutOutcome;
@@ -37,6 +40,15 @@ pub enum Command {
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     /// Start a catch-up round with every connected peer now.
     CatchupNow,
+    /// Forward a sealed upload to the gateway of `origin` and hand back its answer.
+    Relay {
+        /// Authority id.
+        origin: String,
+        /// The sealed upload.
+        sealed: Vec<u8>,
+        /// Where the answer goes (an error says why the gateway was not reached).
+        reply: oneshot::Sender<Result<RelayResponse, String>>,
+    },
     /// Stop.
     Shutdown,
 }
@@ -56,6 +68,7 @@ enum Done {
     Catchup(PeerId, Vec<Result<Ingested, IngestError>>),
     Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
     Missing(PeerId, Vec<CatchupRequest>),
+    RelayAnswer(PeerId, ResponseChannel<RelayResponse>, RelayResponse),
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -116,11 +129,22 @@ pub async fn start(
     }
     bound.sort_by_key(|(rank, _)| *rank);
     let listen_addrs: Vec<Multiaddr> = bound.into_iter().map(|(_, a)| a).collect();
-    let bootstrap: Vec<Multiaddr> = p2p
+    let mut bootstrap: Vec<Multiaddr> = p2p
         .bootstrap
         .iter()
         .map(|a| a.parse().map_err(|e| format!("bootstrap {a}: {e}")))
         .collect::<Result<_, _>>()?;
+    let mut upload_gateways = HashMap::new();
+    for g in &p2p.upload_gateways {
+        let addr: Multiaddr = g
+            .address
+            .parse()
+            .map_err(|e| format!("upload gateway {}: {e}", g.address))?;
+        let peer = peer_of(&addr)
+            .ok_or_else(|| format!("upload gateway {} lacks /p2p/<peer id>", g.address))?;
+        upload_gateways.insert(g.origin.clone(), peer);
+        bootstrap.push(addr);
+    }
     {
         let mut view = state.peers.write().unwrap_or_else(|e| e.into_inner());
         view.local_peer_id = Some(peer_id);
@@ -134,6 +158,9 @@ pub async fn start(
             connected: HashSet::new(),
             app_penalty: HashMap::new(),
             pending_fetches: HashMap::new(),
+            upload_gateways,
+            pending_relays: HashMap::new(),
+            relay_inflight: HashMap::new(),
         }
         .run(commands),
     );
@@ -151,6 +178,11 @@ struct Federation {
     connected: HashSet<PeerId>,
     app_penalty: HashMap<PeerId, f64>,
     pending_fetches: HashMap<OutboundRequestId, PeerId>,
+    /// Origin → gateway peer, for relayed uploads.
+    upload_gateways: HashMap<String, PeerId>,
+    pending_relays: HashMap<OutboundRequestId, oneshot::Sender<Result<RelayResponse, String>>>,
+    /// Sealed uploads being processed per relay peer (gateway side).
+    relay_inflight: HashMap<PeerId, usize>,
 }
 
 impl Federation {
@@ -169,6 +201,9 @@ impl Federation {
                         let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
                     }
                     Some(Command::CatchupNow) => self.catchup_round(),
+                    Some(Command::Relay { origin, sealed, reply }) => {
+                        self.relay(origin, sealed, reply)
+                    }
                 },
                 Some(done) = done_rx.recv() => self.finish(done),
                 event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
@@ -228,6 +263,58 @@ impl Federation {
                 tracing::debug!(%peer, "dial: {e}");
             }
         }
+    }
+
+    fn relay(
+        &mut self,
+        origin: String,
+        sealed: Vec<u8>,
+        reply: oneshot::Sender<Result<RelayResponse, String>>,
+    ) {
+        let Some(&gateway) = self.upload_gateways.get(&origin) else {
+            let _ = reply.send(Err(format!("this node relays no uploads for {origin:?}")));
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .relay
+            .send_request(&gateway, RelayRequest { origin, sealed });
+        self.pending_relays.insert(id, reply);
+    }
+
+    /// Gateway side: processes a relayed sealed upload off the event loop and
+    /// answers `response_delay_ms` after it arrived, whatever happened.
+    fn on_relay_request(
+        &mut self,
+        peer: PeerId,
+        request: RelayRequest,
+        channel: ResponseChannel<RelayResponse>,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
+        let inflight = self.relay_inflight.entry(peer).or_insert(0);
+        if *inflight >= MAX_INFLIGHT_PER_PEER {
+            inc(&self.state.metrics.relayed_refused);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .relay
+                .send_response(channel, RelayResponse::Busy);
+            return;
+        }
+        *inflight += 1;
+        let s = self.state.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let delay = s.config.gateway.as_ref().map_or(0, |g| g.response_delay_ms);
+            let s2 = s.clone();
+            let response = tokio::task::spawn_blocking(move || accept_relayed(&s2, &request))
+                .await
+                .unwrap_or(RelayResponse::Busy);
+            tokio::time::sleep_until(started + Duration::from_millis(delay)).await;
+            let _ = done.send(Done::RelayAnswer(peer, channel, response));
+        });
     }
 
     fn catchup_round(&mut self) {
@@ -323,6 +410,16 @@ impl Federation {
                     .swarm
                     .behaviour_mut()
                     .catchup
+                    .send_response(channel, response);
+            }
+            Done::RelayAnswer(peer, channel, response) => {
+                if let Some(n) = self.relay_inflight.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .relay
                     .send_response(channel, response);
             }
             Done::Missing(peer, requests) => {
@@ -430,6 +527,32 @@ impl Federation {
                     }
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_relay_request(peer, request, channel, done),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_relays.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(reply) = self.pending_relays.remove(&request_id) {
+                    let _ = reply.send(Err(format!("gateway unreachable: {error}")));
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -447,6 +570,43 @@ impl Federation {
                 let _ = self.swarm.dial(peer);
             }
             _ => {}
+        }
+    }
+}
+
+/// Redeems a relayed sealed upload at this gateway and announces what became
+/// visible. Only the status leaves: never what was stored.
+fn accept_relayed(state: &NodeState, request: &RelayRequest) -> RelayResponse {
+    let Some(gateway) = state
+        .gateway
+        .as_ref()
+        .filter(|g| g.origin() == request.origin)
+    else {
+        return RelayResponse::WrongGateway;
+    };
+    let m = &state.metrics;
+    match gateway.accept_sealed(state.store.as_ref(), &request.sealed, state.now()) {
+        Ok(receipt) => {
+            inc(&m.relayed_accepted);
+            if !receipt.published.is_empty() {
+                if let Err(e) = state.release_due() {
+                    tracing::error!("release failed: {e}");
+                }
+            }
+            RelayResponse::Accepted
+        }
+        Err(e) => {
+            inc(&m.relayed_refused);
+            tracing::info!("relayed upload refused: {e}");
+            match e {
+                UploadError::Malformed(_) | UploadError::MissingToken => RelayResponse::Malformed,
+                UploadError::TokenSpent => RelayResponse::Replayed,
+                UploadError::RateLimited | UploadError::Storage(_) => RelayResponse::Busy,
+                UploadError::NotAGateway | UploadError::NoTokenKeys => RelayResponse::WrongGateway,
+                UploadError::Code(_) | UploadError::TokenEpoch(_) | UploadError::TokenInvalid => {
+                    RelayResponse::Unauthorized
+                }
+            }
         }
     }
 }

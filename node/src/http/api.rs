@@ -9,11 +9,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
+use traceless_protocol::SEALED_UPLOAD_LEN;
 use traceless_protocol::{day_start_interval, interval_start_seconds, ExportFile, ExportSigner};
 
+use crate::federation::relay::{RelayResponse, MAX_RELAY_INFLIGHT};
+use crate::federation::Command;
 use crate::gateway::UploadError;
 use crate::http::metrics::inc;
+use crate::issuer::IssueError;
 use crate::node::NodeState;
 use crate::storage::{BatchMeta, StorageError};
 use crate::upload_codes::CodeError;
@@ -333,8 +339,134 @@ pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError>
                 UploadError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
                 UploadError::Code(_) => StatusCode::FORBIDDEN,
                 UploadError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+                // Token errors come only from sealed uploads (relay path).
+                UploadError::NoTokenKeys
+                | UploadError::MissingToken
+                | UploadError::TokenEpoch(_)
+                | UploadError::TokenInvalid
+                | UploadError::TokenSpent => StatusCode::FORBIDDEN,
             };
             Err(ApiError(status, e.to_string()))
         }
     }
+}
+
+/// `POST /v1/relay/{origin}`: a phone's sealed upload (exactly `SEALED_UPLOAD_LEN`
+/// bytes), forwarded over libp2p to the origin's gateway without anything about
+/// the phone. The answer is a fixed JSON status, the same for real and dummy.
+pub async fn relay_upload(
+    State(s): Shared,
+    Path(origin): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() != SEALED_UPLOAD_LEN {
+        let status = if body.len() > SEALED_UPLOAD_LEN {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return Err(ApiError(
+            status,
+            format!(
+                "sealed upload is {} bytes; every one is exactly {SEALED_UPLOAD_LEN}",
+                body.len()
+            ),
+        ));
+    }
+    // A bounded queue: the relay never holds more than MAX_RELAY_INFLIGHT uploads.
+    let inflight = s.relay_inflight.fetch_add(1, Ordering::SeqCst);
+    let _slot = InflightSlot(&s.relay_inflight);
+    if inflight >= MAX_RELAY_INFLIGHT {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay is at its limit; retry later".into(),
+        ));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.federation
+        .send(Command::Relay {
+            origin,
+            sealed: body.to_vec(),
+            reply: tx,
+        })
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "federation stopped".into()))?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+        .await
+        .map_err(|_| ApiError(StatusCode::GATEWAY_TIMEOUT, "gateway did not answer".into()))?
+        .map_err(|_| {
+            ApiError(
+                StatusCode::BAD_GATEWAY,
+                "federation dropped the upload".into(),
+            )
+        })?
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+    let status = match answer {
+        RelayResponse::Accepted => StatusCode::OK,
+        RelayResponse::Malformed => StatusCode::BAD_REQUEST,
+        RelayResponse::Unauthorized => StatusCode::FORBIDDEN,
+        RelayResponse::Replayed => StatusCode::CONFLICT,
+        RelayResponse::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        RelayResponse::WrongGateway => StatusCode::BAD_GATEWAY,
+    };
+    Ok((
+        status,
+        Json(json!({ "status": format!("{answer:?}").to_lowercase() })),
+    )
+        .into_response())
+}
+
+/// Decrements the relay's in-flight count when the request ends, however it ends.
+struct InflightSlot<'a>(&'a AtomicUsize);
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `POST /v1/tokens` (gateways with token keys): the authority's issuer. Body: a
+/// `TokenIssueRequest` with the patient's single-use code; answer: a
+/// `TokenIssueResponse`.
+pub async fn issue_tokens(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let s2 = s.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let issuer = s2
+            .issuer
+            .as_ref()
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this node issues no tokens".into()))?;
+        issuer.issue(&body, s2.now()).map_err(|e| {
+            let status = match &e {
+                IssueError::Malformed(_) | IssueError::WrongEpoch { .. } => StatusCode::BAD_REQUEST,
+                IssueError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
+                IssueError::Code(_) => StatusCode::FORBIDDEN,
+                IssueError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            ApiError(status, e.to_string())
+        })
+    })
+    .await
+    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
+    s.metrics.tokens_issued.store(
+        s.issuer.as_ref().map_or(0, |i| i.issued()),
+        Ordering::Relaxed,
+    );
+    Ok(([(header::CONTENT_TYPE, "application/x-protobuf")], result).into_response())
+}
+
+/// `GET /v1/gateway-keys` (gateways): the HPKE key phones seal uploads to, the
+/// token public keys by epoch, and the epoch tokens are issued for.
+pub async fn gateway_keys(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let g = s
+        .gateway
+        .as_ref()
+        .ok_or_else(|| not_found("this node is not a gateway"))?;
+    Ok(Json(json!({
+        "origin": g.origin(),
+        "seal_public_key": hex::encode(g.seal_public_key()),
+        "token_keys": g.token_keys().map(|k| json!({
+            "epoch": k.epoch,
+            "public_key": hex::encode(k.public_key().key),
+        })).collect::<Vec<_>>(),
+        "issuing_epoch": s.issuer.as_ref().map(|i| i.epoch()),
+    })))
 }

@@ -36,6 +36,12 @@ pub struct Metrics {
     pub uploads_refused: AtomicU64,
     /// Dummy uploads (cover traffic).
     pub uploads_dummy: AtomicU64,
+    /// Sealed uploads forwarded here by relays and answered `Accepted` (real and dummy alike).
+    pub relayed_accepted: AtomicU64,
+    /// Sealed uploads refused (malformed, unauthorized, replayed, busy).
+    pub relayed_refused: AtomicU64,
+    /// Upload tokens issued.
+    pub tokens_issued: AtomicU64,
     /// Retention runs that deleted something.
     pub retention_deletions: AtomicU64,
     /// Connected peers.
@@ -59,7 +65,7 @@ impl Metrics {
     /// Prometheus text exposition; `gauges` are added as they are.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "traceless_batches_stored_total",
                 "Batches stored for the first time.",
@@ -124,6 +130,21 @@ impl Metrics {
                 "traceless_uploads_dummy_total",
                 "Dummy uploads (cover traffic).",
                 &self.uploads_dummy,
+            ),
+            (
+                "traceless_relayed_uploads_accepted_total",
+                "Sealed uploads from relays answered Accepted (real and dummy alike).",
+                &self.relayed_accepted,
+            ),
+            (
+                "traceless_relayed_uploads_refused_total",
+                "Sealed uploads refused.",
+                &self.relayed_refused,
+            ),
+            (
+                "traceless_tokens_issued_total",
+                "Anonymous upload tokens issued.",
+                &self.tokens_issued,
             ),
             (
                 "traceless_retention_deletions_total",

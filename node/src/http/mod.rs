@@ -30,6 +30,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/exports/{day}", get(api::export_day))
         .route("/v1/deletion-log", get(api::deletion_log))
         .route("/v1/upload", post(api::upload))
+        .route("/v1/relay/{origin}", post(api::relay_upload))
+        .route("/v1/tokens", post(api::issue_tokens))
+        .route("/v1/gateway-keys", get(api::gateway_keys))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -57,6 +57,8 @@ pub fn gateway_config(dir: &Path) -> Config {
         origin: ORIGIN.into(),
         authority_key_file: key_file,
         uploads_per_minute: 1000,
+        token_keys: Vec::new(),
+        response_delay_ms: 0,
     });
     c
 }
