@@ -203,6 +203,15 @@ fn guard(f: impl FnOnce() -> Result<(), FfiError>) -> TlStatus {
     }
 }
 
+/// Refuses a NULL `ptr` (an out-parameter, checked before any work is done).
+fn non_null<T>(ptr: *const T, what: &'static str) -> Result<(), FfiError> {
+    if ptr.is_null() {
+        Err(FfiError::Null(what))
+    } else {
+        Ok(())
+    }
+}
+
 /// `len` bytes at `ptr` as a slice (`ptr` may be NULL when `len` is 0).
 ///
 /// # Safety
@@ -312,9 +321,7 @@ pub unsafe extern "C" fn tl_sdk_open(
     out: *mut *mut TlSdk,
 ) -> TlStatus {
     guard(|| {
-        if out.is_null() {
-            return Err(FfiError::Null("out"));
-        }
+        non_null(out, "out")?;
         // SAFETY: as promised by the caller.
         let dir = unsafe { string(dir, "dir") }?;
         // SAFETY: as promised by the caller.
@@ -423,9 +430,7 @@ pub unsafe extern "C" fn tl_sdk_advertisement(sdk: *mut TlSdk, out: *mut u8) -> 
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let ad = s.advertisement()?.to_bytes();
             // SAFETY: 20 writable bytes, as promised.
             std::ptr::copy_nonoverlapping(ad.as_ptr(), out, TL_ADVERTISEMENT_LEN);
@@ -527,9 +532,7 @@ pub unsafe extern "C" fn tl_sdk_cursor(
     unsafe {
         with_sdk(sdk, |s| {
             let origin = string(origin, "origin")?;
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             write_out(out, s.cursor(origin)?.unwrap_or(0));
             Ok(())
         })
@@ -545,9 +548,7 @@ pub unsafe extern "C" fn tl_sdk_exposure_summary(sdk: *mut TlSdk, out: *mut TlSu
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let days: Box<[TlDaySummary]> = s
                 .exposure_summary()?
                 .iter()
@@ -608,9 +609,7 @@ pub unsafe extern "C" fn tl_sdk_token_request(
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let code = bytes(code, code_len, "code")?;
             write_out(out, into_buffer(s.token_request(epoch, count, code)?));
             Ok(())
@@ -658,9 +657,7 @@ pub unsafe extern "C" fn tl_sdk_tokens_available(sdk: *mut TlSdk, out: *mut usiz
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             write_out(out, s.tokens_available()?);
             Ok(())
         })
@@ -687,9 +684,7 @@ pub unsafe extern "C" fn tl_sdk_sealed_diagnosis_upload(
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let key = key32(gateway_key, "gateway_key")?;
             let exclude = u32s(exclude_days, exclude_len, "exclude_days")?;
             let sealed = s.sealed_diagnosis_upload(&key, onset_day, exclude)?;
@@ -713,9 +708,7 @@ pub unsafe extern "C" fn tl_sdk_sealed_dummy_upload(
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let key = key32(gateway_key, "gateway_key")?;
             write_out(out, into_buffer(s.sealed_dummy_upload(&key)?));
             Ok(())
@@ -743,9 +736,7 @@ pub unsafe extern "C" fn tl_sdk_diagnosis_upload(
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             let code = bytes(code, code_len, "code")?;
             let exclude = u32s(exclude_days, exclude_len, "exclude_days")?;
             let upload = s.diagnosis_upload(code, onset_day, exclude)?;
@@ -765,9 +756,7 @@ pub unsafe extern "C" fn tl_sdk_dummy_upload(sdk: *mut TlSdk, out: *mut TlBuffer
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             write_out(out, into_buffer(s.dummy_upload()?));
             Ok(())
         })
@@ -783,9 +772,7 @@ pub unsafe extern "C" fn tl_sdk_next_dummy_upload_at(sdk: *mut TlSdk, out: *mut 
     // SAFETY: as promised by the caller.
     unsafe {
         with_sdk(sdk, |s| {
-            if out.is_null() {
-                return Err(FfiError::Null("out"));
-            }
+            non_null(out, "out")?;
             write_out(out, s.next_dummy_upload_at()?);
             Ok(())
         })

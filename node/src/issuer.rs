@@ -5,7 +5,8 @@
 //! codes imported from `<data_dir>/issuer/upload-codes/incoming/`). It stores the
 //! codes (salted hashes, removed when used) and nothing about what it evaluated:
 //! the blinded elements are uniformly random and leave no trace. The gateway's
-//! database holds spent token inputs and keys; no field of one joins the other.
+//! database holds hashes of spent token inputs and keys; no field of one joins
+//! the other.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

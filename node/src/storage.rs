@@ -409,6 +409,29 @@ impl SledStore {
         Ok(outcomes)
     }
 
+    /// Removes every record under `prefix` for which `expired(key, value)` holds,
+    /// with one flush; returns how many were removed.
+    fn purge_prefix(
+        &self,
+        prefix: u8,
+        mut expired: impl FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<usize, StorageError> {
+        let mut ops = sled::Batch::default();
+        let mut n = 0;
+        for item in self.db.scan_prefix([prefix]) {
+            let (k, v) = item?;
+            if expired(&k, &v)? {
+                ops.remove(k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.apply_batch(ops)?;
+            self.db.flush()?;
+        }
+        Ok(n)
+    }
+
     fn range_index(&self, prefix: u8, upto_inclusive: u64) -> Result<Vec<BatchMeta>, StorageError> {
         let mut out = Vec::new();
         let start = vec![prefix];
@@ -575,20 +598,7 @@ impl Store for SledStore {
     }
 
     fn purge_codes(&self, now: u64) -> Result<usize, StorageError> {
-        let mut ops = sled::Batch::default();
-        let mut n = 0;
-        for item in self.db.scan_prefix([b'c']) {
-            let (k, v) = item?;
-            if CodeRecord::decode(&v)?.expires_at <= now {
-                ops.remove(k);
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.db.apply_batch(ops)?;
-            self.db.flush()?;
-        }
-        Ok(n)
+        self.purge_prefix(b'c', |_, v| Ok(CodeRecord::decode(v)?.expires_at <= now))
     }
 
     fn pending_due(&self, now: u64) -> Result<Vec<PendingKey>, StorageError> {
@@ -662,24 +672,13 @@ impl Store for SledStore {
 
     fn purge_spent_tokens(&self, keep: &[u32]) -> Result<usize, StorageError> {
         let _guard = self.lock();
-        let mut ops = sled::Batch::default();
-        let mut n = 0;
-        for r in self.db.scan_prefix([b't']) {
-            let (k, _) = r?;
+        self.purge_prefix(b't', |k, _| {
             let epoch = k
                 .get(1..5)
                 .and_then(|b| b.try_into().ok())
                 .map(u32::from_be_bytes)
                 .ok_or(StorageError::Corrupt("spent token"))?;
-            if !keep.contains(&epoch) {
-                ops.remove(k);
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.db.apply_batch(ops)?;
-            self.db.flush()?;
-        }
-        Ok(n)
+            Ok(!keep.contains(&epoch))
+        })
     }
 }

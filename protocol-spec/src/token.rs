@@ -250,8 +250,19 @@ impl TokenRequest {
     }
 }
 
-/// A decoded request at the issuer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialized group elements off the wire, each exactly [`ELEMENT_LEN`] bytes.
+fn elements(what: &'static str, raw: &[Vec<u8>]) -> Result<Vec<[u8; ELEMENT_LEN]>, WireError> {
+    raw.iter()
+        .map(|b| {
+            <[u8; ELEMENT_LEN]>::try_from(b.as_slice())
+                .map_err(|_| WireError::invalid(what, "an element is 32 bytes"))
+        })
+        .collect()
+}
+
+/// A decoded request at the issuer. Its `Debug` leaves the authorization code
+/// out, so that logging a request never writes a patient's code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenIssueRequest {
     /// The authority's single-use code for this patient.
     pub authorization: Vec<u8>,
@@ -259,6 +270,16 @@ pub struct TokenIssueRequest {
     pub epoch: u32,
     /// Blinded elements.
     pub blinded: Vec<[u8; ELEMENT_LEN]>,
+}
+
+impl std::fmt::Debug for TokenIssueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssueRequest")
+            .field("authorization", &"..")
+            .field("epoch", &self.epoch)
+            .field("blinded", &self.blinded.len())
+            .finish()
+    }
 }
 
 impl TokenIssueRequest {
@@ -274,18 +295,10 @@ impl TokenIssueRequest {
                 max: MAX_TOKENS_PER_ISSUANCE,
             });
         }
-        let blinded = m
-            .blinded
-            .iter()
-            .map(|b| {
-                <[u8; ELEMENT_LEN]>::try_from(b.as_slice())
-                    .map_err(|_| WireError::invalid("blinded", "an element is 32 bytes"))
-            })
-            .collect::<Result<_, _>>()?;
         Ok(TokenIssueRequest {
+            blinded: elements("blinded", &m.blinded)?,
             authorization: m.authorization,
             epoch: m.epoch,
-            blinded,
         })
     }
 }
@@ -318,17 +331,9 @@ impl TokenResponse {
         const WHAT: &str = "token response";
         let m: pb::TokenIssueResponse = decode_limited(WHAT, bytes, MAX_TOKEN_MESSAGE_LEN)?;
         check_version(WHAT, m.version)?;
-        let evaluated = m
-            .evaluated
-            .iter()
-            .map(|b| {
-                <[u8; ELEMENT_LEN]>::try_from(b.as_slice())
-                    .map_err(|_| WireError::invalid("evaluated", "an element is 32 bytes"))
-            })
-            .collect::<Result<_, _>>()?;
         Ok(TokenResponse {
             epoch: m.epoch,
-            evaluated,
+            evaluated: elements("evaluated", &m.evaluated)?,
             proof: m.proof,
         })
     }

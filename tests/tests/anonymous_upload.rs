@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use traceless_node::config::{GatewayConfig, TokenKeyFile, TrustEntry, UploadGateway};
+use traceless_node::config::{GatewayConfig, TokenKeyFile, UploadGateway};
 use traceless_node::{upload_codes, Config, Role, RunningNode};
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::*;
@@ -39,19 +41,7 @@ struct Net {
 }
 
 fn config(dir: &Path, authority: &AuthorityKey) -> Config {
-    let mut c = Config {
-        data_dir: dir.to_owned(),
-        ..Config::default()
-    };
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
-    c.p2p.heartbeat_ms = 100;
-    c.p2p.catchup_interval_secs = 1;
-    c.trust.push(TrustEntry {
-        origin: ORIGIN.into(),
-        key_id: authority.key_id,
-        public_key: hex::encode(authority.verifying_key().to_bytes()),
-    });
-    c
+    common::node_config(dir, ORIGIN, authority, &[])
 }
 
 async fn network(codes: usize, clock: &ManualClock) -> Net {

@@ -4,12 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use traceless_node::config::{GatewayConfig, TrustEntry};
+use traceless_node::config::GatewayConfig;
 use traceless_node::{upload_codes, Config, Role, RunningNode};
 use traceless_protocol::{AuthorityKey, Clock, ManualClock, Upload};
 use traceless_sdk::{Sdk, SdkConfig};
@@ -21,20 +23,7 @@ const DAY: u32 = 19_675;
 const NOON: u64 = DAY as u64 * 86_400 + 12 * 3600;
 
 fn node_config(dir: &Path, authority: &AuthorityKey, bootstrap: &[String]) -> Config {
-    let mut c = Config {
-        data_dir: dir.to_owned(),
-        ..Config::default()
-    };
-    c.http.listen = "127.0.0.1:0".parse().unwrap();
-    c.p2p.heartbeat_ms = 100;
-    c.p2p.catchup_interval_secs = 1;
-    c.p2p.bootstrap = bootstrap.to_vec();
-    c.trust.push(TrustEntry {
-        origin: ORIGIN.into(),
-        key_id: authority.key_id,
-        public_key: hex::encode(authority.verifying_key().to_bytes()),
-    });
-    c
+    common::node_config(dir, ORIGIN, authority, bootstrap)
 }
 
 async fn gateway(dir: &Path, authority: &AuthorityKey, clock: &ManualClock) -> RunningNode {

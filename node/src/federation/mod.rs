@@ -284,7 +284,10 @@ impl Federation {
     }
 
     /// Gateway side: processes a relayed sealed upload off the event loop and
-    /// answers `response_delay_ms` after it arrived, whatever happened.
+    /// answers `response_delay_ms` after it arrived, whatever happened — unless
+    /// the relay already has [`MAX_INFLIGHT_PER_PEER`] in flight, which is
+    /// answered `Busy` at once (before anything is opened, so for real and dummy
+    /// alike).
     fn on_relay_request(
         &mut self,
         peer: PeerId,
@@ -413,8 +416,15 @@ impl Federation {
                     .send_response(channel, response);
             }
             Done::RelayAnswer(peer, channel, response) => {
-                if let Some(n) = self.relay_inflight.get_mut(&peer) {
-                    *n = n.saturating_sub(1);
+                // Forget a relay with nothing in flight, so the map stays as small
+                // as the number of relays busy right now.
+                if let std::collections::hash_map::Entry::Occupied(mut n) =
+                    self.relay_inflight.entry(peer)
+                {
+                    *n.get_mut() = n.get().saturating_sub(1);
+                    if *n.get() == 0 {
+                        n.remove();
+                    }
                 }
                 let _ = self
                     .swarm

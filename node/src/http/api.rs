@@ -288,23 +288,31 @@ pub async fn deletion_log(State(s): Shared) -> Result<Json<serde_json::Value>, A
     ))
 }
 
+/// Refuses a body that is not exactly `len` bytes: 413 if longer, 400 if shorter.
+fn exact_len(body: &[u8], len: usize, what: &str) -> Result<(), ApiError> {
+    if body.len() == len {
+        return Ok(());
+    }
+    let status = if body.len() > len {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Err(ApiError(
+        status,
+        format!(
+            "{what} is {} bytes; every {what} is exactly {len}",
+            body.len()
+        ),
+    ))
+}
+
 /// `POST /v1/upload` (gateways only): a 1024-byte padded upload request with a
 /// single-use upload code. Answers 200 only after the keys are durably stored.
 pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
-    if body.len() != UPLOAD_REQUEST_LEN {
+    if let Err(e) = exact_len(&body, UPLOAD_REQUEST_LEN, "upload") {
         inc(&s.metrics.uploads_refused);
-        let status = if body.len() > UPLOAD_REQUEST_LEN {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        return Err(ApiError(
-            status,
-            format!(
-                "upload is {} bytes; every upload is exactly {UPLOAD_REQUEST_LEN}",
-                body.len()
-            ),
-        ));
+        return Err(e);
     }
     let s2 = s.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -359,20 +367,7 @@ pub async fn relay_upload(
     Path(origin): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if body.len() != SEALED_UPLOAD_LEN {
-        let status = if body.len() > SEALED_UPLOAD_LEN {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        return Err(ApiError(
-            status,
-            format!(
-                "sealed upload is {} bytes; every one is exactly {SEALED_UPLOAD_LEN}",
-                body.len()
-            ),
-        ));
-    }
+    exact_len(&body, SEALED_UPLOAD_LEN, "sealed upload")?;
     // A bounded queue: the relay never holds more than MAX_RELAY_INFLIGHT uploads.
     let inflight = s.relay_inflight.fetch_add(1, Ordering::SeqCst);
     let _slot = InflightSlot(&s.relay_inflight);
