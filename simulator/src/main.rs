@@ -1,0 +1,131 @@
+//! `traceless-sim`: run a scenario, or drive load against running nodes.
+
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use traceless_sim::{load, run_with_sweep, RunOptions, Scenario};
+
+/// Traceless simulator.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario and writes report.json, report.html and SVG plots.
+    Run {
+        /// Scenario file (scenarios/<name>.toml).
+        scenario: PathBuf,
+        /// Output directory (default: target/traceless-sim/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the population.
+        #[arg(long)]
+        population: Option<u32>,
+        /// Override the app adoption rate.
+        #[arg(long)]
+        adoption: Option<f64>,
+        /// Override the number of initial infections.
+        #[arg(long)]
+        initial_infected: Option<u32>,
+        /// Skip the scenario's [sweep] reruns.
+        #[arg(long)]
+        no_sweep: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Drives uploads and downloads against running nodes (loopback only).
+    Load(load::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            seed,
+            population,
+            adoption,
+            initial_infected,
+            no_sweep,
+            quiet,
+        } => {
+            let mut s = match Scenario::load(&scenario) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Some(v) = seed {
+                s.seed = v;
+            }
+            if let Some(v) = population {
+                s.population = v;
+            }
+            if let Some(v) = adoption {
+                s.app.adoption = v;
+            }
+            if let Some(v) = initial_infected {
+                s.epidemic.initial_infected = v;
+            }
+            if no_sweep {
+                s.sweep = Default::default();
+            }
+            if let Err(e) = s.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let out = out.unwrap_or_else(|| PathBuf::from("target/traceless-sim").join(&s.name));
+            let opts = RunOptions {
+                progress: !quiet && std::io::stderr().is_terminal(),
+            };
+            let work = std::env::temp_dir();
+            match run_with_sweep(&s, &opts, &work) {
+                Ok(report) => {
+                    println!("{}", report.headline());
+                    match report.write(&out) {
+                        Ok(plots) => {
+                            println!(
+                                "wrote {}/report.json, report.html, {}",
+                                out.display(),
+                                plots.join(", ")
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("error: writing the report: {e}");
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Load(args) => match load::run(&args) {
+            Ok(r) => {
+                println!("{r}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,334 @@
+//! The relay network: one gateway for the health authority and several relays,
+//! started in-process on loopback and federated over libp2p, all on one manual
+//! clock that the simulator moves forward. Phones reach them only over HTTP.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use traceless_node::config::{GatewayConfig, TrustEntry};
+use traceless_node::{upload_codes, Config, NodeState, Role, RunningNode};
+use traceless_protocol::{AuthorityKey, ManualClock};
+
+/// The authority the simulated city's gateway signs for.
+pub const ORIGIN: &str = "sim.health";
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodesError {
+    /// Preparing files failed.
+    #[error("preparing node directories: {0}")]
+    Io(#[from] std::io::Error),
+    /// A node refused to start.
+    #[error("starting a node: {0}")]
+    Start(String),
+    /// Relays did not connect to the federation in time.
+    #[error("relays did not join the federation within 20 s")]
+    NotConnected,
+}
+
+/// A running federation.
+pub struct Nodes {
+    rt: tokio::runtime::Runtime,
+    /// The gateway (accepts uploads, signs batches).
+    pub gateway: RunningNode,
+    /// Relays (phones download from these).
+    pub relays: Vec<RunningNode>,
+    /// The nodes' clock.
+    pub clock: ManualClock,
+    /// The authority key (public part goes into every trust list).
+    pub authority: AuthorityKey,
+    /// Single-use upload codes issued to the gateway, one per planned upload.
+    pub codes: Vec<String>,
+}
+
+fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> Config {
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
+    c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.p2p.heartbeat_ms = 100;
+    c.p2p.catchup_interval_secs = 1;
+    c.p2p.kademlia = false;
+    c.p2p.bootstrap = bootstrap;
+    c.trust.push(TrustEntry {
+        origin: ORIGIN.into(),
+        key_id: authority.key_id,
+        public_key: hex::encode(authority.verifying_key().to_bytes()),
+    });
+    c
+}
+
+/// The gateway section, built through serde so that fields the node adds later
+/// take their defaults; answers are not delayed where the node supports delays
+/// (the simulator measures, it does not hide timing).
+fn gateway_config(key_file: &Path) -> Result<GatewayConfig, NodesError> {
+    let mut v = serde_json::json!({
+        "origin": ORIGIN,
+        "authority_key_file": key_file,
+        "uploads_per_minute": 1_000_000,
+        "response_delay_ms": 0,
+    });
+    if let Ok(c) = serde_json::from_value(v.clone()) {
+        return Ok(c);
+    }
+    if let Some(m) = v.as_object_mut() {
+        m.remove("response_delay_ms");
+    }
+    serde_json::from_value(v).map_err(|e| NodesError::Start(format!("gateway config: {e}")))
+}
+
+impl Nodes {
+    /// Starts a gateway and `relays` relays under `dir` at unix time `now`, with
+    /// `codes` upload codes valid for `code_validity_s`.
+    pub fn start(
+        dir: &Path,
+        relays: u32,
+        now: u64,
+        codes: usize,
+        code_validity_s: u64,
+    ) -> Result<Nodes, NodesError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let authority = AuthorityKey::generate(ORIGIN, 1);
+        let clock = ManualClock::new(now);
+        let gw_dir = dir.join("gateway");
+        std::fs::create_dir_all(&gw_dir)?;
+        let (codes, records) = upload_codes::issue(codes, now + code_validity_s);
+        upload_codes::write_incoming(&gw_dir, &records)?;
+        let key_file = gw_dir.join("authority.key");
+        traceless_node::keys::write_authority_key(&key_file, &authority)
+            .map_err(|e| NodesError::Start(e.to_string()))?;
+        let mut gc = base_config(&gw_dir, &authority, Vec::new());
+        gc.role = Role::Gateway;
+        gc.gateway = Some(gateway_config(&key_file)?);
+        let start = |c: Config| {
+            rt.block_on(traceless_node::start(c, Arc::new(clock.clone())))
+                .map_err(|e| NodesError::Start(e.to_string()))
+        };
+        let gateway = start(gc)?;
+        let mut nodes: Vec<RunningNode> = Vec::new();
+        for i in 0..relays {
+            // Each relay dials the gateway and the previous relay: a connected mesh.
+            let mut boot: Vec<String> = gateway.p2p_addrs.iter().map(|a| a.to_string()).collect();
+            if let Some(prev) = nodes.last() {
+                boot.extend(prev.p2p_addrs.iter().map(|a| a.to_string()));
+            }
+            nodes.push(start(base_config(
+                &dir.join(format!("relay-{i}")),
+                &authority,
+                boot,
+            ))?);
+        }
+        let net = Nodes {
+            rt,
+            gateway,
+            relays: nodes,
+            clock,
+            authority,
+            codes,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !net.relays.iter().all(|r| {
+            r.state
+                .peers
+                .read()
+                .map(|p| !p.connected.is_empty())
+                .unwrap_or(false)
+        }) {
+            if Instant::now() > deadline {
+                return Err(NodesError::NotConnected);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(net)
+    }
+
+    /// Releases due embargoed keys and batches on every node (the nodes' own job
+    /// does this every second of wall time; the simulator calls it right after
+    /// moving the clock). Returns the sequences the gateway published.
+    pub fn release_due(&self) -> Vec<u64> {
+        let mut published: Vec<u64> = self
+            .gateway
+            .state
+            .release_due()
+            .map(|v| v.into_iter().map(|m| m.sequence).collect())
+            .unwrap_or_default();
+        for r in &self.relays {
+            let _ = r.state.release_due();
+        }
+        published.sort_unstable();
+        published
+    }
+
+    /// Runs retention on every node at the clock's time.
+    pub fn run_retention(&self) {
+        for n in std::iter::once(&self.gateway).chain(&self.relays) {
+            let _ = n.state.run_retention();
+        }
+    }
+
+    /// Starts watching relays for published batches (see [`Propagation`]).
+    pub fn watch(&self) -> Propagation {
+        let relays: Vec<Arc<NodeState>> = self.relays.iter().map(|r| r.state.clone()).collect();
+        let shared = Arc::new(Mutex::new(Watch::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (shared.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                {
+                    let mut w = s2.lock().unwrap_or_else(|e| e.into_inner());
+                    let Watch { pending, latencies } = &mut *w;
+                    pending.retain(|&(r, seq, t0)| {
+                        let have = relays[r]
+                            .store
+                            .get_batch(ORIGIN, seq)
+                            .ok()
+                            .flatten()
+                            .is_some();
+                        if have {
+                            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        !have
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Propagation {
+            relays: self.relays.len(),
+            shared,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Keys and batches each node stores, and its on-disk size in bytes.
+    pub fn storage(&self) -> Vec<NodeStorage> {
+        std::iter::once(&self.gateway)
+            .chain(&self.relays)
+            .map(|n| {
+                let all = n.state.store.all_batches().unwrap_or_default();
+                NodeStorage {
+                    batches: all.len() as u64,
+                    keys: all.iter().map(|m| m.key_count).sum(),
+                    disk_bytes: dir_size(&n.state.config.data_dir),
+                }
+            })
+            .collect()
+    }
+
+    /// Stops every node.
+    pub fn shutdown(self) {
+        let Nodes {
+            rt,
+            gateway,
+            relays,
+            ..
+        } = self;
+        rt.block_on(async move {
+            for r in relays {
+                r.shutdown().await;
+            }
+            gateway.shutdown().await;
+        });
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+#[derive(Default)]
+struct Watch {
+    /// (relay, sequence, published at) not yet stored by that relay.
+    pending: Vec<(usize, u64, Instant)>,
+    /// Milliseconds from publication to a relay storing the batch.
+    latencies: Vec<f64>,
+}
+
+/// Gateway-to-relay propagation, measured by a thread that polls every relay's
+/// store each millisecond for batches the gateway published.
+pub struct Propagation {
+    relays: usize,
+    shared: Arc<Mutex<Watch>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Propagation {
+    /// The gateway published `sequence` just now.
+    pub fn published(&self, sequence: u64) {
+        let now = Instant::now();
+        let mut w = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        for r in 0..self.relays {
+            w.pending.push((r, sequence, now));
+        }
+    }
+
+    /// Waits (at most 15 s) until every relay has every published batch; returns
+    /// whether they all arrived.
+    pub fn wait(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let empty = self
+                .shared
+                .lock()
+                .map(|w| w.pending.is_empty())
+                .unwrap_or(true);
+            if empty {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops watching; returns every latency measured, milliseconds.
+    pub fn finish(mut self) -> Vec<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        let mut w = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut w.latencies)
+    }
+}
+
+/// What one node holds.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct NodeStorage {
+    /// Batches stored.
+    pub batches: u64,
+    /// Keys stored.
+    pub keys: u64,
+    /// Bytes on disk (sled database and keys).
+    pub disk_bytes: u64,
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_owned()];
+    let mut budget = 100_000;
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            budget -= 1;
+            if budget == 0 {
+                return total;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}

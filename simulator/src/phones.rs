@@ -1,0 +1,231 @@
+//! Phones: each one a real `traceless-sdk` instance on its own manual clock,
+//! doing what a host app does: broadcast the SDK's advertisement, hand it every
+//! received advertisement, build the diagnosis upload, sync downloaded batches and
+//! read the exposure summary. Phones that do not run an SDK instance (see
+//! [`SdkPhones`](crate::scenario::SdkPhones)) still broadcast EN-compatible tokens
+//! of their own random daily keys, so listeners hear realistic noise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::RngCore;
+use traceless_protocol::{interval_start_seconds, ManualClock, Metadata, Tek, ADVERTISEMENT_LEN};
+use traceless_sdk::{Sdk, SdkConfig};
+
+use crate::population::PersonId;
+use crate::seed::{rng, Stream};
+
+/// A 20-byte advertisement (RPI || AEM).
+pub type Payload = [u8; ADVERTISEMENT_LEN];
+
+/// What a phone sent in a day.
+#[derive(Clone, Debug, Default)]
+pub struct Broadcast {
+    /// Advertisements by interval.
+    pub ads: Vec<(u32, Payload)>,
+    /// The diagnosis upload it built, if due today.
+    pub upload: Option<Vec<u8>>,
+    /// Dummy uploads due today (unix time, request), same length as real ones.
+    pub dummies: Vec<(u64, Vec<u8>)>,
+}
+
+/// One received advertisement to hand to a phone's SDK.
+#[derive(Clone, Copy, Debug)]
+pub struct Heard {
+    /// Unix seconds.
+    pub at: u64,
+    /// Who broadcast it.
+    pub speaker: PersonId,
+    /// Attenuation, dB.
+    pub attenuation_db: u8,
+}
+
+/// A phone running the SDK.
+pub struct Phone {
+    /// Whose phone.
+    pub person: PersonId,
+    sdk: Sdk,
+    clock: ManualClock,
+    /// Syncs every batch (rather than only batches of uploaders it heard).
+    pub full_sync: bool,
+    /// Uploaders this phone received an advertisement from.
+    pub heard_uploaders: HashSet<PersonId>,
+    /// When the app first showed a high-risk exposure (unix seconds).
+    pub notified_at: Option<u64>,
+    /// Earliest upload time among uploaders whose batches produced windows.
+    pub first_matched_upload_at: Option<u64>,
+    /// Sightings handed to the SDK.
+    pub sightings: u64,
+    /// Sightings the SDK refused (caps, times).
+    pub sightings_refused: u64,
+    /// Batches synced.
+    pub batches_synced: u64,
+    /// Batches the SDK refused.
+    pub sync_errors: u64,
+    /// Nanoseconds spent in `sync_batch` and `exposure_summary`.
+    pub sync_ns: u64,
+    /// Exposure windows found.
+    pub windows: u64,
+}
+
+impl Phone {
+    /// A fresh phone at unix time `now`, trusting `authority`.
+    pub fn new(
+        person: PersonId,
+        now: u64,
+        config: SdkConfig,
+        origin: &str,
+        authority: traceless_protocol::ed25519_dalek::VerifyingKey,
+        full_sync: bool,
+    ) -> Result<Phone, traceless_sdk::SdkError> {
+        let clock = ManualClock::new(now);
+        let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
+        sdk.trust_authority(origin, 1, authority);
+        Ok(Phone {
+            person,
+            sdk,
+            clock,
+            full_sync,
+            heard_uploaders: HashSet::new(),
+            notified_at: None,
+            first_matched_upload_at: None,
+            sightings: 0,
+            sightings_refused: 0,
+            batches_synced: 0,
+            sync_errors: 0,
+            sync_ns: 0,
+            windows: 0,
+        })
+    }
+
+    /// The advertisements of `intervals` (ascending), as the SDK produces them at
+    /// each interval's start; an upload due at `upload.0` is built on the way (the
+    /// SDK then switches to a fresh key); then the dummy uploads the SDK schedules
+    /// before `day_end`.
+    pub fn broadcast(
+        &mut self,
+        intervals: &[u32],
+        mut upload: Option<(u64, &[u8], u32)>,
+        day_end: u64,
+    ) -> Broadcast {
+        let mut ads = Vec::with_capacity(intervals.len());
+        let mut bundle = None;
+        for &i in intervals {
+            let t = interval_start_seconds(i);
+            if let Some((at, code, onset_day)) = upload {
+                if at <= t {
+                    bundle = self.upload(at, code, onset_day);
+                    upload = None;
+                }
+            }
+            self.clock.set(t);
+            if let Ok(ad) = self.sdk.advertisement() {
+                ads.push((i, ad.to_bytes()));
+            }
+        }
+        if let Some((at, code, onset_day)) = upload {
+            bundle = self.upload(at, code, onset_day);
+        }
+        let mut dummies = Vec::new();
+        for _ in 0..64 {
+            match self.sdk.next_dummy_upload_at() {
+                Ok(at) if at < day_end => {
+                    self.clock.set(at.max(day_end - 86_400));
+                    match self.sdk.dummy_upload() {
+                        Ok(d) => dummies.push((at, d)),
+                        Err(_) => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        Broadcast {
+            ads,
+            upload: bundle,
+            dummies,
+        }
+    }
+
+    fn upload(&mut self, at: u64, code: &[u8], onset_day: u32) -> Option<Vec<u8>> {
+        self.clock.set(at);
+        // The app asks for one advertisement at upload time at the latest, so the
+        // day's key exists even if nobody heard the phone today.
+        let _ = self.sdk.advertisement();
+        self.sdk.diagnosis_upload(code, onset_day, &[]).ok()
+    }
+
+    /// Hands received advertisements (ascending in time) to the SDK.
+    pub fn listen(&mut self, heard: &[(Heard, Payload)], tx_power_dbm: i8) {
+        for (h, payload) in heard {
+            self.clock.set(h.at);
+            let rssi = (i16::from(tx_power_dbm) - i16::from(h.attenuation_db)).max(-127) as i8;
+            match self.sdk.record_sighting(payload, rssi, None, h.at) {
+                Ok(()) => self.sightings += 1,
+                Err(_) => self.sightings_refused += 1,
+            }
+        }
+    }
+
+    /// Syncs downloaded batches at unix time `now`: `(bytes, upload time of the
+    /// earliest uploader in the batch)`. Marks the phone notified if the exposure
+    /// summary shows a high-risk day.
+    pub fn sync(&mut self, now: u64, batches: &[(&[u8], Option<u64>)]) {
+        if batches.is_empty() {
+            return;
+        }
+        self.clock.set(now);
+        let t0 = Instant::now();
+        for (bytes, uploaded_at) in batches {
+            match self.sdk.sync_batch(bytes) {
+                Ok(r) => {
+                    self.batches_synced += 1;
+                    if r.new_windows > 0 {
+                        self.windows += r.new_windows as u64;
+                        if let Some(at) = uploaded_at {
+                            self.first_matched_upload_at =
+                                Some(self.first_matched_upload_at.map_or(*at, |f| f.min(*at)));
+                        }
+                    }
+                }
+                Err(_) => self.sync_errors += 1,
+            }
+        }
+        if self.notified_at.is_none() && self.windows > 0 {
+            if let Ok(days) = self.sdk.exposure_summary() {
+                if days.iter().any(|d| d.high_risk) {
+                    self.notified_at = Some(now);
+                }
+            }
+        }
+        self.sync_ns += t0.elapsed().as_nanos() as u64;
+    }
+}
+
+/// Tokens of a phone without an SDK instance: its own random key of the day.
+pub struct NoiseKeys {
+    seed: u64,
+    tx_power_dbm: i8,
+    cache: HashMap<(PersonId, u32), Payload>,
+}
+
+impl NoiseKeys {
+    /// Keys drawn from `seed`.
+    pub fn new(seed: u64, tx_power_dbm: i8) -> Self {
+        NoiseKeys {
+            seed,
+            tx_power_dbm,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The advertisement `p` broadcasts in interval `i` of unix day `day`.
+    pub fn payload(&mut self, p: PersonId, day: u32, i: u32) -> Payload {
+        let (seed, tx) = (self.seed, self.tx_power_dbm);
+        *self.cache.entry((p, i)).or_insert_with(|| {
+            let mut tek = [0u8; 16];
+            rng(seed, Stream::Phone, &[u64::from(p), u64::from(day)]).fill_bytes(&mut tek);
+            Tek(tek).advertisement(i, Metadata::new(tx)).to_bytes()
+        })
+    }
+}

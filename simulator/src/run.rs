@@ -1,0 +1,623 @@
+//! One simulation run: the world model (population, mobility, epidemic, ground
+//! truth), then the phones and the network day by day, then the figures.
+//!
+//! A day of the phone phase: regenerate the day's encounters; sample what each
+//! SDK phone's scans receive; let every SDK phone broadcast (its SDK makes the
+//! advertisements, and a phone due to upload builds its diagnosis bundle on the
+//! way); POST the bundles to the gateway over HTTP in time order with the nodes'
+//! clock at each upload; hand each phone what it heard; move the nodes' clock to
+//! the sync hour and release embargoes; wait for the batches to reach every relay
+//! over libp2p; download new batches from every relay over HTTP once (every phone
+//! of a relay downloads the same bytes, which are accounted to each); and let the
+//! SDK phones sync them and read their exposure summaries.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+use rayon::prelude::*;
+use traceless_protocol::{interval_number, Batch, SignedBatch, TokenDeriver};
+use traceless_sdk::SdkConfig;
+
+use crate::channel;
+use crate::epidemic::{self, DAY_S};
+use crate::http;
+use crate::mobility::day_plan;
+use crate::nodes::{Nodes, NodesError, ORIGIN};
+use crate::phones::{Broadcast, Heard, NoiseKeys, Payload, Phone};
+use crate::population::{PersonId, Population};
+use crate::privacy::{self, Logged};
+use crate::report::{self, Cost, Daily, NetworkFigures, Outcome, Report, RunFigures};
+use crate::scenario::{Scenario, SdkPhones};
+use crate::seed::{rng, Stream};
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (only drawn on a terminal).
+    pub progress: bool,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The nodes could not start.
+    #[error(transparent)]
+    Nodes(#[from] NodesError),
+    /// Files.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// An SDK instance could not be created.
+    #[error("SDK: {0}")]
+    Sdk(#[from] traceless_sdk::SdkError),
+    /// Talking to a node failed.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Runs `s`; node data lives in a temporary directory under `work_dir`.
+pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, RunError> {
+    let t0 = Instant::now();
+    let bar = if opts.progress {
+        let b = ProgressBar::new(2 * u64::from(s.days) + 1);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {msg:24} [{bar:40}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_message("world");
+    let pop = Population::build(s);
+    let outbreak = epidemic::simulate(s, &pop);
+    let config = SdkConfig {
+        tx_power_dbm: s.channel.tx_power_dbm,
+        assumed_tx_power_dbm: s.channel.tx_power_dbm,
+        scan_period_s: s.channel.scan_period_s as u16,
+        ..SdkConfig::default()
+    };
+    let before_onset = config.infectious_days_before_onset;
+    let truth = epidemic::ground_truth(s, &pop, &outbreak, before_onset);
+    bar.inc(s.days.into());
+    let world_seconds = t0.elapsed().as_secs_f64();
+
+    // Which phones run an SDK instance.
+    let upload_of: HashMap<PersonId, usize> = outbreak
+        .uploads
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.person, i))
+        .collect();
+    let app: Vec<PersonId> = (0..pop.len() as PersonId)
+        .filter(|&p| pop.people[p as usize].app)
+        .collect();
+    let mut sample = HashSet::new();
+    if s.app.sdk_phones == SdkPhones::Contacts && !app.is_empty() {
+        let mut r = rng(s.seed, Stream::Phone, &[u64::MAX]);
+        for _ in 0..s.app.full_sync_sample.min(app.len() as u32) * 4 {
+            if sample.len() >= s.app.full_sync_sample as usize {
+                break;
+            }
+            sample.insert(app[r.gen_range(0..app.len())]);
+        }
+    }
+    let sdk_people: Vec<PersonId> = match s.app.sdk_phones {
+        SdkPhones::All => app.clone(),
+        SdkPhones::Contacts => app
+            .iter()
+            .copied()
+            .filter(|p| {
+                upload_of.contains_key(p) || truth.heard_uploader.contains(p) || sample.contains(p)
+            })
+            .collect(),
+    };
+    let mut sidx = vec![NONE; pop.len()];
+    for (i, &p) in sdk_people.iter().enumerate() {
+        sidx[p as usize] = i as u32;
+    }
+
+    let day0 = u64::from(s.start_day) * DAY_S;
+    let tmp = tempfile::Builder::new()
+        .prefix("traceless-sim-")
+        .tempdir_in(work_dir)?;
+    let nodes = Nodes::start(
+        tmp.path(),
+        s.network.relays,
+        day0,
+        outbreak.uploads.len().max(1),
+        (u64::from(s.days) + 2) * DAY_S,
+    )?;
+    let authority = nodes.authority.verifying_key();
+    let full_all = s.app.sdk_phones == SdkPhones::All;
+    let mut phones: Vec<Phone> = sdk_people
+        .par_iter()
+        .map(|&p| {
+            Phone::new(
+                p,
+                day0,
+                config.clone(),
+                ORIGIN,
+                authority,
+                full_all || sample.contains(&p),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+
+    let relays: Vec<_> = nodes.relays.iter().map(|r| r.http_addr).collect();
+    let mut cursors = vec![0u64; relays.len()];
+    let users_per_relay: Vec<u64> = (0..relays.len())
+        .map(|r| {
+            app.iter()
+                .filter(|&&p| p as usize % relays.len() == r)
+                .count() as u64
+        })
+        .collect();
+    let mut uploader_rpis: HashMap<[u8; 16], PersonId> = HashMap::new();
+    let mut batch_upload_at: HashMap<u64, u64> = HashMap::new();
+    let mut all_batches: Vec<Vec<u8>> = Vec::new();
+    let mut logs: Vec<Logged> = Vec::new();
+    let watch = nodes.watch();
+    let mut propagation_timeouts = 0u32;
+    let mut uploads_ok = 0usize;
+    let mut uploads_refused = 0usize;
+    let mut upload_sizes: HashSet<usize> = HashSet::new();
+    let mut dummies_sent = 0u64;
+    let mut dummies_refused = 0u64;
+    let mut daily = Vec::new();
+    let mut download_total = 0f64;
+    let mut deriver = TokenDeriver::new();
+    let uploads_by_day: HashMap<u32, Vec<usize>> =
+        outbreak
+            .uploads
+            .iter()
+            .enumerate()
+            .fold(HashMap::new(), |mut m, (i, u)| {
+                m.entry(u.day()).or_default().push(i);
+                m
+            });
+
+    for d in 0..s.days {
+        bar.set_message(format!("phones: day {}/{}", d + 1, s.days));
+        let day_start = day0 + u64::from(d) * DAY_S;
+        let unix_day = s.start_day + d;
+        let plan = day_plan(s, &pop, d, &|p| outbreak.isolating(s, p, d));
+
+        // What each SDK phone's scans receive.
+        let mut by_listener: Vec<Vec<(u32, PersonId)>> = vec![Vec::new(); phones.len()];
+        for (k, e) in plan.encounters.iter().enumerate() {
+            for (l, sp) in [(e.a, e.b), (e.b, e.a)] {
+                let li = sidx[l as usize];
+                if li != NONE && pop.people[sp as usize].app {
+                    by_listener[li as usize].push((k as u32, sp));
+                }
+            }
+        }
+        let heard: Vec<Vec<Heard>> = by_listener
+            .par_iter()
+            .zip(phones.par_iter())
+            .map(|(list, phone)| {
+                let mut out = Vec::new();
+                for &(k, sp) in list {
+                    let e = &plan.encounters[k as usize];
+                    for sc in channel::scans(s, d, e, phone.person, sp) {
+                        out.push(Heard {
+                            at: day_start + u64::from(sc.at),
+                            speaker: sp,
+                            attenuation_db: sc.attenuation_db,
+                        });
+                    }
+                }
+                out.sort_by_key(|h| (h.at, h.speaker));
+                out
+            })
+            .collect();
+        drop(by_listener);
+
+        // Which advertisements each SDK phone must produce.
+        let first_interval = interval_number(day_start);
+        let mut demand: Vec<Vec<u32>> = vec![vec![first_interval]; phones.len()];
+        for list in &heard {
+            for h in list {
+                let si = sidx[h.speaker as usize];
+                if si != NONE {
+                    demand[si as usize].push(interval_number(h.at));
+                }
+            }
+        }
+        let mut sniffed_presence = Vec::new();
+        for pr in &plan.presence {
+            // Sniffers could stand at any public place: log there, choose later.
+            if pr.place.is_public() && upload_of.contains_key(&pr.person) {
+                let si = sidx[pr.person as usize];
+                let mut t = day_start + u64::from(pr.start);
+                while t < day_start + u64::from(pr.end) {
+                    demand[si as usize].push(interval_number(t));
+                    sniffed_presence.push((pr.person, pr.place, t));
+                    t += 600;
+                }
+            }
+        }
+        for v in &mut demand {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let todays: HashMap<u32, (u64, String, u32)> = uploads_by_day
+            .get(&d)
+            .into_iter()
+            .flatten()
+            .map(|&i| {
+                let u = &outbreak.uploads[i];
+                let onset = (i64::from(s.start_day) + i64::from(u.onset_day)).max(0) as u32;
+                (
+                    sidx[u.person as usize],
+                    (day0 + u.at, nodes.codes[i].clone(), onset),
+                )
+            })
+            .collect();
+        let broadcast: Vec<Broadcast> = phones
+            .par_iter_mut()
+            .zip(demand.par_iter())
+            .enumerate()
+            .map(|(i, (phone, want))| {
+                let up = todays
+                    .get(&(i as u32))
+                    .map(|(at, code, onset)| (*at, code.as_bytes(), *onset));
+                phone.broadcast(want, up, day_start + DAY_S)
+            })
+            .collect();
+        drop(demand);
+        let mut ads: Vec<Vec<(u32, Payload)>> = Vec::with_capacity(phones.len());
+        let mut bundles = Vec::new();
+        for (i, b) in broadcast.into_iter().enumerate() {
+            let person = phones[i].person;
+            if upload_of.contains_key(&person) {
+                for (_, payload) in &b.ads {
+                    let mut rpi = [0u8; 16];
+                    rpi.copy_from_slice(&payload[..16]);
+                    uploader_rpis.insert(rpi, person);
+                }
+            }
+            if let Some(u) = b.upload {
+                let at = todays.get(&(i as u32)).map_or(day_start, |t| t.0);
+                bundles.push((at, person, u, true));
+            }
+            for (at, d) in b.dummies {
+                bundles.push((at, person, d, false));
+            }
+            ads.push(b.ads);
+        }
+        let ad_of = |p: PersonId, i: u32| -> Option<Payload> {
+            let list = &ads[sidx[p as usize] as usize];
+            list.binary_search_by_key(&i, |x| x.0)
+                .ok()
+                .map(|k| list[k].1)
+        };
+        for (person, place, t) in sniffed_presence {
+            if let Some(payload) = ad_of(person, interval_number(t)) {
+                logs.push(Logged {
+                    place,
+                    at: t,
+                    payload,
+                    owner: person,
+                });
+            }
+        }
+
+        // Uploads over HTTP, in time order, with the nodes' clock at each.
+        bundles.sort_by_key(|b| (b.0, b.1));
+        let mut uploads_today = 0;
+        for (at, _, bundle, real) in &bundles {
+            if *real {
+                // Embargo releases happen at the clock values the simulator sets,
+                // whether this call or the nodes' own timer gets there first.
+                // Dummies (carrying no keys) leave the clock alone: their times
+                // come from the SDK's OS-random schedule, not from the seed.
+                nodes.clock.set(*at);
+                for q in nodes.release_due() {
+                    watch.published(q);
+                }
+            }
+            upload_sizes.insert(bundle.len());
+            let r = http::request(nodes.gateway.http_addr, "POST", "/v1/upload", bundle)?;
+            if !real {
+                dummies_sent += 1;
+                if r.status != 200 {
+                    dummies_refused += 1;
+                }
+                continue;
+            }
+            if r.status == 200 {
+                uploads_ok += 1;
+                uploads_today += 1;
+                let seqs: Vec<u64> = r
+                    .json()
+                    .and_then(|j| {
+                        j["published"].as_array().map(|a| {
+                            a.iter()
+                                .filter_map(|e| e["sequence"].as_u64())
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .unwrap_or_default();
+                for &seq in &seqs {
+                    watch.published(seq);
+                    batch_upload_at.insert(seq, *at);
+                }
+            } else {
+                uploads_refused += 1;
+            }
+        }
+
+        // Each SDK phone hears what its scans received.
+        let tx = s.channel.tx_power_dbm;
+        phones
+            .par_iter_mut()
+            .zip(heard.into_par_iter())
+            .for_each(|(phone, list)| {
+                let mut noise = NoiseKeys::new(s.seed, tx);
+                let with_payload: Vec<(Heard, Payload)> = list
+                    .into_iter()
+                    .filter_map(|h| {
+                        let i = interval_number(h.at);
+                        let payload = if sidx[h.speaker as usize] != NONE {
+                            ad_of(h.speaker, i)?
+                        } else {
+                            noise.payload(h.speaker, unix_day, i)
+                        };
+                        if upload_of.contains_key(&h.speaker) {
+                            phone.heard_uploaders.insert(h.speaker);
+                        }
+                        Some((h, payload))
+                    })
+                    .collect();
+                phone.listen(&with_payload, tx);
+            });
+        drop(ads);
+
+        // The sync hour: embargoes end, batches spread, phones download and match.
+        let sync_at = day_start + u64::from(s.app.sync_hour) * 3600;
+        nodes.clock.set(sync_at);
+        nodes.run_retention();
+        for q in nodes.release_due() {
+            watch.published(q);
+        }
+        if !watch.wait() {
+            propagation_timeouts += 1;
+        }
+        let mut new_batches: Vec<Downloaded> = Vec::new();
+        let mut bytes_per_relay = vec![0u64; relays.len()];
+        for (r, &addr) in relays.iter().enumerate() {
+            let (batches, bytes) = download_new(addr, &mut cursors[r])?;
+            bytes_per_relay[r] = bytes;
+            if r == 0 {
+                new_batches = batches;
+            }
+        }
+        let day_bytes: f64 = bytes_per_relay
+            .iter()
+            .zip(&users_per_relay)
+            .map(|(b, u)| *b as f64 * *u as f64)
+            .sum::<f64>()
+            / (app.len().max(1) as f64);
+        download_total += day_bytes;
+
+        // Shared work: each published key's tokens derived once, to know whose
+        // batch it is (for the delay figure and for the contacts shortcut).
+        let mut owners: Vec<HashSet<PersonId>> = Vec::new();
+        let mut batch_at: Vec<Option<u64>> = Vec::new();
+        for (seq, bytes) in &new_batches {
+            let set = owners_of(bytes, sync_at, &uploader_rpis, &mut deriver);
+            let at = batch_upload_at.get(seq).copied().or_else(|| {
+                set.iter()
+                    .filter_map(|p| upload_of.get(p).map(|&i| day0 + outbreak.uploads[i].at))
+                    .min()
+            });
+            owners.push(set);
+            batch_at.push(at);
+        }
+        phones.par_iter_mut().for_each(|phone| {
+            let list: Vec<(&[u8], Option<u64>)> = new_batches
+                .iter()
+                .zip(&owners)
+                .zip(&batch_at)
+                .filter(|((_, o), _)| {
+                    phone.full_sync || o.iter().any(|p| phone.heard_uploaders.contains(p))
+                })
+                .map(|(((_, b), _), at)| (b.as_slice(), *at))
+                .collect();
+            phone.sync(sync_at + 60, &list);
+        });
+        all_batches.extend(new_batches.into_iter().map(|b| b.1));
+        let notified = phones.iter().filter(|p| p.notified_at.is_some()).count() as u32;
+        let tp = phones
+            .iter()
+            .filter(|p| p.notified_at.is_some() && truth.close.contains(&p.person))
+            .count() as u32;
+        daily.push(Daily {
+            day: d,
+            new_infections: outbreak.new_infections[d as usize],
+            uploads: uploads_today,
+            notified,
+            true_positives: tp,
+            download_bytes_per_phone: day_bytes,
+            batches: all_batches.len() as u64,
+        });
+        bar.inc(1);
+    }
+    let mut propagation = watch.finish();
+    let storage = nodes.storage();
+    let end_time = day0 + u64::from(s.days) * DAY_S;
+    nodes.shutdown();
+    bar.finish_and_clear();
+
+    // Figures.
+    let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
+    let tp = notified
+        .iter()
+        .filter(|p| truth.close.contains(&p.person))
+        .count();
+    let mut delays: Vec<f64> = notified
+        .iter()
+        .filter_map(|p| Some((p.notified_at? as f64 - p.first_matched_upload_at? as f64) / 3600.0))
+        .collect();
+    let full: Vec<&Phone> = phones.iter().filter(|p| p.full_sync).collect();
+    let matching_ms = if full.is_empty() {
+        0.0
+    } else {
+        full.iter().map(|p| p.sync_ns as f64).sum::<f64>()
+            / full.len() as f64
+            / f64::from(s.days)
+            / 1e6
+    };
+    let sample_outside = phones
+        .iter()
+        .filter(|p| sample.contains(&p.person) && !truth.heard_uploader.contains(&p.person))
+        .map(|p| p.windows)
+        .sum();
+    let keys: u64 = storage.first().map_or(0, |n| n.keys);
+    let link = |k: u32| {
+        let sniffed = privacy::place_sniffers(s, &pop, k);
+        privacy::link(
+            &logs,
+            &sniffed,
+            &all_batches,
+            end_time,
+            outbreak.uploads.len(),
+        )
+    };
+    let privacy = link(s.privacy.sniffers);
+    let privacy_sweep = s.privacy.sniffer_sweep.iter().map(|&k| link(k)).collect();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let phones_seconds = t0.elapsed().as_secs_f64() - world_seconds;
+    Ok(Report {
+        scenario: s.name.clone(),
+        seed: s.seed,
+        population: s.population,
+        days: s.days,
+        app_users: app.len(),
+        sdk_phones: phones.len(),
+        full_sync_phones: full.len(),
+        outcome: Outcome {
+            infected: outbreak.infected(),
+            positives: outbreak.positives,
+            uploads: uploads_ok,
+            truly_close: truth.close.len(),
+            truly_close_all_people: truth.close_all_people,
+            heard_an_uploader: truth.heard_uploader.len(),
+            notified: notified.len(),
+            true_positives: tp,
+            precision: ratio(tp, notified.len()),
+            recall: ratio(tp, truth.close.len()),
+            delay_hours_p50: report::quantile(&mut delays, 0.5),
+            delay_hours_p90: report::quantile(&mut delays, 0.9),
+            sample_windows_outside_contacts: sample_outside,
+        },
+        cost: Cost {
+            download_bytes_per_phone_per_day: download_total / f64::from(s.days),
+            upload_bytes: upload_sizes.iter().copied().max().unwrap_or(0),
+            upload_sizes_seen: upload_sizes.len(),
+            dummy_uploads: dummies_sent,
+            dummy_uploads_refused: dummies_refused,
+            matching_ms_per_phone_per_day: matching_ms,
+            sightings: phones.iter().map(|p| p.sightings).sum(),
+            sightings_refused: phones.iter().map(|p| p.sightings_refused).sum(),
+            batches_synced: phones.iter().map(|p| p.batches_synced).sum(),
+            sync_errors: phones.iter().map(|p| p.sync_errors).sum(),
+        },
+        network: NetworkFigures {
+            relays: s.network.relays,
+            batches: all_batches.len() as u64,
+            keys,
+            storage,
+            propagation_ms_p50: report::quantile(&mut propagation, 0.5),
+            propagation_ms_p99: report::quantile(&mut propagation, 0.99),
+            uploads_refused,
+            propagation_timeouts,
+        },
+        privacy,
+        privacy_sweep,
+        sweep: Vec::new(),
+        daily,
+        run: RunFigures {
+            seconds: t0.elapsed().as_secs_f64(),
+            world_seconds,
+            phones_seconds,
+            peak_rss_mib: report::peak_rss_mib(),
+            threads: rayon::current_num_threads(),
+        },
+    })
+}
+
+/// A downloaded batch: sequence number and signed bytes.
+type Downloaded = (u64, Vec<u8>);
+
+/// Lists and downloads, over HTTP, every batch of a relay after `cursor`
+/// (moving it on); returns the batches and the bytes received on the wire.
+fn download_new(
+    addr: std::net::SocketAddr,
+    cursor: &mut u64,
+) -> Result<(Vec<Downloaded>, u64), RunError> {
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    for _ in 0..10_000 {
+        let path = format!("/v1/batches?origin={ORIGIN}&after={cursor}&limit=1000");
+        let list = http::request(addr, "GET", &path, b"")?;
+        bytes += list.wire_bytes as u64;
+        let entries: Vec<(u64, String)> = list
+            .json()
+            .and_then(|j| {
+                j["batches"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|e| {
+                            Some((e["sequence"].as_u64()?, e["url"].as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if entries.is_empty() {
+            break;
+        }
+        for (seq, url) in entries {
+            let b = http::request(addr, "GET", &url, b"")?;
+            bytes += b.wire_bytes as u64;
+            *cursor = (*cursor).max(seq);
+            if b.status == 200 {
+                out.push((seq, b.body));
+            }
+        }
+    }
+    Ok((out, bytes))
+}
+
+/// Whose keys a batch holds: each key's tokens derived once and looked up among
+/// the advertisements uploaders broadcast.
+fn owners_of(
+    bytes: &[u8],
+    now: u64,
+    uploader_rpis: &HashMap<[u8; 16], PersonId>,
+    deriver: &mut TokenDeriver,
+) -> HashSet<PersonId> {
+    let mut set = HashSet::new();
+    let Ok(batch) = SignedBatch::decode(bytes)
+        .map_err(|_| ())
+        .and_then(|sb| Batch::decode_body(&sb.body, now).map_err(|_| ()))
+    else {
+        return set;
+    };
+    for k in &batch.keys {
+        for block in deriver.rpis(&k.tek, k.rolling_start, k.rolling_period) {
+            let mut rpi = [0u8; 16];
+            rpi.copy_from_slice(&block[..]);
+            if let Some(&p) = uploader_rpis.get(&rpi) {
+                set.insert(p);
+            }
+        }
+    }
+    set
+}

@@ -1,0 +1,95 @@
+//! The demo scenario in the test suite: it runs against real nodes over loopback,
+//! finds truly close contacts, notifies nobody when nobody is infected, gives the
+//! same results for the same seed, and the contacts shortcut used at scale gives
+//! the same notifications as running an SDK on every phone.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use traceless_sim::scenario::SdkPhones;
+use traceless_sim::{run, Report, RunOptions, Scenario};
+
+/// The checked-in demo scenario, shrunk so the unoptimised test build stays fast.
+fn small_demo() -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/demo.toml");
+    let mut s = Scenario::load(&path).unwrap();
+    s.population = 260;
+    s.days = 6;
+    s.epidemic.initial_infected = 20;
+    s.epidemic.test_adherence = 1.0;
+    s.epidemic.upload_adherence = 1.0;
+    s.epidemic.test_delay_days = [1, 1];
+    s.app.adoption = 0.8;
+    s
+}
+
+fn go(s: &Scenario) -> Report {
+    let tmp = tempfile::tempdir().unwrap();
+    run(s, &RunOptions::default(), tmp.path()).unwrap()
+}
+
+/// Everything but wall-time figures and the dummy-upload count (the SDK draws
+/// its dummy schedule from the OS random generator, not from the scenario seed).
+fn deterministic(r: &Report) -> String {
+    let mut r = r.clone();
+    r.run = Default::default();
+    r.cost.dummy_uploads = 0;
+    r.cost.matching_ms_per_phone_per_day = 0.0;
+    r.network.propagation_ms_p50 = 0.0;
+    r.network.propagation_ms_p99 = 0.0;
+    r.network.storage.clear();
+    serde_json::to_string(&r).unwrap()
+}
+
+#[test]
+fn demo_notifies_close_contacts_reproducibly_and_the_shortcut_is_exact() {
+    let s = small_demo();
+    let all = go(&s);
+    let o = &all.outcome;
+    assert!(o.uploads >= 3, "{}", all.headline());
+    assert!(o.truly_close >= 5, "{}", all.headline());
+    assert!(o.recall >= 0.6, "recall too low: {}", all.headline());
+    assert!(o.precision >= 0.2, "precision too low: {}", all.headline());
+    assert_eq!(all.cost.sync_errors, 0);
+    assert!(all.network.batches >= 3 && all.cost.download_bytes_per_phone_per_day > 0.0);
+    assert_eq!(all.sdk_phones, all.app_users);
+
+    // The report is written with its plots.
+    let out = tempfile::tempdir().unwrap();
+    let plots = all.write(out.path()).unwrap();
+    assert!(plots.contains(&"recall.svg".to_owned()));
+    let svg = std::fs::read_to_string(out.path().join("recall.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["outcome"]["uploads"], o.uploads);
+
+    // Only phones that heard an uploader run an SDK: same notifications.
+    let mut c = s.clone();
+    c.app.sdk_phones = SdkPhones::Contacts;
+    c.app.full_sync_sample = 10;
+    let a = go(&c);
+    let b = go(&c);
+    assert!(a.sdk_phones < all.sdk_phones);
+    assert_eq!(
+        deterministic(&a),
+        deterministic(&b),
+        "same seed, same results"
+    );
+    assert_eq!(a.outcome.notified, o.notified);
+    assert_eq!(a.outcome.true_positives, o.true_positives);
+    assert_eq!(a.outcome.sample_windows_outside_contacts, 0);
+}
+
+#[test]
+fn nobody_infected_nobody_notified() {
+    let mut s = small_demo();
+    s.epidemic.initial_infected = 0;
+    let r = go(&s);
+    assert_eq!(r.outcome.infected, 0);
+    assert_eq!(r.outcome.uploads, 0);
+    assert_eq!(r.outcome.notified, 0);
+    assert_eq!(r.network.batches, 0);
+    assert!(r.cost.sightings > 0, "phones still hear each other");
+}
