@@ -142,7 +142,7 @@ pub async fn start(
             .map_err(|e| format!("upload gateway {}: {e}", g.address))?;
         let peer = peer_of(&addr)
             .ok_or_else(|| format!("upload gateway {} lacks /p2p/<peer id>", g.address))?;
-        upload_gateways.insert(g.origin.clone(), peer);
+        upload_gateways.insert(g.origin.clone(), (peer, addr.clone()));
         bootstrap.push(addr);
     }
     {
@@ -159,6 +159,7 @@ pub async fn start(
             app_penalty: HashMap::new(),
             pending_fetches: HashMap::new(),
             upload_gateways,
+            parked_relays: Vec::new(),
             pending_relays: HashMap::new(),
             relay_inflight: HashMap::new(),
         }
@@ -171,6 +172,9 @@ pub async fn start(
     })
 }
 
+/// Where a relayed upload's answer goes.
+type RelayReply = oneshot::Sender<Result<RelayResponse, String>>;
+
 struct Federation {
     state: Arc<NodeState>,
     swarm: Swarm<Behaviour>,
@@ -179,8 +183,11 @@ struct Federation {
     app_penalty: HashMap<PeerId, f64>,
     pending_fetches: HashMap<OutboundRequestId, PeerId>,
     /// Origin → gateway peer, for relayed uploads.
-    upload_gateways: HashMap<String, PeerId>,
-    pending_relays: HashMap<OutboundRequestId, oneshot::Sender<Result<RelayResponse, String>>>,
+    upload_gateways: HashMap<String, (PeerId, Multiaddr)>,
+    /// Relayed uploads waiting for the connection to their gateway (bounded by
+    /// the HTTP side's in-flight limit; answered when it connects).
+    parked_relays: Vec<(PeerId, RelayRequest, RelayReply)>,
+    pending_relays: HashMap<OutboundRequestId, RelayReply>,
     /// Sealed uploads being processed per relay peer (gateway side).
     relay_inflight: HashMap<PeerId, usize>,
 }
@@ -271,15 +278,39 @@ impl Federation {
         sealed: Vec<u8>,
         reply: oneshot::Sender<Result<RelayResponse, String>>,
     ) {
-        let Some(&gateway) = self.upload_gateways.get(&origin) else {
+        let Some((gateway, addr)) = self.upload_gateways.get(&origin).cloned() else {
             let _ = reply.send(Err(format!("this node relays no uploads for {origin:?}")));
             return;
         };
+        let request = RelayRequest { origin, sealed };
+        if self.connected.contains(&gateway) {
+            self.send_relay(gateway, request, reply);
+            return;
+        }
+        // Not connected yet: dial the gateway and send once the connection is up.
+        let opts = DialOpts::peer_id(gateway)
+            .addresses(vec![addr])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%gateway, "dial gateway: {e}");
+        }
+        // Phones whose HTTP request gave up are forgotten, so the list stays bounded.
+        self.parked_relays.retain(|(_, _, r)| !r.is_closed());
+        self.parked_relays.push((gateway, request, reply));
+    }
+
+    fn send_relay(
+        &mut self,
+        gateway: PeerId,
+        request: RelayRequest,
+        reply: oneshot::Sender<Result<RelayResponse, String>>,
+    ) {
         let id = self
             .swarm
             .behaviour_mut()
             .relay
-            .send_request(&gateway, RelayRequest { origin, sealed });
+            .send_request(&gateway, request);
         self.pending_relays.insert(id, reply);
     }
 
@@ -459,6 +490,13 @@ impl Federation {
             {
                 self.connected.insert(peer_id);
                 self.update_peer_view();
+                let (ready, waiting) = std::mem::take(&mut self.parked_relays)
+                    .into_iter()
+                    .partition(|(p, _, _)| *p == peer_id);
+                self.parked_relays = waiting;
+                for (p, request, reply) in ready {
+                    self.send_relay(p, request, reply);
+                }
                 self.swarm
                     .behaviour_mut()
                     .catchup
