@@ -88,6 +88,8 @@ pub struct NodeState {
     /// Serialises [`NodeState::release_due`] (the job and catch-up both call it),
     /// so that no batch is handed to gossip twice.
     release_lock: Mutex<()>,
+    /// Serialises [`NodeState::run_retention`] (the job and callers).
+    retention_lock: Mutex<()>,
 }
 
 /// Result of ingesting one batch.
@@ -182,6 +184,12 @@ impl NodeState {
     pub fn run_retention(
         &self,
     ) -> Result<Option<traceless_protocol::wire::DeletionRecord>, retention::RetentionError> {
+        // One run at a time: two concurrent runs would both find the same expired
+        // batches and log their deletion twice.
+        let _guard = self
+            .retention_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let r = retention::run(self.store.as_ref(), &self.node_key, self.now())?;
         if r.is_some() {
             inc(&self.metrics.retention_deletions);
@@ -329,6 +337,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         peers: RwLock::new(PeerView::default()),
         federation: fed_tx,
         release_lock: Mutex::new(()),
+        retention_lock: Mutex::new(()),
         config,
     });
     state.import_codes();
