@@ -236,30 +236,11 @@ async fn a_sealed_upload_through_a_relay_notifies_a_contact_and_links_nothing() 
 
     // Bob syncs from the relay and learns of yesterday's exposure.
     bob.trust_authority(ORIGIN, 1, net.authority.verifying_key());
-    let mut synced = false;
-    for _ in 0..200 {
-        let list = request(
-            net.relay.http_addr,
-            "GET",
-            &format!("/v1/batches?origin={ORIGIN}"),
-            b"",
-        )
-        .unwrap()
-        .json();
-        if let Some(entry) = list["batches"].as_array().and_then(|b| b.first()) {
-            let batch = request(
-                net.relay.http_addr,
-                "GET",
-                entry["url"].as_str().unwrap(),
-                b"",
-            )
-            .unwrap();
-            bob.sync_batch(&batch.body).unwrap();
-            synced = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let synced = common::eventually(|| {
+        (common::sync_from(net.relay.http_addr, ORIGIN, &mut bob) > 0).then_some(())
+    })
+    .await
+    .is_some();
     assert!(synced, "the batch never reached the relay");
     let days = bob.exposure_summary().unwrap();
     assert_eq!(days.len(), 1);

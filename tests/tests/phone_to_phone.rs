@@ -5,11 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+use common::{eventually, sync_from};
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use traceless_node::config::GatewayConfig;
 use traceless_node::{upload_codes, Config, Role, RunningNode};
@@ -42,40 +41,6 @@ async fn gateway(dir: &Path, authority: &AuthorityKey, clock: &ManualClock) -> R
     traceless_node::start(c, Arc::new(clock.clone()))
         .await
         .unwrap()
-}
-
-/// Polls `f` every 50 ms for at most 10 s.
-async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
-/// What a host app does to sync: list new batches of the origin after the SDK's
-/// cursor, download each, hand it to the SDK.
-fn sync_from(node: SocketAddr, phone: &mut Sdk) -> usize {
-    let after = phone.cursor(ORIGIN).unwrap().unwrap_or(0);
-    let list = request(
-        node,
-        "GET",
-        &format!("/v1/batches?origin={ORIGIN}&after={after}"),
-        b"",
-    )
-    .unwrap()
-    .json();
-    let mut synced = 0;
-    for entry in list["batches"].as_array().unwrap() {
-        let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
-        assert_eq!(bytes.status, 200);
-        phone.sync_batch(&bytes.body).unwrap();
-        synced += 1;
-    }
-    synced
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,8 +113,12 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
     assert!(listed.is_some(), "the relay never received the batch");
     for phone in [&mut bob, &mut carol] {
         phone.trust_authority(ORIGIN, 1, authority.verifying_key());
-        assert_eq!(sync_from(relay.http_addr, phone), 1);
-        assert_eq!(sync_from(relay.http_addr, phone), 0, "the cursor moved on");
+        assert_eq!(sync_from(relay.http_addr, ORIGIN, phone), 1);
+        assert_eq!(
+            sync_from(relay.http_addr, ORIGIN, phone),
+            0,
+            "the cursor moved on"
+        );
     }
     let bob_days = bob.exposure_summary().unwrap();
     assert_eq!(bob_days.len(), 1);

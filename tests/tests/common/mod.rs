@@ -1,10 +1,14 @@
 //! Helpers shared by the end-to-end tests that run real nodes.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use traceless_node::config::TrustEntry;
 use traceless_node::Config;
 use traceless_protocol::AuthorityKey;
+use traceless_sdk::Sdk;
+use traceless_tests::http::request;
 
 /// A node config in `dir` trusting `authority` for `origin`, HTTP on port 0,
 /// fast gossip heartbeats and catch-up, and `bootstrap` as its peers.
@@ -28,4 +32,38 @@ pub fn node_config(
         public_key: hex::encode(authority.verifying_key().to_bytes()),
     });
     c
+}
+
+/// Polls `f` every 50 ms for at most 10 s.
+pub async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// What a host app does to sync: list new batches of `origin` after the SDK's
+/// cursor, download each, hand it to the SDK. Returns how many it synced.
+pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
+    let after = phone.cursor(origin).unwrap().unwrap_or(0);
+    let list = request(
+        node,
+        "GET",
+        &format!("/v1/batches?origin={origin}&after={after}"),
+        b"",
+    )
+    .unwrap()
+    .json();
+    let mut synced = 0;
+    for entry in list["batches"].as_array().unwrap() {
+        let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
+        assert_eq!(bytes.status, 200);
+        phone.sync_batch(&bytes.body).unwrap();
+        synced += 1;
+    }
+    synced
 }
