@@ -15,12 +15,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::FixedRng;
+
 use hkdf::Hkdf;
 use hpke::aead::{Aead, ChaCha20Poly1305};
 use hpke::kdf::{HkdfSha256, Kdf};
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
-use rand_core::{CryptoRng, RngCore};
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -91,47 +93,6 @@ fn load() -> Vectors {
 fn h(hex_str: &str) -> Vec<u8> {
     hex::decode(hex_str).unwrap()
 }
-
-/// An RNG that hands out exactly the bytes it was built with, in order.
-struct FixedRng {
-    bytes: Vec<u8>,
-    pos: usize,
-}
-
-impl FixedRng {
-    fn new(bytes: Vec<u8>) -> Self {
-        Self { bytes, pos: 0 }
-    }
-
-    fn assert_used_up(&self) {
-        assert_eq!(
-            self.pos,
-            self.bytes.len(),
-            "not all fixed RNG bytes were drawn"
-        );
-    }
-}
-
-impl RngCore for FixedRng {
-    fn next_u32(&mut self) -> u32 {
-        rand_core::impls::next_u32_via_fill(self)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand_core::impls::next_u64_via_fill(self)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        let end = self.pos + dest.len();
-        assert!(end <= self.bytes.len(), "fixed RNG exhausted");
-        dest.copy_from_slice(&self.bytes[self.pos..end]);
-        self.pos = end;
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for FixedRng {}
 
 fn receiver_key(v: &Vectors) -> <M as Kem>::PrivateKey {
     <M as Kem>::PrivateKey::from_bytes(&h(&v.sk_rm)).unwrap()

@@ -13,7 +13,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use rand_core::{CryptoRng, RngCore};
+mod common;
+use common::FixedRng;
+
 use serde::Deserialize;
 use voprf::{
     BlindedElement, EvaluationElement, Group, Proof, Ristretto255, VoprfClient, VoprfServer,
@@ -71,53 +73,6 @@ fn h(hex_str: &str) -> Vec<u8> {
 fn hs(list: &[String]) -> Vec<Vec<u8>> {
     list.iter().map(|s| h(s)).collect()
 }
-
-/// An RNG that hands out exactly the bytes it was built with, in order.
-struct FixedRng {
-    bytes: Vec<u8>,
-    pos: usize,
-}
-
-impl FixedRng {
-    /// The bytes that make `Scalar::random` return the scalar with these canonical
-    /// 32 little-endian bytes: the scalar, then 32 zero bytes (the high half of the
-    /// 512-bit integer that is reduced mod l).
-    fn for_scalar(scalar: &[u8]) -> Self {
-        assert_eq!(scalar.len(), 32, "ristretto255 scalars are 32 bytes");
-        let mut bytes = scalar.to_vec();
-        bytes.extend_from_slice(&[0u8; 32]);
-        Self { bytes, pos: 0 }
-    }
-
-    fn assert_used_up(&self) {
-        assert_eq!(
-            self.pos,
-            self.bytes.len(),
-            "not all fixed RNG bytes were drawn"
-        );
-    }
-}
-
-impl RngCore for FixedRng {
-    fn next_u32(&mut self) -> u32 {
-        rand_core::impls::next_u32_via_fill(self)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand_core::impls::next_u64_via_fill(self)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        let end = self.pos + dest.len();
-        assert!(end <= self.bytes.len(), "fixed RNG exhausted");
-        dest.copy_from_slice(&self.bytes[self.pos..end]);
-        self.pos = end;
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for FixedRng {}
 
 fn server(v: &Vectors) -> VoprfServer<Ristretto255> {
     VoprfServer::<Ristretto255>::new_from_seed(&h(&v.seed), &h(&v.key_info)).unwrap()
