@@ -86,6 +86,7 @@ pub(crate) fn encode(
         token,
         keys,
         dummy: false,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()?)
 }
@@ -98,6 +99,7 @@ pub(crate) fn encode_token_dummy(token: UploadToken) -> Result<Vec<u8>> {
         token: Some(token),
         keys: Vec::new(),
         dummy: true,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()?)
 }
@@ -124,6 +126,7 @@ pub(crate) fn encode_dummy() -> Result<Vec<u8>> {
         token: None,
         keys: Vec::new(),
         dummy: true,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()?)
 }

@@ -17,6 +17,7 @@ fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
         token: None,
         keys,
         dummy: false,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()
     .unwrap()

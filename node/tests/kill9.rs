@@ -109,6 +109,7 @@ fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
             token: None,
             keys,
             dummy: false,
+            filter_intervals: Vec::new(),
         }
         .encode_padded()
         .unwrap();
@@ -154,6 +155,7 @@ fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
         token: None,
         keys: keys_of_day(today - 1, 1),
         dummy: false,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()
     .unwrap();

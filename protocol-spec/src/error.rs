@@ -68,8 +68,8 @@ pub enum WireError {
         /// Now, unix seconds.
         now: u64,
     },
-    /// Every key of the batch is past retention.
-    #[error("batch expired at {expired_at} (now {now})")]
+    /// Every key of the batch (or the whole filter) is past retention.
+    #[error("past retention since {expired_at} (now {now})")]
     Expired {
         /// Unix seconds at which the last key's retention ended.
         expired_at: u64,

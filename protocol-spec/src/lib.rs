@@ -52,6 +52,7 @@ mod derive;
 mod diagnosis;
 mod error;
 mod export;
+pub mod filter;
 mod interval;
 mod keys;
 mod matcher;
@@ -67,15 +68,16 @@ pub use derive::{TokenDeriver, MAX_TOKENS_PER_KEY};
 pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
 pub use error::WireError;
 pub use export::{ExportFile, ExportSigner, ECDSA_P256_SHA256_OID, EXPORT_HEADER};
+pub use filter::{EntryFilter, FilterEntry, IntervalMask};
 pub use interval::*;
 pub use keys::*;
 pub use matcher::{match_keys, match_keys_parallel, KeyMatch, Observation, ObservationIndex};
 pub use reference::match_keys_reference;
 pub use risk::*;
 pub use sealed::{seal_upload, GatewaySealKey, SEALED_UPLOAD_LEN};
-pub use signing::{AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT};
+pub use signing::{AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, FILTER_CONTEXT};
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
-pub use wire::{Batch, SignedBatch, Upload};
+pub use wire::{Batch, DayFilter, SignedBatch, SignedFilter, Upload};
 
 /// Re-exported so that users name the same key types this crate does.
 pub use ed25519_dalek;

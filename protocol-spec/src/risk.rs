@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET};
+use crate::filter::FILTER_TRANSMISSION_RISK;
 use crate::interval::{day_of_interval, EnIntervalNumber};
 use crate::matcher::{KeyMatch, Observation};
 
@@ -38,32 +39,58 @@ pub fn exposure_windows(
     observations: &[Observation],
     matches: &[KeyMatch],
 ) -> Vec<ExposureWindow> {
-    let mut windows = Vec::new();
-    for m in matches {
-        let key = &keys[m.key_index];
-        let mut by_day: BTreeMap<u32, Vec<ScanInstance>> = BTreeMap::new();
-        for &o in &m.observations {
-            let o = &observations[o as usize];
-            by_day
-                .entry(day_of_interval(o.interval))
-                .or_default()
-                .push(ScanInstance {
-                    interval: o.interval,
-                    attenuation_db: o.attenuation_db,
-                    seconds: o.duration_s,
-                });
-        }
-        for (day, mut scans) in by_day {
-            scans.sort_by_key(|s| (s.interval, s.attenuation_db, s.seconds));
-            windows.push(ExposureWindow {
-                day,
-                transmission_risk: key.transmission_risk,
-                days_since_onset: key.days_since_onset,
-                scans,
+    matches
+        .iter()
+        .flat_map(|m| {
+            let key = &keys[m.key_index];
+            windows_by_day(
+                observations,
+                &m.observations,
+                key.transmission_risk,
+                key.days_since_onset,
+            )
+        })
+        .collect()
+}
+
+/// Builds one window per UTC day of the `matched` observations of one day filter
+/// (SPEC.md §5.8): scored at [`FILTER_TRANSMISSION_RISK`] and days since onset 0,
+/// since the filter form carries no per-key metadata.
+pub fn filter_windows(observations: &[Observation], matched: &[u32]) -> Vec<ExposureWindow> {
+    windows_by_day(observations, matched, FILTER_TRANSMISSION_RISK, 0)
+}
+
+/// Groups the `matched` observations by UTC day into windows with one metadata.
+fn windows_by_day(
+    observations: &[Observation],
+    matched: &[u32],
+    transmission_risk: u8,
+    days_since_onset: i8,
+) -> Vec<ExposureWindow> {
+    let mut by_day: BTreeMap<u32, Vec<ScanInstance>> = BTreeMap::new();
+    for &o in matched {
+        let o = &observations[o as usize];
+        by_day
+            .entry(day_of_interval(o.interval))
+            .or_default()
+            .push(ScanInstance {
+                interval: o.interval,
+                attenuation_db: o.attenuation_db,
+                seconds: o.duration_s,
             });
-        }
     }
-    windows
+    by_day
+        .into_iter()
+        .map(|(day, mut scans)| {
+            scans.sort_by_key(|s| (s.interval, s.attenuation_db, s.seconds));
+            ExposureWindow {
+                day,
+                transmission_risk,
+                days_since_onset,
+                scans,
+            }
+        })
+        .collect()
 }
 
 /// How infectious a person is on a day, from days since onset (GAEN v2 notion).

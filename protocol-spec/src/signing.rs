@@ -15,6 +15,8 @@ use crate::error::WireError;
 pub const BATCH_CONTEXT: &[u8] = b"traceless/v1/batch";
 /// Signing context of deletion-log entries.
 pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
+/// Signing context of day filters.
+pub const FILTER_CONTEXT: &[u8] = b"traceless/v1/filter";
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 

@@ -97,6 +97,7 @@ fn sealed_uploads_open_only_at_their_gateway_and_all_have_one_length() {
             days_since_onset: 1,
         }],
         dummy: false,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()
     .unwrap();

@@ -62,6 +62,7 @@ fn compute() -> Value {
         token: None,
         keys: keys()[..2].to_vec(),
         dummy: false,
+        filter_intervals: Vec::new(),
     };
 
     // Deletion log of two entries by a fixed node key.

@@ -71,7 +71,7 @@ proptest! {
         code in prop::collection::vec(any::<u8>(), 0..=MAX_UPLOAD_CODE_LEN),
         dummy in any::<bool>(),
     ) {
-        let upload = Upload { upload_code: code, token: None, dummy: dummy || keys.is_empty(), keys };
+        let upload = Upload { upload_code: code, token: None, dummy: dummy || keys.is_empty(), keys, filter_intervals: Vec::new() };
         let bytes = upload.encode_padded().unwrap();
         prop_assert_eq!(bytes.len(), UPLOAD_REQUEST_LEN);
         prop_assert_eq!(Upload::decode(&bytes, NOW).unwrap(), upload);
@@ -318,6 +318,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
         token: None,
         keys: simple_keys(2),
         dummy: false,
+        filter_intervals: Vec::new(),
     }
     .encode_padded()
     .unwrap();
@@ -348,6 +349,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
         token: None,
         keys: vec![simple_keys(1)[0]; MAX_UPLOAD_KEYS + 1],
         dummy: false,
+        filter_intervals: Vec::new(),
     };
     assert!(matches!(
         too_many.encode_padded(),

@@ -3,6 +3,7 @@
 
 mod batch;
 mod deletion;
+mod filter;
 mod upload;
 
 pub use batch::{Batch, SignedBatch, MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN};
@@ -10,6 +11,7 @@ pub use deletion::{
     verify_deletion_log, DeletedRange, DeletionRecord, SignedDeletionRecord,
     MAX_DELETION_RECORD_LEN,
 };
+pub use filter::{filter_expires_at, DayFilter, SignedFilter, MAX_SIGNED_FILTER_LEN};
 pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
 
 /// Protocol version spoken by this implementation (the `version` fields).

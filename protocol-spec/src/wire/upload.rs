@@ -5,6 +5,7 @@ use prost::Message;
 use super::{check_version, decode_limited, pb, PROTOCOL_VERSION};
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::WireError;
+use crate::filter::IntervalMask;
 use crate::token::{UploadToken, TOKEN_INPUT_LEN, TOKEN_OUTPUT_LEN};
 
 /// Exact encoded length of every upload request, real or dummy.
@@ -28,6 +29,9 @@ pub struct Upload {
     pub keys: Vec<DiagnosisKey>,
     /// Cover traffic: processed like a real upload, then dropped.
     pub dummy: bool,
+    /// Filter form (SPEC.md §5.8): the intervals to publish, one mask per key in
+    /// the order of `keys`. Empty for the key form.
+    pub filter_intervals: Vec<IntervalMask>,
 }
 
 impl Upload {
@@ -63,6 +67,7 @@ impl Upload {
                 input: t.input.to_vec(),
                 output: t.output.to_vec(),
             }),
+            filter_intervals: self.filter_intervals.iter().map(|m| m.0.to_vec()).collect(),
             padding: Vec::new(),
         };
         let unpadded = msg.encoded_len();
@@ -112,7 +117,7 @@ impl Upload {
         if !m.dummy && m.keys.is_empty() {
             return Err(WireError::Empty(WHAT));
         }
-        let keys = m
+        let keys: Vec<DiagnosisKey> = m
             .keys
             .iter()
             .map(|k| {
@@ -143,11 +148,39 @@ impl Upload {
                 })
             })
             .transpose()?;
+        let filter_intervals = decode_filter_intervals(&m.filter_intervals, &keys, now_unix)?;
         Ok(Upload {
             upload_code: m.upload_code,
             token,
             keys,
             dummy: m.dummy,
+            filter_intervals,
         })
     }
+}
+
+/// Filter-form masks: none (key form), or exactly one valid mask per key.
+fn decode_filter_intervals(
+    fields: &[Vec<u8>],
+    keys: &[DiagnosisKey],
+    now_unix: u64,
+) -> Result<Vec<IntervalMask>, WireError> {
+    if fields.is_empty() {
+        return Ok(Vec::new());
+    }
+    if fields.len() != keys.len() {
+        return Err(WireError::invalid(
+            "filter_intervals",
+            format!("{} masks for {} keys", fields.len(), keys.len()),
+        ));
+    }
+    fields
+        .iter()
+        .zip(keys)
+        .map(|(field, key)| {
+            let mask = IntervalMask::from_bytes(field)?;
+            mask.validate(key, now_unix)?;
+            Ok(mask)
+        })
+        .collect()
 }
