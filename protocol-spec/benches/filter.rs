@@ -1,0 +1,119 @@
+//! Filter-form rates on one core (SPEC.md §5.8), with a baseline from the same run:
+//! the phone's probe of one observation (25 entry hashes, each tested against a
+//! day filter), the gateway's entry derivation and filter build, the probe's
+//! building block alone (one SHA-256 entry hash), and raw AES-128 blocks as the
+//! common baseline of the matcher bench. Also prints the size figures: bits per
+//! entry against the Bloom optimum for the measured fill, and bytes per
+//! published interval in filter form and key form.
+//!
+//! Run: `cargo bench -p traceless-protocol --bench filter`.
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use rand::{Rng, SeedableRng};
+use traceless_protocol::filter::*;
+use traceless_protocol::*;
+
+fn rate(label: &str, per_iter: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed().as_secs_f64() < 1.0 {
+        f();
+        n += per_iter;
+    }
+    let r = n as f64 / started.elapsed().as_secs_f64();
+    println!("  {label:<52} {r:>12.0} /s");
+    r
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("traceless-protocol filter-form bench (one core)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let cipher = aes::Aes128::new(&[7u8; 16].into());
+    let mut blocks = vec![aes::Block::default(); 1024];
+    let aes = rate("baseline: raw AES-128 blocks", 1024, || {
+        cipher.encrypt_blocks(black_box(&mut blocks));
+    });
+    let sha = rate("baseline: entry hash (SHA-256 of 57 bytes)", 1, || {
+        black_box(FilterEntry::new(black_box(&Rpi([1; 16])), 7));
+    });
+
+    let n = 200_000usize;
+    let entries: Vec<FilterEntry> = (0..n).map(|_| FilterEntry(rng.gen())).collect();
+    let build = rate("gateway: fold entries into a filter (200k)", n, || {
+        black_box(EntryFilter::build(&entries, [3; 16]).expect("builds"));
+    });
+    let key = DiagnosisKey {
+        tek: Tek([5; 16]),
+        rolling_start: 2_900_000,
+        rolling_period: 144,
+        transmission_risk: 5,
+        days_since_onset: 0,
+    };
+    let derive = rate(
+        "gateway: derive entries of a full day (per entry)",
+        144,
+        || {
+            black_box(filter_entries(&key, &IntervalMask::all(144)));
+        },
+    );
+
+    let filter = EntryFilter::build(&entries, [3; 16]).expect("builds");
+    let day = 20_000;
+    let first = day_start_interval(day);
+    let observations: Vec<Observation> = (0..10_000)
+        .map(|i| Observation {
+            rpi: Rpi(rng.gen()),
+            interval: first + 12 + (i % 120),
+            attenuation_db: 60,
+            duration_s: 120,
+        })
+        .collect();
+    let published = interval_start_seconds(first + 200);
+    let probe = rate(
+        "phone: probe observations (25 intervals each)",
+        10_000,
+        || {
+            black_box(probe_filter(
+                &filter,
+                day,
+                published,
+                black_box(&observations),
+            ));
+        },
+    );
+
+    let ones: u64 = filter
+        .bitmap()
+        .iter()
+        .map(|b| u64::from(b.count_ones()))
+        .sum();
+    let fill = ones as f64 / (filter.bitmap().len() * 8) as f64;
+    let epsilon = fill.powi(FILTER_HASHES as i32);
+    let bits_per_entry = (filter.bitmap().len() * 8) as f64 / n as f64;
+    let optimum = 1.0 / std::f64::consts::LN_2 * (1.0 / epsilon).log2();
+    println!("ratios and sizes:");
+    println!("  probe / raw AES block        {:>8.4}", probe / aes);
+    println!("  probe / entry hash           {:>8.4}", probe / sha);
+    println!("  build / entry hash           {:>8.4}", build / sha);
+    println!("  derive / entry hash          {:>8.4}", derive / sha);
+    println!("  fill {fill:.4}, false-positive rate fill^40 = {epsilon:.2e}");
+    println!(
+        "  bits per entry {bits_per_entry:.2}, Bloom optimum 1.44*log2(1/eps) = {optimum:.2}, \
+         information bound log2(1/eps) = {:.2}",
+        (1.0 / epsilon).log2()
+    );
+    println!(
+        "  bytes per published interval: filter form {:.2}, key form {:.3} (16.35 B per key / 144)",
+        bits_per_entry / 8.0,
+        16.35 / 144.0
+    );
+}
