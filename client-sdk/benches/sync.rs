@@ -1,8 +1,9 @@
 //! Sync speed of the SDK against the protocol matcher's raw rate, measured in the
 //! same run on the same data: 100,000 published keys (14 daily batches, signed)
 //! against 14 days of a busy phone's sightings (20,000 tokens, 2 scans each),
-//! stored on disk in sled. Also reports recording speed, on-disk bytes per
-//! sighting and peak memory (VmHWM).
+//! stored on disk in sled; then the filter form on the same sightings: 14 signed
+//! day filters of 140,000 entries each. Also reports recording speed, on-disk
+//! bytes per sighting and peak memory (VmHWM).
 //!
 //! Run: `cargo bench -p traceless-sdk --bench sync`.
 
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, RngCore, SeedableRng};
+use traceless_protocol::filter::FILTER_SEED_LEN;
 use traceless_protocol::{
-    day_start_interval, interval_start_seconds, match_keys, AuthorityKey, Batch, DiagnosisKey,
-    ManualClock, Observation, ObservationIndex, Rpi, Tek,
+    day_start_interval, interval_start_seconds, match_keys, AuthorityKey, Batch, DayFilter,
+    DiagnosisKey, EntryFilter, FilterEntry, ManualClock, Observation, ObservationIndex, Rpi, Tek,
 };
 use traceless_sdk::{MasterKey, Sdk, SdkConfig};
 
@@ -23,6 +25,9 @@ const TOKENS: usize = 20_000;
 const SCANS_PER_TOKEN: u64 = 2;
 const KEYS: usize = 100_000;
 const FIRST_DAY: u32 = 20_400;
+/// Entries per day filter: SPEC.md §5.8's sizing example (100 filter-form uploads
+/// a day, each choosing 100 intervals of each of 14 days).
+const FILTER_ENTRIES: usize = 140_000;
 
 fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -158,6 +163,45 @@ fn main() {
     let sync_s = started.elapsed().as_secs_f64();
     let days = sdk.exposure_summary().expect("summary");
 
+    // The filter form on the same stored sightings: one signed day filter per day
+    // of about FILTER_ENTRIES entries (every interval of the day's first keys, so
+    // every key the phone heard is in them too), synced after the batches.
+    let per_day = FILTER_ENTRIES / 144;
+    let filters: Vec<Vec<u8>> = (0..DAYS)
+        .map(|d| {
+            let start = day_start_interval(FIRST_DAY + d);
+            let entries: Vec<FilterEntry> = keys
+                .iter()
+                .filter(|k| k.rolling_start == start)
+                .take(per_day)
+                .flat_map(|k| {
+                    let rpik = k.tek.rpik();
+                    (start..start + 144).map(move |i| FilterEntry::new(&rpik.rpi(i), i))
+                })
+                .collect();
+            let mut seed = [0u8; FILTER_SEED_LEN];
+            rng.fill_bytes(&mut seed);
+            DayFilter {
+                origin: "bench.health".into(),
+                day: FIRST_DAY + d,
+                revision: 1,
+                created_at: publish_at,
+                filter: EntryFilter::build(&entries, seed).expect("builds"),
+            }
+            .sign(&authority)
+            .expect("signs")
+            .encode()
+        })
+        .collect();
+    let filter_entries = per_day * 144;
+    let started = Instant::now();
+    let mut filter_days = 0;
+    for f in &filters {
+        filter_days += sdk.sync_filter(f).expect("syncs").new_windows;
+    }
+    let filter_s = started.elapsed().as_secs_f64();
+    let after_filters = sdk.exposure_summary().expect("summary");
+
     let sync_rate = KEYS as f64 / sync_s;
     let raw_rate = KEYS as f64 / raw_s;
     println!("traceless-sdk sync bench ({TOKENS} tokens x {SCANS_PER_TOKEN} scans over {DAYS} days, {KEYS} published keys)");
@@ -178,6 +222,12 @@ fn main() {
         days.len()
     );
     println!("  SDK / raw:        {:>10.2}", sync_rate / raw_rate);
+    println!(
+        "  SDK filter sync:  {:>10.0} entries/s ({DAYS} filters of {filter_entries} entries, {} bytes each: {:.0} ms per filter; {filter_days} days with hits)",
+        (DAYS as usize * filter_entries) as f64 / filter_s,
+        filters[0].len(),
+        filter_s * 1000.0 / f64::from(DAYS)
+    );
     if let (Some(before), Some(after)) = (memory_after_recording, peak_memory_kib()) {
         println!(
             "  peak memory:      {:>10} KiB after recording, {after} KiB after sync",
@@ -188,5 +238,10 @@ fn main() {
         windows,
         raw_matches.len(),
         "the SDK found what the matcher found"
+    );
+    assert!(filter_days > 0, "the filters hold the heard keys' entries");
+    assert_eq!(
+        after_filters, days,
+        "filter hits of sightings already matched by key are not counted again"
     );
 }

@@ -178,6 +178,21 @@ typedef struct TlBuffer {
   size_t len;
 } TlBuffer;
 
+/**
+ * A half-open range `[start, end)` of unix seconds that a filter-form upload
+ * leaves out (`tl_sdk_sealed_filter_upload`).
+ */
+typedef struct TlTimeRange {
+  /**
+   * First second left out.
+   */
+  uint64_t start;
+  /**
+   * First second no longer left out.
+   */
+  uint64_t end;
+} TlTimeRange;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -279,6 +294,34 @@ enum TlStatus tl_sdk_sync_export(struct TlSdk *sdk,
                                  struct TlSyncReport *out);
 
 /**
+ * Verifies a downloaded signed day filter (filter form) and probes the stored
+ * sightings against it; `out` (may be NULL) gets counts: the filter's entries
+ * and the days that gained hits, or zeros if its revision is not newer than
+ * the one held (nothing is done then). `TL_ERR_REJECTED` for anything
+ * unsigned, untrusted, expired or malformed.
+ *
+ * # Safety
+ * `filter` points to `len` bytes; `out` is NULL or writable.
+ */
+enum TlStatus tl_sdk_sync_filter(struct TlSdk *sdk,
+                                 const uint8_t *filter,
+                                 size_t len,
+                                 struct TlSyncReport *out);
+
+/**
+ * Writes the revision held of the day filter of `origin` and UTC `day` to
+ * `*out` (0 if none; revisions start at 1): a filter whose revision is not
+ * newer need not be downloaded.
+ *
+ * # Safety
+ * `origin` is a NUL-terminated string; `out` is writable.
+ */
+enum TlStatus tl_sdk_filter_revision(struct TlSdk *sdk,
+                                     const char *origin,
+                                     uint32_t day,
+                                     uint64_t *out);
+
+/**
  * Writes the highest synced sequence number of `origin` to `*out` (0 if none).
  *
  * # Safety
@@ -359,6 +402,26 @@ enum TlStatus tl_sdk_sealed_diagnosis_upload(struct TlSdk *sdk,
                                              const uint32_t *exclude_days,
                                              size_t exclude_len,
                                              struct TlBuffer *out);
+
+/**
+ * Builds an upload of a positive diagnosis in the filter form: the keys of the
+ * infectious window from `onset_day`, each with every 10-minute interval that
+ * has ended minus those overlapping one of the `exclude_len` ranges at
+ * `exclude` (times the user chose to leave out); authorized by one stored
+ * token (spent durably) and sealed to the gateway's X25519 public key (32
+ * bytes at `gateway_key`); [`TL_SEALED_UPLOAD_LEN`] bytes to `*out`.
+ * `TL_ERR_INVALID_ARGUMENT` if no token is stored, a range ends before it
+ * starts, or the ranges leave nothing to upload.
+ *
+ * # Safety
+ * `gateway_key` points to 32 bytes; `exclude` to `exclude_len` ranges; `out` is writable.
+ */
+enum TlStatus tl_sdk_sealed_filter_upload(struct TlSdk *sdk,
+                                          const uint8_t *gateway_key,
+                                          uint32_t onset_day,
+                                          const struct TlTimeRange *exclude,
+                                          size_t exclude_len,
+                                          struct TlBuffer *out);
 
 /**
  * Builds a sealed dummy upload to the gateway key (32 bytes at `gateway_key`),

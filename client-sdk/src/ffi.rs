@@ -119,6 +119,17 @@ pub struct TlSummary {
     pub len: usize,
 }
 
+/// A half-open range `[start, end)` of unix seconds that a filter-form upload
+/// leaves out (`tl_sdk_sealed_filter_upload`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TlTimeRange {
+    /// First second left out.
+    pub start: u64,
+    /// First second no longer left out.
+    pub end: u64,
+}
+
 /// Time as the host sets it: the system clock, or a fixed time for tests and
 /// simulators (`tl_sdk_set_time`).
 #[derive(Default)]
@@ -240,6 +251,27 @@ unsafe fn u32s<'a>(ptr: *const u32, len: usize, what: &'static str) -> Result<&'
     }
     // SAFETY: non-null, and the caller promises `len` readable u32s.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// `len` time ranges at `ptr` as `(start, end)` pairs (`ptr` may be NULL when
+/// `len` is 0).
+///
+/// # Safety
+/// `ptr` must point to `len` readable [`TlTimeRange`]s that outlive the call.
+unsafe fn time_ranges(
+    ptr: *const TlTimeRange,
+    len: usize,
+    what: &'static str,
+) -> Result<Vec<(u64, u64)>, FfiError> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    if ptr.is_null() {
+        return Err(FfiError::Null(what));
+    }
+    // SAFETY: non-null, and the caller promises `len` readable ranges.
+    let ranges = unsafe { std::slice::from_raw_parts(ptr, len) };
+    Ok(ranges.iter().map(|r| (r.start, r.end)).collect())
 }
 
 /// The 32 bytes at `ptr`.
@@ -511,6 +543,55 @@ pub unsafe extern "C" fn tl_sdk_sync_export(
     }
 }
 
+/// Verifies a downloaded signed day filter (filter form) and probes the stored
+/// sightings against it; `out` (may be NULL) gets counts: the filter's entries
+/// and the days that gained hits, or zeros if its revision is not newer than
+/// the one held (nothing is done then). `TL_ERR_REJECTED` for anything
+/// unsigned, untrusted, expired or malformed.
+///
+/// # Safety
+/// `filter` points to `len` bytes; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sync_filter(
+    sdk: *mut TlSdk,
+    filter: *const u8,
+    len: usize,
+    out: *mut TlSyncReport,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let r = s.sync_filter(bytes(filter, len, "filter")?)?;
+            write_out(out, report(&r));
+            Ok(())
+        })
+    }
+}
+
+/// Writes the revision held of the day filter of `origin` and UTC `day` to
+/// `*out` (0 if none; revisions start at 1): a filter whose revision is not
+/// newer need not be downloaded.
+///
+/// # Safety
+/// `origin` is a NUL-terminated string; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_filter_revision(
+    sdk: *mut TlSdk,
+    origin: *const c_char,
+    day: u32,
+    out: *mut u64,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let origin = string(origin, "origin")?;
+            non_null(out, "out")?;
+            write_out(out, s.filter_revision(origin, day)?.unwrap_or(0));
+            Ok(())
+        })
+    }
+}
+
 fn report(r: &crate::SyncReport) -> TlSyncReport {
     TlSyncReport {
         keys: r.keys as u64,
@@ -688,6 +769,39 @@ pub unsafe extern "C" fn tl_sdk_sealed_diagnosis_upload(
             let key = key32(gateway_key, "gateway_key")?;
             let exclude = u32s(exclude_days, exclude_len, "exclude_days")?;
             let sealed = s.sealed_diagnosis_upload(&key, onset_day, exclude)?;
+            write_out(out, into_buffer(sealed));
+            Ok(())
+        })
+    }
+}
+
+/// Builds an upload of a positive diagnosis in the filter form: the keys of the
+/// infectious window from `onset_day`, each with every 10-minute interval that
+/// has ended minus those overlapping one of the `exclude_len` ranges at
+/// `exclude` (times the user chose to leave out); authorized by one stored
+/// token (spent durably) and sealed to the gateway's X25519 public key (32
+/// bytes at `gateway_key`); [`TL_SEALED_UPLOAD_LEN`] bytes to `*out`.
+/// `TL_ERR_INVALID_ARGUMENT` if no token is stored, a range ends before it
+/// starts, or the ranges leave nothing to upload.
+///
+/// # Safety
+/// `gateway_key` points to 32 bytes; `exclude` to `exclude_len` ranges; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sealed_filter_upload(
+    sdk: *mut TlSdk,
+    gateway_key: *const u8,
+    onset_day: u32,
+    exclude: *const TlTimeRange,
+    exclude_len: usize,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            non_null(out, "out")?;
+            let key = key32(gateway_key, "gateway_key")?;
+            let exclude = time_ranges(exclude, exclude_len, "exclude")?;
+            let sealed = s.sealed_filter_upload(&key, onset_day, &exclude)?;
             write_out(out, into_buffer(sealed));
             Ok(())
         })

@@ -20,6 +20,14 @@
 //! the anonymous path, [`Sdk::diagnosis_upload`] and [`Sdk::dummy_upload`] still
 //! build the plaintext bundle authorized by a single-use code.
 //!
+//! In the filter form (SPEC.md §5.8) the patient leaves out chosen times
+//! ([`Sdk::sealed_filter_upload`], [`Sdk::filter_diagnosis_upload`]: a mask of
+//! intervals per key instead of whole days) and the gateway publishes
+//! unlinkable entries in one signed Bloom filter per origin and day;
+//! [`Sdk::sync_filter`] probes the stored sightings against it and merges the
+//! hits into the same exposure summary ([`Sdk::filter_revision`] tells the app
+//! which revision it holds, so it skips unchanged filters).
+//!
 //! What it reveals: the app learns per day only "exposed for M minutes, score S";
 //! the node that serves batches learns nothing (every phone downloads the same
 //! bytes); the disk holds no token, key or time in clear. Time comes from an
@@ -85,6 +93,7 @@ mod config;
 mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod filters;
 mod own_keys;
 mod sdk;
 mod sightings;

@@ -7,12 +7,14 @@ use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
-    day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, SharedClock,
-    TokenPublicKey, TokenRequest, TokenResponse, TrustList, RETENTION_DAYS,
+    day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, IntervalMask,
+    SharedClock, TokenPublicKey, TokenRequest, TokenResponse, TrustList, UploadToken, WireError,
+    RETENTION_DAYS,
 };
 
 use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
+use crate::filters;
 use crate::own_keys;
 use crate::sightings::{self, Counters, ObservationSet, Sighting};
 use crate::storage::{MemoryStorage, SledStorage, Storage};
@@ -30,6 +32,15 @@ pub struct Status {
     pub scan_instances: usize,
     /// Records that exist but cannot be decrypted or decoded (damaged storage).
     pub unreadable_records: usize,
+}
+
+/// What a diagnosis upload publishes.
+#[derive(Clone, Copy)]
+enum Form<'a> {
+    /// Whole keys (SPEC.md §5.3), minus the days left out.
+    Keys { exclude_days: &'a [u32] },
+    /// Chosen intervals (SPEC.md §5.8), minus the unix-second ranges left out.
+    Filter { exclude: &'a [(u64, u64)] },
 }
 
 /// The phone side of Traceless. Not thread-safe by itself: one call at a time
@@ -251,6 +262,47 @@ impl Sdk {
         sync::cursor(&self.vault, origin)
     }
 
+    /// Verifies a signed day filter (SPEC.md §5.8, bytes as downloaded from any
+    /// node) against the trusted authorities and probes the stored sightings of
+    /// its day and the day either side against it. A revision newer than the one
+    /// held for its (origin, day) replaces that (origin, day)'s hits, which feed
+    /// [`Sdk::exposure_summary`] like key matches (a scan instance that hit
+    /// several filters counts once); a revision not newer is ignored (the report
+    /// is all zeros). Rejects anything unsigned, untrusted, expired or malformed,
+    /// changing nothing.
+    pub fn sync_filter(&mut self, bytes: &[u8]) -> Result<SyncReport> {
+        let now = self.now()?;
+        let filter = filters::verify(bytes, &self.trust, now)?;
+        if filter.day < day_of_unix(now).saturating_sub(RETENTION_DAYS) {
+            // Verified in its last second, but its day is no longer kept here.
+            return Err(WireError::Expired {
+                expired_at: filter.expires_at(),
+                now,
+            }
+            .into());
+        }
+        let held = filters::revision(&self.vault, &filter.origin, filter.day)?;
+        if held.is_some_and(|r| r >= filter.revision) {
+            return Ok(SyncReport {
+                keys: 0,
+                new_windows: 0,
+            });
+        }
+        let hits = filters::probe(&filter, self.observations()?);
+        let new_windows = filters::store(&mut self.vault, &filter, hits)?;
+        self.vault.storage().flush()?;
+        Ok(SyncReport {
+            keys: usize::try_from(filter.filter.entries()).unwrap_or(usize::MAX),
+            new_windows,
+        })
+    }
+
+    /// The revision of the day filter of `(origin, day)` held (synced), if any:
+    /// the host need not download a filter whose revision is not newer.
+    pub fn filter_revision(&self, origin: &str, day: u32) -> Result<Option<u64>> {
+        filters::revision(&self.vault, origin, day)
+    }
+
     /// Per day of exposure (ascending): minutes, weighted minutes, score, and
     /// whether the day crosses the threshold. Nothing about which token, key or
     /// time matched.
@@ -314,13 +366,14 @@ impl Sdk {
 
     /// The keys of a positive diagnosis, shared by every upload variant: the keys
     /// of the days from `infectious_days_before_onset` before `onset_day` through
-    /// today, minus `exclude_days`. The key in use is retired first, so that
-    /// today's key is published only up to now and a fresh key is broadcast from
-    /// now on.
+    /// today, minus `exclude_days`. With `retire`, the key in use is retired
+    /// first, so that today's key is published only up to now and a fresh key is
+    /// broadcast from now on.
     fn diagnosis_keys(
         &mut self,
         onset_day: u32,
         exclude_days: &[u32],
+        retire: bool,
     ) -> Result<Vec<DiagnosisKey>> {
         let now = self.now()?;
         let today = day_of_unix(now);
@@ -331,7 +384,9 @@ impl Sdk {
                 now,
             });
         }
-        own_keys::retire_current_key(&mut self.vault, now)?;
+        if retire {
+            own_keys::retire_current_key(&mut self.vault, now)?;
+        }
         let mut own = Vec::new();
         for day in upload::window_days(onset_day, self.config.infectious_days_before_onset, today) {
             for key in own_keys::keys_of_day(&self.vault, day)? {
@@ -339,6 +394,62 @@ impl Sdk {
             }
         }
         upload::diagnosis_keys(&own, onset_day, exclude_days)
+    }
+
+    /// The keys of a filter-form upload and their masks: the keys of
+    /// [`Sdk::diagnosis_keys`] (no day excluded), each with every interval that
+    /// has ended minus those overlapping `exclude`. Checked before the key in use
+    /// is retired, so that a refused request changes nothing (retiring only cuts
+    /// intervals that have not ended).
+    fn filter_keys(
+        &mut self,
+        onset_day: u32,
+        exclude: &[(u64, u64)],
+    ) -> Result<(Vec<DiagnosisKey>, Vec<IntervalMask>)> {
+        let now = self.now()?;
+        upload::filter_masks(self.diagnosis_keys(onset_day, &[], false)?, now, exclude)?;
+        upload::filter_masks(self.diagnosis_keys(onset_day, &[], true)?, now, exclude)
+    }
+
+    /// The padded request of a positive diagnosis in either form, authorized by
+    /// `code` or `token`.
+    fn diagnosis_request(
+        &mut self,
+        code: &[u8],
+        token: Option<UploadToken>,
+        onset_day: u32,
+        form: Form<'_>,
+    ) -> Result<Vec<u8>> {
+        match form {
+            Form::Keys { exclude_days } => {
+                let keys = self.diagnosis_keys(onset_day, exclude_days, true)?;
+                upload::encode(code, token, keys, Vec::new())
+            }
+            Form::Filter { exclude } => {
+                let (keys, masks) = self.filter_keys(onset_day, exclude)?;
+                upload::encode(code, token, keys, masks)
+            }
+        }
+    }
+
+    /// Spends one stored token on a request in `form` and seals it to
+    /// `gateway_key`; the token is removed durably before this returns.
+    fn sealed_upload(
+        &mut self,
+        gateway_key: &[u8; 32],
+        onset_day: u32,
+        form: Form<'_>,
+    ) -> Result<Vec<u8>> {
+        self.now()?;
+        let (day, token) = tokens::next(&self.vault)?.ok_or_else(|| {
+            SdkError::InvalidArgument(
+                "no upload token: request tokens from the authority first".into(),
+            )
+        })?;
+        let request = self.diagnosis_request(&[], Some(token), onset_day, form)?;
+        let sealed = upload::seal(gateway_key, &request)?;
+        tokens::remove(&self.vault, day, &token)?;
+        Ok(sealed)
     }
 
     /// The padded plaintext upload request of a positive diagnosis, authorized by
@@ -351,8 +462,7 @@ impl Sdk {
         onset_day: u32,
         exclude_days: &[u32],
     ) -> Result<Vec<u8>> {
-        let keys = self.diagnosis_keys(onset_day, exclude_days)?;
-        upload::encode(upload_code, None, keys)
+        self.diagnosis_request(upload_code, None, onset_day, Form::Keys { exclude_days })
     }
 
     /// The default upload of a positive diagnosis: the keys of the days from
@@ -369,16 +479,37 @@ impl Sdk {
         onset_day: u32,
         exclude_days: &[u32],
     ) -> Result<Vec<u8>> {
-        self.now()?;
-        let (day, token) = tokens::next(&self.vault)?.ok_or_else(|| {
-            SdkError::InvalidArgument(
-                "no upload token: request tokens from the authority first".into(),
-            )
-        })?;
-        let keys = self.diagnosis_keys(onset_day, exclude_days)?;
-        let sealed = upload::seal(gateway_key, &upload::encode(&[], Some(token), keys)?)?;
-        tokens::remove(&self.vault, day, &token)?;
-        Ok(sealed)
+        self.sealed_upload(gateway_key, onset_day, Form::Keys { exclude_days })
+    }
+
+    /// Like [`Sdk::diagnosis_upload`] in the filter form (SPEC.md §5.8): the same
+    /// keys (no day excluded), each with a mask choosing every interval that has
+    /// ended, minus every interval overlapping an excluded half-open range
+    /// `[start, end)` of unix seconds (a visit the patient leaves out). Keys left
+    /// with no interval are dropped; `InvalidArgument` if nothing is left or a
+    /// range ends before it starts (nothing is changed then). The gateway
+    /// publishes one unlinkable entry per chosen interval instead of the key.
+    /// Padded to the same length as every other upload.
+    pub fn filter_diagnosis_upload(
+        &mut self,
+        upload_code: &[u8],
+        onset_day: u32,
+        exclude: &[(u64, u64)],
+    ) -> Result<Vec<u8>> {
+        self.diagnosis_request(upload_code, None, onset_day, Form::Filter { exclude })
+    }
+
+    /// Like [`Sdk::sealed_diagnosis_upload`] in the filter form: keys and masks
+    /// as in [`Sdk::filter_diagnosis_upload`], authorized by one stored token
+    /// (spent durably), sealed to `gateway_key`; the same length as every sealed
+    /// upload, real or dummy.
+    pub fn sealed_filter_upload(
+        &mut self,
+        gateway_key: &[u8; 32],
+        onset_day: u32,
+        exclude: &[(u64, u64)],
+    ) -> Result<Vec<u8>> {
+        self.sealed_upload(gateway_key, onset_day, Form::Filter { exclude })
     }
 
     /// A dummy upload request: same length as a real one. Also draws the next

@@ -27,15 +27,20 @@ pub enum Table {
     Exposures,
     /// Sync bookkeeping (cursors, synced batches) and schedules; public data only.
     Meta,
+    /// Day filters (filter form): the revision held per origin and day, sealed
+    /// under the filter's day, and the observations that hit it, sealed under
+    /// the day they were heard.
+    Filters,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Sightings,
         Table::OwnKeys,
         Table::Exposures,
         Table::Meta,
+        Table::Filters,
     ];
 
     /// The name used as sled tree name and as AEAD associated data.
@@ -45,6 +50,7 @@ impl Table {
             Table::OwnKeys => "own-keys",
             Table::Exposures => "exposures",
             Table::Meta => "meta",
+            Table::Filters => "filters",
         }
     }
 }

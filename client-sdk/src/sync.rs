@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::{
-    exposure_windows, match_keys_parallel, DiagnosisKey, ExportFile, ExposureWindow, KeyMatch,
-    Metadata, ObservationIndex, ScanInstance, SignedBatch, TrustList, WireError,
+    day_of_interval, exposure_windows, match_keys_parallel, DiagnosisKey, ExportFile,
+    ExposureWindow, KeyMatch, Metadata, ObservationIndex, ScanInstance, SignedBatch, TrustList,
+    WireError,
 };
 
 use crate::error::{Result, SdkError};
+use crate::filters::{self, ScanId};
 use crate::sightings::{attenuation, ObservationSet};
 use crate::storage::Table;
 use crate::vault::Vault;
@@ -21,9 +23,11 @@ use crate::vault::Vault;
 /// What one sync call did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncReport {
-    /// Keys verified and matched.
+    /// Keys verified and matched; for a day filter, the entries it holds (0 if
+    /// its revision was not newer than the one held, and nothing was done).
     pub keys: usize,
-    /// New exposure windows found (0 for nearly every batch).
+    /// New exposure windows found (0 for nearly every batch); for a day filter,
+    /// the days of hearing that gained hits.
     pub new_windows: usize,
 }
 
@@ -118,17 +122,19 @@ pub(crate) fn check_not_synced(vault: &Vault, v: &Verified) -> Result<()> {
     Ok(())
 }
 
+/// One exposure window of a key match: the index of its key, the window, and
+/// the scan instances it holds (`(RPI, first seen)`, so that a filter hit of the
+/// same scan instance is not counted again).
+pub(crate) type KeyWindow = (usize, ExposureWindow, Vec<ScanId>);
+
 /// Matches `v` against `set`: only sightings from before the publication, with
 /// attenuation recomputed from the sender's metadata where the host did not know
-/// the TX power. Returns each window with the index of its key.
-pub(crate) fn match_verified(
-    v: &Verified,
-    set: &ObservationSet,
-    threads: usize,
-) -> Vec<(usize, ExposureWindow)> {
+/// the TX power.
+pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize) -> Vec<KeyWindow> {
     let index = ObservationIndex::new(&set.observations);
     let matches = match_keys_parallel(&index, &v.keys, threads);
     let mut observations = Vec::new();
+    let mut ids = Vec::new();
     let mut kept = Vec::new();
     for m in matches {
         let key = &v.keys[m.key_index];
@@ -145,6 +151,7 @@ pub(crate) fn match_verified(
                 obs.attenuation_db = attenuation(meta.tx_power_dbm(), source.rssi);
             }
             ours.push(observations.len() as u32);
+            ids.push((obs.rpi.0, source.seen_at));
             observations.push(obs);
         }
         if !ours.is_empty() {
@@ -158,7 +165,16 @@ pub(crate) fn match_verified(
         .flat_map(|m| {
             exposure_windows(&v.keys, &observations, std::slice::from_ref(m))
                 .into_iter()
-                .map(|w| (m.key_index, w))
+                .map(|w| {
+                    let scans = m
+                        .observations
+                        .iter()
+                        .filter(|&&o| day_of_interval(observations[o as usize].interval) == w.day)
+                        .map(|&o| ids[o as usize])
+                        .collect();
+                    (m.key_index, w, scans)
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -179,10 +195,10 @@ const WINDOW_LABEL: &[u8] = b"window";
 pub(crate) fn store_windows(
     vault: &Vault,
     keys: &[DiagnosisKey],
-    windows: &[(usize, ExposureWindow)],
+    windows: &[KeyWindow],
 ) -> Result<usize> {
     let mut new = 0;
-    for (key_index, w) in windows {
+    for (key_index, w, scans) in windows {
         if !vault.has_day(w.day) {
             continue;
         }
@@ -206,6 +222,7 @@ pub(crate) fn store_windows(
                 .collect(),
         };
         let bytes = postcard::to_stdvec(&stored).expect("encoding to memory cannot fail");
+        filters::add_key_matched(vault, w.day, scans)?;
         vault.put(Table::Exposures, &storage_key, &bytes)?;
         new += 1;
     }
@@ -245,8 +262,17 @@ pub(crate) fn prune_synced(vault: &Vault, now: u64) -> Result<()> {
     Ok(())
 }
 
-/// Every stored exposure window of the live days; also counts unreadable ones.
+/// Every stored exposure window of the live days, key form and filter form;
+/// also counts unreadable records.
 pub(crate) fn load_windows(vault: &Vault) -> Result<(Vec<ExposureWindow>, usize)> {
+    let (mut windows, unreadable) = load_key_windows(vault)?;
+    let (filter_windows, filter_unreadable) = filters::load_windows(vault)?;
+    windows.extend(filter_windows);
+    Ok((windows, unreadable + filter_unreadable))
+}
+
+/// The key-form windows of the live days; also counts unreadable ones.
+fn load_key_windows(vault: &Vault) -> Result<(Vec<ExposureWindow>, usize)> {
     let mut windows = Vec::new();
     let mut unreadable = 0;
     for day in vault.live_days() {

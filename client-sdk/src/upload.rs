@@ -1,4 +1,5 @@
-//! Upload bundles: the padded request of a positive diagnosis, and dummy requests
+//! Upload bundles: the padded request of a positive diagnosis (key form, or
+//! filter form with the intervals the patient chose), and dummy requests
 //! of the same length on a Poisson schedule, so that an observer of the traffic
 //! cannot tell who uploads real keys. A request is authorized by an anonymous
 //! token (the default; see [`crate::tokens`]) and then sealed to the gateway's
@@ -9,7 +10,8 @@
 use rand_core::{OsRng, RngCore};
 use traceless_protocol::wire::{Upload, MAX_UPLOAD_KEYS};
 use traceless_protocol::{
-    seal_upload, DiagnosisKey, Tek, UploadToken, MAX_DAYS_SINCE_ONSET, SEALED_UPLOAD_LEN,
+    interval_number, interval_start_seconds, seal_upload, DiagnosisKey, IntervalMask, Tek,
+    UploadToken, INTERVALS_PER_DAY, MAX_DAYS_SINCE_ONSET, SEALED_UPLOAD_LEN,
 };
 
 use crate::error::{Result, SdkError};
@@ -74,19 +76,74 @@ pub(crate) fn diagnosis_keys(
     Ok(keys)
 }
 
+/// The intervals of `key` a filter-form upload publishes (SPEC.md §5.8): every
+/// interval that has ended at `now`, minus every interval that overlaps one of
+/// the excluded half-open ranges `[start, end)` of unix seconds.
+pub(crate) fn interval_mask(key: &DiagnosisKey, now: u64, exclude: &[(u64, u64)]) -> IntervalMask {
+    let current = interval_number(now);
+    let mut mask = IntervalMask::default();
+    for j in 0..key.rolling_period.min(INTERVALS_PER_DAY) {
+        let interval = key.rolling_start + j;
+        if interval >= current {
+            break;
+        }
+        let (start, end) = (
+            interval_start_seconds(interval),
+            interval_start_seconds(interval + 1),
+        );
+        if !exclude.iter().any(|&(s, e)| s < end && start < e) {
+            mask.set(j, true);
+        }
+    }
+    mask
+}
+
+/// The keys of a filter-form upload with their masks ([`interval_mask`]); keys
+/// left with no interval are dropped. Errors if a range ends before it starts
+/// or if nothing is left.
+pub(crate) fn filter_masks(
+    keys: Vec<DiagnosisKey>,
+    now: u64,
+    exclude: &[(u64, u64)],
+) -> Result<(Vec<DiagnosisKey>, Vec<IntervalMask>)> {
+    if let Some((s, e)) = exclude.iter().find(|(s, e)| s > e) {
+        return Err(SdkError::InvalidArgument(format!(
+            "excluded range [{s}, {e}) ends before it starts"
+        )));
+    }
+    let (keys, masks): (Vec<_>, Vec<_>) = keys
+        .into_iter()
+        .map(|k| {
+            let mask = interval_mask(&k, now, exclude);
+            (k, mask)
+        })
+        .filter(|(_, m)| m.offsets().next().is_some())
+        .unzip();
+    if keys.is_empty() {
+        return Err(SdkError::InvalidArgument(
+            "no interval left to upload: every interval of the infectious window that has \
+             ended is excluded"
+                .into(),
+        ));
+    }
+    Ok((keys, masks))
+}
+
 /// Encodes a real upload, authorized by a code or a token, padded to the fixed
-/// length.
+/// length: key form if `masks` is empty, else filter form (one mask per key).
 pub(crate) fn encode(
     code: &[u8],
     token: Option<UploadToken>,
     keys: Vec<DiagnosisKey>,
+    masks: Vec<IntervalMask>,
 ) -> Result<Vec<u8>> {
+    debug_assert!(masks.is_empty() || masks.len() == keys.len());
     Ok(Upload {
         upload_code: code.to_vec(),
         token,
         keys,
         dummy: false,
-        filter_intervals: Vec::new(),
+        filter_intervals: masks,
     }
     .encode_padded()?)
 }

@@ -1,8 +1,9 @@
 //! Encryption at rest with crypto-shredding.
 //!
 //! Every record of day `D` (sightings heard on `D`, the phone's own TEKs of `D`,
-//! exposures found on `D`) is sealed with XChaCha20-Poly1305 under a key derived
-//! from a random 32-byte *day key*. Day keys are wrapped by the host app's master
+//! exposures found on `D`, the revisions of `D`'s day filters, filter hits heard
+//! on `D`) is sealed with XChaCha20-Poly1305 under a key derived from a random
+//! 32-byte *day key*. Day keys are wrapped by the host app's master
 //! key (held in Android Keystore / iOS Keychain) and kept in the keyring file, one
 //! fixed slot per day. Destroying day `D` overwrites its slot with zeros in place
 //! and syncs the file: from then on nothing of `D` can be decrypted, whatever old
@@ -232,7 +233,12 @@ impl Vault {
             self.storage
                 .write_keyring(slot_offset(day), &[0u8; SLOT_LEN])?;
         }
-        for table in [Table::Sightings, Table::OwnKeys, Table::Exposures] {
+        for table in [
+            Table::Sightings,
+            Table::OwnKeys,
+            Table::Exposures,
+            Table::Filters,
+        ] {
             for (key, _) in self.storage.scan(table, &day.to_be_bytes())? {
                 self.storage.remove(table, &key)?;
             }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use traceless_protocol::{Clock, ManualClock, Upload};
+use traceless_protocol::filter::{filter_entries, FILTER_SEED_LEN};
+use traceless_protocol::{
+    day_of_interval, Clock, DayFilter, EntryFilter, FilterEntry, ManualClock, Upload,
+};
 
 /// The static library cargo built for this test run: it compiles the lib with
 /// every crate type into `target/<profile>/deps/`, beside the test executables.
@@ -35,8 +38,8 @@ fn compile(out: &Path) {
     assert!(status.success(), "compiling full_day.c failed");
 }
 
-/// Alice's broadcasts of 09:00-09:30 as heard by the C phone, her batch, the
-/// authority's trust entry and the times.
+/// Alice's broadcasts of 09:00-09:30 as heard by the C phone, her batch, her
+/// day filter, the authority's trust entry and the times.
 fn write_inputs(dir: &Path) {
     let clock = ManualClock::new(at(DAY0, 9 * 60));
     let mut alice = phone(&clock);
@@ -58,6 +61,27 @@ fn write_inputs(dir: &Path) {
         .filter(|k| k.rolling_start / 144 == DAY0)
         .collect();
     let batch = authority.batch(day0, published_at);
+    // The same visit in the filter form: a day filter of every DAY0 interval.
+    let bundle = alice.filter_diagnosis_upload(b"code", DAY0, &[]).unwrap();
+    let upload = Upload::decode(&bundle, published_at).unwrap();
+    let entries: Vec<FilterEntry> = upload
+        .keys
+        .iter()
+        .zip(&upload.filter_intervals)
+        .flat_map(|(k, m)| filter_entries(k, m))
+        .filter(|&(i, _)| day_of_interval(i) == DAY0)
+        .map(|(_, e)| e)
+        .collect();
+    let filter = DayFilter {
+        origin: "c.health".into(),
+        day: DAY0,
+        revision: 1,
+        created_at: published_at,
+        filter: EntryFilter::build(&entries, [5; FILTER_SEED_LEN]).unwrap(),
+    }
+    .sign(&authority.key)
+    .unwrap()
+    .encode();
     let mut trust = b"c.health\0".to_vec();
     trust.extend_from_slice(&authority.key.key_id.to_le_bytes());
     trust.extend_from_slice(authority.key.verifying_key().as_bytes());
@@ -65,6 +89,7 @@ fn write_inputs(dir: &Path) {
     times.extend_from_slice(&published_at.to_le_bytes());
     std::fs::write(dir.join("heard.bin"), heard).unwrap();
     std::fs::write(dir.join("batch.bin"), batch).unwrap();
+    std::fs::write(dir.join("filter.bin"), filter).unwrap();
     std::fs::write(dir.join("authority.bin"), trust).unwrap();
     std::fs::write(dir.join("times.bin"), times).unwrap();
 }
@@ -97,6 +122,11 @@ fn a_c_program_drives_a_full_day_through_the_static_library() {
     // 7 scans 5 minutes apart over 4 tokens: 4 first scans + 3 later ones, 5 min each.
     assert!(
         out.contains(&format!("day={DAY0} minutes=35.0 high_risk=1")),
+        "{out}"
+    );
+    // The filter of the same visit matched, and was not counted a second time.
+    assert!(
+        out.contains(&format!("after filter: day={DAY0} minutes=35.0")),
         "{out}"
     );
     assert!(out.contains("upload_len=1024"), "{out}");

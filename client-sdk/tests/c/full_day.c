@@ -1,11 +1,13 @@
 /*
  * A host app's day, through the C ABI only: open the store, broadcast rotating
- * tokens, record what a neighbour broadcast, sync the authority's batch, read the
- * exposure summary, build upload bundles (plaintext and sealed), close.
+ * tokens, record what a neighbour broadcast, sync the authority's batch and day
+ * filter, read the exposure summary, build upload bundles (plaintext and sealed,
+ * key form and filter form), close.
  *
  * usage: full_day DIR INPUT_DIR
  *   INPUT_DIR/heard.bin     records of (LE64 unix time, 20-byte advertisement)
  *   INPUT_DIR/batch.bin     a signed batch holding the neighbour's key
+ *   INPUT_DIR/filter.bin    a signed day filter of the neighbour's intervals
  *   INPUT_DIR/authority.bin origin NUL, LE32 key id, 32-byte Ed25519 public key
  *   INPUT_DIR/times.bin     LE64 day start, LE64 publication time
  * Prints one line per exposed day and "OK" at the end; exits non-zero on failure.
@@ -59,9 +61,10 @@ static uint64_t le64(const unsigned char *p) {
 int main(int argc, char **argv) {
     EXPECT(argc == 3);
     const char *input = argv[2];
-    size_t heard_len, batch_len, auth_len, times_len;
+    size_t heard_len, batch_len, filter_len, auth_len, times_len;
     unsigned char *heard = read_file(input, "heard.bin", &heard_len);
     unsigned char *batch = read_file(input, "batch.bin", &batch_len);
+    unsigned char *filter = read_file(input, "filter.bin", &filter_len);
     unsigned char *auth = read_file(input, "authority.bin", &auth_len);
     unsigned char *times = read_file(input, "times.bin", &times_len);
     EXPECT(times_len == 16);
@@ -124,6 +127,26 @@ int main(int argc, char **argv) {
     }
     tl_summary_free(summary);
 
+    /* The same visit in a day filter: it hits, but is not counted twice; the
+     * revision is kept, and syncing it again does nothing. */
+    uint32_t day0 = (uint32_t)(day_start / 86400);
+    uint64_t revision = 7;
+    CHECK(tl_sdk_filter_revision(sdk, origin, day0, &revision));
+    EXPECT(revision == 0);
+    EXPECT(tl_sdk_sync_filter(sdk, batch, batch_len, &report) == TL_ERR_REJECTED);
+    CHECK(tl_sdk_sync_filter(sdk, filter, filter_len, &report));
+    EXPECT(report.keys > 0 && report.new_windows == 1);
+    CHECK(tl_sdk_filter_revision(sdk, origin, day0, &revision));
+    EXPECT(revision == 1);
+    CHECK(tl_sdk_sync_filter(sdk, filter, filter_len, &report));
+    EXPECT(report.keys == 0 && report.new_windows == 0);
+    CHECK(tl_sdk_exposure_summary(sdk, &summary));
+    for (size_t i = 0; i < summary.len; i++) {
+        printf("after filter: day=%u minutes=%.1f\n", summary.days[i].day,
+               summary.days[i].minutes);
+    }
+    tl_summary_free(summary);
+
     /* Upload bundles: a real one and a dummy, the same length. */
     TlBuffer real, dummy;
     const char *code = "0123456789abcdef-0123456789abcdef0123456789abcdef";
@@ -151,6 +174,12 @@ int main(int argc, char **argv) {
     EXPECT(tl_sdk_sealed_diagnosis_upload(sdk, gateway_key, today - 1, NULL, 0, &sealed) ==
            TL_ERR_INVALID_ARGUMENT);
     EXPECT(strstr(tl_last_error_message(), "no upload token") != NULL);
+    TlTimeRange visit = {day_start + 9 * 3600, day_start + 9 * 3600 + 1800};
+    EXPECT(tl_sdk_sealed_filter_upload(sdk, gateway_key, today - 1, &visit, 1, &sealed) ==
+           TL_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(tl_last_error_message(), "no upload token") != NULL);
+    EXPECT(tl_sdk_sealed_filter_upload(sdk, gateway_key, today - 1, NULL, 1, &sealed) ==
+           TL_ERR_NULL_OR_ENCODING);
     CHECK(tl_sdk_sealed_dummy_upload(sdk, gateway_key, &sealed));
     EXPECT(sealed.len == TL_SEALED_UPLOAD_LEN);
     printf("sealed_len=%zu\n", sealed.len);
@@ -165,6 +194,7 @@ int main(int argc, char **argv) {
     tl_sdk_close(sdk);
     free(heard);
     free(batch);
+    free(filter);
     free(auth);
     free(times);
     printf("OK\n");
