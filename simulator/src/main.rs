@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use traceless_sim::scenario::Publication;
 use traceless_sim::{load, run_with_sweep, RunOptions, Scenario};
 
 /// Traceless simulator.
@@ -38,6 +39,9 @@ enum Command {
         /// Override the number of initial infections.
         #[arg(long)]
         initial_infected: Option<u32>,
+        /// Override the publication form (`keys` or `filter`).
+        #[arg(long, value_parser = parse_publication)]
+        publication: Option<Publication>,
         /// Skip the scenario's [sweep] reruns.
         #[arg(long)]
         no_sweep: bool,
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
             population,
             adoption,
             initial_infected,
+            publication,
             no_sweep,
             quiet,
         } => {
@@ -80,6 +85,9 @@ fn main() -> ExitCode {
             }
             if let Some(v) = initial_infected {
                 s.epidemic.initial_infected = v;
+            }
+            if let Some(v) = publication {
+                s.app.publication = v;
             }
             if no_sweep {
                 s.sweep = Default::default();
@@ -127,5 +135,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn parse_publication(s: &str) -> Result<Publication, String> {
+    match s {
+        "keys" => Ok(Publication::Keys),
+        "filter" => Ok(Publication::Filter),
+        _ => Err(format!(
+            "{s:?} is not a publication form: use keys or filter"
+        )),
     }
 }

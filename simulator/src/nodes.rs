@@ -54,6 +54,9 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
     c.p2p.catchup_interval_secs = 1;
     c.p2p.kademlia = false;
     c.p2p.bootstrap = bootstrap;
+    // Filters are rebuilt when the simulator calls for it (at the sync hour),
+    // never by the wall-time job in the middle of a simulated day.
+    c.filters.rebuild_seconds = 86_400;
     c.trust.push(TrustEntry {
         origin: ORIGIN.into(),
         key_id: authority.key_id,
@@ -164,6 +167,39 @@ impl Nodes {
         }
         published.sort_unstable();
         published
+    }
+
+    /// Folds the gateway's newly publishable filter entries into new revisions of
+    /// their day filters at the clock's time and gossips them (the gateway's own
+    /// job does this on its period; the simulator calls it at the sync hour).
+    pub fn rebuild_filters(&self) {
+        let _ = self.gateway.state.rebuild_filters();
+    }
+
+    /// Waits until every relay stores the gateway's newest revision of every day
+    /// filter; false if that takes longer than 15 s.
+    pub fn wait_for_filters(&self) -> bool {
+        let want = self.gateway.state.store.all_filters().unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let done = self.relays.iter().all(|r| {
+                want.iter().all(|f| {
+                    r.state
+                        .store
+                        .filter_meta(&f.origin, f.day)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| m.revision >= f.revision)
+                })
+            });
+            if done {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Runs retention on every node at the clock's time.

@@ -14,6 +14,7 @@ use traceless_protocol::{interval_start_seconds, ManualClock, Metadata, Tek, ADV
 use traceless_sdk::{Sdk, SdkConfig};
 
 use crate::population::PersonId;
+use crate::scenario::Publication;
 use crate::seed::{rng, Stream};
 
 /// A 20-byte advertisement (RPI || AEM).
@@ -47,6 +48,7 @@ pub struct Phone {
     pub person: PersonId,
     sdk: Sdk,
     clock: ManualClock,
+    publication: Publication,
     /// Syncs every batch (rather than only batches of uploaders it heard).
     pub full_sync: bool,
     /// Uploaders this phone received an advertisement from.
@@ -78,6 +80,7 @@ impl Phone {
         origin: &str,
         authority: traceless_protocol::ed25519_dalek::VerifyingKey,
         full_sync: bool,
+        publication: Publication,
     ) -> Result<Phone, traceless_sdk::SdkError> {
         let clock = ManualClock::new(now);
         let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
@@ -86,6 +89,7 @@ impl Phone {
             person,
             sdk,
             clock,
+            publication,
             full_sync,
             heard_uploaders: HashSet::new(),
             notified_at: None,
@@ -152,7 +156,11 @@ impl Phone {
         // The app asks for one advertisement at upload time at the latest, so the
         // day's key exists even if nobody heard the phone today.
         let _ = self.sdk.advertisement();
-        self.sdk.diagnosis_upload(code, onset_day, &[]).ok()
+        match self.publication {
+            Publication::Keys => self.sdk.diagnosis_upload(code, onset_day, &[]),
+            Publication::Filter => self.sdk.filter_diagnosis_upload(code, onset_day, &[]),
+        }
+        .ok()
     }
 
     /// Hands received advertisements (ascending in time) to the SDK.
@@ -167,9 +175,9 @@ impl Phone {
         }
     }
 
-    /// Syncs downloaded batches at unix time `now`: `(bytes, upload time of the
-    /// earliest uploader in the batch)`. Marks the phone notified if the exposure
-    /// summary shows a high-risk day.
+    /// Syncs downloaded batches (or day filters, in filter form) at unix time
+    /// `now`: `(bytes, upload time of the earliest uploader in it)`. Marks the
+    /// phone notified if the exposure summary shows a high-risk day.
     pub fn sync(&mut self, now: u64, batches: &[(&[u8], Option<u64>)]) {
         if batches.is_empty() {
             return;
@@ -177,7 +185,11 @@ impl Phone {
         self.clock.set(now);
         let t0 = Instant::now();
         for (bytes, uploaded_at) in batches {
-            match self.sdk.sync_batch(bytes) {
+            let synced = match self.publication {
+                Publication::Keys => self.sdk.sync_batch(bytes),
+                Publication::Filter => self.sdk.sync_filter(bytes),
+            };
+            match synced {
                 Ok(r) => {
                     self.batches_synced += 1;
                     if r.new_windows > 0 {

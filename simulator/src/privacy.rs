@@ -1,16 +1,20 @@
 //! The sniffer experiment: an adversary puts K Bluetooth sniffers at fixed public
 //! places (transit platforms, workplace entrances, venues), logs every advertisement they hear, then
 //! downloads the published keys like any phone, derives their tokens and links
-//! the sightings of each key. A diagnosed user's path is *linked* when one of
-//! their published keys ties sightings at two or more sniffed places together.
-//! Key form publishes whole-day keys, so this is what it gives away; filter form
-//! (chosen intervals, unlinkable entries) is not in the SDK yet.
+//! the sightings of each key. A diagnosed user's path is *linked* when one
+//! published unit ties sightings at two or more sniffed places together. In key
+//! form the unit is a whole-day key. In filter form the adversary can test each
+//! logged token against the day filters, but a hit says only "some diagnosed
+//! person, at this interval": the unit is one token (about ten minutes).
 
 use std::collections::{HashMap, HashSet};
 
 use rand::Rng;
 use serde::Serialize;
-use traceless_protocol::{Batch, SignedBatch, TokenDeriver};
+use traceless_protocol::filter::probe_filter;
+use traceless_protocol::{
+    interval_number, Batch, DayFilter, Observation, Rpi, SignedBatch, SignedFilter, TokenDeriver,
+};
 
 use crate::mobility::Place;
 use crate::phones::Payload;
@@ -61,9 +65,10 @@ pub struct PrivacyResult {
     pub sniffers: u32,
     /// Diagnosed users who uploaded.
     pub uploaders: usize,
-    /// Uploaders with at least one published key heard by a sniffer.
+    /// Uploaders with at least one published unit (key, or token in a filter)
+    /// heard by a sniffer.
     pub seen: usize,
-    /// Uploaders whose published key links two or more sniffed places.
+    /// Uploaders with one published unit that links two or more sniffed places.
     pub linked: usize,
     /// `linked / uploaders`.
     pub linked_fraction: f64,
@@ -73,15 +78,8 @@ pub struct PrivacyResult {
     pub form: String,
 }
 
-/// Links the sniffer logs with every published key in `batches`.
-pub fn link(
-    logs: &[Logged],
-    sniffed: &HashSet<Place>,
-    batches: &[Vec<u8>],
-    now: u64,
-    uploaders: usize,
-) -> PrivacyResult {
-    let sniffers = sniffed.len() as u32;
+/// The logs of sniffed places, by heard RPI.
+fn heard_at(logs: &[Logged], sniffed: &HashSet<Place>) -> HashMap<[u8; 16], Vec<usize>> {
     let mut heard: HashMap<[u8; 16], Vec<usize>> = HashMap::new();
     for (i, l) in logs.iter().enumerate() {
         if sniffed.contains(&l.place) {
@@ -90,9 +88,21 @@ pub fn link(
             heard.entry(rpi).or_default().push(i);
         }
     }
+    heard
+}
+
+/// Links the sniffer logs with every published key in `batches` (key form).
+pub fn link_keys(
+    logs: &[Logged],
+    sniffed: &HashSet<Place>,
+    batches: &[Vec<u8>],
+    now: u64,
+    uploaders: usize,
+) -> PrivacyResult {
+    let heard = heard_at(logs, sniffed);
     let mut deriver = TokenDeriver::new();
     // Places per published key, and whose key it was (ground truth, for scoring).
-    let mut per_key: Vec<(PersonId, HashSet<Place>)> = Vec::new();
+    let mut per_unit: Vec<(PersonId, HashSet<Place>)> = Vec::new();
     for bytes in batches {
         let Ok(signed) = SignedBatch::decode(bytes) else {
             continue;
@@ -112,12 +122,59 @@ pub fn link(
                 }
             }
             if let Some(o) = owner {
-                per_key.push((o, places));
+                per_unit.push((o, places));
             }
         }
     }
+    score(per_unit, sniffed.len() as u32, uploaders, "keys")
+}
+
+/// Links the sniffer logs with the day filters in `filters` (filter form): every
+/// logged token is probed like a phone probes it; a hit links only the sightings
+/// of that one token.
+pub fn link_filters(
+    logs: &[Logged],
+    sniffed: &HashSet<Place>,
+    filters: &[Vec<u8>],
+    now: u64,
+    uploaders: usize,
+) -> PrivacyResult {
+    let heard = heard_at(logs, sniffed);
+    let days: Vec<DayFilter> = filters
+        .iter()
+        .filter_map(|b| DayFilter::decode_body(&SignedFilter::decode(b).ok()?.body, now).ok())
+        .collect();
+    let mut per_unit: Vec<(PersonId, HashSet<Place>)> = Vec::new();
+    for (rpi, sightings) in &heard {
+        let observations: Vec<Observation> = sightings
+            .iter()
+            .map(|&i| Observation {
+                rpi: Rpi(*rpi),
+                interval: interval_number(logs[i].at),
+                attenuation_db: 0,
+                duration_s: 0,
+            })
+            .collect();
+        let hit = days
+            .iter()
+            .any(|f| !probe_filter(&f.filter, f.day, f.created_at, &observations).is_empty());
+        if hit {
+            let places = sightings.iter().map(|&i| logs[i].place).collect();
+            per_unit.push((logs[sightings[0]].owner, places));
+        }
+    }
+    score(per_unit, sniffed.len() as u32, uploaders, "filter")
+}
+
+/// Scores linkable units: an uploader is linked when one unit spans two places.
+fn score(
+    per_unit: Vec<(PersonId, HashSet<Place>)>,
+    sniffers: u32,
+    uploaders: usize,
+    form: &str,
+) -> PrivacyResult {
     let mut best: HashMap<PersonId, usize> = HashMap::new();
-    for (o, places) in per_key {
+    for (o, places) in per_unit {
         let e = best.entry(o).or_default();
         *e = (*e).max(places.len());
     }
@@ -137,6 +194,6 @@ pub fn link(
         } else {
             linked.iter().sum::<usize>() as f64 / linked.len() as f64
         },
-        form: "key".into(),
+        form: form.into(),
     }
 }

@@ -38,6 +38,8 @@ pub struct Report {
     pub privacy_sweep: Vec<PrivacyResult>,
     /// The scenario rerun with other adoption rates and case loads.
     pub sweep: Vec<SweepPoint>,
+    /// The same scenario in each publication form: this run's first.
+    pub forms: Vec<FormFigures>,
     /// Per simulated day.
     pub daily: Vec<Daily>,
     /// Run time and memory (not compared between runs).
@@ -107,7 +109,7 @@ pub struct Cost {
 pub struct NetworkFigures {
     /// Relays (besides the gateway).
     pub relays: u32,
-    /// Batches published.
+    /// Batches (or, in filter form, day-filter revisions) published.
     pub batches: u64,
     /// Keys published.
     pub keys: u64,
@@ -151,6 +153,49 @@ pub struct SweepPoint {
     pub delay_hours_p50: f64,
 }
 
+/// One run's figures for the key-form vs filter-form comparison.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct FormFigures {
+    /// `keys` or `filter`.
+    pub form: String,
+    /// Download per phone per day, bytes.
+    pub download_bytes_per_phone_per_day: f64,
+    /// Recall against ground truth.
+    pub recall: f64,
+    /// Precision against ground truth.
+    pub precision: f64,
+    /// Notified phones that were not truly close (ground truth: includes real but
+    /// short or distant contacts).
+    pub false_alarms: usize,
+    /// Full-sync sample phones that never heard an uploader yet found an exposure
+    /// window: false matches of the cryptography (Bloom false positives).
+    pub windows_without_contact: u64,
+    /// Sniffer experiment: fraction of uploaders linked across two places.
+    pub sniffer_linked_fraction: f64,
+    /// Sniffer experiment: uploaders with any published unit seen by a sniffer.
+    pub sniffer_seen: usize,
+    /// Matching CPU per full-sync phone per day, milliseconds.
+    pub matching_ms_per_phone_per_day: f64,
+}
+
+impl FormFigures {
+    /// The comparison figures of `r`.
+    pub fn of(r: &Report) -> Self {
+        let o = &r.outcome;
+        FormFigures {
+            form: r.privacy.form.clone(),
+            download_bytes_per_phone_per_day: r.cost.download_bytes_per_phone_per_day,
+            recall: o.recall,
+            precision: o.precision,
+            false_alarms: o.notified - o.true_positives,
+            windows_without_contact: o.sample_windows_outside_contacts,
+            sniffer_linked_fraction: r.privacy.linked_fraction,
+            sniffer_seen: r.privacy.seen,
+            matching_ms_per_phone_per_day: r.cost.matching_ms_per_phone_per_day,
+        }
+    }
+}
+
 /// One simulated day.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Daily {
@@ -166,7 +211,7 @@ pub struct Daily {
     pub true_positives: u32,
     /// Bytes a phone downloaded that day.
     pub download_bytes_per_phone: f64,
-    /// Batches published so far.
+    /// Batches (or, in filter form, day-filter revisions) published so far.
     pub batches: u64,
 }
 
@@ -252,6 +297,20 @@ impl Report {
             self.privacy.uploaders,
             self.privacy.linked_fraction * 100.0
         );
+        for f in &self.forms {
+            let _ = writeln!(
+                s,
+                "  form {:<6}: download {:.0} B/phone/day  recall {:.3}  precision {:.3}  \
+                 false alarms {} ({} without contact)  sniffers link {:.1} %",
+                f.form,
+                f.download_bytes_per_phone_per_day,
+                f.recall,
+                f.precision,
+                f.false_alarms,
+                f.windows_without_contact,
+                f.sniffer_linked_fraction * 100.0
+            );
+        }
         let _ = write!(
             s,
             "  run {:.1} s (world {:.1} s, phones {:.1} s)  peak memory {:.0} MiB",

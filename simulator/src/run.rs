@@ -9,9 +9,11 @@
 //! the sync hour and release embargoes; wait for the batches to reach every relay
 //! over libp2p; download new batches from every relay over HTTP once (every phone
 //! of a relay downloads the same bytes, which are accounted to each); and let the
-//! SDK phones sync them and read their exposure summaries.
+//! SDK phones sync them and read their exposure summaries. In filter form the
+//! gateway rebuilds its day filters at the sync hour instead, and phones download
+//! every day filter whose revision changed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -30,7 +32,7 @@ use crate::phones::{Broadcast, Heard, NoiseKeys, Payload, Phone};
 use crate::population::{PersonId, Population};
 use crate::privacy::{self, Logged};
 use crate::report::{self, Cost, Daily, NetworkFigures, Outcome, Report, RunFigures};
-use crate::scenario::{Scenario, SdkPhones};
+use crate::scenario::{Publication, Scenario, SdkPhones};
 use crate::seed::{rng, Stream};
 
 /// How to run.
@@ -144,6 +146,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 ORIGIN,
                 authority,
                 full_all || sample.contains(&p),
+                s.app.publication,
             )
         })
         .collect::<Result<_, _>>()?;
@@ -160,6 +163,12 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut uploader_rpis: HashMap<[u8; 16], PersonId> = HashMap::new();
     let mut batch_upload_at: HashMap<u64, u64> = HashMap::new();
     let mut all_batches: Vec<Vec<u8>> = Vec::new();
+    // Filter form: the newest filter of each day, revisions downloaded, the
+    // revision each relay's phones hold per day, and when each uploader uploaded.
+    let mut latest_filters: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut filter_revisions = 0u64;
+    let mut filter_seen: Vec<HashMap<u32, u64>> = vec![HashMap::new(); relays.len()];
+    let mut uploaded_at: HashMap<PersonId, u64> = HashMap::new();
     let mut logs: Vec<Logged> = Vec::new();
     let watch = nodes.watch();
     let mut propagation_timeouts = 0u32;
@@ -311,7 +320,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         // Uploads over HTTP, in time order, with the nodes' clock at each.
         bundles.sort_by_key(|b| (b.0, b.1));
         let mut uploads_today = 0;
-        for (at, _, bundle, real) in &bundles {
+        for (at, person, bundle, real) in &bundles {
             if *real {
                 // Embargo releases happen at the clock values the simulator sets,
                 // whether this call or the nodes' own timer gets there first.
@@ -334,6 +343,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             if r.status == 200 {
                 uploads_ok += 1;
                 uploads_today += 1;
+                uploaded_at.insert(*person, *at);
                 let seqs: Vec<u64> = r
                     .json()
                     .and_then(|j| {
@@ -389,50 +399,87 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         if !watch.wait() {
             propagation_timeouts += 1;
         }
-        let mut new_batches: Vec<Downloaded> = Vec::new();
-        let mut bytes_per_relay = vec![0u64; relays.len()];
-        for (r, &addr) in relays.iter().enumerate() {
-            let (batches, bytes) = download_new(addr, &mut cursors[r])?;
-            bytes_per_relay[r] = bytes;
-            if r == 0 {
-                new_batches = batches;
-            }
-        }
-        let day_bytes: f64 = bytes_per_relay
-            .iter()
-            .zip(&users_per_relay)
-            .map(|(b, u)| *b as f64 * *u as f64)
-            .sum::<f64>()
-            / (app.len().max(1) as f64);
-        download_total += day_bytes;
+        let day_bytes = match s.app.publication {
+            Publication::Keys => {
+                let mut new_batches: Vec<Downloaded> = Vec::new();
+                let mut bytes_per_relay = vec![0u64; relays.len()];
+                for (r, &addr) in relays.iter().enumerate() {
+                    let (batches, bytes) = download_new(addr, &mut cursors[r])?;
+                    bytes_per_relay[r] = bytes;
+                    if r == 0 {
+                        new_batches = batches;
+                    }
+                }
+                let day_bytes = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
 
-        // Shared work: each published key's tokens derived once, to know whose
-        // batch it is (for the delay figure and for the contacts shortcut).
-        let mut owners: Vec<HashSet<PersonId>> = Vec::new();
-        let mut batch_at: Vec<Option<u64>> = Vec::new();
-        for (seq, bytes) in &new_batches {
-            let set = owners_of(bytes, sync_at, &uploader_rpis, &mut deriver);
-            let at = batch_upload_at.get(seq).copied().or_else(|| {
-                set.iter()
-                    .filter_map(|p| upload_of.get(p).map(|&i| day0 + outbreak.uploads[i].at))
-                    .min()
-            });
-            owners.push(set);
-            batch_at.push(at);
-        }
-        phones.par_iter_mut().for_each(|phone| {
-            let list: Vec<(&[u8], Option<u64>)> = new_batches
-                .iter()
-                .zip(&owners)
-                .zip(&batch_at)
-                .filter(|((_, o), _)| {
-                    phone.full_sync || o.iter().any(|p| phone.heard_uploaders.contains(p))
-                })
-                .map(|(((_, b), _), at)| (b.as_slice(), *at))
-                .collect();
-            phone.sync(sync_at + 60, &list);
-        });
-        all_batches.extend(new_batches.into_iter().map(|b| b.1));
+                // Shared work: each published key's tokens derived once, to know whose
+                // batch it is (for the delay figure and for the contacts shortcut).
+                let mut owners: Vec<HashSet<PersonId>> = Vec::new();
+                let mut batch_at: Vec<Option<u64>> = Vec::new();
+                for (seq, bytes) in &new_batches {
+                    let set = owners_of(bytes, sync_at, &uploader_rpis, &mut deriver);
+                    let at = batch_upload_at.get(seq).copied().or_else(|| {
+                        set.iter()
+                            .filter_map(|p| {
+                                upload_of.get(p).map(|&i| day0 + outbreak.uploads[i].at)
+                            })
+                            .min()
+                    });
+                    owners.push(set);
+                    batch_at.push(at);
+                }
+                phones.par_iter_mut().for_each(|phone| {
+                    let list: Vec<(&[u8], Option<u64>)> = new_batches
+                        .iter()
+                        .zip(&owners)
+                        .zip(&batch_at)
+                        .filter(|((_, o), _)| {
+                            phone.full_sync || o.iter().any(|p| phone.heard_uploaders.contains(p))
+                        })
+                        .map(|(((_, b), _), at)| (b.as_slice(), *at))
+                        .collect();
+                    phone.sync(sync_at + 60, &list);
+                });
+                all_batches.extend(new_batches.into_iter().map(|b| b.1));
+                day_bytes
+            }
+            Publication::Filter => {
+                nodes.rebuild_filters();
+                if !nodes.wait_for_filters() {
+                    propagation_timeouts += 1;
+                }
+                let mut new_filters = Vec::new();
+                let mut bytes_per_relay = vec![0u64; relays.len()];
+                for (r, &addr) in relays.iter().enumerate() {
+                    let (filters, bytes) = download_filters(addr, &mut filter_seen[r])?;
+                    bytes_per_relay[r] = bytes;
+                    if r == 0 {
+                        new_filters = filters;
+                    }
+                }
+                filter_revisions += new_filters.len() as u64;
+                // A filter names no uploader: the delay runs from the earliest
+                // upload, by an uploader this phone heard, before the sync.
+                phones.par_iter_mut().for_each(|phone| {
+                    if !phone.full_sync && phone.heard_uploaders.is_empty() {
+                        return;
+                    }
+                    let at = phone
+                        .heard_uploaders
+                        .iter()
+                        .filter_map(|p| uploaded_at.get(p).copied())
+                        .min();
+                    let list: Vec<(&[u8], Option<u64>)> = new_filters
+                        .iter()
+                        .map(|(_, b)| (b.as_slice(), at))
+                        .collect();
+                    phone.sync(sync_at + 60, &list);
+                });
+                latest_filters.extend(new_filters);
+                per_phone_day(&bytes_per_relay, &users_per_relay, app.len())
+            }
+        };
+        download_total += day_bytes;
         let notified = phones.iter().filter(|p| p.notified_at.is_some()).count() as u32;
         let tp = phones
             .iter()
@@ -445,7 +492,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             notified,
             true_positives: tp,
             download_bytes_per_phone: day_bytes,
-            batches: all_batches.len() as u64,
+            batches: all_batches.len() as u64 + filter_revisions,
         });
         bar.inc(1);
     }
@@ -482,13 +529,16 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let keys: u64 = storage.first().map_or(0, |n| n.keys);
     let link = |k: u32| {
         let sniffed = privacy::place_sniffers(s, &pop, k);
-        privacy::link(
-            &logs,
-            &sniffed,
-            &all_batches,
-            end_time,
-            outbreak.uploads.len(),
-        )
+        let uploaders = outbreak.uploads.len();
+        match s.app.publication {
+            Publication::Keys => {
+                privacy::link_keys(&logs, &sniffed, &all_batches, end_time, uploaders)
+            }
+            Publication::Filter => {
+                let filters: Vec<Vec<u8>> = latest_filters.values().cloned().collect();
+                privacy::link_filters(&logs, &sniffed, &filters, end_time, uploaders)
+            }
+        }
     };
     let privacy = link(s.privacy.sniffers);
     let privacy_sweep = s.privacy.sniffer_sweep.iter().map(|&k| link(k)).collect();
@@ -531,7 +581,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         },
         network: NetworkFigures {
             relays: s.network.relays,
-            batches: all_batches.len() as u64,
+            batches: all_batches.len() as u64 + filter_revisions,
             keys,
             storage,
             propagation_ms_p50: report::quantile(&mut propagation, 0.5),
@@ -542,6 +592,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         privacy,
         privacy_sweep,
         sweep: Vec::new(),
+        forms: Vec::new(),
         daily,
         run: RunFigures {
             seconds: t0.elapsed().as_secs_f64(),
@@ -551,6 +602,57 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             threads: rayon::current_num_threads(),
         },
     })
+}
+
+/// Bytes a phone downloaded in a day, averaged over app users: each relay's
+/// download counts for the users of that relay.
+fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: usize) -> f64 {
+    bytes_per_relay
+        .iter()
+        .zip(users_per_relay)
+        .map(|(b, u)| *b as f64 * *u as f64)
+        .sum::<f64>()
+        / (app_users.max(1) as f64)
+}
+
+/// Lists the day filters of a relay and downloads, over HTTP, every one whose
+/// revision is newer than `seen` holds for its day (updating it); returns the
+/// filters by day and the bytes received on the wire.
+fn download_filters(
+    addr: std::net::SocketAddr,
+    seen: &mut HashMap<u32, u64>,
+) -> Result<(Vec<(u32, Vec<u8>)>, u64), RunError> {
+    let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
+    let mut bytes = list.wire_bytes as u64;
+    let entries: Vec<(u32, u64, String)> = list
+        .json()
+        .and_then(|j| {
+            j["filters"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some((
+                            u32::try_from(e["day"].as_u64()?).ok()?,
+                            e["revision"].as_u64()?,
+                            e["url"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (day, revision, url) in entries {
+        if seen.get(&day).is_some_and(|&r| r >= revision) {
+            continue;
+        }
+        let b = http::request(addr, "GET", &url, b"")?;
+        bytes += b.wire_bytes as u64;
+        if b.status == 200 {
+            seen.insert(day, revision);
+            out.push((day, b.body));
+        }
+    }
+    Ok((out, bytes))
 }
 
 /// A downloaded batch: sequence number and signed bytes.

@@ -58,6 +58,9 @@ pub struct Sweep {
     pub adoption: Vec<f64>,
     /// Initial infections (case load).
     pub initial_infected: Vec<u32>,
+    /// Publication forms to rerun the scenario in, for the key-form vs
+    /// filter-form comparison (the main run's form is always in it).
+    pub publication: Vec<Publication>,
 }
 
 impl Default for Scenario {
@@ -233,6 +236,27 @@ pub enum SdkPhones {
     Contacts,
 }
 
+/// How diagnosed users' keys are published.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Publication {
+    /// Daily keys in signed batches (SPEC.md §5.3): one key links a day's tokens.
+    #[default]
+    Keys,
+    /// Chosen intervals as unlinkable entries in signed day filters (SPEC.md §5.8).
+    Filter,
+}
+
+impl Publication {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Publication::Keys => "keys",
+            Publication::Filter => "filter",
+        }
+    }
+}
+
 /// The app.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,6 +269,8 @@ pub struct App {
     pub full_sync_sample: u32,
     /// Hour of the day (UTC) at which phones sync.
     pub sync_hour: u32,
+    /// How uploads are published.
+    pub publication: Publication,
 }
 
 impl Default for App {
@@ -254,6 +280,7 @@ impl Default for App {
             sdk_phones: SdkPhones::All,
             full_sync_sample: 50,
             sync_hour: 23,
+            publication: Publication::Keys,
         }
     }
 }

@@ -1,11 +1,12 @@
-//! How the figures move with adoption rate and case load: the scenario is rerun
-//! once per value in its `[sweep]` section, each rerun against fresh nodes.
+//! How the figures move with adoption rate, case load and publication form: the
+//! scenario is rerun once per value in its `[sweep]` section, each rerun against
+//! fresh nodes.
 
 use std::path::Path;
 
 use indicatif::ProgressBar;
 
-use crate::report::{Report, SweepPoint};
+use crate::report::{FormFigures, Report, SweepPoint};
 use crate::run::{run, RunError, RunOptions};
 use crate::scenario::Scenario;
 
@@ -34,6 +35,15 @@ pub fn point(parameter: &str, value: f64, r: &Report) -> SweepPoint {
 /// Runs `s`, then its sweep; the sweep points go into the main report.
 pub fn run_with_sweep(s: &Scenario, opts: &RunOptions, work: &Path) -> Result<Report, RunError> {
     let mut report = run(s, opts, work)?;
+    report.forms.push(FormFigures::of(&report));
+    let mut forms: Vec<Scenario> = Vec::new();
+    for &f in &s.sweep.publication {
+        if f != s.app.publication && forms.iter().all(|v| v.app.publication != f) {
+            let mut v = s.clone();
+            v.app.publication = f;
+            forms.push(v);
+        }
+    }
     let mut variants: Vec<(&str, f64, Scenario)> = Vec::new();
     for &a in &s.sweep.adoption {
         let mut v = s.clone();
@@ -45,11 +55,16 @@ pub fn run_with_sweep(s: &Scenario, opts: &RunOptions, work: &Path) -> Result<Re
         v.epidemic.initial_infected = i;
         variants.push(("initial_infected", f64::from(i), v));
     }
-    let bar = if opts.progress && !variants.is_empty() {
-        ProgressBar::new(variants.len() as u64).with_message("sweep")
+    let bar = if opts.progress && variants.len() + forms.len() > 0 {
+        ProgressBar::new((variants.len() + forms.len()) as u64).with_message("sweep")
     } else {
         ProgressBar::hidden()
     };
+    for v in forms {
+        let r = run(&v, &RunOptions::default(), work)?;
+        report.forms.push(FormFigures::of(&r));
+        bar.inc(1);
+    }
     for (name, value, v) in variants {
         let r = run(&v, &RunOptions::default(), work)?;
         report.sweep.push(point(name, value, &r));

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use traceless_sim::scenario::SdkPhones;
+use traceless_sim::scenario::{Publication, SdkPhones};
 use traceless_sim::{run, Report, RunOptions, Scenario};
 
 /// The checked-in demo scenario, shrunk so the unoptimised test build stays fast.
@@ -92,4 +92,47 @@ fn nobody_infected_nobody_notified() {
     assert_eq!(r.outcome.notified, 0);
     assert_eq!(r.network.batches, 0);
     assert!(r.cost.sightings > 0, "phones still hear each other");
+}
+
+/// The key-form vs filter-form comparison on the small demo: the filter form
+/// notifies the close contacts too, finds no window without a contact (no Bloom
+/// false alarm), costs more download, and links no uploader's path that the key
+/// form did not.
+#[test]
+fn filter_form_notifies_contacts_and_links_no_paths() {
+    let mut s = small_demo();
+    s.privacy.sniffers = 40;
+    s.app.sdk_phones = SdkPhones::Contacts;
+    s.app.full_sync_sample = 30;
+    let keys = go(&s);
+    s.app.publication = Publication::Filter;
+    let filter = go(&s);
+    let (k, f) = (&keys.outcome, &filter.outcome);
+    assert_eq!(filter.cost.sync_errors, 0, "{}", filter.headline());
+    assert_eq!(f.uploads, k.uploads, "the same uploads in both forms");
+    assert!(
+        filter.network.batches > 0,
+        "filter revisions were published"
+    );
+    assert!(
+        f.recall >= 0.6,
+        "filter-form recall too low: {}",
+        filter.headline()
+    );
+    assert_eq!(f.sample_windows_outside_contacts, 0);
+    assert!(
+        filter.cost.download_bytes_per_phone_per_day > keys.cost.download_bytes_per_phone_per_day,
+        "filters cost more bytes than keys"
+    );
+    assert_eq!(filter.privacy.form, "filter");
+    assert!(
+        keys.privacy.linked > 0,
+        "the key form links someone: {}",
+        keys.headline()
+    );
+    assert!(
+        filter.privacy.linked < keys.privacy.linked,
+        "{}",
+        filter.headline()
+    );
 }

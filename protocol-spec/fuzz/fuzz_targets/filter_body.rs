@@ -1,0 +1,20 @@
+#![no_main]
+//! `DayFilter::decode_body` (every size and parameter check, then the bloom
+//! filter itself) and, on success, probes of the decoded filter; then
+//! `SignedFilter::decode` + `verify` against a one-entry trust list.
+use libfuzzer_sys::fuzz_target;
+use traceless_protocol::filter::FilterEntry;
+use traceless_protocol::{DayFilter, SignedFilter, TrustList};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(f) = DayFilter::decode_body(data, 1_750_000_000) {
+        let _ = f.filter.contains(&FilterEntry([0; 16]));
+        let _ = f.filter.contains(&FilterEntry([0xff; 16]));
+    }
+    let mut trust = TrustList::new();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+    trust.insert("fuzz", 1, key);
+    if let Ok(signed) = SignedFilter::decode(data) {
+        let _ = signed.verify(&trust, 1_750_000_000);
+    }
+});
