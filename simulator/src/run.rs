@@ -621,7 +621,7 @@ fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: us
 fn download_filters(
     addr: std::net::SocketAddr,
     seen: &mut HashMap<u32, u64>,
-) -> Result<(Vec<(u32, Vec<u8>)>, u64), RunError> {
+) -> Result<(Vec<DownloadedFilter>, u64), RunError> {
     let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
     let mut bytes = list.wire_bytes as u64;
     let entries: Vec<(u32, u64, String)> = list
@@ -654,6 +654,9 @@ fn download_filters(
     }
     Ok((out, bytes))
 }
+
+/// A downloaded day filter: its day and signed bytes.
+type DownloadedFilter = (u32, Vec<u8>);
 
 /// A downloaded batch: sequence number and signed bytes.
 type Downloaded = (u64, Vec<u8>);
