@@ -1,5 +1,6 @@
 //! `traceless-node bench`: durable ingest (keys/s), cached batch downloads over
-//! loopback HTTP (req/s), and propagation latency across local nodes (p50/p99).
+//! loopback HTTP (req/s), propagation latency across local nodes (p50/p99), and
+//! filter-form entry storage and day-filter rebuild time.
 //! Speed is measured here, never asserted in tests.
 
 use std::path::PathBuf;
@@ -38,6 +39,13 @@ pub struct BenchArgs {
     /// Batches timed in the propagation test.
     #[arg(long, default_value_t = 50)]
     pub propagation_batches: u64,
+    /// Filter entries stored (as uploads of 2,304 entries) and folded into one
+    /// day filter by the gateway's rebuild.
+    #[arg(long, default_value_t = 500_000)]
+    pub filter_entries: u64,
+    /// Run only the filter benchmark.
+    #[arg(long)]
+    pub filters_only: bool,
 }
 
 const NOW: u64 = 1_700_000_000;
@@ -292,8 +300,56 @@ async fn propagation(args: &BenchArgs) -> Result<Propagation, String> {
     Ok(result)
 }
 
+/// Stores `args.filter_entries` entries of one day the way uploads do (one
+/// commit and flush per 2,304 entries, the most one upload carries), then times
+/// the rebuild that reads, decrypts, folds, signs and stores them as one filter.
+fn filters(args: &BenchArgs) -> Result<(f64, f64, u64), String> {
+    use crate::gateway::Gateway;
+    use crate::storage::{GatewayCommit, StoredEntry};
+    use traceless_protocol::{FilterEntry, GatewaySealKey};
+    let dir = temp_dir("filters");
+    let store = SledStore::open(&dir).map_err(|e| e.to_string())?;
+    let gateway = Gateway::new(authority(), 60, NOW, GatewaySealKey::generate(), Vec::new());
+    let day = day_of_unix(NOW) - 2;
+    let n = args
+        .filter_entries
+        .min(traceless_protocol::filter::MAX_FILTER_ENTRIES);
+    let entries: Vec<StoredEntry> = (0..n)
+        .map(|i| StoredEntry {
+            day,
+            interval: day_start_interval(day) + (i % 144) as u32,
+            entry: FilterEntry(rand::random()),
+        })
+        .collect();
+    let start = Instant::now();
+    for chunk in entries.chunks(16 * 144) {
+        store
+            .commit_gateway(&GatewayCommit {
+                filter_entries: chunk.to_vec(),
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let stored = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let built = gateway
+        .rebuild_filters(&store, NOW)
+        .map_err(|e| e.to_string())?;
+    let rebuild = start.elapsed().as_secs_f64();
+    let bytes = built.first().map_or(0, |f| f.bytes.len() as u64);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(crate::storage::files_dir(&dir));
+    Ok((stored, rebuild, bytes))
+}
+
 /// Runs the benchmarks and prints one line per figure.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let (stored, rebuild, bytes) = filters(&args)?;
+    println!("filter entries: {stored:.0} entries/s stored (2,304 per commit + flush); rebuild of one day filter of {} entries: {:.0} ms ({bytes} signed bytes)", args.filter_entries.min(traceless_protocol::filter::MAX_FILTER_ENTRIES), rebuild * 1000.0);
+    if args.filters_only {
+        return Ok(());
+    }
     let rate = ingest(&args)?;
     println!("durable ingest: {rate:.0} keys/s ({} batches of {} keys; verify + sled write + flush per batch; target >= 100000)", args.ingest_batches, args.keys_per_batch);
     let rate = download(&args).await?;

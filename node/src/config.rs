@@ -57,6 +57,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// GAEN export files.
     pub export: ExportConfig,
+    /// Day filters of filter-form uploads (gateways build them).
+    pub filters: FilterConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             gateway: None,
             retention: RetentionConfig::default(),
             export: ExportConfig::default(),
+            filters: FilterConfig::default(),
         }
     }
 }
@@ -208,6 +211,23 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Day-filter settings (SPEC.md §5.8).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Seconds between a gateway's filter rebuilds (each builds a new revision
+    /// only for days whose publishable entries changed).
+    pub rebuild_seconds: u64,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            rebuild_seconds: 600,
+        }
+    }
+}
+
 /// GAEN export settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -262,6 +282,11 @@ impl Config {
         if self.retention.interval_secs == 0 || self.retention.interval_secs > 3600 {
             return Err(ConfigError::Invalid(
                 "retention.interval_secs must be 1..=3600".into(),
+            ));
+        }
+        if self.filters.rebuild_seconds == 0 || self.filters.rebuild_seconds > 86_400 {
+            return Err(ConfigError::Invalid(
+                "filters.rebuild_seconds must be 1..=86400".into(),
             ));
         }
         if self.p2p.heartbeat_ms == 0 {
@@ -351,6 +376,11 @@ ip_colocation_penalty = false
 [retention]
 # How often keys past 14 days are deleted (at most hourly).
 interval_secs = 600
+
+[filters]
+# How often a gateway folds newly publishable filter-form entries into a new
+# revision of each day's filter (days without new entries are left alone).
+rebuild_seconds = 600
 
 [export]
 # Metadata of the GAEN export files served at /v1/exports/{day}.zip.

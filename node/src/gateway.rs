@@ -1,16 +1,31 @@
 //! The gateway role: accepts uploads for one authority, holds embargoed keys, and
-//! signs accepted keys into batches.
+//! signs accepted keys into batches; for filter-form uploads (SPEC.md §5.8) it
+//! stores only the hashed entries of the chosen intervals and folds the
+//! publishable ones into signed day filters.
+//!
+//! A filter-form upload's TEKs live only in memory while their entries are
+//! derived: they are never written, and nothing on this path logs them (`Tek`'s
+//! `Debug` is redacted, and errors name intervals and counts only).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
+use traceless_protocol::filter::{
+    entry_publishable, filter_entries, FILTER_SEED_LEN, MAX_FILTER_ENTRIES,
+};
+use traceless_protocol::wire::filter_expires_at;
 use traceless_protocol::{
-    AuthorityKey, Batch, DiagnosisKey, GatewaySealKey, TokenKey, Upload, WireError,
+    day_of_interval, AuthorityKey, Batch, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
+    IntervalMask, TokenKey, Upload, WireError,
 };
 
 use crate::embargo;
-use crate::storage::{BatchMeta, GatewayCommit, StorageError, Store, StoredBatch};
+use crate::storage::{
+    BatchMeta, FilterMeta, FilterPutOutcome, GatewayCommit, StorageError, Store, StoredBatch,
+    StoredEntry, StoredFilter,
+};
 use crate::upload_codes::{self, CodeError, RateLimiter};
 
 /// Why an upload was refused; each says what the client did wrong.
@@ -46,6 +61,29 @@ pub enum UploadError {
     /// The token was redeemed before.
     #[error("upload token was already used")]
     TokenSpent,
+    /// A filter-form upload would push a day's filter past its size limit.
+    #[error("day {day}'s filter is full: it holds {stored} entries, this upload adds {adding}, and a filter holds at most {max}; nothing was stored")]
+    FilterFull {
+        /// UTC day.
+        day: u32,
+        /// Entries stored for the day.
+        stored: u64,
+        /// New entries this upload would add.
+        adding: u64,
+        /// [`MAX_FILTER_ENTRIES`].
+        max: u64,
+    },
+}
+
+/// Why a filter rebuild failed (no filter of that run was published).
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The filter could not be built or signed.
+    #[error("building filter: {0}")]
+    Build(#[from] WireError),
 }
 
 impl From<CodeError> for UploadError {
@@ -66,6 +104,8 @@ pub struct UploadReceipt {
     pub embargoed: usize,
     /// Keys dropped because they were already past retention.
     pub expired: usize,
+    /// Filter entries derived from a filter-form upload (its keys are not stored).
+    pub filter_entries: usize,
 }
 
 /// A gateway: the authority key, the upload rate limit, and for anonymous
@@ -77,6 +117,8 @@ pub struct Gateway {
     token_keys: BTreeMap<u32, TokenKey>,
     // Serialises sequence allocation and token redemption.
     lock: Mutex<()>,
+    // Serialises filter rebuilds (the job and direct callers), apart from uploads.
+    rebuild_lock: Mutex<()>,
 }
 
 impl Gateway {
@@ -95,6 +137,7 @@ impl Gateway {
             seal_key,
             token_keys: token_keys.into_iter().map(|k| (k.epoch, k)).collect(),
             lock: Mutex::new(()),
+            rebuild_lock: Mutex::new(()),
         }
     }
 
@@ -173,7 +216,13 @@ impl Gateway {
             consume_code: Some(code),
             ..Default::default()
         };
-        self.stage_keys(store, upload.keys, now, &mut commit)
+        self.stage(
+            store,
+            upload.keys,
+            &upload.filter_intervals,
+            now,
+            &mut commit,
+        )
     }
 
     /// Accepts a sealed upload that a relay forwarded: opens it, redeems its
@@ -221,7 +270,135 @@ impl Gateway {
         } else {
             upload.keys
         };
-        self.stage_keys(store, keys, now, &mut commit)
+        self.stage(store, keys, &upload.filter_intervals, now, &mut commit)
+    }
+
+    /// The one path both authorizations take: a key-form upload's keys are
+    /// published or held, a filter-form upload's chosen intervals become entries.
+    fn stage(
+        &self,
+        store: &dyn Store,
+        keys: Vec<DiagnosisKey>,
+        masks: &[IntervalMask],
+        now: u64,
+        commit: &mut GatewayCommit,
+    ) -> Result<UploadReceipt, UploadError> {
+        if masks.is_empty() || keys.is_empty() {
+            self.stage_keys(store, keys, now, commit)
+        } else {
+            self.stage_entries(store, keys, masks, now, commit)
+        }
+    }
+
+    /// Derives the entries of every chosen interval and commits them with the
+    /// code or token spend, in one flush; the keys are dropped here. `Upload::decode`
+    /// validated the masks (exactly one per key, inside the key, ended). A key already past
+    /// retention adds nothing. Refuses the whole upload if a day would exceed
+    /// [`MAX_FILTER_ENTRIES`].
+    fn stage_entries(
+        &self,
+        store: &dyn Store,
+        keys: Vec<DiagnosisKey>,
+        masks: &[IntervalMask],
+        now: u64,
+        commit: &mut GatewayCommit,
+    ) -> Result<UploadReceipt, UploadError> {
+        let mut receipt = UploadReceipt::default();
+        for (key, mask) in keys.iter().zip(masks) {
+            if key.expires_at() <= now {
+                receipt.expired += 1;
+                continue;
+            }
+            // An entry of a day already past retention would be deleted unpublished.
+            commit.filter_entries.extend(
+                filter_entries(key, mask)
+                    .into_iter()
+                    .map(|(interval, entry)| StoredEntry {
+                        day: day_of_interval(interval),
+                        interval,
+                        entry,
+                    })
+                    .filter(|e| filter_expires_at(e.day) > now),
+            );
+        }
+        drop(keys);
+        // Sorted, so that nothing downstream sees the upload's key order.
+        commit.filter_entries.sort_unstable();
+        commit.filter_entries.dedup();
+        let mut by_day: BTreeMap<u32, u64> = BTreeMap::new();
+        for e in &commit.filter_entries {
+            if !store.has_filter_entry(e)? {
+                *by_day.entry(e.day).or_default() += 1;
+            }
+        }
+        let stored: BTreeMap<u32, u64> = store.filter_entry_days()?.into_iter().collect();
+        for (day, adding) in by_day {
+            let have = stored.get(&day).copied().unwrap_or(0);
+            if have + adding > MAX_FILTER_ENTRIES {
+                return Err(UploadError::FilterFull {
+                    day,
+                    stored: have,
+                    adding,
+                    max: MAX_FILTER_ENTRIES,
+                });
+            }
+        }
+        store.commit_gateway(commit)?;
+        receipt.filter_entries = commit.filter_entries.len();
+        Ok(receipt)
+    }
+
+    /// Folds each day's publishable entries into a new filter revision when they
+    /// differ from what the newest stored revision folded: a fresh random seed,
+    /// `revision = previous + 1`, `created_at = now`, signed and stored. Returns
+    /// the new filters (to gossip). Entries are only ever added to a day until
+    /// retention removes the whole day, so comparing counts finds every change.
+    pub fn rebuild_filters(
+        &self,
+        store: &dyn Store,
+        now: u64,
+    ) -> Result<Vec<StoredFilter>, RebuildError> {
+        let _guard = self.rebuild_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut built = Vec::new();
+        for (day, _) in store.filter_entry_days()? {
+            if filter_expires_at(day) <= now {
+                continue; // retention's now
+            }
+            let entries: Vec<_> = store
+                .filter_entries_of_day(day)?
+                .into_iter()
+                .filter(|e| entry_publishable(e.interval, now))
+                .map(|e| e.entry)
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            let previous = store.filter_meta(&self.key.origin, day)?;
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.entries == entries.len() as u64)
+            {
+                continue;
+            }
+            let mut seed = [0u8; FILTER_SEED_LEN];
+            OsRng.fill_bytes(&mut seed);
+            let filter = DayFilter {
+                origin: self.key.origin.clone(),
+                day,
+                revision: previous.map_or(1, |p| p.revision + 1),
+                created_at: now,
+                filter: EntryFilter::build(&entries, seed)?,
+            };
+            let bytes = filter.sign(&self.key)?.encode();
+            let stored = StoredFilter {
+                meta: FilterMeta::of(&filter, &bytes),
+                bytes,
+            };
+            if store.put_filter(&stored)? == FilterPutOutcome::New {
+                built.push(stored);
+            }
+        }
+        Ok(built)
     }
 
     /// Publishes, holds (embargo) or drops each key, and commits with one flush.
@@ -280,5 +457,82 @@ impl Gateway {
         }
         store.commit_gateway(&commit)?;
         Ok(commit.batches.into_iter().map(|b| b.meta).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::SledStore;
+    use traceless_protocol::{day_start_interval, Tek};
+
+    /// A day whose filter would pass [`MAX_FILTER_ENTRIES`] refuses the whole
+    /// upload: nothing stored, the code not consumed, and an error that says why.
+    #[test]
+    fn an_upload_that_would_overfill_a_days_filter_is_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let now = 1_700_000_000;
+        let (codes, records) = crate::upload_codes::issue(1, now + 86_400);
+        store.insert_codes(&records).unwrap();
+        let gateway = Gateway::new(
+            AuthorityKey::generate("test.health", 1),
+            100,
+            now,
+            GatewaySealKey::generate(),
+            Vec::new(),
+        );
+        let (full, other) = (19_673, 19_672);
+        store.set_entry_count_for_test(full, MAX_FILTER_ENTRIES - 1);
+        let key = |day| DiagnosisKey {
+            tek: Tek::generate(),
+            rolling_start: day_start_interval(day),
+            rolling_period: 144,
+            transmission_risk: 4,
+            days_since_onset: 0,
+        };
+        let mut two = IntervalMask::default();
+        two.set(1, true);
+        two.set(2, true);
+        let body = |keys: Vec<DiagnosisKey>, masks: Vec<IntervalMask>| {
+            Upload {
+                upload_code: codes[0].as_bytes().to_vec(),
+                token: None,
+                keys,
+                dummy: false,
+                filter_intervals: masks,
+            }
+            .encode_padded()
+            .unwrap()
+        };
+        let err = gateway
+            .accept(
+                &store,
+                &body(vec![key(other), key(full)], vec![two, two]),
+                now,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, UploadError::FilterFull { day, stored, adding: 2, .. }
+            if day == full && stored == MAX_FILTER_ENTRIES - 1)
+        );
+        assert!(err.to_string().contains("filter is full"), "{err}");
+        assert_eq!(
+            store.filter_entry_days().unwrap(),
+            vec![(full, MAX_FILTER_ENTRIES - 1)],
+            "nothing stored, not even the other day's entries"
+        );
+        // One more entry still fits, and the code was not consumed.
+        let mut one = IntervalMask::default();
+        one.set(1, true);
+        let receipt = gateway
+            .accept(&store, &body(vec![key(full)], vec![one]), now)
+            .unwrap();
+        assert_eq!(receipt.filter_entries, 1);
+        assert_eq!(
+            store.filter_entry_days().unwrap(),
+            vec![(full, MAX_FILTER_ENTRIES)]
+        );
     }
 }

@@ -8,6 +8,11 @@
 //! sled, delete keys 14 days after their validity ended with a signed, hash-chained
 //! deletion log, and serve phones over HTTP with a plain-words transparency page.
 //!
+//! Filter-form uploads (SPEC.md §5.8) take the same gateway paths; the gateway
+//! keeps only hashed per-interval entries (never the TEK), folds the publishable
+//! ones into a signed Bloom filter per day on a schedule, and nodes gossip, catch
+//! up on, serve and delete those filters like batches, byte for byte.
+//!
 //! What a node never holds: a client IP address, a user agent, or anything else
 //! that identifies a phone; access counts are aggregate. A batch is trusted only
 //! because its authority signature verifies under the configured trust list, never

@@ -8,16 +8,20 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use traceless_protocol::ed25519_dalek::SigningKey;
-use traceless_protocol::{SignedBatch, TrustList, WireError};
+use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, Role};
 use crate::federation::{self, Command};
 use crate::gateway::Gateway;
+use crate::gateway::RebuildError;
 use crate::http::metrics::{inc, Metrics};
 use crate::issuer::Issuer;
 use crate::keys::{self, KeyError};
-use crate::storage::{BatchMeta, PutOutcome, SledStore, StorageError, Store, StoredBatch};
+use crate::storage::{
+    BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, SledStore, StorageError, Store,
+    StoredBatch, StoredFilter,
+};
 use crate::{retention, upload_codes};
 
 /// Why a batch from a peer was not stored; says what the peer sent wrong.
@@ -92,6 +96,15 @@ pub struct NodeState {
     retention_lock: Mutex<()>,
 }
 
+/// Result of ingesting one day filter.
+#[derive(Clone, Debug)]
+pub struct IngestedFilter {
+    /// New (a higher revision than the one held) or stale.
+    pub outcome: FilterPutOutcome,
+    /// The filter's metadata.
+    pub meta: FilterMeta,
+}
+
 /// Result of ingesting one batch.
 #[derive(Clone, Debug)]
 pub struct Ingested {
@@ -159,6 +172,44 @@ impl NodeState {
         })
     }
 
+    /// Validates a `SignedFilter` from a peer (size, shape, hash parameters, trust
+    /// list, signature, freshness) and stores its exact bytes if its revision is
+    /// higher than the one held for its (origin, day).
+    pub fn ingest_filter(&self, bytes: &[u8]) -> Result<IngestedFilter, IngestError> {
+        let now = self.now();
+        let filter = SignedFilter::decode(bytes)?.verify(&self.trust, now)?;
+        let meta = FilterMeta::of(&filter, bytes);
+        let outcome = self.store.put_filter(&StoredFilter {
+            meta: meta.clone(),
+            bytes: bytes.to_vec(),
+        })?;
+        match outcome {
+            FilterPutOutcome::New => inc(&self.metrics.filters_stored),
+            FilterPutOutcome::Stale => inc(&self.metrics.filters_stale),
+        }
+        Ok(IngestedFilter { outcome, meta })
+    }
+
+    /// On a gateway: folds newly publishable filter entries into new revisions of
+    /// their day filters (see [`Gateway::rebuild_filters`]) and gossips them.
+    /// Returns the new filters. Safe to call at any time (the job calls it every
+    /// `filters.rebuild_seconds`).
+    pub fn rebuild_filters(&self) -> Result<Vec<FilterMeta>, RebuildError> {
+        let Some(g) = &self.gateway else {
+            return Ok(Vec::new());
+        };
+        let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
+        for f in &built {
+            inc(&self.metrics.filters_built);
+            tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
+                entries = f.meta.entries, "built day filter");
+            let _ = self
+                .federation
+                .send(Command::PublishFilter(f.bytes.clone()));
+        }
+        Ok(built.into_iter().map(|f| f.meta).collect())
+    }
+
     /// Seals embargoed gateway keys that are due, and hands every stored batch
     /// whose embargo has ended (and that was not yet announced) to gossip.
     /// Returns the batches announced.
@@ -190,7 +241,12 @@ impl NodeState {
             .retention_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let r = retention::run(self.store.as_ref(), &self.node_key, self.now())?;
+        let r = retention::run(
+            self.store.as_ref(),
+            &self.node_key,
+            self.gateway.as_ref().map(|g| g.origin()),
+            self.now(),
+        )?;
         if r.is_some() {
             inc(&self.metrics.retention_deletions);
         }
@@ -372,11 +428,14 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
 }
 
 /// The schedule: embargo releases and code imports every second, retention every
-/// `retention.interval_secs` (and once at start).
+/// `retention.interval_secs` (and once at start), filter rebuilds on gateways
+/// every `filters.rebuild_seconds` (and once at start).
 async fn jobs(state: Arc<NodeState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let retention_every = state.config.retention.interval_secs;
+    let rebuild_every = state.config.filters.rebuild_seconds;
     let mut last_retention: Option<u64> = None;
+    let mut last_rebuild: Option<u64> = None;
     loop {
         tick.tick().await;
         let s = state.clone();
@@ -394,6 +453,18 @@ async fn jobs(state: Arc<NodeState>) {
             let _ = tokio::task::spawn_blocking(move || {
                 if let Err(e) = s.run_retention() {
                     tracing::error!("retention failed: {e}");
+                }
+            })
+            .await;
+        }
+        if state.gateway.is_some()
+            && last_rebuild.is_none_or(|t| now >= t + rebuild_every || now < t)
+        {
+            last_rebuild = Some(now);
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = s.rebuild_filters() {
+                    tracing::error!("filter rebuild failed: {e}");
                 }
             })
             .await;

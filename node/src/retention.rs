@@ -1,7 +1,14 @@
 //! Retention (SPEC.md §8): batches whose keys' validity ended more than
-//! `RETENTION_DAYS` ago are deleted whole, and each run that deletes something
-//! appends a signed, hash-chained entry to the public deletion log. Nothing else
-//! about a deleted batch is kept.
+//! `RETENTION_DAYS` ago are deleted whole, and so are day filters and a gateway's
+//! filter entries at the end of their day's retention; each run that deletes
+//! something appends a signed, hash-chained entry to the public deletion log.
+//! Nothing else about a deleted batch or filter is kept.
+//!
+//! `DeletedRange` has no kind field, so a deleted day filter is logged as a range
+//! of its origin and day whose `first_sequence..=last_sequence` are the filter's
+//! revisions this node held and whose `key_count` is its entry count (on the
+//! gateway: the entries it deleted). Filter ranges follow the batch ranges of the
+//! same record.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +16,7 @@ use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::wire::{DeletedRange, DeletionRecord};
 use traceless_protocol::WireError;
 
-use crate::storage::{BatchMeta, StorageError, Store};
+use crate::storage::{BatchMeta, Expired, FilterMeta, StorageError, Store};
 
 /// Why a retention run failed (nothing was deleted then).
 #[derive(Debug, thiserror::Error)]
@@ -59,19 +66,65 @@ pub fn deleted_ranges(batches: &[BatchMeta]) -> Vec<DeletedRange> {
     out
 }
 
-/// Deletes every batch due at `now` (its last key's validity ended more than
+/// The ranges a deletion record lists for expired filters and filter entries:
+/// one per (origin, day) with the revision range held and the entry count. A
+/// gateway's entries of a day are counted in its own filter's range (or, if no
+/// filter of that day was ever built, in a range of revision 1).
+pub fn deleted_filter_ranges(
+    filters: &[FilterMeta],
+    entry_days: &[(u32, u64)],
+    gateway_origin: Option<&str>,
+) -> Vec<DeletedRange> {
+    let mut ranges: BTreeMap<(String, u32), DeletedRange> = BTreeMap::new();
+    for f in filters {
+        ranges.insert(
+            (f.origin.clone(), f.day),
+            DeletedRange {
+                origin: f.origin.clone(),
+                first_sequence: f.first_revision.max(1),
+                last_sequence: f.revision.max(1),
+                key_count: f.entries,
+                day: f.day,
+            },
+        );
+    }
+    if let Some(origin) = gateway_origin {
+        for &(day, entries) in entry_days {
+            let r = ranges
+                .entry((origin.to_owned(), day))
+                .or_insert_with(|| DeletedRange {
+                    origin: origin.to_owned(),
+                    first_sequence: 1,
+                    last_sequence: 1,
+                    key_count: 0,
+                    day,
+                });
+            r.key_count = r.key_count.max(entries);
+        }
+    }
+    ranges.into_values().collect()
+}
+
+/// Deletes every batch, day filter and filter entry due at `now` (its last key's validity ended more than
 /// `RETENTION_DAYS` ago) and logs it. Returns the new log entry, if any.
 pub fn run(
     store: &dyn Store,
     node_key: &SigningKey,
+    gateway_origin: Option<&str>,
     now: u64,
 ) -> Result<Option<DeletionRecord>, RetentionError> {
-    // Due means `now > expires_at`, the same boundary at which batch verification
-    // starts refusing the batch, so a deleted batch cannot come back.
-    let due = store.expired_batches(now.saturating_sub(1))?;
+    // Due means `now > expires_at`, the same boundary at which batch and filter
+    // verification start refusing them, so a deleted one cannot come back.
+    let due: Expired = store.expired(now.saturating_sub(1))?;
     if due.is_empty() {
         return Ok(None);
     }
+    let mut deleted = deleted_ranges(&due.batches);
+    deleted.extend(deleted_filter_ranges(
+        &due.filters,
+        &due.entry_days,
+        gateway_origin,
+    ));
     let log = store.deletion_log()?;
     let record = DeletionRecord {
         index: log.len() as u64,
@@ -80,14 +133,16 @@ pub fn run(
             .map_or(DeletionRecord::GENESIS_HASH, |e| e.hash()),
         deleted_at: now,
         node_id: node_key.verifying_key().to_bytes(),
-        deleted: deleted_ranges(&due),
+        deleted,
     };
     let signed = record.sign(node_key)?;
     store.delete_and_log(&due, &signed)?;
     tracing::info!(
-        batches = due.len(),
-        keys = due.iter().map(|b| b.key_count).sum::<u64>(),
-        "retention deleted expired batches"
+        batches = due.batches.len(),
+        keys = due.batches.iter().map(|b| b.key_count).sum::<u64>(),
+        filters = due.filters.len(),
+        filter_entries = due.entry_days.iter().map(|d| d.1).sum::<u64>(),
+        "retention deleted expired batches and filters"
     );
     Ok(Some(record))
 }

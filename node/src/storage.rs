@@ -1,17 +1,37 @@
-//! Durable storage of batches, the deletion log, upload codes and embargoed keys.
+//! Durable storage of batches, day filters and filter entries (SPEC.md §5.8), the
+//! deletion log, upload codes and embargoed keys.
 //!
 //! Everything lives in one sled tree under one-byte key prefixes, so that every
 //! logical change (a batch and its indexes; a retention run and its log entry; an
 //! upload, its code and its batches) is one atomic `apply_batch` followed by a
 //! flush. A write is acknowledged only after the flush returns: sled's flush is
 //! `sync_file_range` on Linux, which survives `kill -9` (not power loss).
+//!
+//! Filter entries are keyed by `(day, interval, entry)` and nothing else, so the
+//! tree's order says nothing about which entries came from one upload; the TEK
+//! they were derived from is never written.
+//!
+//! sled is log-structured: a removed record stays in its files until the segment
+//! is reused, so deleting a record does not take its bytes off the disk. What
+//! retention must really destroy therefore lives outside sled, in a directory
+//! next to the database (`<db>-files/`): each day filter's signed bytes in a file
+//! of their own (deleted at retention), and a random per-day key under which that
+//! day's filter entries are stored AES-128-encrypted (a permutation of the
+//! 16-byte entry, so order and uniqueness are kept). Deleting the day's key file
+//! at retention leaves sled's copies of the entries unreadable.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use aes::Aes128;
+use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
-use traceless_protocol::wire::SignedDeletionRecord;
-use traceless_protocol::{Batch, DiagnosisKey, Tek};
+use traceless_protocol::filter::FILTER_ENTRY_LEN;
+use traceless_protocol::wire::{filter_expires_at, SignedDeletionRecord};
+use traceless_protocol::{Batch, DayFilter, DiagnosisKey, FilterEntry, Tek};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +42,15 @@ pub enum StorageError {
     /// A stored record does not decode (corruption or a foreign database).
     #[error("stored record under {0} is corrupt")]
     Corrupt(&'static str),
+    /// A file next to the database (day filters, entry keys) failed.
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
 }
+
+/// File-name prefix of the per-day keys that encrypt stored filter entries.
+pub const ENTRY_KEY_FILE_PREFIX: &str = "entry-key-";
+/// File-name prefix of stored day filters (`filter-<hex origin>-<day>-<revision>`).
+pub const FILTER_FILE_PREFIX: &str = "filter-";
 
 /// What is known about a stored batch without reading its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +151,134 @@ pub enum PutOutcome {
     Conflict,
 }
 
+/// What is known about a stored day filter without reading its bytes. A node
+/// keeps only the newest revision per (origin, day).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterMeta {
+    /// Authority id.
+    pub origin: String,
+    /// UTC day of the entries.
+    pub day: u32,
+    /// Revision of the stored (newest) filter.
+    pub revision: u64,
+    /// The first revision this node stored for (origin, day): with `revision`,
+    /// the range the deletion log records.
+    pub first_revision: u64,
+    /// Publication time claimed by the authority.
+    pub created_at: u64,
+    /// Entries folded into the filter.
+    pub entries: u64,
+    /// SHA-256 of the `SignedFilter` encoding: ETag and gossip message id.
+    pub content_id: [u8; 32],
+    /// Length of the `SignedFilter` encoding.
+    pub len: u64,
+}
+
+impl FilterMeta {
+    /// Metadata of a verified filter and its exact signed bytes.
+    pub fn of(filter: &DayFilter, signed_bytes: &[u8]) -> Self {
+        FilterMeta {
+            origin: filter.origin.clone(),
+            day: filter.day,
+            revision: filter.revision,
+            first_revision: filter.revision,
+            created_at: filter.created_at,
+            entries: filter.filter.entries(),
+            content_id: content_id(signed_bytes),
+            len: signed_bytes.len() as u64,
+        }
+    }
+
+    /// Unix seconds after which retention deletes the filter.
+    pub fn expires_at(&self) -> u64 {
+        filter_expires_at(self.day)
+    }
+
+    const LEN: usize = 8 * 5 + 32;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        for n in [
+            self.revision,
+            self.first_revision,
+            self.created_at,
+            self.entries,
+            self.len,
+        ] {
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        v.extend_from_slice(&self.content_id);
+        v
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
+        let bad = || StorageError::Corrupt("f");
+        let (origin, day) = split_filter_key(key.get(1..).ok_or_else(bad)?).ok_or_else(bad)?;
+        if v.len() != Self::LEN {
+            return Err(bad());
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+        Ok(FilterMeta {
+            origin,
+            day,
+            revision: u64_at(0),
+            first_revision: u64_at(8),
+            created_at: u64_at(16),
+            entries: u64_at(24),
+            len: u64_at(32),
+            content_id: v[40..72].try_into().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A day filter as stored: its metadata and exact signed bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFilter {
+    /// Metadata.
+    pub meta: FilterMeta,
+    /// The `SignedFilter` encoding, served byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+/// Result of storing a day filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterPutOutcome {
+    /// Stored (replacing a lower revision, if any), and flushed.
+    New,
+    /// A revision at least as high is stored already; nothing changed.
+    Stale,
+}
+
+/// One filter entry a gateway holds: the UTC day, the interval and the entry.
+/// Never the TEK or the RPI it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredEntry {
+    /// UTC day of `interval`.
+    pub day: u32,
+    /// The chosen interval.
+    pub interval: u32,
+    /// `SHA-256(context || 0 || RPI || interval)[..16]`.
+    pub entry: FilterEntry,
+}
+
+/// What one retention run deletes.
+#[derive(Clone, Debug, Default)]
+pub struct Expired {
+    /// Expired batches.
+    pub batches: Vec<BatchMeta>,
+    /// Expired day filters.
+    pub filters: Vec<FilterMeta>,
+    /// Days whose stored filter entries expired, with how many there are.
+    pub entry_days: Vec<(u32, u64)>,
+}
+
+impl Expired {
+    /// Whether nothing is due.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.filters.is_empty() && self.entry_days.is_empty()
+    }
+}
+
 /// A single-use upload code as stored: never the code, only a salted hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeRecord {
@@ -188,6 +344,8 @@ pub struct GatewayCommit {
     pub next_sequence: Option<(String, u64)>,
     /// An upload token to mark spent: (epoch, SHA-256 of its input).
     pub spend_token: Option<(u32, [u8; 32])>,
+    /// Filter entries of a filter-form upload (entries already stored are kept once).
+    pub filter_entries: Vec<StoredEntry>,
 }
 
 /// The node's storage: a small interface so that the engine can be swapped.
@@ -215,10 +373,11 @@ pub trait Store: Send + Sync + 'static {
     fn batches_of_day(&self, day: u32) -> Result<Vec<BatchMeta>, StorageError>;
     /// Metadata of batches whose retention ended at or before `now`.
     fn expired_batches(&self, now: u64) -> Result<Vec<BatchMeta>, StorageError>;
-    /// Deletes batches and appends the record of it to the deletion log, atomically.
+    /// Deletes expired batches, filters and filter entries and appends the record
+    /// of it to the deletion log, atomically.
     fn delete_and_log(
         &self,
-        batches: &[BatchMeta],
+        expired: &Expired,
         record: &SignedDeletionRecord,
     ) -> Result<(), StorageError>;
     /// The deletion log, oldest first.
@@ -246,6 +405,63 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets spent tokens of every epoch not in `keep` (their key is retired, so
     /// they can never verify again); returns how many were removed.
     fn purge_spent_tokens(&self, keep: &[u32]) -> Result<usize, StorageError>;
+    /// Stores a verified day filter if its revision is higher than the stored
+    /// one for its (origin, day), replacing that one, durably.
+    fn put_filter(&self, filter: &StoredFilter) -> Result<FilterPutOutcome, StorageError>;
+    /// The newest stored filter of (origin, day).
+    fn get_filter(&self, origin: &str, day: u32) -> Result<Option<StoredFilter>, StorageError>;
+    /// Metadata of the newest stored filter of (origin, day).
+    fn filter_meta(&self, origin: &str, day: u32) -> Result<Option<FilterMeta>, StorageError>;
+    /// Metadata of every stored filter, by origin then day.
+    fn all_filters(&self) -> Result<Vec<FilterMeta>, StorageError>;
+    /// Days with stored filter entries (gateway), with their entry counts, ascending.
+    fn filter_entry_days(&self) -> Result<Vec<(u32, u64)>, StorageError>;
+    /// The stored entries of one day, by interval then entry.
+    fn filter_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError>;
+    /// Whether an entry is stored.
+    fn has_filter_entry(&self, entry: &StoredEntry) -> Result<bool, StorageError>;
+    /// Expired batches, filters and filter-entry days at `now` (due when their
+    /// expiry is at or before `now`).
+    fn expired(&self, now: u64) -> Result<Expired, StorageError>;
+}
+
+fn filter_key(prefix: u8, origin: &str, day: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + 6);
+    k.push(prefix);
+    k.extend_from_slice(origin.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&day.to_be_bytes());
+    k
+}
+
+fn split_filter_key(k: &[u8]) -> Option<(String, u32)> {
+    if k.len() < 6 {
+        return None;
+    }
+    let (origin, rest) = k.split_at(k.len() - 5);
+    if rest[0] != 0 {
+        return None;
+    }
+    let day = u32::from_be_bytes(rest[1..].try_into().ok()?);
+    Some((String::from_utf8(origin.to_vec()).ok()?, day))
+}
+
+/// `n || day || interval || sealed entry`: entries sort by day, interval and the
+/// encrypted entry only.
+fn entry_key(e: &StoredEntry) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + FILTER_ENTRY_LEN);
+    k.push(b'n');
+    k.extend_from_slice(&e.day.to_be_bytes());
+    k.extend_from_slice(&e.interval.to_be_bytes());
+    k.extend_from_slice(&e.entry.0);
+    k
+}
+
+/// `k || day`: the number of entries stored for a day.
+fn entry_count_key(day: u32) -> Vec<u8> {
+    let mut k = vec![b'k'];
+    k.extend_from_slice(&day.to_be_bytes());
+    k
 }
 
 fn spent_key(epoch: u32, id: &[u8; 32]) -> Vec<u8> {
@@ -255,10 +471,48 @@ fn spent_key(epoch: u32, id: &[u8; 32]) -> Vec<u8> {
     k
 }
 
-/// The sled implementation of [`Store`].
+/// The sled implementation of [`Store`], with day filters and entry keys in files
+/// next to the database (see the module docs).
 pub struct SledStore {
     db: sled::Db,
     write: Mutex<()>,
+    files: PathBuf,
+    entry_keys: Mutex<BTreeMap<u32, [u8; 16]>>,
+}
+
+/// The directory next to the database `db_dir` for the files retention deletes.
+pub fn files_dir(db_dir: &Path) -> PathBuf {
+    let name = db_dir
+        .file_name()
+        .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
+    db_dir.with_file_name(format!("{name}-files"))
+}
+
+/// Writes `bytes` to `path` so that after a crash the file is either absent or
+/// whole: a temporary file, fsync, rename, fsync of the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let dir = path.parent().ok_or(StorageError::Corrupt("file path"))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn filter_file_stem(origin: &str, day: u32) -> String {
+    format!("{FILTER_FILE_PREFIX}{}-{day}-", hex::encode(origin))
+}
+
+fn parse_filter_file(name: &str) -> Option<(String, u32, u64)> {
+    let rest = name.strip_prefix(FILTER_FILE_PREFIX)?;
+    let mut parts = rest.split('-');
+    let origin = String::from_utf8(hex::decode(parts.next()?).ok()?).ok()?;
+    let day = parts.next()?.parse().ok()?;
+    let revision = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((origin, day, revision))
 }
 
 fn batch_key(prefix: u8, origin: &str, sequence: u64) -> Vec<u8> {
@@ -320,9 +574,127 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
             .open()?;
-        Ok(SledStore {
+        let store = SledStore {
             db,
             write: Mutex::new(()),
+            files: files_dir(dir),
+            entry_keys: Mutex::new(BTreeMap::new()),
+        };
+        store.remove_orphan_files()?;
+        Ok(store)
+    }
+
+    /// Removes files that no record refers to: a filter revision whose metadata
+    /// was never committed or was replaced, an entry key of a day without entries,
+    /// a half-written temporary file (a crash between the file and the database).
+    fn remove_orphan_files(&self) -> Result<(), StorageError> {
+        let Ok(dir) = std::fs::read_dir(&self.files) else {
+            return Ok(());
+        };
+        for item in dir {
+            let path = item?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let keep = if let Some((origin, day, revision)) = parse_filter_file(&name) {
+                self.filter_meta(&origin, day)?
+                    .is_some_and(|m| m.revision == revision)
+            } else if let Some(day) = name.strip_prefix(ENTRY_KEY_FILE_PREFIX) {
+                day.parse::<u32>()
+                    .ok()
+                    .map(|d| self.db.contains_key(entry_count_key(d)))
+                    .transpose()?
+                    .unwrap_or(false)
+            } else {
+                false
+            };
+            if !keep {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn filter_file(&self, origin: &str, day: u32, revision: u64) -> PathBuf {
+        self.files
+            .join(format!("{}{revision}", filter_file_stem(origin, day)))
+    }
+
+    /// Deletes every file of (origin, day): the stored revision and any orphan.
+    fn remove_filter_files(&self, origin: &str, day: u32) -> Result<(), StorageError> {
+        let stem = filter_file_stem(origin, day);
+        let Ok(dir) = std::fs::read_dir(&self.files) else {
+            return Ok(());
+        };
+        for item in dir {
+            let path = item?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
+            {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry_key_path(&self, day: u32) -> PathBuf {
+        self.files.join(format!("{ENTRY_KEY_FILE_PREFIX}{day}"))
+    }
+
+    /// The cipher of a day's entries; with `create`, a new random key is written
+    /// durably if the day has none yet.
+    fn entry_cipher(&self, day: u32, create: bool) -> Result<Option<Aes128>, StorageError> {
+        let mut keys = self.entry_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(&day) {
+            return Ok(Some(Aes128::new(&(*k).into())));
+        }
+        let path = self.entry_key_path(day);
+        let key: [u8; 16] = match std::fs::read(&path) {
+            Ok(b) => b
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("entry key"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let mut k = [0u8; 16];
+                OsRng.fill_bytes(&mut k);
+                write_durably(&path, &k)?;
+                k
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        keys.insert(day, key);
+        Ok(Some(Aes128::new(&key.into())))
+    }
+
+    /// The sled key of an entry: the entry encrypted under its day's key.
+    fn sealed_entry_key(cipher: &Aes128, e: &StoredEntry) -> Vec<u8> {
+        let mut block = e.entry.0.into();
+        cipher.encrypt_block(&mut block);
+        let sealed: [u8; FILTER_ENTRY_LEN] = block.into();
+        entry_key(&StoredEntry {
+            entry: FilterEntry(sealed),
+            ..*e
+        })
+    }
+
+    /// Sets a day's entry count as if that many entries were stored.
+    #[cfg(test)]
+    pub(crate) fn set_entry_count_for_test(&self, day: u32, n: u64) {
+        self.db
+            .insert(entry_count_key(day), &n.to_be_bytes()[..])
+            .expect("insert");
+    }
+
+    fn entry_count(&self, day: u32) -> Result<u64, StorageError> {
+        Ok(match self.db.get(entry_count_key(day))? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("k"))?,
+            ),
+            None => 0,
         })
     }
 
@@ -515,13 +887,13 @@ impl Store for SledStore {
 
     fn delete_and_log(
         &self,
-        batches: &[BatchMeta],
+        expired: &Expired,
         record: &SignedDeletionRecord,
     ) -> Result<(), StorageError> {
         let _guard = self.lock();
         let index = self.db.scan_prefix([b'l']).count() as u64;
         let mut ops = sled::Batch::default();
-        for m in batches {
+        for m in &expired.batches {
             ops.remove(batch_key(b'b', &m.origin, m.sequence));
             ops.remove(batch_key(b'x', &m.origin, m.sequence));
             ops.remove(indexed_key(
@@ -543,11 +915,40 @@ impl Store for SledStore {
                 m.sequence,
             ));
         }
+        for f in &expired.filters {
+            ops.remove(filter_key(b'f', &f.origin, f.day));
+        }
+        for &(day, _) in &expired.entry_days {
+            let mut prefix = vec![b'n'];
+            prefix.extend_from_slice(&day.to_be_bytes());
+            for item in self.db.scan_prefix(prefix) {
+                ops.remove(item?.0);
+            }
+            ops.remove(entry_count_key(day));
+        }
         let mut key = vec![b'l'];
         key.extend_from_slice(&index.to_be_bytes());
         ops.insert(key, record.encode());
         self.db.apply_batch(ops)?;
         self.db.flush()?;
+        // What sled cannot destroy: the filters' bytes and the keys of the
+        // entries (a crash before this point leaves orphans, removed at open).
+        for f in &expired.filters {
+            self.remove_filter_files(&f.origin, f.day)?;
+        }
+        let mut keys = self.entry_keys.lock().unwrap_or_else(|e| e.into_inner());
+        for &(day, _) in &expired.entry_days {
+            keys.remove(&day);
+            match std::fs::remove_file(self.entry_key_path(day)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        if !expired.entry_days.is_empty() || !expired.filters.is_empty() {
+            if let Ok(d) = std::fs::File::open(&self.files) {
+                d.sync_all()?;
+            }
+        }
         Ok(())
     }
 
@@ -661,6 +1062,32 @@ impl Store for SledStore {
         if let Some((epoch, id)) = &c.spend_token {
             ops.insert(spent_key(*epoch, id), &[][..]);
         }
+        let mut added: BTreeMap<u32, u64> = Default::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut ciphers = BTreeMap::new();
+        for e in &c.filter_entries {
+            if let std::collections::btree_map::Entry::Vacant(v) = ciphers.entry(e.day) {
+                v.insert(
+                    self.entry_cipher(e.day, true)?
+                        .ok_or(StorageError::Corrupt("entry key"))?,
+                );
+            }
+        }
+        for e in &c.filter_entries {
+            let cipher = ciphers
+                .get(&e.day)
+                .ok_or(StorageError::Corrupt("entry key"))?;
+            let k = Self::sealed_entry_key(cipher, e);
+            if self.db.contains_key(&k)? || !seen.insert(k.clone()) {
+                continue;
+            }
+            ops.insert(k, &[][..]);
+            *added.entry(e.day).or_default() += 1;
+        }
+        for (day, n) in added {
+            let count = self.entry_count(day)? + n;
+            ops.insert(entry_count_key(day), &count.to_be_bytes()[..]);
+        }
         self.db.apply_batch(ops)?;
         self.db.flush()?;
         Ok(())
@@ -679,6 +1106,133 @@ impl Store for SledStore {
                 .map(u32::from_be_bytes)
                 .ok_or(StorageError::Corrupt("spent token"))?;
             Ok(!keep.contains(&epoch))
+        })
+    }
+
+    fn put_filter(&self, filter: &StoredFilter) -> Result<FilterPutOutcome, StorageError> {
+        let _guard = self.lock();
+        let m = &filter.meta;
+        let mut meta = m.clone();
+        let mut old_revision = None;
+        if let Some(old) = self.filter_meta(&m.origin, m.day)? {
+            if old.revision >= m.revision {
+                return Ok(FilterPutOutcome::Stale);
+            }
+            meta.first_revision = old.first_revision.min(m.revision);
+            old_revision = Some(old.revision);
+        }
+        // The file first: metadata never points at a revision that is not on disk.
+        write_durably(
+            &self.filter_file(&m.origin, m.day, m.revision),
+            &filter.bytes,
+        )?;
+        self.db
+            .insert(filter_key(b'f', &m.origin, m.day), meta.encode())?;
+        self.db.flush()?;
+        if let Some(old) = old_revision {
+            match std::fs::remove_file(self.filter_file(&m.origin, m.day, old)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(FilterPutOutcome::New)
+    }
+
+    fn get_filter(&self, origin: &str, day: u32) -> Result<Option<StoredFilter>, StorageError> {
+        let Some(meta) = self.filter_meta(origin, day)? else {
+            return Ok(None);
+        };
+        let bytes = match std::fs::read(self.filter_file(origin, day, meta.revision)) {
+            Ok(b) => b,
+            // Replaced or deleted between reading the metadata and the file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(StoredFilter { meta, bytes }))
+    }
+
+    fn filter_meta(&self, origin: &str, day: u32) -> Result<Option<FilterMeta>, StorageError> {
+        let key = filter_key(b'f', origin, day);
+        self.db
+            .get(&key)?
+            .map(|v| FilterMeta::decode(&key, &v))
+            .transpose()
+    }
+
+    fn all_filters(&self) -> Result<Vec<FilterMeta>, StorageError> {
+        self.db
+            .scan_prefix([b'f'])
+            .map(|item| {
+                let (k, v) = item?;
+                FilterMeta::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn filter_entry_days(&self) -> Result<Vec<(u32, u64)>, StorageError> {
+        self.db
+            .scan_prefix([b'k'])
+            .map(|item| {
+                let (k, v) = item?;
+                let bad = || StorageError::Corrupt("k");
+                let day: [u8; 4] = k.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+                let n: [u8; 8] = v.as_ref().try_into().map_err(|_| bad())?;
+                Ok((u32::from_be_bytes(day), u64::from_be_bytes(n)))
+            })
+            .collect()
+    }
+
+    fn filter_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError> {
+        let Some(cipher) = self.entry_cipher(day, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut prefix = vec![b'n'];
+        prefix.extend_from_slice(&day.to_be_bytes());
+        let mut entries: Vec<StoredEntry> = self
+            .db
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, _) = item?;
+                let bad = || StorageError::Corrupt("n");
+                if k.len() != 9 + FILTER_ENTRY_LEN {
+                    return Err(bad());
+                }
+                let sealed: [u8; FILTER_ENTRY_LEN] = k[9..].try_into().map_err(|_| bad())?;
+                let mut block = sealed.into();
+                cipher.decrypt_block(&mut block);
+                Ok(StoredEntry {
+                    day,
+                    interval: u32::from_be_bytes(k[5..9].try_into().map_err(|_| bad())?),
+                    entry: FilterEntry(block.into()),
+                })
+            })
+            .collect::<Result<_, StorageError>>()?;
+        entries.sort_unstable();
+        Ok(entries)
+    }
+
+    fn has_filter_entry(&self, entry: &StoredEntry) -> Result<bool, StorageError> {
+        match self.entry_cipher(entry.day, false)? {
+            Some(cipher) => Ok(self
+                .db
+                .contains_key(Self::sealed_entry_key(&cipher, entry))?),
+            None => Ok(false),
+        }
+    }
+
+    fn expired(&self, now: u64) -> Result<Expired, StorageError> {
+        Ok(Expired {
+            batches: self.expired_batches(now)?,
+            filters: self
+                .all_filters()?
+                .into_iter()
+                .filter(|f| f.expires_at() <= now)
+                .collect(),
+            entry_days: self
+                .filter_entry_days()?
+                .into_iter()
+                .filter(|&(day, _)| filter_expires_at(day) <= now)
+                .collect(),
         })
     }
 }

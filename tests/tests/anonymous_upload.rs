@@ -306,6 +306,101 @@ async fn a_sealed_upload_through_a_relay_notifies_a_contact_and_links_nothing() 
     net.gateway.shutdown().await;
 }
 
+/// The filter form through the same anonymous path: Alice leaves out her
+/// evening, so Dave, whom she met then, is not told; Bob, met in the morning, is.
+/// The gateway publishes entries it derived itself and keeps no TEK or RPI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_form_upload_publishes_only_chosen_intervals_and_keeps_no_key() {
+    let clock = ManualClock::new(NOON);
+    let net = network(1, &clock).await;
+    let keys = gateway_keys(&net);
+    let yesterday = u64::from(DAY - 1) * 86_400;
+    let phone_clock = ManualClock::new(yesterday);
+    let new_phone = || Sdk::in_memory(SdkConfig::default(), Arc::new(phone_clock.clone())).unwrap();
+    let (mut alice, mut bob, mut dave) = (new_phone(), new_phone(), new_phone());
+    let meet = |alice: &mut Sdk, other: &mut Sdk, from: u64| {
+        phone_clock.set(from);
+        for _ in 0..8 {
+            let ad = alice.advertisement().unwrap();
+            other
+                .record_sighting(&ad.to_bytes(), -58, None, phone_clock.now())
+                .unwrap();
+            phone_clock.advance(240);
+        }
+    };
+    meet(&mut alice, &mut bob, yesterday + 9 * 3600);
+    meet(&mut alice, &mut dave, yesterday + 20 * 3600);
+    phone_clock.set(NOON);
+    alice.advertisement().unwrap();
+    get_tokens(&net, &mut alice, &net.codes[0], 1, &keys);
+    let evening = (yesterday + 19 * 3600, yesterday + 22 * 3600);
+    let sealed = alice
+        .sealed_filter_upload(&keys.seal, DAY - 1, &[evening])
+        .unwrap();
+    assert_eq!(sealed.len(), SEALED_UPLOAD_LEN, "as long as any upload");
+    let (r, _) =
+        post_from_phone(net.relay.http_addr, &format!("/v1/relay/{ORIGIN}"), &sealed).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // The gateway folds the entries (their embargo has passed) and gossips the filter.
+    let built = net.gateway.state.rebuild_filters().unwrap();
+    assert!(built.iter().any(|f| f.day == DAY - 1), "{built:?}");
+    let path = format!("/v1/filters/{ORIGIN}/{}", DAY - 1);
+    let served = common::eventually(|| {
+        let r = request(net.relay.http_addr, "GET", &path, b"").ok()?;
+        (r.status == 200).then_some(r.body)
+    })
+    .await
+    .expect("the filter never reached the relay");
+    let at_gateway = request(net.gateway.http_addr, "GET", &path, b"").unwrap();
+    assert_eq!(
+        served, at_gateway.body,
+        "relay and gateway serve identical bytes"
+    );
+
+    phone_clock.set(NOON + 600);
+    for phone in [&mut bob, &mut dave] {
+        phone.trust_authority(ORIGIN, 1, net.authority.verifying_key());
+        assert!(common::sync_filters_from(net.relay.http_addr, ORIGIN, phone) >= 1);
+        assert_eq!(
+            common::sync_filters_from(net.relay.http_addr, ORIGIN, phone),
+            0,
+            "an unchanged revision is not downloaded again"
+        );
+    }
+    let bob_days = bob.exposure_summary().unwrap();
+    assert_eq!(bob_days.len(), 1, "{bob_days:?}");
+    assert_eq!(bob_days[0].day, DAY - 1);
+    assert!(bob_days[0].high_risk, "{bob_days:?}");
+    assert!(
+        dave.exposure_summary().unwrap().is_empty(),
+        "Dave was met only in the excluded evening"
+    );
+
+    // The upload carried TEKs and masks; the gateway kept neither TEKs nor RPIs.
+    let upload = open_at_gateway(&net, &sealed);
+    assert_eq!(upload.filter_intervals.len(), upload.keys.len());
+    let gateway_db = dir_bytes(&net.gateway_dir);
+    let relay_db = dir_bytes(&net.relay_dir);
+    for (key, mask) in upload.keys.iter().zip(&upload.filter_intervals) {
+        for db in [&gateway_db, &relay_db] {
+            assert!(!contains(db, &key.tek.0), "a node stored a TEK");
+        }
+        let rpik = key.tek.rpik();
+        for j in 0..key.rolling_period {
+            let rpi = rpik.rpi(key.rolling_start + j);
+            assert!(!contains(&gateway_db, &rpi.0), "the gateway stored an RPI");
+            let in_evening =
+                (evening.0..evening.1).contains(&interval_start_seconds(key.rolling_start + j));
+            if in_evening {
+                assert!(!mask.get(j), "an excluded interval was uploaded");
+            }
+        }
+    }
+    net.relay.shutdown().await;
+    net.gateway.shutdown().await;
+}
+
 fn request_text(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&request(addr, "GET", path, b"").unwrap().body).into_owned()
 }

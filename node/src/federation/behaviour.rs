@@ -13,6 +13,9 @@
 //!
 //! Messages are anonymous: batches already carry their authority's signature, so
 //! per-message gossipsub signatures would only cost throughput.
+//!
+//! Day filters (SPEC.md §5.8) travel on a topic of their own with the same
+//! defences: validation before forwarding, a size limit, and score parameters.
 
 // `#[derive(NetworkBehaviour)]` generates `BehaviourEvent` without docs.
 #![allow(missing_docs)]
@@ -27,7 +30,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, identity, kad, StreamProtocol};
-use traceless_protocol::wire::MAX_SIGNED_BATCH_LEN;
+use traceless_protocol::wire::{MAX_SIGNED_BATCH_LEN, MAX_SIGNED_FILTER_LEN};
 
 use super::catchup::{CatchupRequest, CatchupResponse, MAX_RESPONSE_BYTES};
 use super::relay::{RelayRequest, RelayResponse, MAX_RELAY_REQUEST_LEN, RELAY_PROTOCOL};
@@ -35,6 +38,8 @@ use crate::storage::content_id;
 
 /// The gossip topic of signed batches.
 pub const BATCH_TOPIC: &str = "traceless/v1/batches";
+/// The gossip topic of signed day filters (newest revisions).
+pub const FILTER_TOPIC: &str = "traceless/v1/filters";
 /// Catch-up protocol name.
 pub const CATCHUP_PROTOCOL: &str = "/traceless/catchup/1.0.0";
 /// Identify protocol version.
@@ -49,10 +54,17 @@ pub const KAD_PROTOCOL: &str = "/traceless/kad/1.0.0";
 /// Between [`MAX_SIGNED_BATCH_LEN`] and this, a message reaches the application,
 /// which rejects it as oversized (penalising the sender too).
 pub const MAX_GOSSIP_MESSAGE_LEN: usize = MAX_SIGNED_BATCH_LEN + 1024;
+/// Largest message accepted on the filter topic, like [`MAX_GOSSIP_MESSAGE_LEN`]
+/// for [`MAX_SIGNED_FILTER_LEN`].
+pub const MAX_GOSSIP_FILTER_MESSAGE_LEN: usize = MAX_SIGNED_FILTER_LEN + 1024;
 /// Largest gossipsub RPC frame read from a peer (one batch message plus headroom
 /// for control messages). A larger frame is not buffered: the inbound stream is
 /// closed unread and its message is neither delivered nor forwarded.
-pub const MAX_GOSSIP_RPC_LEN: usize = MAX_GOSSIP_MESSAGE_LEN + (64 << 10);
+pub const MAX_GOSSIP_RPC_LEN: usize = if MAX_GOSSIP_MESSAGE_LEN > MAX_GOSSIP_FILTER_MESSAGE_LEN {
+    MAX_GOSSIP_MESSAGE_LEN
+} else {
+    MAX_GOSSIP_FILTER_MESSAGE_LEN
+} + (64 << 10);
 
 /// Penalty weight of one invalid message on the batch topic (squared per count).
 pub const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
@@ -72,9 +84,14 @@ pub struct Behaviour {
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
 }
 
-/// The gossip topic.
+/// The batch gossip topic.
 pub fn batch_topic() -> IdentTopic {
     IdentTopic::new(BATCH_TOPIC)
+}
+
+/// The day-filter gossip topic.
+pub fn filter_topic() -> IdentTopic {
+    IdentTopic::new(FILTER_TOPIC)
 }
 
 /// Gossipsub configuration: validation on, content ids, batch-sized messages
@@ -87,6 +104,7 @@ pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(content_id(&m.data).to_vec()))
         .max_transmit_size(MAX_GOSSIP_RPC_LEN)
         .max_transmit_size_for_topic(MAX_GOSSIP_MESSAGE_LEN, batch_topic().hash())
+        .max_transmit_size_for_topic(MAX_GOSSIP_FILTER_MESSAGE_LEN, filter_topic().hash())
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())
@@ -114,7 +132,8 @@ pub fn score_params(ip_colocation_penalty: bool) -> (PeerScoreParams, PeerScoreT
         invalid_message_deliveries_decay: 0.99,
         ..TopicScoreParams::default()
     };
-    params.topics.insert(batch_topic().hash(), topic);
+    params.topics.insert(batch_topic().hash(), topic.clone());
+    params.topics.insert(filter_topic().hash(), topic);
     (params, PeerScoreThresholds::default())
 }
 
@@ -131,9 +150,9 @@ impl Behaviour {
                 .map_err(str::to_owned)?;
         let (params, thresholds) = score_params(ip_colocation_penalty);
         gossipsub.with_peer_score(params, thresholds)?;
-        gossipsub
-            .subscribe(&batch_topic())
-            .map_err(|e| e.to_string())?;
+        for topic in [batch_topic(), filter_topic()] {
+            gossipsub.subscribe(&topic).map_err(|e| e.to_string())?;
+        }
 
         let codec = request_response::cbor::codec::Codec::default()
             .set_request_size_maximum(64 << 10)

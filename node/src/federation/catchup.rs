@@ -1,6 +1,7 @@
 //! Catch-up after downtime or a partition: a peer tells which sequence numbers it
 //! serves per origin, and we fetch the ones we lack. Fetched batches go through
-//! exactly the checks gossip does.
+//! exactly the checks gossip does. Day filters likewise: a peer lists the newest
+//! revision it holds per (origin, day), and we fetch those above ours.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,8 @@ pub const MAX_FETCH: usize = 64;
 pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Most sequence numbers enumerated per origin and round.
 pub const MAX_MISSING_PER_ROUND: usize = 4096;
+/// Most day filters asked for in one fetch (each up to 4 MiB).
+pub const MAX_FILTER_FETCH: usize = 8;
 
 /// A catch-up request.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,6 +30,11 @@ pub enum CatchupRequest {
         /// Sequence numbers (at most [`MAX_FETCH`]).
         sequences: Vec<u64>,
     },
+    /// Which day filters do you hold (newest revisions)?
+    FilterSummary,
+    /// Send the newest revisions of these (origin, day) filters (at most
+    /// [`MAX_FILTER_FETCH`]).
+    FetchFilters(Vec<(String, u32)>),
 }
 
 /// Per origin, the sequence numbers a node serves, as inclusive runs.
@@ -45,6 +53,10 @@ pub enum CatchupResponse {
     Summary(Vec<OriginSummary>),
     /// `SignedBatch` encodings (those found and visible, within the size cap).
     Batches(Vec<serde_bytes::ByteBuf>),
+    /// Answer to [`CatchupRequest::FilterSummary`]: (origin, day, revision).
+    FilterSummary(Vec<(String, u32, u64)>),
+    /// `SignedFilter` encodings (those found and unexpired, within the size cap).
+    Filters(Vec<serde_bytes::ByteBuf>),
     /// The request was refused.
     Refused(String),
 }
@@ -106,6 +118,37 @@ pub fn missing(
     Ok(out)
 }
 
+/// What day filters this node holds: the newest unexpired revision per (origin, day).
+pub fn filter_summary(
+    store: &dyn Store,
+    now: u64,
+) -> Result<Vec<(String, u32, u64)>, StorageError> {
+    Ok(store
+        .all_filters()?
+        .into_iter()
+        .filter(|f| now <= f.expires_at())
+        .map(|f| (f.origin, f.day, f.revision))
+        .collect())
+}
+
+/// The fetches needed to get the filter revisions a peer holds above ours.
+pub fn missing_filters(
+    store: &dyn Store,
+    theirs: &[(String, u32, u64)],
+) -> Result<Vec<CatchupRequest>, StorageError> {
+    let mut lacking = Vec::new();
+    for (origin, day, revision) in theirs {
+        let ours = store.filter_meta(origin, *day)?.map_or(0, |m| m.revision);
+        if *revision > ours {
+            lacking.push((origin.clone(), *day));
+        }
+    }
+    Ok(lacking
+        .chunks(MAX_FILTER_FETCH)
+        .map(|c| CatchupRequest::FetchFilters(c.to_vec()))
+        .collect())
+}
+
 /// Answers a request from the store.
 pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupResponse {
     let result = match request {
@@ -116,6 +159,32 @@ pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupR
                 sequences.len()
             ))
         }
+        CatchupRequest::FilterSummary => {
+            filter_summary(store, now).map(CatchupResponse::FilterSummary)
+        }
+        CatchupRequest::FetchFilters(wanted) if wanted.len() > MAX_FILTER_FETCH => {
+            return CatchupResponse::Refused(format!(
+                "asked for {} filters; at most {MAX_FILTER_FETCH} per request",
+                wanted.len()
+            ))
+        }
+        CatchupRequest::FetchFilters(wanted) => (|| {
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for (origin, day) in wanted {
+                if let Some(f) = store.get_filter(origin, *day)? {
+                    if now > f.meta.expires_at() {
+                        continue;
+                    }
+                    bytes += f.bytes.len();
+                    if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
+                        break;
+                    }
+                    out.push(serde_bytes::ByteBuf::from(f.bytes));
+                }
+            }
+            Ok(CatchupResponse::Filters(out))
+        })(),
         CatchupRequest::Fetch { origin, sequences } => (|| {
             let mut out = Vec::new();
             let mut bytes = 0;

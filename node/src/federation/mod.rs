@@ -20,13 +20,13 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use self::behaviour::{batch_topic, Behaviour, BehaviourEvent};
+use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
 use self::catchup::{CatchupRequest, CatchupResponse};
 use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
 use crate::gateway::UploadError;
 use crate::http::metrics::inc;
-use crate::node::{IngestError, Ingested, NodeState};
-use crate::storage::PutOutcome;
+use crate::node::{IngestError, Ingested, IngestedFilter, NodeState};
+use crate::storage::{FilterPutOutcome, PutOutcome};
 
 /// Application penalty per invalid batch received through catch-up.
 const CATCHUP_PENALTY: f64 = -10.0;
@@ -36,6 +36,8 @@ const CATCHUP_PENALTY: f64 = -10.0;
 pub enum Command {
     /// Gossip a stored, visible batch.
     Publish(Vec<u8>),
+    /// Gossip a stored day filter (a new revision).
+    PublishFilter(Vec<u8>),
     /// Report a peer's gossipsub score.
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     /// Start a catch-up round with every connected peer now.
@@ -65,7 +67,9 @@ pub struct Started {
 
 enum Done {
     Gossip(MessageId, PeerId, Result<Ingested, IngestError>),
+    FilterGossip(MessageId, PeerId, Result<IngestedFilter, IngestError>),
     Catchup(PeerId, Vec<Result<Ingested, IngestError>>),
+    CatchupFilters(PeerId, Vec<Result<IngestedFilter, IngestError>>),
     Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
     Missing(PeerId, Vec<CatchupRequest>),
     RelayAnswer(PeerId, ResponseChannel<RelayResponse>, RelayResponse),
@@ -204,6 +208,7 @@ impl Federation {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => return,
                     Some(Command::Publish(bytes)) => self.publish(bytes),
+                    Some(Command::PublishFilter(bytes)) => self.publish_filter(bytes),
                     Some(Command::PeerScore(peer, reply)) => {
                         let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
                     }
@@ -238,6 +243,21 @@ impl Federation {
             }
             // With no peers yet, catch-up delivers the batch when they connect.
             Err(e) => tracing::debug!("gossip publish: {e}"),
+        }
+    }
+
+    fn publish_filter(&mut self, bytes: Vec<u8>) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(filter_topic(), bytes)
+        {
+            Ok(_) => inc(&self.state.metrics.gossip_published),
+            Err(gossipsub::PublishError::Duplicate) => {
+                inc(&self.state.metrics.gossip_publish_duplicate)
+            }
+            Err(e) => tracing::debug!("gossip publish filter: {e}"),
         }
     }
 
@@ -354,11 +374,15 @@ impl Federation {
     fn catchup_round(&mut self) {
         let peers: Vec<PeerId> = self.connected.iter().copied().collect();
         for p in peers {
-            self.swarm
-                .behaviour_mut()
-                .catchup
-                .send_request(&p, CatchupRequest::Summary);
+            self.catchup_with(p);
         }
+    }
+
+    /// Asks a peer what batches and day filters it holds.
+    fn catchup_with(&mut self, peer: PeerId) {
+        let c = &mut self.swarm.behaviour_mut().catchup;
+        c.send_request(&peer, CatchupRequest::Summary);
+        c.send_request(&peer, CatchupRequest::FilterSummary);
     }
 
     fn penalise(&mut self, peer: PeerId) {
@@ -415,6 +439,34 @@ impl Federation {
                     .gossipsub
                     .report_message_validation_result(&id, &source, acceptance);
             }
+            Done::FilterGossip(id, source, result) => {
+                let m = &self.state.metrics;
+                let acceptance = match &result {
+                    Ok(f) if f.outcome == FilterPutOutcome::New => {
+                        inc(&m.gossip_accepted);
+                        MessageAcceptance::Accept
+                    }
+                    // Not higher than the revision held: not forwarded.
+                    Ok(_) => {
+                        inc(&m.gossip_ignored);
+                        MessageAcceptance::Ignore
+                    }
+                    Err(IngestError::Invalid(e)) => {
+                        inc(&m.gossip_rejected);
+                        inc(&m.filters_rejected);
+                        tracing::info!(peer = %source, "rejected gossiped filter: {e}");
+                        MessageAcceptance::Reject
+                    }
+                    Err(IngestError::Storage(e)) => {
+                        tracing::error!("storing gossiped filter failed: {e}");
+                        MessageAcceptance::Ignore
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
             Done::Catchup(peer, results) => {
                 let mut new = false;
                 for r in results {
@@ -437,6 +489,23 @@ impl Federation {
                 }
                 if new {
                     self.release();
+                }
+            }
+            Done::CatchupFilters(peer, results) => {
+                for r in results {
+                    match r {
+                        // Counted in `filters_stored` / `filters_stale` by ingest.
+                        Ok(_) => {}
+                        Err(IngestError::Invalid(e)) => {
+                            inc(&self.state.metrics.catchup_rejected);
+                            inc(&self.state.metrics.filters_rejected);
+                            tracing::info!(%peer, "rejected filter from catch-up: {e}");
+                            self.penalise(peer);
+                        }
+                        Err(IngestError::Storage(e)) => {
+                            tracing::error!("storing caught-up filter failed: {e}")
+                        }
+                    }
                 }
             }
             Done::Answer(channel, response) => {
@@ -497,10 +566,7 @@ impl Federation {
                 for (p, request, reply) in ready {
                     self.send_relay(p, request, reply);
                 }
-                self.swarm
-                    .behaviour_mut()
-                    .catchup
-                    .send_request(&peer_id, CatchupRequest::Summary);
+                self.catchup_with(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -524,10 +590,17 @@ impl Federation {
             })) => {
                 let s = self.state.clone();
                 let done = done.clone();
-                tokio::task::spawn_blocking(move || {
-                    let r = s.ingest_gossiped(&message.data);
-                    let _ = done.send(Done::Gossip(message_id, propagation_source, r));
-                });
+                if message.topic == filter_topic().hash() {
+                    tokio::task::spawn_blocking(move || {
+                        let r = s.ingest_filter(&message.data);
+                        let _ = done.send(Done::FilterGossip(message_id, propagation_source, r));
+                    });
+                } else {
+                    tokio::task::spawn_blocking(move || {
+                        let r = s.ingest_gossiped(&message.data);
+                        let _ = done.send(Done::Gossip(message_id, propagation_source, r));
+                    });
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Catchup(request_response::Event::Message {
                 peer,
@@ -567,6 +640,23 @@ impl Federation {
                             tokio::task::spawn_blocking(move || {
                                 let results = batches.iter().map(|b| s.ingest(b)).collect();
                                 let _ = done.send(Done::Catchup(peer, results));
+                            });
+                        }
+                        CatchupResponse::FilterSummary(theirs) => {
+                            tokio::task::spawn_blocking(move || {
+                                match catchup::missing_filters(s.store.as_ref(), &theirs) {
+                                    Ok(reqs) if !reqs.is_empty() => {
+                                        let _ = done.send(Done::Missing(peer, reqs));
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::error!("filter catch-up: {e}"),
+                                }
+                            });
+                        }
+                        CatchupResponse::Filters(filters) => {
+                            tokio::task::spawn_blocking(move || {
+                                let results = filters.iter().map(|f| s.ingest_filter(f)).collect();
+                                let _ = done.send(Done::CatchupFilters(peer, results));
                             });
                         }
                         CatchupResponse::Refused(why) => {
@@ -648,6 +738,9 @@ fn accept_relayed(state: &NodeState, request: &RelayRequest) -> RelayResponse {
             tracing::info!("relayed upload refused: {e}");
             match e {
                 UploadError::Malformed(_) | UploadError::MissingToken => RelayResponse::Malformed,
+                // The day's filter is full: nothing was stored, retrying later fails too,
+                // but Busy is the only answer that does not blame the upload.
+                UploadError::FilterFull { .. } => RelayResponse::Busy,
                 UploadError::TokenSpent => RelayResponse::Replayed,
                 UploadError::RateLimited | UploadError::Storage(_) => RelayResponse::Busy,
                 UploadError::NotAGateway | UploadError::NoTokenKeys => RelayResponse::WrongGateway,

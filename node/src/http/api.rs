@@ -21,7 +21,7 @@ use crate::gateway::UploadError;
 use crate::http::metrics::inc;
 use crate::issuer::IssueError;
 use crate::node::NodeState;
-use crate::storage::{BatchMeta, StorageError};
+use crate::storage::{BatchMeta, FilterMeta, StorageError};
 use crate::upload_codes::CodeError;
 
 type Shared = State<Arc<NodeState>>;
@@ -57,14 +57,24 @@ pub async fn healthz() -> &'static str {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
     let s2 = s.clone();
-    let (batches, keys, log, pending) =
+    let (batches, keys, log, pending, filters) =
         tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
             let all = s2.store.all_batches()?;
+            let filters = s2.store.all_filters()?;
             Ok((
                 all.len() as u64,
                 all.iter().map(|b| b.key_count).sum::<u64>(),
                 s2.store.deletion_log()?.len() as u64,
                 s2.store.pending_count()?,
+                (
+                    filters.len() as u64,
+                    filters.iter().map(|f| f.entries).sum::<u64>(),
+                    s2.store
+                        .filter_entry_days()?
+                        .iter()
+                        .map(|d| d.1)
+                        .sum::<u64>(),
+                ),
             ))
         })
         .await
@@ -81,6 +91,21 @@ pub async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
             "traceless_embargoed_upload_keys",
             "Uploaded keys held by the embargo.",
             pending,
+        ),
+        (
+            "traceless_filters",
+            "Day filters stored (newest revision per origin and day).",
+            filters.0,
+        ),
+        (
+            "traceless_filter_entries",
+            "Entries in the stored day filters.",
+            filters.1,
+        ),
+        (
+            "traceless_gateway_filter_entries",
+            "Filter-form entries this gateway holds (published or still embargoed).",
+            filters.2,
         ),
     ]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
@@ -210,6 +235,109 @@ pub async fn get_batch(
         .into_response())
 }
 
+/// One day filter in a listing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FilterListEntry {
+    /// Authority id.
+    pub origin: String,
+    /// UTC day of the entries.
+    pub day: u32,
+    /// Revision (the newest this node holds).
+    pub revision: u64,
+    /// Publication time claimed by the authority.
+    pub created_at: u64,
+    /// Entries folded into the filter.
+    pub entries: u64,
+    /// Length of the `SignedFilter` encoding.
+    pub bytes: u64,
+    /// Where to fetch it.
+    pub url: String,
+    /// Hex SHA-256 of the `SignedFilter` encoding (the ETag, unquoted).
+    pub etag: String,
+}
+
+impl From<&FilterMeta> for FilterListEntry {
+    fn from(m: &FilterMeta) -> Self {
+        FilterListEntry {
+            origin: m.origin.clone(),
+            day: m.day,
+            revision: m.revision,
+            created_at: m.created_at,
+            entries: m.entries,
+            bytes: m.len,
+            url: format!("/v1/filters/{}/{}", m.origin, m.day),
+            etag: hex::encode(m.content_id),
+        }
+    }
+}
+
+/// Query of `GET /v1/filters`.
+#[derive(Deserialize)]
+pub struct FilterQuery {
+    origin: Option<String>,
+}
+
+/// `GET /v1/filters[?origin=..]`: the newest revision of every stored, unexpired
+/// day filter, by origin then day.
+pub async fn list_filters(
+    State(s): Shared,
+    Query(q): Query<FilterQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = s.now();
+    let filters: Vec<FilterListEntry> = s
+        .store
+        .all_filters()?
+        .iter()
+        .filter(|m| q.origin.as_ref().is_none_or(|o| *o == m.origin))
+        .filter(|m| now <= m.expires_at())
+        .map(FilterListEntry::from)
+        .collect();
+    Ok(Json(json!({ "filters": filters })))
+}
+
+/// `GET /v1/filters/{origin}/{day}`: the exact `SignedFilter` bytes of the newest
+/// revision held, with its content id as ETag. Not immutable: a higher revision
+/// replaces it, so caches revalidate.
+pub async fn get_filter(
+    State(s): Shared,
+    Path((origin, day)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let f = s
+        .store
+        .get_filter(&origin, day)?
+        .filter(|f| s.now() <= f.meta.expires_at())
+        .ok_or_else(|| {
+            not_found(format!(
+                "no filter of {origin} for day {day} is served here"
+            ))
+        })?;
+    let tag = etag(&f.meta.content_id);
+    let cache = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\"")),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((
+        cache,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        )],
+        f.bytes,
+    )
+        .into_response())
+}
+
 /// `GET /v1/exports/{day}`: a GAEN export zip of every served key of a UTC day,
 /// signed with this node's P-256 export key.
 pub async fn export_day(State(s): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
@@ -323,7 +451,11 @@ pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError>
     .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
     match result {
         Ok(receipt) => {
-            if receipt.published.is_empty() && receipt.embargoed == 0 && receipt.expired == 0 {
+            if receipt.published.is_empty()
+                && receipt.embargoed == 0
+                && receipt.expired == 0
+                && receipt.filter_entries == 0
+            {
                 inc(&s.metrics.uploads_dummy);
             } else {
                 inc(&s.metrics.uploads_accepted);
@@ -335,6 +467,7 @@ pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError>
                 "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
                 "embargoed_keys": receipt.embargoed,
                 "expired_keys": receipt.expired,
+                "filter_entries": receipt.filter_entries,
             }))
             .into_response())
         }
@@ -344,6 +477,7 @@ pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError>
                 UploadError::NotAGateway => StatusCode::NOT_FOUND,
                 UploadError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                 UploadError::Malformed(_) => StatusCode::BAD_REQUEST,
+                UploadError::FilterFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
                 UploadError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
                 UploadError::Code(_) => StatusCode::FORBIDDEN,
                 UploadError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,

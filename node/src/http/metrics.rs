@@ -46,6 +46,14 @@ pub struct Metrics {
     pub retention_deletions: AtomicU64,
     /// Connected peers.
     pub peers_connected: AtomicU64,
+    /// Day filters received (gossip or catch-up) and stored: a higher revision.
+    pub filters_stored: AtomicU64,
+    /// Day filters received whose revision was not higher than the one held.
+    pub filters_stale: AtomicU64,
+    /// Day filters received and rejected as invalid (sender penalised).
+    pub filters_rejected: AtomicU64,
+    /// Day-filter revisions this gateway built and signed.
+    pub filters_built: AtomicU64,
     /// HTTP requests by (route, status class).
     http: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -65,7 +73,7 @@ impl Metrics {
     /// Prometheus text exposition; `gauges` are added as they are.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
             (
                 "traceless_batches_stored_total",
                 "Batches stored for the first time.",
@@ -150,6 +158,26 @@ impl Metrics {
                 "traceless_retention_deletions_total",
                 "Retention runs that deleted batches.",
                 &self.retention_deletions,
+            ),
+            (
+                "traceless_filters_received_total",
+                "Day filters received with a higher revision and stored.",
+                &self.filters_stored,
+            ),
+            (
+                "traceless_filters_stale_total",
+                "Day filters received whose revision was not higher than the one held.",
+                &self.filters_stale,
+            ),
+            (
+                "traceless_filters_rejected_total",
+                "Day filters received and rejected as invalid.",
+                &self.filters_rejected,
+            ),
+            (
+                "traceless_filters_built_total",
+                "Day-filter revisions this gateway built and signed.",
+                &self.filters_built,
             ),
             (
                 "traceless_peers_connected",

@@ -27,6 +27,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/origins", get(api::origins))
         .route("/v1/batches", get(api::list_batches))
         .route("/v1/batches/{origin}/{sequence}", get(api::get_batch))
+        .route("/v1/filters", get(api::list_filters))
+        .route("/v1/filters/{origin}/{day}", get(api::get_filter))
         .route("/v1/exports/{day}", get(api::export_day))
         .route("/v1/deletion-log", get(api::deletion_log))
         .route("/v1/upload", post(api::upload))

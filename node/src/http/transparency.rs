@@ -26,6 +26,10 @@ pub struct DaySummary {
     pub embargoed_keys: u64,
     /// When the last of the day's keys will be deleted.
     pub deleted_by: u64,
+    /// Day filters (filter form) held, one per authority.
+    pub filters: u64,
+    /// Entries in those filters.
+    pub filter_entries: u64,
 }
 
 /// Figures per UTC day, from the store.
@@ -43,6 +47,12 @@ pub fn day_summaries(
             d.embargoed_keys += m.key_count;
         }
         d.deleted_by = d.deleted_by.max(m.expires_at);
+    }
+    for f in state.store.all_filters()? {
+        let d = days.entry(f.day).or_default();
+        d.filters += 1;
+        d.filter_entries += f.entries;
+        d.deleted_by = d.deleted_by.max(f.expires_at());
     }
     Ok(days)
 }
@@ -95,12 +105,14 @@ Page generated {now_text}.</p>
     if days.is_empty() {
         h.push_str("<p id=\"no-days\">This node holds no keys at the moment.</p>\n");
     } else {
-        h.push_str("<table id=\"days\"><thead><tr><th>Day the keys were used</th><th>Keys</th><th>Held back (embargo)</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
+        h.push_str("<table id=\"days\"><thead><tr><th>Day the keys were used</th><th>Keys</th><th>Held back (embargo)</th><th>Filters</th><th>Filter entries</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
         for (day, d) in days.iter().rev() {
             let _ = writeln!(
                 h,
-                "<tr class=\"day\" data-day=\"{day}\" data-keys=\"{keys}\" data-embargoed=\"{emb}\" data-deleted-by=\"{del}\"><td>{date}</td><td class=\"n\">{keys}</td><td class=\"n\">{emb}</td><td>{deleted}</td></tr>",
+                "<tr class=\"day\" data-day=\"{day}\" data-keys=\"{keys}\" data-embargoed=\"{emb}\" data-filters=\"{filters}\" data-filter-entries=\"{fentries}\" data-deleted-by=\"{del}\"><td>{date}</td><td class=\"n\">{keys}</td><td class=\"n\">{emb}</td><td class=\"n\">{filters}</td><td class=\"n\">{fentries}</td><td>{deleted}</td></tr>",
                 keys = d.keys,
+                filters = d.filters,
+                fentries = d.filter_entries,
                 emb = d.embargoed_keys,
                 del = d.deleted_by,
                 date = date_of_day(*day),
@@ -109,6 +121,7 @@ Page generated {now_text}.</p>
         }
         h.push_str("</tbody></table>\n");
     }
+    h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
     h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");
 
     let _ = writeln!(
@@ -119,7 +132,7 @@ Page generated {now_text}.</p>
     if log.is_empty() {
         h.push_str("<p id=\"no-deletions\">Nothing has been deleted yet.</p>\n");
     } else {
-        h.push_str("<table id=\"deletions\"><thead><tr><th>#</th><th>When</th><th>Authority</th><th>Day of the keys</th><th>Keys deleted</th><th>Batches</th></tr></thead><tbody>\n");
+        h.push_str("<table id=\"deletions\"><thead><tr><th>#</th><th>When</th><th>Authority</th><th>Day of the keys</th><th>Keys (or filter entries) deleted</th><th>Batches (or filter revisions)</th></tr></thead><tbody>\n");
         for e in log.iter().rev() {
             let Ok(r) = e.verify() else { continue };
             for d in &r.deleted {

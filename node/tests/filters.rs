@@ -1,0 +1,965 @@
+//! The filter form (SPEC.md §5.8) on real nodes: sled on disk, axum and libp2p on
+//! 127.0.0.1, an injected clock. A filter-form upload becomes hashed entries, the
+//! entries become a signed day filter once their embargo passed, the filter
+//! travels by gossip (and catch-up) bit for bit, a higher revision replaces a lower
+//! one, and retention deletes filters and entries with a deletion-log record. No
+//! TEK or RPI of an upload reaches the disk or the log.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr};
+use prost::Message;
+use traceless_node::config::TokenKeyFile;
+use traceless_node::federation::behaviour::FILTER_TOPIC;
+use traceless_node::storage::FilterPutOutcome;
+use traceless_node::{upload_codes, Config, ManualClock, NodeState, RunningNode};
+use traceless_protocol::ed25519_dalek::Signer;
+use traceless_protocol::filter::FILTER_SEED_LEN;
+use traceless_protocol::wire::{
+    filter_expires_at, pb, verify_deletion_log, SignedDeletionRecord, MAX_UPLOAD_KEYS,
+};
+use traceless_protocol::*;
+
+/// The interval `NOW` falls in (offset 133 of `TODAY`).
+fn now_interval() -> u32 {
+    interval_number(NOW)
+}
+
+/// A key of `day`, valid the whole day.
+fn key_of(day: u32) -> DiagnosisKey {
+    DiagnosisKey {
+        tek: Tek::generate(),
+        rolling_start: day_start_interval(day),
+        rolling_period: 144,
+        transmission_risk: 4,
+        days_since_onset: 0,
+    }
+}
+
+fn mask(offsets: impl IntoIterator<Item = u32>) -> IntervalMask {
+    let mut m = IntervalMask::default();
+    for j in offsets {
+        m.set(j, true);
+    }
+    m
+}
+
+fn filter_upload(
+    code: &str,
+    token: Option<UploadToken>,
+    keys: &[DiagnosisKey],
+    masks: &[IntervalMask],
+) -> Vec<u8> {
+    Upload {
+        upload_code: code.as_bytes().to_vec(),
+        token,
+        keys: keys.to_vec(),
+        dummy: false,
+        filter_intervals: masks.to_vec(),
+    }
+    .encode_padded()
+    .unwrap()
+}
+
+/// The entry a phone that heard `key` in `interval` probes with.
+fn entry(key: &DiagnosisKey, interval: u32) -> FilterEntry {
+    FilterEntry::new(&key.tek.rpik().rpi(interval), interval)
+}
+
+/// A gateway config with a token key (for sealed uploads) and `codes` upload
+/// codes ready for import. The rebuild job runs once at start and then only
+/// after a day of clock time: tests call `rebuild_filters` themselves.
+fn filter_gateway(dir: &Path, codes: usize) -> (Config, Vec<String>, TokenKey) {
+    let mut c = gateway_config(dir);
+    let token_key = TokenKey::generate(1);
+    let file = dir.join("tokens-1.key");
+    traceless_node::keys::write_token_key(&file, &token_key).unwrap();
+    let g = c.gateway.as_mut().unwrap();
+    g.token_keys = vec![TokenKeyFile { epoch: 1, file }];
+    c.filters.rebuild_seconds = 86_400;
+    let (codes, records) = upload_codes::issue(codes, NOW + 30 * 86_400);
+    upload_codes::write_incoming(dir, &records).unwrap();
+    (c, codes, token_key)
+}
+
+/// `n` valid upload tokens of `key`.
+fn tokens(key: &TokenKey, n: usize) -> Vec<UploadToken> {
+    let request = TokenRequest::new(key.epoch, n).unwrap();
+    let response = key.issue(&request.blinded).unwrap();
+    request.finalize(&response, &key.public_key()).unwrap()
+}
+
+async fn start(config: Config, clock: &ManualClock) -> RunningNode {
+    traceless_node::start(config, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+async fn relay(
+    dir: &Path,
+    clock: &ManualClock,
+    bootstrap: &[Multiaddr],
+    catchup_secs: u64,
+) -> RunningNode {
+    let mut c = relay_config(dir);
+    c.p2p.bootstrap = bootstrap.iter().map(|a| a.to_string()).collect();
+    c.p2p.catchup_interval_secs = catchup_secs;
+    start(c, clock).await
+}
+
+fn trust() -> TrustList {
+    relay_config(Path::new("/nonexistent"))
+        .trust_list()
+        .unwrap()
+}
+
+/// The filter a node serves for (ORIGIN, day): its exact bytes and the verified
+/// filter, or `None` on 404.
+fn served(node: &RunningNode, day: u32) -> Option<(Vec<u8>, DayFilter)> {
+    let r = get(node.http_addr, &format!("/v1/filters/{ORIGIN}/{day}"));
+    if r.status == 404 {
+        return None;
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    let f = SignedFilter::decode(&r.body)
+        .unwrap()
+        .verify(&trust(), node.state.now())
+        .unwrap();
+    Some((r.body, f))
+}
+
+fn revision_at(node: &RunningNode, day: u32) -> u64 {
+    node.state
+        .store
+        .filter_meta(ORIGIN, day)
+        .unwrap()
+        .map_or(0, |m| m.revision)
+}
+
+/// Every file under `dir`, concatenated (sled's log and snapshots included).
+fn disk_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Everything the node logs at TRACE in this test binary, captured.
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(log) = LOG.get() {
+                log.lock().unwrap().extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    LOG.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(|| Sink)
+            .try_init()
+            .expect("no other subscriber in this test binary");
+        Mutex::new(Vec::new())
+    })
+}
+
+/// (a) A filter-form upload (code path, over HTTP) publishes exactly the chosen
+/// intervals, each only once 13 intervals have ended after it; its keys are
+/// neither published nor held. Fails if entries skip the embargo, if a removed
+/// interval is folded in, or if the keys go the key-form way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (config, codes, _) = filter_gateway(dir.path(), 1);
+    let node = start(config, &clock).await;
+    let st = node.state.clone();
+    let addr = node.http_addr;
+
+    // Yesterday's key: offsets 0, 50, 143 chosen, 51 removed. Today's key: 125 and
+    // 130 chosen (ended, but within 13 intervals of now), 100 removed.
+    let yesterday = key_of(TODAY - 1);
+    let today = key_of(TODAY);
+    let y0 = yesterday.rolling_start;
+    let t0 = today.rolling_start;
+    assert_eq!(now_interval(), t0 + 133);
+    let r = http(
+        addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &filter_upload(
+            &codes[0],
+            None,
+            &[yesterday, today],
+            &[mask([0, 50, 143]), mask([125, 130])],
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let receipt = r.json();
+    assert_eq!(receipt["filter_entries"], 5);
+    assert_eq!(receipt["published"].as_array().unwrap().len(), 0);
+    assert_eq!(receipt["embargoed_keys"], 0);
+    assert!(st.store.all_batches().unwrap().is_empty(), "no key batch");
+    assert_eq!(st.store.pending_count().unwrap(), 0, "no key held");
+    assert_eq!(
+        st.store.filter_entry_days().unwrap(),
+        vec![(TODAY - 1, 3), (TODAY, 2)]
+    );
+
+    // Now: yesterday's entries are publishable, today's are not yet.
+    st.rebuild_filters().unwrap();
+    let (_, y) = served(&node, TODAY - 1).expect("yesterday's filter");
+    assert_eq!((y.revision, y.filter.entries()), (1, 3));
+    for i in [0, 50, 143] {
+        assert!(y.filter.contains(&entry(&yesterday, y0 + i)), "offset {i}");
+    }
+    assert!(!y.filter.contains(&entry(&yesterday, y0 + 51)), "removed");
+    assert!(
+        served(&node, TODAY).is_none(),
+        "today's entries are embargoed"
+    );
+
+    // One second before offset 125's embargo ends: still nothing for today.
+    clock.set(interval_start_seconds(t0 + 125 + 13) - 1);
+    st.rebuild_filters().unwrap();
+    assert!(served(&node, TODAY).is_none());
+    // At its end: offset 125 only.
+    clock.set(interval_start_seconds(t0 + 125 + 13));
+    st.rebuild_filters().unwrap();
+    let (bytes1, f) = served(&node, TODAY).expect("today's filter");
+    assert_eq!((f.revision, f.filter.entries()), (1, 1));
+    assert_eq!(f.created_at, clock.now());
+    assert!(f.filter.contains(&entry(&today, t0 + 125)));
+    assert!(!f.filter.contains(&entry(&today, t0 + 130)), "embargoed");
+    assert!(!f.filter.contains(&entry(&today, t0 + 100)), "removed");
+    // Offset 130's embargo ends: revision 2 with both, under a fresh seed.
+    clock.set(interval_start_seconds(t0 + 130 + 13));
+    st.rebuild_filters().unwrap();
+    let (bytes2, f2) = served(&node, TODAY).unwrap();
+    assert_eq!((f2.revision, f2.filter.entries()), (2, 2));
+    assert!(f2.filter.contains(&entry(&today, t0 + 125)));
+    assert!(f2.filter.contains(&entry(&today, t0 + 130)));
+    assert!(!f2.filter.contains(&entry(&today, t0 + 100)));
+    assert_ne!(f2.filter.seed(), f.filter.seed());
+    assert_ne!(bytes1, bytes2);
+    // Nothing new: no new revision.
+    st.rebuild_filters().unwrap();
+    assert_eq!(revision_at(&node, TODAY), 2);
+    assert_eq!(revision_at(&node, TODAY - 1), 1);
+
+    // The listing, ETag and metrics.
+    let list = get(addr, "/v1/filters").json();
+    let filters = list["filters"].as_array().unwrap();
+    assert_eq!(filters.len(), 2);
+    let t = filters.iter().find(|f| f["day"] == TODAY).unwrap();
+    assert_eq!(t["origin"], ORIGIN);
+    assert_eq!(t["revision"], 2);
+    assert_eq!(t["entries"], 2);
+    assert_eq!(t["bytes"], bytes2.len());
+    assert_eq!(t["url"], format!("/v1/filters/{ORIGIN}/{TODAY}"));
+    let etag = hex::encode(traceless_node::storage::content_id(&bytes2));
+    assert_eq!(t["etag"], etag);
+    assert_eq!(
+        get(addr, "/v1/filters?origin=other.health").json()["filters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let r = get(addr, &format!("/v1/filters/{ORIGIN}/{TODAY}"));
+    assert_eq!(r.header("etag"), Some(format!("\"{etag}\"").as_str()));
+    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/filters/{ORIGIN}/{TODAY}"),
+        &[("If-None-Match", &format!("\"{etag}\""))],
+        &[],
+    );
+    assert_eq!(r.status, 304);
+    let r = get(addr, &format!("/v1/filters/{ORIGIN}/{}", TODAY - 5));
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].as_str().unwrap().contains("no filter"));
+    let metrics = get(addr, "/metrics").text();
+    let built = st.metrics.filters_built.load(Ordering::Relaxed);
+    assert!(built >= 3, "{built}");
+    assert!(metrics.contains(&format!("traceless_filters_built_total {built}")));
+    assert!(metrics.contains("\ntraceless_filters 2\n"), "{metrics}");
+    assert!(metrics.contains("\ntraceless_filter_entries 5\n"));
+    assert!(metrics.contains("\ntraceless_gateway_filter_entries 5\n"));
+    let page = get(addr, "/").text();
+    assert!(
+        page.contains(&format!(
+            "data-day=\"{TODAY}\" data-keys=\"0\" data-embargoed=\"0\" data-filters=\"1\" data-filter-entries=\"2\""
+        )),
+        "{page}"
+    );
+    drop(st);
+    node.shutdown().await;
+}
+
+/// (b) Two relays receive the gateway's filter by gossip (their periodic
+/// catch-up is off) and serve it bit for bit; a higher revision replaces the
+/// lower one and a replayed lower one is ignored; a relay that joins later gets
+/// the newest revision by catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
+    let clock = ManualClock::new(NOW);
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (config, codes, _) = filter_gateway(dirs[0].path(), 2);
+    let gateway = start(config, &clock).await;
+    let r1 = relay(dirs[1].path(), &clock, &gateway.p2p_addrs, 3600).await;
+    let r2 = relay(dirs[2].path(), &clock, &r1.p2p_addrs, 3600).await;
+    let connected = |n: &RunningNode, k: usize| n.state.peers.read().unwrap().connected.len() >= k;
+    assert!(
+        wait_until(Duration::from_secs(15), || connected(&r1, 2)
+            && connected(&r2, 1))
+        .await
+    );
+    // Let subscriptions and the mesh settle (heartbeat 100 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let day = TODAY - 1;
+    let first = key_of(day);
+    let r = http(
+        gateway.http_addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &filter_upload(&codes[0], None, &[first], &[mask(0..144)]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    gateway.state.rebuild_filters().unwrap();
+    let (g1, _) = served(&gateway, day).unwrap();
+    for n in [&r1, &r2] {
+        assert!(
+            wait_until(Duration::from_secs(15), || revision_at(n, day) == 1).await,
+            "relay has revision {}",
+            revision_at(n, day)
+        );
+        assert_eq!(served(n, day).unwrap().0, g1, "bit-identical");
+    }
+    assert!(r2.state.metrics.gossip_accepted.load(Ordering::Relaxed) >= 1);
+
+    // A second upload: revision 2 replaces revision 1 everywhere.
+    let second = key_of(day);
+    let r = http(
+        gateway.http_addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &filter_upload(&codes[1], None, &[second], &[mask([7, 8])]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    gateway.state.rebuild_filters().unwrap();
+    let (g2, f2) = served(&gateway, day).unwrap();
+    assert_eq!((f2.revision, f2.filter.entries()), (2, 146));
+    for n in [&r1, &r2] {
+        assert!(wait_until(Duration::from_secs(15), || revision_at(n, day) == 2).await);
+        let (bytes, f) = served(n, day).unwrap();
+        assert_eq!(bytes, g2);
+        assert!(f.filter.contains(&entry(&second, second.rolling_start + 7)));
+        assert!(f.filter.contains(&entry(&first, first.rolling_start + 100)));
+    }
+    // Revision 1 again (a replay): ignored, revision 2 stays.
+    assert_eq!(
+        r1.state.ingest_filter(&g1).unwrap().outcome,
+        FilterPutOutcome::Stale
+    );
+    assert_eq!(served(&r1, day).unwrap().0, g2);
+    assert_eq!(
+        r1.state.ingest_filter(&g2).unwrap().outcome,
+        FilterPutOutcome::Stale,
+        "the same revision again changes nothing"
+    );
+
+    // A relay that starts now catches up on connect.
+    let late = relay(dirs[3].path(), &clock, &r2.p2p_addrs, 3600).await;
+    assert!(wait_until(Duration::from_secs(15), || revision_at(&late, day) == 2).await);
+    assert_eq!(served(&late, day).unwrap().0, g2);
+
+    for n in [gateway, r1, r2, late] {
+        n.shutdown().await;
+    }
+}
+
+/// (c) An attacker who sniffed a victim's RPIs uploads them as TEKs (anonymous
+/// path, with valid tokens): with the day's validity, with validity starting at
+/// the sniffed interval, as a one-interval key. The filter holds the attacker's
+/// own derived entries but none of the victim's `(rpi, interval)` entries for
+/// any interval a phone would probe. Fails if the gateway ever folds in
+/// `(TEK field, interval)` as if the TEK were a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (config, _, token_key) = filter_gateway(dir.path(), 0);
+    let node = start(config, &clock).await;
+    let st = node.state.clone();
+    let gateway = st.gateway.as_ref().unwrap();
+    let day = TODAY - 1;
+    let victim = key_of(day);
+    let v0 = victim.rolling_start;
+    let sniffed: Vec<(u32, Rpi)> = (40..46)
+        .map(|i| (v0 + i, victim.tek.rpik().rpi(v0 + i)))
+        .collect();
+
+    let mut forged = Vec::new();
+    for &(interval, rpi) in &sniffed {
+        let as_tek = Tek(rpi.0);
+        // The RPI as the day's key, all intervals chosen.
+        forged.push((
+            DiagnosisKey {
+                tek: as_tek,
+                ..victim
+            },
+            IntervalMask::all(144),
+        ));
+        // The RPI as a key starting at the sniffed interval, one interval long.
+        forged.push((
+            DiagnosisKey {
+                tek: as_tek,
+                rolling_start: interval,
+                rolling_period: 1,
+                ..victim
+            },
+            mask([0]),
+        ));
+        // ...and as a key starting one interval before it.
+        forged.push((
+            DiagnosisKey {
+                tek: as_tek,
+                rolling_start: interval - 1,
+                rolling_period: 2,
+                ..victim
+            },
+            mask([0, 1]),
+        ));
+    }
+    let seal = gateway.seal_public_key();
+    let toks = tokens(
+        &token_key,
+        forged.len().div_ceil(MAX_UPLOAD_KEYS).max(1) + 1,
+    );
+    let mut uploaded = Vec::new();
+    for (chunk, token) in forged.chunks(MAX_UPLOAD_KEYS).zip(toks) {
+        let keys: Vec<_> = chunk.iter().map(|c| c.0).collect();
+        let masks: Vec<_> = chunk.iter().map(|c| c.1).collect();
+        let body = filter_upload("", Some(token), &keys, &masks);
+        let sealed = seal_upload(&seal, &body).unwrap();
+        let receipt = gateway
+            .accept_sealed(st.store.as_ref(), &sealed, NOW)
+            .unwrap();
+        assert!(receipt.filter_entries > 0);
+        uploaded.extend(chunk.iter().copied());
+    }
+    assert_eq!(uploaded.len(), forged.len());
+    st.rebuild_filters().unwrap();
+    let (_, f) = served(&node, day).expect("the attacker's filter");
+
+    // The attacker's own entries are there (the filter is built from the upload)...
+    for (k, m) in &uploaded {
+        for j in m.offsets() {
+            assert!(f.filter.contains(&entry(k, k.rolling_start + j)));
+        }
+    }
+    // ...but no observation of the victim's tokens hits, at any drift.
+    let observations: Vec<Observation> = (0..144)
+        .map(|i| Observation {
+            rpi: victim.tek.rpik().rpi(v0 + i),
+            interval: v0 + i,
+            attenuation_db: 40,
+            duration_s: 300,
+        })
+        .collect();
+    let hits =
+        traceless_protocol::filter::probe_filter(&f.filter, day, f.created_at, &observations);
+    assert!(hits.is_empty(), "victim's tokens hit at {hits:?}");
+    for &(interval, rpi) in &sniffed {
+        for j in interval - 12..=interval + 12 {
+            assert!(!f.filter.contains(&FilterEntry::new(&rpi, j)));
+        }
+    }
+    drop(st);
+    node.shutdown().await;
+}
+
+/// (d) After filter-form uploads on both paths, a rebuild and the flushes, no
+/// file under the gateway's data dir and no log line (TRACE, everything) holds a
+/// TEK or any RPI of the uploaded keys. Controls: the scan finds the filter's
+/// bitmap on disk, and the log holds the rebuild's line, so neither check is
+/// vacuous. Fails if the keys are stored (e.g. held like key-form keys of today)
+/// or logged (an RPI's `Debug`, a hex dump).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
+    log_buffer();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let (config, codes, token_key) = filter_gateway(dir.path(), 1);
+    let node = start(config, &clock).await;
+    let st = node.state.clone();
+    let today = key_of(TODAY);
+    let past = key_of(TODAY - 2);
+    let sealed_key = key_of(TODAY - 1);
+    let r = http(
+        node.http_addr,
+        "POST",
+        "/v1/upload",
+        &[],
+        &filter_upload(
+            &codes[0],
+            None,
+            &[today, past],
+            &[mask([3, 60, 120]), mask(0..144)],
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = st.gateway.as_ref().unwrap();
+    let body = filter_upload(
+        "",
+        Some(tokens(&token_key, 1)[0]),
+        &[sealed_key],
+        &[mask(10..90)],
+    );
+    let sealed = seal_upload(&g.seal_public_key(), &body).unwrap();
+    g.accept_sealed(st.store.as_ref(), &sealed, NOW).unwrap();
+    clock.set(NOW + 3600);
+    st.rebuild_filters().unwrap();
+    let (signed, f) = served(&node, TODAY - 2).unwrap();
+    assert!(served(&node, TODAY).is_some() && served(&node, TODAY - 1).is_some());
+    drop(st);
+    node.shutdown().await;
+
+    let disk = disk_bytes(dir.path());
+    let bitmap = f.filter.bitmap();
+    assert!(
+        contains(&disk, &bitmap[..32.min(bitmap.len())]),
+        "control: the stored filter is visible to the scan"
+    );
+    assert!(contains(&disk, &signed[signed.len() - 64..]));
+    let log = String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned();
+    assert!(
+        log.contains("built day filter"),
+        "control: the log is captured"
+    );
+    let as_decimal = |b: &[u8]| {
+        b.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for k in [today, past, sealed_key] {
+        let mut secrets = vec![k.tek.0];
+        secrets.extend((0..144).map(|i| k.tek.rpik().rpi(k.rolling_start + i).0));
+        for s in secrets {
+            assert!(!contains(&disk, &s), "a TEK or RPI is on disk");
+            for text in [hex::encode(s), hex::encode_upper(s), as_decimal(&s)] {
+                assert!(!log.contains(&text), "a TEK or RPI is in the log: {text}");
+            }
+        }
+    }
+}
+
+/// A filter body with any field values, signed by `key` (so only the field under
+/// test is wrong).
+#[allow(clippy::too_many_arguments)]
+fn crafted_filter(
+    key: &AuthorityKey,
+    day: u32,
+    entry_count: u64,
+    hashes: u32,
+    seed_len: usize,
+    bitmap_len: usize,
+) -> Vec<u8> {
+    let body = pb::FilterBody {
+        version: 1,
+        origin: key.origin.clone(),
+        day,
+        revision: 1,
+        created_at: NOW - 60,
+        entry_count,
+        hashes,
+        seed: vec![9; seed_len],
+        bitmap: vec![0x11; bitmap_len],
+    }
+    .encode_to_vec();
+    let mut msg = FILTER_CONTEXT.to_vec();
+    msg.push(0);
+    msg.extend_from_slice(&body);
+    SignedFilter {
+        body,
+        key_id: key.key_id,
+        signature: key.signing_key.sign(&msg).to_bytes(),
+    }
+    .encode()
+}
+
+/// An attacker speaking gossipsub without defences, subscribed to the filter topic.
+async fn attacker(target: &Multiaddr) -> libp2p::Swarm<gossipsub::Behaviour> {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(100))
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(traceless_node::storage::content_id(&m.data).to_vec())
+        })
+        .max_transmit_size(8 << 20)
+        .build()
+        .unwrap();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap()
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .subscribe(&IdentTopic::new(FILTER_TOPIC))
+        .unwrap();
+    swarm.dial(target.clone()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Ok(SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. })) => break,
+            Ok(_) => {}
+            Err(_) => panic!("victim never subscribed"),
+        }
+    }
+    swarm
+}
+
+async fn pump(swarm: &mut libp2p::Swarm<gossipsub::Behaviour>, d: Duration) {
+    let _ = tokio::time::timeout(d, async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+}
+
+/// (e) Bad input. Uploads with a mask per key missing, an offset past the key's
+/// rolling period, or an interval that has not ended get 400 with the reason, and
+/// nothing is stored (the code still works afterwards). Gossiped filters with a
+/// bad signature, an untrusted origin or key, a wrong-size bitmap, a wrong hash
+/// count or a wrong seed length are rejected (the sender penalised), not stored
+/// and not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(NOW);
+    let (config, codes, _) = filter_gateway(dirs[0].path(), 1);
+    let gw = start(config, &clock).await;
+    let post = |body: Vec<u8>| http(gw.http_addr, "POST", "/v1/upload", &[], &body);
+    let (a, b) = (key_of(TODAY - 1), key_of(TODAY - 2));
+    let cases = [
+        (
+            filter_upload(&codes[0], None, &[a, b], &[mask([1])]),
+            "1 masks for 2 keys",
+        ),
+        (
+            filter_upload(
+                &codes[0],
+                None,
+                &[DiagnosisKey {
+                    rolling_period: 100,
+                    ..a
+                }],
+                &[mask([100])],
+            ),
+            "outside the key's rolling period 100",
+        ),
+        (
+            filter_upload(&codes[0], None, &[key_of(TODAY)], &[mask([133])]),
+            "has not ended",
+        ),
+        (
+            filter_upload(&codes[0], None, &[a], &[mask([])]),
+            "chooses no interval",
+        ),
+    ];
+    for (body, why) in cases {
+        let r = post(body);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(why), "{} lacks {why:?}", r.text());
+    }
+    assert!(gw.state.store.filter_entry_days().unwrap().is_empty());
+    gw.state.rebuild_filters().unwrap();
+    assert!(gw.state.store.all_filters().unwrap().is_empty());
+    let r = post(filter_upload(&codes[0], None, &[a], &[mask([1])]));
+    assert_eq!(r.status, 200, "the code was not consumed: {}", r.text());
+    gw.shutdown().await;
+
+    // Gossip: a victim relay with a relay behind it.
+    let victim = relay(dirs[1].path(), &clock, &[], 3600).await;
+    let behind = relay(dirs[2].path(), &clock, &victim.p2p_addrs, 3600).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || !behind
+            .state
+            .peers
+            .read()
+            .unwrap()
+            .connected
+            .is_empty())
+        .await
+    );
+    let auth = authority();
+    let day = TODAY - 1;
+    let good = DayFilter {
+        origin: ORIGIN.into(),
+        day,
+        revision: 1,
+        created_at: NOW - 60,
+        filter: EntryFilter::build(&[entry(&a, a.rolling_start)], [4; FILTER_SEED_LEN]).unwrap(),
+    };
+    let mut bad_signature = good.sign(&auth).unwrap();
+    bad_signature.signature[5] ^= 1;
+    let untrusted_origin = AuthorityKey::generate("evil.health", 1);
+    let untrusted_key = AuthorityKey::generate(ORIGIN, 2);
+    let n = 1000u64;
+    let bitmap = filter::filter_bitmap_len(n) as usize;
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("signature", bad_signature.encode()),
+        (
+            "untrusted origin",
+            DayFilter {
+                origin: "evil.health".into(),
+                ..good.clone()
+            }
+            .sign(&untrusted_origin)
+            .unwrap()
+            .encode(),
+        ),
+        ("untrusted key", good.sign(&untrusted_key).unwrap().encode()),
+        (
+            "bitmap",
+            crafted_filter(&auth, day, n, 40, FILTER_SEED_LEN, bitmap + 1),
+        ),
+        (
+            "hash",
+            crafted_filter(&auth, day, n, 39, FILTER_SEED_LEN, bitmap),
+        ),
+        (
+            "seed",
+            crafted_filter(&auth, day, n, 40, FILTER_SEED_LEN + 1, bitmap),
+        ),
+    ];
+    // Each is refused by validation itself...
+    for (what, bytes) in &bad {
+        assert!(
+            victim.state.ingest_filter(bytes).is_err(),
+            "{what} accepted"
+        );
+    }
+    // ...and over gossip, each from a fresh attacker (one invalid message already
+    // graylists its sender, after which its messages are dropped unread).
+    let rejected = |n: &RunningNode| n.state.metrics.filters_rejected.load(Ordering::Relaxed);
+    let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
+    let topic = IdentTopic::new(FILTER_TOPIC);
+    for (i, (what, bytes)) in bad.into_iter().enumerate() {
+        let before = rejected(&victim);
+        let mut evil = attacker(&victim.p2p_addrs[0]).await;
+        let evil_id = *evil.local_peer_id();
+        evil.behaviour_mut().publish(topic.clone(), bytes).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while rejected(&victim) == before && tokio::time::Instant::now() < deadline {
+            pump(&mut evil, Duration::from_millis(100)).await;
+        }
+        assert_eq!(rejected(&victim), before + 1, "{what} (#{i}) not rejected");
+        pump(&mut evil, Duration::from_millis(200)).await;
+        let score = victim
+            .peer_score(evil_id)
+            .await
+            .expect("peer scoring is on");
+        assert!(score <= graylist, "{what}: sender's score {score}");
+    }
+    assert!(victim.state.store.all_filters().unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rejected(&behind), 0, "nothing invalid was forwarded");
+    assert!(behind.state.store.all_filters().unwrap().is_empty());
+
+    // The valid filter still flows through the victim to the node behind.
+    let mut honest = attacker(&victim.p2p_addrs[0]).await;
+    honest
+        .behaviour_mut()
+        .publish(topic, good.sign(&auth).unwrap().encode())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while revision_at(&behind, day) == 0 && tokio::time::Instant::now() < deadline {
+        pump(&mut honest, Duration::from_millis(100)).await;
+    }
+    assert_eq!(revision_at(&behind, day), 1, "a valid filter is forwarded");
+    victim.shutdown().await;
+    behind.shutdown().await;
+}
+
+/// (f) Retention: at the end of the day's retention the gateway deletes the day's
+/// filter and its stored entries, a relay its copy, and each logs it in a
+/// verifiable deletion-log record (origin, day, revision range, entry count).
+/// Neither the filter's bitmap nor an entry is left in the database files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_filters_and_entries_are_deleted_and_logged() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(NOW);
+    let (config, codes, _) = filter_gateway(dirs[0].path(), 2);
+    let gw = start(config.clone(), &clock).await;
+    let rl = relay(dirs[1].path(), &clock, &gw.p2p_addrs, 1).await;
+    let day = TODAY - 3;
+    let (k1, k2) = (key_of(day), key_of(day));
+    for (code, k, m) in [(&codes[0], k1, mask(0..144)), (&codes[1], k2, mask([5]))] {
+        let r = http(
+            gw.http_addr,
+            "POST",
+            "/v1/upload",
+            &[],
+            &filter_upload(code, None, &[k], &[m]),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        gw.state.rebuild_filters().unwrap();
+    }
+    let (signed, f) = served(&gw, day).unwrap();
+    assert_eq!((f.revision, f.filter.entries()), (2, 145));
+    assert!(wait_until(Duration::from_secs(20), || revision_at(&rl, day) == 2).await);
+    let sample_entry = entry(&k1, k1.rolling_start + 77).0;
+    let bitmap = f.filter.bitmap().to_vec();
+    // Controls: before retention the filter is on both disks, and the gateway
+    // holds the day's entry key (its entries are stored only encrypted under it).
+    for d in &dirs {
+        assert!(contains(&disk_bytes(d.path()), &bitmap[..32]));
+    }
+    let entry_keys = |dir: &Path| -> Vec<Vec<u8>> {
+        let files = traceless_node::storage::files_dir(&dir.join("db"));
+        std::fs::read_dir(files)
+            .map(|d| {
+                d.map(|e| e.unwrap().path())
+                    .filter(|p| {
+                        p.file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .starts_with(traceless_node::storage::ENTRY_KEY_FILE_PREFIX)
+                    })
+                    .map(|p| std::fs::read(p).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let day_keys = entry_keys(dirs[0].path());
+    assert_eq!(day_keys.len(), 1, "one entry key, for the day");
+    assert!(
+        !contains(&disk_bytes(dirs[0].path()), &sample_entry),
+        "entries are encrypted at rest"
+    );
+
+    let expires = filter_expires_at(day);
+    clock.set(expires);
+    for n in [&gw, &rl] {
+        if let Some(r) = n.state.run_retention().unwrap() {
+            assert!(r.deleted.iter().all(|d| d.day != day), "not due yet");
+        }
+        assert!(served(n, day).is_some(), "served up to its expiry second");
+    }
+    assert_eq!(revision_at(&gw, day), 2);
+    clock.set(expires + 1);
+    let check_log = |n: &RunningNode, expect_entries: u64| {
+        // The job may have run retention first; the log says what happened.
+        let _ = n.state.run_retention().unwrap();
+        assert!(n.state.store.all_filters().unwrap().is_empty());
+        assert!(n.state.store.filter_entry_days().unwrap().is_empty());
+        assert!(served(n, day).is_none());
+        let log = get(n.http_addr, "/v1/deletion-log").json();
+        let node_id: [u8; 32] = hex::decode(log["node_id"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let entries: Vec<SignedDeletionRecord> = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                SignedDeletionRecord::decode(
+                    &hex::decode(e["signed_record"].as_str().unwrap()).unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let records = verify_deletion_log(&entries, &node_id).unwrap();
+        let ranges: Vec<_> = records
+            .iter()
+            .flat_map(|r| r.deleted.iter())
+            .filter(|d| d.day == day && d.origin == ORIGIN)
+            .collect();
+        assert_eq!(ranges.len(), 1, "{ranges:?}");
+        assert_eq!(ranges[0].last_sequence, 2, "newest revision");
+        assert!(ranges[0].first_sequence <= 2);
+        assert_eq!(ranges[0].key_count, expect_entries);
+    };
+    check_log(&gw, 145);
+    check_log(&rl, 145);
+    assert_eq!(
+        get(gw.http_addr, "/v1/filters").json()["filters"],
+        serde_json::json!([])
+    );
+    // A replay of the deleted filter is refused as expired, so it cannot come back.
+    assert!(rl.state.ingest_filter(&signed).is_err());
+    let check_state = |s: &NodeState| s.store.all_filters().unwrap().is_empty();
+    assert!(check_state(&rl.state));
+    gw.shutdown().await;
+    rl.shutdown().await;
+
+    for d in &dirs {
+        let disk = disk_bytes(d.path());
+        assert!(
+            !contains(&disk, &bitmap[..32]),
+            "the filter's bitmap is on disk"
+        );
+        assert!(
+            !contains(&disk, &signed[signed.len() - 64..]),
+            "its signature is on disk"
+        );
+    }
+    // The entries' key is gone, so sled's (encrypted) copies of them are unreadable.
+    assert!(entry_keys(dirs[0].path()).is_empty());
+    let disk = disk_bytes(dirs[0].path());
+    assert!(
+        !contains(&disk, &day_keys[0]),
+        "the day's entry key is on disk"
+    );
+    assert!(!contains(&disk, &sample_entry), "an entry is on disk");
+}
