@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::gossipsub::IdentTopic;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr};
+use libp2p::Multiaddr;
 use traceless_node::federation::behaviour::{
     BATCH_TOPIC, MAX_GOSSIP_MESSAGE_LEN, MAX_GOSSIP_RPC_LEN,
 };
@@ -203,59 +201,6 @@ async fn two_nodes_federate_over_quic_only() {
     second.shutdown().await;
 }
 
-/// An attacker that speaks gossipsub with none of the defences, publishing
-/// whatever it likes on the batch topic.
-async fn attacker(target: &Multiaddr) -> libp2p::Swarm<gossipsub::Behaviour> {
-    let config = gossipsub::ConfigBuilder::default()
-        .heartbeat_interval(Duration::from_millis(100))
-        .validation_mode(ValidationMode::Anonymous)
-        .message_id_fn(|m: &gossipsub::Message| {
-            MessageId::from(traceless_node::storage::content_id(&m.data).to_vec())
-        })
-        .max_transmit_size(8 << 20)
-        .build()
-        .unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm
-        .behaviour_mut()
-        .subscribe(&IdentTopic::new(BATCH_TOPIC))
-        .unwrap();
-    swarm.dial(target.clone()).unwrap();
-    // Wait until the victim's subscription is known (bounded).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. })) => break,
-            Ok(_) => {}
-            Err(_) => panic!("victim never subscribed"),
-        }
-    }
-    swarm
-}
-
-/// Drives the attacker's swarm for `d`.
-async fn pump(swarm: &mut libp2p::Swarm<gossipsub::Behaviour>, d: Duration) {
-    let _ = tokio::time::timeout(d, async {
-        loop {
-            swarm.select_next_some().await;
-        }
-    })
-    .await;
-}
-
 /// The flood test: forged, untrusted and malformed batches are rejected by the
 /// first honest node, never stored, never forwarded, and cost the sender its
 /// score; honest batches still flow. It fails if validation before forwarding,
@@ -278,7 +223,7 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
         .await
     );
 
-    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let mut evil = attacker(&victim.p2p_addrs[0], BATCH_TOPIC).await;
     let evil_id = *evil.local_peer_id();
     let topic = IdentTopic::new(BATCH_TOPIC);
     let a = authority();
@@ -432,7 +377,7 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
     let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
 
     // 1. Above the RPC frame limit: gossipsub stops reading and closes the stream.
-    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let mut evil = attacker(&victim.p2p_addrs[0], BATCH_TOPIC).await;
     evil.behaviour_mut()
         .publish(topic.clone(), vec![0xAB; MAX_GOSSIP_RPC_LEN + 1])
         .unwrap();
@@ -447,7 +392,7 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
 
     // 2. Above the topic's message limit, inside the frame limit: gossipsub drops
     // it as invalid before the node sees it, and the sender's score falls.
-    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let mut evil = attacker(&victim.p2p_addrs[0], BATCH_TOPIC).await;
     let evil_id = *evil.local_peer_id();
     evil.behaviour_mut()
         .publish(topic.clone(), vec![0xAB; MAX_GOSSIP_MESSAGE_LEN + 1])
@@ -470,7 +415,7 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
 
     // 3. Inside both gossipsub limits but above MAX_SIGNED_BATCH_LEN: the node
     // rejects it as oversized and penalises the sender.
-    let mut evil = attacker(&victim.p2p_addrs[0]).await;
+    let mut evil = attacker(&victim.p2p_addrs[0], BATCH_TOPIC).await;
     let evil_id = *evil.local_peer_id();
     evil.behaviour_mut()
         .publish(topic.clone(), vec![0xAB; MAX_SIGNED_BATCH_LEN + 1])

@@ -14,10 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr};
+use libp2p::gossipsub::IdentTopic;
+use libp2p::Multiaddr;
 use prost::Message;
 use traceless_node::config::TokenKeyFile;
 use traceless_node::federation::behaviour::FILTER_TOPIC;
@@ -625,56 +623,6 @@ fn crafted_filter(
     .encode()
 }
 
-/// An attacker speaking gossipsub without defences, subscribed to the filter topic.
-async fn attacker(target: &Multiaddr) -> libp2p::Swarm<gossipsub::Behaviour> {
-    let config = gossipsub::ConfigBuilder::default()
-        .heartbeat_interval(Duration::from_millis(100))
-        .validation_mode(ValidationMode::Anonymous)
-        .message_id_fn(|m: &gossipsub::Message| {
-            MessageId::from(traceless_node::storage::content_id(&m.data).to_vec())
-        })
-        .max_transmit_size(8 << 20)
-        .build()
-        .unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm
-        .behaviour_mut()
-        .subscribe(&IdentTopic::new(FILTER_TOPIC))
-        .unwrap();
-    swarm.dial(target.clone()).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
-            Ok(SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. })) => break,
-            Ok(_) => {}
-            Err(_) => panic!("victim never subscribed"),
-        }
-    }
-    swarm
-}
-
-async fn pump(swarm: &mut libp2p::Swarm<gossipsub::Behaviour>, d: Duration) {
-    let _ = tokio::time::timeout(d, async {
-        loop {
-            swarm.select_next_some().await;
-        }
-    })
-    .await;
-}
-
 /// (e) Bad input. Uploads with a mask per key missing, an offset past the key's
 /// rolling period, or an interval that has not ended get 400 with the reason, and
 /// nothing is stored (the code still works afterwards). Gossiped filters with a
@@ -795,7 +743,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     let topic = IdentTopic::new(FILTER_TOPIC);
     for (i, (what, bytes)) in bad.into_iter().enumerate() {
         let before = rejected(&victim);
-        let mut evil = attacker(&victim.p2p_addrs[0]).await;
+        let mut evil = attacker(&victim.p2p_addrs[0], FILTER_TOPIC).await;
         let evil_id = *evil.local_peer_id();
         evil.behaviour_mut().publish(topic.clone(), bytes).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -816,7 +764,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     assert!(behind.state.store.all_filters().unwrap().is_empty());
 
     // The valid filter still flows through the victim to the node behind.
-    let mut honest = attacker(&victim.p2p_addrs[0]).await;
+    let mut honest = attacker(&victim.p2p_addrs[0], FILTER_TOPIC).await;
     honest
         .behaviour_mut()
         .publish(topic, good.sign(&auth).unwrap().encode())
