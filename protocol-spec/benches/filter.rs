@@ -10,26 +10,17 @@
 
 #![allow(missing_docs)]
 
+#[path = "support/rate.rs"]
+mod support;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use rand::{Rng, SeedableRng};
 use traceless_protocol::filter::*;
 use traceless_protocol::*;
 
-fn rate(label: &str, per_iter: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm up
-    let started = Instant::now();
-    let mut n = 0;
-    while started.elapsed().as_secs_f64() < 1.0 {
-        f();
-        n += per_iter;
-    }
-    let r = n as f64 / started.elapsed().as_secs_f64();
-    println!("  {label:<52} {r:>12.0} /s");
-    r
-}
+use support::rate;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -8,25 +8,16 @@
 
 #![allow(missing_docs)]
 
+#[path = "support/rate.rs"]
+mod support;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use traceless_protocol::ed25519_dalek::Signer;
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::*;
 
-fn rate(label: &str, per_iter: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm up
-    let started = Instant::now();
-    let mut n = 0;
-    while started.elapsed().as_secs_f64() < 1.0 {
-        f();
-        n += per_iter;
-    }
-    let r = n as f64 / started.elapsed().as_secs_f64();
-    println!("  {label:<44} {r:>10.0} /s");
-    r
-}
+use support::rate;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -246,6 +246,41 @@ impl Federation {
         }
     }
 
+    /// Reports a validated gossip message to gossipsub: forward it (accept),
+    /// drop it quietly (ignore), or reject it, which penalises the sender.
+    fn report_gossip(
+        &mut self,
+        id: MessageId,
+        source: PeerId,
+        forward: Result<bool, &IngestError>,
+        what: &str,
+    ) {
+        let m = &self.state.metrics;
+        let acceptance = match forward {
+            Ok(true) => {
+                inc(&m.gossip_accepted);
+                MessageAcceptance::Accept
+            }
+            Ok(false) => {
+                inc(&m.gossip_ignored);
+                MessageAcceptance::Ignore
+            }
+            Err(IngestError::Invalid(e)) => {
+                inc(&m.gossip_rejected);
+                tracing::info!(peer = %source, "rejected gossiped {what}: {e}");
+                MessageAcceptance::Reject
+            }
+            Err(IngestError::Storage(e)) => {
+                tracing::error!("storing gossiped {what} failed: {e}");
+                MessageAcceptance::Ignore
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
     fn publish_filter(&mut self, bytes: Vec<u8>) {
         match self
             .swarm
@@ -408,64 +443,23 @@ impl Federation {
     fn finish(&mut self, done: Done) {
         match done {
             Done::Gossip(id, source, result) => {
-                let m = &self.state.metrics;
-                let acceptance = match &result {
-                    // Visibility as of ingest: a visible new batch was stored as
-                    // announced, so forwarding it here is its only gossip.
-                    Ok(i) if i.outcome != PutOutcome::Conflict && i.visible => {
-                        inc(&m.gossip_accepted);
-                        MessageAcceptance::Accept
-                    }
-                    // Conflicts are the authority's fault, not the forwarder's;
-                    // embargoed batches are stored but not forwarded yet.
-                    Ok(_) => {
-                        inc(&m.gossip_ignored);
-                        MessageAcceptance::Ignore
-                    }
-                    Err(IngestError::Invalid(e)) => {
-                        inc(&m.gossip_rejected);
-                        tracing::info!(peer = %source, "rejected gossiped batch: {e}");
-                        MessageAcceptance::Reject
-                    }
-                    Err(IngestError::Storage(e)) => {
-                        tracing::error!("storing gossiped batch failed: {e}");
-                        MessageAcceptance::Ignore
-                    }
-                };
-                // Accepting forwards the batch; it is not published again (an
-                // embargoed one is held and released by the scheduled job).
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, acceptance);
+                // Visibility as of ingest: a visible new batch was stored as
+                // announced, so forwarding it here is its only gossip (it is not
+                // published again; an embargoed one is held and released by the
+                // scheduled job). Conflicts are the authority's fault, not the
+                // forwarder's: ignored, like embargoed batches.
+                let forward = result
+                    .as_ref()
+                    .map(|i| i.outcome != PutOutcome::Conflict && i.visible);
+                self.report_gossip(id, source, forward, "batch");
             }
             Done::FilterGossip(id, source, result) => {
-                let m = &self.state.metrics;
-                let acceptance = match &result {
-                    Ok(f) if f.outcome == FilterPutOutcome::New => {
-                        inc(&m.gossip_accepted);
-                        MessageAcceptance::Accept
-                    }
-                    // Not higher than the revision held: not forwarded.
-                    Ok(_) => {
-                        inc(&m.gossip_ignored);
-                        MessageAcceptance::Ignore
-                    }
-                    Err(IngestError::Invalid(e)) => {
-                        inc(&m.gossip_rejected);
-                        inc(&m.filters_rejected);
-                        tracing::info!(peer = %source, "rejected gossiped filter: {e}");
-                        MessageAcceptance::Reject
-                    }
-                    Err(IngestError::Storage(e)) => {
-                        tracing::error!("storing gossiped filter failed: {e}");
-                        MessageAcceptance::Ignore
-                    }
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&id, &source, acceptance);
+                // A revision not higher than the one held is not forwarded.
+                let forward = result.as_ref().map(|f| f.outcome == FilterPutOutcome::New);
+                if matches!(forward, Err(IngestError::Invalid(_))) {
+                    inc(&self.state.metrics.filters_rejected);
+                }
+                self.report_gossip(id, source, forward, "filter");
             }
             Done::Catchup(peer, results) => {
                 let mut new = false;

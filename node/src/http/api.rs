@@ -206,7 +206,24 @@ pub async fn get_batch(
         .get_batch(&origin, sequence)?
         .filter(|b| b.meta.is_visible(s.now()))
         .ok_or_else(|| not_found(format!("no batch {origin}/{sequence} is served here")))?;
-    let tag = etag(&b.meta.content_id);
+    // A batch never changes once served: cache it for good.
+    Ok(signed_bytes(
+        &headers,
+        &b.meta.content_id,
+        "public, max-age=31536000, immutable",
+        b.bytes,
+    ))
+}
+
+/// Exact signed bytes as `application/x-protobuf` with an ETag of their content
+/// id and `cache_control`; `304 Not Modified` when `If-None-Match` names it.
+fn signed_bytes(
+    headers: &HeaderMap,
+    content_id: &[u8; 32],
+    cache_control: &'static str,
+    bytes: Vec<u8>,
+) -> Response {
+    let tag = etag(content_id);
     let cache = [
         (
             header::ETAG,
@@ -214,7 +231,7 @@ pub async fn get_batch(
         ),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
+            HeaderValue::from_static(cache_control),
         ),
     ];
     let matches = headers
@@ -222,17 +239,17 @@ pub async fn get_batch(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
     if matches {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
-    Ok((
+    (
         cache,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         )],
-        b.bytes,
+        bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 /// One day filter in a listing.
@@ -312,30 +329,13 @@ pub async fn get_filter(
                 "no filter of {origin} for day {day} is served here"
             ))
         })?;
-    let tag = etag(&f.meta.content_id);
-    let cache = [
-        (
-            header::ETAG,
-            HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\"")),
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-    ];
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
-    }
-    Ok((
-        cache,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
-        )],
+    // A newer revision replaces this one: caches revalidate.
+    Ok(signed_bytes(
+        &headers,
+        &f.meta.content_id,
+        "no-cache",
         f.bytes,
-    )
-        .into_response())
+    ))
 }
 
 /// `GET /v1/exports/{day}`: a GAEN export zip of every served key of a UTC day,
