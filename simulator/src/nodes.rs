@@ -177,10 +177,11 @@ impl Nodes {
     }
 
     /// Waits until every relay stores the gateway's newest revision of every day
-    /// filter; false if that takes longer than 15 s.
-    pub fn wait_for_filters(&self) -> bool {
+    /// filter; returns the milliseconds that took, or `None` after 15 s.
+    pub fn wait_for_filters(&self) -> Option<f64> {
         let want = self.gateway.state.store.all_filters().unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(15);
         loop {
             let done = self.relays.iter().all(|r| {
                 want.iter().all(|f| {
@@ -193,12 +194,12 @@ impl Nodes {
                 })
             });
             if done {
-                return true;
+                return Some(started.elapsed().as_secs_f64() * 1000.0);
             }
             if Instant::now() > deadline {
-                return false;
+                return None;
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

@@ -115,7 +115,9 @@ pub struct NetworkFigures {
     pub keys: u64,
     /// Per node (gateway first): what it stores.
     pub storage: Vec<NodeStorage>,
-    /// Gateway to relay propagation, p50, milliseconds (wall time, loopback).
+    /// Gateway to relay propagation, p50, milliseconds (wall time, loopback): per
+    /// batch in key form, per rebuild (all relays hold every newest filter) in
+    /// filter form.
     pub propagation_ms_p50: f64,
     /// Same, p99.
     pub propagation_ms_p99: f64,

@@ -169,6 +169,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut filter_revisions = 0u64;
     let mut filter_seen: Vec<HashMap<u32, u64>> = vec![HashMap::new(); relays.len()];
     let mut uploaded_at: HashMap<PersonId, u64> = HashMap::new();
+    // Milliseconds from a rebuild to the newest filters on every relay.
+    let mut filter_propagation: Vec<f64> = Vec::new();
     let mut logs: Vec<Logged> = Vec::new();
     let watch = nodes.watch();
     let mut propagation_timeouts = 0u32;
@@ -445,8 +447,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             }
             Publication::Filter => {
                 nodes.rebuild_filters();
-                if !nodes.wait_for_filters() {
-                    propagation_timeouts += 1;
+                match nodes.wait_for_filters() {
+                    Some(ms) => filter_propagation.push(ms),
+                    None => propagation_timeouts += 1,
                 }
                 let mut new_filters = Vec::new();
                 let mut bytes_per_relay = vec![0u64; relays.len()];
@@ -497,6 +500,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         bar.inc(1);
     }
     let mut propagation = watch.finish();
+    propagation.extend(filter_propagation);
     let storage = nodes.storage();
     let end_time = day0 + u64::from(s.days) * DAY_S;
     nodes.shutdown();
