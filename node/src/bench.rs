@@ -128,6 +128,7 @@ fn ingest(args: &BenchArgs) -> Result<f64, String> {
     }
     let rate = keys as f64 / start.elapsed().as_secs_f64();
     drop(store);
+    let _ = std::fs::remove_dir_all(crate::storage::files_dir(&dir));
     let _ = std::fs::remove_dir_all(dir);
     Ok(rate)
 }
@@ -351,7 +352,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         return Ok(());
     }
     let rate = ingest(&args)?;
-    println!("durable ingest: {rate:.0} keys/s ({} batches of {} keys; verify + sled write + flush per batch; target >= 100000)", args.ingest_batches, args.keys_per_batch);
+    println!("durable ingest: {rate:.0} keys/s ({} batches of {} keys; verify + batch file write + fsync + sled write + flush per batch; target >= 100000)", args.ingest_batches, args.keys_per_batch);
     let rate = download(&args).await?;
     println!("cached batch download: {rate:.0} req/s ({} keep-alive connections on loopback, {} s; target >= 8500 on 2 cores)", args.connections, args.download_secs);
     let p = propagation(&args).await?;
