@@ -8,8 +8,9 @@
 //! keys' tokens and matches them against what it heard, locally.
 //!
 //! What this reveals, and to whom: a published key links one day's tokens of one
-//! diagnosed person (by design, as in GAEN); nothing here carries a name, an
-//! address, a location or a phone identifier. Matching happens only on the phone,
+//! diagnosed person (by design, as in GAEN); the filter form ([`filter`], SPEC.md
+//! §5.8) publishes only chosen intervals as unlinkable entries instead. Nothing
+//! here carries a name, an address, a location or a phone identifier. Matching happens only on the phone,
 //! and the result leaves the matcher as "exposed on day D, score S".
 //!
 //! ```
