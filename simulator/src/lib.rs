@@ -7,10 +7,12 @@
 //! and duration, incubation, testing and upload adherence) and the app. The
 //! simulator derives the ground truth of who was truly close to whom, drives one
 //! SDK instance per phone that can matter (every app user, or at scale every phone
-//! that received an uploader's advertisement plus a full-sync sample), uploads over
-//! HTTP to a gateway, lets the batches spread over libp2p, downloads them from the
-//! relays over HTTP, and reports precision and recall of notifications, delays,
-//! bytes, CPU, node storage, propagation, and what K Bluetooth sniffers could link.
+//! that received an uploader's advertisement plus a full-sync sample), uploads on
+//! the anonymous path (a token bought with the patient's code, the upload sealed to
+//! the gateway and posted over HTTP to a relay, which forwards it over libp2p), lets
+//! the batches spread over libp2p, downloads them from the relays over HTTP, and
+//! reports precision and recall of notifications, delays, bytes, CPU, node
+//! storage, propagation, and what K Bluetooth sniffers could link.
 //!
 //! Every random choice comes from the scenario seed, so the same seed gives the
 //! same outcome (wall-time figures aside). `load` mode drives a running node over

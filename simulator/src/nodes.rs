@@ -1,6 +1,10 @@
 //! The relay network: one gateway for the health authority and several relays,
 //! started in-process on loopback and federated over libp2p, all on one manual
 //! clock that the simulator moves forward. Phones reach them only over HTTP.
+//!
+//! Uploads take the anonymous path (SPEC.md §5.6–5.7): the gateway holds a VOPRF
+//! token key and runs the authority's token issuer, which holds the upload codes;
+//! every relay forwards sealed uploads for the simulated origin to the gateway.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use traceless_node::config::{GatewayConfig, TrustEntry};
+use traceless_node::config::{GatewayConfig, TrustEntry, UploadGateway};
 use traceless_node::{upload_codes, Config, NodeState, Role, RunningNode};
-use traceless_protocol::{AuthorityKey, ManualClock};
+use traceless_protocol::{AuthorityKey, ManualClock, TokenKey};
+
+use crate::http;
 
 /// The authority the simulated city's gateway signs for.
 pub const ORIGIN: &str = "sim.health";
@@ -40,9 +46,13 @@ pub struct Nodes {
     pub clock: ManualClock,
     /// The authority key (public part goes into every trust list).
     pub authority: AuthorityKey,
-    /// Single-use upload codes issued to the gateway, one per planned upload.
+    /// Single-use upload codes issued to the authority's token issuer (on the
+    /// gateway), one per planned upload: each buys one upload token.
     pub codes: Vec<String>,
 }
+
+/// The epoch of the gateway's one token key.
+const TOKEN_EPOCH: u32 = 1;
 
 fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> Config {
     let mut c = Config {
@@ -66,27 +76,28 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
 }
 
 /// The gateway section, built through serde so that fields the node adds later
-/// take their defaults; answers are not delayed where the node supports delays
-/// (the simulator measures, it does not hide timing).
-fn gateway_config(key_file: &Path) -> Result<GatewayConfig, NodesError> {
-    let mut v = serde_json::json!({
+/// take their defaults.
+fn gateway_config(key_file: &Path, token_file: &Path) -> Result<GatewayConfig, NodesError> {
+    let v = serde_json::json!({
         "origin": ORIGIN,
         "authority_key_file": key_file,
+        // Every upload of a day, real or dummy, arrives at one clock value or a
+        // few: the rate limit must never be what refuses them.
         "uploads_per_minute": 1_000_000,
+        "token_keys": [{ "epoch": TOKEN_EPOCH, "file": token_file }],
+        // By default the node answers each relayed upload 50 ms after it
+        // arrived, so that response timing does not tell real from dummy. The
+        // simulator posts its thousands of uploads one after another: the floor
+        // would only add minutes of waiting, and the simulator measures timing
+        // rather than hides it.
         "response_delay_ms": 0,
     });
-    if let Ok(c) = serde_json::from_value(v.clone()) {
-        return Ok(c);
-    }
-    if let Some(m) = v.as_object_mut() {
-        m.remove("response_delay_ms");
-    }
     serde_json::from_value(v).map_err(|e| NodesError::Start(format!("gateway config: {e}")))
 }
 
 impl Nodes {
     /// Starts a gateway and `relays` relays under `dir` at unix time `now`, with
-    /// `codes` upload codes valid for `code_validity_s`.
+    /// `codes` upload codes (for the token issuer) valid for `code_validity_s`.
     pub fn start(
         dir: &Path,
         relays: u32,
@@ -102,31 +113,42 @@ impl Nodes {
         let clock = ManualClock::new(now);
         let gw_dir = dir.join("gateway");
         std::fs::create_dir_all(&gw_dir)?;
+        // Codes buy tokens at the issuer; the gateway itself takes no code.
         let (codes, records) = upload_codes::issue(codes, now + code_validity_s);
-        upload_codes::write_incoming(&gw_dir, &records)?;
+        upload_codes::write_incoming(&gw_dir.join("issuer"), &records)?;
         let key_file = gw_dir.join("authority.key");
         traceless_node::keys::write_authority_key(&key_file, &authority)
             .map_err(|e| NodesError::Start(e.to_string()))?;
+        let token_file = gw_dir.join(format!("tokens-{TOKEN_EPOCH}.key"));
+        traceless_node::keys::write_token_key(&token_file, &TokenKey::generate(TOKEN_EPOCH))
+            .map_err(|e| NodesError::Start(e.to_string()))?;
         let mut gc = base_config(&gw_dir, &authority, Vec::new());
         gc.role = Role::Gateway;
-        gc.gateway = Some(gateway_config(&key_file)?);
+        gc.gateway = Some(gateway_config(&key_file, &token_file)?);
         let start = |c: Config| {
             rt.block_on(traceless_node::start(c, Arc::new(clock.clone())))
                 .map_err(|e| NodesError::Start(e.to_string()))
         };
         let gateway = start(gc)?;
+        let gateway_addr = gateway
+            .p2p_addrs
+            .first()
+            .ok_or_else(|| NodesError::Start("the gateway listens on no libp2p address".into()))?
+            .to_string();
         let mut nodes: Vec<RunningNode> = Vec::new();
         for i in 0..relays {
-            // Each relay dials the gateway and the previous relay: a connected mesh.
-            let mut boot: Vec<String> = gateway.p2p_addrs.iter().map(|a| a.to_string()).collect();
-            if let Some(prev) = nodes.last() {
-                boot.extend(prev.p2p_addrs.iter().map(|a| a.to_string()));
-            }
-            nodes.push(start(base_config(
-                &dir.join(format!("relay-{i}")),
-                &authority,
-                boot,
-            ))?);
+            // Each relay dials the previous relay and its upload gateway (a
+            // relay dials the gateways it forwards to): a connected mesh.
+            let boot = nodes
+                .last()
+                .map(|prev| prev.p2p_addrs.iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default();
+            let mut c = base_config(&dir.join(format!("relay-{i}")), &authority, boot);
+            c.p2p.upload_gateways = vec![UploadGateway {
+                origin: ORIGIN.into(),
+                address: gateway_addr.clone(),
+            }];
+            nodes.push(start(c)?);
         }
         let net = Nodes {
             rt,
@@ -167,6 +189,39 @@ impl Nodes {
         }
         published.sort_unstable();
         published
+    }
+
+    /// The sequence number the gateway gives its next batch: the batches an
+    /// upload published are those from this number before it up to this number
+    /// after it (a sealed upload's answer is a fixed status that names none).
+    pub fn gateway_next_sequence(&self) -> u64 {
+        self.gateway
+            .state
+            .store
+            .next_sequence(ORIGIN)
+            .unwrap_or_default()
+    }
+
+    /// What the nodes' `/metrics` (over HTTP) say about uploads: whether they
+    /// came through the relays or straight to the gateway.
+    pub fn upload_traffic(&self) -> Result<UploadTraffic, http::HttpError> {
+        let metrics = |addr| -> Result<String, http::HttpError> {
+            let r = http::request(addr, "GET", "/metrics", b"")?;
+            Ok(String::from_utf8_lossy(&r.body).into_owned())
+        };
+        let gateway = metrics(self.gateway.http_addr)?;
+        let mut relayed = 0;
+        for r in &self.relays {
+            relayed += requests(&metrics(r.http_addr)?, "/v1/relay/{origin}", Some(200));
+        }
+        Ok(UploadTraffic {
+            relays_forwarded: relayed,
+            gateway_relayed_accepted: counter(&gateway, "traceless_relayed_uploads_accepted_total"),
+            gateway_relayed_refused: counter(&gateway, "traceless_relayed_uploads_refused_total"),
+            gateway_direct: requests(&gateway, "/v1/upload", None)
+                + requests(&gateway, "/v1/relay/{origin}", None),
+            tokens_issued: counter(&gateway, "traceless_tokens_issued_total"),
+        })
     }
 
     /// Folds the gateway's newly publishable filter entries into new revisions of
@@ -334,6 +389,47 @@ impl Propagation {
         let mut w = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut w.latencies)
     }
+}
+
+/// Upload traffic as the nodes count it (their `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UploadTraffic {
+    /// Sealed uploads the relays took from phones and answered 200 (forwarded
+    /// to the gateway and accepted there), summed over relays.
+    pub relays_forwarded: u64,
+    /// Sealed uploads the gateway received from relays and accepted, real and
+    /// dummy alike.
+    pub gateway_relayed_accepted: u64,
+    /// Sealed uploads the gateway received from relays and refused.
+    pub gateway_relayed_refused: u64,
+    /// Upload requests phones sent to the gateway itself (`/v1/upload` or
+    /// `/v1/relay/…`), any answer: 0 when every upload went through a relay.
+    pub gateway_direct: u64,
+    /// Upload tokens the authority's issuer (on the gateway) issued.
+    pub tokens_issued: u64,
+}
+
+/// The value of an unlabelled Prometheus counter, 0 if absent.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// HTTP requests to the route template `route`, with status `status` or any.
+fn requests(text: &str, route: &str, status: Option<u16>) -> u64 {
+    let prefix = format!("traceless_http_requests_total{{route=\"{route}\",status=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (code, value) = rest.split_once("\"} ")?;
+            let code: u16 = code.parse().ok()?;
+            status
+                .is_none_or(|s| s == code)
+                .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
 }
 
 /// What one node holds.

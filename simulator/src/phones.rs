@@ -1,18 +1,25 @@
 //! Phones: each one a real `traceless-sdk` instance on its own manual clock,
 //! doing what a host app does: broadcast the SDK's advertisement, hand it every
-//! received advertisement, build the diagnosis upload, sync downloaded batches and
-//! read the exposure summary. Phones that do not run an SDK instance (see
+//! received advertisement, buy an upload token with the patient's code and build
+//! the sealed diagnosis upload (the anonymous path, SPEC.md §5.6–5.7), build
+//! sealed dummy uploads, sync downloaded batches and read the exposure summary.
+//! Phones that do not run an SDK instance (see
 //! [`SdkPhones`](crate::scenario::SdkPhones)) still broadcast EN-compatible tokens
 //! of their own random daily keys, so listeners hear realistic noise.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::RngCore;
-use traceless_protocol::{interval_start_seconds, ManualClock, Metadata, Tek, ADVERTISEMENT_LEN};
-use traceless_sdk::{Sdk, SdkConfig};
+use traceless_protocol::sealed::SEAL_KEY_LEN;
+use traceless_protocol::{
+    interval_start_seconds, ManualClock, Metadata, Tek, TokenPublicKey, ADVERTISEMENT_LEN,
+};
+use traceless_sdk::{Sdk, SdkConfig, SdkError};
 
+use crate::http::{self, HttpError};
 use crate::population::PersonId;
 use crate::scenario::Publication;
 use crate::seed::{rng, Stream};
@@ -21,14 +28,70 @@ use crate::seed::{rng, Stream};
 pub type Payload = [u8; ADVERTISEMENT_LEN];
 
 /// What a phone sent in a day.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Broadcast {
     /// Advertisements by interval.
     pub ads: Vec<(u32, Payload)>,
-    /// The diagnosis upload it built, if due today.
-    pub upload: Option<Vec<u8>>,
-    /// Dummy uploads due today (unix time, request), same length as real ones.
+    /// The sealed diagnosis upload it built, if due today, or why it could not.
+    pub upload: Option<Result<Vec<u8>, UploadFailure>>,
+    /// Sealed dummy uploads due today (unix time, request), same length as real ones.
     pub dummies: Vec<(u64, Vec<u8>)>,
+}
+
+/// What the app knows of the authority's gateway for the anonymous upload
+/// path: where its token issuer answers and the keys it publishes
+/// (`GET /v1/gateway-keys`).
+#[derive(Clone, Debug)]
+pub struct GatewayKeys {
+    /// The gateway's HTTP address, where the issuer answers `POST /v1/tokens`.
+    pub issuer: SocketAddr,
+    /// The X25519 key uploads are sealed to.
+    pub seal: [u8; SEAL_KEY_LEN],
+    /// The key tokens are issued under.
+    pub token: TokenPublicKey,
+}
+
+impl GatewayKeys {
+    /// Fetches the keys from the gateway at `addr`, over HTTP.
+    pub fn fetch(addr: SocketAddr) -> Result<GatewayKeys, UploadFailure> {
+        let r = http::request(addr, "GET", "/v1/gateway-keys", b"")?;
+        let bad = || UploadFailure::GatewayKeys(String::from_utf8_lossy(&r.body).into_owned());
+        let j = r.json().filter(|_| r.status == 200).ok_or_else(bad)?;
+        let hex32 = |v: &serde_json::Value| -> Option<[u8; 32]> {
+            hex::decode(v.as_str()?).ok()?.try_into().ok()
+        };
+        let epoch = j["issuing_epoch"].as_u64().ok_or_else(bad)?;
+        let token = j["token_keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["epoch"].as_u64() == Some(epoch)))
+            .and_then(|k| hex32(&k["public_key"]))
+            .ok_or_else(bad)?;
+        Ok(GatewayKeys {
+            issuer: addr,
+            seal: hex32(&j["seal_public_key"]).ok_or_else(bad)?,
+            token: TokenPublicKey {
+                epoch: u32::try_from(epoch).map_err(|_| bad())?,
+                key: token,
+            },
+        })
+    }
+}
+
+/// Why a phone could not build its sealed upload.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadFailure {
+    /// The SDK refused (token request or answer, or the upload itself).
+    #[error("SDK: {0}")]
+    Sdk(#[from] SdkError),
+    /// Talking to the issuer failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The issuer refused the code.
+    #[error("the token issuer answered HTTP {0}")]
+    Issuer(u16),
+    /// The gateway's keys could not be read.
+    #[error("unreadable gateway keys: {0}")]
+    GatewayKeys(String),
 }
 
 /// One received advertisement to hand to a phone's SDK.
@@ -104,14 +167,15 @@ impl Phone {
     }
 
     /// The advertisements of `intervals` (ascending), as the SDK produces them at
-    /// each interval's start; an upload due at `upload.0` is built on the way (the
-    /// SDK then switches to a fresh key); then the dummy uploads the SDK schedules
-    /// before `day_end`.
+    /// each interval's start; an upload due at `upload.0` is built on the way
+    /// (buying its token from the issuer then; the SDK then switches to a fresh
+    /// key); then the sealed dummy uploads the SDK schedules before `day_end`.
     pub fn broadcast(
         &mut self,
         intervals: &[u32],
         mut upload: Option<(u64, &[u8], u32)>,
         day_end: u64,
+        gateway: &GatewayKeys,
     ) -> Broadcast {
         let mut ads = Vec::with_capacity(intervals.len());
         let mut bundle = None;
@@ -119,7 +183,7 @@ impl Phone {
             let t = interval_start_seconds(i);
             if let Some((at, code, onset_day)) = upload {
                 if at <= t {
-                    bundle = self.upload(at, code, onset_day);
+                    bundle = Some(self.upload(at, code, onset_day, gateway));
                     upload = None;
                 }
             }
@@ -129,14 +193,14 @@ impl Phone {
             }
         }
         if let Some((at, code, onset_day)) = upload {
-            bundle = self.upload(at, code, onset_day);
+            bundle = Some(self.upload(at, code, onset_day, gateway));
         }
         let mut dummies = Vec::new();
         for _ in 0..64 {
             match self.sdk.next_dummy_upload_at() {
                 Ok(at) if at < day_end => {
                     self.clock.set(at.max(day_end - 86_400));
-                    match self.sdk.dummy_upload() {
+                    match self.sdk.sealed_dummy_upload(&gateway.seal) {
                         Ok(d) => dummies.push((at, d)),
                         Err(_) => break,
                     }
@@ -151,16 +215,31 @@ impl Phone {
         }
     }
 
-    fn upload(&mut self, at: u64, code: &[u8], onset_day: u32) -> Option<Vec<u8>> {
+    /// At `at`: buys one token with `code` from the issuer over HTTP and seals
+    /// the diagnosis upload (in the scenario's publication form) to the gateway.
+    fn upload(
+        &mut self,
+        at: u64,
+        code: &[u8],
+        onset_day: u32,
+        gateway: &GatewayKeys,
+    ) -> Result<Vec<u8>, UploadFailure> {
         self.clock.set(at);
         // The app asks for one advertisement at upload time at the latest, so the
         // day's key exists even if nobody heard the phone today.
         let _ = self.sdk.advertisement();
-        match self.publication {
-            Publication::Keys => self.sdk.diagnosis_upload(code, onset_day, &[]),
-            Publication::Filter => self.sdk.filter_diagnosis_upload(code, onset_day, &[]),
+        let request = self.sdk.token_request(gateway.token.epoch, 1, code)?;
+        let r = http::request(gateway.issuer, "POST", "/v1/tokens", &request)?;
+        if r.status != 200 {
+            return Err(UploadFailure::Issuer(r.status));
         }
-        .ok()
+        self.sdk.token_finalize(&r.body, &gateway.token)?;
+        Ok(match self.publication {
+            Publication::Keys => self
+                .sdk
+                .sealed_diagnosis_upload(&gateway.seal, onset_day, &[]),
+            Publication::Filter => self.sdk.sealed_filter_upload(&gateway.seal, onset_day, &[]),
+        }?)
     }
 
     /// Hands received advertisements (ascending in time) to the SDK.

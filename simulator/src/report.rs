@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::nodes::NodeStorage;
+use crate::nodes::{NodeStorage, UploadTraffic};
 use crate::privacy::PrivacyResult;
 
 /// Everything a run measured.
@@ -83,14 +83,14 @@ pub struct Outcome {
 pub struct Cost {
     /// HTTP bytes a phone downloads per day (list and batches), mean over days.
     pub download_bytes_per_phone_per_day: f64,
-    /// Upload request size, bytes.
+    /// Upload request size (a sealed upload), bytes.
     pub upload_bytes: usize,
     /// Distinct upload request sizes on the wire (1: a network observer cannot
     /// tell real uploads from dummies by size).
     pub upload_sizes_seen: usize,
-    /// Dummy uploads the SDK phones sent (cover traffic), over HTTP.
+    /// Dummy uploads the SDK phones sent (cover traffic), over HTTP to relays.
     pub dummy_uploads: u64,
-    /// Dummy uploads the gateway did not answer with 200.
+    /// Dummy uploads not answered with 200.
     pub dummy_uploads_refused: u64,
     /// CPU in `sync_batch` + summary per full-sync phone per day, milliseconds (mean).
     pub matching_ms_per_phone_per_day: f64,
@@ -121,8 +121,14 @@ pub struct NetworkFigures {
     pub propagation_ms_p50: f64,
     /// Same, p99.
     pub propagation_ms_p99: f64,
-    /// Upload requests the gateway refused.
+    /// Real uploads refused: by the issuer (no token for the code) or by the
+    /// relay or gateway (a status other than 200).
     pub uploads_refused: usize,
+    /// How uploads travel (`sealed via relays`: token-authorized, sealed to the
+    /// gateway, posted to a relay).
+    pub upload_path: String,
+    /// Upload traffic as the nodes' own metrics count it.
+    pub upload_traffic: UploadTraffic,
     /// Days on which some batch had not reached every relay within 15 s.
     pub propagation_timeouts: u32,
 }
@@ -268,8 +274,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  infected {}  positives {}  uploads {}  truly close {}  notified {}",
-            o.infected, o.positives, o.uploads, o.truly_close, o.notified
+            "  infected {}  positives {}  uploads {} ({})  truly close {}  notified {}",
+            o.infected, o.positives, o.uploads, n.upload_path, o.truly_close, o.notified
         );
         let _ = writeln!(
             s,
@@ -337,7 +343,7 @@ impl Report {
              <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}pre{{background:#f4f4f4;padding:1em}}\
              img{{max-width:100%}}</style></head><body><h1>Traceless simulation: {name}</h1>\
              <p>Real <code>traceless-sdk</code> instances against real <code>traceless-node</code> relays \
-             (federated over loopback libp2p, uploads by HTTP POST, downloads by HTTP GET).</p>\
+             (federated over loopback libp2p, uploads sealed and posted to relays by HTTP POST, downloads by HTTP GET).</p>\
              <pre>{head}</pre>",
             name = esc(&self.scenario),
             head = esc(&self.headline())

@@ -3,15 +3,27 @@
 //!
 //! A day of the phone phase: regenerate the day's encounters; sample what each
 //! SDK phone's scans receive; let every SDK phone broadcast (its SDK makes the
-//! advertisements, and a phone due to upload builds its diagnosis bundle on the
-//! way); POST the bundles to the gateway over HTTP in time order with the nodes'
-//! clock at each upload; hand each phone what it heard; move the nodes' clock to
-//! the sync hour and release embargoes; wait for the batches to reach every relay
-//! over libp2p; download new batches from every relay over HTTP once (every phone
-//! of a relay downloads the same bytes, which are accounted to each); and let the
-//! SDK phones sync them and read their exposure summaries. In filter form the
-//! gateway rebuilds its day filters at the sync hour instead, and phones download
-//! every day filter whose revision changed.
+//! advertisements, and a phone due to upload builds its diagnosis upload on the
+//! way); POST the uploads over HTTP in time order with the nodes' clock at each
+//! upload; hand each phone what it heard; move the nodes' clock to the sync hour
+//! and release embargoes; wait for the batches to reach every relay over libp2p;
+//! download new batches from every relay over HTTP once (every phone of a relay
+//! downloads the same bytes, which are accounted to each); and let the SDK phones
+//! sync them and read their exposure summaries. In filter form the gateway
+//! rebuilds its day filters at the sync hour instead, and phones download every
+//! day filter whose revision changed.
+//!
+//! Uploads take the product's anonymous path (SPEC.md §5.6–5.7). At its upload
+//! time on its own clock, a phone buys one token from the authority's issuer
+//! with its single-use code (`POST /v1/tokens` on the gateway) and seals its
+//! upload (keys, or filter-form intervals) with that token to the gateway's key.
+//! It does so while its SDK builds the day's advertisements, so in parallel with
+//! other phones and before the nodes' clock gets there: the issuer checks only
+//! the code. The sealed bytes are then posted, in time order as above, to the
+//! relay the phone downloads from (`POST /v1/relay/{origin}`), which forwards
+//! them over libp2p to the gateway. Dummy uploads are sealed and relayed the same
+//! way. The relay's answer is a fixed status, so the batches an upload published
+//! are read off the gateway's sequence counter around it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -28,7 +40,7 @@ use crate::epidemic::{self, DAY_S};
 use crate::http;
 use crate::mobility::day_plan;
 use crate::nodes::{Nodes, NodesError, ORIGIN};
-use crate::phones::{Broadcast, Heard, NoiseKeys, Payload, Phone};
+use crate::phones::{Broadcast, GatewayKeys, Heard, NoiseKeys, Payload, Phone, UploadFailure};
 use crate::population::{PersonId, Population};
 use crate::privacy::{self, Logged};
 use crate::report::{self, Cost, Daily, NetworkFigures, Outcome, Report, RunFigures};
@@ -57,9 +69,15 @@ pub enum RunError {
     /// Talking to a node failed.
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    /// The gateway's upload keys could not be read.
+    #[error(transparent)]
+    GatewayKeys(#[from] UploadFailure),
 }
 
 const NONE: u32 = u32::MAX;
+
+/// How uploads travel, for the report.
+const UPLOAD_PATH: &str = "sealed via relays";
 
 /// Runs `s`; node data lives in a temporary directory under `work_dir`.
 pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, RunError> {
@@ -135,6 +153,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         (u64::from(s.days) + 2) * DAY_S,
     )?;
     let authority = nodes.authority.verifying_key();
+    let gateway_keys = GatewayKeys::fetch(nodes.gateway.http_addr)?;
+    let relay_path = format!("/v1/relay/{ORIGIN}");
     let full_all = s.app.sdk_phones == SdkPhones::All;
     let mut phones: Vec<Phone> = sdk_people
         .par_iter()
@@ -278,7 +298,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 let up = todays
                     .get(&(i as u32))
                     .map(|(at, code, onset)| (*at, code.as_bytes(), *onset));
-                phone.broadcast(want, up, day_start + DAY_S)
+                phone.broadcast(want, up, day_start + DAY_S, &gateway_keys)
             })
             .collect();
         drop(demand);
@@ -293,9 +313,14 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                     uploader_rpis.insert(rpi, person);
                 }
             }
-            if let Some(u) = b.upload {
-                let at = todays.get(&(i as u32)).map_or(day_start, |t| t.0);
-                bundles.push((at, person, u, true));
+            match b.upload {
+                Some(Ok(u)) => {
+                    let at = todays.get(&(i as u32)).map_or(day_start, |t| t.0);
+                    bundles.push((at, person, u, true));
+                }
+                // The issuer refused the code, or the SDK the upload.
+                Some(Err(_)) => uploads_refused += 1,
+                None => {}
             }
             for (at, d) in b.dummies {
                 bundles.push((at, person, d, false));
@@ -319,7 +344,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             }
         }
 
-        // Uploads over HTTP, in time order, with the nodes' clock at each.
+        // Sealed uploads over HTTP, in time order, with the nodes' clock at each,
+        // each to the relay its phone downloads from.
         bundles.sort_by_key(|b| (b.0, b.1));
         let mut uploads_today = 0;
         for (at, person, bundle, real) in &bundles {
@@ -334,7 +360,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 }
             }
             upload_sizes.insert(bundle.len());
-            let r = http::request(nodes.gateway.http_addr, "POST", "/v1/upload", bundle)?;
+            let relay = relays[*person as usize % relays.len()];
+            let next_before = nodes.gateway_next_sequence();
+            let r = http::request(relay, "POST", &relay_path, bundle)?;
             if !real {
                 dummies_sent += 1;
                 if r.status != 200 {
@@ -346,17 +374,11 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 uploads_ok += 1;
                 uploads_today += 1;
                 uploaded_at.insert(*person, *at);
-                let seqs: Vec<u64> = r
-                    .json()
-                    .and_then(|j| {
-                        j["published"].as_array().map(|a| {
-                            a.iter()
-                                .filter_map(|e| e["sequence"].as_u64())
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .unwrap_or_default();
-                for &seq in &seqs {
+                // The answer names no batch. The batches this upload published
+                // (the gateway gossiped them before answering) are those it
+                // numbered meanwhile: nothing else runs at this clock value, and
+                // dummies publish nothing.
+                for seq in next_before..nodes.gateway_next_sequence() {
                     watch.published(seq);
                     batch_upload_at.insert(seq, *at);
                 }
@@ -502,6 +524,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut propagation = watch.finish();
     propagation.extend(filter_propagation);
     let storage = nodes.storage();
+    let upload_traffic = nodes.upload_traffic()?;
     let end_time = day0 + u64::from(s.days) * DAY_S;
     nodes.shutdown();
     bar.finish_and_clear();
@@ -591,6 +614,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             propagation_ms_p50: report::quantile(&mut propagation, 0.5),
             propagation_ms_p99: report::quantile(&mut propagation, 0.99),
             uploads_refused,
+            upload_path: UPLOAD_PATH.into(),
+            upload_traffic,
             propagation_timeouts,
         },
         privacy,

@@ -1,12 +1,14 @@
 //! The demo scenario in the test suite: it runs against real nodes over loopback,
 //! finds truly close contacts, notifies nobody when nobody is infected, gives the
 //! same results for the same seed, and the contacts shortcut used at scale gives
-//! the same notifications as running an SDK on every phone.
+//! the same notifications as running an SDK on every phone. Every upload, real
+//! or dummy, goes sealed through a relay, never straight to the gateway.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
+use traceless_protocol::SEALED_UPLOAD_LEN;
 use traceless_sim::scenario::{Publication, SdkPhones};
 use traceless_sim::{run, Report, RunOptions, Scenario};
 
@@ -29,12 +31,39 @@ fn go(s: &Scenario) -> Report {
     run(s, &RunOptions::default(), tmp.path()).unwrap()
 }
 
-/// Everything but wall-time figures and the dummy-upload count (the SDK draws
-/// its dummy schedule from the OS random generator, not from the scenario seed).
+/// Every upload went sealed through a relay, as the nodes' own metrics count
+/// them: the gateway took none from a phone, and the relays forwarded each real
+/// and dummy upload, which the gateway accepted; each uploader bought one token.
+fn assert_uploads_went_through_relays(r: &Report) {
+    let t = &r.network.upload_traffic;
+    let (uploads, c) = (r.outcome.uploads as u64, &r.cost);
+    assert_eq!(r.network.upload_path, "sealed via relays");
+    assert_eq!(t.gateway_direct, 0, "an upload bypassed the relays: {t:?}");
+    assert_eq!(r.network.uploads_refused, 0, "{}", r.headline());
+    assert_eq!(c.dummy_uploads_refused, 0, "{}", r.headline());
+    assert!(
+        c.dummy_uploads > 0,
+        "cover traffic was sent: {}",
+        r.headline()
+    );
+    assert_eq!(t.relays_forwarded, uploads + c.dummy_uploads, "{t:?}");
+    assert_eq!(t.gateway_relayed_accepted, t.relays_forwarded, "{t:?}");
+    assert_eq!(t.gateway_relayed_refused, 0, "{t:?}");
+    assert_eq!(t.tokens_issued, uploads, "one token per uploader: {t:?}");
+    assert_eq!(
+        (c.upload_bytes, c.upload_sizes_seen),
+        (SEALED_UPLOAD_LEN, 1)
+    );
+}
+
+/// Everything but wall-time figures and the dummy-upload counts (the SDK draws
+/// its dummy schedule from the OS random generator, not from the scenario seed;
+/// the nodes' upload counters include the dummies).
 fn deterministic(r: &Report) -> String {
     let mut r = r.clone();
     r.run = Default::default();
     r.cost.dummy_uploads = 0;
+    r.network.upload_traffic = Default::default();
     r.cost.matching_ms_per_phone_per_day = 0.0;
     r.network.propagation_ms_p50 = 0.0;
     r.network.propagation_ms_p99 = 0.0;
@@ -54,6 +83,7 @@ fn demo_notifies_close_contacts_reproducibly_and_the_shortcut_is_exact() {
     assert_eq!(all.cost.sync_errors, 0);
     assert!(all.network.batches >= 3 && all.cost.download_bytes_per_phone_per_day > 0.0);
     assert_eq!(all.sdk_phones, all.app_users);
+    assert_uploads_went_through_relays(&all);
 
     // The report is written with its plots.
     let out = tempfile::tempdir().unwrap();
@@ -109,6 +139,7 @@ fn filter_form_notifies_contacts_and_links_no_paths() {
     let filter = go(&s);
     let (k, f) = (&keys.outcome, &filter.outcome);
     assert_eq!(filter.cost.sync_errors, 0, "{}", filter.headline());
+    assert_uploads_went_through_relays(&filter);
     assert_eq!(f.uploads, k.uploads, "the same uploads in both forms");
     assert!(
         filter.network.batches > 0,
