@@ -37,7 +37,7 @@ use traceless_protocol::{
 };
 
 use crate::error::Result;
-use crate::sightings::ObservationSet;
+use crate::sightings::{ObservationSet, Observations};
 use crate::storage::Table;
 use crate::vault::Vault;
 
@@ -108,28 +108,34 @@ pub(crate) fn revision(vault: &Vault, origin: &str, day: u32) -> Result<Option<u
 /// The stored scan instances that hit `filter`: those heard on the filter's day
 /// or the day either side (drift), recorded before its `created_at`.
 pub(crate) fn probe(filter: &DayFilter, set: &ObservationSet) -> Vec<FilterHit> {
+    let observations = set.observations();
     let days = filter.day.saturating_sub(1)..=filter.day.saturating_add(1);
-    let candidates: Vec<usize> = (0..set.observations.len())
+    let candidates: Vec<usize> = (0..observations.len())
         .filter(|&i| {
-            days.contains(&day_of_interval(set.observations[i].interval))
+            days.contains(&day_of_interval(observations[i].interval))
                 && set.sources[i].seen_at < filter.created_at
         })
         .collect();
-    let subset: Vec<Observation> = candidates.iter().map(|&i| set.observations[i]).collect();
-    probe_filter(&filter.filter, filter.day, filter.created_at, &subset)
-        .into_iter()
-        .map(|k| {
-            let i = candidates[k as usize];
-            let o = &set.observations[i];
-            FilterHit {
-                rpi: o.rpi.0,
-                seen_at: set.sources[i].seen_at,
-                interval: o.interval,
-                attenuation_db: o.attenuation_db,
-                seconds: o.duration_s,
-            }
-        })
-        .collect()
+    let subset = Observations(candidates.iter().map(|&i| observations[i]).collect());
+    probe_filter(
+        &filter.filter,
+        filter.day,
+        filter.created_at,
+        subset.as_ref(),
+    )
+    .into_iter()
+    .map(|k| {
+        let i = candidates[k as usize];
+        let o = &observations[i];
+        FilterHit {
+            rpi: o.rpi.0,
+            seen_at: set.sources[i].seen_at,
+            interval: o.interval,
+            attenuation_db: o.attenuation_db,
+            seconds: o.duration_s,
+        }
+    })
+    .collect()
 }
 
 /// Replaces the hits of `filter`'s `(origin, day)` by `hits` and records its

@@ -52,7 +52,24 @@ pub struct Sdk {
     trust: TrustList,
     export_keys: Vec<ExportKey>,
     counters: Counters,
-    /// Decrypted sightings, rebuilt after new ones are recorded.
+    /// Every stored sighting, decrypted and indexed for matching: built by the
+    /// first sync (or [`Sdk::status`]) that needs it and kept between calls, so
+    /// that a host syncing many batches, export files and day filters in a row
+    /// decrypts and indexes once instead of once per download. Dropped (and its
+    /// observations wiped, see [`ObservationSet`]) when a sighting is recorded,
+    /// when a day is shredded (the retention pass at the first call of each
+    /// day shreds one as soon as the phone is 15 days old) and whenever the host
+    /// calls [`Sdk::expire`]; [`Sdk::observations`] also drops a set that is
+    /// older than the vault's sighting records however they changed.
+    ///
+    /// Trade-off: between calls the process memory holds, in clear, the tokens,
+    /// times and signal strengths of up to 15 days that are otherwise only on
+    /// disk, sealed. That widens what a dump of the app's memory reveals only a
+    /// little: the vault holds every live day key in memory for the SDK's whole
+    /// life, so such a dump could decrypt the disk anyway. The set lives until
+    /// one of the events above (on a phone in use, the next sighting, minutes
+    /// away), and is wiped on drop as far as that is cheap (best effort: see
+    /// [`ObservationSet`]).
     observations: Option<ObservationSet>,
     /// Day of the last retention pass.
     expired_through: Option<u32>,
@@ -138,8 +155,11 @@ impl Sdk {
 
     /// Destroys every day older than the retention window (its key is overwritten,
     /// its records removed) and forgets stale sync bookkeeping. Runs by itself at
-    /// the first call of each day; returns the days destroyed.
+    /// the first call of each day; returns the days destroyed. Called by the
+    /// host, it also drops the sightings decrypted for matching, so that none
+    /// stay in memory (the next sync decrypts them again).
     pub fn expire(&mut self) -> Result<Vec<u32>> {
+        self.observations = None;
         let now = self.clock.now();
         self.expire_at(now)
     }
@@ -160,6 +180,7 @@ impl Sdk {
         self.counters
             .prune(oldest_kept, interval_number(now).saturating_sub(1));
         if !due.is_empty() {
+            // Shredded days must not live on in memory.
             self.observations = None;
             self.vault.storage().flush()?;
         }
@@ -198,14 +219,13 @@ impl Sdk {
                 days: RETENTION_DAYS,
             });
         }
+        self.observations = None;
         sightings::record(
             &mut self.vault,
             &mut self.counters,
             &self.config.caps,
             &sighting,
-        )?;
-        self.observations = None;
-        Ok(())
+        )
     }
 
     /// Makes everything recorded so far durable (call when the app goes to the
@@ -214,7 +234,17 @@ impl Sdk {
         self.vault.storage().flush()
     }
 
+    /// The cached [`ObservationSet`], (re)loaded if there is none or the vault's
+    /// sighting records changed since it was loaded.
     fn observations(&mut self) -> Result<&ObservationSet> {
+        let version = self.vault.sightings_version();
+        if self
+            .observations
+            .as_ref()
+            .is_some_and(|set| set.version != version)
+        {
+            self.observations = None;
+        }
         if self.observations.is_none() {
             self.observations = Some(sightings::load(
                 &self.vault,
@@ -547,8 +577,51 @@ impl Sdk {
         let set = self.observations()?;
         Ok(Status {
             days_kept,
-            scan_instances: set.observations.len(),
+            scan_instances: set.observations().len(),
             unreadable_records: set.unreadable + unreadable_windows,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use traceless_protocol::{Clock, ManualClock};
+
+    use super::*;
+
+    /// The decrypted sightings live from the call that needs them until the next
+    /// sighting, the next shredded day or the host's call to `expire`.
+    #[test]
+    fn decrypted_sightings_are_dropped_by_a_sighting_a_shredded_day_and_expire() {
+        let clock = ManualClock::new(1_700_000_000);
+        let mut sdk = Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone()))
+            .expect("in-memory SDK opens");
+        let load = |sdk: &mut Sdk| {
+            sdk.status().expect("status");
+            assert!(sdk.observations.is_some(), "status loads the sightings");
+        };
+        sdk.record_sighting(&[7; 20], -60, None, clock.now())
+            .expect("records");
+        load(&mut sdk);
+        sdk.record_sighting(&[8; 20], -60, None, clock.now())
+            .expect("records");
+        assert!(sdk.observations.is_none(), "a new sighting drops them");
+        load(&mut sdk);
+        assert_eq!(sdk.expire().expect("expires"), Vec::<u32>::new());
+        assert!(sdk.observations.is_none(), "expire drops them, nothing due");
+        load(&mut sdk);
+        clock.advance(86_400);
+        sdk.exposure_summary().expect("summary");
+        assert!(
+            sdk.observations.is_some(),
+            "a new day shredding nothing keeps them"
+        );
+        clock.advance(u64::from(RETENTION_DAYS) * 86_400);
+        sdk.exposure_summary().expect("summary");
+        assert!(
+            sdk.observations.is_none(),
+            "shredding the first day drops them"
+        );
+        assert_eq!(sdk.status().expect("status").scan_instances, 0);
     }
 }

@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use traceless_protocol::{
-    day_of_unix, interval_number, Advertisement, Aem, Observation, Rpi, ADVERTISEMENT_LEN,
+    day_of_unix, interval_number, Advertisement, Aem, Observation, ObservationIndex, Rpi,
+    ADVERTISEMENT_LEN,
 };
+use zeroize::Zeroize;
 
 use crate::error::{Result, SdkError};
 use crate::storage::Table;
@@ -219,13 +221,81 @@ pub(crate) struct ObservationSource {
     pub aem: Aem,
 }
 
-/// Every stored scan instance as a matcher observation, with its source.
+impl ObservationSource {
+    fn wipe(&mut self) {
+        self.seen_at.zeroize();
+        self.rssi.zeroize();
+        self.tx_power.zeroize();
+        self.aem.0.zeroize();
+    }
+}
+
+/// Decrypted observations, overwritten with zeros when dropped.
 #[derive(Default)]
+pub(crate) struct Observations(pub Vec<Observation>);
+
+impl AsRef<[Observation]> for Observations {
+    fn as_ref(&self) -> &[Observation] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Observations {
+    type Target = Vec<Observation>;
+
+    fn deref(&self) -> &Vec<Observation> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Observations {
+    fn deref_mut(&mut self) -> &mut Vec<Observation> {
+        &mut self.0
+    }
+}
+
+impl Drop for Observations {
+    fn drop(&mut self) {
+        for o in &mut self.0 {
+            o.rpi.0.zeroize();
+            o.interval.zeroize();
+            o.attenuation_db.zeroize();
+            o.duration_s.zeroize();
+        }
+    }
+}
+
+/// Every stored scan instance as a matcher observation, indexed for matching,
+/// with its source: what [`load`] decrypts, kept by the `Sdk` between sync calls
+/// (see `Sdk::observations` for when it is dropped) so that each batch, export
+/// and day filter is matched without decrypting and indexing again.
+///
+/// When dropped, the observations and their sources are overwritten with zeros.
+/// That is best effort, not a guarantee: the index's hash table (which holds
+/// the distinct tokens), buffers the vectors outgrew while loading and the
+/// decrypted records they were read from are freed without being wiped.
 pub(crate) struct ObservationSet {
-    pub observations: Vec<Observation>,
+    /// The observations, indexed (`index.get_ref()`: in load order, parallel
+    /// to `sources`).
+    pub index: ObservationIndex<'static, Observations>,
     pub sources: Vec<ObservationSource>,
     /// Records that could not be decrypted or decoded (damaged storage).
     pub unreadable: usize,
+    /// [`Vault::sightings_version`] when loaded: a set of another version is stale.
+    pub version: u64,
+}
+
+impl ObservationSet {
+    /// Every observation, parallel to `sources`.
+    pub fn observations(&self) -> &[Observation] {
+        self.index.get_ref().as_ref()
+    }
+}
+
+impl Drop for ObservationSet {
+    fn drop(&mut self) {
+        self.sources.iter_mut().for_each(ObservationSource::wipe);
+    }
 }
 
 /// Seconds a scan instance stands for: the time since the token's previous scan
@@ -240,14 +310,18 @@ fn scan_seconds(scans: &[Scan], i: usize, scan_period_s: u16) -> u16 {
     }
 }
 
-/// Loads every live day's sightings. Attenuation uses the host-reported TX power
-/// where known and `assumed_tx_power` otherwise (corrected after a match).
+/// Loads every live day's sightings and indexes them. Attenuation uses the
+/// host-reported TX power where known and `assumed_tx_power` otherwise
+/// (corrected after a match).
 pub(crate) fn load(
     vault: &Vault,
     scan_period_s: u16,
     assumed_tx_power: i8,
 ) -> Result<ObservationSet> {
-    let mut set = ObservationSet::default();
+    let version = vault.sightings_version();
+    let mut observations = Observations(Vec::new());
+    let mut sources = Vec::new();
+    let mut unreadable = 0;
     for day in vault.live_days() {
         for (_, plain) in vault.scan_day(Table::Sightings, day)? {
             let record = match plain.and_then(|p| {
@@ -256,19 +330,19 @@ pub(crate) fn load(
             }) {
                 Ok(r) => r,
                 Err(_) => {
-                    set.unreadable += 1;
+                    unreadable += 1;
                     continue;
                 }
             };
             for (i, scan) in record.scans.iter().enumerate() {
                 let tx = scan.tx_power.unwrap_or(assumed_tx_power);
-                set.observations.push(Observation {
+                observations.0.push(Observation {
                     rpi: Rpi(record.rpi),
                     interval: interval_number(scan.first),
                     attenuation_db: attenuation(tx, scan.max_rssi),
                     duration_s: scan_seconds(&record.scans, i, scan_period_s),
                 });
-                set.sources.push(ObservationSource {
+                sources.push(ObservationSource {
                     seen_at: scan.first,
                     rssi: scan.max_rssi,
                     tx_power: scan.tx_power,
@@ -277,7 +351,12 @@ pub(crate) fn load(
             }
         }
     }
-    Ok(set)
+    Ok(ObservationSet {
+        index: ObservationIndex::owning(observations),
+        sources,
+        unreadable,
+        version,
+    })
 }
 
 /// `attenuation = TX power - RSSI`, clamped to 0..=255 dB.

@@ -10,13 +10,12 @@ use sha2::{Digest, Sha256};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::{
     day_of_interval, exposure_windows, match_keys_parallel, DiagnosisKey, ExportFile,
-    ExposureWindow, KeyMatch, Metadata, ObservationIndex, ScanInstance, SignedBatch, TrustList,
-    WireError,
+    ExposureWindow, KeyMatch, Metadata, ScanInstance, SignedBatch, TrustList, WireError,
 };
 
 use crate::error::{Result, SdkError};
 use crate::filters::{self, ScanId};
-use crate::sightings::{attenuation, ObservationSet};
+use crate::sightings::{attenuation, ObservationSet, Observations};
 use crate::storage::Table;
 use crate::vault::Vault;
 
@@ -127,13 +126,13 @@ pub(crate) fn check_not_synced(vault: &Vault, v: &Verified) -> Result<()> {
 /// same scan instance is not counted again).
 pub(crate) type KeyWindow = (usize, ExposureWindow, Vec<ScanId>);
 
-/// Matches `v` against `set`: only sightings from before the publication, with
+/// Matches `v` against `set` (indexed once, probed by every download until the
+/// sightings change): only sightings from before the publication, with
 /// attenuation recomputed from the sender's metadata where the host did not know
 /// the TX power.
 pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize) -> Vec<KeyWindow> {
-    let index = ObservationIndex::new(&set.observations);
-    let matches = match_keys_parallel(&index, &v.keys, threads);
-    let mut observations = Vec::new();
+    let matches = match_keys_parallel(&set.index, &v.keys, threads);
+    let mut observations = Observations::default();
     let mut ids = Vec::new();
     let mut kept = Vec::new();
     for m in matches {
@@ -145,7 +144,7 @@ pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize)
             if source.seen_at >= v.published_at {
                 continue;
             }
-            let mut obs = set.observations[o as usize];
+            let mut obs = set.observations()[o as usize];
             if source.tx_power.is_none() {
                 let meta: Metadata = aemk.decrypt_metadata(&obs.rpi, &source.aem);
                 obs.attenuation_db = attenuation(meta.tx_power_dbm(), source.rssi);

@@ -22,6 +22,7 @@
 //! day `D` is stored under `BE32(D) || HMAC-SHA256(index_key, label || x)[..16]`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -79,6 +80,8 @@ pub struct Vault {
     storage: Arc<dyn Storage>,
     master: XChaCha20Poly1305,
     days: BTreeMap<u32, DayKeys>,
+    /// Counts sighting writes and destroyed days (see [`Vault::sightings_version`]).
+    sightings_version: AtomicU64,
 }
 
 fn slot_offset(day: u32) -> u64 {
@@ -111,6 +114,7 @@ impl Vault {
             storage,
             master: cipher,
             days: BTreeMap::new(),
+            sightings_version: AtomicU64::new(0),
         };
         if raw.is_empty() {
             vault.write_header()?;
@@ -229,6 +233,7 @@ impl Vault {
     /// Destroys the key of `day`: overwrites its slot with zeros and syncs, then
     /// removes the day's (now undecryptable) records to reclaim space.
     pub fn destroy_day(&mut self, day: u32) -> Result<()> {
+        *self.sightings_version.get_mut() += 1;
         if self.days.remove(&day).is_some() {
             self.storage
                 .write_keyring(slot_offset(day), &[0u8; SLOT_LEN])?;
@@ -271,8 +276,18 @@ impl Vault {
         [table.name().as_bytes(), &[0], key].concat()
     }
 
+    /// Changes whenever a sighting record is written through [`Vault::put`] or a
+    /// day is destroyed (from the attempt on, whether or not it succeeds): what
+    /// was decrypted from [`Table::Sightings`] under another version may be stale.
+    pub fn sightings_version(&self) -> u64 {
+        self.sightings_version.load(Ordering::Relaxed)
+    }
+
     /// Seals `plaintext` under the key of the day that `key` starts with and stores it.
     pub fn put(&self, table: Table, key: &[u8], plaintext: &[u8]) -> Result<()> {
+        if table == Table::Sightings {
+            self.sightings_version.fetch_add(1, Ordering::Relaxed);
+        }
         let day = day_of_key(key)?;
         let cipher = XChaCha20Poly1305::new(&self.keys(day)?.seal.into());
         let nonce = random_nonce();

@@ -353,3 +353,90 @@ fn malformed_and_mistimed_sightings_get_clear_errors_and_store_nothing() {
     assert_eq!(p.status().unwrap().scan_instances, 1);
     assert_eq!(day_of_unix(now), DAY0 + 20);
 }
+
+/// The SDK keeps the decrypted, indexed sightings between syncs: a sighting
+/// recorded after a sync must be in what the next sync matches.
+#[test]
+fn a_sighting_recorded_after_a_sync_is_matched_by_the_next_sync() {
+    let clock = ManualClock::new(at(DAY0, 8 * 60));
+    let (mut alice, mut bob, mut carol, mut dave) =
+        (phone(&clock), phone(&clock), phone(&clock), phone(&clock));
+    dave.advertisement().unwrap();
+    clock.set(at(DAY0, 9 * 60));
+    meet(&clock, &mut carol, &mut bob, 20, -60);
+
+    // A first sync (Dave's keys, not heard) loads Bob's sightings.
+    clock.set(at(DAY0, 10 * 60));
+    let mut authority = Authority::new("test.health");
+    authority.trusted_by(&mut bob);
+    let bundle = dave.diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    for batch in authority.publish_upload(&bundle, clock.now()) {
+        assert_eq!(bob.sync_batch(&batch).unwrap().new_windows, 0);
+    }
+
+    // Then Bob hears Alice, and Alice's key is published the same day.
+    clock.set(at(DAY0, 10 * 60 + 10));
+    meet(&clock, &mut alice, &mut bob, 20, -60);
+    clock.set(at(DAY0, 11 * 60));
+    let bundle = alice.diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    let batches = authority.publish_upload(&bundle, clock.now());
+    assert_eq!(batches.len(), 1, "Alice has keys of today only");
+    assert_eq!(bob.sync_batch(&batches[0]).unwrap().new_windows, 1);
+    let days = bob.exposure_summary().unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].day, DAY0);
+    assert!(days[0].minutes >= 20.0, "{days:?}");
+}
+
+/// A day shredded after the sightings were loaded is gone from what later
+/// syncs match, even for a batch that still verifies in its last second.
+#[test]
+fn a_day_shredded_after_a_sync_is_not_matched_by_the_next_sync() {
+    let clock = ManualClock::new(at(DAY0, 10 * 60));
+    let (mut alice, mut bob) = (phone(&clock), phone(&clock));
+    meet(&clock, &mut alice, &mut bob, 30, -60);
+    let day0_scans = bob.status().unwrap().scan_instances;
+    clock.set(at(DAY0 + 1, 10 * 60));
+    meet(&clock, &mut alice, &mut bob, 30, -60);
+    let day1_scans = bob.status().unwrap().scan_instances - day0_scans;
+    assert!(day0_scans > 0 && day1_scans > 0);
+
+    clock.set(at(DAY0 + 2, 10 * 60));
+    let bundle = alice.diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    let mut authority = Authority::new("test.health");
+    authority.trusted_by(&mut bob);
+    let keys = Upload::decode(&bundle, clock.now()).unwrap().keys;
+    let mut batch_of = |day: u32| {
+        let of_day: Vec<DiagnosisKey> = keys
+            .iter()
+            .filter(|k| k.rolling_start / INTERVALS_PER_DAY == day)
+            .copied()
+            .collect();
+        authority.batch(of_day, clock.now())
+    };
+    let (day0_batch, day1_batch) = (batch_of(DAY0), batch_of(DAY0 + 1));
+
+    // The last day on which day 0 is kept: a sync loads both days' sightings.
+    clock.set(at(DAY0 + 14, 12 * 60));
+    assert_eq!(
+        bob.status().unwrap().scan_instances,
+        day0_scans + day1_scans
+    );
+    assert_eq!(bob.sync_batch(&day1_batch).unwrap().new_windows, 1);
+
+    // Midnight: day 0 is shredded. Its batch still verifies for this one second,
+    // and must find nothing: the sightings of day 0 are gone, also from memory.
+    clock.set(at(DAY0 + 15, 0));
+    let report = bob.sync_batch(&day0_batch).unwrap();
+    assert_eq!(report.new_windows, 0);
+    let status = bob.status().unwrap();
+    assert!(!status.days_kept.contains(&DAY0));
+    assert_eq!(status.scan_instances, day1_scans);
+    let days: Vec<u32> = bob
+        .exposure_summary()
+        .unwrap()
+        .iter()
+        .map(|d| d.day)
+        .collect();
+    assert_eq!(days, [DAY0 + 1]);
+}

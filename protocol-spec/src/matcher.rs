@@ -14,8 +14,14 @@
 //! multipliers. Whatever tokens an attacker plants, the prefilter has at most two bits
 //! set per distinct token, so the false-positive rate seen by the (pseudorandom)
 //! derived RPIs is bounded by the number of observations, not by their values.
+//!
+//! An index usually borrows its observations ([`ObservationIndex::new`]). One that
+//! is probed by many calls (a phone matching batch after batch against the same
+//! sightings) can hold them instead ([`ObservationIndex::owning`]), so that it is
+//! built once and kept, rather than rebuilt per call.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use rand_core::{OsRng, RngCore};
 
@@ -52,8 +58,12 @@ const FILTER_BITS_PER_OBSERVATION: usize = 32;
 const MIN_FILTER_WORDS: usize = 64;
 
 /// A phone's observations, indexed for probing by derived RPIs.
-pub struct ObservationIndex<'a> {
-    observations: &'a [Observation],
+///
+/// `O` holds the observations: a borrowed slice by default
+/// ([`ObservationIndex::new`]), or any container the index keeps
+/// ([`ObservationIndex::owning`]).
+pub struct ObservationIndex<'a, O = &'a [Observation]> {
+    observations: O,
     filter: Vec<u64>,
     /// `64 - log2(filter.len())`: the hash's top bits select the word.
     shift: u32,
@@ -61,56 +71,69 @@ pub struct ObservationIndex<'a> {
     /// RPI → range of `order` holding the indices of its observations.
     exact: HashMap<Rpi, (u32, u32)>,
     order: Vec<u32>,
+    borrowed: PhantomData<&'a [Observation]>,
 }
 
 impl<'a> ObservationIndex<'a> {
     /// Indexes `observations` (at most `u32::MAX` of them) with fresh random hash keys.
     pub fn new(observations: &'a [Observation]) -> Self {
-        let words = (observations.len() * FILTER_BITS_PER_OBSERVATION / 64)
-            .next_power_of_two()
-            .max(MIN_FILTER_WORDS);
-        let multipliers = [OsRng.next_u64() | 1, OsRng.next_u64() | 1];
-        let mut index = ObservationIndex {
-            observations,
-            filter: vec![0; words],
-            shift: 64 - words.trailing_zeros(),
-            multipliers,
-            exact: HashMap::with_capacity(observations.len()),
-            order: Vec::with_capacity(observations.len()),
-        };
-        let mut sorted: Vec<u32> = (0..observations.len() as u32).collect();
-        sorted.sort_unstable_by_key(|&i| (observations[i as usize].rpi, i));
-        for group in
-            sorted.chunk_by(|&a, &b| observations[a as usize].rpi == observations[b as usize].rpi)
-        {
-            let rpi = observations[group[0] as usize].rpi;
-            let (word, mask) = index.filter_slot(&rpi.0);
-            index.filter[word] |= mask;
-            let start = index.order.len() as u32;
-            index.order.extend_from_slice(group);
-            index.exact.insert(rpi, (start, group.len() as u32));
-        }
-        index
+        Self::owning(observations)
     }
 
     /// The indexed observations.
     pub fn observations(&self) -> &'a [Observation] {
         self.observations
     }
+}
 
-    #[inline]
-    fn filter_slot(&self, rpi: &[u8; 16]) -> (usize, u64) {
-        let (lo, hi) = rpi.split_at(8);
-        let lo = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
-        let hi = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
-        let h = lo.wrapping_mul(self.multipliers[0]) ^ hi.wrapping_mul(self.multipliers[1]);
-        let mask = (1u64 << ((h >> 20) & 63)) | (1u64 << ((h >> 26) & 63));
-        ((h >> self.shift) as usize, mask)
+impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
+    /// Like [`ObservationIndex::new`], but the index keeps `observations` (a
+    /// `Vec`, a `Box<[_]>`, a container that zeroizes itself on drop) and borrows
+    /// nothing, so it can be built once and probed by any number of
+    /// [`match_keys`] calls; usually typed `ObservationIndex<'static, O>`. It
+    /// matches exactly like [`ObservationIndex::new`] over the same slice.
+    /// `as_ref` must return the same observations for as long as the index holds
+    /// the container.
+    pub fn owning(observations: O) -> Self {
+        let held = observations.as_ref();
+        let words = (held.len() * FILTER_BITS_PER_OBSERVATION / 64)
+            .next_power_of_two()
+            .max(MIN_FILTER_WORDS);
+        let shift = 64 - words.trailing_zeros();
+        let multipliers = [OsRng.next_u64() | 1, OsRng.next_u64() | 1];
+        let mut filter = vec![0; words];
+        let mut exact = HashMap::with_capacity(held.len());
+        let mut order = Vec::with_capacity(held.len());
+        let mut sorted: Vec<u32> = (0..held.len() as u32).collect();
+        sorted.sort_unstable_by_key(|&i| (held[i as usize].rpi, i));
+        for group in sorted.chunk_by(|&a, &b| held[a as usize].rpi == held[b as usize].rpi) {
+            let rpi = held[group[0] as usize].rpi;
+            let (word, mask) = filter_slot(multipliers, shift, &rpi.0);
+            filter[word] |= mask;
+            let start = order.len() as u32;
+            order.extend_from_slice(group);
+            exact.insert(rpi, (start, group.len() as u32));
+        }
+        ObservationIndex {
+            observations,
+            filter,
+            shift,
+            multipliers,
+            exact,
+            order,
+            borrowed: PhantomData,
+        }
+    }
+
+    /// What holds the indexed observations (for an index from
+    /// [`ObservationIndex::owning`]).
+    pub fn get_ref(&self) -> &O {
+        &self.observations
     }
 
     #[inline]
     fn may_contain(&self, rpi: &[u8; 16]) -> bool {
-        let (word, mask) = self.filter_slot(rpi);
+        let (word, mask) = filter_slot(self.multipliers, self.shift, rpi);
         self.filter[word] & mask == mask
     }
 
@@ -125,25 +148,39 @@ impl<'a> ObservationIndex<'a> {
     /// Appends to `out` the observations matching RPI `rpi` of interval `interval`.
     #[inline]
     fn collect(&self, rpi: &Rpi, interval: EnIntervalNumber, out: &mut Vec<u32>) {
+        let observations = self.observations.as_ref();
         for &o in self.lookup(rpi) {
-            if self.observations[o as usize].interval.abs_diff(interval)
-                <= DRIFT_TOLERANCE_INTERVALS
-            {
+            if observations[o as usize].interval.abs_diff(interval) <= DRIFT_TOLERANCE_INTERVALS {
                 out.push(o);
             }
         }
     }
 }
 
+/// The prefilter word of `rpi` and the two bits it sets there, under the
+/// index's hash keys `multipliers` and word selector `shift`.
+#[inline]
+fn filter_slot(multipliers: [u64; 2], shift: u32, rpi: &[u8; 16]) -> (usize, u64) {
+    let (lo, hi) = rpi.split_at(8);
+    let lo = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
+    let h = lo.wrapping_mul(multipliers[0]) ^ hi.wrapping_mul(multipliers[1]);
+    let mask = (1u64 << ((h >> 20) & 63)) | (1u64 << ((h >> 26) & 63));
+    ((h >> shift) as usize, mask)
+}
+
 /// Matches published `keys` against the indexed observations on the calling thread.
 /// Results are in key order.
-pub fn match_keys(index: &ObservationIndex<'_>, keys: &[DiagnosisKey]) -> Vec<KeyMatch> {
+pub fn match_keys<O: AsRef<[Observation]>>(
+    index: &ObservationIndex<'_, O>,
+    keys: &[DiagnosisKey],
+) -> Vec<KeyMatch> {
     match_range(index, keys, 0)
 }
 
 /// Like [`match_keys`], split over `threads` scoped threads; returns the same result.
-pub fn match_keys_parallel(
-    index: &ObservationIndex<'_>,
+pub fn match_keys_parallel<O: AsRef<[Observation]> + Sync>(
+    index: &ObservationIndex<'_, O>,
     keys: &[DiagnosisKey],
     threads: usize,
 ) -> Vec<KeyMatch> {
@@ -165,8 +202,8 @@ pub fn match_keys_parallel(
     })
 }
 
-fn match_range(
-    index: &ObservationIndex<'_>,
+fn match_range<O: AsRef<[Observation]>>(
+    index: &ObservationIndex<'_, O>,
     keys: &[DiagnosisKey],
     offset: usize,
 ) -> Vec<KeyMatch> {
@@ -190,4 +227,62 @@ fn match_range(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interval::day_start_interval;
+    use crate::keys::Tek;
+
+    /// An index that holds its observations finds exactly what a borrowing one
+    /// finds, alone and split over threads, after it has moved (as a cache does).
+    #[test]
+    fn an_owning_index_matches_like_a_borrowing_one() {
+        let start = day_start_interval(20_000);
+        let keys: Vec<DiagnosisKey> = (0..40u8)
+            .map(|seed| DiagnosisKey {
+                tek: Tek([seed; 16]),
+                rolling_start: start,
+                rolling_period: 144,
+                transmission_risk: 5,
+                days_since_onset: 0,
+            })
+            .collect();
+        let mut observations: Vec<Observation> = (0..2_000u32)
+            .map(|i| Observation {
+                rpi: Rpi([(i % 251) as u8 ^ 0x5a; 16]),
+                interval: start + i % 144,
+                attenuation_db: 50,
+                duration_s: 60,
+            })
+            .collect();
+        for (k, key) in keys.iter().enumerate().step_by(3) {
+            let token = start + 10 * (k as u32 % 13);
+            for drift in [0, 12, 13] {
+                observations.push(Observation {
+                    rpi: key.tek.rpik().rpi(token),
+                    interval: token + drift,
+                    attenuation_db: 40,
+                    duration_s: 300,
+                });
+            }
+        }
+        let expected = match_keys(&ObservationIndex::new(&observations), &keys);
+        assert_eq!(expected.len(), keys.len().div_ceil(3));
+
+        let owned: ObservationIndex<'static, Vec<Observation>> =
+            ObservationIndex::owning(observations.clone());
+        let kept = Box::new(owned);
+        assert_eq!(kept.get_ref(), &observations);
+        assert_eq!(match_keys(&kept, &keys), expected);
+        assert_eq!(match_keys_parallel(&kept, &keys, 3), expected);
+        assert_eq!(
+            match_keys(&kept, &keys),
+            expected,
+            "probing again changes nothing"
+        );
+        let boxed = ObservationIndex::owning(observations.clone().into_boxed_slice());
+        assert_eq!(match_keys(&boxed, &keys), expected);
+    }
 }
