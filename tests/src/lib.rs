@@ -1,6 +1,5 @@
 //! Shared fixtures for Traceless's cross-crate tests: a protocol-level phone that
-//! broadcasts and hears tokens, an authority that publishes keys, and a minimal
-//! HTTP client for talking to real nodes on loopback.
+//! broadcasts and hears tokens and an authority that publishes keys. (Tests talk
+//! to real nodes with the simulator's loopback HTTP client, `traceless_sim::http`.)
 
 pub mod fixtures;
-pub mod http;

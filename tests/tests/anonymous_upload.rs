@@ -22,7 +22,7 @@ use traceless_node::{upload_codes, Config, Role, RunningNode};
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::*;
 use traceless_sdk::{Sdk, SdkConfig};
-use traceless_tests::http::{request, Response};
+use traceless_sim::http::{request, Response};
 
 const ORIGIN: &str = "anon.health";
 const DAY: u32 = 19_675;
@@ -115,6 +115,7 @@ async fn post_from_phone(addr: SocketAddr, path: &str, body: &[u8]) -> (Response
     let response = Response {
         status,
         body: raw[split + 4..].to_vec(),
+        wire_bytes: raw.len(),
     };
     (response, elapsed)
 }
@@ -127,7 +128,8 @@ struct GatewayKeys {
 fn gateway_keys(net: &Net) -> GatewayKeys {
     let keys = request(net.gateway.http_addr, "GET", "/v1/gateway-keys", b"")
         .unwrap()
-        .json();
+        .json()
+        .unwrap();
     GatewayKeys {
         seal: hex::decode(keys["seal_public_key"].as_str().unwrap())
             .unwrap()
@@ -474,7 +476,8 @@ async fn bad_sealed_uploads_get_clear_errors_and_store_nothing() {
         b"",
     )
     .unwrap()
-    .json();
+    .json()
+    .unwrap();
     assert!(list["batches"].as_array().unwrap().is_empty());
     net.relay.shutdown().await;
     net.gateway.shutdown().await;

@@ -14,7 +14,7 @@ use traceless_node::config::GatewayConfig;
 use traceless_node::{upload_codes, Config, Role, RunningNode};
 use traceless_protocol::{AuthorityKey, Clock, ManualClock, Upload};
 use traceless_sdk::{Sdk, SdkConfig};
-use traceless_tests::http::request;
+use traceless_sim::http::request;
 
 const ORIGIN: &str = "e2e.health";
 /// 2023-11-14 12:00 UTC.
@@ -81,7 +81,7 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
     assert_eq!(bundle.len(), dummy.len(), "an observer sees one length");
     let r = request(gw.http_addr, "POST", "/v1/upload", &bundle).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let receipt = r.json();
+    let receipt = r.json().unwrap();
     assert_eq!(
         receipt["published"].as_array().unwrap().len(),
         1,
@@ -106,7 +106,8 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
             b"",
         )
         .ok()?
-        .json();
+        .json()
+        .unwrap();
         (!list["batches"].as_array()?.is_empty()).then_some(())
     })
     .await;

@@ -8,7 +8,7 @@ use traceless_node::config::TrustEntry;
 use traceless_node::Config;
 use traceless_protocol::AuthorityKey;
 use traceless_sdk::Sdk;
-use traceless_tests::http::request;
+use traceless_sim::http::request;
 
 /// A node config in `dir` trusting `authority` for `origin`, HTTP on port 0,
 /// fast gossip heartbeats and catch-up, and `bootstrap` as its peers.
@@ -57,7 +57,8 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
         b"",
     )
     .unwrap()
-    .json();
+    .json()
+    .unwrap();
     let mut synced = 0;
     for entry in list["batches"].as_array().unwrap() {
         let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
@@ -75,7 +76,8 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
 pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let list = request(node, "GET", &format!("/v1/filters?origin={origin}"), b"")
         .unwrap()
-        .json();
+        .json()
+        .unwrap();
     let mut synced = 0;
     for entry in list["filters"].as_array().unwrap() {
         let day = entry["day"].as_u64().unwrap() as u32;
