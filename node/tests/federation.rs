@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -308,34 +308,10 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
 
 /// Debug lines of gossipsub's connection handler (where it says why it closed an
 /// inbound stream), captured for this test binary.
-fn gossip_handler_log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    struct Sink;
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Some(log) = LOG.get() {
-                log.lock().unwrap().extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    LOG.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "libp2p_gossipsub::handler=debug",
-            ))
-            .with_ansi(false)
-            .with_writer(|| Sink)
-            .try_init();
-        Mutex::new(Vec::new())
-    })
-}
+const GOSSIP_HANDLER_LOG: &str = "libp2p_gossipsub::handler=debug";
 
 fn logged(needle: &str) -> bool {
-    String::from_utf8_lossy(&gossip_handler_log().lock().unwrap()).contains(needle)
+    captured_log(GOSSIP_HANDLER_LOG).contains(needle)
 }
 
 // The three size limits nest.
@@ -352,7 +328,7 @@ const _: () = assert!(MAX_GOSSIP_MESSAGE_LEN < MAX_GOSSIP_RPC_LEN);
 /// application and be counted there) or set below the batch size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
-    gossip_handler_log();
+    captured_log(GOSSIP_HANDLER_LOG);
     let clock = ManualClock::new(NOW);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let victim = relay(d1.path(), &clock, &[]).await;

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -23,9 +23,7 @@ use traceless_node::storage::FilterPutOutcome;
 use traceless_node::{upload_codes, Config, ManualClock, NodeState, RunningNode};
 use traceless_protocol::ed25519_dalek::Signer;
 use traceless_protocol::filter::FILTER_SEED_LEN;
-use traceless_protocol::wire::{
-    filter_expires_at, pb, verify_deletion_log, SignedDeletionRecord, MAX_UPLOAD_KEYS,
-};
+use traceless_protocol::wire::{filter_expires_at, pb, MAX_UPLOAD_KEYS};
 use traceless_protocol::*;
 
 /// The interval `NOW` falls in (offset 133 of `TODAY`).
@@ -163,32 +161,6 @@ fn disk_bytes(dir: &Path) -> Vec<u8> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Everything the node logs at TRACE in this test binary, captured.
-fn log_buffer() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    struct Sink;
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Some(log) = LOG.get() {
-                log.lock().unwrap().extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    LOG.get_or_init(|| {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(|| Sink)
-            .try_init()
-            .expect("no other subscriber in this test binary");
-        Mutex::new(Vec::new())
-    })
 }
 
 /// (a) A filter-form upload (code path, over HTTP) publishes exactly the chosen
@@ -521,7 +493,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
 /// or logged (an RPI's `Debug`, a hex dump).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
-    log_buffer();
+    captured_log("trace");
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let (config, codes, token_key) = filter_gateway(dir.path(), 1);
@@ -566,7 +538,7 @@ async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
         "control: the stored filter is visible to the scan"
     );
     assert!(contains(&disk, &signed[signed.len() - 64..]));
-    let log = String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned();
+    let log = captured_log("trace");
     assert!(
         log.contains("built day filter"),
         "control: the log is captured"
@@ -851,23 +823,7 @@ async fn expired_filters_and_entries_are_deleted_and_logged() {
         assert!(n.state.store.all_filters().unwrap().is_empty());
         assert!(n.state.store.filter_entry_days().unwrap().is_empty());
         assert!(served(n, day).is_none());
-        let log = get(n.http_addr, "/v1/deletion-log").json();
-        let node_id: [u8; 32] = hex::decode(log["node_id"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let entries: Vec<SignedDeletionRecord> = log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                SignedDeletionRecord::decode(
-                    &hex::decode(e["signed_record"].as_str().unwrap()).unwrap(),
-                )
-                .unwrap()
-            })
-            .collect();
-        let records = verify_deletion_log(&entries, &node_id).unwrap();
+        let records = verified_deletion_log(n.http_addr);
         let ranges: Vec<_> = records
             .iter()
             .flat_map(|r| r.deleted.iter())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use traceless_node::{upload_codes, ManualClock};
-use traceless_protocol::wire::{verify_deletion_log, SignedDeletionRecord, UPLOAD_REQUEST_LEN};
+use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::*;
 
 fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
@@ -242,23 +242,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     st.run_retention().unwrap().expect("deleted the rest");
     assert!(st.store.all_batches().unwrap().is_empty());
 
-    let log = get(addr, "/v1/deletion-log").json();
-    let node_id: [u8; 32] = hex::decode(log["node_id"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let entries: Vec<SignedDeletionRecord> = log["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            SignedDeletionRecord::decode(
-                &hex::decode(e["signed_record"].as_str().unwrap()).unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let records = verify_deletion_log(&entries, &node_id).unwrap();
+    let records = verified_deletion_log(addr);
     assert_eq!(records.len(), 2);
     assert_eq!(
         records

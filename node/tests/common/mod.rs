@@ -208,3 +208,54 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+/// A node's deletion log fetched over HTTP (`GET /v1/deletion-log`), its chain
+/// and signatures verified under the node id it states.
+pub fn verified_deletion_log(addr: SocketAddr) -> Vec<traceless_protocol::wire::DeletionRecord> {
+    let log = get(addr, "/v1/deletion-log").json();
+    let node_id: [u8; 32] = hex::decode(log["node_id"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let entries: Vec<traceless_protocol::wire::SignedDeletionRecord> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            traceless_protocol::wire::SignedDeletionRecord::decode(
+                &hex::decode(e["signed_record"].as_str().unwrap()).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    traceless_protocol::wire::verify_deletion_log(&entries, &node_id).unwrap()
+}
+
+/// Everything this test binary logs under `filter` (an `EnvFilter` directive),
+/// captured from the first call on; later calls return what was captured (one
+/// subscriber per binary, so the first call's filter wins).
+pub fn captured_log(filter: &str) -> String {
+    use std::sync::{Mutex, OnceLock};
+    static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    struct Sink;
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(log) = LOG.get() {
+                log.lock().unwrap().extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = LOG.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(|| Sink)
+            .try_init();
+        Mutex::new(Vec::new())
+    });
+    String::from_utf8_lossy(&log.lock().unwrap()).into_owned()
+}
