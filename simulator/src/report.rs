@@ -178,9 +178,11 @@ pub struct FormFigures {
     /// Full-sync sample phones that never heard an uploader yet found an exposure
     /// window: false matches of the cryptography (Bloom false positives).
     pub windows_without_contact: u64,
-    /// Sniffer experiment: fraction of uploaders linked across two places.
+    /// Sniffers of the largest sniffer experiment the run made.
+    pub sniffers: u32,
+    /// That experiment: fraction of uploaders linked across two places.
     pub sniffer_linked_fraction: f64,
-    /// Sniffer experiment: uploaders with any published unit seen by a sniffer.
+    /// That experiment: uploaders with any published unit seen by a sniffer.
     pub sniffer_seen: usize,
     /// Matching CPU per full-sync phone per day, milliseconds.
     pub matching_ms_per_phone_per_day: f64,
@@ -190,6 +192,10 @@ impl FormFigures {
     /// The comparison figures of `r`.
     pub fn of(r: &Report) -> Self {
         let o = &r.outcome;
+        let most = std::iter::once(&r.privacy)
+            .chain(&r.privacy_sweep)
+            .max_by_key(|p| p.sniffers)
+            .unwrap_or(&r.privacy);
         FormFigures {
             form: r.privacy.form.clone(),
             download_bytes_per_phone_per_day: r.cost.download_bytes_per_phone_per_day,
@@ -197,8 +203,9 @@ impl FormFigures {
             precision: o.precision,
             false_alarms: o.notified - o.true_positives,
             windows_without_contact: o.sample_windows_outside_contacts,
-            sniffer_linked_fraction: r.privacy.linked_fraction,
-            sniffer_seen: r.privacy.seen,
+            sniffers: most.sniffers,
+            sniffer_linked_fraction: most.linked_fraction,
+            sniffer_seen: most.seen,
             matching_ms_per_phone_per_day: r.cost.matching_ms_per_phone_per_day,
         }
     }
@@ -309,13 +316,14 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  form {:<6}: download {:.0} B/phone/day  recall {:.3}  precision {:.3}  \
-                 false alarms {} ({} without contact)  sniffers link {:.1} %",
+                 false alarms {} ({} without contact)  {} sniffers link {:.1} %",
                 f.form,
                 f.download_bytes_per_phone_per_day,
                 f.recall,
                 f.precision,
                 f.false_alarms,
                 f.windows_without_contact,
+                f.sniffers,
                 f.sniffer_linked_fraction * 100.0
             );
         }
