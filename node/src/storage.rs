@@ -1409,6 +1409,24 @@ mod tests {
         }
     }
 
+    /// Opens `path` again once the previous handle's background threads have let
+    /// go of sled's file lock (they outlive the drop briefly); bounded.
+    fn reopen(path: &Path) -> SledStore {
+        for _ in 0..200 {
+            match SledStore::open(path) {
+                Ok(store) => return store,
+                Err(StorageError::Db(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+        panic!(
+            "sled kept {} locked for 2 s after the store was dropped",
+            path.display()
+        )
+    }
+
     /// A data directory written before batch bodies and held keys moved to files
     /// (`x` records; `p` records holding the key) is served after open, from files.
     #[test]
@@ -1439,7 +1457,7 @@ mod tests {
                 .unwrap();
             store.db.flush().unwrap();
         }
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         let b = store.get_batch("test.health", 1).unwrap().unwrap();
         assert_eq!(b.bytes, b"old body");
         assert!(store.batch_file("test.health", 1).exists());
@@ -1467,7 +1485,7 @@ mod tests {
             write_durably(&orphan, b"never committed").unwrap();
             orphan
         };
-        let store = SledStore::open(&path).unwrap();
+        let store = reopen(&path);
         assert!(!orphan.exists());
         assert_eq!(
             store.get_batch("test.health", 1).unwrap().unwrap().bytes,
