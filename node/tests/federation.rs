@@ -19,14 +19,6 @@ use traceless_node::{ManualClock, RunningNode};
 use traceless_protocol::wire::{MAX_BATCH_KEYS, MAX_SIGNED_BATCH_LEN};
 use traceless_protocol::AuthorityKey;
 
-async fn relay(dir: &std::path::Path, clock: &ManualClock, bootstrap: &[Multiaddr]) -> RunningNode {
-    let mut c = relay_config(dir);
-    c.p2p.bootstrap = bootstrap.iter().map(|a| a.to_string()).collect();
-    traceless_node::start(c, Arc::new(clock.clone()))
-        .await
-        .unwrap()
-}
-
 fn stored(n: &RunningNode) -> usize {
     n.state.store.all_batches().unwrap().len()
 }
@@ -48,7 +40,7 @@ async fn five_nodes_converge_and_a_restarted_node_catches_up() {
             .last()
             .map(|n: &RunningNode| n.p2p_addrs.clone())
             .unwrap_or_default();
-        let n = relay(d.path(), &clock, &boot).await;
+        let n = start_relay(d.path(), &clock, &boot, 1).await;
         if i > 0 {
             assert!(!boot.is_empty());
         }
@@ -100,7 +92,7 @@ async fn five_nodes_converge_and_a_restarted_node_catches_up() {
         .await
     );
     // It restarts on the same data and catches up by sequence numbers.
-    let back = relay(dirs[4].path(), &clock, &nodes[0].p2p_addrs).await;
+    let back = start_relay(dirs[4].path(), &clock, &nodes[0].p2p_addrs, 1).await;
     assert_eq!(
         stored(&back),
         5,
@@ -210,18 +202,9 @@ async fn two_nodes_federate_over_quic_only() {
 async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
     let clock = ManualClock::new(NOW);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let victim = relay(d1.path(), &clock, &[]).await;
-    let behind = relay(d2.path(), &clock, &victim.p2p_addrs).await;
-    assert!(
-        wait_until(Duration::from_secs(10), || !behind
-            .state
-            .peers
-            .read()
-            .unwrap()
-            .connected
-            .is_empty())
-        .await
-    );
+    let victim = start_relay(d1.path(), &clock, &[], 1).await;
+    let behind = start_relay(d2.path(), &clock, &victim.p2p_addrs, 1).await;
+    assert!(wait_for_peers(&behind, 1).await);
 
     let mut evil = attacker(&victim.p2p_addrs[0], BATCH_TOPIC).await;
     let evil_id = *evil.local_peer_id();
@@ -331,18 +314,9 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
     captured_log(GOSSIP_HANDLER_LOG);
     let clock = ManualClock::new(NOW);
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let victim = relay(d1.path(), &clock, &[]).await;
-    let behind = relay(d2.path(), &clock, &victim.p2p_addrs).await;
-    assert!(
-        wait_until(Duration::from_secs(10), || !behind
-            .state
-            .peers
-            .read()
-            .unwrap()
-            .connected
-            .is_empty())
-        .await
-    );
+    let victim = start_relay(d1.path(), &clock, &[], 1).await;
+    let behind = start_relay(d2.path(), &clock, &victim.p2p_addrs, 1).await;
+    assert!(wait_for_peers(&behind, 1).await);
     let topic = IdentTopic::new(BATCH_TOPIC);
     let rejected = |n: &RunningNode| {
         n.state

@@ -10,12 +10,10 @@ mod common;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use libp2p::gossipsub::IdentTopic;
-use libp2p::Multiaddr;
 use prost::Message;
 use traceless_node::config::TokenKeyFile;
 use traceless_node::federation::behaviour::FILTER_TOPIC;
@@ -95,24 +93,6 @@ fn tokens(key: &TokenKey, n: usize) -> Vec<UploadToken> {
     request.finalize(&response, &key.public_key()).unwrap()
 }
 
-async fn start(config: Config, clock: &ManualClock) -> RunningNode {
-    traceless_node::start(config, Arc::new(clock.clone()))
-        .await
-        .unwrap()
-}
-
-async fn relay(
-    dir: &Path,
-    clock: &ManualClock,
-    bootstrap: &[Multiaddr],
-    catchup_secs: u64,
-) -> RunningNode {
-    let mut c = relay_config(dir);
-    c.p2p.bootstrap = bootstrap.iter().map(|a| a.to_string()).collect();
-    c.p2p.catchup_interval_secs = catchup_secs;
-    start(c, clock).await
-}
-
 fn trust() -> TrustList {
     relay_config(Path::new("/nonexistent"))
         .trust_list()
@@ -172,7 +152,7 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let (config, codes, _) = filter_gateway(dir.path(), 1);
-    let node = start(config, &clock).await;
+    let node = start_node(config, &clock).await;
     let st = node.state.clone();
     let addr = node.http_addr;
 
@@ -308,13 +288,12 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
     let clock = ManualClock::new(NOW);
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let (config, codes, _) = filter_gateway(dirs[0].path(), 2);
-    let gateway = start(config, &clock).await;
-    let r1 = relay(dirs[1].path(), &clock, &gateway.p2p_addrs, 3600).await;
-    let r2 = relay(dirs[2].path(), &clock, &r1.p2p_addrs, 3600).await;
-    let connected = |n: &RunningNode, k: usize| n.state.peers.read().unwrap().connected.len() >= k;
+    let gateway = start_node(config, &clock).await;
+    let r1 = start_relay(dirs[1].path(), &clock, &gateway.p2p_addrs, 3600).await;
+    let r2 = start_relay(dirs[2].path(), &clock, &r1.p2p_addrs, 3600).await;
     assert!(
-        wait_until(Duration::from_secs(15), || connected(&r1, 2)
-            && connected(&r2, 1))
+        wait_until(Duration::from_secs(15), || peer_count(&r1) >= 2
+            && peer_count(&r2) >= 1)
         .await
     );
     // Let subscriptions and the mesh settle (heartbeat 100 ms).
@@ -375,7 +354,7 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
     );
 
     // A relay that starts now catches up on connect.
-    let late = relay(dirs[3].path(), &clock, &r2.p2p_addrs, 3600).await;
+    let late = start_relay(dirs[3].path(), &clock, &r2.p2p_addrs, 3600).await;
     assert!(wait_until(Duration::from_secs(15), || revision_at(&late, day) == 2).await);
     assert_eq!(served(&late, day).unwrap().0, g2);
 
@@ -395,7 +374,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let (config, _, token_key) = filter_gateway(dir.path(), 0);
-    let node = start(config, &clock).await;
+    let node = start_node(config, &clock).await;
     let st = node.state.clone();
     let gateway = st.gateway.as_ref().unwrap();
     let day = TODAY - 1;
@@ -497,7 +476,7 @@ async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let (config, codes, token_key) = filter_gateway(dir.path(), 1);
-    let node = start(config, &clock).await;
+    let node = start_node(config, &clock).await;
     let st = node.state.clone();
     let today = key_of(TODAY);
     let past = key_of(TODAY - 2);
@@ -606,7 +585,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(NOW);
     let (config, codes, _) = filter_gateway(dirs[0].path(), 1);
-    let gw = start(config, &clock).await;
+    let gw = start_node(config, &clock).await;
     let post = |body: Vec<u8>| http(gw.http_addr, "POST", "/v1/upload", &[], &body);
     let (a, b) = (key_of(TODAY - 1), key_of(TODAY - 2));
     let cases = [
@@ -648,18 +627,9 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     gw.shutdown().await;
 
     // Gossip: a victim relay with a relay behind it.
-    let victim = relay(dirs[1].path(), &clock, &[], 3600).await;
-    let behind = relay(dirs[2].path(), &clock, &victim.p2p_addrs, 3600).await;
-    assert!(
-        wait_until(Duration::from_secs(10), || !behind
-            .state
-            .peers
-            .read()
-            .unwrap()
-            .connected
-            .is_empty())
-        .await
-    );
+    let victim = start_relay(dirs[1].path(), &clock, &[], 3600).await;
+    let behind = start_relay(dirs[2].path(), &clock, &victim.p2p_addrs, 3600).await;
+    assert!(wait_for_peers(&behind, 1).await);
     let auth = authority();
     let day = TODAY - 1;
     let good = DayFilter {
@@ -759,8 +729,8 @@ async fn expired_filters_and_entries_are_deleted_and_logged() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let clock = ManualClock::new(NOW);
     let (config, codes, _) = filter_gateway(dirs[0].path(), 2);
-    let gw = start(config.clone(), &clock).await;
-    let rl = relay(dirs[1].path(), &clock, &gw.p2p_addrs, 1).await;
+    let gw = start_node(config.clone(), &clock).await;
+    let rl = start_relay(dirs[1].path(), &clock, &gw.p2p_addrs, 1).await;
     let day = TODAY - 3;
     let (k1, k2) = (key_of(day), key_of(day));
     for (code, k, m) in [(&codes[0], k1, mask(0..144)), (&codes[1], k2, mask([5]))] {

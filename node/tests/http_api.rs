@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use traceless_node::{upload_codes, ManualClock};
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
@@ -27,9 +25,7 @@ fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
 async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let node = traceless_node::start(relay_config(dir.path()), Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let node = start_node(relay_config(dir.path()), &clock).await;
     let addr = node.http_addr;
     let st = node.state.clone();
     let a = authority();
@@ -113,9 +109,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     let config = gateway_config(dir.path());
     let (codes, records) = upload_codes::issue(3, NOW + 86_400);
     upload_codes::write_incoming(dir.path(), &records).unwrap();
-    let node = traceless_node::start(config.clone(), Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let node = start_node(config.clone(), &clock).await;
     let addr = node.http_addr;
     let st = node.state.clone();
 
@@ -256,9 +250,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     node.shutdown().await;
 
     // Restart: the log and the consumed code survive.
-    let node = traceless_node::start(config, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let node = start_node(config, &clock).await;
     assert_eq!(node.state.store.deletion_log().unwrap().len(), 2);
     let r = http(
         node.http_addr,

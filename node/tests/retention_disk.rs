@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -101,14 +100,10 @@ async fn expired_teks_are_gone_from_every_file_of_gateway_and_relay() {
     let config = gateway_config(gw_dir.path());
     let (codes, records) = upload_codes::issue(2, NOW + 86_400);
     upload_codes::write_incoming(gw_dir.path(), &records).unwrap();
-    let gateway = traceless_node::start(config, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let gateway = start_node(config, &clock).await;
     let mut c = relay_config(relay_dir.path());
     c.p2p.bootstrap = gateway.p2p_addrs.iter().map(|a| a.to_string()).collect();
-    let relay = traceless_node::start(c, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let relay = start_node(c, &clock).await;
 
     // Two uploads: an old day (expires first), yesterday, and today's key, held
     // under embargo until two hours after midnight.

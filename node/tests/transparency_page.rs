@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -81,9 +80,7 @@ async fn transparency_page_in_headless_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
-    let node = traceless_node::start(relay_config(dir.path()), Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let node = start_node(relay_config(dir.path()), &clock).await;
     let st = node.state.clone();
     let a = authority();
     // Day TODAY-2: 7 + 5 keys; day TODAY-16: 4 keys, deleted below; today: 3

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use traceless_node::config::{GatewayConfig, TrustEntry};
-use traceless_node::{Config, Role};
+use traceless_node::{Config, ManualClock, Role, RunningNode};
 use traceless_protocol::*;
 
 /// Fixed test time: 2023-11-14 22:13 UTC (day 19675).
@@ -258,4 +258,35 @@ pub fn captured_log(filter: &str) -> String {
         Mutex::new(Vec::new())
     });
     String::from_utf8_lossy(&log.lock().unwrap()).into_owned()
+}
+
+/// Starts a node with `config` on the manual `clock`.
+pub async fn start_node(config: Config, clock: &ManualClock) -> RunningNode {
+    traceless_node::start(config, std::sync::Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+/// Starts a relay in `dir` that bootstraps from `bootstrap` and runs catch-up
+/// every `catchup_secs`.
+pub async fn start_relay(
+    dir: &Path,
+    clock: &ManualClock,
+    bootstrap: &[libp2p::Multiaddr],
+    catchup_secs: u64,
+) -> RunningNode {
+    let mut c = relay_config(dir);
+    c.p2p.bootstrap = bootstrap.iter().map(|a| a.to_string()).collect();
+    c.p2p.catchup_interval_secs = catchup_secs;
+    start_node(c, clock).await
+}
+
+/// Peers `node` is connected to.
+pub fn peer_count(node: &RunningNode) -> usize {
+    node.state.peers.read().unwrap().connected.len()
+}
+
+/// Waits (at most 10 s) until `node` is connected to at least `k` peers.
+pub async fn wait_for_peers(node: &RunningNode, k: usize) -> bool {
+    wait_until(Duration::from_secs(10), || peer_count(node) >= k).await
 }
