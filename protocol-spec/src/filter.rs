@@ -300,10 +300,14 @@ impl EntryFilter {
     }
 }
 
-/// Indices of the `observations` that hit `filter` for `day`: an observation at
-/// interval `t` probes every interval `j` of the day with `|t - j| <= 12`, and only
-/// observations made before `published_at` (unix seconds) are probed, so a token
-/// replayed after publication never matches.
+/// Indices of the `observations` that hit `filter` for `day`, ascending: an
+/// observation at interval `t` probes every interval `j` of the day with
+/// `|t - j| <= 12`, and only observations made before `published_at` (unix
+/// seconds) are probed, so a token replayed after publication never matches.
+///
+/// A token is usually heard in several scans a few minutes apart, whose drift
+/// windows overlap: each `(RPI, j)` is hashed and tested once per token, not once
+/// per observation (at most 144 per token, the day's intervals).
 pub fn probe_filter(
     filter: &EntryFilter,
     day: u32,
@@ -313,23 +317,35 @@ pub fn probe_filter(
     let first = day_start_interval(day);
     let last = first + INTERVALS_PER_DAY - 1;
     let cutoff = interval_number(published_at);
-    observations
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.interval < cutoff)
-        .filter(|(_, o)| {
-            let lo = o
-                .interval
-                .saturating_sub(DRIFT_TOLERANCE_INTERVALS)
-                .max(first);
-            let hi = o
-                .interval
-                .saturating_add(DRIFT_TOLERANCE_INTERVALS)
-                .min(last);
-            (lo..=hi).any(|j| filter.contains(&FilterEntry::new(&o.rpi, j)))
-        })
-        .map(|(i, _)| i as u32)
-        .collect()
+    let window = |t: EnIntervalNumber| {
+        (
+            t.saturating_sub(DRIFT_TOLERANCE_INTERVALS).max(first),
+            t.saturating_add(DRIFT_TOLERANCE_INTERVALS).min(last),
+        )
+    };
+    let mut order: Vec<u32> = (0..observations.len() as u32)
+        .filter(|&i| observations[i as usize].interval < cutoff)
+        .collect();
+    order.sort_unstable_by_key(|&i| (observations[i as usize].rpi, i));
+    let mut matched = Vec::new();
+    for token in
+        order.chunk_by(|&a, &b| observations[a as usize].rpi == observations[b as usize].rpi)
+    {
+        let rpi = observations[token[0] as usize].rpi;
+        let (lo, hi) = token
+            .iter()
+            .map(|&i| window(observations[i as usize].interval))
+            .fold((u32::MAX, 0), |(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+        let hits: Vec<EnIntervalNumber> = (lo..=hi)
+            .filter(|&j| filter.contains(&FilterEntry::new(&rpi, j)))
+            .collect();
+        matched.extend(token.iter().copied().filter(|&i| {
+            let (l, h) = window(observations[i as usize].interval);
+            hits.iter().any(|j| (l..=h).contains(j))
+        }));
+    }
+    matched.sort_unstable();
+    matched
 }
 
 /// Whether a filter for `day` may hold an entry of `interval` at `now_unix`: the

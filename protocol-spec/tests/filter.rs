@@ -231,3 +231,43 @@ fn filters_fill_half_their_bits_and_show_no_false_positives() {
         .count();
     assert_eq!(false_positives, 0);
 }
+
+proptest::proptest! {
+    /// `probe_filter` (one hash per token and interval) equals the definition of
+    /// SPEC.md §5.8 applied observation by observation, for tokens heard several
+    /// times around the day's edges and after publication.
+    #[test]
+    fn probing_equals_the_definition_observation_by_observation(
+        heard in proptest::collection::vec((0u8..6, 0u32..200), 1..40),
+        published in proptest::collection::vec((0u8..6, 0u32..200), 0..30),
+        cutoff in 0u32..200,
+    ) {
+        let base = day_start_interval(DAY) - 30;
+        let rpi = |t: u8| Rpi([t; 16]);
+        let entries: Vec<FilterEntry> = published
+            .iter()
+            .map(|&(t, j)| FilterEntry::new(&rpi(t), base + j))
+            .chain([FilterEntry([0xee; 16])])
+            .collect();
+        let filter = EntryFilter::build(&entries, [4; 16]).unwrap();
+        let observations: Vec<Observation> = heard
+            .iter()
+            .map(|&(t, i)| Observation { rpi: rpi(t), interval: base + i, attenuation_db: 50, duration_s: 60 })
+            .collect();
+        let published_at = interval_start_seconds(base + cutoff);
+        let day = day_start_interval(DAY)..day_start_interval(DAY) + 144;
+        let expected: Vec<u32> = observations
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.interval < base + cutoff)
+            .filter(|(_, o)| {
+                day.clone().any(|j| {
+                    o.interval.abs_diff(j) <= DRIFT_TOLERANCE_INTERVALS
+                        && filter.contains(&FilterEntry::new(&o.rpi, j))
+                })
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        proptest::prop_assert_eq!(probe_filter(&filter, DAY, published_at, &observations), expected);
+    }
+}
