@@ -79,6 +79,13 @@ fn encode(record: &FilterRecord) -> Vec<u8> {
     postcard::to_stdvec(record).expect("encoding to memory cannot fail")
 }
 
+/// The record under `key`, or `None` if it is absent or unreadable: for records
+/// that are rebuilt whole from what is at hand (hits, key-matched scans).
+fn read_lenient(vault: &Vault, key: &[u8]) -> Option<FilterRecord> {
+    let bytes = vault.get(Table::Filters, key).ok()??;
+    postcard::from_bytes(&bytes).ok()
+}
+
 fn hits_item(origin: &str, day: u32) -> Vec<u8> {
     [origin.as_bytes(), &[0], &day.to_be_bytes()].concat()
 }
@@ -159,12 +166,7 @@ pub(crate) fn store(vault: &mut Vault, filter: &DayFilter, hits: Vec<FilterHit>)
             Some(mut new) => {
                 new.sort_unstable();
                 new.dedup();
-                let before = match vault
-                    .get(Table::Filters, &key)
-                    .ok()
-                    .flatten()
-                    .and_then(|b| postcard::from_bytes(&b).ok())
-                {
+                let before = match read_lenient(vault, &key) {
                     Some(FilterRecord::Hits(old)) => old.len(),
                     _ => 0,
                 };
@@ -195,12 +197,7 @@ pub(crate) fn add_key_matched(vault: &Vault, day: u32, scans: &[ScanId]) -> Resu
         return Ok(());
     }
     let key = vault.record_key(day, KEY_MATCHED_LABEL, &[])?;
-    let mut all = match vault
-        .get(Table::Filters, &key)
-        .ok()
-        .flatten()
-        .and_then(|b| postcard::from_bytes(&b).ok())
-    {
+    let mut all = match read_lenient(vault, &key) {
         Some(FilterRecord::KeyMatched(v)) => v,
         _ => Vec::new(),
     };
