@@ -477,6 +477,19 @@ enum TlStatus tl_sdk_next_dummy_upload_at(struct TlSdk *sdk, uint64_t *out);
 enum TlStatus tl_sdk_flush(struct TlSdk *sdk);
 
 /**
+ * Destroys every day older than the retention window (its key is overwritten,
+ * its records removed), forgets stale sync bookkeeping and drops the sightings
+ * decrypted for matching, so that none stay in memory (call it after syncing);
+ * writes how many days were destroyed to `*out_count` (may be NULL). Runs by
+ * itself at the first call of each day: days it destroyed then are not counted
+ * again.
+ *
+ * # Safety
+ * `out_count` is NULL or writable.
+ */
+enum TlStatus tl_sdk_expire(struct TlSdk *sdk, size_t *out_count);
+
+/**
  * Frees a buffer the SDK handed out. A buffer with NULL data is ignored.
  *
  * # Safety

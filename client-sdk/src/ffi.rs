@@ -903,6 +903,26 @@ pub unsafe extern "C" fn tl_sdk_flush(sdk: *mut TlSdk) -> TlStatus {
     unsafe { with_sdk(sdk, |s| Ok(s.flush()?)) }
 }
 
+/// Destroys every day older than the retention window (its key is overwritten,
+/// its records removed), forgets stale sync bookkeeping and drops the sightings
+/// decrypted for matching, so that none stay in memory (call it after syncing);
+/// writes how many days were destroyed to `*out_count` (may be NULL). Runs by
+/// itself at the first call of each day: days it destroyed then are not counted
+/// again.
+///
+/// # Safety
+/// `out_count` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_expire(sdk: *mut TlSdk, out_count: *mut usize) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            write_out(out_count, s.expire()?.len());
+            Ok(())
+        })
+    }
+}
+
 /// Frees a buffer the SDK handed out. A buffer with NULL data is ignored.
 ///
 /// # Safety

@@ -131,6 +131,9 @@ fn a_c_program_drives_a_full_day_through_the_static_library() {
     );
     assert!(out.contains("upload_len=1024"), "{out}");
     assert!(out.contains("sealed_len=1073"), "{out}");
+    // Nothing is past retention the morning after; 15 days on, DAY0 is shredded.
+    assert!(out.contains("expired after sync: 0"), "{out}");
+    assert!(out.contains("expired 15 days on: 1"), "{out}");
     assert!(out.trim_end().ends_with("OK"), "{out}");
 }
 

@@ -2,7 +2,7 @@
  * A host app's day, through the C ABI only: open the store, broadcast rotating
  * tokens, record what a neighbour broadcast, sync the authority's batch and day
  * filter, read the exposure summary, build upload bundles (plaintext and sealed,
- * key form and filter form), close.
+ * key form and filter form), shred the day once past retention, close.
  *
  * usage: full_day DIR INPUT_DIR
  *   INPUT_DIR/heard.bin     records of (LE64 unix time, 20-byte advertisement)
@@ -147,6 +147,12 @@ int main(int argc, char **argv) {
     }
     tl_summary_free(summary);
 
+    /* Matching done: drop the decrypted sightings. No day is old enough to go. */
+    size_t expired = 99;
+    CHECK(tl_sdk_expire(sdk, &expired));
+    EXPECT(expired == 0);
+    printf("expired after sync: %zu\n", expired);
+
     /* Upload bundles: a real one and a dummy, the same length. */
     TlBuffer real, dummy;
     const char *code = "0123456789abcdef-0123456789abcdef0123456789abcdef";
@@ -190,6 +196,22 @@ int main(int argc, char **argv) {
     tl_buffer_free(token_request);
     EXPECT(tl_sdk_token_finalize(sdk, (const uint8_t *)"junk", 4, 1, gateway_key, NULL) ==
            TL_ERR_REJECTED);
+
+    /* 15 days on, the day of the visit is past retention: it is shredded, its
+     * exposure gone; a second call finds nothing left to destroy. */
+    CHECK(tl_sdk_set_time(sdk, day_start + 15 * 86400 + 8 * 3600));
+    expired = 0;
+    CHECK(tl_sdk_expire(sdk, &expired));
+    EXPECT(expired == 1);
+    printf("expired 15 days on: %zu\n", expired);
+    CHECK(tl_sdk_exposure_summary(sdk, &summary));
+    EXPECT(summary.len == 0);
+    tl_summary_free(summary);
+    expired = 99;
+    CHECK(tl_sdk_expire(sdk, &expired));
+    EXPECT(expired == 0);
+    CHECK(tl_sdk_expire(sdk, NULL));
+    EXPECT(tl_sdk_expire(NULL, &expired) == TL_ERR_NULL_OR_ENCODING);
 
     tl_sdk_close(sdk);
     free(heard);
