@@ -1,25 +1,36 @@
-//! Load mode: drives uploads (fixed-size dummy bundles built by the real SDK,
-//! indistinguishable in size from real ones) and downloads (batch lists and
-//! batches) against running nodes at a set rate for a bounded time, and reports
-//! throughput and latency percentiles. Only loopback targets are accepted.
+//! Load mode: drives uploads and downloads (batch lists and batches) against
+//! running nodes at a set rate for a bounded time, and reports throughput and
+//! latency percentiles. Uploads take the phones' path: a fresh dummy, sealed by
+//! the real SDK to the gateway's key (the same 1073 bytes as a real upload, so
+//! the gateway does a real upload's work), posted to a target's
+//! `/v1/relay/{origin}`. Without `--target`, load mode starts a gateway and a
+//! relay of its own in a temporary directory and drives those. Only loopback
+//! targets are accepted.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use traceless_protocol::SystemClock;
+use traceless_protocol::{Clock, SystemClock};
 use traceless_sdk::{Sdk, SdkConfig};
 
 use crate::http;
+use crate::nodes::{Nodes, NodesError};
+use crate::phones::{GatewayKeys, UploadFailure};
 use crate::report::quantile;
 
 /// Command-line arguments of `traceless-sim load`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Node to drive, `http://127.0.0.1:PORT` (repeat for several; loopback only).
-    #[arg(long, required = true)]
+    /// Relay to drive, `http://127.0.0.1:PORT` (repeat for several; loopback
+    /// only). Without it, load mode starts a gateway and a relay of its own.
+    #[arg(long, requires = "gateway")]
     pub target: Vec<String>,
+    /// With `--target`: the gateway whose seal key uploads are sealed to,
+    /// `http://127.0.0.1:PORT`.
+    #[arg(long)]
+    pub gateway: Option<String>,
     /// Requests per second, all workers together.
     #[arg(long, default_value_t = 200)]
     pub rate: u32,
@@ -49,6 +60,12 @@ pub enum LoadError {
     /// Building a dummy upload failed.
     #[error("SDK: {0}")]
     Sdk(#[from] traceless_sdk::SdkError),
+    /// The gateway's keys could not be fetched.
+    #[error("gateway: {0}")]
+    Gateway(#[from] UploadFailure),
+    /// Load mode's own nodes did not start.
+    #[error(transparent)]
+    Nodes(#[from] NodesError),
 }
 
 /// Parses `http://host:port` into a loopback address, refusing anything else.
@@ -130,6 +147,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadResult, LoadError> {
         .iter()
         .map(|t| parse_target(t))
         .collect::<Result<_, _>>()?;
+    let gateway = args.gateway.as_deref().map(parse_target).transpose()?;
     if args.seconds == 0 || args.seconds > 600 {
         return Err(LoadError::Invalid("--seconds must be 1..=600".into()));
     }
@@ -141,19 +159,45 @@ pub fn run(args: &LoadArgs) -> Result<LoadResult, LoadError> {
     if !(0.0..=1.0).contains(&args.upload_fraction) {
         return Err(LoadError::Invalid("--upload-fraction must be 0..=1".into()));
     }
-    // Dummy bundles from a real SDK: exactly the size and shape of real uploads.
-    let mut sdk = Sdk::in_memory(SdkConfig::default(), Arc::new(SystemClock))?;
-    let bundles: Vec<Vec<u8>> = (0..16)
-        .map(|_| sdk.dummy_upload())
+    match gateway {
+        Some(gateway) if !targets.is_empty() => drive(args, &targets, gateway),
+        Some(_) => Err(LoadError::Invalid("--gateway goes with --target".into())),
+        None if !targets.is_empty() => Err(LoadError::Invalid(
+            "--target needs --gateway (the key uploads are sealed to)".into(),
+        )),
+        None => {
+            let tmp = tempfile::tempdir().map_err(NodesError::from)?;
+            let now = SystemClock.now();
+            let nodes = Nodes::start(tmp.path(), 1, now, 1, 86_400)?;
+            let r = drive(args, &[nodes.relays[0].http_addr], nodes.gateway.http_addr);
+            nodes.shutdown();
+            r
+        }
+    }
+}
+
+/// Drives `targets` (relays) for the run's duration; uploads are sealed to
+/// `gateway`'s key.
+fn drive(
+    args: &LoadArgs,
+    targets: &[SocketAddr],
+    gateway: SocketAddr,
+) -> Result<LoadResult, LoadError> {
+    let seal = GatewayKeys::fetch(gateway)?.seal;
+    let relay_path = format!("/v1/relay/{}", args.origin);
+    // One SDK per worker seals a fresh dummy per upload (a resent one is a replay).
+    let sdks: Vec<Sdk> = (0..args.workers)
+        .map(|_| Sdk::in_memory(SdkConfig::default(), Arc::new(SystemClock)))
         .collect::<Result<_, _>>()?;
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
     let per_worker = Duration::from_secs_f64(f64::from(args.workers) / f64::from(args.rate));
-    let samples: Vec<Sample> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..args.workers)
-            .map(|w| {
-                let targets = &targets;
-                let bundles = &bundles;
+    let per_worker_samples: Vec<Result<Vec<Sample>, LoadError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sdks
+            .into_iter()
+            .zip(0..args.workers)
+            .map(|(mut sdk, w)| {
+                let relay_path = &relay_path;
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     let mut urls: Vec<String> = Vec::new();
@@ -175,19 +219,21 @@ pub fn run(args: &LoadArgs) -> Result<LoadResult, LoadError> {
                         let target = targets[(n as usize + w as usize) % targets.len()];
                         let draw = (n.wrapping_mul(0x9e37_79b9) % 1000) as f64;
                         let upload = draw < args.upload_fraction * 1000.0;
-                        let t = Instant::now();
-                        let (path, method, body): (String, &str, &[u8]) = if upload {
-                            (
-                                "/v1/upload".into(),
-                                "POST",
-                                &bundles[n as usize % bundles.len()],
-                            )
-                        } else if urls.is_empty() || n.is_multiple_of(10) {
-                            (format!("/v1/batches?origin={}", args.origin), "GET", b"")
+                        // Sealing happens before the clock starts: it is the phone's work.
+                        let sealed = if upload {
+                            sdk.sealed_dummy_upload(&seal)?
                         } else {
-                            (urls[n as usize % urls.len()].clone(), "GET", b"")
+                            Vec::new()
                         };
-                        let r = http::request(target, method, &path, body);
+                        let t = Instant::now();
+                        let (path, method) = if upload {
+                            (relay_path.clone(), "POST")
+                        } else if urls.is_empty() || n.is_multiple_of(10) {
+                            (format!("/v1/batches?origin={}", args.origin), "GET")
+                        } else {
+                            (urls[n as usize % urls.len()].clone(), "GET")
+                        };
+                        let r = http::request(target, method, &path, &sealed);
                         let ms = t.elapsed().as_secs_f64() * 1000.0;
                         let (ok, bytes) = match &r {
                             Ok(r) => ((200..300).contains(&r.status), r.wire_bytes as u64),
@@ -212,15 +258,21 @@ pub fn run(args: &LoadArgs) -> Result<LoadResult, LoadError> {
                             bytes,
                         });
                     }
-                    out
+                    Ok(out)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
             .collect()
     });
+    let samples: Vec<Sample> = per_worker_samples
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     let seconds = start.elapsed().as_secs_f64();
     let kind = |upload: bool| {
         let mut ms: Vec<f64> = samples

@@ -1,13 +1,15 @@
-//! Load mode against a real gateway over loopback, and its refusal of anything else.
+//! Load mode against a real relay and gateway over loopback, and its refusal of
+//! anything else.
 
 #![allow(clippy::unwrap_used)]
 
 use traceless_sim::load::{self, LoadArgs};
 use traceless_sim::nodes::Nodes;
 
-fn args(target: &str) -> LoadArgs {
+fn args(target: &str, gateway: &str) -> LoadArgs {
     LoadArgs {
         target: vec![target.into()],
+        gateway: Some(gateway.into()),
         rate: 100,
         seconds: 2,
         upload_fraction: 0.3,
@@ -17,19 +19,33 @@ fn args(target: &str) -> LoadArgs {
 }
 
 #[test]
-fn load_drives_uploads_and_downloads_against_a_gateway() {
+fn load_drives_sealed_uploads_through_a_relay_and_downloads() {
     let tmp = tempfile::tempdir().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let nodes = Nodes::start(tmp.path(), 1, now, 1, 86_400).unwrap();
-    let target = format!("http://{}", nodes.gateway.http_addr);
-    let r = load::run(&args(&target)).unwrap();
+    let relay = format!("http://{}", nodes.relays[0].http_addr);
+    let gateway = format!("http://{}", nodes.gateway.http_addr);
+    let r = load::run(&args(&relay, &gateway)).unwrap();
+    let traffic = nodes.upload_traffic().unwrap();
     nodes.shutdown();
     assert!(r.uploads.requests > 10, "{r}");
     assert!(r.downloads.requests > 10, "{r}");
-    assert_eq!(r.uploads.errors, 0, "dummy uploads are accepted: {r}");
+    assert_eq!(
+        r.uploads.errors, 0,
+        "sealed dummies are accepted, none a replay: {r}"
+    );
+    assert_eq!(traffic.relays_forwarded, r.uploads.requests, "{traffic:?}");
+    assert_eq!(
+        traffic.gateway_relayed_accepted, r.uploads.requests,
+        "{traffic:?}"
+    );
+    assert_eq!(
+        traffic.gateway_direct, 0,
+        "no upload reached the gateway directly"
+    );
     assert_eq!(r.downloads.errors, 0, "{r}");
     assert!(r.uploads.p50_ms > 0.0 && r.uploads.p99_ms >= r.uploads.p50_ms);
 }
@@ -42,9 +58,39 @@ fn load_refuses_non_loopback_targets() {
         "https://127.0.0.1:1",
         "127.0.0.1:1",
     ] {
-        assert!(load::run(&args(t)).is_err(), "{t} must be refused");
+        assert!(
+            load::run(&args(t, "http://127.0.0.1:9")).is_err(),
+            "{t} must be refused"
+        );
+        assert!(
+            load::run(&args("http://127.0.0.1:9", t)).is_err(),
+            "gateway {t} must be refused"
+        );
     }
-    let mut a = args("http://127.0.0.1:9");
+    let mut a = args("http://127.0.0.1:9", "http://127.0.0.1:9");
+    a.gateway = None;
+    assert!(
+        load::run(&a).is_err(),
+        "a target without its gateway is refused"
+    );
+    a.target.clear();
+    a.gateway = Some("http://127.0.0.1:9".into());
+    assert!(
+        load::run(&a).is_err(),
+        "a gateway without targets is refused"
+    );
+    let mut a = args("http://127.0.0.1:9", "http://127.0.0.1:9");
     a.seconds = 100_000;
     assert!(load::run(&a).is_err(), "unbounded runs are refused");
+}
+
+#[test]
+fn load_without_targets_drives_nodes_of_its_own() {
+    let mut a = args("http://127.0.0.1:9", "http://127.0.0.1:9");
+    a.target.clear();
+    a.gateway = None;
+    a.seconds = 1;
+    let r = load::run(&a).unwrap();
+    assert!(r.uploads.requests > 5 && r.downloads.requests > 5, "{r}");
+    assert_eq!(r.uploads.errors + r.downloads.errors, 0, "{r}");
 }
