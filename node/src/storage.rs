@@ -29,7 +29,8 @@
 //! A file is written and synced before the sled commit that refers to it, and
 //! deleted after the commit that stops referring to it; a crash in between leaves
 //! an orphan, removed at open. A database from before batches and held keys moved
-//! to files has them migrated at open.
+//! to files has them migrated at open, into files and a rewritten database: sled
+//! keeps removed records in its segments, so the old database is replaced whole.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -497,10 +498,82 @@ pub struct SledStore {
 
 /// The directory next to the database `db_dir` for the files retention deletes.
 pub fn files_dir(db_dir: &Path) -> PathBuf {
+    sibling(db_dir, "-files")
+}
+
+/// `db_dir` with `suffix` appended to its name.
+fn sibling(db_dir: &Path, suffix: &str) -> PathBuf {
     let name = db_dir
         .file_name()
         .map_or_else(|| "db".into(), |n| n.to_string_lossy().into_owned());
-    db_dir.with_file_name(format!("{name}-files"))
+    db_dir.with_file_name(format!("{name}{suffix}"))
+}
+
+/// Where a database is rewritten before it replaces the one in `db_dir`.
+fn rewrite_dir(db_dir: &Path) -> PathBuf {
+    sibling(db_dir, ".rewrite")
+}
+
+/// Where the replaced database waits for deletion.
+fn replaced_dir(db_dir: &Path) -> PathBuf {
+    sibling(db_dir, ".replaced")
+}
+
+fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
+    Ok(sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .open()?)
+}
+
+/// [`open_sled`] right after a handle on `dir` was dropped: sled's background
+/// threads hold its file lock briefly after the drop. Bounded (5 s).
+fn open_sled_after_drop(dir: &Path) -> Result<sled::Db, StorageError> {
+    for _ in 0..500 {
+        match open_sled(dir) {
+            Err(StorageError::Db(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other,
+        }
+    }
+    open_sled(dir)
+}
+
+/// Completes or undoes a database replacement a crash interrupted: a rewrite
+/// that had not replaced the database yet is discarded (the migration runs
+/// again), one that had is put in place, and a replaced database is deleted.
+fn finish_replacement(db_dir: &Path) -> Result<(), StorageError> {
+    let rewrite = rewrite_dir(db_dir);
+    if rewrite.exists() {
+        if db_dir.exists() {
+            std::fs::remove_dir_all(&rewrite)?;
+        } else {
+            std::fs::rename(&rewrite, db_dir)?;
+        }
+    }
+    remove_dir_bounded(&replaced_dir(db_dir))
+}
+
+/// Syncs the directory holding `path`, so that a rename of `path` is durable.
+fn sync_parent(path: &Path) -> Result<(), StorageError> {
+    let parent = path
+        .parent()
+        .ok_or(StorageError::Corrupt("database path"))?;
+    std::fs::File::open(parent)?.sync_all()?;
+    Ok(())
+}
+
+/// Deletes `dir` and everything in it; retries briefly while a dropped sled
+/// handle's threads may still write into it. Gone already is fine.
+fn remove_dir_bounded(dir: &Path) -> Result<(), StorageError> {
+    for _ in 0..100 {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(()) => return Ok(()),
+        }
+    }
+    Ok(std::fs::remove_dir_all(dir)?)
 }
 
 /// Writes `bytes` to `path` and syncs the file and its directory. A file is only
@@ -630,27 +703,37 @@ fn decode_key(v: &[u8]) -> Result<DiagnosisKey, StorageError> {
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()?;
-        let store = SledStore {
-            db,
-            write: Mutex::new(()),
-            files: files_dir(dir),
-            entry_keys: Mutex::new(BTreeMap::new()),
+        finish_replacement(dir)?;
+        let store = Self::with_db(open_sled(dir)?, dir);
+        let store = if store.migrate_to_files(dir)? {
+            drop(store);
+            std::fs::rename(dir, replaced_dir(dir))?;
+            std::fs::rename(rewrite_dir(dir), dir)?;
+            sync_parent(dir)?;
+            remove_dir_bounded(&replaced_dir(dir))?;
+            Self::with_db(open_sled_after_drop(dir)?, dir)
+        } else {
+            store
         };
-        store.migrate_to_files()?;
         store.remove_orphan_files()?;
         Ok(store)
     }
 
+    fn with_db(db: sled::Db, dir: &Path) -> Self {
+        SledStore {
+            db,
+            write: Mutex::new(()),
+            files: files_dir(dir),
+            entry_keys: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     /// Moves what older versions kept inside sled into files: batch bodies
-    /// (`x` records) and embargoed keys (the values of `p` records). Their old
-    /// bytes stay in sled's segments until sled rewrites them; from now on no
-    /// new ones are written there.
-    fn migrate_to_files(&self) -> Result<(), StorageError> {
+    /// (`x` records) and embargoed keys (the values of `p` records). sled keeps
+    /// removed records in its segments, so rather than removing them this copies
+    /// every other record, and `p` records without their key, into a fresh
+    /// database at [`rewrite_dir`], to replace `dir`'s. Returns whether it did.
+    fn migrate_to_files(&self, dir: &Path) -> Result<bool, StorageError> {
         let mut old = Vec::new();
         for item in self.db.scan_prefix([b'x']) {
             let (k, v) = item?;
@@ -664,28 +747,33 @@ impl SledStore {
             }
         }
         if old.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let files: Vec<(PathBuf, &[u8])> = old
             .iter()
             .map(|(_, path, v)| (path.clone(), v.as_ref()))
             .collect();
         write_all_durably(&files)?;
+        let fresh = open_sled(&rewrite_dir(dir))?;
         let mut ops = sled::Batch::default();
-        for (k, _, _) in &old {
-            if k[0] == b'x' {
-                ops.remove(k.clone());
-            } else {
-                ops.insert(k.clone(), &[][..]);
+        for (n, item) in self.db.iter().enumerate() {
+            let (k, v) = item?;
+            match k.first() {
+                Some(b'x') => {}
+                Some(b'p') => ops.insert(k, &[][..]),
+                _ => ops.insert(k, v),
+            }
+            if n % 10_000 == 9_999 {
+                fresh.apply_batch(std::mem::take(&mut ops))?;
             }
         }
-        self.db.apply_batch(ops)?;
-        self.db.flush()?;
+        fresh.apply_batch(ops)?;
+        fresh.flush()?;
         tracing::info!(
             records = old.len(),
-            "moved batch bodies and held keys out of sled"
+            "moved batch bodies and held keys out of sled into files; database rewritten"
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Removes files that no record refers to: a batch or held key whose record
@@ -1427,14 +1515,39 @@ mod tests {
         )
     }
 
+    /// The files under `dir` whose raw bytes contain `needle`.
+    fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
+
     /// A data directory written before batch bodies and held keys moved to files
-    /// (`x` records; `p` records holding the key) is served after open, from files.
+    /// (`x` records; `p` records holding the key) is served after open, from
+    /// files, and the old database, whose segments held the key and the body, is
+    /// replaced by a rewritten one that holds neither.
     #[test]
     fn old_databases_are_migrated_to_files_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
+        let tek = *b"old-held-tek-\x01\x02\x03";
+        let body = b"old batch body, in sled";
         let key = DiagnosisKey {
-            tek: Tek([9; 16]),
+            tek: Tek(tek),
             rolling_start: 2_833_200,
             rolling_period: 144,
             transmission_risk: 4,
@@ -1449,7 +1562,7 @@ mod tests {
                 .unwrap();
             store
                 .db
-                .insert(batch_key(b'x', &m.origin, 1), &b"old body"[..])
+                .insert(batch_key(b'x', &m.origin, 1), &body[..])
                 .unwrap();
             store
                 .db
@@ -1457,15 +1570,52 @@ mod tests {
                 .unwrap();
             store.db.flush().unwrap();
         }
+        assert!(
+            !files_containing(&path, &tek).is_empty(),
+            "control: sled wrote the key"
+        );
+        assert!(
+            !files_containing(&path, body).is_empty(),
+            "control: sled wrote the body"
+        );
         let store = reopen(&path);
+        assert_eq!(files_containing(&path, &tek), Vec::<PathBuf>::new());
+        assert_eq!(files_containing(&path, body), Vec::<PathBuf>::new());
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
         let b = store.get_batch("test.health", 1).unwrap().unwrap();
-        assert_eq!(b.bytes, b"old body");
+        assert_eq!(b.bytes, body);
         assert!(store.batch_file("test.health", 1).exists());
         assert_eq!(store.db.scan_prefix([b'x']).count(), 0);
         let due = store.pending_due(1).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].key, key);
         assert!(store.db.get(&due[0].id).unwrap().unwrap().is_empty());
+    }
+
+    /// A replacement a crash interrupted: before the swap, the rewrite is
+    /// discarded and the database kept; between the two renames, the rewrite is
+    /// put in place; a replaced database left behind is deleted.
+    #[test]
+    fn interrupted_database_replacements_are_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mark = |p: &Path, what: &str| {
+            std::fs::create_dir_all(p).unwrap();
+            std::fs::write(p.join("mark"), what).unwrap();
+        };
+        let marked = |p: &Path| std::fs::read_to_string(p.join("mark")).unwrap();
+        mark(&path, "db");
+        mark(&rewrite_dir(&path), "rewrite");
+        mark(&replaced_dir(&path), "replaced");
+        finish_replacement(&path).unwrap();
+        assert_eq!(marked(&path), "db");
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
+
+        std::fs::rename(&path, replaced_dir(&path)).unwrap();
+        mark(&rewrite_dir(&path), "rewrite");
+        finish_replacement(&path).unwrap();
+        assert_eq!(marked(&path), "rewrite");
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
     }
 
     /// A batch file without metadata (a crash before the commit) is removed at
