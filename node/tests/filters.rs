@@ -124,19 +124,10 @@ fn revision_at(node: &RunningNode, day: u32) -> u64 {
 
 /// Every file under `dir`, concatenated (sled's log and snapshots included).
 fn disk_bytes(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.extend(std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap_or_default())
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

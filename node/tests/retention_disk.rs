@@ -30,23 +30,6 @@ fn upload(node: &RunningNode, code: &str, keys: &[DiagnosisKey]) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for item in std::fs::read_dir(&d).unwrap() {
-            let path = item.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// The files under `dir` whose raw bytes contain `tek`.
 fn files_holding(dir: &Path, tek: &Tek) -> Vec<PathBuf> {
     files_under(dir)

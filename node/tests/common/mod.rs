@@ -8,7 +8,7 @@ pub use rogue_peer::{attacker, pump};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use traceless_node::config::{GatewayConfig, TrustEntry};
@@ -289,4 +289,21 @@ pub fn peer_count(node: &RunningNode) -> usize {
 /// Waits (at most 10 s) until `node` is connected to at least `k` peers.
 pub async fn wait_for_peers(node: &RunningNode, k: usize) -> bool {
     wait_until(Duration::from_secs(10), || peer_count(node) >= k).await
+}
+
+/// Every file under `dir`, recursively (sled's log and snapshots included).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for item in std::fs::read_dir(&d).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
