@@ -49,7 +49,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Drives uploads and downloads against running nodes (loopback only).
+    /// Drives sealed uploads (through a relay) and downloads against running nodes
+    /// (loopback only), or against a gateway and relay of its own.
     Load(load::LoadArgs),
 }
 
