@@ -513,13 +513,7 @@ pub unsafe extern "C" fn tl_sdk_sync_batch(
     out: *mut TlSyncReport,
 ) -> TlStatus {
     // SAFETY: as promised by the caller.
-    unsafe {
-        with_sdk(sdk, |s| {
-            let r = s.sync_batch(bytes(batch, len, "batch")?)?;
-            write_out(out, report(&r));
-            Ok(())
-        })
-    }
+    unsafe { sync_bytes(sdk, batch, len, "batch", out, Sdk::sync_batch) }
 }
 
 /// Verifies and matches a GAEN export zip; `out` (may be NULL) gets counts.
@@ -534,13 +528,7 @@ pub unsafe extern "C" fn tl_sdk_sync_export(
     out: *mut TlSyncReport,
 ) -> TlStatus {
     // SAFETY: as promised by the caller.
-    unsafe {
-        with_sdk(sdk, |s| {
-            let r = s.sync_export(bytes(zip, len, "zip")?)?;
-            write_out(out, report(&r));
-            Ok(())
-        })
-    }
+    unsafe { sync_bytes(sdk, zip, len, "zip", out, Sdk::sync_export) }
 }
 
 /// Verifies a downloaded signed day filter (filter form) and probes the stored
@@ -559,13 +547,7 @@ pub unsafe extern "C" fn tl_sdk_sync_filter(
     out: *mut TlSyncReport,
 ) -> TlStatus {
     // SAFETY: as promised by the caller.
-    unsafe {
-        with_sdk(sdk, |s| {
-            let r = s.sync_filter(bytes(filter, len, "filter")?)?;
-            write_out(out, report(&r));
-            Ok(())
-        })
-    }
+    unsafe { sync_bytes(sdk, filter, len, "filter", out, Sdk::sync_filter) }
 }
 
 /// Writes the revision held of the day filter of `origin` and UTC `day` to
@@ -592,10 +574,32 @@ pub unsafe extern "C" fn tl_sdk_filter_revision(
     }
 }
 
-fn report(r: &crate::SyncReport) -> TlSyncReport {
-    TlSyncReport {
-        keys: r.keys as u64,
-        new_windows: r.new_windows as u64,
+/// The one body of the `tl_sdk_sync_*` calls: hands the `len` bytes at `data`
+/// to `sync` and writes its counts to `out` (may be NULL).
+///
+/// # Safety
+/// As [`with_sdk`]; `data` points to `len` bytes; `out` is NULL or writable.
+unsafe fn sync_bytes(
+    sdk: *mut TlSdk,
+    data: *const u8,
+    len: usize,
+    what: &'static str,
+    out: *mut TlSyncReport,
+    sync: impl FnOnce(&mut Sdk, &[u8]) -> crate::Result<crate::SyncReport>,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let r = sync(s, bytes(data, len, what)?)?;
+            write_out(
+                out,
+                TlSyncReport {
+                    keys: r.keys as u64,
+                    new_windows: r.new_windows as u64,
+                },
+            );
+            Ok(())
+        })
     }
 }
 
