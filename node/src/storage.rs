@@ -528,9 +528,9 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
 }
 
 /// [`open_sled`] right after a handle on `dir` was dropped: sled's background
-/// threads hold its file lock briefly after the drop. Bounded (5 s).
+/// threads hold its file lock briefly after the drop. Bounded (2 s).
 fn open_sled_after_drop(dir: &Path) -> Result<sled::Db, StorageError> {
-    for _ in 0..500 {
+    for _ in 0..200 {
         match open_sled(dir) {
             Err(StorageError::Db(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
             other => return other,
@@ -703,8 +703,22 @@ fn decode_key(v: &[u8]) -> Result<DiagnosisKey, StorageError> {
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, open_sled)
+    }
+
+    /// [`SledStore::open`] right after a store on `dir` was dropped (tests
+    /// reopening a database); see [`open_sled_after_drop`].
+    #[cfg(test)]
+    fn open_after_drop(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, open_sled_after_drop)
+    }
+
+    fn open_with(
+        dir: &Path,
+        open: fn(&Path) -> Result<sled::Db, StorageError>,
+    ) -> Result<Self, StorageError> {
         finish_replacement(dir)?;
-        let store = Self::with_db(open_sled(dir)?, dir);
+        let store = Self::with_db(open(dir)?, dir);
         let store = if store.migrate_to_files(dir)? {
             drop(store);
             std::fs::rename(dir, replaced_dir(dir))?;
@@ -1497,24 +1511,6 @@ mod tests {
         }
     }
 
-    /// Opens `path` again once the previous handle's background threads have let
-    /// go of sled's file lock (they outlive the drop briefly); bounded.
-    fn reopen(path: &Path) -> SledStore {
-        for _ in 0..200 {
-            match SledStore::open(path) {
-                Ok(store) => return store,
-                Err(StorageError::Db(_)) => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                Err(e) => panic!("reopening {}: {e}", path.display()),
-            }
-        }
-        panic!(
-            "sled kept {} locked for 2 s after the store was dropped",
-            path.display()
-        )
-    }
-
     /// The files under `dir` whose raw bytes contain `needle`.
     fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         let mut found = Vec::new();
@@ -1578,7 +1574,7 @@ mod tests {
             !files_containing(&path, body).is_empty(),
             "control: sled wrote the body"
         );
-        let store = reopen(&path);
+        let store = SledStore::open_after_drop(&path).unwrap();
         assert_eq!(files_containing(&path, &tek), Vec::<PathBuf>::new());
         assert_eq!(files_containing(&path, body), Vec::<PathBuf>::new());
         assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
@@ -1635,7 +1631,7 @@ mod tests {
             write_durably(&orphan, b"never committed").unwrap();
             orphan
         };
-        let store = reopen(&path);
+        let store = SledStore::open_after_drop(&path).unwrap();
         assert!(!orphan.exists());
         assert_eq!(
             store.get_batch("test.health", 1).unwrap().unwrap().bytes,
