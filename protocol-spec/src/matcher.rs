@@ -7,8 +7,11 @@
 //!
 //! The fast path ([`match_keys`]) derives each key's RPIs with [`TokenDeriver`] and
 //! probes an [`ObservationIndex`]: first a small blocked Bloom prefilter (two bits in
-//! one 64-bit word, sized to stay in L2), then, for the ~0.1 % of probes that pass,
-//! an exact hash map. Observed tokens are attacker-chosen (anyone can broadcast), so:
+//! one 64-bit word), then, for the ~0.1 % of probes that pass, an exact hash map.
+//! The prefilter is split by day: the filter of day `d` holds only the tokens
+//! observed within the drift tolerance of `d`, which is all an RPI of an interval of
+//! `d` can match. A key's probes then touch one small filter (8 KiB for 1,500
+//! tokens a day, in L1), and a key of a day without observations probes nothing. Observed tokens are attacker-chosen (anyone can broadcast), so:
 //! the exact map uses SipHash with a per-index random key (std `RandomState`), and
 //! the prefilter words are chosen by a multiply-shift hash with per-index random odd
 //! multipliers. Whatever tokens an attacker plants, the prefilter has at most two bits
@@ -23,11 +26,14 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
+use aes::Block;
 use rand_core::{OsRng, RngCore};
 
 use crate::derive::TokenDeriver;
 use crate::diagnosis::DiagnosisKey;
-use crate::interval::{EnIntervalNumber, DRIFT_TOLERANCE_INTERVALS};
+use crate::interval::{
+    day_of_interval, day_start_interval, EnIntervalNumber, DRIFT_TOLERANCE_INTERVALS,
+};
 use crate::keys::Rpi;
 
 /// One received advertisement (or several aggregated scans of it), as the matcher sees it.
@@ -52,10 +58,10 @@ pub struct KeyMatch {
     pub observations: Vec<u32>,
 }
 
-/// Bits of the prefilter per observation (rounded up to a power of two):
-/// ~0.15 % false positives with two bits per 64-bit word, 128 KiB for 20,000 tokens.
+/// Bits of the prefilter per observation (rounded up to a power of two per day):
+/// ~0.15 % false positives with two bits per 64-bit word.
 const FILTER_BITS_PER_OBSERVATION: usize = 32;
-const MIN_FILTER_WORDS: usize = 64;
+const MIN_FILTER_WORDS: usize = 8;
 
 /// A phone's observations, indexed for probing by derived RPIs.
 ///
@@ -64,14 +70,40 @@ const MIN_FILTER_WORDS: usize = 64;
 /// ([`ObservationIndex::owning`]).
 pub struct ObservationIndex<'a, O = &'a [Observation]> {
     observations: O,
+    /// The prefilter words of every day in [`ObservationIndex::days`], one day after another.
     filter: Vec<u64>,
-    /// `64 - log2(filter.len())`: the hash's top bits select the word.
-    shift: u32,
+    /// The days some observation is within the drift tolerance of, ascending.
+    days: Vec<DaySlot>,
     multipliers: [u64; 2],
     /// RPI → range of `order` holding the indices of its observations.
     exact: HashMap<Rpi, (u32, u32)>,
     order: Vec<u32>,
     borrowed: PhantomData<&'a [Observation]>,
+}
+
+/// Where one day's prefilter lies in [`ObservationIndex::filter`].
+#[derive(Clone, Copy)]
+struct DaySlot {
+    day: u32,
+    first_word: u32,
+    /// `64 - log2(words)`: the hash's top bits select the word.
+    shift: u32,
+}
+
+/// One day's prefilter: a word array of a power-of-two length.
+#[derive(Clone, Copy)]
+struct DayFilter<'f> {
+    words: &'f [u64],
+    shift: u32,
+    multipliers: [u64; 2],
+}
+
+impl DayFilter<'_> {
+    #[inline]
+    fn may_contain(&self, rpi: &[u8; 16]) -> bool {
+        let (word, mask) = filter_slot(self.multipliers, self.shift, rpi);
+        self.words[word] & mask == mask
+    }
 }
 
 impl<'a> ObservationIndex<'a> {
@@ -96,28 +128,50 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     /// the container.
     pub fn owning(observations: O) -> Self {
         let held = observations.as_ref();
-        let words = (held.len() * FILTER_BITS_PER_OBSERVATION / 64)
-            .next_power_of_two()
-            .max(MIN_FILTER_WORDS);
-        let shift = 64 - words.trailing_zeros();
         let multipliers = [OsRng.next_u64() | 1, OsRng.next_u64() | 1];
-        let mut filter = vec![0; words];
         let mut exact = HashMap::with_capacity(held.len());
         let mut order = Vec::with_capacity(held.len());
         let mut sorted: Vec<u32> = (0..held.len() as u32).collect();
         sorted.sort_unstable_by_key(|&i| (held[i as usize].rpi, i));
+        // (day, token): every day within the drift tolerance of one of its observations.
+        let mut day_tokens: Vec<(u32, Rpi)> = Vec::with_capacity(held.len() + held.len() / 4);
         for group in sorted.chunk_by(|&a, &b| held[a as usize].rpi == held[b as usize].rpi) {
             let rpi = held[group[0] as usize].rpi;
-            let (word, mask) = filter_slot(multipliers, shift, &rpi.0);
-            filter[word] |= mask;
             let start = order.len() as u32;
             order.extend_from_slice(group);
             exact.insert(rpi, (start, group.len() as u32));
+            for &o in group {
+                let t = held[o as usize].interval;
+                let days = day_of_interval(t.saturating_sub(DRIFT_TOLERANCE_INTERVALS))
+                    ..=day_of_interval(t.saturating_add(DRIFT_TOLERANCE_INTERVALS));
+                day_tokens.extend(days.map(|d| (d, rpi)));
+            }
+        }
+        day_tokens.sort_unstable();
+        day_tokens.dedup();
+        let mut filter = Vec::new();
+        let mut days = Vec::new();
+        for tokens in day_tokens.chunk_by(|a, b| a.0 == b.0) {
+            let words = (tokens.len() * FILTER_BITS_PER_OBSERVATION / 64)
+                .next_power_of_two()
+                .max(MIN_FILTER_WORDS);
+            let slot = DaySlot {
+                day: tokens[0].0,
+                first_word: filter.len() as u32,
+                shift: 64 - words.trailing_zeros(),
+            };
+            filter.resize(filter.len() + words, 0);
+            let words = &mut filter[slot.first_word as usize..];
+            for (_, rpi) in tokens {
+                let (word, mask) = filter_slot(multipliers, slot.shift, &rpi.0);
+                words[word] |= mask;
+            }
+            days.push(slot);
         }
         ObservationIndex {
             observations,
             filter,
-            shift,
+            days,
             multipliers,
             exact,
             order,
@@ -131,10 +185,20 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         &self.observations
     }
 
+    /// The prefilter of RPIs of intervals of `day`, if any observation is near it.
     #[inline]
-    fn may_contain(&self, rpi: &[u8; 16]) -> bool {
-        let (word, mask) = filter_slot(self.multipliers, self.shift, rpi);
-        self.filter[word] & mask == mask
+    fn day_filter(&self, day: u32) -> Option<DayFilter<'_>> {
+        let i = self.days.binary_search_by_key(&day, |s| s.day).ok()?;
+        let slot = self.days[i];
+        let end = self
+            .days
+            .get(i + 1)
+            .map_or(self.filter.len(), |next| next.first_word as usize);
+        Some(DayFilter {
+            words: &self.filter[slot.first_word as usize..end],
+            shift: slot.shift,
+            multipliers: self.multipliers,
+        })
     }
 
     /// Indices of the observations of `rpi` (empty if none).
@@ -153,6 +217,29 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             if observations[o as usize].interval.abs_diff(interval) <= DRIFT_TOLERANCE_INTERVALS {
                 out.push(o);
             }
+        }
+    }
+
+    /// Appends to `out` the observations matching `rpis`, the RPIs of the
+    /// intervals from `start` on, probing each day's RPIs against that day's filter.
+    fn probe(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>) {
+        // Intervals past u32::MAX do not exist (the reference stops there too).
+        let rpis = &rpis[..rpis.len().min((u32::MAX - start) as usize)];
+        let mut j = 0;
+        while j < rpis.len() {
+            let first = start + j as u32;
+            let day = day_of_interval(first);
+            let day_end = (day_start_interval(day + 1) - start) as usize;
+            let end = day_end.min(rpis.len());
+            if let Some(filter) = self.day_filter(day) {
+                for (i, block) in (first..).zip(&rpis[j..end]) {
+                    let rpi: &[u8; 16] = block.as_ref();
+                    if filter.may_contain(rpi) {
+                        self.collect(&Rpi(*rpi), i, out);
+                    }
+                }
+            }
+            j = end;
         }
     }
 }
@@ -210,14 +297,8 @@ fn match_range<O: AsRef<[Observation]>>(
     let mut deriver = TokenDeriver::new();
     let mut found = Vec::new();
     let mut hits = Vec::new();
-    for (k, key) in keys.iter().enumerate() {
-        let rpis = deriver.rpis(&key.tek, key.rolling_start, key.rolling_period);
-        for (j, block) in rpis.iter().enumerate() {
-            let rpi: &[u8; 16] = block.as_ref();
-            if index.may_contain(rpi) {
-                index.collect(&Rpi(*rpi), key.rolling_start + j as u32, &mut hits);
-            }
-        }
+    deriver.for_each_key(keys, |k, rpis| {
+        index.probe(rpis, keys[k].rolling_start, &mut hits);
         if !hits.is_empty() {
             hits.sort_unstable();
             found.push(KeyMatch {
@@ -225,7 +306,7 @@ fn match_range<O: AsRef<[Observation]>>(
                 observations: std::mem::take(&mut hits),
             });
         }
-    }
+    });
     found
 }
 
