@@ -86,9 +86,10 @@ fn aes_blocks(keys: &[DiagnosisKey]) {
 }
 
 fn derive_only(keys: &[DiagnosisKey]) {
-    TokenDeriver::new().for_each_key(keys, |_, rpis| {
-        black_box(rpis);
-    });
+    let mut deriver = TokenDeriver::new();
+    for k in keys {
+        black_box(deriver.rpis(&k.tek, k.rolling_start, k.rolling_period));
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -110,31 +111,75 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Units per second of `run` (`units` per call): best of five ~0.3 s measurements.
-fn rate(units: usize, mut run: impl FnMut()) -> f64 {
-    run();
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut n = 0;
-            while start.elapsed() < Duration::from_millis(300) {
-                run();
-                n += 1;
-            }
-            (n * units) as f64 / start.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+/// What a measurement is timed by.
+#[derive(Clone, Copy)]
+enum Timer {
+    /// CPU time of the measuring thread: single-threaded work, unaffected by
+    /// other processes taking turns on the core (this machine is shared).
+    ThreadCpu,
+    /// Wall-clock time: work spread over threads (affected by machine load).
+    Wall,
 }
 
-/// SHA-256 compressions per second: `N` independent states, one block each in turn
-/// (N = 1 is one dependent chain), as `sha2::compress256` runs on this CPU.
+impl Timer {
+    fn now(self) -> Duration {
+        match self {
+            Timer::ThreadCpu => {
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+                Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+            }
+            Timer::Wall => EPOCH.elapsed(),
+        }
+    }
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Round-robin timing: each measurement runs for a ~0.1 s slice in every round and
+/// keeps its best rate, so all of them see the same machine conditions.
+#[derive(Default)]
+struct Contest<'a> {
+    runs: Vec<(usize, Timer, Box<dyn FnMut() + 'a>)>,
+}
+
+impl<'a> Contest<'a> {
+    /// Adds `run`, which does `units` units of work per call; returns its slot.
+    fn add(&mut self, units: usize, timer: Timer, run: impl FnMut() + 'a) -> usize {
+        self.runs.push((units, timer, Box::new(run)));
+        self.runs.len() - 1
+    }
+
+    /// Best units per second of each run, by slot.
+    fn run(mut self, rounds: usize) -> Vec<f64> {
+        let mut best = vec![0.0f64; self.runs.len()];
+        for (_, _, run) in &mut self.runs {
+            run(); // warm-up
+        }
+        for _ in 0..rounds {
+            for ((units, timer, run), best) in self.runs.iter_mut().zip(&mut best) {
+                let start = timer.now();
+                let mut n = 0;
+                while timer.now() - start < Duration::from_millis(100) {
+                    run();
+                    n += 1;
+                }
+                let secs = (timer.now() - start).as_secs_f64();
+                *best = best.max((n * *units) as f64 / secs);
+            }
+        }
+        best
+    }
+}
+
+/// `N` independent SHA-256 states, 1,000 compressions each in turn (N = 1 is one
+/// dependent chain), as `sha2::compress256` runs on this CPU: (compressions, run).
 #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
-fn sha256_rate<const N: usize>() -> f64 {
+fn sha256_compressions<const N: usize>() -> (usize, impl FnMut()) {
     use sha2::digest::generic_array::GenericArray;
     let block = GenericArray::clone_from_slice(&[0x5a; 64]);
     let mut states = [[0x6a09_e667u32; 8]; N];
     const ROUNDS: usize = 1_000;
-    rate(ROUNDS * N, || {
+    (ROUNDS * N, move || {
         for _ in 0..ROUNDS {
             for state in &mut states {
                 sha2::compress256(state, std::slice::from_ref(&block));
@@ -144,48 +189,36 @@ fn sha256_rate<const N: usize>() -> f64 {
     })
 }
 
-/// AES-128 blocks per second, `batch` blocks per `encrypt_blocks` call under one key.
-fn aes_block_rate(batch: usize) -> f64 {
-    let cipher = aes::Aes128::new(&[7u8; 16].into());
+/// AES-128 blocks, `batch` per `encrypt_blocks` call under one key: (blocks, run).
+fn aes_blocks_batched(batch: usize) -> (usize, impl FnMut()) {
+    let cipher = aes::Aes128Enc::new(&[7u8; 16].into());
     let mut blocks = vec![aes::Block::default(); batch];
     let calls = 9_216 / batch;
-    rate(calls * batch, || {
+    (calls * batch, move || {
         for _ in 0..calls {
             cipher.encrypt_blocks(black_box(&mut blocks));
         }
     })
 }
 
-/// RPIKs per second, one key after another.
-fn hkdf_rate(keys: &[DiagnosisKey]) -> f64 {
+/// RPIKs, one key after another.
+fn hkdf_only(keys: &[DiagnosisKey]) {
     let deriver = TokenDeriver::new();
-    rate(keys.len(), || {
-        for k in keys {
-            black_box(deriver.rpik(&k.tek));
-        }
-    })
+    for k in keys {
+        black_box(deriver.rpik(&k.tek));
+    }
 }
 
-/// AES key schedules plus 144 blocks per second (the key schedule is not in the floor).
-fn aes_with_schedule_rate(keys: &[DiagnosisKey]) -> f64 {
+/// An AES key schedule (not part of the floor) and 144 blocks per key.
+fn aes_with_schedule(keys: &[DiagnosisKey]) {
     let input = [aes::Block::default(); MAX_TOKENS_PER_KEY];
     let mut out = [aes::Block::default(); MAX_TOKENS_PER_KEY];
-    rate(keys.len(), || {
-        for k in keys {
-            let cipher = aes::Aes128::new(&k.tek.0.into());
-            cipher
-                .encrypt_blocks_b2b(black_box(&input), &mut out)
-                .expect("same length");
-            black_box(&out);
-        }
-    })
-}
-
-/// Derivation one key after another, without the pipelining of `for_each_key`.
-fn derive_one_by_one(keys: &[DiagnosisKey]) {
-    let mut deriver = TokenDeriver::new();
     for k in keys {
-        black_box(deriver.rpis(&k.tek, k.rolling_start, k.rolling_period));
+        let cipher = aes::Aes128Enc::new(&k.tek.0.into());
+        cipher
+            .encrypt_blocks_b2b(black_box(&input), &mut out)
+            .expect("same length");
+        black_box(&out);
     }
 }
 
@@ -199,95 +232,104 @@ fn row(name: &str, r: f64, ratio: Option<(f64, &str)>) {
 fn summary() {
     let f = fixture();
     let index = ObservationIndex::new(&f.observations);
+    let big = big_observations(&f);
+    let big_index = ObservationIndex::new(&big);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(
         match_keys(&index, &f.keys[..REFERENCE_KEYS]),
         match_keys_reference(&f.observations, &f.keys[..REFERENCE_KEYS]),
         "fast and reference matchers disagree"
     );
-    let sha_chain = sha256_rate::<1>();
-    let sha_lanes = sha256_rate::<4>();
-    let sha = sha_chain.max(sha_lanes);
-    let aes_144 = aes_block_rate(MAX_TOKENS_PER_KEY);
-    let aes_wide = aes_block_rate(1_152);
-    let aes = aes_144.max(aes_wide);
-    let floor = 1.0 / (6.0 / sha + MAX_TOKENS_PER_KEY as f64 / aes);
-    let hkdf = hkdf_rate(&f.keys);
-    let aes_keys = aes_with_schedule_rate(&f.keys);
-    let one_by_one = rate(KEYS, || derive_one_by_one(&f.keys));
-    let derive = rate(KEYS, || derive_only(&f.keys));
-    let fast = rate(KEYS, || drop(black_box(match_keys(&index, &f.keys))));
-    let parallel = rate(KEYS, || {
-        drop(black_box(match_keys_parallel(&index, &f.keys, threads)))
+    let keys = &f.keys[..];
+    let mut c = Contest::default();
+    let (n, run) = sha256_compressions::<1>();
+    let sha_chain = c.add(n, Timer::ThreadCpu, run);
+    let (n, run) = sha256_compressions::<4>();
+    let sha_lanes = c.add(n, Timer::ThreadCpu, run);
+    let (n, run) = aes_blocks_batched(MAX_TOKENS_PER_KEY);
+    let aes_144 = c.add(n, Timer::ThreadCpu, run);
+    let (n, run) = aes_blocks_batched(1_152);
+    let aes_wide = c.add(n, Timer::ThreadCpu, run);
+    let hkdf = c.add(KEYS, Timer::ThreadCpu, || hkdf_only(keys));
+    let aes_keys = c.add(KEYS, Timer::ThreadCpu, || aes_with_schedule(keys));
+    let derive = c.add(KEYS, Timer::ThreadCpu, || derive_only(keys));
+    let fast = c.add(KEYS, Timer::ThreadCpu, || {
+        drop(black_box(match_keys(&index, keys)))
     });
-    let big = big_observations(&f);
-    let big_index = ObservationIndex::new(&big);
-    let fast_big = rate(KEYS, || drop(black_box(match_keys(&big_index, &f.keys))));
-    let reference = rate(REFERENCE_KEYS, || {
+    let parallel = c.add(KEYS, Timer::Wall, || {
+        drop(black_box(match_keys_parallel(&index, keys, threads)))
+    });
+    let fast_big = c.add(KEYS, Timer::ThreadCpu, || {
+        drop(black_box(match_keys(&big_index, keys)))
+    });
+    let reference = c.add(REFERENCE_KEYS, Timer::ThreadCpu, || {
         drop(black_box(match_keys_reference(
             &f.observations,
-            &f.keys[..REFERENCE_KEYS],
+            &keys[..REFERENCE_KEYS],
         )))
     });
+    let r = c.run(10);
+    let sha = r[sha_chain].max(r[sha_lanes]);
+    let aes = r[aes_144].max(r[aes_wide]);
+    let floor = 1.0 / (6.0 / sha + MAX_TOKENS_PER_KEY as f64 / aes);
     println!(
         "\nmatcher summary: {KEYS} keys over 14 days, {OBSERVATIONS} observed tokens, \
-         {threads} threads, aes hardware: {}",
-        aes::hardware_accelerated()
+         {threads} threads, aes hardware: {}; best of 10 round-robin slices of 0.1 s \
+         (thread CPU time; the {threads}-core run wall-clock); load average {}",
+        aes::hardware_accelerated(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!("{:<44} {:>12} {:>8}", "primitives", "per s", "ratio");
-    row("SHA-256 compressions, one chain", sha_chain, None);
+    row("SHA-256 compressions, one chain", r[sha_chain], None);
     row(
         "SHA-256 compressions, 4 states interleaved",
-        sha_lanes,
-        Some((sha_lanes / sha_chain, "x one chain")),
+        r[sha_lanes],
+        Some((r[sha_lanes] / r[sha_chain], "x one chain")),
     );
-    row("AES-128 blocks, 144 per call", aes_144, None);
+    row("AES-128 blocks, 144 per call", r[aes_144], None);
     row(
         "AES-128 blocks, 1152 per call",
-        aes_wide,
-        Some((aes_wide / aes_144, "x 144 per call")),
+        r[aes_wide],
+        Some((r[aes_wide] / r[aes_144], "x 144 per call")),
     );
     println!("{:<44} {:>12} {:>8}", "keys", "keys/s", "ratio");
     row("floor: 6 compressions + 144 AES blocks", floor, None);
     row(
         "HKDF only (RPIK)",
-        hkdf,
-        Some((hkdf / (sha / 6.0), "of 6 compressions")),
+        r[hkdf],
+        Some((r[hkdf] / (sha / 6.0), "of 6 compressions")),
     );
     row(
         "AES key schedule + 144 blocks",
-        aes_keys,
-        Some((aes_keys / (aes / 144.0), "of 144 blocks")),
+        r[aes_keys],
+        Some((r[aes_keys] / (aes / 144.0), "of 144 blocks")),
     );
     row(
-        "derivation, keys one by one",
-        one_by_one,
-        Some((one_by_one / floor, "of floor")),
-    );
-    row(
-        "derivation, pipelined (HKDF + 144 RPIs)",
-        derive,
-        Some((derive / floor, "of floor (target 0.80)")),
+        "derivation (HKDF + 144 RPIs)",
+        r[derive],
+        Some((r[derive] / floor, "of floor (target 0.80)")),
     );
     row(
         "fast matcher, 1 core",
-        fast,
-        Some((fast / derive, "of derivation (target 0.85)")),
+        r[fast],
+        Some((r[fast] / r[derive], "of derivation (target 0.85)")),
     );
     row(
         &format!("fast matcher, {threads} cores"),
-        parallel,
-        Some((parallel / fast, "x 1 core (target 1.9 on 2)")),
+        r[parallel],
+        Some((r[parallel] / r[fast], "x 1 core (target 1.9 on 2)")),
     );
     row(
         &format!("fast matcher, 1 core, {BIG_OBSERVATIONS} tokens"),
-        fast_big,
-        Some((fast_big / derive, "of derivation")),
+        r[fast_big],
+        Some((r[fast_big] / r[derive], "of derivation")),
     );
     row(
         "straightforward reference, 1 core",
-        reference,
-        Some((fast / reference, "fast 1 core / this")),
+        r[reference],
+        Some((r[fast] / r[reference], "fast 1 core / this")),
     );
 }
 
@@ -298,12 +340,14 @@ fn big_observations(f: &Fixture) -> Vec<Observation> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let mut big = f.observations.clone();
     let first = f.keys[0].rolling_start;
-    big.extend((f.observations.len()..BIG_OBSERVATIONS).map(|_| Observation {
-        rpi: Rpi(rng.gen()),
-        interval: first + rng.gen_range(0..14 * 144),
-        attenuation_db: 60,
-        duration_s: 300,
-    }));
+    big.extend(
+        (f.observations.len()..BIG_OBSERVATIONS).map(|_| Observation {
+            rpi: Rpi(rng.gen()),
+            interval: first + rng.gen_range(0..14 * 144),
+            attenuation_db: 60,
+            duration_s: 300,
+        }),
+    );
     big
 }
 

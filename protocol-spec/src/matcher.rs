@@ -11,12 +11,14 @@
 //! The prefilter is split by day: the filter of day `d` holds only the tokens
 //! observed within the drift tolerance of `d`, which is all an RPI of an interval of
 //! `d` can match. A key's probes then touch one small filter (8 KiB for 1,500
-//! tokens a day, in L1), and a key of a day without observations probes nothing. Observed tokens are attacker-chosen (anyone can broadcast), so:
-//! the exact map uses SipHash with a per-index random key (std `RandomState`), and
-//! the prefilter words are chosen by a multiply-shift hash with per-index random odd
-//! multipliers. Whatever tokens an attacker plants, the prefilter has at most two bits
-//! set per distinct token, so the false-positive rate seen by the (pseudorandom)
-//! derived RPIs is bounded by the number of observations, not by their values.
+//! tokens a day, in L1), and a key of a day without observations probes nothing.
+//!
+//! Observed tokens are attacker-chosen (anyone can broadcast), so the exact map uses SipHash with a per-index random key (std `RandomState`), and
+//! the prefilter word and bits are raw bits of the token XORed with per-index
+//! random keys. Whatever tokens an attacker plants, the prefilter has at most two
+//! bits set per distinct token, so the false-positive rate seen by the
+//! (pseudorandom) derived RPIs is bounded by the number of observations, not by
+//! their values.
 //!
 //! An index usually borrows its observations ([`ObservationIndex::new`]). One that
 //! is probed by many calls (a phone matching batch after batch against the same
@@ -74,7 +76,7 @@ pub struct ObservationIndex<'a, O = &'a [Observation]> {
     filter: Vec<u64>,
     /// The days some observation is within the drift tolerance of, ascending.
     days: Vec<DaySlot>,
-    multipliers: [u64; 2],
+    seeds: [u64; 2],
     /// RPI → range of `order` holding the indices of its observations.
     exact: HashMap<Rpi, (u32, u32)>,
     order: Vec<u32>,
@@ -95,13 +97,13 @@ struct DaySlot {
 struct DayFilter<'f> {
     words: &'f [u64],
     shift: u32,
-    multipliers: [u64; 2],
+    seeds: [u64; 2],
 }
 
 impl DayFilter<'_> {
     #[inline]
     fn may_contain(&self, rpi: &[u8; 16]) -> bool {
-        let (word, mask) = filter_slot(self.multipliers, self.shift, rpi);
+        let (word, mask) = filter_slot(self.seeds, self.shift, rpi);
         self.words[word] & mask == mask
     }
 }
@@ -128,7 +130,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     /// the container.
     pub fn owning(observations: O) -> Self {
         let held = observations.as_ref();
-        let multipliers = [OsRng.next_u64() | 1, OsRng.next_u64() | 1];
+        let seeds = [OsRng.next_u64(), OsRng.next_u64()];
         let mut exact = HashMap::with_capacity(held.len());
         let mut order = Vec::with_capacity(held.len());
         let mut sorted: Vec<u32> = (0..held.len() as u32).collect();
@@ -163,7 +165,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             filter.resize(filter.len() + words, 0);
             let words = &mut filter[slot.first_word as usize..];
             for (_, rpi) in tokens {
-                let (word, mask) = filter_slot(multipliers, slot.shift, &rpi.0);
+                let (word, mask) = filter_slot(seeds, slot.shift, &rpi.0);
                 words[word] |= mask;
             }
             days.push(slot);
@@ -172,7 +174,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             observations,
             filter,
             days,
-            multipliers,
+            seeds,
             exact,
             order,
             borrowed: PhantomData,
@@ -197,7 +199,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         Some(DayFilter {
             words: &self.filter[slot.first_word as usize..end],
             shift: slot.shift,
-            multipliers: self.multipliers,
+            seeds: self.seeds,
         })
     }
 
@@ -245,15 +247,22 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
 }
 
 /// The prefilter word of `rpi` and the two bits it sets there, under the
-/// index's hash keys `multipliers` and word selector `shift`.
+/// index's hash keys `seeds` and word selector `shift`: the word from the first
+/// eight bytes, the bits from the last eight, each XORed with a random key.
+///
+/// Derived RPIs are AES outputs, uniform in every bit, so selecting by raw bits
+/// spreads them evenly. Observed tokens are attacker-chosen, but whatever they are,
+/// each distinct token sets at most two bits, so the false-positive rate the derived
+/// RPIs see is bounded by the number of tokens; the random keys keep an attacker
+/// from even knowing which words their tokens land in. The exact map behind the
+/// prefilter is keyed SipHash.
 #[inline]
-fn filter_slot(multipliers: [u64; 2], shift: u32, rpi: &[u8; 16]) -> (usize, u64) {
+fn filter_slot(seeds: [u64; 2], shift: u32, rpi: &[u8; 16]) -> (usize, u64) {
     let (lo, hi) = rpi.split_at(8);
-    let lo = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
-    let hi = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
-    let h = lo.wrapping_mul(multipliers[0]) ^ hi.wrapping_mul(multipliers[1]);
-    let mask = (1u64 << ((h >> 20) & 63)) | (1u64 << ((h >> 26) & 63));
-    ((h >> shift) as usize, mask)
+    let word = u64::from_le_bytes(lo.try_into().expect("8 bytes")) ^ seeds[0];
+    let bits = u64::from_le_bytes(hi.try_into().expect("8 bytes")) ^ seeds[1];
+    let mask = (1u64 << (bits & 63)) | (1u64 << ((bits >> 6) & 63));
+    ((word >> shift) as usize, mask)
 }
 
 /// Matches published `keys` against the indexed observations on the calling thread.
@@ -297,8 +306,9 @@ fn match_range<O: AsRef<[Observation]>>(
     let mut deriver = TokenDeriver::new();
     let mut found = Vec::new();
     let mut hits = Vec::new();
-    deriver.for_each_key(keys, |k, rpis| {
-        index.probe(rpis, keys[k].rolling_start, &mut hits);
+    for (k, key) in keys.iter().enumerate() {
+        let rpis = deriver.rpis(&key.tek, key.rolling_start, key.rolling_period);
+        index.probe(rpis, key.rolling_start, &mut hits);
         if !hits.is_empty() {
             hits.sort_unstable();
             found.push(KeyMatch {
@@ -306,7 +316,7 @@ fn match_range<O: AsRef<[Observation]>>(
                 observations: std::mem::take(&mut hits),
             });
         }
-    });
+    }
     found
 }
 

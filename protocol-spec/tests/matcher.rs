@@ -75,6 +75,33 @@ fn tokens_outside_the_validity_window_never_match() {
 }
 
 #[test]
+fn tokens_near_a_day_boundary_match_across_it() {
+    // A key starting mid-day runs into the next day; the index keeps one prefilter
+    // per day, so a token of either day heard on the other must still be found.
+    let k = key(6, 0, 144);
+    let k = DiagnosisKey {
+        rolling_start: k.rolling_start + 100,
+        ..k
+    };
+    let next_day = day_start_interval(DAY + 1);
+    let obs = [
+        heard(&k, next_day - 1, next_day + 11), // token of day 0, heard on day 1
+        heard(&k, next_day, next_day - 12),     // token of day 1, heard on day 0
+        heard(&k, next_day + 43, next_day + 43), // last interval of the key
+        heard(&k, next_day - 1, next_day + 12), // 13 intervals late
+    ];
+    for m in [fast(&obs, &[k]), match_keys_reference(&obs, &[k])] {
+        assert_eq!(
+            m,
+            vec![KeyMatch {
+                key_index: 0,
+                observations: vec![0, 1, 2]
+            }]
+        );
+    }
+}
+
+#[test]
 fn unrelated_tokens_and_keys_do_not_match() {
     let published = key(3, 0, 144);
     let other = key(4, 0, 144);
