@@ -1,9 +1,12 @@
 //! Filter-form rates on one core (SPEC.md §5.8), with a baseline from the same run:
-//! the phone's probe of one observation (up to 25 entry hashes, each tested against
-//! a day filter; fewer per observation when a token is heard in several scans),
-//! the gateway's entry derivation and filter build, the probe's building block
-//! alone (one SHA-256 entry hash), and raw AES-128 blocks as the
-//! common baseline of the matcher bench. Also prints the size figures: bits per
+//! the phone's probe of one observation (up to 25 entry hashes, each one SHA-256
+//! compression tested against a day filter; fewer per observation when a token is
+//! heard in several scans), the gateway's entry derivation and filter build, the
+//! probe's building blocks alone (one SHA-256 compression; one entry hash through
+//! the `Digest` API), and raw AES-128 blocks as the common baseline of the matcher
+//! bench. Rates are per second of thread CPU time (`support/rate.rs`). The probe
+//! line to watch: observations/s x entries per observation / compressions/s, the
+//! share of the probe's time spent in SHA-256. Also prints the size figures: bits per
 //! entry against the Bloom optimum for the measured fill, and bytes per
 //! published interval in filter form and key form.
 //!
@@ -34,9 +37,28 @@ fn main() {
     let aes = rate("baseline: raw AES-128 blocks", 1024, || {
         cipher.encrypt_blocks(black_box(&mut blocks));
     });
-    let sha = rate("baseline: entry hash (SHA-256 of 57 bytes)", 1, || {
-        black_box(FilterEntry::new(black_box(&Rpi([1; 16])), 7));
-    });
+    let compressions = {
+        #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
+        let block = sha2::digest::generic_array::GenericArray::clone_from_slice(&[0x5a; 64]);
+        let mut state = [0x6a09_e667u32; 8];
+        rate(
+            "baseline: SHA-256 compressions (sha2::compress256)",
+            1_000,
+            || {
+                for _ in 0..1_000 {
+                    sha2::compress256(&mut state, std::slice::from_ref(&block));
+                }
+                black_box(&state);
+            },
+        )
+    };
+    let sha = rate(
+        "baseline: entry hash via Digest (SHA-256 of 46 bytes)",
+        1,
+        || {
+            black_box(FilterEntry::new(black_box(&Rpi([1; 16])), 7));
+        },
+    );
 
     let n = 200_000usize;
     let entries: Vec<FilterEntry> = (0..n).map(|_| FilterEntry(rng.gen())).collect();
@@ -109,6 +131,21 @@ fn main() {
     println!("ratios and sizes:");
     println!("  probe / raw AES block        {:>8.4}", probe / aes);
     println!("  probe / entry hash           {:>8.4}", probe / sha);
+    // Each observation probes every interval within ±12 of it on the day: 25, fewer
+    // at the day's edges.
+    let per_observation: f64 = observations
+        .iter()
+        .map(|o| {
+            let lo = o.interval.saturating_sub(12).max(first);
+            let hi = (o.interval + 12).min(first + 143);
+            f64::from(hi - lo + 1)
+        })
+        .sum::<f64>()
+        / observations.len() as f64;
+    println!(
+        "  probe x {per_observation:.1} entries / compressions {:>8.4}  (1.0 = all probe time in SHA-256)",
+        probe * per_observation / compressions
+    );
     println!("  build / entry hash           {:>8.4}", build / sha);
     println!("  derive / entry hash          {:>8.4}", derive / sha);
     println!("  fill {fill:.4}, false-positive rate fill^40 = {epsilon:.2e}");

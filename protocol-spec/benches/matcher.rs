@@ -14,6 +14,9 @@
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
+#[path = "support/rate.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -124,10 +127,7 @@ enum Timer {
 impl Timer {
     fn now(self) -> Duration {
         match self {
-            Timer::ThreadCpu => {
-                let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-                Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-            }
+            Timer::ThreadCpu => support::thread_cpu_time(),
             Timer::Wall => EPOCH.elapsed(),
         }
     }
@@ -157,14 +157,9 @@ impl<'a> Contest<'a> {
         }
         for _ in 0..rounds {
             for ((units, timer, run), best) in self.runs.iter_mut().zip(&mut best) {
-                let start = timer.now();
-                let mut n = 0;
-                while timer.now() - start < Duration::from_millis(100) {
-                    run();
-                    n += 1;
-                }
-                let secs = (timer.now() - start).as_secs_f64();
-                *best = best.max((n * *units) as f64 / secs);
+                let (calls, secs) =
+                    support::time_slice(|| timer.now(), Duration::from_millis(100), &mut *run);
+                *best = best.max((calls * *units) as f64 / secs);
             }
         }
         best

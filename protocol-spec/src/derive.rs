@@ -34,7 +34,7 @@ use crate::keys::{rpi_padded_data, Rpik, Tek, RPIK_INFO};
 /// Most RPIs one key can have: a rolling period is at most 144 intervals.
 pub const MAX_TOKENS_PER_KEY: usize = INTERVALS_PER_DAY as usize;
 
-const SHA256_IV: [u32; 8] = [
+pub(crate) const SHA256_IV: [u32; 8] = [
     0x6a09_e667,
     0xbb67_ae85,
     0x3c6e_f372,
@@ -50,11 +50,11 @@ const PADDED_CACHE_SLOTS: usize = 16;
 
 /// One SHA-256 compression (SHA-NI / ARMv8 SHA2 when the CPU has them).
 #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
-fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
 }
 
-fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
+pub(crate) fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());
