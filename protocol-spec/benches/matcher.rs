@@ -139,8 +139,11 @@ static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::n
 /// keeps its best rate, so all of them see the same machine conditions.
 #[derive(Default)]
 struct Contest<'a> {
-    runs: Vec<(usize, Timer, Box<dyn FnMut() + 'a>)>,
+    runs: Vec<Run<'a>>,
 }
+
+/// Units of work per call, its timer, and the work.
+type Run<'a> = (usize, Timer, Box<dyn FnMut() + 'a>);
 
 impl<'a> Contest<'a> {
     /// Adds `run`, which does `units` units of work per call; returns its slot.
