@@ -12,8 +12,9 @@ pub struct SdkConfig {
     /// TX power assumed for a received token until its key is published and its
     /// metadata can be read.
     pub assumed_tx_power_dbm: i8,
-    /// The host's Bluetooth scan period in seconds: one scan instance stands for
-    /// at most this long (GAEN scans about every 5 minutes).
+    /// The host's Bluetooth scan period in seconds, assumed only for a sender
+    /// heard exactly once (any other contact's cadence is read from its
+    /// sightings, SPEC.md §7.1); 1..=300 (GAEN scanned about every 5 minutes).
     pub scan_period_s: u16,
     /// How far in the future a reported time may lie (clock skew between the
     /// Bluetooth stack and the app), seconds.

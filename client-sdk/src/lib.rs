@@ -107,7 +107,7 @@ pub use config::SdkConfig;
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;
 pub use sdk::{Sdk, Status};
-pub use sightings::{Caps, Sighting, SCAN_MERGE_SECONDS};
+pub use sightings::{Caps, Sighting};
 pub use storage::{MemoryStorage, SledStorage, Storage, Table};
 pub use sync::SyncReport;
 pub use upload::{poisson_gap_seconds, transmission_risk, UPLOAD_CODE_LEN};

@@ -275,8 +275,8 @@ impl Sdk {
 
     fn apply(&mut self, verified: Verified) -> Result<SyncReport> {
         sync::check_not_synced(&self.vault, &verified)?;
-        let threads = self.config.matcher_threads;
-        let windows = sync::match_verified(&verified, self.observations()?, threads);
+        let (threads, period) = (self.config.matcher_threads, self.config.scan_period_s);
+        let windows = sync::match_verified(&verified, self.observations()?, threads, period);
         let new_windows = sync::store_windows(&self.vault, &verified.keys, &windows)?;
         sync::mark_synced(&self.vault, &verified)?;
         self.vault.storage().flush()?;

@@ -65,13 +65,12 @@ fn a_close_contact_learns_day_and_minutes_and_a_stranger_learns_nothing() {
     let bob_days = bob.exposure_summary().unwrap();
     assert_eq!(bob_days.len(), 1);
     assert_eq!(bob_days[0].day, DAY0);
-    // 30 minutes of scans 4 minutes apart hear 3 tokens (one per interval) in 8
-    // scan instances: each token's first stands for a 5-minute scan period, the
-    // other 5 for the 4 minutes since the previous one.
-    assert_eq!(bob_days[0].minutes, 3.0 * 5.0 + 5.0 * 4.0);
+    // 30 minutes of scans 4 minutes apart (8 scans, the last at 28 min) hear
+    // 3 tokens of one key: one run of 28 minutes plus one 4-minute cadence.
+    assert_eq!(bob_days[0].minutes, 28.0 + 4.0);
     assert!(
         bob_days[0].high_risk,
-        "35 min at -60 dBm (52 dB) crosses 15 min"
+        "32 min at -60 dBm (52 dB) crosses 15 min"
     );
     assert!(carol.exposure_summary().unwrap().is_empty());
 }

@@ -53,6 +53,7 @@ mod derive;
 mod diagnosis;
 mod error;
 mod export;
+mod exposure;
 pub mod filter;
 mod interval;
 mod keys;
@@ -69,6 +70,10 @@ pub use derive::{TokenDeriver, MAX_TOKENS_PER_KEY};
 pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
 pub use error::WireError;
 pub use export::{ExportFile, ExportSigner, ECDSA_P256_SHA256_OID, EXPORT_HEADER};
+pub use exposure::{
+    exposure_seconds, SightingRun, MAX_SCAN_PERIOD_SECONDS, MAX_SIGHTING_GAP_SECONDS,
+    MAX_TOKEN_SECONDS, SAME_SCAN_SECONDS,
+};
 pub use filter::{EntryFilter, FilterEntry, IntervalMask};
 pub use interval::*;
 pub use keys::*;
