@@ -275,8 +275,9 @@ impl Sdk {
 
     fn apply(&mut self, verified: Verified) -> Result<SyncReport> {
         sync::check_not_synced(&self.vault, &verified)?;
-        let (threads, period) = (self.config.matcher_threads, self.config.scan_period_s);
-        let windows = sync::match_verified(&verified, self.observations()?, threads, period);
+        self.observations()?;
+        let set = self.observations.as_ref().expect("loaded above");
+        let windows = sync::match_verified(&verified, set, &self.config);
         let new_windows = sync::store_windows(&self.vault, &verified.keys, &windows)?;
         sync::mark_synced(&self.vault, &verified)?;
         self.vault.storage().flush()?;

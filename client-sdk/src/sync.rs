@@ -13,6 +13,7 @@ use traceless_protocol::{
     ExposureWindow, KeyMatch, Metadata, ScanInstance, SignedBatch, TrustList, WireError,
 };
 
+use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
 use crate::filters::{self, ScanId};
 use crate::sightings::{attenuation, duration_s, ObservationSet, Observations};
@@ -129,15 +130,14 @@ pub(crate) type KeyWindow = (usize, ExposureWindow, Vec<ScanId>);
 /// Matches `v` against `set` (indexed once, probed by every download until the
 /// sightings change): only sightings from before the publication, with
 /// attenuation recomputed from the sender's metadata where the host did not know
-/// the TX power, and the sighting runs of each matched key joined into its
-/// exposure time (SPEC.md §7.1).
+/// the TX power, scans above `max_attenuation_db` dropped (SPEC.md §7.2) and the
+/// sighting runs of each matched key joined into its exposure time (§7.1).
 pub(crate) fn match_verified(
     v: &Verified,
     set: &ObservationSet,
-    threads: usize,
-    scan_period_s: u16,
+    config: &SdkConfig,
 ) -> Vec<KeyWindow> {
-    let matches = match_keys_parallel(&set.index, &v.keys, threads);
+    let matches = match_keys_parallel(&set.index, &v.keys, config.matcher_threads);
     let mut observations = Observations::default();
     let mut ids = Vec::new();
     let mut kept = Vec::new();
@@ -156,12 +156,15 @@ pub(crate) fn match_verified(
                 let meta: Metadata = aemk.decrypt_metadata(&obs.rpi, &source.aem);
                 obs.attenuation_db = attenuation(meta.tx_power_dbm(), source.rssi);
             }
+            if config.risk.ignores(obs.attenuation_db) {
+                continue;
+            }
             ours.push(observations.len() as u32);
             ids.push((obs.rpi.0, source.seen_at));
             runs.push(source.run);
             observations.push(obs);
         }
-        for (&o, seconds) in ours.iter().zip(duration_s(&runs, scan_period_s)) {
+        for (&o, seconds) in ours.iter().zip(duration_s(&runs, config.scan_period_s)) {
             observations[o as usize].duration_s = seconds;
         }
         if !ours.is_empty() {

@@ -107,6 +107,28 @@ fn attenuation_comes_from_the_senders_metadata_when_the_host_does_not_know_it() 
 }
 
 #[test]
+fn sightings_above_the_maximum_attenuation_make_no_window_and_no_minutes() {
+    let clock = ManualClock::new(at(DAY0, 600));
+    let (mut alice, mut bob) = (phone(&clock), phone(&clock));
+    for _ in 0..6 {
+        let ad = alice.advertisement().unwrap().to_bytes();
+        // TX power -8 dBm heard at -82 dBm: 74 dB, above the 73-dB maximum.
+        bob.record_sighting(&ad, -82, None, clock.now()).unwrap();
+        clock.advance(300);
+    }
+    clock.set(at(DAY0 + 1, 0));
+    let mut authority = Authority::new("test.health");
+    authority.trusted_by(&mut bob);
+    let bundle = alice.diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    let mut new_windows = 0;
+    for b in authority.publish_upload(&bundle, clock.now()) {
+        new_windows += bob.sync_batch(&b).unwrap().new_windows;
+    }
+    assert_eq!(new_windows, 0, "the key matched, but every scan is ignored");
+    assert!(bob.exposure_summary().unwrap().is_empty());
+}
+
+#[test]
 fn a_batch_is_rejected_when_unsigned_untrusted_forged_or_synced_twice() {
     let clock = ManualClock::new(at(DAY0, 600));
     let (mut alice, mut bob) = (phone(&clock), phone(&clock));
