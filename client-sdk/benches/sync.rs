@@ -127,7 +127,8 @@ fn main() {
     let publish_at = plan.last().expect("sightings").0 + 3600;
     clock.set(publish_at);
     let authority = AuthorityKey::generate("bench.health", 1);
-    sdk.trust_authority("bench.health", 1, authority.verifying_key());
+    sdk.trust_authority("bench.health", 1, authority.verifying_key())
+        .expect("valid origin");
     let batches: Vec<Vec<u8>> = (0..DAYS)
         .map(|d| {
             let batch = Batch {

@@ -231,7 +231,8 @@ enum TlStatus tl_sdk_set_time(struct TlSdk *sdk, uint64_t unix_seconds);
 
 /**
  * Trusts batches of authority `origin` signed with key `key_id`, whose Ed25519
- * public key is the 32 bytes at `public_key`.
+ * public key is the 32 bytes at `public_key`. `TL_ERR_REJECTED` if `origin` is
+ * not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2).
  *
  * # Safety
  * `origin` is a NUL-terminated string; `public_key` points to 32 bytes.

@@ -405,7 +405,8 @@ pub unsafe extern "C" fn tl_sdk_set_time(sdk: *mut TlSdk, unix_seconds: u64) -> 
 }
 
 /// Trusts batches of authority `origin` signed with key `key_id`, whose Ed25519
-/// public key is the 32 bytes at `public_key`.
+/// public key is the 32 bytes at `public_key`. `TL_ERR_REJECTED` if `origin` is
+/// not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2).
 ///
 /// # Safety
 /// `origin` is a NUL-terminated string; `public_key` points to 32 bytes.
@@ -425,8 +426,7 @@ pub unsafe extern "C" fn tl_sdk_trust_authority(
                 VerifyingKey::from_bytes(raw.try_into().expect("32 bytes")).map_err(|_| {
                     SdkError::InvalidArgument("public_key is not an Ed25519 point".into())
                 })?;
-            s.trust_authority(origin, key_id, key);
-            Ok(())
+            Ok(s.trust_authority(origin, key_id, key)?)
         })
     }
 }

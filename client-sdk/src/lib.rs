@@ -76,7 +76,7 @@
 //! let wire = batch.sign(&authority).unwrap().encode();
 //!
 //! // Bob syncs the batch and learns that he was exposed yesterday, nothing more.
-//! bob.trust_authority("example.health", 1, authority.verifying_key());
+//! bob.trust_authority("example.health", 1, authority.verifying_key()).unwrap();
 //! bob.sync_batch(&wire).unwrap();
 //! let days = bob.exposure_summary().unwrap();
 //! assert_eq!(days.len(), 1);

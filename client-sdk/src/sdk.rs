@@ -130,9 +130,11 @@ impl Sdk {
         Ok(sdk)
     }
 
-    /// Trusts batches signed by `(origin, key_id, key)`.
-    pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) {
-        self.trust.insert(origin, key_id, key);
+    /// Trusts batches signed by `(origin, key_id, key)`. Errors: an origin that
+    /// is not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2), as
+    /// [`SdkError::Rejected`] with [`WireError::InvalidField`] `origin`.
+    pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) -> Result<()> {
+        Ok(self.trust.try_insert(origin, key_id, key)?)
     }
 
     /// Trusts GAEN export files signed by `key`.

@@ -107,6 +107,26 @@ fn attenuation_comes_from_the_senders_metadata_when_the_host_does_not_know_it() 
 }
 
 #[test]
+fn an_authority_with_a_malformed_origin_is_not_trusted() {
+    let clock = ManualClock::new(at(DAY0, 600));
+    let mut p = phone(&clock);
+    let key = traceless_protocol::AuthorityKey::generate("de.rki", 1).verifying_key();
+    for bad in ["Bad Origin", "", "DE.RKI"] {
+        assert!(
+            matches!(
+                p.trust_authority(bad, 1, key),
+                Err(SdkError::Rejected(WireError::InvalidField {
+                    field: "origin",
+                    ..
+                }))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(p.trust_authority("de.rki", 1, key).is_ok());
+}
+
+#[test]
 fn sightings_above_the_maximum_attenuation_make_no_window_and_no_minutes() {
     let clock = ManualClock::new(at(DAY0, 600));
     let (mut alice, mut bob) = (phone(&clock), phone(&clock));

@@ -147,7 +147,7 @@ impl Phone {
     ) -> Result<Phone, traceless_sdk::SdkError> {
         let clock = ManualClock::new(now);
         let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
-        sdk.trust_authority(origin, 1, authority);
+        sdk.trust_authority(origin, 1, authority)?;
         Ok(Phone {
             person,
             sdk,

@@ -83,6 +83,9 @@ int main(int argc, char **argv) {
     CHECK(tl_sdk_trust_authority(sdk, origin, key_id, auth + origin_len + 1 + 4));
 
     /* Bad input is refused with a reason, and nothing breaks. */
+    EXPECT(tl_sdk_trust_authority(sdk, "Bad Origin", key_id, auth + origin_len + 1 + 4) ==
+           TL_ERR_REJECTED);
+    EXPECT(strstr(tl_last_error_message(), "origin") != NULL);
     EXPECT(tl_sdk_record_sighting(sdk, heard + 8, 19, -60, TL_TX_POWER_UNKNOWN, day_start) ==
            TL_ERR_ADVERTISEMENT);
     EXPECT(strstr(tl_last_error_message(), "20 bytes") != NULL);

@@ -33,6 +33,21 @@ use crate::error::WireError;
 use crate::signing::SIGNATURE_LEN;
 use prost::Message;
 
+/// Fails with [`WireError::NonCanonical`] unless `encoded` (the decoded message
+/// encoded again) is exactly `received`: no unknown fields, no padding, so only
+/// one encoding of a signed envelope exists (SPEC.md §5.1).
+pub(crate) fn check_reencodes(
+    what: &'static str,
+    encoded: &[u8],
+    received: &[u8],
+) -> Result<(), WireError> {
+    if encoded == received {
+        Ok(())
+    } else {
+        Err(WireError::NonCanonical(what))
+    }
+}
+
 /// Decodes `bytes` as `M` after a length check, mapping errors to [`WireError`].
 pub(crate) fn decode_limited<M: Message + Default>(
     what: &'static str,
@@ -72,8 +87,10 @@ pub(crate) fn signature_bytes(field: &[u8]) -> Result<[u8; SIGNATURE_LEN], WireE
     })
 }
 
-/// Checks that an authority id is 1..=64 characters of `[a-z0-9.-]`.
-pub(crate) fn check_origin(origin: &str) -> Result<(), WireError> {
+/// Checks that an authority id (an *origin*, SPEC.md §5.2) is 1..=64 characters
+/// of `[a-z0-9.-]`. The one origin validator: wire decoders, trust lists and the
+/// SDK all use it.
+pub fn validate_origin(origin: &str) -> Result<(), WireError> {
     let ok = (1..=64).contains(&origin.len())
         && origin
             .bytes()
