@@ -139,7 +139,7 @@ fn main() {
                 keys: keys
                     .iter()
                     .filter(|k| k.rolling_start == day_start_interval(FIRST_DAY + d))
-                    .copied()
+                    .cloned()
                     .collect(),
             };
             batch.sign(&authority).expect("signs").encode()

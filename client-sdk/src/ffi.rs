@@ -22,6 +22,7 @@ use traceless_protocol::token::ELEMENT_LEN;
 use traceless_protocol::{
     Clock, SystemClock, TokenPublicKey, ADVERTISEMENT_LEN, SEALED_UPLOAD_LEN,
 };
+use zeroize::Zeroize;
 
 use crate::{MasterKey, Sdk, SdkConfig, SdkError};
 
@@ -926,7 +927,8 @@ pub unsafe extern "C" fn tl_sdk_expire(sdk: *mut TlSdk, out_count: *mut usize) -
         })
     }
 }
-
+/// Frees a buffer the SDK handed out, overwriting it with zeros first (it may
+/// hold a plaintext upload). A buffer with NULL data is ignored.
 /// Frees a buffer the SDK handed out. A buffer with NULL data is ignored.
 ///
 /// # Safety
@@ -935,6 +937,9 @@ pub unsafe extern "C" fn tl_sdk_expire(sdk: *mut TlSdk, out_count: *mut usize) -
 pub unsafe extern "C" fn tl_buffer_free(buffer: TlBuffer) {
     if !buffer.data.is_null() {
         // SAFETY: allocated as a boxed slice of `len` bytes in into_buffer.
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len)) });
+        let mut bytes =
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len)) };
+        // A buffer may hold a plaintext upload (TEKs): wiped before it is freed.
+        bytes.zeroize();
     }
 }

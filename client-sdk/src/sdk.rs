@@ -12,6 +12,8 @@ use traceless_protocol::{
     RETENTION_DAYS,
 };
 
+use zeroize::Zeroizing;
+
 use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
 use crate::filters;
@@ -479,7 +481,8 @@ impl Sdk {
                 "no upload token: request tokens from the authority first".into(),
             )
         })?;
-        let request = self.diagnosis_request(&[], Some(token), onset_day, form)?;
+        // The plaintext request holds the TEKs: wiped once sealed.
+        let request = Zeroizing::new(self.diagnosis_request(&[], Some(token), onset_day, form)?);
         let sealed = upload::seal(gateway_key, &request)?;
         tokens::remove(&self.vault, day, &token)?;
         Ok(sealed)

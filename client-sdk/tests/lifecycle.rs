@@ -247,7 +247,7 @@ fn after_an_upload_the_phone_broadcasts_a_fresh_key() {
     assert_ne!(before.rpi, after.rpi, "switched within the same interval");
     let upload = Upload::decode(&bundle, clock.now()).unwrap();
     assert_eq!(upload.keys.len(), 1);
-    let published = upload.keys[0];
+    let published = upload.keys[0].clone();
     let now = interval_number(clock.now());
     assert_eq!(
         published.rolling_start + published.rolling_period,
@@ -451,7 +451,7 @@ fn a_day_shredded_after_a_sync_is_not_matched_by_the_next_sync() {
         let of_day: Vec<DiagnosisKey> = keys
             .iter()
             .filter(|k| k.rolling_start / INTERVALS_PER_DAY == day)
-            .copied()
+            .cloned()
             .collect();
         authority.batch(of_day, clock.now())
     };

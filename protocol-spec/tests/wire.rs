@@ -352,7 +352,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
     let too_many = Upload {
         upload_code: vec![],
         token: None,
-        keys: vec![simple_keys(1)[0]; MAX_UPLOAD_KEYS + 1],
+        keys: vec![simple_keys(1)[0].clone(); MAX_UPLOAD_KEYS + 1],
         dummy: false,
         filter_intervals: Vec::new(),
     };

@@ -83,7 +83,7 @@ impl Authority {
                     .keys
                     .iter()
                     .filter(|k| day_of_interval(k.rolling_start) == d)
-                    .copied()
+                    .cloned()
                     .collect();
                 self.batch(keys, now)
             })

@@ -46,7 +46,8 @@ fn group_of(k: &DiagnosisKey) -> (u32, u32, u8, i8) {
 impl Batch {
     /// Sorts the keys into canonical order (group tuple, then TEK) and drops duplicates.
     pub fn canonicalize(&mut self) {
-        self.keys.sort_unstable_by_key(|k| (group_of(k), k.tek));
+        self.keys
+            .sort_unstable_by(|a, b| (group_of(a), &a.tek).cmp(&(group_of(b), &b.tek)));
         self.keys.dedup();
     }
 
