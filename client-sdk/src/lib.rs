@@ -103,7 +103,7 @@ mod tokens;
 mod upload;
 mod vault;
 
-pub use config::SdkConfig;
+pub use config::{SdkConfig, CONFIG_VERSION};
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;
 pub use sdk::{Sdk, Status};

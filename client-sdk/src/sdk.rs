@@ -8,8 +8,8 @@ use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
     day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, IntervalMask,
-    SharedClock, TokenPublicKey, TokenRequest, TokenResponse, TrustList, UploadToken, WireError,
-    RETENTION_DAYS,
+    SharedClock, SignedRiskConfig, TokenPublicKey, TokenRequest, TokenResponse, TrustList,
+    UploadToken, WireError, RETENTION_DAYS,
 };
 
 use zeroize::Zeroizing;
@@ -52,6 +52,8 @@ pub struct Sdk {
     clock: SharedClock,
     config: SdkConfig,
     trust: TrustList,
+    /// Highest risk-configuration revision applied, per origin.
+    risk_revisions: std::collections::HashMap<String, u64>,
     export_keys: Vec<ExportKey>,
     counters: Counters,
     /// Every stored sighting, decrypted and indexed for matching: built by the
@@ -109,19 +111,13 @@ impl Sdk {
         config: SdkConfig,
         clock: SharedClock,
     ) -> Result<Self> {
-        if config.scan_period_s == 0
-            || config.dummy_uploads_per_day.is_nan()
-            || config.dummy_uploads_per_day <= 0.0
-        {
-            return Err(SdkError::InvalidArgument(
-                "scan_period_s and dummy_uploads_per_day must be positive".into(),
-            ));
-        }
+        config.validate()?;
         let mut sdk = Sdk {
             vault: Vault::open(storage, master_key)?,
             clock,
             config,
             trust: TrustList::new(),
+            risk_revisions: Default::default(),
             export_keys: Vec::new(),
             counters: Counters::default(),
             observations: None,
@@ -137,6 +133,47 @@ impl Sdk {
     /// [`SdkError::Rejected`] with [`WireError::InvalidField`] `origin`.
     pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) -> Result<()> {
         Ok(self.trust.try_insert(origin, key_id, key)?)
+    }
+
+    /// Replaces the configuration (after checking it). Takes effect for the
+    /// next sighting, sync and summary; windows already stored keep their
+    /// durations, and the summary is scored with the new risk parameters.
+    pub fn set_config(&mut self, config: SdkConfig) -> Result<()> {
+        config.validate()?;
+        if config.assumed_tx_power_dbm != self.config.assumed_tx_power_dbm
+            || config.scan_period_s != self.config.scan_period_s
+        {
+            self.observations = None;
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// Verifies a risk configuration signed by a trusted authority (SPEC.md
+    /// §7.3) and applies its parameters; returns its revision. Errors: anything
+    /// malformed, untrusted or forged ([`SdkError::Rejected`]), and a revision
+    /// not above the last one applied from that origin
+    /// ([`SdkError::AlreadySynced`]). The host applies the latest signed
+    /// configuration again after each open, as it configures the trust list.
+    pub fn apply_risk_config(&mut self, bytes: &[u8]) -> Result<u64> {
+        let now = self.now()?;
+        let config =
+            SignedRiskConfig::decode(bytes)?.verify(&self.trust, now, &self.config.risk)?;
+        let applied = self.risk_revisions.get(&config.origin).copied();
+        if applied.is_some_and(|r| r >= config.revision) {
+            return Err(SdkError::AlreadySynced(format!(
+                "risk config {} revision {} (revision {} is applied)",
+                config.origin,
+                config.revision,
+                applied.unwrap_or_default()
+            )));
+        }
+        let mut next = self.config.clone();
+        next.risk = config.parameters;
+        next.validate()?;
+        self.config = next;
+        self.risk_revisions.insert(config.origin, config.revision);
+        Ok(config.revision)
     }
 
     /// Trusts GAEN export files signed by `key`.

@@ -81,9 +81,14 @@ pub use matcher::{match_keys, match_keys_parallel, KeyMatch, Observation, Observ
 pub use reference::match_keys_reference;
 pub use risk::*;
 pub use sealed::{seal_upload, GatewaySealKey, SEALED_UPLOAD_LEN};
-pub use signing::{AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, FILTER_CONTEXT};
+pub use signing::{
+    AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, FILTER_CONTEXT, RISK_CONFIG_CONTEXT,
+};
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
-pub use wire::{validate_origin, Batch, DayFilter, SignedBatch, SignedFilter, Upload};
+pub use wire::{
+    validate_origin, Batch, DayFilter, RiskConfig, SignedBatch, SignedFilter, SignedRiskConfig,
+    Upload,
+};
 
 /// Re-exported so that users name the same key types this crate does.
 pub use ed25519_dalek;

@@ -17,6 +17,8 @@ pub const BATCH_CONTEXT: &[u8] = b"traceless/v1/batch";
 pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
 /// Signing context of day filters.
 pub const FILTER_CONTEXT: &[u8] = b"traceless/v1/filter";
+/// Signing context of risk configurations.
+pub const RISK_CONFIG_CONTEXT: &[u8] = b"traceless/v1/risk-config";
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 

@@ -98,7 +98,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let config = SdkConfig {
         tx_power_dbm: s.channel.tx_power_dbm,
         assumed_tx_power_dbm: s.channel.tx_power_dbm,
-        scan_period_s: s.channel.scan_period_s as u16,
+        // The SDK reads the cadence from the sightings; this is only the period
+        // assumed for a sender heard once (at most the SDK's 300 s).
+        scan_period_s: s.channel.scan_period_s.min(300) as u16,
         ..SdkConfig::default()
     };
     let before_onset = config.infectious_days_before_onset;

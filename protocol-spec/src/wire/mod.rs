@@ -4,6 +4,7 @@
 mod batch;
 mod deletion;
 mod filter;
+mod risk_config;
 mod upload;
 
 pub use batch::{Batch, SignedBatch, MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN};
@@ -12,6 +13,7 @@ pub use deletion::{
     MAX_DELETION_RECORD_LEN,
 };
 pub use filter::{filter_expires_at, DayFilter, SignedFilter, MAX_SIGNED_FILTER_LEN};
+pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
 
 /// Protocol version spoken by this implementation (the `version` fields).
