@@ -532,6 +532,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     bar.finish_and_clear();
 
     // Figures.
+    let calibration = crate::calibration::curves(&mut phones, &truth.close);
     let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
     let tp = notified
         .iter()
@@ -624,6 +625,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         privacy_sweep,
         sweep: Vec::new(),
         forms: Vec::new(),
+        calibration,
         daily,
         run: RunFigures {
             seconds: t0.elapsed().as_secs_f64(),
