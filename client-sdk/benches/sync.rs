@@ -192,7 +192,7 @@ fn main() {
                     keys: keys
                         .iter()
                         .filter(|k| k.rolling_start == day_start_interval(FIRST_DAY + d))
-                        .copied()
+                        .cloned()
                         .collect(),
                 };
                 batch.sign(&authority).expect("signs").encode()
@@ -207,7 +207,8 @@ fn main() {
             Arc::new(clock.clone()),
         )
         .expect("SDK opens");
-        sdk.trust_authority("bench.health", 1, authority.verifying_key());
+        sdk.trust_authority("bench.health", 1, authority.verifying_key())
+            .expect("valid origin");
         sdk
     };
 

@@ -51,6 +51,11 @@
 #define TL_SEALED_UPLOAD_LEN 1073
 
 /**
+ * Version of [`TlConfig`] this SDK reads.
+ */
+#define TL_CONFIG_VERSION 1
+
+/**
  * Result of every call.
  */
 typedef enum TlStatus {
@@ -109,6 +114,64 @@ typedef enum TlStatus {
  * An open SDK (opaque to C).
  */
 typedef struct TlSdk TlSdk;
+
+/**
+ * What an app may configure (SPEC.md §7): version [`TL_CONFIG_VERSION`] of
+ * the layout. Fill it with [`tl_config_default`], change fields, then pass it
+ * to [`tl_sdk_open_with_config`] or [`tl_sdk_set_config`].
+ */
+typedef struct TlConfig {
+  /**
+   * Must be [`TL_CONFIG_VERSION`].
+   */
+  uint32_t version;
+  /**
+   * This phone's calibrated TX power, dBm, written into its metadata (default -8).
+   */
+  int8_t tx_power_dbm;
+  /**
+   * TX power assumed for a heard token until its key is published and its
+   * metadata read (the sightings' `TL_TX_POWER_UNKNOWN`), dBm (default -8).
+   */
+  int8_t assumed_tx_power_dbm;
+  /**
+   * Scan period assumed for a sender heard only once, seconds, 1..=300
+   * (default 300); any other contact's cadence is read from its sightings.
+   */
+  uint16_t scan_period_s;
+  /**
+   * Mean dummy uploads per day (default 0.2), positive.
+   */
+  double dummy_uploads_per_day;
+  /**
+   * Threads the matcher may use during sync (default 1), at least 1.
+   */
+  uint32_t matcher_threads;
+  /**
+   * Attenuation bucket bounds, dB: `< [0]` near, `< [1]` medium, else far.
+   */
+  uint8_t attenuation_thresholds_db[2];
+  /**
+   * Scans above this attenuation, dB, are ignored (default 73).
+   */
+  uint8_t max_attenuation_db;
+  /**
+   * Minutes weights of the near, medium and far buckets.
+   */
+  double attenuation_weights[3];
+  /**
+   * Value of each transmission risk level 0..=8.
+   */
+  double transmission_risk_values[9];
+  /**
+   * Weights of standard and high infectiousness.
+   */
+  double infectiousness_weights[2];
+  /**
+   * Daily score at or above which a day is high risk (default 15).
+   */
+  double threshold;
+} TlConfig;
 
 /**
  * What one sync did.
@@ -213,6 +276,58 @@ const char *tl_last_error_message(void);
 enum TlStatus tl_sdk_open(const char *dir, const uint8_t *master_key, struct TlSdk **out);
 
 /**
+ * Like [`tl_sdk_open`], with the configuration `*config` (see [`TlConfig`]).
+ * `TL_ERR_INVALID_ARGUMENT` for a wrong `version` or a field out of range.
+ *
+ * # Safety
+ * As [`tl_sdk_open`]; `config` points to a `TlConfig`.
+ */
+enum TlStatus tl_sdk_open_with_config(const char *dir,
+                                      const uint8_t *master_key,
+                                      const struct TlConfig *config,
+                                      struct TlSdk **out);
+
+/**
+ * Writes the default configuration to `*out`.
+ *
+ * # Safety
+ * `out` is writable.
+ */
+enum TlStatus tl_config_default(struct TlConfig *out);
+
+/**
+ * Replaces the configuration of an open SDK (checked first; nothing changes
+ * on an error).
+ *
+ * # Safety
+ * `sdk` is a live handle; `config` points to a `TlConfig`.
+ */
+enum TlStatus tl_sdk_set_config(struct TlSdk *sdk, const struct TlConfig *config);
+
+/**
+ * Writes the configuration in use (after any applied risk configuration) to `*out`.
+ *
+ * # Safety
+ * `sdk` is a live handle; `out` is writable.
+ */
+enum TlStatus tl_sdk_get_config(struct TlSdk *sdk, struct TlConfig *out);
+
+/**
+ * Verifies a signed risk configuration (SPEC.md §7.3) from a trusted authority
+ * and applies it; `*revision` (may be NULL) gets its revision.
+ * `TL_ERR_REJECTED` if malformed, untrusted or forged; `TL_ERR_ALREADY_SYNCED`
+ * if its revision is not above the last applied from that origin. Not kept
+ * across opens: apply it again after each `tl_sdk_open`.
+ *
+ * # Safety
+ * `sdk` is a live handle; `config` points to `len` bytes; `revision` is NULL or writable.
+ */
+enum TlStatus tl_sdk_apply_risk_config(struct TlSdk *sdk,
+                                       const uint8_t *config,
+                                       size_t len,
+                                       uint64_t *revision);
+
+/**
  * Closes a handle (flushing the store). NULL is ignored.
  *
  * # Safety
@@ -231,7 +346,8 @@ enum TlStatus tl_sdk_set_time(struct TlSdk *sdk, uint64_t unix_seconds);
 
 /**
  * Trusts batches of authority `origin` signed with key `key_id`, whose Ed25519
- * public key is the 32 bytes at `public_key`.
+ * public key is the 32 bytes at `public_key`. `TL_ERR_REJECTED` if `origin` is
+ * not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2).
  *
  * # Safety
  * `origin` is a NUL-terminated string; `public_key` points to 32 bytes.
@@ -252,6 +368,15 @@ enum TlStatus tl_sdk_trust_export_key(struct TlSdk *sdk, const uint8_t *sec1, si
 /**
  * Writes the 20 bytes to broadcast now to `out`.
  *
+ * Broadcast them (SPEC.md §3.7) as a non-connectable Bluetooth LE advertisement
+ * from a random non-resolvable address: a Flags AD structure, the 16-bit
+ * service UUID `0xFD6F` in a Complete List of 16-bit Service UUIDs, and a
+ * Service Data AD structure of UUID `0xFD6F` followed by these 20 bytes
+ * (`RPI || AEM`), as in the Exposure Notification Bluetooth specification
+ * v1.2. Call this at least once per 10-minute interval; whenever the bytes
+ * change, change the Bluetooth address with them (never one without the
+ * other).
+ *
  * # Safety
  * `out` points to 20 writable bytes.
  */
@@ -260,6 +385,12 @@ enum TlStatus tl_sdk_advertisement(struct TlSdk *sdk, uint8_t *out);
 /**
  * Records a received advertisement: `len` payload bytes (must be 20), RSSI in
  * dBm, the sender's TX power or [`TL_TX_POWER_UNKNOWN`], and when it was heard.
+ *
+ * Report every advertisement with service data UUID `0xFD6F`, at whatever
+ * cadence the platform scans: any period from 4 s to 300 s, with jitter and
+ * missed scans, gives the same exposure minutes (SPEC.md §7.1). With
+ * [`TL_TX_POWER_UNKNOWN`] the SDK assumes `TlConfig.assumed_tx_power_dbm`
+ * until the sender's key is published, then reads it from the metadata.
  *
  * # Safety
  * `payload` points to `len` bytes.
@@ -490,6 +621,8 @@ enum TlStatus tl_sdk_flush(struct TlSdk *sdk);
 enum TlStatus tl_sdk_expire(struct TlSdk *sdk, size_t *out_count);
 
 /**
+ * Frees a buffer the SDK handed out, overwriting it with zeros first (it may
+ * hold a plaintext upload). A buffer with NULL data is ignored.
  * Frees a buffer the SDK handed out. A buffer with NULL data is ignored.
  *
  * # Safety

@@ -22,6 +22,7 @@ use traceless_protocol::token::ELEMENT_LEN;
 use traceless_protocol::{
     Clock, SystemClock, TokenPublicKey, ADVERTISEMENT_LEN, SEALED_UPLOAD_LEN,
 };
+use zeroize::Zeroize;
 
 use crate::{MasterKey, Sdk, SdkConfig, SdkError};
 
@@ -352,6 +353,36 @@ pub unsafe extern "C" fn tl_sdk_open(
     master_key: *const u8,
     out: *mut *mut TlSdk,
 ) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe { open_with(dir, master_key, || Ok(SdkConfig::default()), out) }
+}
+
+/// Like [`tl_sdk_open`], with the configuration `*config` (see [`TlConfig`]).
+/// `TL_ERR_INVALID_ARGUMENT` for a wrong `version` or a field out of range.
+///
+/// # Safety
+/// As [`tl_sdk_open`]; `config` points to a `TlConfig`.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_open_with_config(
+    dir: *const c_char,
+    master_key: *const u8,
+    config: *const TlConfig,
+    out: *mut *mut TlSdk,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe { open_with(dir, master_key, || config_from(config), out) }
+}
+
+/// The body of the two open calls.
+///
+/// # Safety
+/// As [`tl_sdk_open`].
+unsafe fn open_with(
+    dir: *const c_char,
+    master_key: *const u8,
+    config: impl FnOnce() -> Result<SdkConfig, FfiError>,
+    out: *mut *mut TlSdk,
+) -> TlStatus {
     guard(|| {
         non_null(out, "out")?;
         // SAFETY: as promised by the caller.
@@ -360,7 +391,7 @@ pub unsafe extern "C" fn tl_sdk_open(
         let key = unsafe { bytes(master_key, TL_MASTER_KEY_LEN, "master_key") }?;
         let master = MasterKey(key.try_into().expect("32 bytes"));
         let clock = Arc::new(HostClock::default());
-        let sdk = Sdk::open(Path::new(dir), &master, SdkConfig::default(), clock.clone())?;
+        let sdk = Sdk::open(Path::new(dir), &master, config()?, clock.clone())?;
         let handle = Box::new(TlSdk {
             sdk: Mutex::new(sdk),
             clock,
@@ -369,6 +400,171 @@ pub unsafe extern "C" fn tl_sdk_open(
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(())
     })
+}
+
+/// What an app may configure (SPEC.md §7): version [`TL_CONFIG_VERSION`] of
+/// the layout. Fill it with [`tl_config_default`], change fields, then pass it
+/// to [`tl_sdk_open_with_config`] or [`tl_sdk_set_config`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TlConfig {
+    /// Must be [`TL_CONFIG_VERSION`].
+    pub version: u32,
+    /// This phone's calibrated TX power, dBm, written into its metadata (default -8).
+    pub tx_power_dbm: i8,
+    /// TX power assumed for a heard token until its key is published and its
+    /// metadata read (the sightings' `TL_TX_POWER_UNKNOWN`), dBm (default -8).
+    pub assumed_tx_power_dbm: i8,
+    /// Scan period assumed for a sender heard only once, seconds, 1..=300
+    /// (default 300); any other contact's cadence is read from its sightings.
+    pub scan_period_s: u16,
+    /// Mean dummy uploads per day (default 0.2), positive.
+    pub dummy_uploads_per_day: f64,
+    /// Threads the matcher may use during sync (default 1), at least 1.
+    pub matcher_threads: u32,
+    /// Attenuation bucket bounds, dB: `< [0]` near, `< [1]` medium, else far.
+    pub attenuation_thresholds_db: [u8; 2],
+    /// Scans above this attenuation, dB, are ignored (default 73).
+    pub max_attenuation_db: u8,
+    /// Minutes weights of the near, medium and far buckets.
+    pub attenuation_weights: [f64; 3],
+    /// Value of each transmission risk level 0..=8.
+    pub transmission_risk_values: [f64; 9],
+    /// Weights of standard and high infectiousness.
+    pub infectiousness_weights: [f64; 2],
+    /// Daily score at or above which a day is high risk (default 15).
+    pub threshold: f64,
+}
+
+/// Version of [`TlConfig`] this SDK reads.
+pub const TL_CONFIG_VERSION: u32 = 1;
+const _: () = assert!(TL_CONFIG_VERSION == crate::CONFIG_VERSION);
+
+impl TlConfig {
+    fn of(c: &SdkConfig) -> TlConfig {
+        TlConfig {
+            version: TL_CONFIG_VERSION,
+            tx_power_dbm: c.tx_power_dbm,
+            assumed_tx_power_dbm: c.assumed_tx_power_dbm,
+            scan_period_s: c.scan_period_s,
+            dummy_uploads_per_day: c.dummy_uploads_per_day,
+            matcher_threads: u32::try_from(c.matcher_threads).unwrap_or(u32::MAX),
+            attenuation_thresholds_db: c.risk.attenuation_thresholds_db,
+            max_attenuation_db: c.risk.max_attenuation_db,
+            attenuation_weights: c.risk.attenuation_weights,
+            transmission_risk_values: c.risk.transmission_risk_values,
+            infectiousness_weights: c.risk.infectiousness_weights,
+            threshold: c.risk.threshold,
+        }
+    }
+
+    /// `base` with this configuration's fields.
+    fn apply(&self, base: &SdkConfig) -> Result<SdkConfig, FfiError> {
+        if self.version != TL_CONFIG_VERSION {
+            return Err(SdkError::InvalidArgument(format!(
+                "TlConfig version {} (this SDK reads {TL_CONFIG_VERSION})",
+                self.version
+            ))
+            .into());
+        }
+        let mut c = base.clone();
+        c.tx_power_dbm = self.tx_power_dbm;
+        c.assumed_tx_power_dbm = self.assumed_tx_power_dbm;
+        c.scan_period_s = self.scan_period_s;
+        c.dummy_uploads_per_day = self.dummy_uploads_per_day;
+        c.matcher_threads = self.matcher_threads as usize;
+        c.risk.attenuation_thresholds_db = self.attenuation_thresholds_db;
+        c.risk.max_attenuation_db = self.max_attenuation_db;
+        c.risk.attenuation_weights = self.attenuation_weights;
+        c.risk.transmission_risk_values = self.transmission_risk_values;
+        c.risk.infectiousness_weights = self.infectiousness_weights;
+        c.risk.threshold = self.threshold;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// `*config` over the defaults.
+///
+/// # Safety
+/// `config` is NULL or points to a `TlConfig`.
+unsafe fn config_from(config: *const TlConfig) -> Result<SdkConfig, FfiError> {
+    // SAFETY: as promised by the caller.
+    let c = unsafe { config.as_ref() }.ok_or(FfiError::Null("config"))?;
+    c.apply(&SdkConfig::default())
+}
+
+/// Writes the default configuration to `*out`.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_config_default(out: *mut TlConfig) -> TlStatus {
+    guard(|| {
+        non_null(out, "out")?;
+        // SAFETY: checked non-null; writable as promised.
+        unsafe { out.write(TlConfig::of(&SdkConfig::default())) };
+        Ok(())
+    })
+}
+
+/// Replaces the configuration of an open SDK (checked first; nothing changes
+/// on an error).
+///
+/// # Safety
+/// `sdk` is a live handle; `config` points to a `TlConfig`.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_set_config(sdk: *mut TlSdk, config: *const TlConfig) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let c = config.as_ref().ok_or(FfiError::Null("config"))?;
+            let next = c.apply(s.config())?;
+            Ok(s.set_config(next)?)
+        })
+    }
+}
+
+/// Writes the configuration in use (after any applied risk configuration) to `*out`.
+///
+/// # Safety
+/// `sdk` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_get_config(sdk: *mut TlSdk, out: *mut TlConfig) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            non_null(out, "out")?;
+            out.write(TlConfig::of(s.config()));
+            Ok(())
+        })
+    }
+}
+
+/// Verifies a signed risk configuration (SPEC.md §7.3) from a trusted authority
+/// and applies it; `*revision` (may be NULL) gets its revision.
+/// `TL_ERR_REJECTED` if malformed, untrusted or forged; `TL_ERR_ALREADY_SYNCED`
+/// if its revision is not above the last applied from that origin. Not kept
+/// across opens: apply it again after each `tl_sdk_open`.
+///
+/// # Safety
+/// `sdk` is a live handle; `config` points to `len` bytes; `revision` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_apply_risk_config(
+    sdk: *mut TlSdk,
+    config: *const u8,
+    len: usize,
+    revision: *mut u64,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let bytes = bytes(config, len, "config")?;
+            let r = s.apply_risk_config(bytes)?;
+            write_out(revision, r);
+            Ok(())
+        })
+    }
 }
 
 /// Closes a handle (flushing the store). NULL is ignored.
@@ -405,7 +601,8 @@ pub unsafe extern "C" fn tl_sdk_set_time(sdk: *mut TlSdk, unix_seconds: u64) -> 
 }
 
 /// Trusts batches of authority `origin` signed with key `key_id`, whose Ed25519
-/// public key is the 32 bytes at `public_key`.
+/// public key is the 32 bytes at `public_key`. `TL_ERR_REJECTED` if `origin` is
+/// not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2).
 ///
 /// # Safety
 /// `origin` is a NUL-terminated string; `public_key` points to 32 bytes.
@@ -425,8 +622,7 @@ pub unsafe extern "C" fn tl_sdk_trust_authority(
                 VerifyingKey::from_bytes(raw.try_into().expect("32 bytes")).map_err(|_| {
                     SdkError::InvalidArgument("public_key is not an Ed25519 point".into())
                 })?;
-            s.trust_authority(origin, key_id, key);
-            Ok(())
+            Ok(s.trust_authority(origin, key_id, key)?)
         })
     }
 }
@@ -455,6 +651,15 @@ pub unsafe extern "C" fn tl_sdk_trust_export_key(
 
 /// Writes the 20 bytes to broadcast now to `out`.
 ///
+/// Broadcast them (SPEC.md §3.7) as a non-connectable Bluetooth LE advertisement
+/// from a random non-resolvable address: a Flags AD structure, the 16-bit
+/// service UUID `0xFD6F` in a Complete List of 16-bit Service UUIDs, and a
+/// Service Data AD structure of UUID `0xFD6F` followed by these 20 bytes
+/// (`RPI || AEM`), as in the Exposure Notification Bluetooth specification
+/// v1.2. Call this at least once per 10-minute interval; whenever the bytes
+/// change, change the Bluetooth address with them (never one without the
+/// other).
+///
 /// # Safety
 /// `out` points to 20 writable bytes.
 #[no_mangle]
@@ -473,6 +678,12 @@ pub unsafe extern "C" fn tl_sdk_advertisement(sdk: *mut TlSdk, out: *mut u8) -> 
 
 /// Records a received advertisement: `len` payload bytes (must be 20), RSSI in
 /// dBm, the sender's TX power or [`TL_TX_POWER_UNKNOWN`], and when it was heard.
+///
+/// Report every advertisement with service data UUID `0xFD6F`, at whatever
+/// cadence the platform scans: any period from 4 s to 300 s, with jitter and
+/// missed scans, gives the same exposure minutes (SPEC.md §7.1). With
+/// [`TL_TX_POWER_UNKNOWN`] the SDK assumes `TlConfig.assumed_tx_power_dbm`
+/// until the sender's key is published, then reads it from the metadata.
 ///
 /// # Safety
 /// `payload` points to `len` bytes.
@@ -926,7 +1137,8 @@ pub unsafe extern "C" fn tl_sdk_expire(sdk: *mut TlSdk, out_count: *mut usize) -
         })
     }
 }
-
+/// Frees a buffer the SDK handed out, overwriting it with zeros first (it may
+/// hold a plaintext upload). A buffer with NULL data is ignored.
 /// Frees a buffer the SDK handed out. A buffer with NULL data is ignored.
 ///
 /// # Safety
@@ -935,6 +1147,9 @@ pub unsafe extern "C" fn tl_sdk_expire(sdk: *mut TlSdk, out_count: *mut usize) -
 pub unsafe extern "C" fn tl_buffer_free(buffer: TlBuffer) {
     if !buffer.data.is_null() {
         // SAFETY: allocated as a boxed slice of `len` bytes in into_buffer.
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len)) });
+        let mut bytes =
+            unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len)) };
+        // A buffer may hold a plaintext upload (TEKs): wiped before it is freed.
+        bytes.zeroize();
     }
 }

@@ -76,7 +76,7 @@
 //! let wire = batch.sign(&authority).unwrap().encode();
 //!
 //! // Bob syncs the batch and learns that he was exposed yesterday, nothing more.
-//! bob.trust_authority("example.health", 1, authority.verifying_key());
+//! bob.trust_authority("example.health", 1, authority.verifying_key()).unwrap();
 //! bob.sync_batch(&wire).unwrap();
 //! let days = bob.exposure_summary().unwrap();
 //! assert_eq!(days.len(), 1);
@@ -103,11 +103,11 @@ mod tokens;
 mod upload;
 mod vault;
 
-pub use config::SdkConfig;
+pub use config::{SdkConfig, CONFIG_VERSION};
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;
 pub use sdk::{Sdk, Status};
-pub use sightings::{Caps, Sighting, SCAN_MERGE_SECONDS};
+pub use sightings::{Caps, Sighting};
 pub use storage::{MemoryStorage, SledStorage, Storage, Table};
 pub use sync::SyncReport;
 pub use upload::{poisson_gap_seconds, transmission_risk, UPLOAD_CODE_LEN};

@@ -8,12 +8,15 @@ use traceless_protocol::{
     INTERVALS_PER_DAY,
 };
 
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
 use crate::error::{Result, SdkError};
 use crate::storage::Table;
 use crate::vault::Vault;
 
-/// One of the phone's TEKs with its validity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One of the phone's TEKs with its validity. Overwritten with zeros when
+/// dropped; `Debug` does not show the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct OwnKey {
     /// The key.
     pub tek: [u8; 16],
@@ -23,6 +26,17 @@ pub struct OwnKey {
     pub rolling_period: u32,
     /// Set when the key was handed to an upload: it is no longer broadcast.
     pub retired: bool,
+}
+
+impl std::fmt::Debug for OwnKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnKey")
+            .field("tek", &"..")
+            .field("rolling_start", &self.rolling_start)
+            .field("rolling_period", &self.rolling_period)
+            .field("retired", &self.retired)
+            .finish()
+    }
 }
 
 impl OwnKey {
@@ -54,7 +68,7 @@ pub fn keys_of_day(vault: &Vault, day: u32) -> Result<Vec<OwnKey>> {
 
 fn store_day(vault: &mut Vault, day: u32, keys: &[OwnKey]) -> Result<()> {
     vault.ensure_day(day)?;
-    let bytes = postcard::to_stdvec(keys).expect("encoding to memory cannot fail");
+    let bytes = Zeroizing::new(postcard::to_stdvec(keys).expect("encoding to memory cannot fail"));
     vault.put(Table::OwnKeys, &storage_key(day), &bytes)?;
     crate::tokens::ensure_record(vault, day)?;
     vault.storage().flush()
@@ -66,7 +80,7 @@ pub fn current(vault: &mut Vault, now: u64) -> Result<OwnKey> {
     let day = day_of_interval(interval);
     let mut keys = keys_of_day(vault, day)?;
     if let Some(k) = keys.iter().find(|k| k.in_use_at(interval)) {
-        return Ok(*k);
+        return Ok(k.clone());
     }
     // The day's first key covers the whole day; a key replacing a retired one
     // starts now.
@@ -81,7 +95,7 @@ pub fn current(vault: &mut Vault, now: u64) -> Result<OwnKey> {
         rolling_period: day_start_interval(day) + INTERVALS_PER_DAY - start,
         retired: false,
     };
-    keys.push(key);
+    keys.push(key.clone());
     store_day(vault, day, &keys)?;
     Ok(key)
 }

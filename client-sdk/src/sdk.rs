@@ -8,9 +8,11 @@ use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
     day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, IntervalMask,
-    SharedClock, TokenPublicKey, TokenRequest, TokenResponse, TrustList, UploadToken, WireError,
-    RETENTION_DAYS,
+    SharedClock, SignedRiskConfig, TokenPublicKey, TokenRequest, TokenResponse, TrustList,
+    UploadToken, WireError, RETENTION_DAYS,
 };
+
+use zeroize::Zeroizing;
 
 use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
@@ -50,6 +52,8 @@ pub struct Sdk {
     clock: SharedClock,
     config: SdkConfig,
     trust: TrustList,
+    /// Highest risk-configuration revision applied, per origin.
+    risk_revisions: std::collections::HashMap<String, u64>,
     export_keys: Vec<ExportKey>,
     counters: Counters,
     /// Every stored sighting, decrypted and indexed for matching: built by the
@@ -107,19 +111,13 @@ impl Sdk {
         config: SdkConfig,
         clock: SharedClock,
     ) -> Result<Self> {
-        if config.scan_period_s == 0
-            || config.dummy_uploads_per_day.is_nan()
-            || config.dummy_uploads_per_day <= 0.0
-        {
-            return Err(SdkError::InvalidArgument(
-                "scan_period_s and dummy_uploads_per_day must be positive".into(),
-            ));
-        }
+        config.validate()?;
         let mut sdk = Sdk {
             vault: Vault::open(storage, master_key)?,
             clock,
             config,
             trust: TrustList::new(),
+            risk_revisions: Default::default(),
             export_keys: Vec::new(),
             counters: Counters::default(),
             observations: None,
@@ -130,9 +128,52 @@ impl Sdk {
         Ok(sdk)
     }
 
-    /// Trusts batches signed by `(origin, key_id, key)`.
-    pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) {
-        self.trust.insert(origin, key_id, key);
+    /// Trusts batches signed by `(origin, key_id, key)`. Errors: an origin that
+    /// is not 1..=64 characters of `[a-z0-9.-]` (SPEC.md §5.2), as
+    /// [`SdkError::Rejected`] with [`WireError::InvalidField`] `origin`.
+    pub fn trust_authority(&mut self, origin: &str, key_id: u32, key: VerifyingKey) -> Result<()> {
+        Ok(self.trust.try_insert(origin, key_id, key)?)
+    }
+
+    /// Replaces the configuration (after checking it). Takes effect for the
+    /// next sighting, sync and summary; windows already stored keep their
+    /// durations, and the summary is scored with the new risk parameters.
+    pub fn set_config(&mut self, config: SdkConfig) -> Result<()> {
+        config.validate()?;
+        if config.assumed_tx_power_dbm != self.config.assumed_tx_power_dbm
+            || config.scan_period_s != self.config.scan_period_s
+        {
+            self.observations = None;
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// Verifies a risk configuration signed by a trusted authority (SPEC.md
+    /// §7.3) and applies its parameters; returns its revision. Errors: anything
+    /// malformed, untrusted or forged ([`SdkError::Rejected`]), and a revision
+    /// not above the last one applied from that origin
+    /// ([`SdkError::AlreadySynced`]). The host applies the latest signed
+    /// configuration again after each open, as it configures the trust list.
+    pub fn apply_risk_config(&mut self, bytes: &[u8]) -> Result<u64> {
+        let now = self.now()?;
+        let config =
+            SignedRiskConfig::decode(bytes)?.verify(&self.trust, now, &self.config.risk)?;
+        let applied = self.risk_revisions.get(&config.origin).copied();
+        if applied.is_some_and(|r| r >= config.revision) {
+            return Err(SdkError::AlreadySynced(format!(
+                "risk config {} revision {} (revision {} is applied)",
+                config.origin,
+                config.revision,
+                applied.unwrap_or_default()
+            )));
+        }
+        let mut next = self.config.clone();
+        next.risk = config.parameters;
+        next.validate()?;
+        self.config = next;
+        self.risk_revisions.insert(config.origin, config.revision);
+        Ok(config.revision)
     }
 
     /// Trusts GAEN export files signed by `key`.
@@ -275,8 +316,9 @@ impl Sdk {
 
     fn apply(&mut self, verified: Verified) -> Result<SyncReport> {
         sync::check_not_synced(&self.vault, &verified)?;
-        let threads = self.config.matcher_threads;
-        let windows = sync::match_verified(&verified, self.observations()?, threads);
+        self.observations()?;
+        let set = self.observations.as_ref().expect("loaded above");
+        let windows = sync::match_verified(&verified, set, &self.config);
         let new_windows = sync::store_windows(&self.vault, &verified.keys, &windows)?;
         sync::mark_synced(&self.vault, &verified)?;
         self.vault.storage().flush()?;
@@ -476,7 +518,8 @@ impl Sdk {
                 "no upload token: request tokens from the authority first".into(),
             )
         })?;
-        let request = self.diagnosis_request(&[], Some(token), onset_day, form)?;
+        // The plaintext request holds the TEKs: wiped once sealed.
+        let request = Zeroizing::new(self.diagnosis_request(&[], Some(token), onset_day, form)?);
         let sealed = upload::seal(gateway_key, &request)?;
         tokens::remove(&self.vault, day, &token)?;
         Ok(sealed)

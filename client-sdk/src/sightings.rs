@@ -1,6 +1,7 @@
 //! Received advertisements, aggregated per token into exposure windows and kept
 //! sealed under the day's key. Raw scans are not kept: each token of a day is one
-//! record holding its scan instances (first/last report, strongest RSSI).
+//! record holding its sighting runs (SPEC.md §7.1: first and last sighting,
+//! count, shortest gap, strongest RSSI).
 //!
 //! Tokens heard over the air are chosen by whoever broadcasts them, so what they
 //! can make a phone store is capped ([`Caps`]): distinct tokens per interval and
@@ -12,17 +13,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use traceless_protocol::{
-    day_of_unix, interval_number, Advertisement, Aem, Observation, ObservationIndex, Rpi,
-    ADVERTISEMENT_LEN,
+    day_of_unix, exposure_seconds, interval_number, Advertisement, Aem, Observation,
+    ObservationIndex, Rpi, SightingRun, ADVERTISEMENT_LEN,
 };
 use zeroize::Zeroize;
 
 use crate::error::{Result, SdkError};
 use crate::storage::Table;
 use crate::vault::Vault;
-
-/// Reports of one token closer together than this belong to one scan instance.
-pub const SCAN_MERGE_SECONDS: u64 = 60;
 
 /// One received advertisement as the host app reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +64,8 @@ pub struct Caps {
     pub tokens_per_interval: u32,
     /// Distinct tokens accepted per day (a busy phone hears ~1,500).
     pub tokens_per_day: u32,
-    /// Scan instances kept per token (a token lives 10-20 minutes).
+    /// Sighting runs kept per token (a token lives one 10-minute interval, so an
+    /// honest sender makes one or two).
     pub scans_per_token: usize,
 }
 
@@ -80,14 +79,33 @@ impl Default for Caps {
     }
 }
 
-/// One scan instance of a token.
+/// One sighting run of a token ([`SightingRun`] and what was received).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Scan {
     pub first: u64,
     pub last: u64,
+    pub sightings: u32,
+    pub min_gap: u32,
     pub max_rssi: i8,
     pub tx_power: Option<i8>,
-    pub reports: u16,
+}
+
+impl Scan {
+    pub fn run(&self) -> SightingRun {
+        SightingRun {
+            first: self.first,
+            last: self.last,
+            sightings: self.sightings,
+            min_gap: self.min_gap,
+        }
+    }
+
+    fn set_run(&mut self, run: SightingRun) {
+        self.first = run.first;
+        self.last = run.last;
+        self.sightings = run.sightings;
+        self.min_gap = run.min_gap;
+    }
 }
 
 /// Everything kept about one token of one day.
@@ -104,15 +122,16 @@ impl TokenRecord {
     /// Adds a report; `false` if it would exceed the per-token cap.
     fn add(&mut self, s: &Sighting, cap: usize) -> bool {
         let rssi = s.rssi_dbm;
-        if let Some(scan) = self.scans.iter_mut().find(|scan| {
-            s.seen_at + SCAN_MERGE_SECONDS >= scan.first
-                && s.seen_at <= scan.last + SCAN_MERGE_SECONDS
-        }) {
-            scan.first = scan.first.min(s.seen_at);
-            scan.last = scan.last.max(s.seen_at);
+        if let Some(scan) = self
+            .scans
+            .iter_mut()
+            .find(|scan| scan.run().admits(s.seen_at))
+        {
+            let mut run = scan.run();
+            run.add(s.seen_at);
+            scan.set_run(run);
             scan.max_rssi = scan.max_rssi.max(rssi);
             scan.tx_power = scan.tx_power.or(s.tx_power_dbm);
-            scan.reports = scan.reports.saturating_add(1);
             return true;
         }
         if self.scans.len() >= cap {
@@ -124,9 +143,10 @@ impl TokenRecord {
             Scan {
                 first: s.seen_at,
                 last: s.seen_at,
+                sightings: 1,
+                min_gap: 0,
                 max_rssi: rssi,
                 tx_power: s.tx_power_dbm,
-                reports: 1,
             },
         );
         true
@@ -211,8 +231,10 @@ pub(crate) fn record(
 /// Where an observation came from, to finish scoring it after a match.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ObservationSource {
-    /// When the scan instance began, unix seconds.
+    /// When the sighting run began, unix seconds.
     pub seen_at: u64,
+    /// The sighting run, to join it with the other runs of a matched key.
+    pub run: SightingRun,
     /// Strongest RSSI of the scan instance.
     pub rssi: i8,
     /// TX power, if the host reported it.
@@ -224,6 +246,7 @@ pub(crate) struct ObservationSource {
 impl ObservationSource {
     fn wipe(&mut self) {
         self.seen_at.zeroize();
+        self.run = SightingRun::default();
         self.rssi.zeroize();
         self.tx_power.zeroize();
         self.aem.0.zeroize();
@@ -298,21 +321,12 @@ impl Drop for ObservationSet {
     }
 }
 
-/// Seconds a scan instance stands for: the time since the token's previous scan
-/// instance, at most one scan period; the first stands for one scan period.
-fn scan_seconds(scans: &[Scan], i: usize, scan_period_s: u16) -> u16 {
-    match i.checked_sub(1) {
-        Some(prev) => scans[i]
-            .first
-            .saturating_sub(scans[prev].first)
-            .min(u64::from(scan_period_s)) as u16,
-        None => scan_period_s,
-    }
-}
-
 /// Loads every live day's sightings and indexes them. Attenuation uses the
 /// host-reported TX power where known and `assumed_tx_power` otherwise
-/// (corrected after a match).
+/// (corrected after a match). Each run's duration is its time as a sender of
+/// its own ([`exposure_seconds`] of the run alone, a lone sighting taken at
+/// `scan_period_s`); a key match joins the runs of its tokens again
+/// ([`crate::sync`]).
 pub(crate) fn load(
     vault: &Vault,
     scan_period_s: u16,
@@ -334,16 +348,18 @@ pub(crate) fn load(
                     continue;
                 }
             };
-            for (i, scan) in record.scans.iter().enumerate() {
+            for scan in &record.scans {
                 let tx = scan.tx_power.unwrap_or(assumed_tx_power);
+                let run = scan.run();
                 observations.0.push(Observation {
                     rpi: Rpi(record.rpi),
                     interval: interval_number(scan.first),
                     attenuation_db: attenuation(tx, scan.max_rssi),
-                    duration_s: scan_seconds(&record.scans, i, scan_period_s),
+                    duration_s: duration_s(&[run], scan_period_s)[0],
                 });
                 sources.push(ObservationSource {
                     seen_at: scan.first,
+                    run,
                     rssi: scan.max_rssi,
                     tx_power: scan.tx_power,
                     aem: Aem(record.aem),
@@ -357,6 +373,14 @@ pub(crate) fn load(
         unreadable,
         version,
     })
+}
+
+/// [`exposure_seconds`] of the runs of one sender, as observation durations.
+pub(crate) fn duration_s(runs: &[SightingRun], scan_period_s: u16) -> Vec<u16> {
+    exposure_seconds(runs, u64::from(scan_period_s))
+        .into_iter()
+        .map(|s| u16::try_from(s).unwrap_or(u16::MAX))
+        .collect()
 }
 
 /// `attenuation = TX power - RSSI`, clamped to 0..=255 dB.

@@ -13,9 +13,10 @@ use traceless_protocol::{
     ExposureWindow, KeyMatch, Metadata, ScanInstance, SignedBatch, TrustList, WireError,
 };
 
+use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
 use crate::filters::{self, ScanId};
-use crate::sightings::{attenuation, ObservationSet, Observations};
+use crate::sightings::{attenuation, duration_s, ObservationSet, Observations};
 use crate::storage::Table;
 use crate::vault::Vault;
 
@@ -129,9 +130,14 @@ pub(crate) type KeyWindow = (usize, ExposureWindow, Vec<ScanId>);
 /// Matches `v` against `set` (indexed once, probed by every download until the
 /// sightings change): only sightings from before the publication, with
 /// attenuation recomputed from the sender's metadata where the host did not know
-/// the TX power.
-pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize) -> Vec<KeyWindow> {
-    let matches = match_keys_parallel(&set.index, &v.keys, threads);
+/// the TX power, scans above `max_attenuation_db` dropped (SPEC.md §7.2) and the
+/// sighting runs of each matched key joined into its exposure time (§7.1).
+pub(crate) fn match_verified(
+    v: &Verified,
+    set: &ObservationSet,
+    config: &SdkConfig,
+) -> Vec<KeyWindow> {
+    let matches = match_keys_parallel(&set.index, &v.keys, config.matcher_threads);
     let mut observations = Observations::default();
     let mut ids = Vec::new();
     let mut kept = Vec::new();
@@ -139,6 +145,7 @@ pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize)
         let key = &v.keys[m.key_index];
         let aemk = key.tek.aemk();
         let mut ours = Vec::new();
+        let mut runs = Vec::new();
         for &o in &m.observations {
             let source = &set.sources[o as usize];
             if source.seen_at >= v.published_at {
@@ -149,9 +156,16 @@ pub(crate) fn match_verified(v: &Verified, set: &ObservationSet, threads: usize)
                 let meta: Metadata = aemk.decrypt_metadata(&obs.rpi, &source.aem);
                 obs.attenuation_db = attenuation(meta.tx_power_dbm(), source.rssi);
             }
+            if config.risk.ignores(obs.attenuation_db) {
+                continue;
+            }
             ours.push(observations.len() as u32);
             ids.push((obs.rpi.0, source.seen_at));
+            runs.push(source.run);
             observations.push(obs);
+        }
+        for (&o, seconds) in ours.iter().zip(duration_s(&runs, config.scan_period_s)) {
+            observations[o as usize].duration_s = seconds;
         }
         if !ours.is_empty() {
             kept.push(KeyMatch {

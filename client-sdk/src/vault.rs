@@ -31,7 +31,7 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Result, SdkError};
 use crate::storage::{Storage, Table};
@@ -72,8 +72,11 @@ impl DayKeys {
     }
 }
 
+/// A decrypted record, overwritten with zeros when dropped.
+pub type Plaintext = Zeroizing<Vec<u8>>;
+
 /// A stored record: its storage key and its plaintext, or why it could not be opened.
-pub type OpenedRecord = (Vec<u8>, Result<Vec<u8>>);
+pub type OpenedRecord = (Vec<u8>, Result<Plaintext>);
 
 /// Sealed per-day storage over a [`Storage`].
 pub struct Vault {
@@ -150,7 +153,9 @@ impl Vault {
                         aad: &slot_aad(day),
                     },
                 )
+                .map(Zeroizing::new)
                 .map_err(|_| SdkError::Corrupt(format!("day key slot of day {day} is damaged")))?;
+            // The decrypted day key, in `plain` and in `day_key`, is wiped below.
             let mut day_key: [u8; 32] = plain
                 .as_slice()
                 .try_into()
@@ -305,7 +310,7 @@ impl Vault {
     }
 
     /// Reads and opens one record; `Ok(None)` if absent.
-    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Plaintext>> {
         match self.storage.get(table, key)? {
             Some(sealed) => self.open_record(table, key, &sealed).map(Some),
             None => Ok(None),
@@ -325,7 +330,7 @@ impl Vault {
             .collect())
     }
 
-    fn open_record(&self, table: Table, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    fn open_record(&self, table: Table, key: &[u8], sealed: &[u8]) -> Result<Plaintext> {
         let day = day_of_key(key)?;
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(SdkError::Corrupt(format!(
@@ -348,6 +353,7 @@ impl Vault {
                     table.name()
                 ))
             })
+            .map(Zeroizing::new)
     }
 
     /// The plain storage underneath (for public bookkeeping in [`Table::Meta`]).

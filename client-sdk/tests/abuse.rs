@@ -45,16 +45,27 @@ fn one_token_cannot_grow_its_record_without_bound() {
     let mut p = phone(&clock);
     let caps = Caps::default();
     let mut dropped = 0;
-    for _ in 0..100 {
+    // Heard again and again, each time after more than the bridged gap: each
+    // sighting starts a run of its own (90 of them within the day).
+    let step = traceless_protocol::MAX_SIGHTING_GAP_SECONDS + 1;
+    for _ in 0..90 {
         match p.record_sighting(&[9u8; 20], -40, None, clock.now()) {
             Ok(()) => {}
             Err(SdkError::OverCapacity(_)) => dropped += 1,
             Err(e) => panic!("{e}"),
         }
-        clock.advance(120);
+        clock.advance(step);
     }
     assert_eq!(p.status().unwrap().scan_instances, caps.scans_per_token);
-    assert_eq!(dropped, 100 - caps.scans_per_token);
+    assert_eq!(dropped, 90 - caps.scans_per_token);
+    // Heard every two minutes instead, a token is one run however long it is
+    // replayed.
+    let start = at(DAY0 + 1, 0);
+    for i in 0..300 {
+        clock.set(start + i * 120);
+        p.record_sighting(&[8u8; 20], -40, None, clock.now())
+            .unwrap();
+    }
 }
 
 #[test]

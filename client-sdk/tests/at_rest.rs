@@ -267,3 +267,19 @@ fn what_was_flushed_survives_kill_9() {
     let mut p = open(tmp.path(), &clock, &MASTER).unwrap();
     assert_eq!(p.status().unwrap().scan_instances, 50);
 }
+
+#[test]
+fn an_own_key_is_not_printed_by_debug() {
+    let key = traceless_sdk::OwnKey {
+        tek: [0xab; 16],
+        rolling_start: 7,
+        rolling_period: 144,
+        retired: false,
+    };
+    let shown = format!("{key:?}");
+    assert!(shown.contains("rolling_start: 7"), "{shown}");
+    assert!(
+        !shown.contains("171") && !shown.to_lowercase().contains("ab"),
+        "{shown}"
+    );
+}

@@ -11,7 +11,8 @@ use std::process::Command;
 use common::*;
 use traceless_protocol::filter::{filter_entries, FILTER_SEED_LEN};
 use traceless_protocol::{
-    day_of_interval, Clock, DayFilter, EntryFilter, FilterEntry, ManualClock, Upload,
+    day_of_interval, Clock, DayFilter, EntryFilter, FilterEntry, ManualClock, RiskConfig,
+    RiskParameters, Upload,
 };
 
 /// The static library cargo built for this test run: it compiles the lib with
@@ -92,6 +93,19 @@ fn write_inputs(dir: &Path) {
     std::fs::write(dir.join("filter.bin"), filter).unwrap();
     std::fs::write(dir.join("authority.bin"), trust).unwrap();
     std::fs::write(dir.join("times.bin"), times).unwrap();
+    let risk = RiskConfig {
+        origin: "c.health".into(),
+        revision: 1,
+        created_at: published_at,
+        parameters: RiskParameters {
+            threshold: 1000.0,
+            ..RiskParameters::default()
+        },
+    }
+    .sign(&authority.key)
+    .unwrap()
+    .encode();
+    std::fs::write(dir.join("risk.bin"), risk).unwrap();
 }
 
 fn run(prefix: &[&str], exe: &Path, tmp: &Path, name: &str) -> String {
@@ -119,7 +133,8 @@ fn a_c_program_drives_a_full_day_through_the_static_library() {
     compile(&exe);
     write_inputs(tmp.path());
     let out = run(&[], &exe, tmp.path(), "native");
-    // 7 scans 5 minutes apart over 4 tokens: 4 first scans + 3 later ones, 5 min each.
+    // 7 scans 5 minutes apart over 4 tokens of one key: 30 minutes from the
+    // first to the last scan plus one 5-minute cadence.
     assert!(
         out.contains(&format!("day={DAY0} minutes=35.0 high_risk=1")),
         "{out}"

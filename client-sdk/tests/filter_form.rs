@@ -92,7 +92,8 @@ fn trusting(clock: &ManualClock, authority: &AuthorityKey) -> Sdk {
         &authority.origin,
         authority.key_id,
         authority.verifying_key(),
-    );
+    )
+    .expect("valid origin");
     p
 }
 
@@ -538,7 +539,8 @@ fn filter_hits_and_revisions_expire_with_retention() {
     let authority = AuthorityKey::generate(ORIGIN, 1);
     let mut alice = phone(&clock);
     let mut bob = Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone())).unwrap();
-    bob.trust_authority(ORIGIN, 1, authority.verifying_key());
+    bob.trust_authority(ORIGIN, 1, authority.verifying_key())
+        .expect("valid origin");
     hear(&clock, &mut alice, &mut [&mut bob], 30);
     let now = at(DAY0 + 1, 8 * 60);
     clock.set(now);
@@ -580,7 +582,8 @@ fn filter_hits_and_revisions_are_sealed_on_disk_and_survive_reopening() {
             Arc::new(clock.clone()),
         )
         .unwrap();
-        p.trust_authority(ORIGIN, 1, authority.verifying_key());
+        p.trust_authority(ORIGIN, 1, authority.verifying_key())
+            .expect("valid origin");
         p
     };
     let mut alice = phone(&clock);

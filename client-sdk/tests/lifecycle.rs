@@ -65,13 +65,12 @@ fn a_close_contact_learns_day_and_minutes_and_a_stranger_learns_nothing() {
     let bob_days = bob.exposure_summary().unwrap();
     assert_eq!(bob_days.len(), 1);
     assert_eq!(bob_days[0].day, DAY0);
-    // 30 minutes of scans 4 minutes apart hear 3 tokens (one per interval) in 8
-    // scan instances: each token's first stands for a 5-minute scan period, the
-    // other 5 for the 4 minutes since the previous one.
-    assert_eq!(bob_days[0].minutes, 3.0 * 5.0 + 5.0 * 4.0);
+    // 30 minutes of scans 4 minutes apart (8 scans, the last at 28 min) hear
+    // 3 tokens of one key: one run of 28 minutes plus one 4-minute cadence.
+    assert_eq!(bob_days[0].minutes, 28.0 + 4.0);
     assert!(
         bob_days[0].high_risk,
-        "35 min at -60 dBm (52 dB) crosses 15 min"
+        "32 min at -60 dBm (52 dB) crosses 15 min"
     );
     assert!(carol.exposure_summary().unwrap().is_empty());
 }
@@ -105,6 +104,48 @@ fn attenuation_comes_from_the_senders_metadata_when_the_host_does_not_know_it() 
         "47 dB is the near bucket"
     );
     assert_eq!(far[0].weighted_minutes, 0.0, "72 dB is the far bucket");
+}
+
+#[test]
+fn an_authority_with_a_malformed_origin_is_not_trusted() {
+    let clock = ManualClock::new(at(DAY0, 600));
+    let mut p = phone(&clock);
+    let key = traceless_protocol::AuthorityKey::generate("de.rki", 1).verifying_key();
+    for bad in ["Bad Origin", "", "DE.RKI"] {
+        assert!(
+            matches!(
+                p.trust_authority(bad, 1, key),
+                Err(SdkError::Rejected(WireError::InvalidField {
+                    field: "origin",
+                    ..
+                }))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(p.trust_authority("de.rki", 1, key).is_ok());
+}
+
+#[test]
+fn sightings_above_the_maximum_attenuation_make_no_window_and_no_minutes() {
+    let clock = ManualClock::new(at(DAY0, 600));
+    let (mut alice, mut bob) = (phone(&clock), phone(&clock));
+    for _ in 0..6 {
+        let ad = alice.advertisement().unwrap().to_bytes();
+        // TX power -8 dBm heard at -82 dBm: 74 dB, above the 73-dB maximum.
+        bob.record_sighting(&ad, -82, None, clock.now()).unwrap();
+        clock.advance(300);
+    }
+    clock.set(at(DAY0 + 1, 0));
+    let mut authority = Authority::new("test.health");
+    authority.trusted_by(&mut bob);
+    let bundle = alice.diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    let mut new_windows = 0;
+    for b in authority.publish_upload(&bundle, clock.now()) {
+        new_windows += bob.sync_batch(&b).unwrap().new_windows;
+    }
+    assert_eq!(new_windows, 0, "the key matched, but every scan is ignored");
+    assert!(bob.exposure_summary().unwrap().is_empty());
 }
 
 #[test]
@@ -206,7 +247,7 @@ fn after_an_upload_the_phone_broadcasts_a_fresh_key() {
     assert_ne!(before.rpi, after.rpi, "switched within the same interval");
     let upload = Upload::decode(&bundle, clock.now()).unwrap();
     assert_eq!(upload.keys.len(), 1);
-    let published = upload.keys[0];
+    let published = upload.keys[0].clone();
     let now = interval_number(clock.now());
     assert_eq!(
         published.rolling_start + published.rolling_period,
@@ -410,7 +451,7 @@ fn a_day_shredded_after_a_sync_is_not_matched_by_the_next_sync() {
         let of_day: Vec<DiagnosisKey> = keys
             .iter()
             .filter(|k| k.rolling_start / INTERVALS_PER_DAY == day)
-            .copied()
+            .cloned()
             .collect();
         authority.batch(of_day, clock.now())
     };

@@ -162,7 +162,7 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
         &filter_upload(
             &codes[0],
             None,
-            &[yesterday, today],
+            &[yesterday.clone(), today.clone()],
             &[mask([0, 50, 143]), mask([125, 130])],
         ),
     );
@@ -297,7 +297,12 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
         "POST",
         "/v1/upload",
         &[],
-        &filter_upload(&codes[0], None, &[first], &[mask(0..144)]),
+        &filter_upload(
+            &codes[0],
+            None,
+            std::slice::from_ref(&first),
+            &[mask(0..144)],
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     gateway.state.rebuild_filters().unwrap();
@@ -319,7 +324,12 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
         "POST",
         "/v1/upload",
         &[],
-        &filter_upload(&codes[1], None, &[second], &[mask([7, 8])]),
+        &filter_upload(
+            &codes[1],
+            None,
+            std::slice::from_ref(&second),
+            &[mask([7, 8])],
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     gateway.state.rebuild_filters().unwrap();
@@ -381,7 +391,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
         // The RPI as the day's key, all intervals chosen.
         forged.push((
             DiagnosisKey {
-                tek: as_tek,
+                tek: as_tek.clone(),
                 ..victim
             },
             IntervalMask::all(144),
@@ -389,7 +399,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
         // The RPI as a key starting at the sniffed interval, one interval long.
         forged.push((
             DiagnosisKey {
-                tek: as_tek,
+                tek: as_tek.clone(),
                 rolling_start: interval,
                 rolling_period: 1,
                 ..victim
@@ -414,7 +424,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
     );
     let mut uploaded = Vec::new();
     for (chunk, token) in forged.chunks(MAX_UPLOAD_KEYS).zip(toks) {
-        let keys: Vec<_> = chunk.iter().map(|c| c.0).collect();
+        let keys: Vec<_> = chunk.iter().map(|c| c.0.clone()).collect();
         let masks: Vec<_> = chunk.iter().map(|c| c.1).collect();
         let body = filter_upload("", Some(token), &keys, &masks);
         let sealed = seal_upload(&seal, &body).unwrap();
@@ -422,7 +432,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
             .accept_sealed(st.store.as_ref(), &sealed, NOW)
             .unwrap();
         assert!(receipt.filter_entries > 0);
-        uploaded.extend(chunk.iter().copied());
+        uploaded.extend(chunk.iter().cloned());
     }
     assert_eq!(uploaded.len(), forged.len());
     st.rebuild_filters().unwrap();
@@ -480,7 +490,7 @@ async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
         &filter_upload(
             &codes[0],
             None,
-            &[today, past],
+            &[today.clone(), past.clone()],
             &[mask([3, 60, 120]), mask(0..144)],
         ),
     );
@@ -489,7 +499,7 @@ async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
     let body = filter_upload(
         "",
         Some(tokens(&token_key, 1)[0]),
-        &[sealed_key],
+        std::slice::from_ref(&sealed_key),
         &[mask(10..90)],
     );
     let sealed = seal_upload(&g.seal_public_key(), &body).unwrap();
@@ -581,7 +591,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     let (a, b) = (key_of(TODAY - 1), key_of(TODAY - 2));
     let cases = [
         (
-            filter_upload(&codes[0], None, &[a, b], &[mask([1])]),
+            filter_upload(&codes[0], None, &[a.clone(), b], &[mask([1])]),
             "1 masks for 2 keys",
         ),
         (
@@ -590,7 +600,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
                 None,
                 &[DiagnosisKey {
                     rolling_period: 100,
-                    ..a
+                    ..a.clone()
                 }],
                 &[mask([100])],
             ),
@@ -601,7 +611,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
             "has not ended",
         ),
         (
-            filter_upload(&codes[0], None, &[a], &[mask([])]),
+            filter_upload(&codes[0], None, std::slice::from_ref(&a), &[mask([])]),
             "chooses no interval",
         ),
     ];
@@ -613,7 +623,12 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     assert!(gw.state.store.filter_entry_days().unwrap().is_empty());
     gw.state.rebuild_filters().unwrap();
     assert!(gw.state.store.all_filters().unwrap().is_empty());
-    let r = post(filter_upload(&codes[0], None, &[a], &[mask([1])]));
+    let r = post(filter_upload(
+        &codes[0],
+        None,
+        std::slice::from_ref(&a),
+        &[mask([1])],
+    ));
     assert_eq!(r.status, 200, "the code was not consumed: {}", r.text());
     gw.shutdown().await;
 
@@ -724,7 +739,10 @@ async fn expired_filters_and_entries_are_deleted_and_logged() {
     let rl = start_relay(dirs[1].path(), &clock, &gw.p2p_addrs, 1).await;
     let day = TODAY - 3;
     let (k1, k2) = (key_of(day), key_of(day));
-    for (code, k, m) in [(&codes[0], k1, mask(0..144)), (&codes[1], k2, mask([5]))] {
+    for (code, k, m) in [
+        (&codes[0], k1.clone(), mask(0..144)),
+        (&codes[1], k2, mask([5])),
+    ] {
         let r = http(
             gw.http_addr,
             "POST",

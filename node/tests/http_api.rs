@@ -180,7 +180,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
                         .unwrap()
                         .keys
                         .iter()
-                        .map(|k| k.tek),
+                        .map(|k| k.tek.clone()),
                 );
             }
         }

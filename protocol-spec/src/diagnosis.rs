@@ -13,7 +13,7 @@ pub const MAX_TRANSMISSION_RISK: u8 = 8;
 pub const MAX_DAYS_SINCE_ONSET: i8 = 14;
 
 /// A diagnosis key: the TEK of an infectious day with what the authority knows about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DiagnosisKey {
     /// The published TEK.
     pub tek: Tek,

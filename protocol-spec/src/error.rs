@@ -105,6 +105,15 @@ pub enum WireError {
         /// The batch's day.
         batch_day: u32,
     },
+    /// A batch's keys are not in canonical order (SPEC.md §5.3: strictly
+    /// ascending by `(tuple, TEK)`, one group per tuple).
+    #[error("batch group {group}: {fault}")]
+    KeyOrder {
+        /// Index of the offending group in `groups`.
+        group: usize,
+        /// What is out of order.
+        fault: KeyOrderFault,
+    },
     /// The signer is not in the trust list (or the key id is unknown, or retired).
     #[error("origin {origin:?} key {key_id} is not in the trust list")]
     UntrustedSigner {
@@ -122,6 +131,23 @@ pub enum WireError {
         /// Index of the entry whose previous hash is wrong.
         index: u64,
     },
+}
+
+/// How a batch's keys break canonical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyOrderFault {
+    /// Two TEKs of the group are not in ascending byte order.
+    #[error("keys are not sorted ascending")]
+    KeysUnsorted,
+    /// The group holds one TEK twice.
+    #[error("holds a key twice")]
+    DuplicateKey,
+    /// The group's tuple sorts before the previous group's.
+    #[error("groups are not sorted by (rolling start, rolling period, transmission risk, days since onset)")]
+    GroupsUnsorted,
+    /// The group has the same tuple as the previous group: one tuple split in two.
+    #[error("repeats the previous group's tuple")]
+    SplitGroup,
 }
 
 impl WireError {

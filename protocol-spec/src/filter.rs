@@ -465,7 +465,7 @@ mod tests {
         let today = DiagnosisKey {
             rolling_start: start + 144,
             rolling_period: 144,
-            ..key
+            ..key.clone()
         };
         assert!(IntervalMask::all(144).validate(&today, now).is_err());
         let mut chosen = IntervalMask::default();

@@ -16,6 +16,7 @@ use aes::Aes128;
 use hkdf::Hkdf;
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::interval::EnIntervalNumber;
 
@@ -32,8 +33,10 @@ pub const RPI_PREFIX: &[u8; 6] = b"EN-RPI";
 /// Metadata version byte: major 1 (bits 7-6 = 01), minor 0.
 pub const METADATA_VERSION: u8 = 0b0100_0000;
 
-/// Temporary Exposure Key: 16 random bytes, one per UTC day.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Temporary Exposure Key: 16 random bytes, one per UTC day. Secret until
+/// published: not `Copy` (every copy is an explicit `clone`), overwritten with
+/// zeros when dropped, and redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Zeroize, ZeroizeOnDrop)]
 pub struct Tek(pub [u8; KEY_LEN]);
 
 /// Rolling Proximity Identifier Key.

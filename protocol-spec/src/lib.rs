@@ -53,6 +53,7 @@ mod derive;
 mod diagnosis;
 mod error;
 mod export;
+mod exposure;
 pub mod filter;
 mod interval;
 mod keys;
@@ -67,8 +68,12 @@ pub mod wire;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use derive::{TokenDeriver, MAX_TOKENS_PER_KEY};
 pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
-pub use error::WireError;
+pub use error::{KeyOrderFault, WireError};
 pub use export::{ExportFile, ExportSigner, ECDSA_P256_SHA256_OID, EXPORT_HEADER};
+pub use exposure::{
+    exposure_seconds, SightingRun, MAX_SCAN_PERIOD_SECONDS, MAX_SIGHTING_GAP_SECONDS,
+    MAX_TOKEN_SECONDS, SAME_SCAN_SECONDS,
+};
 pub use filter::{EntryFilter, FilterEntry, IntervalMask};
 pub use interval::*;
 pub use keys::*;
@@ -76,9 +81,14 @@ pub use matcher::{match_keys, match_keys_parallel, KeyMatch, Observation, Observ
 pub use reference::match_keys_reference;
 pub use risk::*;
 pub use sealed::{seal_upload, GatewaySealKey, SEALED_UPLOAD_LEN};
-pub use signing::{AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, FILTER_CONTEXT};
+pub use signing::{
+    AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, FILTER_CONTEXT, RISK_CONFIG_CONTEXT,
+};
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
-pub use wire::{Batch, DayFilter, SignedBatch, SignedFilter, Upload};
+pub use wire::{
+    validate_origin, Batch, DayFilter, RiskConfig, SignedBatch, SignedFilter, SignedRiskConfig,
+    Upload,
+};
 
 /// Re-exported so that users name the same key types this crate does.
 pub use ed25519_dalek;

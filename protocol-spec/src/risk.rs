@@ -165,6 +165,12 @@ pub struct DaySummary {
 }
 
 impl RiskParameters {
+    /// Whether a scan at `attenuation_db` is ignored entirely (above
+    /// `max_attenuation_db`: no minutes, no window).
+    pub fn ignores(&self, attenuation_db: u8) -> bool {
+        attenuation_db > self.max_attenuation_db
+    }
+
     /// Weight of a scan at `attenuation_db`.
     pub fn attenuation_weight(&self, attenuation_db: u8) -> f64 {
         let [near, medium] = self.attenuation_thresholds_db;
@@ -187,14 +193,18 @@ impl RiskParameters {
         }
     }
 
-    /// Sums windows into one summary per day, ascending by day.
+    /// Sums windows into one summary per day, ascending by day. Ignored scans
+    /// ([`RiskParameters::ignores`]) count nothing, and a window of ignored scans
+    /// only makes no day.
     pub fn daily_summaries(&self, windows: &[ExposureWindow]) -> Vec<DaySummary> {
         let mut days: BTreeMap<u32, DaySummary> = BTreeMap::new();
         for w in windows {
-            let minutes: f64 = w.scans.iter().map(|s| f64::from(s.seconds) / 60.0).sum();
-            let weighted: f64 = w
-                .scans
-                .iter()
+            let counted = || w.scans.iter().filter(|s| !self.ignores(s.attenuation_db));
+            if counted().next().is_none() {
+                continue;
+            }
+            let minutes: f64 = counted().map(|s| f64::from(s.seconds) / 60.0).sum();
+            let weighted: f64 = counted()
                 .map(|s| f64::from(s.seconds) / 60.0 * self.attenuation_weight(s.attenuation_db))
                 .sum();
             let tr = self.transmission_risk_values[usize::from(w.transmission_risk.min(8))];

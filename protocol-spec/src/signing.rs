@@ -17,6 +17,8 @@ pub const BATCH_CONTEXT: &[u8] = b"traceless/v1/batch";
 pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
 /// Signing context of day filters.
 pub const FILTER_CONTEXT: &[u8] = b"traceless/v1/filter";
+/// Signing context of risk configurations.
+pub const RISK_CONFIG_CONTEXT: &[u8] = b"traceless/v1/risk-config";
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
@@ -87,7 +89,23 @@ impl TrustList {
         Self::default()
     }
 
-    /// Adds (or replaces) a trusted key.
+    /// Adds (or replaces) a trusted key after checking the origin's syntax
+    /// ([`crate::validate_origin`]).
+    pub fn try_insert(
+        &mut self,
+        origin: impl Into<String>,
+        key_id: u32,
+        key: VerifyingKey,
+    ) -> Result<(), WireError> {
+        let origin = origin.into();
+        crate::wire::validate_origin(&origin)?;
+        self.keys.insert((origin, key_id), key);
+        Ok(())
+    }
+
+    /// Adds (or replaces) a trusted key without checking the origin: for origins
+    /// already checked by [`crate::validate_origin`]; a key under a malformed
+    /// origin can never verify a batch, since decoding rejects the origin first.
     pub fn insert(&mut self, origin: impl Into<String>, key_id: u32, key: VerifyingKey) {
         self.keys.insert((origin.into(), key_id), key);
     }

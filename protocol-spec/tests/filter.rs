@@ -77,7 +77,7 @@ fn uploads_with_masks_outside_their_keys_are_rejected_whole() {
     assert!(err(encode(vec![half, IntervalMask::default()], keys.clone())).contains("no interval"));
     let short = DiagnosisKey {
         rolling_period: 10,
-        ..keys[0]
+        ..keys[0].clone()
     };
     let mut late = IntervalMask::default();
     late.set(10, true);
@@ -86,7 +86,7 @@ fn uploads_with_masks_outside_their_keys_are_rejected_whole() {
     let today = key(3, DAY + 1);
     let mut noon = IntervalMask::default();
     noon.set(71, true);
-    assert!(Upload::decode(&encode(vec![noon], vec![today]), NOW).is_ok());
+    assert!(Upload::decode(&encode(vec![noon], vec![today.clone()]), NOW).is_ok());
     noon.set(72, true);
     assert!(err(encode(vec![noon], vec![today])).contains("has not ended"));
     // The key form is unchanged.

@@ -39,7 +39,10 @@ fn drift_tolerance_is_twelve_intervals_each_way() {
         heard(&k, t, t - 13),
         heard(&k, t, t + 13),
     ];
-    for m in [fast(&obs, &[k]), match_keys_reference(&obs, &[k])] {
+    for m in [
+        fast(&obs, std::slice::from_ref(&k)),
+        match_keys_reference(&obs, std::slice::from_ref(&k)),
+    ] {
         assert_eq!(
             m,
             vec![KeyMatch {
@@ -63,7 +66,10 @@ fn tokens_outside_the_validity_window_never_match() {
         heard(&k, after, after),
         heard(&k, before, before),
     ];
-    for m in [fast(&obs, &[k]), match_keys_reference(&obs, &[k])] {
+    for m in [
+        fast(&obs, std::slice::from_ref(&k)),
+        match_keys_reference(&obs, std::slice::from_ref(&k)),
+    ] {
         assert_eq!(
             m,
             vec![KeyMatch {
@@ -108,7 +114,7 @@ fn unrelated_tokens_and_keys_do_not_match() {
     let obs: Vec<Observation> = (0..144)
         .map(|i| heard(&other, other.rolling_start + i, other.rolling_start + i))
         .collect();
-    assert!(fast(&obs, &[published]).is_empty());
+    assert!(fast(&obs, std::slice::from_ref(&published)).is_empty());
     assert!(match_keys_reference(&obs, &[published]).is_empty());
 }
 
@@ -135,7 +141,7 @@ fn a_flood_of_identical_attacker_tokens_is_matched_correctly() {
     let k = key(5, 0, 144);
     let t = k.rolling_start + 70;
     let obs: Vec<Observation> = (0..5_000).map(|i| heard(&k, t, t - 2_500 + i)).collect();
-    let m = fast(&obs, &[k]);
+    let m = fast(&obs, std::slice::from_ref(&k));
     assert_eq!(m, match_keys_reference(&obs, &[k]));
     assert_eq!(m[0].observations.len(), 25);
 }

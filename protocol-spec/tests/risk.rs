@@ -36,6 +36,16 @@ fn attenuation_buckets_weight_minutes() {
 }
 
 #[test]
+fn scans_above_the_maximum_attenuation_count_no_minutes_and_make_no_day() {
+    let p = RiskParameters::default();
+    assert!(p.ignores(74) && !p.ignores(73));
+    let mixed = window(100, 5, 0, &[(50, 600), (74, 600)]);
+    let days = p.daily_summaries(&[mixed, window(101, 5, 0, &[(80, 600)])]);
+    assert_eq!(days.len(), 1, "a day of ignored scans only is no day");
+    assert_eq!(days[0].minutes, 10.0, "the 74-dB scan counts no minute");
+}
+
+#[test]
 fn score_crosses_the_threshold_only_with_enough_close_contact() {
     let p = RiskParameters::default();
     let short = window(100, 5, 0, &[(50, 600)]); // 10 near minutes

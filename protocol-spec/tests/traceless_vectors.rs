@@ -94,7 +94,7 @@ fn compute() -> Value {
     .expect("node key matches");
 
     // Matching: tokens of key 0 heard at the edges of the drift tolerance.
-    let k = keys()[0];
+    let k = keys()[0].clone();
     let t = k.rolling_start + 30;
     let rpi = k.tek.rpik().rpi(t);
     let observations: Vec<Observation> = [(t - 12, 50u8), (t + 12, 58), (t + 13, 50), (t - 13, 50)]

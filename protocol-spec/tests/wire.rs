@@ -234,9 +234,14 @@ fn bad_batch_bodies_get_errors_naming_the_problem() {
             |e| *e == WireError::DaysSinceOnset(-15),
         ),
         (
-            // Two identical groups: decodes, but is not canonical.
+            // Two identical groups: one tuple split in two.
             body(1, vec![group(start, 144, 16), group(start, 144, 16)]),
-            |e| *e == WireError::NonCanonical("batch body"),
+            |e| {
+                *e == WireError::KeyOrder {
+                    group: 1,
+                    fault: KeyOrderFault::SplitGroup,
+                }
+            },
         ),
         (
             pb::BatchBody {
@@ -347,7 +352,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
     let too_many = Upload {
         upload_code: vec![],
         token: None,
-        keys: vec![simple_keys(1)[0]; MAX_UPLOAD_KEYS + 1],
+        keys: vec![simple_keys(1)[0].clone(); MAX_UPLOAD_KEYS + 1],
         dummy: false,
         filter_intervals: Vec::new(),
     };
@@ -399,4 +404,216 @@ fn group(start: u32, period: u32, key_len: usize) -> pb::KeyGroup {
         days_since_onset_of_symptoms: 1,
         key_data: vec![0xab; key_len],
     }
+}
+
+/// A group of day `today() - 1` at `start_offset` intervals with the given TEKs.
+fn group_of_keys(start_offset: u32, teks: &[u8]) -> pb::KeyGroup {
+    pb::KeyGroup {
+        rolling_start_interval_number: day_start_interval(today() - 1) + start_offset,
+        rolling_period: 10,
+        transmission_risk_level: 3,
+        days_since_onset_of_symptoms: 1,
+        key_data: teks.iter().flat_map(|&b| [b; 16]).collect(),
+    }
+}
+
+#[test]
+fn a_batch_body_out_of_canonical_order_is_rejected_with_what_is_wrong() {
+    use prost::Message;
+    let decode = |groups| Batch::decode_body(&body(1, groups).encode_to_vec(), NOW);
+    let fault = |group, fault| Err(WireError::KeyOrder { group, fault });
+    assert!(decode(vec![group_of_keys(0, &[1, 2]), group_of_keys(10, &[1])]).is_ok());
+    assert_eq!(
+        decode(vec![group_of_keys(0, &[2, 1])]),
+        fault(0, KeyOrderFault::KeysUnsorted)
+    );
+    assert_eq!(
+        decode(vec![group_of_keys(0, &[1, 1])]),
+        fault(0, KeyOrderFault::DuplicateKey)
+    );
+    assert_eq!(
+        decode(vec![group_of_keys(10, &[1]), group_of_keys(0, &[1])]),
+        fault(1, KeyOrderFault::GroupsUnsorted)
+    );
+    // One tuple over two adjacent groups (keys in order across them) ...
+    assert_eq!(
+        decode(vec![group_of_keys(0, &[1]), group_of_keys(0, &[2])]),
+        fault(1, KeyOrderFault::SplitGroup)
+    );
+    // ... and over two groups with another between them.
+    assert_eq!(
+        decode(vec![
+            group_of_keys(0, &[1]),
+            group_of_keys(10, &[1]),
+            group_of_keys(0, &[2])
+        ]),
+        fault(2, KeyOrderFault::GroupsUnsorted)
+    );
+}
+
+#[test]
+fn a_padded_copy_of_a_genuine_signed_envelope_is_rejected() {
+    let (key, trust) = authority();
+    let genuine = batch(simple_keys(3)).sign(&key).unwrap().encode();
+    assert!(SignedBatch::decode(&genuine)
+        .unwrap()
+        .verify(&trust, NOW)
+        .is_ok());
+    // Field 9 (varint 1) and field 10 (bytes) appended: unknown to the schema,
+    // the signed body untouched, so the signature alone would still verify.
+    for pad in [&[0x48, 0x01][..], &[0x52, 0x02, 0xde, 0xad][..]] {
+        let padded = [genuine.as_slice(), pad].concat();
+        assert_eq!(
+            SignedBatch::decode(&padded),
+            Err(WireError::NonCanonical("signed batch"))
+        );
+    }
+    let entry = FilterEntry::new(&Rpi([7; 16]), day_start_interval(today() - 2));
+    let filter = DayFilter {
+        origin: "test.health".into(),
+        day: today() - 2,
+        revision: 1,
+        created_at: NOW - 60,
+        filter: EntryFilter::build(&[entry], [1; 16]).unwrap(),
+    }
+    .sign(&key)
+    .unwrap()
+    .encode();
+    assert!(SignedFilter::decode(&filter).is_ok());
+    let padded = [filter.as_slice(), &[0x48, 0x01]].concat();
+    assert_eq!(
+        SignedFilter::decode(&padded),
+        Err(WireError::NonCanonical("signed filter"))
+    );
+}
+
+#[test]
+fn an_origin_outside_a_z0_9_dot_dash_is_rejected_by_the_one_validator() {
+    for good in ["de.rki", "test-health.1", &"a".repeat(64)] {
+        assert_eq!(validate_origin(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "",
+        "Bad Origin",
+        "DE.RKI",
+        "de_rki",
+        "dé.rki",
+        &"a".repeat(65),
+    ] {
+        assert!(
+            matches!(
+                validate_origin(bad),
+                Err(WireError::InvalidField {
+                    field: "origin",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        let mut trust = TrustList::new();
+        let key = AuthorityKey::generate("test.health", 1).verifying_key();
+        assert!(matches!(
+            trust.try_insert(bad, 1, key),
+            Err(WireError::InvalidField {
+                field: "origin",
+                ..
+            })
+        ));
+        assert!(trust.entries().is_empty());
+    }
+}
+
+/// Uploads of every key count, code length and form, with their unpadded length.
+fn uploads_of_every_length() -> Vec<(Upload, usize)> {
+    use prost::Message;
+    let mut out = Vec::new();
+    for keys in 0..=MAX_UPLOAD_KEYS {
+        for code_len in 0..=MAX_UPLOAD_CODE_LEN {
+            for masks in [false, true] {
+                let keys: Vec<DiagnosisKey> = simple_keys(keys as u8);
+                let upload = Upload {
+                    upload_code: vec![b'c'; code_len],
+                    dummy: keys.is_empty(),
+                    filter_intervals: if masks {
+                        keys.iter().map(|_| IntervalMask::all(144)).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    keys,
+                    ..Upload::default()
+                };
+                // The unpadded length: what the request encodes to without padding.
+                let unpadded = match upload.encode_padded() {
+                    Ok(bytes) => {
+                        let m = pb::UploadRequest::decode(bytes.as_slice())
+                            .expect("padded request decodes");
+                        pb::UploadRequest {
+                            padding: vec![],
+                            ..m
+                        }
+                        .encoded_len()
+                    }
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e,
+                                WireError::InvalidField {
+                                    field: "padding",
+                                    ..
+                                }
+                            ),
+                            "{e}"
+                        );
+                        continue;
+                    }
+                };
+                out.push((upload, unpadded));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_unpadded_length_pads_to_exactly_1024_bytes_including_894() {
+    let uploads = uploads_of_every_length();
+    for (upload, _) in &uploads {
+        let bytes = upload.encode_padded().unwrap();
+        assert_eq!(bytes.len(), UPLOAD_REQUEST_LEN);
+        assert_eq!(&Upload::decode(&bytes, NOW).unwrap(), upload);
+    }
+    let lengths: std::collections::BTreeSet<usize> = uploads.iter().map(|u| u.1).collect();
+    for n in [893, 894, 895] {
+        assert!(lengths.contains(&n), "unpadded length {n} pads to 1024");
+    }
+    // The longest request the limits allow (16 keys with masks, a 64-byte code).
+    assert_eq!(lengths.last(), Some(&900));
+}
+
+#[test]
+fn padding_with_a_shortest_form_length_is_rejected() {
+    use prost::Message;
+    // An unpadded length of 900: 121 bytes of padding, whose length fits one byte.
+    let (upload, _) = uploads_of_every_length()
+        .into_iter()
+        .find(|u| u.1 == 900)
+        .unwrap();
+    let good = upload.encode_padded().unwrap();
+    let m = pb::UploadRequest::decode(good.as_slice()).unwrap();
+    assert_eq!(m.padding.len(), 121);
+    // Encoded by prost with a one-byte length and one more zero byte, it is
+    // 1024 bytes too: a second encoding of the same request.
+    let shortest = pb::UploadRequest {
+        padding: vec![0; 122],
+        ..m
+    }
+    .encode_to_vec();
+    assert_eq!(shortest.len(), UPLOAD_REQUEST_LEN);
+    assert!(matches!(
+        Upload::decode(&shortest, NOW),
+        Err(WireError::InvalidField {
+            field: "padding",
+            ..
+        })
+    ));
 }

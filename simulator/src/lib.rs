@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod calibration;
 pub mod channel;
 pub mod epidemic;
 pub mod http;

@@ -147,7 +147,7 @@ impl Phone {
     ) -> Result<Phone, traceless_sdk::SdkError> {
         let clock = ManualClock::new(now);
         let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
-        sdk.trust_authority(origin, 1, authority);
+        sdk.trust_authority(origin, 1, authority)?;
         Ok(Phone {
             person,
             sdk,
@@ -290,6 +290,28 @@ impl Phone {
             }
         }
         self.sync_ns += t0.elapsed().as_nanos() as u64;
+    }
+}
+
+impl Phone {
+    /// The highest daily score of this phone's stored windows under `risk`
+    /// (the SDK's own configuration is restored afterwards).
+    pub fn max_day_score(&mut self, risk: &traceless_protocol::RiskParameters) -> f64 {
+        let saved = self.sdk.config().clone();
+        let rescored = traceless_sdk::SdkConfig {
+            risk: risk.clone(),
+            ..saved.clone()
+        };
+        if self.sdk.set_config(rescored).is_err() {
+            return 0.0;
+        }
+        let best = self
+            .sdk
+            .exposure_summary()
+            .map(|days| days.iter().map(|d| d.score).fold(0.0, f64::max))
+            .unwrap_or(0.0);
+        let _ = self.sdk.set_config(saved);
+        best
     }
 }
 

@@ -160,6 +160,28 @@ pub fn write_all(r: &Report, dir: &Path) -> std::io::Result<Vec<String>> {
         .map_err(err)?;
         names.push(file.to_owned());
     }
+    if !r.calibration.is_empty() {
+        const COLORS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        let series: Vec<Series<'_>> = r
+            .calibration
+            .iter()
+            .zip(COLORS.iter().cycle())
+            .map(|(c, &color)| {
+                let pts = c.points.iter().map(|p| (p.recall, p.precision)).collect();
+                (c.setting.name.as_str(), pts, color)
+            })
+            .collect();
+        line_chart(
+            &dir.join("calibration-pr.svg"),
+            "Precision against recall, one point per score threshold",
+            "recall",
+            "precision",
+            Some(1.05),
+            &series,
+        )
+        .map_err(err)?;
+        names.push("calibration-pr.svg".to_owned());
+    }
     if !r.privacy_sweep.is_empty() {
         let mut pts: Vec<(f64, f64)> = r
             .privacy_sweep

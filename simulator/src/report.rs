@@ -40,6 +40,9 @@ pub struct Report {
     pub sweep: Vec<SweepPoint>,
     /// The same scenario in each publication form: this run's first.
     pub forms: Vec<FormFigures>,
+    /// Precision–recall curves per attenuation-bucket setting, from this run's
+    /// stored windows (see [`crate::calibration`]).
+    pub calibration: Vec<crate::calibration::Curve>,
     /// Per simulated day.
     pub daily: Vec<Daily>,
     /// Run time and memory (not compared between runs).

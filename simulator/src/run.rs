@@ -98,7 +98,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let config = SdkConfig {
         tx_power_dbm: s.channel.tx_power_dbm,
         assumed_tx_power_dbm: s.channel.tx_power_dbm,
-        scan_period_s: s.channel.scan_period_s as u16,
+        // The SDK reads the cadence from the sightings; this is only the period
+        // assumed for a sender heard once (at most the SDK's 300 s).
+        scan_period_s: s.channel.scan_period_s.min(300) as u16,
         ..SdkConfig::default()
     };
     let before_onset = config.infectious_days_before_onset;
@@ -530,6 +532,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     bar.finish_and_clear();
 
     // Figures.
+    let calibration = crate::calibration::curves(&mut phones, &truth.close);
     let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
     let tp = notified
         .iter()
@@ -622,6 +625,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         privacy_sweep,
         sweep: Vec::new(),
         forms: Vec::new(),
+        calibration,
         daily,
         run: RunFigures {
             seconds: t0.elapsed().as_secs_f64(),

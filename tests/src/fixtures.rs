@@ -28,10 +28,10 @@ impl Phone {
     /// The TEK of `day`, drawn on first use.
     pub fn tek(&mut self, day: u32) -> Tek {
         if let Some((_, t)) = self.teks.iter().find(|(d, _)| *d == day) {
-            return *t;
+            return t.clone();
         }
         let t = Tek::generate();
-        self.teks.push((day, t));
+        self.teks.push((day, t.clone()));
         t
     }
 
@@ -119,7 +119,7 @@ impl Authority {
                     keys: keys
                         .iter()
                         .filter(|k| day_of_interval(k.rolling_start) == day)
-                        .copied()
+                        .cloned()
                         .collect(),
                 };
                 self.next_sequence += 1;

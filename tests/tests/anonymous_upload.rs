@@ -237,7 +237,8 @@ async fn a_sealed_upload_through_a_relay_notifies_a_contact_and_links_nothing() 
     );
 
     // Bob syncs from the relay and learns of yesterday's exposure.
-    bob.trust_authority(ORIGIN, 1, net.authority.verifying_key());
+    bob.trust_authority(ORIGIN, 1, net.authority.verifying_key())
+        .expect("valid origin");
     let synced = common::eventually(|| {
         (common::sync_from(net.relay.http_addr, ORIGIN, &mut bob) > 0).then_some(())
     })
@@ -362,7 +363,9 @@ async fn a_filter_form_upload_publishes_only_chosen_intervals_and_keeps_no_key()
 
     phone_clock.set(NOON + 600);
     for phone in [&mut bob, &mut dave] {
-        phone.trust_authority(ORIGIN, 1, net.authority.verifying_key());
+        phone
+            .trust_authority(ORIGIN, 1, net.authority.verifying_key())
+            .expect("valid origin");
         assert!(common::sync_filters_from(net.relay.http_addr, ORIGIN, phone) >= 1);
         assert_eq!(
             common::sync_filters_from(net.relay.http_addr, ORIGIN, phone),

@@ -113,7 +113,9 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
     .await;
     assert!(listed.is_some(), "the relay never received the batch");
     for phone in [&mut bob, &mut carol] {
-        phone.trust_authority(ORIGIN, 1, authority.verifying_key());
+        phone
+            .trust_authority(ORIGIN, 1, authority.verifying_key())
+            .expect("valid origin");
         assert_eq!(sync_from(relay.http_addr, ORIGIN, phone), 1);
         assert_eq!(
             sync_from(relay.http_addr, ORIGIN, phone),

@@ -10,6 +10,7 @@
  *   INPUT_DIR/filter.bin    a signed day filter of the neighbour's intervals
  *   INPUT_DIR/authority.bin origin NUL, LE32 key id, 32-byte Ed25519 public key
  *   INPUT_DIR/times.bin     LE64 day start, LE64 publication time
+ *   INPUT_DIR/risk.bin      a signed risk configuration raising the threshold to 1000
  * Prints one line per exposed day and "OK" at the end; exits non-zero on failure.
  */
 #include <stdio.h>
@@ -67,6 +68,8 @@ int main(int argc, char **argv) {
     unsigned char *filter = read_file(input, "filter.bin", &filter_len);
     unsigned char *auth = read_file(input, "authority.bin", &auth_len);
     unsigned char *times = read_file(input, "times.bin", &times_len);
+    size_t risk_len;
+    unsigned char *risk = read_file(input, "risk.bin", &risk_len);
     EXPECT(times_len == 16);
     uint64_t day_start = le64(times), published_at = le64(times + 8);
     const char *origin = (const char *)auth;
@@ -78,11 +81,31 @@ int main(int argc, char **argv) {
     uint8_t master_key[TL_MASTER_KEY_LEN];
     for (int i = 0; i < TL_MASTER_KEY_LEN; i++) master_key[i] = (uint8_t)(i * 7 + 1);
     TlSdk *sdk = NULL;
-    CHECK(tl_sdk_open(argv[1], master_key, &sdk));
+    /* Opened with a configuration: the defaults, this phone's TX power changed. */
+    TlConfig config;
+    CHECK(tl_config_default(&config));
+    EXPECT(config.version == TL_CONFIG_VERSION && config.threshold == 15.0);
+    EXPECT(config.scan_period_s == 300 && config.max_attenuation_db == 73);
+    config.version = TL_CONFIG_VERSION + 1;
+    EXPECT(tl_sdk_open_with_config(argv[1], master_key, &config, &sdk) ==
+           TL_ERR_INVALID_ARGUMENT);
+    config.version = TL_CONFIG_VERSION;
+    config.tx_power_dbm = -10;
+    CHECK(tl_sdk_open_with_config(argv[1], master_key, &config, &sdk));
+    TlConfig in_use;
+    CHECK(tl_sdk_get_config(sdk, &in_use));
+    EXPECT(in_use.tx_power_dbm == -10);
+    config.scan_period_s = 0;
+    EXPECT(tl_sdk_set_config(sdk, &config) == TL_ERR_INVALID_ARGUMENT);
+    config.scan_period_s = 300;
+    CHECK(tl_sdk_set_config(sdk, &config));
     CHECK(tl_sdk_set_time(sdk, day_start + 8 * 3600));
     CHECK(tl_sdk_trust_authority(sdk, origin, key_id, auth + origin_len + 1 + 4));
 
     /* Bad input is refused with a reason, and nothing breaks. */
+    EXPECT(tl_sdk_trust_authority(sdk, "Bad Origin", key_id, auth + origin_len + 1 + 4) ==
+           TL_ERR_REJECTED);
+    EXPECT(strstr(tl_last_error_message(), "origin") != NULL);
     EXPECT(tl_sdk_record_sighting(sdk, heard + 8, 19, -60, TL_TX_POWER_UNKNOWN, day_start) ==
            TL_ERR_ADVERTISEMENT);
     EXPECT(strstr(tl_last_error_message(), "20 bytes") != NULL);
@@ -125,6 +148,19 @@ int main(int argc, char **argv) {
         printf("day=%u minutes=%.1f high_risk=%d\n", summary.days[i].day,
                summary.days[i].minutes, summary.days[i].high_risk ? 1 : 0);
     }
+    tl_summary_free(summary);
+
+    /* The authority's signed risk configuration raises the threshold: the same
+     * minutes are no longer high risk. Applying it twice is refused. */
+    uint64_t risk_revision = 0;
+    EXPECT(tl_sdk_apply_risk_config(sdk, batch, batch_len, NULL) == TL_ERR_REJECTED);
+    CHECK(tl_sdk_apply_risk_config(sdk, risk, risk_len, &risk_revision));
+    EXPECT(risk_revision == 1);
+    EXPECT(tl_sdk_apply_risk_config(sdk, risk, risk_len, NULL) == TL_ERR_ALREADY_SYNCED);
+    CHECK(tl_sdk_get_config(sdk, &in_use));
+    EXPECT(in_use.threshold == 1000.0 && in_use.tx_power_dbm == -10);
+    CHECK(tl_sdk_exposure_summary(sdk, &summary));
+    EXPECT(summary.len == 1 && !summary.days[0].high_risk);
     tl_summary_free(summary);
 
     /* The same visit in a day filter: it hits, but is not counted twice; the
@@ -219,6 +255,7 @@ int main(int argc, char **argv) {
     free(filter);
     free(auth);
     free(times);
+    free(risk);
     printf("OK\n");
     return 0;
 }

@@ -49,7 +49,8 @@ impl Authority {
 
     /// Trusts this authority on `sdk`.
     pub fn trusted_by(&self, sdk: &mut Sdk) {
-        sdk.trust_authority(&self.key.origin, self.key.key_id, self.key.verifying_key());
+        sdk.trust_authority(&self.key.origin, self.key.key_id, self.key.verifying_key())
+            .expect("valid origin");
     }
 
     /// Signs `keys` of one day into a batch published at `now`.
@@ -82,7 +83,7 @@ impl Authority {
                     .keys
                     .iter()
                     .filter(|k| day_of_interval(k.rolling_start) == d)
-                    .copied()
+                    .cloned()
                     .collect();
                 self.batch(keys, now)
             })

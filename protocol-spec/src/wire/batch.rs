@@ -2,9 +2,12 @@
 
 use prost::Message;
 
-use super::{check_origin, check_version, decode_limited, pb, signature_bytes, PROTOCOL_VERSION};
+use super::{
+    check_reencodes, check_version, decode_limited, pb, signature_bytes, validate_origin,
+    PROTOCOL_VERSION,
+};
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
-use crate::error::WireError;
+use crate::error::{KeyOrderFault, WireError};
 use crate::interval::day_of_interval;
 use crate::signing::{self, AuthorityKey, TrustList, BATCH_CONTEXT, SIGNATURE_LEN};
 
@@ -43,7 +46,8 @@ fn group_of(k: &DiagnosisKey) -> (u32, u32, u8, i8) {
 impl Batch {
     /// Sorts the keys into canonical order (group tuple, then TEK) and drops duplicates.
     pub fn canonicalize(&mut self) {
-        self.keys.sort_unstable_by_key(|k| (group_of(k), k.tek));
+        self.keys
+            .sort_unstable_by(|a, b| (group_of(a), &a.tek).cmp(&(group_of(b), &b.tek)));
         self.keys.dedup();
     }
 
@@ -88,7 +92,7 @@ impl Batch {
         const WHAT: &str = "batch body";
         let body: pb::BatchBody = decode_limited(WHAT, bytes, MAX_SIGNED_BATCH_LEN)?;
         check_version(WHAT, body.version)?;
-        check_origin(&body.origin)?;
+        validate_origin(&body.origin)?;
         if body.sequence == 0 {
             return Err(WireError::invalid("sequence", "starts at 1"));
         }
@@ -117,6 +121,7 @@ impl Batch {
                 max: MAX_BATCH_KEYS,
             });
         }
+        check_key_order(&body.groups)?;
         let mut keys = Vec::with_capacity(count);
         for g in &body.groups {
             let key_day = day_of_interval(g.rolling_start_interval_number);
@@ -169,6 +174,37 @@ impl Batch {
     }
 }
 
+/// Checks §5.3's order: within a group TEKs strictly ascending, groups strictly
+/// ascending by tuple (so no duplicate key, and no tuple split over groups).
+fn check_key_order(groups: &[pb::KeyGroup]) -> Result<(), WireError> {
+    let tuple = |g: &pb::KeyGroup| {
+        (
+            g.rolling_start_interval_number,
+            g.rolling_period,
+            g.transmission_risk_level,
+            g.days_since_onset_of_symptoms,
+        )
+    };
+    for (i, g) in groups.iter().enumerate() {
+        let fault = |fault| WireError::KeyOrder { group: i, fault };
+        if let Some(previous) = i.checked_sub(1).map(|p| tuple(&groups[p])) {
+            match previous.cmp(&tuple(g)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(fault(KeyOrderFault::SplitGroup)),
+                std::cmp::Ordering::Greater => return Err(fault(KeyOrderFault::GroupsUnsorted)),
+            }
+        }
+        for pair in g.key_data.chunks_exact(16).collect::<Vec<_>>().windows(2) {
+            match pair[0].cmp(pair[1]) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Err(fault(KeyOrderFault::DuplicateKey)),
+                std::cmp::Ordering::Greater => return Err(fault(KeyOrderFault::KeysUnsorted)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A batch as it travels: the exact signed body bytes, the key id and the signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedBatch {
@@ -191,15 +227,18 @@ impl SignedBatch {
         .encode_to_vec()
     }
 
-    /// Decodes the envelope (size and shape only; see [`SignedBatch::verify`]).
+    /// Decodes the envelope (size, shape and canonical encoding: an envelope
+    /// with unknown fields is rejected; see [`SignedBatch::verify`] for the rest).
     pub fn decode(bytes: &[u8]) -> Result<SignedBatch, WireError> {
         let m: pb::SignedBatch = decode_limited("signed batch", bytes, MAX_SIGNED_BATCH_LEN)?;
         let signature = signature_bytes(&m.signature)?;
-        Ok(SignedBatch {
+        let batch = SignedBatch {
             body: m.body,
             key_id: m.key_id,
             signature,
-        })
+        };
+        check_reencodes("signed batch", &batch.encode(), bytes)?;
+        Ok(batch)
     }
 
     /// Validates the body, checks the signer against `trust` and the signature, and

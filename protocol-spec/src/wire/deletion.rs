@@ -5,7 +5,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::{check_origin, decode_limited, pb, signature_bytes};
+use super::{check_reencodes, decode_limited, pb, signature_bytes, validate_origin};
 use crate::error::WireError;
 use crate::signing::{self, DELETION_CONTEXT, SIGNATURE_LEN};
 
@@ -79,7 +79,7 @@ impl DeletionRecord {
             .deleted
             .into_iter()
             .map(|d| {
-                check_origin(&d.origin)?;
+                validate_origin(&d.origin)?;
                 if d.first_sequence == 0 || d.first_sequence > d.last_sequence {
                     return Err(WireError::invalid(
                         "first_sequence",
@@ -141,15 +141,17 @@ impl SignedDeletionRecord {
         .encode_to_vec()
     }
 
-    /// Decodes the envelope.
+    /// Decodes the envelope; rejects one that is not canonically encoded.
     pub fn decode(bytes: &[u8]) -> Result<SignedDeletionRecord, WireError> {
         let m: pb::SignedDeletionRecord =
             decode_limited("signed deletion record", bytes, MAX_DELETION_RECORD_LEN)?;
         let signature = signature_bytes(&m.signature)?;
-        Ok(SignedDeletionRecord {
+        let record = SignedDeletionRecord {
             body: m.body,
             signature,
-        })
+        };
+        check_reencodes("signed deletion record", &record.encode(), bytes)?;
+        Ok(record)
     }
 
     /// The hash the next entry chains to: SHA-256 of [`SignedDeletionRecord::encode`].

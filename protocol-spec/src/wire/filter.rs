@@ -2,7 +2,10 @@
 
 use prost::Message;
 
-use super::{check_origin, check_version, decode_limited, pb, signature_bytes, PROTOCOL_VERSION};
+use super::{
+    check_reencodes, check_version, decode_limited, pb, signature_bytes, validate_origin,
+    PROTOCOL_VERSION,
+};
 use crate::error::WireError;
 use crate::filter::{EntryFilter, FILTER_EMBARGO_INTERVALS, FILTER_HASHES, MAX_FILTER_ENTRIES};
 use crate::interval::{day_start_interval, interval_start_seconds, RETENTION_DAYS};
@@ -60,7 +63,7 @@ impl DayFilter {
         const WHAT: &str = "filter body";
         let body: pb::FilterBody = decode_limited(WHAT, bytes, MAX_SIGNED_FILTER_LEN)?;
         check_version(WHAT, body.version)?;
-        check_origin(&body.origin)?;
+        validate_origin(&body.origin)?;
         if body.revision == 0 {
             return Err(WireError::invalid("revision", "starts at 1"));
         }
@@ -144,15 +147,18 @@ impl SignedFilter {
         .encode_to_vec()
     }
 
-    /// Decodes the envelope (size and shape only; see [`SignedFilter::verify`]).
+    /// Decodes the envelope (size, shape and canonical encoding: an envelope
+    /// with unknown fields is rejected; see [`SignedFilter::verify`] for the rest).
     pub fn decode(bytes: &[u8]) -> Result<SignedFilter, WireError> {
         let m: pb::SignedFilter = decode_limited("signed filter", bytes, MAX_SIGNED_FILTER_LEN)?;
         let signature = signature_bytes(&m.signature)?;
-        Ok(SignedFilter {
+        let filter = SignedFilter {
             body: m.body,
             key_id: m.key_id,
             signature,
-        })
+        };
+        check_reencodes("signed filter", &filter.encode(), bytes)?;
+        Ok(filter)
     }
 
     /// Validates the body, checks the signer against `trust` and the signature, and

@@ -4,6 +4,7 @@
 mod batch;
 mod deletion;
 mod filter;
+mod risk_config;
 mod upload;
 
 pub use batch::{Batch, SignedBatch, MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN};
@@ -12,6 +13,7 @@ pub use deletion::{
     MAX_DELETION_RECORD_LEN,
 };
 pub use filter::{filter_expires_at, DayFilter, SignedFilter, MAX_SIGNED_FILTER_LEN};
+pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
 
 /// Protocol version spoken by this implementation (the `version` fields).
@@ -32,6 +34,21 @@ pub mod gaen_pb {
 use crate::error::WireError;
 use crate::signing::SIGNATURE_LEN;
 use prost::Message;
+
+/// Fails with [`WireError::NonCanonical`] unless `encoded` (the decoded message
+/// encoded again) is exactly `received`: no unknown fields, no padding, so only
+/// one encoding of a signed envelope exists (SPEC.md §5.1).
+pub(crate) fn check_reencodes(
+    what: &'static str,
+    encoded: &[u8],
+    received: &[u8],
+) -> Result<(), WireError> {
+    if encoded == received {
+        Ok(())
+    } else {
+        Err(WireError::NonCanonical(what))
+    }
+}
 
 /// Decodes `bytes` as `M` after a length check, mapping errors to [`WireError`].
 pub(crate) fn decode_limited<M: Message + Default>(
@@ -72,8 +89,10 @@ pub(crate) fn signature_bytes(field: &[u8]) -> Result<[u8; SIGNATURE_LEN], WireE
     })
 }
 
-/// Checks that an authority id is 1..=64 characters of `[a-z0-9.-]`.
-pub(crate) fn check_origin(origin: &str) -> Result<(), WireError> {
+/// Checks that an authority id (an *origin*, SPEC.md §5.2) is 1..=64 characters
+/// of `[a-z0-9.-]`. The one origin validator: wire decoders, trust lists and the
+/// SDK all use it.
+pub fn validate_origin(origin: &str) -> Result<(), WireError> {
     let ok = (1..=64).contains(&origin.len())
         && origin
             .bytes()

@@ -16,7 +16,9 @@ pub const MAX_UPLOAD_KEYS: usize = 16;
 pub const MAX_UPLOAD_CODE_LEN: usize = 64;
 
 /// Tag byte of the `padding` field (field 15, length-delimited).
-const PADDING_TAG_LEN: usize = 1;
+const PADDING_TAG: u8 = (15 << 3) | 2;
+/// Tag byte plus the padding length, always written as a two-byte varint.
+const PADDING_HEADER_LEN: usize = 3;
 
 /// What a phone uploads after a positive diagnosis, or as cover traffic.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -47,7 +49,7 @@ impl Upload {
         if self.upload_code.len() > MAX_UPLOAD_CODE_LEN {
             return Err(WireError::invalid("upload_code", "longer than 64 bytes"));
         }
-        let mut msg = pb::UploadRequest {
+        let msg = pb::UploadRequest {
             version: PROTOCOL_VERSION,
             upload_code: self.upload_code.clone(),
             keys: self
@@ -70,20 +72,18 @@ impl Upload {
             filter_intervals: self.filter_intervals.iter().map(|m| m.0.to_vec()).collect(),
             padding: Vec::new(),
         };
-        let unpadded = msg.encoded_len();
-        // total = unpadded + tag + varint_len(p) + p; try each varint length.
-        let padding = (1..=2)
-            .filter_map(|varint_len| {
-                let p = UPLOAD_REQUEST_LEN.checked_sub(unpadded + PADDING_TAG_LEN + varint_len)?;
-                (prost::encoding::encoded_len_varint(p as u64) == varint_len).then_some(p)
-            })
-            .next()
+        // SPEC.md §5.4: the padding field is appended with its length `p` as a
+        // two-byte varint (`0x80 | p & 0x7f`, `p >> 7`, also when `p < 128`), so
+        // `p = 1024 - 3 - n` is the one solution for every unpadded length `n`
+        // (with a shortest varint, `n = 894` had none).
+        let p = (UPLOAD_REQUEST_LEN - PADDING_HEADER_LEN)
+            .checked_sub(msg.encoded_len())
             .ok_or_else(|| {
                 WireError::invalid("padding", "request does not fit the fixed length")
             })?;
-        msg.padding = vec![0; padding];
-        let bytes = msg.encode_to_vec();
-        debug_assert_eq!(bytes.len(), UPLOAD_REQUEST_LEN);
+        let mut bytes = msg.encode_to_vec();
+        bytes.extend_from_slice(&[PADDING_TAG, 0x80 | (p & 0x7f) as u8, (p >> 7) as u8]);
+        bytes.resize(UPLOAD_REQUEST_LEN, 0);
         Ok(bytes)
     }
 
@@ -103,6 +103,19 @@ impl Upload {
         check_version(WHAT, m.version)?;
         if m.padding.iter().any(|&b| b != 0) {
             return Err(WireError::invalid("padding", "must be zero bytes"));
+        }
+        let unpadded = pb::UploadRequest {
+            padding: Vec::new(),
+            ..m.clone()
+        }
+        .encoded_len();
+        if unpadded + PADDING_HEADER_LEN + m.padding.len() != UPLOAD_REQUEST_LEN
+            || bytes[unpadded] != PADDING_TAG
+        {
+            return Err(WireError::invalid(
+                "padding",
+                "must be the last field, its length a two-byte varint",
+            ));
         }
         if m.upload_code.len() > MAX_UPLOAD_CODE_LEN {
             return Err(WireError::invalid("upload_code", "longer than 64 bytes"));
