@@ -92,6 +92,8 @@
 // UniFFI's scaffolding (`extern "C"` functions) for the Kotlin, Swift and Python bindings.
 #[allow(unsafe_code)]
 pub mod bindings;
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod error;
 #[allow(unsafe_code)]

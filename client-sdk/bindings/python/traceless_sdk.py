@@ -532,9 +532,17 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_constructor_manualclock_new() != 53067:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() != 20338:
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() != 23781:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_close() != 55114:
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() != 2545:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() != 40297:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new() != 33254:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() != 20338:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -555,6 +563,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_dummy_upload() != 36334:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() != 64761:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() != 33392:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status() != 13126:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -617,12 +627,24 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_manualclock_set.restype = ctypes
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_manualclock_new.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_manualclock_new.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement.restype = ctypes.c_uint16
-_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_close.argtypes = (
-)
-_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_close.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.restype = ctypes.c_uint16
@@ -653,6 +675,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_dummy_upload
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status.restype = ctypes.c_uint16
@@ -705,16 +730,45 @@ _UniffiLib.uniffi_traceless_sdk_fn_constructor_manualclock_new.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_constructor_manualclock_new.restype = ctypes.c_uint64
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens.restype = ctypes.c_uint32
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule.restype = ctypes.c_int8
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelessclient_new.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelessclient_new.restype = ctypes.c_uint64
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement.restype = _UniffiRustBuffer
-_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_close.argtypes = (
-    ctypes.c_uint64,
-    ctypes.POINTER(_UniffiRustCallStatus),
-)
-_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_close.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -779,6 +833,11 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload.argt
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_status.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -854,6 +913,16 @@ _UniffiLib.uniffi_traceless_sdk_fn_free_manualclock.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_free_manualclock.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_clone_tracelessclient.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_clone_tracelessclient.restype = ctypes.c_uint64
+_UniffiLib.uniffi_traceless_sdk_fn_free_tracelessclient.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_free_tracelessclient.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_clone_tracelesssdk.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -873,6 +942,51 @@ _uniffi_check_contract_api_version(_UniffiLib)
 # Public interface members begin here.
 
 
+class _UniffiFfiConverterString:
+    @staticmethod
+    def check_lower(value):
+        if not isinstance(value, str):
+            raise TypeError("argument must be str, not {}".format(type(value).__name__))
+        return value
+
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative string length")
+        utf8_bytes = buf.read(size)
+        return utf8_bytes.decode("utf-8")
+
+    @staticmethod
+    def write(value, buf):
+        utf8_bytes = value.encode("utf-8")
+        buf.write_i32(len(utf8_bytes))
+        buf.write(utf8_bytes)
+
+    @staticmethod
+    def lift(buf):
+        with buf.consume_with_stream() as stream:
+            return stream.read(stream.remaining()).decode("utf-8")
+
+    @staticmethod
+    def lower(value):
+        with _UniffiRustBuffer.alloc_with_builder() as builder:
+            builder.write(value.encode("utf-8"))
+            return builder.finalize()
+
+class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u64"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**64
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u64()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u64(value)
+
 class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u32"
     VALUE_MIN = 0
@@ -885,6 +999,124 @@ class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
     @staticmethod
     def write(value, buf):
         buf.write_u32(value)
+
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
+class _UniffiFfiConverterSequenceBytes(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterBytes.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterBytes.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterBytes.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class ClientOptions:
+    """
+    Where the network client goes and how it retries.
+"""
+    def __init__(self, *, download_node:str, relay:str, gateway:str, origin:str, timeout_ms:int, retries:int, backoff_ms:int, pinned_certificates:typing.List[bytes]):
+        self.download_node = download_node
+        self.relay = relay
+        self.gateway = gateway
+        self.origin = origin
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.backoff_ms = backoff_ms
+        self.pinned_certificates = pinned_certificates
+        
+        
+
+    
+    def __str__(self):
+        return "ClientOptions(download_node={}, relay={}, gateway={}, origin={}, timeout_ms={}, retries={}, backoff_ms={}, pinned_certificates={})".format(self.download_node, self.relay, self.gateway, self.origin, self.timeout_ms, self.retries, self.backoff_ms, self.pinned_certificates)
+    def __eq__(self, other):
+        if self.download_node != other.download_node:
+            return False
+        if self.relay != other.relay:
+            return False
+        if self.gateway != other.gateway:
+            return False
+        if self.origin != other.origin:
+            return False
+        if self.timeout_ms != other.timeout_ms:
+            return False
+        if self.retries != other.retries:
+            return False
+        if self.backoff_ms != other.backoff_ms:
+            return False
+        if self.pinned_certificates != other.pinned_certificates:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeClientOptions(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ClientOptions(
+            download_node=_UniffiFfiConverterString.read(buf),
+            relay=_UniffiFfiConverterString.read(buf),
+            gateway=_UniffiFfiConverterString.read(buf),
+            origin=_UniffiFfiConverterString.read(buf),
+            timeout_ms=_UniffiFfiConverterUInt64.read(buf),
+            retries=_UniffiFfiConverterUInt32.read(buf),
+            backoff_ms=_UniffiFfiConverterUInt64.read(buf),
+            pinned_certificates=_UniffiFfiConverterSequenceBytes.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.download_node)
+        _UniffiFfiConverterString.check_lower(value.relay)
+        _UniffiFfiConverterString.check_lower(value.gateway)
+        _UniffiFfiConverterString.check_lower(value.origin)
+        _UniffiFfiConverterUInt64.check_lower(value.timeout_ms)
+        _UniffiFfiConverterUInt32.check_lower(value.retries)
+        _UniffiFfiConverterUInt64.check_lower(value.backoff_ms)
+        _UniffiFfiConverterSequenceBytes.check_lower(value.pinned_certificates)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.download_node, buf)
+        _UniffiFfiConverterString.write(value.relay, buf)
+        _UniffiFfiConverterString.write(value.gateway, buf)
+        _UniffiFfiConverterString.write(value.origin, buf)
+        _UniffiFfiConverterUInt64.write(value.timeout_ms, buf)
+        _UniffiFfiConverterUInt32.write(value.retries, buf)
+        _UniffiFfiConverterUInt64.write(value.backoff_ms, buf)
+        _UniffiFfiConverterSequenceBytes.write(value.pinned_certificates, buf)
 
 class _UniffiFfiConverterFloat64(_UniffiConverterPrimitiveFloat):
     @staticmethod
@@ -973,6 +1205,63 @@ class _UniffiFfiConverterTypeExposureDay(_UniffiConverterRustBuffer):
         _UniffiFfiConverterFloat64.write(value.score, buf)
         _UniffiFfiConverterBoolean.write(value.high_risk, buf)
 
+@dataclass
+class NetworkSync:
+    """
+    What one network sync did.
+"""
+    def __init__(self, *, batches:int, filters:int, keys:int, new_windows:int, rejected:int):
+        self.batches = batches
+        self.filters = filters
+        self.keys = keys
+        self.new_windows = new_windows
+        self.rejected = rejected
+        
+        
+
+    
+    def __str__(self):
+        return "NetworkSync(batches={}, filters={}, keys={}, new_windows={}, rejected={})".format(self.batches, self.filters, self.keys, self.new_windows, self.rejected)
+    def __eq__(self, other):
+        if self.batches != other.batches:
+            return False
+        if self.filters != other.filters:
+            return False
+        if self.keys != other.keys:
+            return False
+        if self.new_windows != other.new_windows:
+            return False
+        if self.rejected != other.rejected:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeNetworkSync(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return NetworkSync(
+            batches=_UniffiFfiConverterUInt64.read(buf),
+            filters=_UniffiFfiConverterUInt64.read(buf),
+            keys=_UniffiFfiConverterUInt64.read(buf),
+            new_windows=_UniffiFfiConverterUInt64.read(buf),
+            rejected=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.batches)
+        _UniffiFfiConverterUInt64.check_lower(value.filters)
+        _UniffiFfiConverterUInt64.check_lower(value.keys)
+        _UniffiFfiConverterUInt64.check_lower(value.new_windows)
+        _UniffiFfiConverterUInt64.check_lower(value.rejected)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.batches, buf)
+        _UniffiFfiConverterUInt64.write(value.filters, buf)
+        _UniffiFfiConverterUInt64.write(value.keys, buf)
+        _UniffiFfiConverterUInt64.write(value.new_windows, buf)
+        _UniffiFfiConverterUInt64.write(value.rejected, buf)
+
 class _UniffiFfiConverterSequenceUInt32(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -995,19 +1284,6 @@ class _UniffiFfiConverterSequenceUInt32(_UniffiConverterRustBuffer):
         return [
             _UniffiFfiConverterUInt32.read(buf) for i in range(count)
         ]
-
-class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u64"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**64
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u64()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u64(value)
 
 @dataclass
 class StoreStatus:
@@ -1132,37 +1408,18 @@ class _UniffiFfiConverterTypeTimeRange(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.start, buf)
         _UniffiFfiConverterUInt64.write(value.end, buf)
 
-class _UniffiFfiConverterString:
-    @staticmethod
-    def check_lower(value):
-        if not isinstance(value, str):
-            raise TypeError("argument must be str, not {}".format(type(value).__name__))
-        return value
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
 
     @staticmethod
     def read(buf):
-        size = buf.read_i32()
-        if size < 0:
-            raise InternalError("Unexpected negative string length")
-        utf8_bytes = buf.read(size)
-        return utf8_bytes.decode("utf-8")
+        return buf.read_u16()
 
     @staticmethod
     def write(value, buf):
-        utf8_bytes = value.encode("utf-8")
-        buf.write_i32(len(utf8_bytes))
-        buf.write(utf8_bytes)
-
-    @staticmethod
-    def lift(buf):
-        with buf.consume_with_stream() as stream:
-            return stream.read(stream.remaining()).decode("utf-8")
-
-    @staticmethod
-    def lower(value):
-        with _UniffiRustBuffer.alloc_with_builder() as builder:
-            builder.write(value.encode("utf-8"))
-            return builder.finalize()
+        buf.write_u16(value)
 
 
 
@@ -1190,11 +1447,11 @@ class TracelessError:  # type: ignore
         The files directory could not be read or written.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.Storage({})".format(str(self))
@@ -1204,11 +1461,11 @@ class TracelessError:  # type: ignore
         The store exists but is damaged.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.Corrupt({})".format(str(self))
@@ -1279,11 +1536,11 @@ class TracelessError:  # type: ignore
         A storage cap was reached; the advertisement was dropped.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.OverCapacity({})".format(str(self))
@@ -1294,11 +1551,11 @@ class TracelessError:  # type: ignore
         malformed, untrusted, badly signed or expired.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.Rejected({})".format(str(self))
@@ -1308,11 +1565,11 @@ class TracelessError:  # type: ignore
         The batch or export file was already synced.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.AlreadySynced({})".format(str(self))
@@ -1322,11 +1579,11 @@ class TracelessError:  # type: ignore
         An argument is out of its range.
 """
         
-        def __init__(self, message):
+        def __init__(self, reason):
             super().__init__(", ".join([
-                "message={!r}".format(message),
+                "reason={!r}".format(reason),
             ]))
-            self.message = message
+            self.reason = reason
 
         def __repr__(self):
             return "TracelessError.InvalidArgument({})".format(str(self))
@@ -1342,6 +1599,36 @@ class TracelessError:  # type: ignore
         def __repr__(self):
             return "TracelessError.Closed({})".format(str(self))
     _UniffiTempTracelessError.Closed = Closed # type: ignore
+    class Network(_UniffiTempTracelessError):
+        """
+        The network client got no answer after its retries.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "TracelessError.Network({})".format(str(self))
+    _UniffiTempTracelessError.Network = Network # type: ignore
+    class Http(_UniffiTempTracelessError):
+        """
+        A node answered the network client with an unexpected status.
+"""
+        
+        def __init__(self, status, reason):
+            super().__init__(", ".join([
+                "status={!r}".format(status),
+                "reason={!r}".format(reason),
+            ]))
+            self.status = status
+            self.reason = reason
+
+        def __repr__(self):
+            return "TracelessError.Http({})".format(str(self))
+    _UniffiTempTracelessError.Http = Http # type: ignore
 
 TracelessError = _UniffiTempTracelessError # type: ignore
 del _UniffiTempTracelessError
@@ -1397,15 +1684,24 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
         if variant == 11:
             return TracelessError.Closed(
             )
+        if variant == 12:
+            return TracelessError.Network(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 13:
+            return TracelessError.Http(
+                _UniffiFfiConverterUInt16.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
     def check_lower(value):
         if isinstance(value, TracelessError.Storage):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.Corrupt):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.WrongMasterKey):
             return
@@ -1423,28 +1719,35 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterUInt32.check_lower(value.days)
             return
         if isinstance(value, TracelessError.OverCapacity):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.Rejected):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.AlreadySynced):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.InvalidArgument):
-            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.Closed):
+            return
+        if isinstance(value, TracelessError.Network):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, TracelessError.Http):
+            _UniffiFfiConverterUInt16.check_lower(value.status)
+            _UniffiFfiConverterString.check_lower(value.reason)
             return
 
     @staticmethod
     def write(value, buf):
         if isinstance(value, TracelessError.Storage):
             buf.write_i32(1)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.Corrupt):
             buf.write_i32(2)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.WrongMasterKey):
             buf.write_i32(3)
         if isinstance(value, TracelessError.Advertisement):
@@ -1462,18 +1765,25 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterUInt32.write(value.days, buf)
         if isinstance(value, TracelessError.OverCapacity):
             buf.write_i32(7)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.Rejected):
             buf.write_i32(8)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.AlreadySynced):
             buf.write_i32(9)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.InvalidArgument):
             buf.write_i32(10)
-            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.Closed):
             buf.write_i32(11)
+        if isinstance(value, TracelessError.Network):
+            buf.write_i32(12)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, TracelessError.Http):
+            buf.write_i32(13)
+            _UniffiFfiConverterUInt16.write(value.status, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
 
 
 class ManualClockProtocol(typing.Protocol):
@@ -1621,26 +1931,6 @@ class _UniffiFfiConverterTypeManualClock:
     def write(cls, value: ManualClock, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
-class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
-    @staticmethod
-    def read(buf):
-        size = buf.read_i32()
-        if size < 0:
-            raise InternalError("Unexpected negative byte string length")
-        return buf.read(size)
-
-    @staticmethod
-    def check_lower(value):
-        try:
-            memoryview(value)
-        except TypeError:
-            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_i32(len(value))
-        buf.write(value)
-
 class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -1761,12 +2051,6 @@ class TracelessSdkProtocol(typing.Protocol):
         The 20 bytes to broadcast now (service data of UUID 0xFD6F).
 """
         raise NotImplementedError
-    def close(self, ) -> None:
-        """
-        Makes everything durable and releases the store; later calls fail with
-        `Closed`. Closing twice is harmless.
-"""
-        raise NotImplementedError
     def cursor(self, origin: str) -> typing.Optional[int]:
         """
         The highest batch sequence synced from `origin`: list batches after it.
@@ -1821,6 +2105,13 @@ class TracelessSdkProtocol(typing.Protocol):
         """
         The filter form of [`TracelessSdk::sealed_diagnosis_upload`]: every
         ended interval minus those overlapping `exclude`.
+"""
+        raise NotImplementedError
+    def shutdown(self, ) -> None:
+        """
+        Makes everything durable and releases the store; later calls fail with
+        `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+        generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
 """
         raise NotImplementedError
     def status(self, ) -> StoreStatus:
@@ -1952,22 +2243,6 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement,
-            *_uniffi_lowered_args,
-        )
-        return _uniffi_lift_return(_uniffi_ffi_result)
-    def close(self, ) -> None:
-        """
-        Makes everything durable and releases the store; later calls fail with
-        `Closed`. Closing twice is harmless.
-"""
-        _uniffi_lowered_args = (
-            self._uniffi_clone_handle(),
-        )
-        _uniffi_lift_return = lambda val: None
-        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
-        _uniffi_ffi_result = _uniffi_rust_call_with_error(
-            _uniffi_error_converter,
-            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_close,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2169,6 +2444,23 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def shutdown(self, ) -> None:
+        """
+        Makes everything durable and releases the store; later calls fail with
+        `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+        generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def status(self, ) -> StoreStatus:
         """
         Counts about the store.
@@ -2358,10 +2650,200 @@ class _UniffiFfiConverterTypeTracelessSdk:
     def write(cls, value: TracelessSdk, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+
+class TracelessClientProtocol(typing.Protocol):
+    """
+    The host's network client: sync, tokens, sealed uploads, dummies.
+"""
+    
+    def buy_tokens(self, sdk: TracelessSdk,code: bytes,count: int) -> int:
+        """
+        Buys `count` upload tokens with the authority's code; returns how many.
+"""
+        raise NotImplementedError
+    def run_dummy_schedule(self, sdk: TracelessSdk,now: int) -> bool:
+        """
+        Sends a dummy upload through the relay if one is due at `now` (unix
+        seconds); returns whether it sent one.
+"""
+        raise NotImplementedError
+    def sync(self, sdk: TracelessSdk) -> NetworkSync:
+        """
+        Downloads and syncs every new batch and newer day filter.
+"""
+        raise NotImplementedError
+    def upload_diagnosis(self, sdk: TracelessSdk,onset_day: int,exclude_days: typing.List[int]) -> None:
+        """
+        Seals a positive diagnosis with one token and posts it through the relay.
+"""
+        raise NotImplementedError
+
+class TracelessClient(TracelessClientProtocol):
+    """
+    The host's network client: sync, tokens, sealed uploads, dummies.
+"""
+    
+    _handle: ctypes.c_uint64
+    def __init__(self, options: ClientOptions):
+        """
+        A client for `options`; `InvalidArgument` if the relay is the gateway or
+        the download node.
+"""
+        
+        _UniffiFfiConverterTypeClientOptions.check_lower(options)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypeClientOptions.lower(options),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTracelessClient.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelessclient_new,
+            *_uniffi_lowered_args,
+        )
+        self._handle = _uniffi_ffi_result
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_traceless_sdk_fn_free_tracelessclient, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_traceless_sdk_fn_clone_tracelessclient, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def buy_tokens(self, sdk: TracelessSdk,code: bytes,count: int) -> int:
+        """
+        Buys `count` upload tokens with the authority's code; returns how many.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+
+        _UniffiFfiConverterBytes.check_lower(code)
+
+        _UniffiFfiConverterUInt32.check_lower(count)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+            _UniffiFfiConverterBytes.lower(code),
+            _UniffiFfiConverterUInt32.lower(count),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def run_dummy_schedule(self, sdk: TracelessSdk,now: int) -> bool:
+        """
+        Sends a dummy upload through the relay if one is due at `now` (unix
+        seconds); returns whether it sent one.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+
+        _UniffiFfiConverterUInt64.check_lower(now)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+            _UniffiFfiConverterUInt64.lower(now),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sync(self, sdk: TracelessSdk) -> NetworkSync:
+        """
+        Downloads and syncs every new batch and newer day filter.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeNetworkSync.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def upload_diagnosis(self, sdk: TracelessSdk,onset_day: int,exclude_days: typing.List[int]) -> None:
+        """
+        Seals a positive diagnosis with one token and posts it through the relay.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+
+        _UniffiFfiConverterUInt32.check_lower(onset_day)
+
+        _UniffiFfiConverterSequenceUInt32.check_lower(exclude_days)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+            _UniffiFfiConverterUInt32.lower(onset_day),
+            _UniffiFfiConverterSequenceUInt32.lower(exclude_days),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeTracelessClient:
+    @staticmethod
+    def lift(value: int) -> TracelessClient:
+        return TracelessClient._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: TracelessClient):
+        if not isinstance(value, TracelessClient):
+            raise TypeError("Expected TracelessClient instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: TracelessClient) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> TracelessClient:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: TracelessClient, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
 __all__ = [
     "InternalError",
     "TracelessError",
+    "ClientOptions",
     "ExposureDay",
+    "NetworkSync",
     "StoreStatus",
     "SyncResult",
     "TimeRange",
@@ -2369,4 +2851,6 @@ __all__ = [
     "ManualClockProtocol",
     "TracelessSdk",
     "TracelessSdkProtocol",
+    "TracelessClient",
+    "TracelessClientProtocol",
 ]

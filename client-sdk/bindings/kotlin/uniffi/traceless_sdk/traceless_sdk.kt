@@ -683,8 +683,6 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement(
     ): Int
-    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_close(
-    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_expire(
@@ -705,6 +703,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_status(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch(
@@ -721,11 +721,21 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_sync(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_constructor_manualclock_new(
     ): Int
     external fun uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open(
     ): Int
     external fun uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open_with_clock(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_constructor_tracelessclient_new(
     ): Int
     external fun ffi_traceless_sdk_uniffi_contract_version(
     ): Int
@@ -769,8 +779,6 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_close(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_cursor(`ptr`: Long,`origin`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_expire(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -791,6 +799,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload(`ptr`: Long,`gatewayKey`: RustBuffer.ByValue,`onsetDay`: Int,`exclude`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch(`ptr`: Long,`bytes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -806,6 +816,20 @@ internal object UniffiLib {
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_tokens_available(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_authority(`ptr`: Long,`origin`: RustBuffer.ByValue,`keyId`: Int,`publicKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_traceless_sdk_fn_clone_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_traceless_sdk_fn_free_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_traceless_sdk_fn_constructor_tracelessclient_new(`options`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens(`ptr`: Long,`sdk`: Long,`code`: RustBuffer.ByValue,`count`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule(`ptr`: Long,`sdk`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_sync(`ptr`: Long,`sdk`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis(`ptr`: Long,`sdk`: Long,`onsetDay`: Int,`excludeDays`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun ffi_traceless_sdk_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -938,9 +962,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() and 0xFFFF) != 20338) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_close() and 0xFFFF) != 55114) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() and 0xFFFF) != 58788) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -971,6 +992,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() and 0xFFFF) != 64761) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() and 0xFFFF) != 33392) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status() and 0xFFFF) != 13126) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -995,6 +1019,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() and 0xFFFF) != 24342) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() and 0xFFFF) != 23781) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() and 0xFFFF) != 2545) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() and 0xFFFF) != 7844) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() and 0xFFFF) != 40297) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_constructor_manualclock_new() and 0xFFFF) != 53067) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1002,6 +1038,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open_with_clock() and 0xFFFF) != 15708) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new() and 0xFFFF) != 33254) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1181,6 +1220,33 @@ public object FfiConverterByte: FfiConverter<Byte, Byte> {
 
     override fun write(value: Byte, buf: ByteBuffer) {
         buf.put(value)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
     }
 }
 
@@ -1772,6 +1838,363 @@ public object FfiConverterTypeManualClock: FfiConverter<ManualClock, Long> {
 
 
 /**
+ * The host's network client: sync, tokens, sealed uploads, dummies.
+ */
+public interface TracelessClientInterface {
+    
+    /**
+     * Buys `count` upload tokens with the authority's code; returns how many.
+     */
+    fun `buyTokens`(`sdk`: TracelessSdk, `code`: kotlin.ByteArray, `count`: kotlin.UInt): kotlin.UInt
+    
+    /**
+     * Sends a dummy upload through the relay if one is due at `now` (unix
+     * seconds); returns whether it sent one.
+     */
+    fun `runDummySchedule`(`sdk`: TracelessSdk, `now`: kotlin.ULong): kotlin.Boolean
+    
+    /**
+     * Downloads and syncs every new batch and newer day filter.
+     */
+    fun `sync`(`sdk`: TracelessSdk): NetworkSync
+    
+    /**
+     * Seals a positive diagnosis with one token and posts it through the relay.
+     */
+    fun `uploadDiagnosis`(`sdk`: TracelessSdk, `onsetDay`: kotlin.UInt, `excludeDays`: List<kotlin.UInt>)
+    
+    companion object
+}
+
+/**
+ * The host's network client: sync, tokens, sealed uploads, dummies.
+ */
+open class TracelessClient: Disposable, AutoCloseable, TracelessClientInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A client for `options`; `InvalidArgument` if the relay is the gateway or
+     * the download node.
+     */
+    constructor(`options`: ClientOptions) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelessclient_new(
+    
+        
+        FfiConverterTypeClientOptions.lower(`options`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_traceless_sdk_fn_free_tracelessclient(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_traceless_sdk_fn_clone_tracelessclient(handle, status)
+        }
+    }
+
+    
+    /**
+     * Buys `count` upload tokens with the authority's code; returns how many.
+     */
+    @Throws(TracelessException::class)override fun `buyTokens`(`sdk`: TracelessSdk, `code`: kotlin.ByteArray, `count`: kotlin.UInt): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),
+        FfiConverterByteArray.lower(`code`),
+        FfiConverterUInt.lower(`count`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Sends a dummy upload through the relay if one is due at `now` (unix
+     * seconds); returns whether it sent one.
+     */
+    @Throws(TracelessException::class)override fun `runDummySchedule`(`sdk`: TracelessSdk, `now`: kotlin.ULong): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),
+        FfiConverterULong.lower(`now`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Downloads and syncs every new batch and newer day filter.
+     */
+    @Throws(TracelessException::class)override fun `sync`(`sdk`: TracelessSdk): NetworkSync {
+            return FfiConverterTypeNetworkSync.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Seals a positive diagnosis with one token and posts it through the relay.
+     */
+    @Throws(TracelessException::class)override fun `uploadDiagnosis`(`sdk`: TracelessSdk, `onsetDay`: kotlin.UInt, `excludeDays`: List<kotlin.UInt>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),
+        FfiConverterUInt.lower(`onsetDay`),
+        FfiConverterSequenceUInt.lower(`excludeDays`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTracelessClient: FfiConverter<TracelessClient, Long> {
+    override fun lower(value: TracelessClient): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): TracelessClient {
+        return TracelessClient(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): TracelessClient {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: TracelessClient) = 8UL
+
+    override fun write(value: TracelessClient, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * One phone's Traceless state: thread-safe, closed explicitly or when dropped.
  */
 public interface TracelessSdkInterface {
@@ -1780,12 +2203,6 @@ public interface TracelessSdkInterface {
      * The 20 bytes to broadcast now (service data of UUID 0xFD6F).
      */
     fun `advertisement`(): kotlin.ByteArray
-    
-    /**
-     * Makes everything durable and releases the store; later calls fail with
-     * `Closed`. Closing twice is harmless.
-     */
-    fun `close`()
     
     /**
      * The highest batch sequence synced from `origin`: list batches after it.
@@ -1842,6 +2259,13 @@ public interface TracelessSdkInterface {
      * ended interval minus those overlapping `exclude`.
      */
     fun `sealedFilterUpload`(`gatewayKey`: kotlin.ByteArray, `onsetDay`: kotlin.UInt, `exclude`: List<TimeRange>): kotlin.ByteArray
+    
+    /**
+     * Makes everything durable and releases the store; later calls fail with
+     * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+     * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+     */
+    fun `shutdown`()
     
     /**
      * Counts about the store.
@@ -2008,23 +2432,6 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     }
     )
     }
-    
-
-    
-    /**
-     * Makes everything durable and releases the store; later calls fail with
-     * `Closed`. Closing twice is harmless.
-     */
-    @Throws(TracelessException::class)override fun `close`()
-        = 
-    callWithHandle {
-    uniffiRustCallWithError(TracelessException) { _status ->
-    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_close(
-        it,
-        _status)
-}
-    }
-    
     
 
     
@@ -2213,6 +2620,24 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Makes everything durable and releases the store; later calls fail with
+     * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+     * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+     */
+    @Throws(TracelessException::class)override fun `shutdown`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown(
+        it,
+        _status)
+}
+    }
+    
     
 
     
@@ -2440,6 +2865,101 @@ public object FfiConverterTypeTracelessSdk: FfiConverter<TracelessSdk, Long> {
 
 
 /**
+ * Where the network client goes and how it retries.
+ */
+data class ClientOptions (
+    /**
+     * Base URL of the node to download batches and filters from.
+     */
+    var `downloadNode`: kotlin.String
+    , 
+    /**
+     * Base URL of the relay for sealed uploads (not the gateway, not the download node).
+     */
+    var `relay`: kotlin.String
+    , 
+    /**
+     * Base URL of the authority's gateway (keys, token issuer).
+     */
+    var `gateway`: kotlin.String
+    , 
+    /**
+     * The authority's origin.
+     */
+    var `origin`: kotlin.String
+    , 
+    /**
+     * Per request, milliseconds.
+     */
+    var `timeoutMs`: kotlin.ULong
+    , 
+    /**
+     * Retries after the first attempt (transport errors, 429, 5xx).
+     */
+    var `retries`: kotlin.UInt
+    , 
+    /**
+     * Wait before the first retry, milliseconds; doubled each time.
+     */
+    var `backoffMs`: kotlin.ULong
+    , 
+    /**
+     * DER certificates to trust instead of the Web PKI roots (empty: the roots).
+     */
+    var `pinnedCertificates`: List<kotlin.ByteArray>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeClientOptions: FfiConverterRustBuffer<ClientOptions> {
+    override fun read(buf: ByteBuffer): ClientOptions {
+        return ClientOptions(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceByteArray.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ClientOptions) = (
+            FfiConverterString.allocationSize(value.`downloadNode`) +
+            FfiConverterString.allocationSize(value.`relay`) +
+            FfiConverterString.allocationSize(value.`gateway`) +
+            FfiConverterString.allocationSize(value.`origin`) +
+            FfiConverterULong.allocationSize(value.`timeoutMs`) +
+            FfiConverterUInt.allocationSize(value.`retries`) +
+            FfiConverterULong.allocationSize(value.`backoffMs`) +
+            FfiConverterSequenceByteArray.allocationSize(value.`pinnedCertificates`)
+    )
+
+    override fun write(value: ClientOptions, buf: ByteBuffer) {
+            FfiConverterString.write(value.`downloadNode`, buf)
+            FfiConverterString.write(value.`relay`, buf)
+            FfiConverterString.write(value.`gateway`, buf)
+            FfiConverterString.write(value.`origin`, buf)
+            FfiConverterULong.write(value.`timeoutMs`, buf)
+            FfiConverterUInt.write(value.`retries`, buf)
+            FfiConverterULong.write(value.`backoffMs`, buf)
+            FfiConverterSequenceByteArray.write(value.`pinnedCertificates`, buf)
+    }
+}
+
+
+
+/**
  * One day of exposure, all the app learns: no token, key or time.
  */
 data class ExposureDay (
@@ -2505,6 +3025,77 @@ public object FfiConverterTypeExposureDay: FfiConverterRustBuffer<ExposureDay> {
             FfiConverterDouble.write(value.`weightedMinutes`, buf)
             FfiConverterDouble.write(value.`score`, buf)
             FfiConverterBoolean.write(value.`highRisk`, buf)
+    }
+}
+
+
+
+/**
+ * What one network sync did.
+ */
+data class NetworkSync (
+    /**
+     * Batches synced.
+     */
+    var `batches`: kotlin.ULong
+    , 
+    /**
+     * Day filters synced.
+     */
+    var `filters`: kotlin.ULong
+    , 
+    /**
+     * Keys and filter entries matched.
+     */
+    var `keys`: kotlin.ULong
+    , 
+    /**
+     * New exposure windows.
+     */
+    var `newWindows`: kotlin.ULong
+    , 
+    /**
+     * Downloads the SDK rejected and skipped.
+     */
+    var `rejected`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNetworkSync: FfiConverterRustBuffer<NetworkSync> {
+    override fun read(buf: ByteBuffer): NetworkSync {
+        return NetworkSync(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: NetworkSync) = (
+            FfiConverterULong.allocationSize(value.`batches`) +
+            FfiConverterULong.allocationSize(value.`filters`) +
+            FfiConverterULong.allocationSize(value.`keys`) +
+            FfiConverterULong.allocationSize(value.`newWindows`) +
+            FfiConverterULong.allocationSize(value.`rejected`)
+    )
+
+    override fun write(value: NetworkSync, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`batches`, buf)
+            FfiConverterULong.write(value.`filters`, buf)
+            FfiConverterULong.write(value.`keys`, buf)
+            FfiConverterULong.write(value.`newWindows`, buf)
+            FfiConverterULong.write(value.`rejected`, buf)
     }
 }
 
@@ -2674,10 +3265,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * What failed.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2688,10 +3279,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * What is damaged.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2773,10 +3364,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * Which cap.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2788,10 +3379,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * What was wrong with it.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2802,10 +3393,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * Which one.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2816,10 +3407,10 @@ sealed class TracelessException: kotlin.Exception() {
         /**
          * Which argument and why.
          */
-        val `message`: kotlin.String
+        val `reason`: kotlin.String
         ) : TracelessException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "reason=${ `reason` }"
     }
     
     /**
@@ -2829,6 +3420,39 @@ sealed class TracelessException: kotlin.Exception() {
         ) : TracelessException() {
         override val message
             get() = ""
+    }
+    
+    /**
+     * The network client got no answer after its retries.
+     */
+    class Network(
+        
+        /**
+         * The URL and what went wrong.
+         */
+        val `reason`: kotlin.String
+        ) : TracelessException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A node answered the network client with an unexpected status.
+     */
+    class Http(
+        
+        /**
+         * The HTTP status.
+         */
+        val `status`: kotlin.UShort, 
+        
+        /**
+         * The URL and the start of the answer.
+         */
+        val `reason`: kotlin.String
+        ) : TracelessException() {
+        override val message
+            get() = "status=${ `status` }, reason=${ `reason` }"
     }
     
 
@@ -2883,6 +3507,13 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
                 FfiConverterString.read(buf),
                 )
             11 -> TracelessException.Closed()
+            12 -> TracelessException.Network(
+                FfiConverterString.read(buf),
+                )
+            13 -> TracelessException.Http(
+                FfiConverterUShort.read(buf),
+                FfiConverterString.read(buf),
+                )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
         }
     }
@@ -2892,12 +3523,12 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
             is TracelessException.Storage -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.Corrupt -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.WrongMasterKey -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -2925,26 +3556,37 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
             is TracelessException.OverCapacity -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.Rejected -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.AlreadySynced -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.InvalidArgument -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.Closed -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+            )
+            is TracelessException.Network -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is TracelessException.Http -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterUShort.allocationSize(value.`status`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
         }
     }
@@ -2953,12 +3595,12 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
         when(value) {
             is TracelessException.Storage -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.Corrupt -> {
                 buf.putInt(2)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.WrongMasterKey -> {
@@ -2986,26 +3628,37 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
             }
             is TracelessException.OverCapacity -> {
                 buf.putInt(7)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.Rejected -> {
                 buf.putInt(8)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.AlreadySynced -> {
                 buf.putInt(9)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.InvalidArgument -> {
                 buf.putInt(10)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.Closed -> {
                 buf.putInt(11)
+                Unit
+            }
+            is TracelessException.Network -> {
+                buf.putInt(12)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is TracelessException.Http -> {
+                buf.putInt(13)
+                FfiConverterUShort.write(value.`status`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -3101,6 +3754,34 @@ public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterUInt.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceByteArray: FfiConverterRustBuffer<List<kotlin.ByteArray>> {
+    override fun read(buf: ByteBuffer): List<kotlin.ByteArray> {
+        val len = buf.getInt()
+        return List<kotlin.ByteArray>(len) {
+            FfiConverterByteArray.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.ByteArray>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterByteArray.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.ByteArray>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterByteArray.write(it, buf)
         }
     }
 }

@@ -481,6 +481,22 @@ fileprivate struct FfiConverterInt8: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -795,6 +811,209 @@ public func FfiConverterTypeManualClock_lower(_ value: ManualClock) -> UInt64 {
 
 
 /**
+ * The host's network client: sync, tokens, sealed uploads, dummies.
+ */
+public protocol TracelessClientProtocol: AnyObject, Sendable {
+    
+    /**
+     * Buys `count` upload tokens with the authority's code; returns how many.
+     */
+    func buyTokens(sdk: TracelessSdk, code: Data, count: UInt32) throws  -> UInt32
+    
+    /**
+     * Sends a dummy upload through the relay if one is due at `now` (unix
+     * seconds); returns whether it sent one.
+     */
+    func runDummySchedule(sdk: TracelessSdk, now: UInt64) throws  -> Bool
+    
+    /**
+     * Downloads and syncs every new batch and newer day filter.
+     */
+    func sync(sdk: TracelessSdk) throws  -> NetworkSync
+    
+    /**
+     * Seals a positive diagnosis with one token and posts it through the relay.
+     */
+    func uploadDiagnosis(sdk: TracelessSdk, onsetDay: UInt32, excludeDays: [UInt32]) throws 
+    
+}
+/**
+ * The host's network client: sync, tokens, sealed uploads, dummies.
+ */
+open class TracelessClient: TracelessClientProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_traceless_sdk_fn_clone_tracelessclient(self.handle, $0) }
+    }
+    /**
+     * A client for `options`; `InvalidArgument` if the relay is the gateway or
+     * the download node.
+     */
+public convenience init(options: ClientOptions)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_constructor_tracelessclient_new(
+        FfiConverterTypeClientOptions_lower(options),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_traceless_sdk_fn_free_tracelessclient(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Buys `count` upload tokens with the authority's code; returns how many.
+     */
+open func buyTokens(sdk: TracelessSdk, code: Data, count: UInt32)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_buy_tokens(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),
+        FfiConverterData.lower(code),
+        FfiConverterUInt32.lower(count),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Sends a dummy upload through the relay if one is due at `now` (unix
+     * seconds); returns whether it sent one.
+     */
+open func runDummySchedule(sdk: TracelessSdk, now: UInt64)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),
+        FfiConverterUInt64.lower(now),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Downloads and syncs every new batch and newer day filter.
+     */
+open func sync(sdk: TracelessSdk)throws  -> NetworkSync  {
+    return try  FfiConverterTypeNetworkSync_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_sync(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Seals a positive diagnosis with one token and posts it through the relay.
+     */
+open func uploadDiagnosis(sdk: TracelessSdk, onsetDay: UInt32, excludeDays: [UInt32])throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),
+        FfiConverterUInt32.lower(onsetDay),
+        FfiConverterSequenceUInt32.lower(excludeDays),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTracelessClient: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = TracelessClient
+
+    public static func lift(_ handle: UInt64) throws -> TracelessClient {
+        return TracelessClient(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: TracelessClient) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TracelessClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TracelessClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTracelessClient_lift(_ handle: UInt64) throws -> TracelessClient {
+    return try FfiConverterTypeTracelessClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTracelessClient_lower(_ value: TracelessClient) -> UInt64 {
+    return FfiConverterTypeTracelessClient.lower(value)
+}
+
+
+
+
+
+
+/**
  * One phone's Traceless state: thread-safe, closed explicitly or when dropped.
  */
 public protocol TracelessSdkProtocol: AnyObject, Sendable {
@@ -803,12 +1022,6 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      * The 20 bytes to broadcast now (service data of UUID 0xFD6F).
      */
     func advertisement() throws  -> Data
-    
-    /**
-     * Makes everything durable and releases the store; later calls fail with
-     * `Closed`. Closing twice is harmless.
-     */
-    func close() throws 
     
     /**
      * The highest batch sequence synced from `origin`: list batches after it.
@@ -865,6 +1078,13 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      * ended interval minus those overlapping `exclude`.
      */
     func sealedFilterUpload(gatewayKey: Data, onsetDay: UInt32, exclude: [TimeRange]) throws  -> Data
+    
+    /**
+     * Makes everything durable and releases the store; later calls fail with
+     * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+     * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+     */
+    func shutdown() throws 
     
     /**
      * Counts about the store.
@@ -1007,18 +1227,6 @@ open func advertisement()throws  -> Data  {
 }
     
     /**
-     * Makes everything durable and releases the store; later calls fail with
-     * `Closed`. Closing twice is harmless.
-     */
-open func close()throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
-        uniffiCallStatus in
-    uniffi_traceless_sdk_fn_method_tracelesssdk_close(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
 open func cursor(origin: String)throws  -> UInt64?  {
@@ -1154,6 +1362,19 @@ open func sealedFilterUpload(gatewayKey: Data, onsetDay: UInt32, exclude: [TimeR
         FfiConverterSequenceTypeTimeRange.lower(exclude),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Makes everything durable and releases the store; later calls fail with
+     * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+     * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+     */
+open func shutdown()throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -1315,6 +1536,135 @@ public func FfiConverterTypeTracelessSdk_lower(_ value: TracelessSdk) -> UInt64 
 
 
 /**
+ * Where the network client goes and how it retries.
+ */
+public struct ClientOptions: Equatable, Hashable {
+    /**
+     * Base URL of the node to download batches and filters from.
+     */
+    public var downloadNode: String
+    /**
+     * Base URL of the relay for sealed uploads (not the gateway, not the download node).
+     */
+    public var relay: String
+    /**
+     * Base URL of the authority's gateway (keys, token issuer).
+     */
+    public var gateway: String
+    /**
+     * The authority's origin.
+     */
+    public var origin: String
+    /**
+     * Per request, milliseconds.
+     */
+    public var timeoutMs: UInt64
+    /**
+     * Retries after the first attempt (transport errors, 429, 5xx).
+     */
+    public var retries: UInt32
+    /**
+     * Wait before the first retry, milliseconds; doubled each time.
+     */
+    public var backoffMs: UInt64
+    /**
+     * DER certificates to trust instead of the Web PKI roots (empty: the roots).
+     */
+    public var pinnedCertificates: [Data]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Base URL of the node to download batches and filters from.
+         */downloadNode: String, 
+        /**
+         * Base URL of the relay for sealed uploads (not the gateway, not the download node).
+         */relay: String, 
+        /**
+         * Base URL of the authority's gateway (keys, token issuer).
+         */gateway: String, 
+        /**
+         * The authority's origin.
+         */origin: String, 
+        /**
+         * Per request, milliseconds.
+         */timeoutMs: UInt64, 
+        /**
+         * Retries after the first attempt (transport errors, 429, 5xx).
+         */retries: UInt32, 
+        /**
+         * Wait before the first retry, milliseconds; doubled each time.
+         */backoffMs: UInt64, 
+        /**
+         * DER certificates to trust instead of the Web PKI roots (empty: the roots).
+         */pinnedCertificates: [Data]) {
+        self.downloadNode = downloadNode
+        self.relay = relay
+        self.gateway = gateway
+        self.origin = origin
+        self.timeoutMs = timeoutMs
+        self.retries = retries
+        self.backoffMs = backoffMs
+        self.pinnedCertificates = pinnedCertificates
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ClientOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeClientOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ClientOptions {
+        return
+            try ClientOptions(
+                downloadNode: FfiConverterString.read(from: &buf), 
+                relay: FfiConverterString.read(from: &buf), 
+                gateway: FfiConverterString.read(from: &buf), 
+                origin: FfiConverterString.read(from: &buf), 
+                timeoutMs: FfiConverterUInt64.read(from: &buf), 
+                retries: FfiConverterUInt32.read(from: &buf), 
+                backoffMs: FfiConverterUInt64.read(from: &buf), 
+                pinnedCertificates: FfiConverterSequenceData.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ClientOptions, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.downloadNode, into: &buf)
+        FfiConverterString.write(value.relay, into: &buf)
+        FfiConverterString.write(value.gateway, into: &buf)
+        FfiConverterString.write(value.origin, into: &buf)
+        FfiConverterUInt64.write(value.timeoutMs, into: &buf)
+        FfiConverterUInt32.write(value.retries, into: &buf)
+        FfiConverterUInt64.write(value.backoffMs, into: &buf)
+        FfiConverterSequenceData.write(value.pinnedCertificates, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeClientOptions_lift(_ buf: RustBuffer) throws -> ClientOptions {
+    return try FfiConverterTypeClientOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeClientOptions_lower(_ value: ClientOptions) -> RustBuffer {
+    return FfiConverterTypeClientOptions.lower(value)
+}
+
+
+/**
  * One day of exposure, all the app learns: no token, key or time.
  */
 public struct ExposureDay: Equatable, Hashable {
@@ -1410,6 +1760,105 @@ public func FfiConverterTypeExposureDay_lift(_ buf: RustBuffer) throws -> Exposu
 #endif
 public func FfiConverterTypeExposureDay_lower(_ value: ExposureDay) -> RustBuffer {
     return FfiConverterTypeExposureDay.lower(value)
+}
+
+
+/**
+ * What one network sync did.
+ */
+public struct NetworkSync: Equatable, Hashable {
+    /**
+     * Batches synced.
+     */
+    public var batches: UInt64
+    /**
+     * Day filters synced.
+     */
+    public var filters: UInt64
+    /**
+     * Keys and filter entries matched.
+     */
+    public var keys: UInt64
+    /**
+     * New exposure windows.
+     */
+    public var newWindows: UInt64
+    /**
+     * Downloads the SDK rejected and skipped.
+     */
+    public var rejected: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Batches synced.
+         */batches: UInt64, 
+        /**
+         * Day filters synced.
+         */filters: UInt64, 
+        /**
+         * Keys and filter entries matched.
+         */keys: UInt64, 
+        /**
+         * New exposure windows.
+         */newWindows: UInt64, 
+        /**
+         * Downloads the SDK rejected and skipped.
+         */rejected: UInt64) {
+        self.batches = batches
+        self.filters = filters
+        self.keys = keys
+        self.newWindows = newWindows
+        self.rejected = rejected
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension NetworkSync: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkSync: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkSync {
+        return
+            try NetworkSync(
+                batches: FfiConverterUInt64.read(from: &buf), 
+                filters: FfiConverterUInt64.read(from: &buf), 
+                keys: FfiConverterUInt64.read(from: &buf), 
+                newWindows: FfiConverterUInt64.read(from: &buf), 
+                rejected: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: NetworkSync, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.batches, into: &buf)
+        FfiConverterUInt64.write(value.filters, into: &buf)
+        FfiConverterUInt64.write(value.keys, into: &buf)
+        FfiConverterUInt64.write(value.newWindows, into: &buf)
+        FfiConverterUInt64.write(value.rejected, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkSync_lift(_ buf: RustBuffer) throws -> NetworkSync {
+    return try FfiConverterTypeNetworkSync.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkSync_lower(_ value: NetworkSync) -> RustBuffer {
+    return FfiConverterTypeNetworkSync.lower(value)
 }
 
 
@@ -1644,7 +2093,7 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case Storage(
         /**
          * What failed.
-         */message: String
+         */reason: String
     )
     /**
      * The store exists but is damaged.
@@ -1652,7 +2101,7 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case Corrupt(
         /**
          * What is damaged.
-         */message: String
+         */reason: String
     )
     /**
      * The master key is not the one the store was created with.
@@ -1700,7 +2149,7 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case OverCapacity(
         /**
          * Which cap.
-         */message: String
+         */reason: String
     )
     /**
      * A download (batch, filter, export file, issuer answer) was rejected:
@@ -1709,7 +2158,7 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case Rejected(
         /**
          * What was wrong with it.
-         */message: String
+         */reason: String
     )
     /**
      * The batch or export file was already synced.
@@ -1717,7 +2166,7 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case AlreadySynced(
         /**
          * Which one.
-         */message: String
+         */reason: String
     )
     /**
      * An argument is out of its range.
@@ -1725,12 +2174,31 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case InvalidArgument(
         /**
          * Which argument and why.
-         */message: String
+         */reason: String
     )
     /**
      * The handle was closed; open a new one.
      */
     case Closed
+    /**
+     * The network client got no answer after its retries.
+     */
+    case Network(
+        /**
+         * The URL and what went wrong.
+         */reason: String
+    )
+    /**
+     * A node answered the network client with an unexpected status.
+     */
+    case Http(
+        /**
+         * The HTTP status.
+         */status: UInt16, 
+        /**
+         * The URL and the start of the answer.
+         */reason: String
+    )
 
     
 
@@ -1761,10 +2229,10 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
 
         
         case 1: return .Storage(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 2: return .Corrupt(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 3: return .WrongMasterKey
         case 4: return .Advertisement(
@@ -1781,18 +2249,25 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
             days: try FfiConverterUInt32.read(from: &buf)
             )
         case 7: return .OverCapacity(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 8: return .Rejected(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 9: return .AlreadySynced(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 10: return .InvalidArgument(
-            message: try FfiConverterString.read(from: &buf)
+            reason: try FfiConverterString.read(from: &buf)
             )
         case 11: return .Closed
+        case 12: return .Network(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 13: return .Http(
+            status: try FfiConverterUInt16.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
 
          default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1805,14 +2280,14 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
 
         
         
-        case let .Storage(message):
+        case let .Storage(reason):
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Corrupt(message):
+        case let .Corrupt(reason):
             writeInt(&buf, Int32(2))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
         case .WrongMasterKey:
@@ -1838,29 +2313,40 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
             FfiConverterUInt32.write(days, into: &buf)
             
         
-        case let .OverCapacity(message):
+        case let .OverCapacity(reason):
             writeInt(&buf, Int32(7))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Rejected(message):
+        case let .Rejected(reason):
             writeInt(&buf, Int32(8))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
-        case let .AlreadySynced(message):
+        case let .AlreadySynced(reason):
             writeInt(&buf, Int32(9))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
-        case let .InvalidArgument(message):
+        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(10))
-            FfiConverterString.write(message, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
         case .Closed:
             writeInt(&buf, Int32(11))
         
+        
+        case let .Network(reason):
+            writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Http(status,reason):
+            writeInt(&buf, Int32(13))
+            FfiConverterUInt16.write(status, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
         }
     }
 }
@@ -1956,6 +2442,31 @@ fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceData: FfiConverterRustBuffer {
+    typealias SwiftType = [Data]
+
+    public static func write(_ value: [Data], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterData.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Data] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Data]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterData.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeExposureDay: FfiConverterRustBuffer {
     typealias SwiftType = [ExposureDay]
 
@@ -2030,9 +2541,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() != 20338) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_close() != 55114) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2063,6 +2571,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() != 64761) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() != 33392) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_status() != 13126) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2087,6 +2598,18 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() != 24342) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() != 23781) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() != 2545) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() != 40297) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_constructor_manualclock_new() != 53067) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2094,6 +2617,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open_with_clock() != 15708) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_constructor_tracelessclient_new() != 33254) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -4,15 +4,16 @@
 //! may call it from any thread (calls on one handle run one at a time, as the C
 //! ABI's do). Every failure is a [`TracelessError`] that keeps the reason's kind
 //! (Kotlin: a `TracelessException` subclass; Swift: a thrown `TracelessError`);
-//! a handle used after [`TracelessSdk::close`] fails with
+//! a handle used after [`TracelessSdk::shutdown`] fails with
 //! [`TracelessError::Closed`] instead of touching freed memory. The foreign side
 //! never sees a pointer it must free: UniFFI's generated code owns the handle.
 //!
 //! This module is allowed `unsafe` (the crate only denies it) because UniFFI's
 //! macros emit the `extern "C"` scaffolding functions the generated code calls;
-//! the module itself contains no `unsafe` block. Regenerate the checked-in
-//! bindings after changing it: `TRACELESS_BLESS=1 cargo test -p traceless-sdk
-//! --test bindings_fresh`.
+//! the module itself contains no `unsafe` block. With the `client` feature the
+//! network client is bound too ([`client`]); the checked-in bindings are
+//! generated with it. Regenerate them after changing either: `TRACELESS_BLESS=1
+//! cargo test -p traceless-sdk --features client --test bindings_fresh`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,22 +25,25 @@ use traceless_protocol::{DaySummary, SharedClock, SystemClock, TokenPublicKey};
 use crate::sync::SyncReport;
 use crate::{MasterKey, Sdk, SdkConfig, SdkError, Status};
 
+#[cfg(feature = "client")]
+mod client;
+
 uniffi::setup_scaffolding!("traceless_sdk");
 
 /// Why a call failed. Nothing is stored when a call fails.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum TracelessError {
     /// The files directory could not be read or written.
-    #[error("storage: {message}")]
+    #[error("storage: {reason}")]
     Storage {
         /// What failed.
-        message: String,
+        reason: String,
     },
     /// The store exists but is damaged.
-    #[error("database is corrupted: {message}")]
+    #[error("database is corrupted: {reason}")]
     Corrupt {
         /// What is damaged.
-        message: String,
+        reason: String,
     },
     /// The master key is not the one the store was created with.
     #[error("the master key does not open this database")]
@@ -71,41 +75,55 @@ pub enum TracelessError {
         days: u32,
     },
     /// A storage cap was reached; the advertisement was dropped.
-    #[error("sighting dropped: {message}")]
+    #[error("sighting dropped: {reason}")]
     OverCapacity {
         /// Which cap.
-        message: String,
+        reason: String,
     },
     /// A download (batch, filter, export file, issuer answer) was rejected:
     /// malformed, untrusted, badly signed or expired.
-    #[error("rejected: {message}")]
+    #[error("rejected: {reason}")]
     Rejected {
         /// What was wrong with it.
-        message: String,
+        reason: String,
     },
     /// The batch or export file was already synced.
-    #[error("already synced: {message}")]
+    #[error("already synced: {reason}")]
     AlreadySynced {
         /// Which one.
-        message: String,
+        reason: String,
     },
     /// An argument is out of its range.
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {reason}")]
     InvalidArgument {
         /// Which argument and why.
-        message: String,
+        reason: String,
     },
     /// The handle was closed; open a new one.
     #[error("the SDK handle is closed")]
     Closed,
+    /// The network client got no answer after its retries.
+    #[error("network: {reason}")]
+    Network {
+        /// The URL and what went wrong.
+        reason: String,
+    },
+    /// A node answered the network client with an unexpected status.
+    #[error("HTTP {status}: {reason}")]
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The URL and the start of the answer.
+        reason: String,
+    },
 }
 
 impl From<SdkError> for TracelessError {
     fn from(e: SdkError) -> Self {
-        let message = e.to_string();
+        let reason = e.to_string();
         match e {
-            SdkError::Storage(_) => Self::Storage { message },
-            SdkError::Corrupt(_) => Self::Corrupt { message },
+            SdkError::Storage(_) => Self::Storage { reason },
+            SdkError::Corrupt(_) => Self::Corrupt { reason },
             SdkError::WrongMasterKey => Self::WrongMasterKey,
             SdkError::Advertisement(len) => Self::Advertisement { len: len as u64 },
             SdkError::InFuture { what, at, now } => Self::InFuture {
@@ -118,19 +136,17 @@ impl From<SdkError> for TracelessError {
                 at,
                 days,
             },
-            SdkError::OverCapacity(cap) => Self::OverCapacity {
-                message: cap.into(),
-            },
-            SdkError::Rejected(_) => Self::Rejected { message },
-            SdkError::AlreadySynced(_) => Self::AlreadySynced { message },
-            SdkError::InvalidArgument(_) => Self::InvalidArgument { message },
+            SdkError::OverCapacity(cap) => Self::OverCapacity { reason: cap.into() },
+            SdkError::Rejected(_) => Self::Rejected { reason },
+            SdkError::AlreadySynced(_) => Self::AlreadySynced { reason },
+            SdkError::InvalidArgument(_) => Self::InvalidArgument { reason },
         }
     }
 }
 
 fn invalid(message: impl Into<String>) -> TracelessError {
     TracelessError::InvalidArgument {
-        message: message.into(),
+        reason: message.into(),
     }
 }
 
@@ -275,10 +291,7 @@ impl TracelessSdk {
     }
 
     /// Runs `f` on the open SDK and converts its error.
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Sdk) -> crate::Result<T>,
-    ) -> Result<T, TracelessError> {
+    fn with<T>(&self, f: impl FnOnce(&mut Sdk) -> crate::Result<T>) -> Result<T, TracelessError> {
         let mut guard = self.sdk()?;
         let sdk = guard.as_mut().ok_or(TracelessError::Closed)?;
         Ok(f(sdk)?)
@@ -305,8 +318,9 @@ impl TracelessSdk {
     }
 
     /// Makes everything durable and releases the store; later calls fail with
-    /// `Closed`. Closing twice is harmless.
-    pub fn close(&self) -> Result<(), TracelessError> {
+    /// `Closed`. Shutting down twice is harmless. (Not `close`: that is the
+    /// generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
+    pub fn shutdown(&self) -> Result<(), TracelessError> {
         let mut guard = self.inner.lock().map_err(|_| TracelessError::Closed)?;
         if let Some(sdk) = guard.take() {
             sdk.flush()?;
