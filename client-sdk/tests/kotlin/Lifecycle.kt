@@ -69,12 +69,14 @@ fun main(args: Array<String>) {
     val bobDir = File(filesDir, "bob").path
     val alice = TracelessSdk.openWithClock(File(filesDir, "alice").path, aliceKey, clock)
     var bob = TracelessSdk.openWithClock(bobDir, bobKey, clock)
+    val carol = TracelessSdk.openWithClock(File(filesDir, "carol").path, Random.nextBytes(32), clock)
 
     // Bob hears Alice for half an hour.
     repeat(8) {
         val ad = alice.advertisement()
         check(ad.size == 20) { "advertisement is ${ad.size} bytes" }
         bob.recordSighting(ad, -58, null, clock.now())
+        carol.recordSighting(ad, -58, null, clock.now())
         clock.advance(240UL)
     }
 
@@ -122,6 +124,21 @@ fun main(args: Array<String>) {
     check(days[0].minutes >= 20.0 && days[0].minutes <= 40.0) { "minutes: ${days[0].minutes}" }
     check(alice.exposureSummary().isEmpty()) { "alice heard nobody" }
 
+    // Carol lets the SDK's network client do the host's part: it downloads from
+    // the gateway and posts through the relay, never the same node.
+    val options = ClientOptions(gateway, relay, gateway, origin, 10_000UL, 2u, 20UL, emptyList())
+    val net = TracelessClient(options)
+    carol.trustAuthority(origin, 1u, hex(authorityKey))
+    val totals = net.sync(carol)
+    check(totals.batches >= 1UL && totals.rejected == 0UL) { "client sync: $totals" }
+    check(carol.exposureSummary().map { it.day } == listOf(day)) { "carol: ${carol.exposureSummary()}" }
+    check(net.sync(carol).batches == 0UL) { "the cursor skips what was synced" }
+    check(net.runDummySchedule(carol, carol.nextDummyUploadAt())) { "a due dummy was not sent" }
+    expect<TracelessException.InvalidArgument>("a relay that is the gateway") {
+        TracelessClient(options.copy(relay = gateway))
+    }
+    carol.shutdown()
+
     // Cover traffic: a dummy looks like the real upload to the relay.
     check(bob.nextDummyUploadAt() >= clock.now()) { "the next dummy is in the past" }
     val dummy = bob.sealedDummyUpload(sealKey)
@@ -138,7 +155,7 @@ fun main(args: Array<String>) {
         bob.recordSighting(ByteArray(20), -60, null, clock.now() + 86_400UL)
     }
     expect<TracelessException.InvalidArgument>("a 31-byte master key") {
-        TracelessSdk.openWithClock(File(filesDir, "carol").path, ByteArray(31), clock)
+        TracelessSdk.openWithClock(File(filesDir, "dave").path, ByteArray(31), clock)
     }
     expect<TracelessException.InvalidArgument>("a short authority key") { bob.trustAuthority(origin, 1u, ByteArray(3)) }
     expect<TracelessException.InvalidArgument>("a short gateway key") { bob.sealedDummyUpload(ByteArray(31)) }
