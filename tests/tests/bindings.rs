@@ -194,3 +194,143 @@ fn python_walks_the_lifecycle_against_real_nodes() {
         .env("PYTHONPATH", &out);
     run_lifecycle(python);
 }
+
+/// Sync rate through Kotlin/JNA against the same sync in Rust, in one run: 14
+/// signed daily batches of 2,000 keys each against 2,000 stored sightings, on
+/// disk, both on the library this test run built. Prints both and the ratio.
+/// Run: `cargo test -p traceless-tests --test bindings -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints the Kotlin-vs-Rust sync ratio"]
+fn kotlin_sync_rate_against_rust() {
+    use rand::{Rng, RngCore};
+    use std::sync::Arc;
+    use traceless_protocol::{Batch, DiagnosisKey, ManualClock, Tek};
+    use traceless_sdk::{MasterKey, Sdk, SdkConfig};
+
+    if !have("kotlinc") || !have("java") {
+        return;
+    }
+    const FIRST_DAY: u32 = 20_400;
+    const DAYS: u32 = 14;
+    const KEYS_PER_DAY: usize = 2_000;
+    const SIGHTINGS: usize = 2_000;
+    let now = u64::from(FIRST_DAY + DAYS) * 86_400 + 3_600;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = rand::thread_rng();
+    let mut sightings = Vec::new();
+    for _ in 0..SIGHTINGS {
+        let mut payload = [0u8; 20];
+        rng.fill_bytes(&mut payload);
+        let at = u64::from(FIRST_DAY) * 86_400 + rng.gen_range(0..u64::from(DAYS) * 86_400);
+        sightings.push((payload, at));
+    }
+    let lines: Vec<String> = sightings
+        .iter()
+        .map(|(p, at)| format!("{} {at}", hex::encode(p)))
+        .collect();
+    std::fs::write(data.join("sightings.txt"), lines.join("\n")).unwrap();
+    let authority = traceless_protocol::AuthorityKey::generate(ORIGIN, 1);
+    let mut batches = Vec::new();
+    for (i, day) in (FIRST_DAY..FIRST_DAY + DAYS).enumerate() {
+        let keys = (0..KEYS_PER_DAY)
+            .map(|_| {
+                let mut tek = [0u8; 16];
+                rng.fill_bytes(&mut tek);
+                DiagnosisKey {
+                    tek: Tek(tek),
+                    rolling_start: day * 144,
+                    rolling_period: 144,
+                    transmission_risk: 3,
+                    days_since_onset: 0,
+                }
+            })
+            .collect();
+        let batch = Batch {
+            origin: ORIGIN.into(),
+            sequence: i as u64 + 1,
+            created_at: now - 60,
+            day,
+            keys,
+        };
+        let bytes = batch.sign(&authority).unwrap().encode();
+        std::fs::write(data.join(format!("batch-{i:03}.bin")), &bytes).unwrap();
+        batches.push(bytes);
+    }
+    let authority_hex = hex::encode(authority.verifying_key().to_bytes());
+
+    // Rust, in process.
+    let mut sdk = Sdk::open(
+        &tmp.path().join("rust-phone"),
+        &MasterKey([7; 32]),
+        SdkConfig::default(),
+        Arc::new(ManualClock::new(now)),
+    )
+    .unwrap();
+    sdk.trust_authority(ORIGIN, 1, authority.verifying_key());
+    for (payload, at) in &sightings {
+        sdk.record_sighting(payload, -60, None, *at).unwrap();
+    }
+    let started = Instant::now();
+    let keys: usize = batches
+        .iter()
+        .map(|b| sdk.sync_batch(b).unwrap().keys)
+        .sum();
+    let rust_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(keys, KEYS_PER_DAY * DAYS as usize);
+    drop(sdk);
+
+    // Kotlin on the JVM through JNA, same data.
+    let sdk_dir = repo().join("client-sdk");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kotlin-bench");
+    std::fs::create_dir_all(&out).unwrap();
+    let jar = out.join("bench.jar");
+    let jna = std::env::var("JNA_JAR").unwrap_or_else(|_| "/usr/share/java/jna.jar".into());
+    let status = Command::new("kotlinc")
+        .arg(sdk_dir.join("bindings/kotlin/uniffi/traceless_sdk/traceless_sdk.kt"))
+        .arg(sdk_dir.join("tests/kotlin/SyncBench.kt"))
+        .args(["-nowarn", "-include-runtime", "-cp", &jna, "-d"])
+        .arg(&jar)
+        .status()
+        .unwrap();
+    assert!(status.success(), "kotlinc failed");
+    let output = Command::new("java")
+        .arg(format!("-Djna.library.path={}", library_dir().display()))
+        .arg("-cp")
+        .arg(format!("{}:{jna}", jar.display()))
+        .arg("SyncBenchKt")
+        .args([
+            data.to_str().unwrap(),
+            ORIGIN,
+            &authority_hex,
+            &now.to_string(),
+        ])
+        .arg(tmp.path().join("kotlin-phone"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("KEYS ") as usize, keys);
+    let kotlin_ms = field("SYNC_MS ");
+    let total = keys as f64;
+    println!(
+        "sync of {keys} keys against {SIGHTINGS} sightings: Rust {rust_ms:.0} ms \
+         ({:.0} keys/s), Kotlin/JNA {kotlin_ms:.0} ms ({:.0} keys/s), ratio Kotlin/Rust {:.2}",
+        total / rust_ms * 1e3,
+        total / kotlin_ms * 1e3,
+        kotlin_ms / rust_ms
+    );
+}
