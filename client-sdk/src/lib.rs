@@ -89,6 +89,11 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+// UniFFI's scaffolding (`extern "C"` functions) for the Kotlin, Swift and Python bindings.
+#[allow(unsafe_code)]
+pub mod bindings;
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod error;
 #[allow(unsafe_code)]
@@ -103,6 +108,9 @@ mod tokens;
 mod upload;
 mod vault;
 
+// UniFFI's generated code names the tag type at the crate root.
+#[doc(hidden)]
+pub use bindings::UniFfiTag;
 pub use config::{SdkConfig, CONFIG_VERSION};
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;

@@ -1,0 +1,359 @@
+//! The host side of the network, for apps that do not bring their own (cargo
+//! feature `client`, off by default): given node URLs it pages through the
+//! batch list from the SDK's cursor and hands each batch to the SDK, fetches
+//! day filters whose revision is newer (with their ETag), buys upload tokens
+//! from the issuer, and posts sealed uploads and dummies through a relay that
+//! is neither the gateway nor the download node. Blocking HTTP over rustls
+//! ([`http`]), bounded retries with back-off; no libp2p, no QUIC.
+//!
+//! The client holds the SDK only for each SDK call ([`Phone`]), never across a
+//! download, so a host recording sightings from a Bluetooth callback is not
+//! blocked by a slow network.
+
+pub mod http;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use traceless_protocol::TokenPublicKey;
+
+use crate::{Sdk, SdkError};
+pub use http::HttpOptions;
+use http::{Answer, Http};
+
+/// Why a network step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node URLs do not keep the upload anonymous, or are malformed.
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// No answer after every retry (connection, TLS, timeout).
+    #[error("{url}: {reason}")]
+    Network {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node answered with an unexpected status.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// A node answered 200 with a body that is not what the API describes.
+    #[error("{url}: unexpected answer: {reason}")]
+    BadAnswer {
+        /// The URL asked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The SDK refused a step.
+    #[error(transparent)]
+    Sdk(#[from] SdkError),
+    /// The SDK handle was closed.
+    #[error("the SDK handle is closed")]
+    Closed,
+}
+
+/// How the client reaches the SDK: one call at a time, released in between.
+pub trait Phone {
+    /// Runs `f` on the SDK.
+    fn with<T>(&self, f: impl FnOnce(&mut Sdk) -> crate::Result<T>) -> Result<T, ClientError>;
+}
+
+impl Phone for Mutex<Sdk> {
+    fn with<T>(&self, f: impl FnOnce(&mut Sdk) -> crate::Result<T>) -> Result<T, ClientError> {
+        let mut sdk = self.lock().map_err(|_| ClientError::Closed)?;
+        Ok(f(&mut sdk)?)
+    }
+}
+
+/// Where the client goes.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URL of the node batches and filters are downloaded from.
+    pub download_node: String,
+    /// Base URL of the relay sealed uploads go through: another node than the
+    /// gateway (which must not see the phone's address) and than the download node.
+    pub relay: String,
+    /// Base URL of the authority's gateway (keys, token issuer).
+    pub gateway: String,
+    /// The authority's origin (what is synced, where uploads go).
+    pub origin: String,
+    /// Timeouts, retries, pinning.
+    pub http: HttpOptions,
+}
+
+/// What one [`Client::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncTotals {
+    /// Batches synced.
+    pub batches: usize,
+    /// Day filters synced.
+    pub filters: usize,
+    /// Keys (and filter entries) matched.
+    pub keys: usize,
+    /// New exposure windows found.
+    pub new_windows: usize,
+    /// Downloads the SDK rejected (skipped; the rest still synced).
+    pub rejected: usize,
+}
+
+/// The gateway's public keys (`GET /v1/gateway-keys`).
+#[derive(Clone, Debug)]
+pub struct GatewayKeys {
+    /// X25519 key sealed uploads are sealed to.
+    pub seal: [u8; 32],
+    /// The issuer's token keys, oldest first.
+    pub tokens: Vec<TokenPublicKey>,
+}
+
+/// The host's network client.
+pub struct Client {
+    config: ClientConfig,
+    http: Http,
+    /// ETag of each day filter downloaded, by URL.
+    etags: Mutex<HashMap<String, String>>,
+}
+
+fn base(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+impl Client {
+    /// A client for `config`. `Config` if the relay is the gateway or the
+    /// download node, or a URL is not http(s).
+    pub fn new(mut config: ClientConfig) -> Result<Client, ClientError> {
+        for url in [
+            &mut config.download_node,
+            &mut config.relay,
+            &mut config.gateway,
+        ] {
+            *url = base(url);
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ClientError::Config(format!("{url} is not an http(s) URL")));
+            }
+        }
+        if config.relay == config.gateway || config.relay == config.download_node {
+            return Err(ClientError::Config(
+                "the relay must be another node than the gateway and the download node".into(),
+            ));
+        }
+        let http = Http::new(&config.http);
+        Ok(Client {
+            config,
+            http,
+            etags: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    fn expect_ok(url: &str, answer: Answer) -> Result<Vec<u8>, ClientError> {
+        if answer.status == 200 {
+            return Ok(answer.body);
+        }
+        let body = String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)]).into_owned();
+        Err(ClientError::Status {
+            url: url.to_owned(),
+            status: answer.status,
+            body,
+        })
+    }
+
+    fn json(&self, url: &str) -> Result<Value, ClientError> {
+        let body = Self::expect_ok(url, self.http.get(url, None)?)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A download's URL: relative paths are on the download node.
+    fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.config.download_node)
+        } else {
+            url.to_owned()
+        }
+    }
+
+    /// Hands one download to the SDK: a rejected one is counted and skipped, an
+    /// already synced one ignored.
+    fn hand_over(
+        &self,
+        phone: &impl Phone,
+        totals: &mut SyncTotals,
+        sync: impl FnOnce(&mut Sdk) -> crate::Result<crate::SyncReport>,
+    ) -> Result<bool, ClientError> {
+        match phone.with(sync) {
+            Ok(report) => {
+                totals.keys += report.keys;
+                totals.new_windows += report.new_windows;
+                Ok(true)
+            }
+            Err(ClientError::Sdk(SdkError::Rejected(_))) => {
+                totals.rejected += 1;
+                Ok(false)
+            }
+            Err(ClientError::Sdk(SdkError::AlreadySynced(_))) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads everything new for the origin and syncs it: every page of
+    /// batches after the SDK's cursor, then each day filter whose revision is
+    /// newer than the one held.
+    pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
+        let origin = &self.config.origin;
+        let node = &self.config.download_node;
+        let mut totals = SyncTotals::default();
+        let mut after = phone.with(|s| s.cursor(origin))?.unwrap_or(0);
+        loop {
+            let url = format!("{node}/v1/batches?origin={origin}&after={after}");
+            let list = self.json(&url)?;
+            let entries = list["batches"].as_array().cloned().unwrap_or_default();
+            if entries.is_empty() {
+                break;
+            }
+            for entry in &entries {
+                let Some(path) = entry["url"].as_str() else {
+                    return Err(ClientError::BadAnswer {
+                        url,
+                        reason: "a batch without url".into(),
+                    });
+                };
+                let url = self.absolute(path);
+                let bytes = Self::expect_ok(&url, self.http.get(&url, None)?)?;
+                if self.hand_over(phone, &mut totals, |s| s.sync_batch(&bytes))? {
+                    totals.batches += 1;
+                }
+            }
+            match list["next_after"].as_u64() {
+                Some(next) if next > after => after = next,
+                _ => break,
+            }
+        }
+        let url = format!("{node}/v1/filters?origin={origin}");
+        let list = self.json(&url)?;
+        for entry in list["filters"].as_array().cloned().unwrap_or_default() {
+            let (Some(day), Some(revision), Some(path)) = (
+                entry["day"].as_u64().and_then(|d| u32::try_from(d).ok()),
+                entry["revision"].as_u64(),
+                entry["url"].as_str(),
+            ) else {
+                return Err(ClientError::BadAnswer {
+                    url,
+                    reason: "a filter without day, revision or url".into(),
+                });
+            };
+            if phone.with(|s| s.filter_revision(origin, day))? >= Some(revision) {
+                continue;
+            }
+            let url = self.absolute(path);
+            let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
+            let answer = self.http.get(&url, etag.as_deref())?;
+            if answer.status == 304 {
+                continue;
+            }
+            let tag = answer.etag.clone();
+            let bytes = Self::expect_ok(&url, answer)?;
+            if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
+                totals.filters += 1;
+            }
+            if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
+                tags.insert(url, tag);
+            }
+        }
+        Ok(totals)
+    }
+
+    /// The gateway's seal key and token keys.
+    pub fn gateway_keys(&self) -> Result<GatewayKeys, ClientError> {
+        let url = format!("{}/v1/gateway-keys", self.config.gateway);
+        let v = self.json(&url)?;
+        let bad = |reason: &str| ClientError::BadAnswer {
+            url: url.clone(),
+            reason: reason.into(),
+        };
+        let hex32 =
+            |v: &Value| -> Option<[u8; 32]> { hex::decode(v.as_str()?).ok()?.try_into().ok() };
+        let seal = hex32(&v["seal_public_key"]).ok_or_else(|| bad("seal_public_key"))?;
+        let mut tokens = Vec::new();
+        for k in v["token_keys"].as_array().cloned().unwrap_or_default() {
+            let epoch = k["epoch"]
+                .as_u64()
+                .and_then(|e| u32::try_from(e).ok())
+                .ok_or_else(|| bad("token key epoch"))?;
+            let key = hex32(&k["public_key"]).ok_or_else(|| bad("token public_key"))?;
+            tokens.push(TokenPublicKey { epoch, key });
+        }
+        Ok(GatewayKeys { seal, tokens })
+    }
+
+    /// Buys `count` upload tokens with the authority's code from the issuer of
+    /// the gateway's newest token key; returns how many were stored.
+    pub fn buy_tokens(
+        &self,
+        phone: &impl Phone,
+        code: &[u8],
+        count: usize,
+    ) -> Result<usize, ClientError> {
+        let keys = self.gateway_keys()?;
+        let key = keys
+            .tokens
+            .iter()
+            .max_by_key(|k| k.epoch)
+            .cloned()
+            .ok_or_else(|| ClientError::Config("the gateway issues no tokens".into()))?;
+        let request = phone.with(|s| s.token_request(key.epoch, count, code))?;
+        let url = format!("{}/v1/tokens", self.config.gateway);
+        let response = Self::expect_ok(&url, self.http.post(&url, &request)?)?;
+        phone.with(|s| s.token_finalize(&response, &key))
+    }
+
+    /// Posts sealed bytes to the relay. (If an attempt arrived but its answer
+    /// was lost, the retry is answered 409, token already redeemed: reported
+    /// as `Status`, as the SDK has spent the token either way.)
+    fn post_sealed(&self, sealed: &[u8]) -> Result<(), ClientError> {
+        let url = format!("{}/v1/relay/{}", self.config.relay, self.config.origin);
+        let answer = self.http.post(&url, sealed)?;
+        Self::expect_ok(&url, answer).map(drop)
+    }
+
+    /// Seals a positive diagnosis (keys from `onset_day`, minus `exclude_days`)
+    /// with one stored token and posts it through the relay.
+    pub fn upload_diagnosis(
+        &self,
+        phone: &impl Phone,
+        onset_day: u32,
+        exclude_days: &[u32],
+    ) -> Result<(), ClientError> {
+        let seal = self.gateway_keys()?.seal;
+        let sealed = phone.with(|s| s.sealed_diagnosis_upload(&seal, onset_day, exclude_days))?;
+        self.post_sealed(&sealed)
+    }
+
+    /// The dummy schedule: if the next dummy upload is due at `now`, sends one
+    /// through the relay (and the SDK draws the next time). Returns whether it
+    /// sent one.
+    pub fn run_dummy_schedule(&self, phone: &impl Phone, now: u64) -> Result<bool, ClientError> {
+        if phone.with(|s| s.next_dummy_upload_at())? > now {
+            return Ok(false);
+        }
+        let seal = self.gateway_keys()?.seal;
+        let dummy = phone.with(|s| s.sealed_dummy_upload(&seal))?;
+        self.post_sealed(&dummy)?;
+        Ok(true)
+    }
+}

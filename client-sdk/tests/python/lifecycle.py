@@ -1,0 +1,149 @@
+"""A host app's whole lifecycle through the generated Python bindings, against
+a real gateway and relay (started by tests/tests/bindings.rs, which passes their
+addresses and keys as arguments): the same walk as tests/kotlin/Lifecycle.kt.
+Prints OK on success; a failed check raises and the process exits non-zero."""
+
+import os
+import re
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+from traceless_sdk import ManualClock, TracelessError, TracelessSdk
+
+
+def call(method, url, body=b""):
+    req = urllib.request.Request(url, data=body if method == "POST" else None, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def expect(kind, what, f):
+    try:
+        f()
+    except TracelessError.__dict__[kind] as e:  # the typed variant, nothing else
+        return e
+    except Exception as e:  # noqa: BLE001 - report what came instead
+        raise AssertionError(f"{what}: expected {kind}, got {type(e).__name__}: {e}")
+    raise AssertionError(f"{what}: expected {kind}, nothing raised")
+
+
+def sync_from(relay, origin, phone):
+    """What a host does to sync: list after the cursor, download, hand over."""
+    after = phone.cursor(origin) or 0
+    status, listing = call("GET", f"{relay}/v1/batches?origin={origin}&after={after}")
+    assert status == 200, f"batch list: {status}"
+    batches = []
+    for url in re.findall(r'"url"\s*:\s*"([^"]+)"', listing.decode()):
+        s, body = call("GET", relay + url)
+        assert s == 200, f"batch {url}: {s}"
+        batches.append(body)
+    return batches
+
+
+def main():
+    relay, gateway, origin, authority_key, seal_hex, token_hex, code, files_dir, start = sys.argv[1:]
+    seal_key, token_key, start = bytes.fromhex(seal_hex), bytes.fromhex(token_hex), int(start)
+    day = start // 86_400
+    clock = ManualClock(start)
+    alice_key, bob_key = os.urandom(32), os.urandom(32)
+    bob_dir = os.path.join(files_dir, "bob")
+    alice = TracelessSdk.open_with_clock(os.path.join(files_dir, "alice"), alice_key, clock)
+    bob = TracelessSdk.open_with_clock(bob_dir, bob_key, clock)
+
+    # Bob hears Alice for half an hour.
+    for _ in range(8):
+        ad = alice.advertisement()
+        assert len(ad) == 20, f"advertisement is {len(ad)} bytes"
+        bob.record_sighting(ad, -58, None, clock.now())
+        clock.advance(240)
+
+    # The next day Alice tests positive: a token, then her sealed upload through the relay.
+    clock.set(start + 86_400)
+    alice.advertisement()
+    status, issued = call("POST", f"{gateway}/v1/tokens", alice.token_request(1, 1, code.encode()))
+    assert status == 200, f"token issuer: {status} {issued!r}"
+    assert alice.token_finalize(issued, 1, token_key) == 1
+    sealed = alice.sealed_diagnosis_upload(seal_key, day, [])
+    assert alice.tokens_available() == 0, "the token is spent"
+    relay_status, relay_body = call("POST", f"{relay}/v1/relay/{origin}", sealed)
+    assert relay_status == 200, f"relay: {relay_status} {relay_body!r}"
+    expect("InvalidArgument", "a second upload without a token",
+           lambda: alice.sealed_diagnosis_upload(seal_key, day, []))
+
+    print("UPLOADED", flush=True)
+    published = sys.stdin.readline().split()
+    assert published[0] == "PUBLISHED", f"driver said {published}"
+    clock.set(int(published[1]))
+
+    # Bob syncs from the relay and learns of the exposure.
+    bob.trust_authority(origin, 1, bytes.fromhex(authority_key))
+    batches = sync_from(relay, origin, bob)
+    assert batches, "the relay lists no batch"
+    expect("Rejected", "a truncated batch", lambda: bob.sync_batch(batches[0][: len(batches[0]) // 2]))
+    assert sum(bob.sync_batch(b).keys for b in batches) > 0, "the batches carry no key"
+    expect("AlreadySynced", "the same batch again", lambda: bob.sync_batch(batches[0]))
+    days = bob.exposure_summary()
+    assert len(days) == 1, f"exposure days: {days}"
+    assert days[0].day == day, f"exposed on {days[0].day}, met on {day}"
+    assert 20.0 <= days[0].minutes <= 40.0, f"minutes: {days[0].minutes}"
+    assert alice.exposure_summary() == [], "alice heard nobody"
+
+    # Cover traffic looks like the real upload to the relay.
+    assert bob.next_dummy_upload_at() >= clock.now()
+    dummy = bob.sealed_dummy_upload(seal_key)
+    assert len(dummy) == len(sealed)
+    assert call("POST", f"{relay}/v1/relay/{origin}", dummy) == (relay_status, relay_body)
+
+    # Bad input gets typed errors.
+    short = expect("Advertisement", "a short advertisement",
+                   lambda: bob.record_sighting(b"\x00" * 5, -60, None, clock.now()))
+    assert short.len == 5
+    expect("InvalidArgument", "a 31-byte master key",
+           lambda: TracelessSdk.open_with_clock(os.path.join(files_dir, "carol"), b"\x00" * 31, clock))
+
+    # Several threads on one handle at once.
+    before = bob.status().scan_instances
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(25):
+                bob.record_sighting(os.urandom(20), -70, None, clock.now())
+                bob.advertisement()
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, f"thread errors: {errors}"
+    assert bob.status().scan_instances == before + 100, "lost sightings from threads"
+
+    # Shut down: the handle refuses further use; the store needs its own key.
+    bob.shutdown()
+    bob.shutdown()
+    expect("Closed", "a closed handle", bob.advertisement)
+    del bob
+    expect("WrongMasterKey", "the wrong master key",
+           lambda: TracelessSdk.open_with_clock(bob_dir, alice_key, clock))
+    bob = TracelessSdk.open_with_clock(bob_dir, bob_key, clock)
+    assert len(bob.exposure_summary()) == 1, "the exposure did not survive reopening"
+
+    # Fifteen days on, the meeting day is destroyed.
+    assert bob.expire() == []
+    clock.advance(15 * 86_400)
+    assert day in bob.expire()
+    assert bob.exposure_summary() == [], "an expired exposure is still reported"
+    bob.shutdown()
+    alice.shutdown()
+    print("OK")
+
+
+main()
