@@ -14,6 +14,9 @@ use crate::{keys, upload_codes};
 #[derive(Parser, Debug)]
 #[command(name = "traceless-node", version, about)]
 pub struct Cli {
+    /// Log lines as text or as one JSON object per line (filter: `RUST_LOG`).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -111,11 +114,37 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
     }
 }
 
+/// SIGTERM (what systemd and container runtimes send) and SIGINT (Ctrl-C),
+/// caught from creation on (so install them before announcing the node).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?,
+        })
+    }
+
+    /// Waits for either; returns which one arrived.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn main(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run { config } => {
             let config = load(config)?;
+            let mut signals = StopSignals::install()?;
             let node = crate::start(config, Arc::new(SystemClock))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -123,8 +152,10 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             for a in &node.p2p_addrs {
                 println!("traceless-node: libp2p on {a}");
             }
-            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            let signal = signals.recv().await;
+            tracing::info!("{signal}: shutting down");
             node.shutdown().await;
+            tracing::info!("stopped cleanly");
             Ok(())
         }
         Command::Init { out } => {

@@ -83,12 +83,24 @@ impl Default for Config {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Open connections at most (0: half the process's open-file limit). Further
+    /// clients wait in the kernel's backlog until a connection closes.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request head; also how long an
+    /// idle connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a whole request (head, body, answer) may take; slower ones are
+    /// answered 408 and closed.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 0,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -289,6 +301,11 @@ impl Config {
                 "filters.rebuild_seconds must be 1..=86400".into(),
             ));
         }
+        if self.http.header_timeout_secs == 0 || self.http.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_timeout_secs and http.request_timeout_secs must be positive".into(),
+            ));
+        }
         if self.p2p.heartbeat_ms == 0 {
             return Err(ConfigError::Invalid(
                 "p2p.heartbeat_ms must be positive".into(),
@@ -344,6 +361,13 @@ role = "relay"
 [http]
 # The HTTP API for phones and the transparency page.
 listen = "127.0.0.1:8080"
+# Open connections at most (0: half the open-file limit); more wait in the backlog.
+max_connections = 0
+# An idle connection, or one whose request head has not arrived, is closed after
+# this many seconds; a request whose body has not arrived after
+# request_timeout_secs is answered 408 and closed.
+header_timeout_secs = 10
+request_timeout_secs = 30
 
 [p2p]
 # libp2p listen addresses: TCP (Noise + Yamux) and QUIC v1.

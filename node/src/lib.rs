@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod logging;
 pub mod node;
 pub mod retention;
 pub mod storage;

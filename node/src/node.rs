@@ -411,11 +411,10 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
 
     let mut tasks = vec![fed.task];
     let app = crate::http::router(state.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("HTTP server stopped: {e}");
-        }
-    }));
+    let limits = crate::http::server::Limits::from_config(&state.config.http);
+    tasks.push(tokio::spawn(crate::http::server::serve(
+        listener, app, limits,
+    )));
     tasks.push(tokio::spawn(jobs(state.clone())));
     tracing::info!(%http_addr, peer_id = %fed.peer_id, "node started");
     Ok(RunningNode {

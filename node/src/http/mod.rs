@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod server;
 pub mod transparency;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! 0, batches signed by a test authority, a minimal HTTP/1.1 client, bounded waits.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod process;
 mod rogue_peer;
 #[allow(unused_imports)] // only the gossip tests use them
 pub use rogue_peer::{attacker, pump};
