@@ -176,16 +176,26 @@ impl RateLimiter {
 
     /// Takes a token if one is left at `now`.
     pub fn try_take(&self, now: u64) -> bool {
+        self.with_refilled(now, |tokens| {
+            let left = *tokens >= 1.0;
+            if left {
+                *tokens -= 1.0;
+            }
+            left
+        })
+    }
+
+    /// Whether a token is left at `now`, without taking it.
+    pub fn has_token(&self, now: u64) -> bool {
+        self.with_refilled(now, |tokens| *tokens >= 1.0)
+    }
+
+    fn with_refilled(&self, now: u64, f: impl FnOnce(&mut f64) -> bool) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let elapsed = now.saturating_sub(s.1) as f64;
         s.0 = (s.0 + elapsed * self.per_minute / 60.0).min(self.per_minute);
         s.1 = s.1.max(now);
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        f(&mut s.0)
     }
 }
 
