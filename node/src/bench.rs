@@ -16,7 +16,7 @@ use traceless_protocol::{
 
 use crate::clock::ManualClock;
 use crate::config::{Config, TrustEntry};
-use crate::storage::{BatchMeta, SledStore, Store, StoredBatch};
+use crate::storage::{BatchMeta, BatchStore, CodeStore, SledStore, StoredBatch};
 
 /// Benchmark options.
 #[derive(clap::Args, Debug)]

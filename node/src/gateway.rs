@@ -515,7 +515,7 @@ impl Gateway {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::storage::SledStore;
+    use crate::storage::{CodeStore, GatewayStore, SledStore};
     use traceless_protocol::{day_start_interval, Tek};
 
     /// A day whose filter would pass [`MAX_FILTER_ENTRIES`] refuses the whole
