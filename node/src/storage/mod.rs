@@ -78,9 +78,9 @@ mod tests {
     use super::keyspace::{batch_key, batch_key_with, pending_key, LEGACY_BATCH_BODY};
     use super::migrate::finish_replacement;
     use super::records::encode_key;
-    use traceless_protocol::{DiagnosisKey, Tek};
     use super::*;
     use std::path::{Path, PathBuf};
+    use traceless_protocol::{DiagnosisKey, Tek};
 
     fn meta(sequence: u64) -> BatchMeta {
         BatchMeta {
