@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{CodeRecord, StorageError, Store};
+use crate::storage::{CodeRecord, CodeStore, StorageError};
 
 /// Why an upload code was refused.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ fn parse_line(line: &str) -> Option<([u8; 8], CodeRecord)> {
 
 /// Imports and removes every `*.codes` file in the incoming directory; returns how
 /// many codes were imported.
-pub fn import_incoming(data_dir: &Path, store: &dyn Store) -> Result<usize, CodeError> {
+pub fn import_incoming(data_dir: &Path, store: &dyn CodeStore) -> Result<usize, CodeError> {
     let Ok(entries) = std::fs::read_dir(incoming_dir(data_dir)) else {
         return Ok(0);
     };
@@ -137,7 +137,7 @@ pub fn import_incoming(data_dir: &Path, store: &dyn Store) -> Result<usize, Code
 
 /// Checks a code without consuming it; returns its id, to be consumed in the same
 /// atomic write that stores what it authorised.
-pub fn check(store: &dyn Store, code: &[u8], now: u64) -> Result<[u8; 8], CodeError> {
+pub fn check(store: &dyn CodeStore, code: &[u8], now: u64) -> Result<[u8; 8], CodeError> {
     let text = std::str::from_utf8(code).map_err(|_| CodeError::Malformed)?;
     let (id_hex, secret_hex) = text.split_once('-').ok_or(CodeError::Malformed)?;
     let id: [u8; 8] = hex::decode(id_hex)
@@ -176,16 +176,26 @@ impl RateLimiter {
 
     /// Takes a token if one is left at `now`.
     pub fn try_take(&self, now: u64) -> bool {
+        self.with_refilled(now, |tokens| {
+            let left = *tokens >= 1.0;
+            if left {
+                *tokens -= 1.0;
+            }
+            left
+        })
+    }
+
+    /// Whether a token is left at `now`, without taking it.
+    pub fn has_token(&self, now: u64) -> bool {
+        self.with_refilled(now, |tokens| *tokens >= 1.0)
+    }
+
+    fn with_refilled(&self, now: u64, f: impl FnOnce(&mut f64) -> bool) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let elapsed = now.saturating_sub(s.1) as f64;
         s.0 = (s.0 + elapsed * self.per_minute / 60.0).min(self.per_minute);
         s.1 = s.1.max(now);
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        f(&mut s.0)
     }
 }
 

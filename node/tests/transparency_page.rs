@@ -81,7 +81,7 @@ async fn transparency_page_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let node = start_node(relay_config(dir.path()), &clock).await;
-    let st = node.state.clone();
+    let st = node.core.clone();
     let a = authority();
     // Day TODAY-2: 7 + 5 keys; day TODAY-16: 4 keys, deleted below; today: 3
     // keys under embargo.

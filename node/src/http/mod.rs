@@ -2,10 +2,10 @@
 //! transparency page, `/metrics` and `/healthz`.
 
 pub mod api;
-pub mod metrics;
 pub mod server;
 pub mod transparency;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -14,13 +14,30 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::node::NodeState;
+use crate::core::Core;
+use crate::federation::FederationHandle;
 
 /// Largest request body read at all (uploads are exactly 1024 bytes).
 pub const MAX_BODY_BYTES: usize = 16 << 10;
 
+/// What the handlers share: the core, the federation handle (for relaying and
+/// the peer view), and the relay's in-flight count.
+pub struct HttpState {
+    /// The node's state and operations.
+    pub core: Arc<Core>,
+    /// The federation task.
+    pub federation: FederationHandle,
+    /// Sealed uploads this node is relaying right now (bounded).
+    pub relay_inflight: AtomicUsize,
+}
+
 /// The node's routes.
-pub fn router(state: Arc<NodeState>) -> Router {
+pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
+    let state = Arc::new(HttpState {
+        core,
+        federation,
+        relay_inflight: AtomicUsize::new(0),
+    });
     Router::new()
         .route("/", get(transparency::page))
         .route("/healthz", get(api::healthz))
@@ -45,7 +62,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
 }
 
 /// Aggregate access counting: route template and status only, never who asked.
-async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+async fn count_requests(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -53,6 +70,7 @@ async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next:
         .to_owned();
     let response = next.run(req).await;
     state
+        .core
         .metrics
         .count_request(&route, response.status().as_u16());
     response

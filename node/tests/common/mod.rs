@@ -284,7 +284,7 @@ pub async fn start_relay(
 
 /// Peers `node` is connected to.
 pub fn peer_count(node: &RunningNode) -> usize {
-    node.state.peers.read().unwrap().connected.len()
+    node.federation.peers().connected.len()
 }
 
 /// Waits (at most 10 s) until `node` is connected to at least `k` peers.
