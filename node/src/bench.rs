@@ -91,6 +91,7 @@ fn config(dir: PathBuf) -> Config {
         data_dir: dir,
         ..Config::default()
     };
+    c.p2p.listen = crate::config::P2pConfig::ephemeral_listen();
     c.http.listen = ([127, 0, 0, 1], 0).into();
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 5;

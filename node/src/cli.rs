@@ -1,4 +1,5 @@
-//! The command line: `run`, `init`, authority keys, upload codes, benchmarks.
+//! The command line: `run`, `id`, `init`, authority keys, upload codes,
+//! `retention run`, benchmarks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand};
 use traceless_protocol::{AuthorityKey, TokenKey};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, EXAMPLE};
+use crate::config::{Config, Role, EXAMPLE};
 use crate::{keys, upload_codes};
 
 /// A Traceless relay node.
@@ -30,6 +31,20 @@ pub enum Command {
         /// Configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Print this node's libp2p peer id and the addresses peers dial it at
+    /// (`p2p.listen` with `/p2p/<id>`), without starting it. Creates the identity
+    /// key in the data dir if there is none yet (as `run` would).
+    Id {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Retention now (the node also runs it every `retention.interval_secs`).
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Write a commented example configuration.
     Init {
@@ -85,15 +100,31 @@ pub enum AuthorityCommand {
     },
 }
 
+/// Retention commands.
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Delete (and log the deletion of) everything past retention now, on a
+    /// stopped node's data dir; prints what was deleted.
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 /// Upload-code commands.
 #[derive(Subcommand, Debug)]
 pub enum CodesCommand {
     /// Issue codes for the gateway configured in --config; prints them, stores
     /// only salted hashes.
     Issue {
-        /// The gateway's configuration.
+        /// The gateway's configuration (required: codes belong to one gateway).
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
+        /// Long codes for apps and QR codes, or short ones (`XXXX-XXXX-XXXX`)
+        /// to read out over a phone hotline.
+        #[arg(long, value_enum, default_value_t)]
+        form: upload_codes::CodeForm,
         /// Codes for the token issuer (anonymous uploads, the default for phones)
         /// instead of direct plaintext uploads.
         #[arg(long)]
@@ -112,6 +143,22 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
         Some(p) => Config::load(&p).map_err(|e| e.to_string()),
         None => Ok(Config::default()),
     }
+}
+
+/// One retention run on the (stopped) node's data dir, as the node's job runs it.
+fn retention_now(
+    config: &Config,
+) -> Result<Option<traceless_protocol::wire::DeletionRecord>, String> {
+    let store = crate::storage::SledStore::open(&config.data_dir.join("db"))
+        .map_err(|e| format!("{e} (stop the node first: retention runs in it on its own)"))?;
+    let node_key = keys::deletion_log_key(&config.data_dir).map_err(|e| e.to_string())?;
+    crate::retention::run(
+        &store,
+        &node_key,
+        config.gateway.as_ref().map(|g| g.origin.as_str()),
+        SystemClock.now(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// SIGTERM (what systemd and container runtimes send) and SIGINT (Ctrl-C),
@@ -158,6 +205,31 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             tracing::info!("stopped cleanly");
             Ok(())
         }
+        Command::Id { config } => {
+            let config = load(config)?;
+            let identity = keys::node_identity(&config.data_dir).map_err(|e| e.to_string())?;
+            let peer_id = identity.public().to_peer_id();
+            println!("{peer_id}");
+            for a in &config.p2p.listen {
+                println!("{a}/p2p/{peer_id}");
+            }
+            Ok(())
+        }
+        Command::Retention {
+            command: RetentionCommand::Run { config },
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let record = retention_now(&config)?;
+            match record {
+                None => println!("nothing past retention"),
+                Some(r) => println!(
+                    "deleted {} ranges; deletion-log entry {}",
+                    r.deleted.len(),
+                    r.index
+                ),
+            }
+            Ok(())
+        }
         Command::Init { out } => {
             if out.exists() {
                 return Err(format!("{} exists; not overwriting it", out.display()));
@@ -171,9 +243,12 @@ pub async fn main(cli: Cli) -> Result<(), String> {
         } => {
             let key = TokenKey::generate(epoch);
             keys::write_token_key(&out, &key).map_err(|e| e.to_string())?;
+            // Absolute: the config resolves relative paths against its own
+            // directory, not against where this command ran.
+            let file = std::path::absolute(&out).map_err(|e| e.to_string())?;
             println!(
                 "# Add to [gateway] of the authority's gateway:\n# token_keys = [{{ epoch = {epoch}, file = {:?} }}]\n# public key (phones verify issuance with it): {}",
-                out.display(),
+                file.display(),
                 hex::encode(key.public_key().key)
             );
             Ok(())
@@ -204,14 +279,31 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             command:
                 CodesCommand::Issue {
                     config,
+                    form,
                     tokens,
                     count,
                     ttl_hours,
                 },
         } => {
-            let config = load(config)?;
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            if config.role != Role::Gateway {
+                return Err(format!(
+                    "{} is not a gateway's configuration (role = \"gateway\"): codes issued for it could never be used",
+                    config.data_dir.display()
+                ));
+            }
+            if tokens
+                && config
+                    .gateway
+                    .as_ref()
+                    .is_none_or(|g| g.token_keys.is_empty())
+            {
+                return Err(
+                    "--tokens needs gateway.token_keys: this gateway issues no tokens".into(),
+                );
+            }
             let expires = SystemClock.now() + ttl_hours * 3600;
-            let (codes, records) = upload_codes::issue(count, expires);
+            let (codes, records) = upload_codes::issue_form(count, form, expires);
             let dir = if tokens {
                 config.data_dir.join("issuer")
             } else {

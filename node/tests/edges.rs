@@ -20,7 +20,7 @@ fn relay_with_short_deadlines(dir: &Path) -> PathBuf {
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
-        "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\nheader_timeout_secs = 2\nrequest_timeout_secs = 2\n",
+        "data_dir = \"data\"\n[http]\nlisten = \"127.0.0.1:0\"\nheader_timeout_secs = 2\nrequest_timeout_secs = 2\n[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n",
     )
     .unwrap();
     config

@@ -59,6 +59,7 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
         data_dir: dir.to_owned(),
         ..Config::default()
     };
+    c.p2p.listen = traceless_node::config::P2pConfig::ephemeral_listen();
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 1;

@@ -40,7 +40,9 @@ pub fn gateway_via_cli(dir: &Path) -> PathBuf {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text = text
         .replace("role = \"relay\"", "role = \"gateway\"")
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("/tcp/4001", "/tcp/0")
+        .replace("/udp/4001", "/udp/0");
     text.push_str(&format!(
         "\n{}\n[gateway]\norigin = \"{ORIGIN}\"\nauthority_key_file = \"authority.key\"\n",
         entry

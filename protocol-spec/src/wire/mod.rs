@@ -73,7 +73,7 @@ pub(crate) fn signature_bytes(field: &[u8]) -> Result<[u8; SIGNATURE_LEN], WireE
 }
 
 /// Checks that an authority id is 1..=64 characters of `[a-z0-9.-]`.
-pub(crate) fn check_origin(origin: &str) -> Result<(), WireError> {
+pub fn check_origin(origin: &str) -> Result<(), WireError> {
     let ok = (1..=64).contains(&origin.len())
         && origin
             .bytes()
