@@ -21,7 +21,7 @@ use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swar
 use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
-use self::catchup::{CatchupRequest, CatchupResponse};
+use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
 use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
 use crate::config::P2pConfig;
 use crate::core::metrics::inc;
@@ -286,7 +286,7 @@ pub async fn start(
             bootstrap,
             connected: HashSet::new(),
             app_penalty: HashMap::new(),
-            pending_fetches: HashMap::new(),
+            catchup: Catchup::new(catchup::Config::default()),
             upload_gateways,
             parked_relays: Vec::new(),
             pending_relays: HashMap::new(),
@@ -342,7 +342,8 @@ struct Federation {
     bootstrap: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
     app_penalty: HashMap<PeerId, f64>,
-    pending_fetches: HashMap<OutboundRequestId, PeerId>,
+    /// Catch-up rounds, outstanding fetches, strikes and back-offs.
+    catchup: Catchup,
     /// Origin → gateway peer, for relayed uploads.
     upload_gateways: HashMap<String, (PeerId, Multiaddr)>,
     /// Relayed uploads waiting for the connection to their gateway (bounded by
@@ -577,8 +578,12 @@ impl Federation {
         }
     }
 
-    /// Asks a peer what batches and day filters it holds.
+    /// Asks a peer what batches and day filters it holds, unless a round with it
+    /// is still in flight or it is backed off.
     fn catchup_with(&mut self, peer: PeerId) {
+        if !self.catchup.start_round(peer, 2, std::time::Instant::now()) {
+            return;
+        }
         let c = &mut self.swarm.behaviour_mut().catchup;
         c.send_request(&peer, CatchupRequest::Summary);
         c.send_request(&peer, CatchupRequest::FilterSummary);
@@ -692,9 +697,16 @@ impl Federation {
             }
             Done::Missing(peer, requests) => {
                 for r in requests {
+                    let asked = match &r {
+                        CatchupRequest::Fetch { sequences, .. } => sequences.len(),
+                        CatchupRequest::FetchFilters(wanted) => wanted.len(),
+                        _ => 0,
+                    };
                     let id = self.swarm.behaviour_mut().catchup.send_request(&peer, r);
-                    self.pending_fetches.insert(id, peer);
+                    self.catchup.fetch_sent(peer, id, asked);
                 }
+                // The summary these came from is done with.
+                self.catchup.answered(peer);
             }
         }
     }
@@ -732,6 +744,7 @@ impl Federation {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.catchup.disconnected(peer_id);
                 self.update_peer_view();
             }
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -779,19 +792,37 @@ impl Federation {
                     request_id,
                     response,
                 } => {
-                    self.pending_fetches.remove(&request_id);
                     let s = self.core.clone();
                     let done = done.clone();
+                    if let CatchupResponse::Batches(items) | CatchupResponse::Filters(items) =
+                        &response
+                    {
+                        let bytes = items.iter().map(|b| b.len()).sum();
+                        let served = items.len();
+                        let now = std::time::Instant::now();
+                        if let Some(catchup::Event::Unserved(p)) =
+                            self.catchup.fetch_answered(request_id, served, bytes, now)
+                        {
+                            inc(&self.core.metrics.catchup_unserved);
+                            tracing::info!(peer = %p, "peer advertised batches it did not serve");
+                            self.penalise(p);
+                        }
+                    }
+                    let max_fetches = self.catchup.config().max_fetches_per_round;
                     match response {
                         CatchupResponse::Summary(theirs) => {
                             tokio::task::spawn_blocking(move || {
-                                match catchup::missing(s.store.as_ref(), &theirs) {
-                                    Ok(reqs) if !reqs.is_empty() => {
-                                        let _ = done.send(Done::Missing(peer, reqs));
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::error!("catch-up: {e}"),
-                                }
+                                let reqs = catchup::missing(
+                                    s.store.as_ref(),
+                                    &theirs,
+                                    &s.trust,
+                                    max_fetches,
+                                )
+                                .unwrap_or_else(|e| {
+                                    tracing::error!("catch-up: {e}");
+                                    Vec::new()
+                                });
+                                let _ = done.send(Done::Missing(peer, reqs));
                             });
                         }
                         CatchupResponse::Batches(batches) => {
@@ -802,13 +833,13 @@ impl Federation {
                         }
                         CatchupResponse::FilterSummary(theirs) => {
                             tokio::task::spawn_blocking(move || {
-                                match catchup::missing_filters(s.store.as_ref(), &theirs) {
-                                    Ok(reqs) if !reqs.is_empty() => {
-                                        let _ = done.send(Done::Missing(peer, reqs));
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::error!("filter catch-up: {e}"),
-                                }
+                                let mut reqs = catchup::missing_filters(s.store.as_ref(), &theirs)
+                                    .unwrap_or_else(|e| {
+                                        tracing::error!("filter catch-up: {e}");
+                                        Vec::new()
+                                    });
+                                reqs.truncate(max_fetches);
+                                let _ = done.send(Done::Missing(peer, reqs));
                             });
                         }
                         CatchupResponse::Filters(filters) => {
@@ -818,6 +849,7 @@ impl Federation {
                             });
                         }
                         CatchupResponse::Refused(why) => {
+                            self.catchup.failed(Some(request_id), peer);
                             tracing::debug!(%peer, "catch-up refused: {why}")
                         }
                     }
@@ -840,6 +872,11 @@ impl Federation {
                     }
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Catchup(
+                request_response::Event::OutboundFailure {
+                    peer, request_id, ..
+                },
+            )) => self.catchup.failed(Some(request_id), peer),
             SwarmEvent::Behaviour(BehaviourEvent::Relay(
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
