@@ -262,3 +262,39 @@ async fn gateway_upload_codes_embargo_and_retention() {
     assert_eq!(r.status, 403);
     node.shutdown().await;
 }
+
+/// The framework's own refusals answer the documented JSON `{error}` too, and
+/// `limit` outside 1..=1000 is refused rather than clamped.
+#[tokio::test]
+async fn parse_errors_unknown_routes_and_bad_limits_answer_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    let addr = node.http_addr;
+    for (path, status) in [
+        ("/v1/batches/test.health/-1", 400),
+        ("/v1/batches/test.health/x", 400),
+        ("/v1/exports/99999999999", 400),
+        ("/v1/filters/test.health/-3", 400),
+        ("/v1/batches?origin=test.health&limit=0", 400),
+        ("/v1/batches?origin=test.health&limit=1001", 400),
+        ("/v1/batches?limit=5", 400),
+        ("/no/such/route", 404),
+    ] {
+        let r = tokio::task::spawn_blocking(move || get(addr, path))
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert!(
+            r.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}"
+        );
+    }
+    let ok =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/batches?origin=test.health&limit=1000"))
+            .await
+            .unwrap();
+    assert_eq!(ok.status, 200);
+    node.shutdown().await;
+}

@@ -464,7 +464,10 @@ async fn bad_sealed_uploads_get_clear_errors_and_store_nothing() {
     )
     .await
     .0;
-    assert_eq!(unknown.status, 502, "no gateway for that origin");
+    assert_eq!(
+        unknown.status, 404,
+        "no gateway for that origin: the client's mistake"
+    );
     assert!(
         !contains(&dir_bytes(&net.gateway_dir.join("db")), &[5; 16]),
         "nothing stored"

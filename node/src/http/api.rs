@@ -48,6 +48,39 @@ fn not_found(what: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, what.into())
 }
 
+/// Unknown routes: a JSON 404 like every other error.
+pub async fn no_such_route() -> ApiError {
+    not_found("no such route")
+}
+
+/// Turns the framework's own error answers (path or query parse errors, a
+/// wrong method, a body over the limit: plain text or empty) into the
+/// documented JSON `{"error": ...}`, keeping their status.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_owned();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    let mut out = ApiError(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -178,7 +211,13 @@ pub async fn list_batches(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..=1000, not {limit}"),
+        ));
+    }
     let now = s.now();
     let metas = s.store.list_batches(&q.origin, q.after, limit)?;
     let entries: Vec<BatchEntry> = metas
@@ -480,6 +519,20 @@ pub async fn relay_upload(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     exact_len(&body, SEALED_UPLOAD_LEN, "sealed upload")?;
+    // An origin this relay has no gateway for is the client's mistake, not a
+    // gateway failure.
+    if !http
+        .core
+        .config
+        .p2p
+        .upload_gateways
+        .iter()
+        .any(|g| g.origin == origin)
+    {
+        return Err(not_found(format!(
+            "this node relays no uploads for origin {origin:?}"
+        )));
+    }
     // A bounded queue: the relay never holds more than MAX_RELAY_INFLIGHT uploads.
     let inflight = http.relay_inflight.fetch_add(1, Ordering::SeqCst);
     let _slot = InflightSlot(&http.relay_inflight);

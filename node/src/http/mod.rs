@@ -53,6 +53,8 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/relay/{origin}", post(api::relay_upload))
         .route("/v1/tokens", post(api::issue_tokens))
         .route("/v1/gateway-keys", get(api::gateway_keys))
+        .fallback(api::no_such_route)
+        .layer(middleware::from_fn(api::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),
