@@ -16,7 +16,7 @@ use traceless_protocol::{
 
 use crate::clock::ManualClock;
 use crate::config::{Config, TrustEntry};
-use crate::storage::{BatchMeta, SledStore, Store, StoredBatch};
+use crate::storage::{BatchMeta, BatchStore, CodeStore, SledStore, StoredBatch};
 
 /// Benchmark options.
 #[derive(clap::Args, Debug)]
@@ -91,6 +91,7 @@ fn config(dir: PathBuf) -> Config {
         data_dir: dir,
         ..Config::default()
     };
+    c.p2p.listen = crate::config::P2pConfig::ephemeral_listen();
     c.http.listen = ([127, 0, 0, 1], 0).into();
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 5;
@@ -188,7 +189,7 @@ async fn download(args: &BenchArgs) -> Result<f64, String> {
     let node = crate::start(config(dir.clone()), Arc::new(ManualClock::new(NOW)))
         .await
         .map_err(|e| e.to_string())?;
-    node.state
+    node.core
         .ingest(&batch(1, 500))
         .map_err(|e| e.to_string())?;
     let count = Arc::new(AtomicU64::new(0));
@@ -262,13 +263,13 @@ async fn propagation(args: &BenchArgs) -> Result<Propagation, String> {
         let bytes = batch(seq, 100);
         let start = Instant::now();
         let origin = &nodes[(seq as usize) % nodes.len()];
-        origin.state.ingest(&bytes).map_err(|e| e.to_string())?;
-        origin.state.release_due().map_err(|e| e.to_string())?;
+        origin.core.ingest(&bytes).map_err(|e| e.to_string())?;
+        origin.core.release_due().map_err(|e| e.to_string())?;
         let deadline = start + PROPAGATION_DEADLINE;
         loop {
             let all = nodes
                 .iter()
-                .all(|n| matches!(n.state.store.get_batch("bench.health", seq), Ok(Some(_))));
+                .all(|n| matches!(n.core.store.get_batch("bench.health", seq), Ok(Some(_))));
             if all {
                 result.latencies.push(start.elapsed().as_secs_f64());
                 break;
@@ -276,9 +277,7 @@ async fn propagation(args: &BenchArgs) -> Result<Propagation, String> {
             if Instant::now() > deadline {
                 let missing = nodes
                     .iter()
-                    .filter(|n| {
-                        !matches!(n.state.store.get_batch("bench.health", seq), Ok(Some(_)))
-                    })
+                    .filter(|n| !matches!(n.core.store.get_batch("bench.health", seq), Ok(Some(_))))
                     .count();
                 eprintln!(
                     "propagation: batch {seq} timed out after {} s, missing on {missing} of {} nodes",

@@ -1,4 +1,5 @@
-//! The command line: `run`, `init`, authority keys, upload codes, benchmarks.
+//! The command line: `run`, `id`, `init`, authority keys, upload codes,
+//! `retention run`, benchmarks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,13 +8,16 @@ use clap::{Parser, Subcommand};
 use traceless_protocol::{AuthorityKey, TokenKey};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, EXAMPLE};
+use crate::config::{Config, Role, EXAMPLE};
 use crate::{keys, upload_codes};
 
 /// A Traceless relay node.
 #[derive(Parser, Debug)]
 #[command(name = "traceless-node", version, about)]
 pub struct Cli {
+    /// Log lines as text or as one JSON object per line (filter: `RUST_LOG`).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +31,20 @@ pub enum Command {
         /// Configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Print this node's libp2p peer id and the addresses peers dial it at
+    /// (`p2p.listen` with `/p2p/<id>`), without starting it. Creates the identity
+    /// key in the data dir if there is none yet (as `run` would).
+    Id {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Retention now (the node also runs it every `retention.interval_secs`).
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// Write a commented example configuration.
     Init {
@@ -82,15 +100,31 @@ pub enum AuthorityCommand {
     },
 }
 
+/// Retention commands.
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Delete (and log the deletion of) everything past retention now, on a
+    /// stopped node's data dir; prints what was deleted.
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 /// Upload-code commands.
 #[derive(Subcommand, Debug)]
 pub enum CodesCommand {
     /// Issue codes for the gateway configured in --config; prints them, stores
     /// only salted hashes.
     Issue {
-        /// The gateway's configuration.
+        /// The gateway's configuration (required: codes belong to one gateway).
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
+        /// Long codes for apps and QR codes, or short ones (`XXXX-XXXX-XXXX`)
+        /// to read out over a phone hotline.
+        #[arg(long, value_enum, default_value_t)]
+        form: upload_codes::CodeForm,
         /// Codes for the token issuer (anonymous uploads, the default for phones)
         /// instead of direct plaintext uploads.
         #[arg(long)]
@@ -111,11 +145,53 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
     }
 }
 
+/// One retention run on the (stopped) node's data dir, as the node's job runs it.
+fn retention_now(
+    config: &Config,
+) -> Result<Option<traceless_protocol::wire::DeletionRecord>, String> {
+    let store = crate::storage::SledStore::open(&config.data_dir.join("db"))
+        .map_err(|e| format!("{e} (stop the node first: retention runs in it on its own)"))?;
+    let node_key = keys::deletion_log_key(&config.data_dir).map_err(|e| e.to_string())?;
+    crate::retention::run(
+        &store,
+        &node_key,
+        config.gateway.as_ref().map(|g| g.origin.as_str()),
+        SystemClock.now(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// SIGTERM (what systemd and container runtimes send) and SIGINT (Ctrl-C),
+/// caught from creation on (so install them before announcing the node).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?,
+        })
+    }
+
+    /// Waits for either; returns which one arrived.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn main(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run { config } => {
             let config = load(config)?;
+            let mut signals = StopSignals::install()?;
             let node = crate::start(config, Arc::new(SystemClock))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -123,8 +199,35 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             for a in &node.p2p_addrs {
                 println!("traceless-node: libp2p on {a}");
             }
-            tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+            let signal = signals.recv().await;
+            tracing::info!("{signal}: shutting down");
             node.shutdown().await;
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Command::Id { config } => {
+            let config = load(config)?;
+            let identity = keys::node_identity(&config.data_dir).map_err(|e| e.to_string())?;
+            let peer_id = identity.public().to_peer_id();
+            println!("{peer_id}");
+            for a in &config.p2p.listen {
+                println!("{a}/p2p/{peer_id}");
+            }
+            Ok(())
+        }
+        Command::Retention {
+            command: RetentionCommand::Run { config },
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let record = retention_now(&config)?;
+            match record {
+                None => println!("nothing past retention"),
+                Some(r) => println!(
+                    "deleted {} ranges; deletion-log entry {}",
+                    r.deleted.len(),
+                    r.index
+                ),
+            }
             Ok(())
         }
         Command::Init { out } => {
@@ -140,9 +243,12 @@ pub async fn main(cli: Cli) -> Result<(), String> {
         } => {
             let key = TokenKey::generate(epoch);
             keys::write_token_key(&out, &key).map_err(|e| e.to_string())?;
+            // Absolute: the config resolves relative paths against its own
+            // directory, not against where this command ran.
+            let file = std::path::absolute(&out).map_err(|e| e.to_string())?;
             println!(
                 "# Add to [gateway] of the authority's gateway:\n# token_keys = [{{ epoch = {epoch}, file = {:?} }}]\n# public key (phones verify issuance with it): {}",
-                out.display(),
+                file.display(),
                 hex::encode(key.public_key().key)
             );
             Ok(())
@@ -173,14 +279,31 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             command:
                 CodesCommand::Issue {
                     config,
+                    form,
                     tokens,
                     count,
                     ttl_hours,
                 },
         } => {
-            let config = load(config)?;
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            if config.role != Role::Gateway {
+                return Err(format!(
+                    "{} is not a gateway's configuration (role = \"gateway\"): codes issued for it could never be used",
+                    config.data_dir.display()
+                ));
+            }
+            if tokens
+                && config
+                    .gateway
+                    .as_ref()
+                    .is_none_or(|g| g.token_keys.is_empty())
+            {
+                return Err(
+                    "--tokens needs gateway.token_keys: this gateway issues no tokens".into(),
+                );
+            }
             let expires = SystemClock.now() + ttl_hours * 3600;
-            let (codes, records) = upload_codes::issue(count, expires);
+            let (codes, records) = upload_codes::issue_form(count, form, expires);
             let dir = if tokens {
                 config.data_dir.join("issuer")
             } else {

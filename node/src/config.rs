@@ -35,6 +35,29 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// An authority id (in `[[trust]]`, `[gateway]` or `p2p.upload_gateways`)
+    /// is not one batches could carry.
+    #[error("invalid configuration: {field} = {origin:?}: {reason}")]
+    Origin {
+        /// Where it was.
+        field: &'static str,
+        /// The value.
+        origin: String,
+        /// What is wrong with it.
+        reason: traceless_protocol::WireError,
+    },
+    /// `export.region` is empty or not 1..=16 characters of `[A-Za-z0-9-]`.
+    #[error("invalid configuration: export.region = {0:?} must be 1..=16 characters of [A-Za-z0-9-] (e.g. \"DE\")")]
+    ExportRegion(String),
+}
+
+/// Checks one configured authority id.
+fn check_origin(field: &'static str, origin: &str) -> Result<(), ConfigError> {
+    traceless_protocol::wire::validate_origin(origin).map_err(|reason| ConfigError::Origin {
+        field,
+        origin: origin.to_owned(),
+        reason,
+    })
 }
 
 /// The whole configuration.
@@ -83,12 +106,24 @@ impl Default for Config {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Open connections at most (0: half the process's open-file limit). Further
+    /// clients wait in the kernel's backlog until a connection closes.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request head; also how long an
+    /// idle connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a whole request (head, body, answer) may take; slower ones are
+    /// answered 408 and closed.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 0,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -126,12 +161,27 @@ pub struct UploadGateway {
     pub address: String,
 }
 
+/// The default p2p port (TCP and QUIC): fixed, so that the addresses other
+/// nodes bootstrap from survive a restart.
+pub const DEFAULT_P2P_PORT: u16 = 4001;
+
+impl P2pConfig {
+    /// Loopback listen addresses on ports the OS picks (tests, local networks of
+    /// many nodes on one machine).
+    pub fn ephemeral_listen() -> Vec<String> {
+        vec![
+            "/ip4/127.0.0.1/tcp/0".into(),
+            "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+        ]
+    }
+}
+
 impl Default for P2pConfig {
     fn default() -> Self {
         P2pConfig {
             listen: vec![
-                "/ip4/127.0.0.1/tcp/0".into(),
-                "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+                format!("/ip4/127.0.0.1/tcp/{DEFAULT_P2P_PORT}"),
+                format!("/ip4/127.0.0.1/udp/{DEFAULT_P2P_PORT}/quic-v1"),
             ],
             bootstrap: Vec::new(),
             heartbeat_ms: 1000,
@@ -278,6 +328,23 @@ impl Config {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for t in &self.trust {
+            check_origin("trust.origin", &t.origin)?;
+        }
+        if let Some(g) = &self.gateway {
+            check_origin("gateway.origin", &g.origin)?;
+        }
+        for u in &self.p2p.upload_gateways {
+            check_origin("p2p.upload_gateways.origin", &u.origin)?;
+        }
+        let region = &self.export.region;
+        if !(1..=16).contains(&region.len())
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ConfigError::ExportRegion(region.clone()));
+        }
         self.trust_list()?;
         if self.retention.interval_secs == 0 || self.retention.interval_secs > 3600 {
             return Err(ConfigError::Invalid(
@@ -287,6 +354,11 @@ impl Config {
         if self.filters.rebuild_seconds == 0 || self.filters.rebuild_seconds > 86_400 {
             return Err(ConfigError::Invalid(
                 "filters.rebuild_seconds must be 1..=86400".into(),
+            ));
+        }
+        if self.http.header_timeout_secs == 0 || self.http.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "http.header_timeout_secs and http.request_timeout_secs must be positive".into(),
             ));
         }
         if self.p2p.heartbeat_ms == 0 {
@@ -344,10 +416,19 @@ role = "relay"
 [http]
 # The HTTP API for phones and the transparency page.
 listen = "127.0.0.1:8080"
+# Open connections at most (0: half the open-file limit); more wait in the backlog.
+max_connections = 0
+# An idle connection, or one whose request head has not arrived, is closed after
+# this many seconds; a request whose body has not arrived after
+# request_timeout_secs is answered 408 and closed.
+header_timeout_secs = 10
+request_timeout_secs = 30
 
 [p2p]
 # libp2p listen addresses: TCP (Noise + Yamux) and QUIC v1.
-listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"]
+# Fixed ports, so that the addresses other nodes bootstrap from survive restarts
+# (`traceless-node id` prints them with this node's peer id).
+listen = ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"]
 # Peers to dial, over TCP or QUIC: "/ip4/192.0.2.10/tcp/4001/p2p/12D3KooW..." or
 # "/ip4/192.0.2.10/udp/4001/quic-v1/p2p/12D3KooW...".
 bootstrap = []
@@ -356,6 +437,10 @@ catchup_interval_secs = 60
 kademlia = true
 # Penalise many peers behind one IP address (turn on for public deployments).
 ip_colocation_penalty = false
+# Gateways this node relays sealed uploads to (POST /v1/relay/{origin}), by
+# origin: the gateway's libp2p address, ending in /p2p/<its peer id>.
+# upload_gateways = [{ origin = "example.health", address = "/ip4/192.0.2.20/tcp/4001/p2p/12D3KooW..." }]
+upload_gateways = []
 
 # Authorities whose batches are accepted. A batch is trusted only because its
 # signature verifies under one of these keys, never because of who forwarded it.
@@ -383,7 +468,8 @@ interval_secs = 600
 rebuild_seconds = 600
 
 [export]
-# Metadata of the GAEN export files served at /v1/exports/{day}.zip.
+# Metadata of the GAEN export files served at /v1/exports/{day}, where {day} is
+# the day number (days since 1970-01-01 UTC, e.g. /v1/exports/19675).
 region = "XX"
 key_id = "traceless"
 key_version = "v1"
@@ -394,10 +480,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn origins_and_export_regions_are_checked() {
+        let with = |extra: &str| toml::from_str::<Config>(extra).expect("parses").validate();
+        assert!(matches!(
+            with("[[trust]]\norigin = \"DE RKI\"\nkey_id = 1\npublic_key = \"00\"\n"),
+            Err(ConfigError::Origin { field: "trust.origin", ref origin, .. }) if origin == "DE RKI"
+        ));
+        assert!(matches!(
+            with("role = \"gateway\"\n[gateway]\norigin = \"\"\nauthority_key_file = \"k\"\n"),
+            Err(ConfigError::Origin {
+                field: "gateway.origin",
+                ..
+            })
+        ));
+        assert!(matches!(
+            with("[p2p]\nupload_gateways = [{ origin = \"X.Y\", address = \"/ip4/127.0.0.1/tcp/1\" }]\n"),
+            Err(ConfigError::Origin { field: "p2p.upload_gateways.origin", .. })
+        ));
+        assert!(matches!(
+            with("[export]\nregion = \"\"\n"),
+            Err(ConfigError::ExportRegion(ref r)) if r.is_empty()
+        ));
+        assert!(matches!(
+            with("[export]\nregion = \"D E\"\n"),
+            Err(ConfigError::ExportRegion(_))
+        ));
+        with("[export]\nregion = \"DE\"\n").expect("a plain region is fine");
+    }
+
+    #[test]
     fn example_parses_to_defaults() {
         let c: Config = toml::from_str(EXAMPLE).expect("example parses");
         c.validate().expect("example valid");
         assert_eq!(c.http.listen, HttpConfig::default().listen);
         assert_eq!(c.role, Role::Relay);
+        assert_eq!(c.p2p.listen, P2pConfig::default().listen);
+        assert!(
+            c.p2p.listen.iter().all(|a| a.contains("/4001")),
+            "fixed ports"
+        );
+        assert!(EXAMPLE.contains("upload_gateways"));
+        assert!(!EXAMPLE.contains(".zip"));
     }
 }

@@ -61,6 +61,16 @@ pub enum UploadError {
     /// The token was redeemed before.
     #[error("upload token was already used")]
     TokenSpent,
+    /// Every key of the upload had already expired (or, in filter form, every
+    /// chosen interval lies past retention): nothing would be published, so the
+    /// upload is refused and its code or token is not spent.
+    #[error(
+        "nothing to publish: all {keys} keys of the upload have expired; the code was not used"
+    )]
+    NothingToPublish {
+        /// Keys in the upload.
+        keys: usize,
+    },
     /// A filter-form upload would push a day's filter past its size limit.
     #[error("day {day}'s filter is full: it holds {stored} entries, this upload adds {adding}, and a filter holds at most {max}; nothing was stored")]
     FilterFull {
@@ -106,6 +116,16 @@ pub struct UploadReceipt {
     pub expired: usize,
     /// Filter entries derived from a filter-form upload (its keys are not stored).
     pub filter_entries: usize,
+}
+
+impl UploadReceipt {
+    /// Whether this is a dummy's receipt (nothing published, held or derived).
+    pub fn is_dummy(&self) -> bool {
+        self.published.is_empty()
+            && self.embargoed == 0
+            && self.expired == 0
+            && self.filter_entries == 0
+    }
 }
 
 /// A gateway: the authority key, the upload rate limit, and for anonymous
@@ -203,15 +223,13 @@ impl Gateway {
         body: &[u8],
         now: u64,
     ) -> Result<UploadReceipt, UploadError> {
-        if !self.limiter.try_take(now) {
-            return Err(UploadError::RateLimited);
-        }
         let upload = Upload::decode(body, now)?;
         if upload.dummy {
-            return Ok(UploadReceipt::default());
+            return self.admit_dummy(now);
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let code = upload_codes::check(store, &upload.upload_code, now)?;
+        self.admit(now)?;
         let mut commit = GatewayCommit {
             consume_code: Some(code),
             ..Default::default()
@@ -236,9 +254,6 @@ impl Gateway {
         sealed: &[u8],
         now: u64,
     ) -> Result<UploadReceipt, UploadError> {
-        if !self.limiter.try_take(now) {
-            return Err(UploadError::RateLimited);
-        }
         let newest = self
             .token_keys
             .values()
@@ -261,6 +276,11 @@ impl Gateway {
         if !valid && !upload.dummy {
             return Err(UploadError::TokenInvalid);
         }
+        if upload.dummy {
+            self.admit_dummy(now)?;
+        } else {
+            self.admit(now)?;
+        }
         let mut commit = GatewayCommit {
             spend_token: Some((token.epoch, id)),
             ..Default::default()
@@ -271,6 +291,28 @@ impl Gateway {
             upload.keys
         };
         self.stage(store, keys, &upload.filter_intervals, now, &mut commit)
+    }
+
+    /// Charges the upload bucket for an authenticated real upload. Only uploads
+    /// that passed their code or token check are charged, so junk POSTs (which
+    /// fail to open or decode) and stolen-looking guesses cannot drain it.
+    fn admit(&self, now: u64) -> Result<(), UploadError> {
+        if self.limiter.try_take(now) {
+            Ok(())
+        } else {
+            Err(UploadError::RateLimited)
+        }
+    }
+
+    /// A dummy costs the bucket nothing (cover traffic must not crowd out real
+    /// uploads), but is refused when the bucket is empty, exactly like a real
+    /// upload then, so that the answer never tells the two apart.
+    fn admit_dummy(&self, now: u64) -> Result<UploadReceipt, UploadError> {
+        if self.limiter.has_token(now) {
+            Ok(UploadReceipt::default())
+        } else {
+            Err(UploadError::RateLimited)
+        }
     }
 
     /// The one path both authorizations take: a key-form upload's keys are
@@ -320,6 +362,9 @@ impl Gateway {
                     })
                     .filter(|e| filter_expires_at(e.day) > now),
             );
+        }
+        if commit.filter_entries.is_empty() {
+            return Err(UploadError::NothingToPublish { keys: keys.len() });
         }
         drop(keys);
         // Sorted, so that nothing downstream sees the upload's key order.
@@ -411,6 +456,7 @@ impl Gateway {
     ) -> Result<UploadReceipt, UploadError> {
         let mut receipt = UploadReceipt::default();
         let mut publish_now = Vec::new();
+        let uploaded = keys.len();
         for key in keys {
             if key.expires_at() <= now {
                 receipt.expired += 1;
@@ -420,6 +466,11 @@ impl Gateway {
             } else {
                 publish_now.push(key);
             }
+        }
+        // A real upload of nothing but expired keys is refused before its code or
+        // token is spent (a dummy's empty key list passes: it spends its token).
+        if uploaded > 0 && receipt.expired == uploaded {
+            return Err(UploadError::NothingToPublish { keys: uploaded });
         }
         if !publish_now.is_empty() {
             self.seal(store, publish_now, now, commit)?;
@@ -464,7 +515,7 @@ impl Gateway {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::storage::SledStore;
+    use crate::storage::{CodeStore, GatewayStore, SledStore};
     use traceless_protocol::{day_start_interval, Tek};
 
     /// A day whose filter would pass [`MAX_FILTER_ENTRIES`] refuses the whole

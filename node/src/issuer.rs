@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use traceless_protocol::token::TokenIssueRequest;
 use traceless_protocol::{TokenKey, WireError};
 
-use crate::storage::{GatewayCommit, SledStore, StorageError, Store};
+use crate::storage::{CodeStore, GatewayCommit, SledStore, StorageError};
 use crate::upload_codes::{self, CodeError};
 
 /// Why an issuance was refused.
@@ -52,7 +52,8 @@ impl From<CodeError> for IssueError {
 /// The issuing service of one authority.
 pub struct Issuer {
     dir: PathBuf,
-    store: SledStore,
+    /// The issuer's own database, seen only as codes: it holds nothing else.
+    codes: Box<dyn CodeStore>,
     key: TokenKey,
     lock: Mutex<()>,
     issued: AtomicU64,
@@ -63,7 +64,7 @@ impl Issuer {
     pub fn open(dir: &Path, key: TokenKey) -> Result<Self, StorageError> {
         Ok(Issuer {
             dir: dir.to_owned(),
-            store: SledStore::open(&dir.join("db"))?,
+            codes: Box::new(SledStore::open(&dir.join("db"))?),
             key,
             lock: Mutex::new(()),
             issued: AtomicU64::new(0),
@@ -87,8 +88,8 @@ impl Issuer {
 
     /// Imports new codes and drops expired ones.
     pub fn import_codes(&self, now: u64) -> Result<usize, CodeError> {
-        let n = upload_codes::import_incoming(&self.dir, &self.store)?;
-        self.store.purge_codes(now)?;
+        let n = upload_codes::import_incoming(&self.dir, self.codes.as_ref())?;
+        self.codes.purge_codes(now)?;
         Ok(n)
     }
 
@@ -103,9 +104,9 @@ impl Issuer {
             });
         }
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let code = upload_codes::check(&self.store, &request.authorization, now)?;
+        let code = upload_codes::check(self.codes.as_ref(), &request.authorization, now)?;
         let response = self.key.issue(&request.blinded)?;
-        self.store.commit_gateway(&GatewayCommit {
+        self.codes.commit_gateway(&GatewayCommit {
             consume_code: Some(code),
             ..Default::default()
         })?;

@@ -19,21 +19,24 @@
 //! because of who forwarded it. Cryptography and wire formats are those of
 //! `traceless-protocol`.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod core;
 pub mod embargo;
 pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod issuer;
 pub mod keys;
-pub mod node;
+pub mod logging;
 pub mod retention;
 pub mod storage;
 pub mod upload_codes;
 
+pub use app::{start, RunningNode, StartError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, Role};
-pub use node::{start, NodeState, RunningNode};
+pub use core::Core;

@@ -27,7 +27,7 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     let clock = ManualClock::new(NOW);
     let node = start_node(relay_config(dir.path()), &clock).await;
     let addr = node.http_addr;
-    let st = node.state.clone();
+    let st = node.core.clone();
     let a = authority();
 
     // Two batches of two days ago: visible at once.
@@ -111,7 +111,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     upload_codes::write_incoming(dir.path(), &records).unwrap();
     let node = start_node(config.clone(), &clock).await;
     let addr = node.http_addr;
-    let st = node.state.clone();
+    let st = node.core.clone();
 
     // Malformed bodies and bad codes are refused with reasons.
     let r = http(
@@ -169,7 +169,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     assert!(r.text().contains("unknown or already used"));
 
     // Embargo: today's key is neither listed nor served until 2 h after midnight.
-    let served_teks = |st: &traceless_node::NodeState| -> Vec<Tek> {
+    let served_teks = |st: &traceless_node::Core| -> Vec<Tek> {
         let mut teks = Vec::new();
         for m in st.store.all_batches().unwrap() {
             let r = get(addr, &format!("/v1/batches/{}/{}", m.origin, m.sequence));
@@ -251,7 +251,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
 
     // Restart: the log and the consumed code survive.
     let node = start_node(config, &clock).await;
-    assert_eq!(node.state.store.deletion_log().unwrap().len(), 2);
+    assert_eq!(node.core.store.deletion_log().unwrap().len(), 2);
     let r = http(
         node.http_addr,
         "POST",
@@ -260,5 +260,41 @@ async fn gateway_upload_codes_embargo_and_retention() {
         &upload_body(&codes[0], keys_of_day(TODAY, 1)),
     );
     assert_eq!(r.status, 403);
+    node.shutdown().await;
+}
+
+/// The framework's own refusals answer the documented JSON `{error}` too, and
+/// `limit` outside 1..=1000 is refused rather than clamped.
+#[tokio::test]
+async fn parse_errors_unknown_routes_and_bad_limits_answer_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    let addr = node.http_addr;
+    for (path, status) in [
+        ("/v1/batches/test.health/-1", 400),
+        ("/v1/batches/test.health/x", 400),
+        ("/v1/exports/99999999999", 400),
+        ("/v1/filters/test.health/-3", 400),
+        ("/v1/batches?origin=test.health&limit=0", 400),
+        ("/v1/batches?origin=test.health&limit=1001", 400),
+        ("/v1/batches?limit=5", 400),
+        ("/no/such/route", 404),
+    ] {
+        let r = tokio::task::spawn_blocking(move || get(addr, path))
+            .await
+            .unwrap();
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert!(
+            r.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}"
+        );
+    }
+    let ok =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/batches?origin=test.health&limit=1000"))
+            .await
+            .unwrap();
+    assert_eq!(ok.status, 200);
     node.shutdown().await;
 }

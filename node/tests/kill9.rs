@@ -5,83 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::process::*;
 use common::*;
 use traceless_protocol::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_traceless-node");
-
-fn cli(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Starts the node and reads its HTTP address from stdout (bounded by the
-/// node's own start-up; a failed start closes stdout).
-fn spawn_node(config: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("node printed its address").unwrap();
-    let addr = first
-        .strip_prefix("traceless-node: HTTP on http://")
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    // Keep draining stdout so the node never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
-fn kill9(mut child: Child) {
-    let pid = child.id().to_string();
-    let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
-    assert!(st.success());
-    child.wait().unwrap();
-}
 
 #[test]
 fn kill_9_right_after_an_acknowledged_upload_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    cli(&["init", "--out", config.to_str().unwrap()]);
-    let entry = cli(&[
-        "authority",
-        "keygen",
-        "--origin",
-        ORIGIN,
-        "--out",
-        dir.path().join("authority.key").to_str().unwrap(),
-    ]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text = text
-        .replace("role = \"relay\"", "role = \"gateway\"")
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
-    text.push_str(&format!(
-        "\n{}\n[gateway]\norigin = \"{ORIGIN}\"\nauthority_key_file = \"authority.key\"\n",
-        entry
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n")
-    ));
-    std::fs::write(&config, text).unwrap();
+    let config = gateway_via_cli(dir.path());
     let codes = cli(&[
         "codes",
         "issue",

@@ -62,16 +62,16 @@ fn assert_gone(dir: &Path, keys: &[DiagnosisKey], what: &str) {
 
 /// One retention run that deletes something; the deletion log's length after it.
 fn retain(node: &RunningNode) -> usize {
-    node.state
+    node.core
         .run_retention()
         .unwrap()
         .expect("something was due");
-    node.state.store.deletion_log().unwrap().len()
+    node.core.store.deletion_log().unwrap().len()
 }
 
 fn assert_log_verifies(node: &RunningNode, records: usize) {
-    let log = node.state.store.deletion_log().unwrap();
-    let verified = verify_deletion_log(&log, &node.state.node_id()).unwrap();
+    let log = node.core.store.deletion_log().unwrap();
+    let verified = verify_deletion_log(&log, &node.core.node_id()).unwrap();
     assert_eq!(verified.len(), records);
 }
 
@@ -102,8 +102,8 @@ async fn expired_teks_are_gone_from_every_file_of_gateway_and_relay() {
     assert_on_disk(gw_dir.path(), &held, "held");
 
     clock.set(u64::from(TODAY + 1) * 86_400 + 2 * 3600);
-    gateway.state.release_due().unwrap();
-    let stored = |n: &RunningNode| n.state.store.all_batches().unwrap().len();
+    gateway.core.release_due().unwrap();
+    let stored = |n: &RunningNode| n.core.store.all_batches().unwrap().len();
     assert_eq!(stored(&gateway), 3);
     assert!(
         wait_until(Duration::from_secs(30), || stored(&relay) == 3).await,
@@ -117,7 +117,7 @@ async fn expired_teks_are_gone_from_every_file_of_gateway_and_relay() {
 
     // The old day's batch expires: its keys go, the others stay.
     let expires_at = gateway
-        .state
+        .core
         .store
         .all_batches()
         .unwrap()

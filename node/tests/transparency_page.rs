@@ -68,20 +68,21 @@ fn attr(dom: &str, marker: &str, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transparency_page_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "chromium must be installed in CI (.ci/install-node.sh)"
+        // Missing Chromium fails the test, unless the person running it says
+        // out loud that they skip it.
+        assert_eq!(
+            std::env::var("TRACELESS_SKIP_CHROMIUM").as_deref(),
+            Ok("1"),
+            "{CHROMIUM} is missing: install it with .ci/install-node.sh, or set \
+             TRACELESS_SKIP_CHROMIUM=1 to skip this test"
         );
-        eprintln!(
-            "SKIPPED: {CHROMIUM} is missing; install it with .ci/install-node.sh to run this test"
-        );
+        eprintln!("SKIPPED (TRACELESS_SKIP_CHROMIUM=1): {CHROMIUM} is missing");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let node = start_node(relay_config(dir.path()), &clock).await;
-    let st = node.state.clone();
+    let st = node.core.clone();
     let a = authority();
     // Day TODAY-2: 7 + 5 keys; day TODAY-16: 4 keys, deleted below; today: 3
     // keys under embargo.

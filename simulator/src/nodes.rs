@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use traceless_node::config::{GatewayConfig, TrustEntry, UploadGateway};
-use traceless_node::{upload_codes, Config, NodeState, Role, RunningNode};
+use traceless_node::{upload_codes, Config, Core, Role, RunningNode};
 use traceless_protocol::{AuthorityKey, ManualClock, TokenKey};
 
 use crate::http;
@@ -59,6 +59,7 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
         data_dir: dir.to_owned(),
         ..Config::default()
     };
+    c.p2p.listen = traceless_node::config::P2pConfig::ephemeral_listen();
     c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 1;
@@ -159,13 +160,11 @@ impl Nodes {
             codes,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !net.relays.iter().all(|r| {
-            r.state
-                .peers
-                .read()
-                .map(|p| !p.connected.is_empty())
-                .unwrap_or(false)
-        }) {
+        while !net
+            .relays
+            .iter()
+            .all(|r| !r.federation.peers().connected.is_empty())
+        {
             if Instant::now() > deadline {
                 return Err(NodesError::NotConnected);
             }
@@ -180,12 +179,12 @@ impl Nodes {
     pub fn release_due(&self) -> Vec<u64> {
         let mut published: Vec<u64> = self
             .gateway
-            .state
+            .core
             .release_due()
             .map(|v| v.into_iter().map(|m| m.sequence).collect())
             .unwrap_or_default();
         for r in &self.relays {
-            let _ = r.state.release_due();
+            let _ = r.core.release_due();
         }
         published.sort_unstable();
         published
@@ -196,7 +195,7 @@ impl Nodes {
     /// after it (a sealed upload's answer is a fixed status that names none).
     pub fn gateway_next_sequence(&self) -> u64 {
         self.gateway
-            .state
+            .core
             .store
             .next_sequence(ORIGIN)
             .unwrap_or_default()
@@ -228,19 +227,19 @@ impl Nodes {
     /// their day filters at the clock's time and gossips them (the gateway's own
     /// job does this on its period; the simulator calls it at the sync hour).
     pub fn rebuild_filters(&self) {
-        let _ = self.gateway.state.rebuild_filters();
+        let _ = self.gateway.core.rebuild_filters();
     }
 
     /// Waits until every relay stores the gateway's newest revision of every day
     /// filter; returns the milliseconds that took, or `None` after 15 s.
     pub fn wait_for_filters(&self) -> Option<f64> {
-        let want = self.gateway.state.store.all_filters().unwrap_or_default();
+        let want = self.gateway.core.store.all_filters().unwrap_or_default();
         let started = Instant::now();
         let deadline = started + Duration::from_secs(15);
         loop {
             let done = self.relays.iter().all(|r| {
                 want.iter().all(|f| {
-                    r.state
+                    r.core
                         .store
                         .filter_meta(&f.origin, f.day)
                         .ok()
@@ -261,13 +260,13 @@ impl Nodes {
     /// Runs retention on every node at the clock's time.
     pub fn run_retention(&self) {
         for n in std::iter::once(&self.gateway).chain(&self.relays) {
-            let _ = n.state.run_retention();
+            let _ = n.core.run_retention();
         }
     }
 
     /// Starts watching relays for published batches (see [`Propagation`]).
     pub fn watch(&self) -> Propagation {
-        let relays: Vec<Arc<NodeState>> = self.relays.iter().map(|r| r.state.clone()).collect();
+        let relays: Vec<Arc<Core>> = self.relays.iter().map(|r| r.core.clone()).collect();
         let shared = Arc::new(Mutex::new(Watch::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s2, stop2) = (shared.clone(), stop.clone());
@@ -305,11 +304,11 @@ impl Nodes {
         std::iter::once(&self.gateway)
             .chain(&self.relays)
             .map(|n| {
-                let all = n.state.store.all_batches().unwrap_or_default();
+                let all = n.core.store.all_batches().unwrap_or_default();
                 NodeStorage {
                     batches: all.len() as u64,
                     keys: all.iter().map(|m| m.key_count).sum(),
-                    disk_bytes: dir_size(&n.state.config.data_dir),
+                    disk_bytes: dir_size(&n.core.config.data_dir),
                 }
             })
             .collect()

@@ -346,7 +346,7 @@ async fn a_filter_form_upload_publishes_only_chosen_intervals_and_keeps_no_key()
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
     // The gateway folds the entries (their embargo has passed) and gossips the filter.
-    let built = net.gateway.state.rebuild_filters().unwrap();
+    let built = net.gateway.core.rebuild_filters().unwrap();
     assert!(built.iter().any(|f| f.day == DAY - 1), "{built:?}");
     let path = format!("/v1/filters/{ORIGIN}/{}", DAY - 1);
     let served = common::eventually(|| {
@@ -467,7 +467,10 @@ async fn bad_sealed_uploads_get_clear_errors_and_store_nothing() {
     )
     .await
     .0;
-    assert_eq!(unknown.status, 502, "no gateway for that origin");
+    assert_eq!(
+        unknown.status, 404,
+        "no gateway for that origin: the client's mistake"
+    );
     assert!(
         !contains(&dir_bytes(&net.gateway_dir.join("db")), &[5; 16]),
         "nothing stored"

@@ -2,10 +2,23 @@
 //! serves per origin, and we fetch the ones we lack. Fetched batches go through
 //! exactly the checks gossip does. Day filters likewise: a peer lists the newest
 //! revision it holds per (origin, day), and we fetch those above ours.
+//!
+//! A summary is attacker-chosen (up to 33 MiB from one peer). Without limits it
+//! became about a million outbound requests. Here: origins outside the trust list
+//! are dropped, one round per peer is in flight at a time and asks for at most
+//! [`Config::max_fetches_per_round`] fetches, and a peer that advertises batches
+//! and then does not serve them gets a strike (a gossipsub penalty) and, after
+//! [`Config::strikes_before_backoff`], no catch-up for [`Config::backoff`].
+//!
+//! The state machine is [`Catchup`]; `federation/mod.rs` wires it to the swarm.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
+use libp2p::request_response::OutboundRequestId;
+use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+use traceless_protocol::TrustList;
 
 use crate::storage::{StorageError, Store};
 
@@ -89,24 +102,36 @@ pub fn summary(store: &dyn Store, now: u64) -> Result<Vec<OriginSummary>, Storag
         .collect())
 }
 
-/// The fetches needed to get what a peer serves and we lack.
+/// The fetches needed to get what a peer serves and we lack: only for origins in
+/// `trust`, and at most `max_fetches` of them (the rest is fetched in later rounds).
 pub fn missing(
     store: &dyn Store,
     theirs: &[OriginSummary],
+    trust: &TrustList,
+    max_fetches: usize,
 ) -> Result<Vec<CatchupRequest>, StorageError> {
+    let trusted: BTreeSet<&str> = trust.entries().into_iter().map(|(o, _, _)| o).collect();
     let mut ours: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for m in store.all_batches()? {
         ours.entry(m.origin).or_default().insert(m.sequence);
     }
     let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
     for s in theirs {
+        // Untrusted origins could never verify; an origin listed twice counts once.
+        if !trusted.contains(s.origin.as_str()) || !seen.insert(s.origin.as_str()) {
+            continue;
+        }
+        if out.len() >= max_fetches {
+            break;
+        }
         let have = ours.get(&s.origin);
         let lacking: Vec<u64> = s
             .runs
             .iter()
             .flat_map(|&(a, b)| a..=b.max(a))
             .filter(|q| have.is_none_or(|h| !h.contains(q)))
-            .take(MAX_MISSING_PER_ROUND)
+            .take(MAX_MISSING_PER_ROUND.min((max_fetches - out.len()) * MAX_FETCH))
             .collect();
         for chunk in lacking.chunks(MAX_FETCH) {
             out.push(CatchupRequest::Fetch {
@@ -116,6 +141,138 @@ pub fn missing(
         }
     }
     Ok(out)
+}
+
+/// Catch-up limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most fetch requests one round with one peer sends (each for up to
+    /// [`MAX_FETCH`] batches).
+    pub max_fetches_per_round: usize,
+    /// Strikes (advertised, then not served) after which a peer is not caught
+    /// up with for [`Config::backoff`].
+    pub strikes_before_backoff: u32,
+    /// How long a peer with too many strikes is left alone.
+    pub backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_fetches_per_round: 16,
+            strikes_before_backoff: 2,
+            backoff: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the catch-up state machine asks its owner to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The peer advertised batches it then did not serve: lower its score.
+    Unserved(PeerId),
+}
+
+/// One peer's catch-up state.
+#[derive(Default)]
+struct PeerState {
+    /// Requests of the current round still unanswered.
+    outstanding: usize,
+    /// Strikes since the last back-off.
+    strikes: u32,
+    /// No rounds before this.
+    backoff_until: Option<Instant>,
+}
+
+/// The catch-up state machine: which peers have a round in flight, which
+/// fetches are outstanding and how many batches each asked for, and which
+/// peers are backed off.
+#[derive(Default)]
+pub struct Catchup {
+    config: Config,
+    peers: HashMap<PeerId, PeerState>,
+    fetches: HashMap<OutboundRequestId, (PeerId, usize)>,
+}
+
+impl Catchup {
+    /// A state machine with `config`.
+    pub fn new(config: Config) -> Self {
+        Catchup {
+            config,
+            ..Default::default()
+        }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a round with `peer` may start now (none in flight, not backed off);
+    /// if so, counts the summary requests `summaries` as outstanding.
+    pub fn start_round(&mut self, peer: PeerId, summaries: usize, now: Instant) -> bool {
+        let p = self.peers.entry(peer).or_default();
+        if p.outstanding > 0 || p.backoff_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        p.backoff_until = None;
+        p.outstanding = summaries;
+        true
+    }
+
+    /// A summary (or any request without batches to check) was answered.
+    pub fn answered(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.outstanding = p.outstanding.saturating_sub(1);
+        }
+    }
+
+    /// A fetch for `asked` batches was sent as `id`.
+    pub fn fetch_sent(&mut self, peer: PeerId, id: OutboundRequestId, asked: usize) {
+        self.peers.entry(peer).or_default().outstanding += 1;
+        self.fetches.insert(id, (peer, asked));
+    }
+
+    /// A fetch was answered with `served` batches of `bytes` bytes in all. Fewer
+    /// than asked, well under the response size cap, is a strike.
+    pub fn fetch_answered(
+        &mut self,
+        id: OutboundRequestId,
+        served: usize,
+        bytes: usize,
+        now: Instant,
+    ) -> Option<Event> {
+        let (peer, asked) = self.fetches.remove(&id)?;
+        self.answered(peer);
+        let short = served < asked && bytes < MAX_RESPONSE_BYTES / 2;
+        short.then(|| self.strike(peer, now))
+    }
+
+    /// A request to `peer` failed (timeout, connection closed): its round ends.
+    pub fn failed(&mut self, id: Option<OutboundRequestId>, peer: PeerId) {
+        if let Some(id) = id {
+            self.fetches.remove(&id);
+        }
+        self.answered(peer);
+    }
+
+    /// Forgets a disconnected peer's round (its strikes and back-off stay).
+    pub fn disconnected(&mut self, peer: PeerId) {
+        self.fetches.retain(|_, (p, _)| *p != peer);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.outstanding = 0;
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, now: Instant) -> Event {
+        let p = self.peers.entry(peer).or_default();
+        p.strikes += 1;
+        if p.strikes >= self.config.strikes_before_backoff {
+            p.strikes = 0;
+            p.backoff_until = Some(now + self.config.backoff);
+        }
+        Event::Unserved(peer)
+    }
 }
 
 /// What day filters this node holds: the newest unexpired revision per (origin, day).
@@ -208,7 +365,36 @@ pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupR
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A summary of 100,000 untrusted origins and a million sequence numbers of a
+    /// trusted one becomes at most one round's fetches, all for the trusted origin
+    /// (without the limits: 64 fetches per origin, 6.4 million requests).
+    #[test]
+    fn a_hostile_summary_becomes_one_bounded_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::SledStore::open(&dir.path().join("db")).unwrap();
+        let key = traceless_protocol::AuthorityKey::generate("trusted.health", 1);
+        let mut trust = TrustList::new();
+        trust.insert("trusted.health", 1, key.verifying_key());
+        let mut theirs: Vec<OriginSummary> = (0..100_000)
+            .map(|i| OriginSummary {
+                origin: format!("x{i}"),
+                runs: vec![(1, u64::MAX)],
+            })
+            .collect();
+        theirs.push(OriginSummary {
+            origin: "trusted.health".into(),
+            runs: vec![(1, 1_000_000)],
+        });
+        let max = Config::default().max_fetches_per_round;
+        let reqs = missing(&store, &theirs, &trust, max).unwrap();
+        assert_eq!(reqs.len(), max);
+        assert!(reqs.iter().all(|r| matches!(r,
+            CatchupRequest::Fetch { origin, sequences }
+                if origin == "trusted.health" && sequences.len() == MAX_FETCH)));
+    }
 
     #[test]
     fn runs_compress_sequences() {

@@ -8,7 +8,7 @@ pub mod catchup;
 pub mod relay;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,23 +21,105 @@ use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swar
 use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
-use self::catchup::{CatchupRequest, CatchupResponse};
+use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
 use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
-use crate::gateway::UploadError;
-use crate::http::metrics::inc;
-use crate::node::{IngestError, Ingested, IngestedFilter, NodeState};
+use crate::config::P2pConfig;
+use crate::core::metrics::inc;
+use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
 use crate::storage::{FilterPutOutcome, PutOutcome};
 
 /// Application penalty per invalid batch received through catch-up.
 const CATCHUP_PENALTY: f64 = -10.0;
 
+/// Why federation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// A configured multiaddr does not parse or lacks its peer id.
+    #[error("p2p address {addr}: {why}")]
+    Address {
+        /// The address as configured.
+        addr: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A listen address could not be bound (say, the port is in use).
+    #[error("p2p listen {addr}: {why}")]
+    Listen {
+        /// The address as configured.
+        addr: String,
+        /// Why (from the transport).
+        why: String,
+    },
+    /// The transports or the behaviour could not be built.
+    #[error("libp2p: {0}")]
+    Setup(String),
+}
+
+/// What the node knows about its federation, for the page and the tests.
+#[derive(Clone, Debug, Default)]
+pub struct PeerView {
+    /// This node's libp2p id.
+    pub local_peer_id: Option<PeerId>,
+    /// Addresses this node listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Currently connected peers.
+    pub connected: Vec<PeerId>,
+}
+
+/// The typed handle through which the rest of the node talks to the federation
+/// task: commands in, the peer view out.
+#[derive(Clone)]
+pub struct FederationHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    peers: Arc<RwLock<PeerView>>,
+}
+
+impl FederationHandle {
+    /// A copy of the current peer view.
+    pub fn peers(&self) -> PeerView {
+        self.peers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forwards a sealed upload to the gateway of `origin`; the answer (or why the
+    /// gateway was not reached) arrives on the returned channel. `None` when the
+    /// federation task has stopped.
+    pub fn relay(
+        &self,
+        origin: String,
+        sealed: Vec<u8>,
+    ) -> Option<oneshot::Receiver<Result<RelayResponse, String>>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Relay {
+                origin,
+                sealed,
+                reply,
+            })
+            .ok()?;
+        Some(rx)
+    }
+
+    /// Gossipsub score of a peer as this node sees it.
+    pub async fn peer_score(&self, peer: PeerId) -> Option<f64> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::PeerScore(peer, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Starts a catch-up round with every connected peer now.
+    pub fn catchup_now(&self) {
+        let _ = self.commands.send(Command::CatchupNow);
+    }
+
+    /// Stops the federation task.
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
+
 /// Commands to the federation task.
 #[derive(Debug)]
-pub enum Command {
-    /// Gossip a stored, visible batch.
-    Publish(Vec<u8>),
-    /// Gossip a stored day filter (a new revision).
-    PublishFilter(Vec<u8>),
+enum Command {
     /// Report a peer's gossipsub score.
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     /// Start a catch-up round with every connected peer now.
@@ -57,6 +139,8 @@ pub enum Command {
 
 /// A started federation task.
 pub struct Started {
+    /// The handle to it.
+    pub handle: FederationHandle,
     /// The task.
     pub task: tokio::task::JoinHandle<()>,
     /// Local peer id.
@@ -84,11 +168,11 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
 
 /// Builds the swarm, binds its listeners and spawns the event loop.
 pub async fn start(
-    state: Arc<NodeState>,
+    core: Arc<Core>,
+    p2p: &P2pConfig,
     identity: identity::Keypair,
-    commands: mpsc::UnboundedReceiver<Command>,
-) -> Result<Started, String> {
-    let p2p = state.config.p2p.clone();
+    announcements: mpsc::UnboundedReceiver<Announcement>,
+) -> Result<Started, FederationError> {
     let heartbeat = Duration::from_millis(p2p.heartbeat_ms);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
@@ -97,79 +181,124 @@ pub async fn start(
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| e.to_string())?
+        .map_err(|e| FederationError::Setup(e.to_string()))?
         .with_quic()
         .with_behaviour(|key| {
             Behaviour::new(key, heartbeat, p2p.kademlia, p2p.ip_colocation_penalty)
                 .map_err(|e| e.into())
         })
-        .map_err(|e| e.to_string())?
+        .map_err(|e| FederationError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     let peer_id = *swarm.local_peer_id();
     let mut listeners = Vec::new();
-    for addr in &p2p.listen {
-        let addr: Multiaddr = addr
-            .parse()
-            .map_err(|e| format!("p2p listen {addr}: {e}"))?;
-        listeners.push(swarm.listen_on(addr).map_err(|e| e.to_string())?);
+    for text in &p2p.listen {
+        let addr: Multiaddr = text.parse().map_err(|e| FederationError::Address {
+            addr: text.clone(),
+            why: format!("{e}"),
+        })?;
+        ensure_port_free(&addr).map_err(|e| FederationError::Listen {
+            addr: text.clone(),
+            why: e.to_string(),
+        })?;
+        let id = swarm.listen_on(addr).map_err(|e| FederationError::Listen {
+            addr: text.clone(),
+            why: e.to_string(),
+        })?;
+        listeners.push((id, text));
     }
     // Wait for the listeners to report their bound addresses (bounded), and list
-    // them in the configured order (TCP first by default).
+    // them in the configured order (TCP first by default). A listener that fails
+    // fails start-up.
     let mut bound = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while bound.len() < p2p.listen.len() {
+        let rank_of = |id| listeners.iter().position(|(l, _)| *l == id);
+        let named = |id| rank_of(id).map_or_else(String::new, |r| listeners[r].1.clone());
         match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
             Ok(SwarmEvent::NewListenAddr {
                 listener_id,
                 address,
             }) => {
-                let rank = listeners.iter().position(|l| *l == listener_id);
-                bound.push((rank, address.with(Protocol::P2p(peer_id))));
+                bound.push((rank_of(listener_id), address.with(Protocol::P2p(peer_id))));
+            }
+            Ok(SwarmEvent::ListenerError { listener_id, error }) => {
+                return Err(FederationError::Listen {
+                    addr: named(listener_id),
+                    why: error.to_string(),
+                })
+            }
+            Ok(SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            }) => {
+                return Err(FederationError::Listen {
+                    addr: named(listener_id),
+                    why: match reason {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "listener closed".into(),
+                    },
+                })
             }
             Ok(_) => {}
-            Err(_) => return Err("libp2p listeners did not come up within 5 s".into()),
+            Err(_) => {
+                return Err(FederationError::Setup(
+                    "libp2p listeners did not come up within 5 s".into(),
+                ))
+            }
         }
     }
     bound.sort_by_key(|(rank, _)| *rank);
     let listen_addrs: Vec<Multiaddr> = bound.into_iter().map(|(_, a)| a).collect();
+    let address_error = |addr: &str, why: String| FederationError::Address {
+        addr: addr.to_owned(),
+        why,
+    };
     let mut bootstrap: Vec<Multiaddr> = p2p
         .bootstrap
         .iter()
-        .map(|a| a.parse().map_err(|e| format!("bootstrap {a}: {e}")))
+        .map(|a| a.parse().map_err(|e| address_error(a, format!("{e}"))))
         .collect::<Result<_, _>>()?;
     let mut upload_gateways = HashMap::new();
     for g in &p2p.upload_gateways {
         let addr: Multiaddr = g
             .address
             .parse()
-            .map_err(|e| format!("upload gateway {}: {e}", g.address))?;
+            .map_err(|e| address_error(&g.address, format!("{e}")))?;
         let peer = peer_of(&addr)
-            .ok_or_else(|| format!("upload gateway {} lacks /p2p/<peer id>", g.address))?;
+            .ok_or_else(|| address_error(&g.address, "lacks /p2p/<peer id>".into()))?;
         upload_gateways.insert(g.origin.clone(), (peer, addr.clone()));
         bootstrap.push(addr);
     }
-    {
-        let mut view = state.peers.write().unwrap_or_else(|e| e.into_inner());
-        view.local_peer_id = Some(peer_id);
-        view.listen_addrs = listen_addrs.clone();
-    }
+    let peers = Arc::new(RwLock::new(PeerView {
+        local_peer_id: Some(peer_id),
+        listen_addrs: listen_addrs.clone(),
+        connected: Vec::new(),
+    }));
+    let (commands_tx, commands) = mpsc::unbounded_channel();
     let task = tokio::spawn(
         Federation {
-            state,
+            core,
+            peers: peers.clone(),
+            catchup_every: Duration::from_secs(p2p.catchup_interval_secs.max(1)),
             swarm,
             bootstrap,
             connected: HashSet::new(),
             app_penalty: HashMap::new(),
-            pending_fetches: HashMap::new(),
+            catchup: Catchup::new(catchup::Config::default()),
             upload_gateways,
             parked_relays: Vec::new(),
             pending_relays: HashMap::new(),
             relay_inflight: HashMap::new(),
         }
-        .run(commands),
+        .run(commands, announcements),
     );
     Ok(Started {
+        handle: FederationHandle {
+            commands: commands_tx,
+            peers,
+        },
         task,
         peer_id,
         listen_addrs,
@@ -179,13 +308,42 @@ pub async fn start(
 /// Where a relayed upload's answer goes.
 type RelayReply = oneshot::Sender<Result<RelayResponse, String>>;
 
+/// libp2p's TCP transport binds its listeners with `SO_REUSEPORT`, so a port
+/// another process already listens on is silently shared. Binding it first
+/// without that option finds the conflict (`AddrInUse`); the probe is closed
+/// again before libp2p binds. Port 0 (any free port) needs no probe.
+fn ensure_port_free(addr: &Multiaddr) -> std::io::Result<()> {
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    drop(std::net::TcpListener::bind((ip, port))?);
+                }
+            }
+            Protocol::Udp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    drop(std::net::UdpSocket::bind((ip, port))?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 struct Federation {
-    state: Arc<NodeState>,
+    core: Arc<Core>,
+    peers: Arc<RwLock<PeerView>>,
+    catchup_every: Duration,
     swarm: Swarm<Behaviour>,
     bootstrap: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
     app_penalty: HashMap<PeerId, f64>,
-    pending_fetches: HashMap<OutboundRequestId, PeerId>,
+    /// Catch-up rounds, outstanding fetches, strikes and back-offs.
+    catchup: Catchup,
     /// Origin → gateway peer, for relayed uploads.
     upload_gateways: HashMap<String, (PeerId, Multiaddr)>,
     /// Relayed uploads waiting for the connection to their gateway (bounded by
@@ -197,18 +355,19 @@ struct Federation {
 }
 
 impl Federation {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut announcements: mpsc::UnboundedReceiver<Announcement>,
+    ) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-        let catchup_every = Duration::from_secs(self.state.config.p2p.catchup_interval_secs.max(1));
-        let mut catchup_tick = tokio::time::interval(catchup_every);
+        let mut catchup_tick = tokio::time::interval(self.catchup_every);
         let mut dial_tick = tokio::time::interval(Duration::from_secs(2));
         let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => return,
-                    Some(Command::Publish(bytes)) => self.publish(bytes),
-                    Some(Command::PublishFilter(bytes)) => self.publish_filter(bytes),
                     Some(Command::PeerScore(peer, reply)) => {
                         let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
                     }
@@ -216,6 +375,10 @@ impl Federation {
                     Some(Command::Relay { origin, sealed, reply }) => {
                         self.relay(origin, sealed, reply)
                     }
+                },
+                Some(a) = announcements.recv() => match a {
+                    Announcement::Batch(bytes) => self.publish(bytes),
+                    Announcement::Filter(bytes) => self.publish_filter(bytes),
                 },
                 Some(done) = done_rx.recv() => self.finish(done),
                 event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
@@ -237,9 +400,9 @@ impl Federation {
             .gossipsub
             .publish(batch_topic(), bytes)
         {
-            Ok(_) => inc(&self.state.metrics.gossip_published),
+            Ok(_) => inc(&self.core.metrics.gossip_published),
             Err(gossipsub::PublishError::Duplicate) => {
-                inc(&self.state.metrics.gossip_publish_duplicate)
+                inc(&self.core.metrics.gossip_publish_duplicate)
             }
             // With no peers yet, catch-up delivers the batch when they connect.
             Err(e) => tracing::debug!("gossip publish: {e}"),
@@ -255,7 +418,7 @@ impl Federation {
         forward: Result<bool, &IngestError>,
         what: &str,
     ) {
-        let m = &self.state.metrics;
+        let m = &self.core.metrics;
         let acceptance = match forward {
             Ok(true) => {
                 inc(&m.gossip_accepted);
@@ -288,9 +451,9 @@ impl Federation {
             .gossipsub
             .publish(filter_topic(), bytes)
         {
-            Ok(_) => inc(&self.state.metrics.gossip_published),
+            Ok(_) => inc(&self.core.metrics.gossip_published),
             Err(gossipsub::PublishError::Duplicate) => {
-                inc(&self.state.metrics.gossip_publish_duplicate)
+                inc(&self.core.metrics.gossip_publish_duplicate)
             }
             Err(e) => tracing::debug!("gossip publish filter: {e}"),
         }
@@ -383,7 +546,7 @@ impl Federation {
     ) {
         let inflight = self.relay_inflight.entry(peer).or_insert(0);
         if *inflight >= MAX_INFLIGHT_PER_PEER {
-            inc(&self.state.metrics.relayed_refused);
+            inc(&self.core.metrics.relayed_refused);
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -392,15 +555,17 @@ impl Federation {
             return;
         }
         *inflight += 1;
-        let s = self.state.clone();
+        let s = self.core.clone();
         let done = done.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let delay = s.config.gateway.as_ref().map_or(0, |g| g.response_delay_ms);
             let s2 = s.clone();
-            let response = tokio::task::spawn_blocking(move || accept_relayed(&s2, &request))
-                .await
-                .unwrap_or(RelayResponse::Busy);
+            let response = tokio::task::spawn_blocking(move || {
+                s2.accept_relayed(&request.origin, &request.sealed)
+            })
+            .await
+            .unwrap_or(RelayResponse::Busy);
             tokio::time::sleep_until(started + Duration::from_millis(delay)).await;
             let _ = done.send(Done::RelayAnswer(peer, channel, response));
         });
@@ -413,8 +578,12 @@ impl Federation {
         }
     }
 
-    /// Asks a peer what batches and day filters it holds.
+    /// Asks a peer what batches and day filters it holds, unless a round with it
+    /// is still in flight or it is backed off.
     fn catchup_with(&mut self, peer: PeerId) {
+        if !self.catchup.start_round(peer, 2, std::time::Instant::now()) {
+            return;
+        }
         let c = &mut self.swarm.behaviour_mut().catchup;
         c.send_request(&peer, CatchupRequest::Summary);
         c.send_request(&peer, CatchupRequest::FilterSummary);
@@ -431,10 +600,10 @@ impl Federation {
     }
 
     fn update_peer_view(&self) {
-        let mut view = self.state.peers.write().unwrap_or_else(|e| e.into_inner());
+        let mut view = self.peers.write().unwrap_or_else(|e| e.into_inner());
         view.connected = self.connected.iter().copied().collect();
         view.connected.sort();
-        self.state.metrics.peers_connected.store(
+        self.core.metrics.peers_connected.store(
             self.connected.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -457,7 +626,7 @@ impl Federation {
                 // A revision not higher than the one held is not forwarded.
                 let forward = result.as_ref().map(|f| f.outcome == FilterPutOutcome::New);
                 if matches!(forward, Err(IngestError::Invalid(_))) {
-                    inc(&self.state.metrics.filters_rejected);
+                    inc(&self.core.metrics.filters_rejected);
                 }
                 self.report_gossip(id, source, forward, "filter");
             }
@@ -468,11 +637,11 @@ impl Federation {
                         Ok(i) => {
                             if i.outcome == PutOutcome::New {
                                 new = true;
-                                inc(&self.state.metrics.catchup_batches);
+                                inc(&self.core.metrics.catchup_batches);
                             }
                         }
                         Err(IngestError::Invalid(e)) => {
-                            inc(&self.state.metrics.catchup_rejected);
+                            inc(&self.core.metrics.catchup_rejected);
                             tracing::info!(%peer, "rejected batch from catch-up: {e}");
                             self.penalise(peer);
                         }
@@ -491,8 +660,8 @@ impl Federation {
                         // Counted in `filters_stored` / `filters_stale` by ingest.
                         Ok(_) => {}
                         Err(IngestError::Invalid(e)) => {
-                            inc(&self.state.metrics.catchup_rejected);
-                            inc(&self.state.metrics.filters_rejected);
+                            inc(&self.core.metrics.catchup_rejected);
+                            inc(&self.core.metrics.filters_rejected);
                             tracing::info!(%peer, "rejected filter from catch-up: {e}");
                             self.penalise(peer);
                         }
@@ -528,9 +697,16 @@ impl Federation {
             }
             Done::Missing(peer, requests) => {
                 for r in requests {
+                    let asked = match &r {
+                        CatchupRequest::Fetch { sequences, .. } => sequences.len(),
+                        CatchupRequest::FetchFilters(wanted) => wanted.len(),
+                        _ => 0,
+                    };
                     let id = self.swarm.behaviour_mut().catchup.send_request(&peer, r);
-                    self.pending_fetches.insert(id, peer);
+                    self.catchup.fetch_sent(peer, id, asked);
                 }
+                // The summary these came from is done with.
+                self.catchup.answered(peer);
             }
         }
     }
@@ -538,7 +714,7 @@ impl Federation {
     /// Announces newly stored, visible batches (re-gossip happens only after the
     /// flush in `ingest`).
     fn release(&self) {
-        let s = self.state.clone();
+        let s = self.core.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = s.release_due() {
                 tracing::error!("release failed: {e}");
@@ -568,10 +744,11 @@ impl Federation {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.catchup.disconnected(peer_id);
                 self.update_peer_view();
             }
             SwarmEvent::NewListenAddr { address, .. } => {
-                let mut view = self.state.peers.write().unwrap_or_else(|e| e.into_inner());
+                let mut view = self.peers.write().unwrap_or_else(|e| e.into_inner());
                 let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
                 if !view.listen_addrs.contains(&full) {
                     view.listen_addrs.push(full);
@@ -582,7 +759,7 @@ impl Federation {
                 message_id,
                 message,
             })) => {
-                let s = self.state.clone();
+                let s = self.core.clone();
                 let done = done.clone();
                 if message.topic == filter_topic().hash() {
                     tokio::task::spawn_blocking(move || {
@@ -604,7 +781,7 @@ impl Federation {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let s = self.state.clone();
+                    let s = self.core.clone();
                     let done = done.clone();
                     tokio::task::spawn_blocking(move || {
                         let response = catchup::answer(s.store.as_ref(), &request, s.now());
@@ -615,19 +792,37 @@ impl Federation {
                     request_id,
                     response,
                 } => {
-                    self.pending_fetches.remove(&request_id);
-                    let s = self.state.clone();
+                    let s = self.core.clone();
                     let done = done.clone();
+                    if let CatchupResponse::Batches(items) | CatchupResponse::Filters(items) =
+                        &response
+                    {
+                        let bytes = items.iter().map(|b| b.len()).sum();
+                        let served = items.len();
+                        let now = std::time::Instant::now();
+                        if let Some(catchup::Event::Unserved(p)) =
+                            self.catchup.fetch_answered(request_id, served, bytes, now)
+                        {
+                            inc(&self.core.metrics.catchup_unserved);
+                            tracing::info!(peer = %p, "peer advertised batches it did not serve");
+                            self.penalise(p);
+                        }
+                    }
+                    let max_fetches = self.catchup.config().max_fetches_per_round;
                     match response {
                         CatchupResponse::Summary(theirs) => {
                             tokio::task::spawn_blocking(move || {
-                                match catchup::missing(s.store.as_ref(), &theirs) {
-                                    Ok(reqs) if !reqs.is_empty() => {
-                                        let _ = done.send(Done::Missing(peer, reqs));
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::error!("catch-up: {e}"),
-                                }
+                                let reqs = catchup::missing(
+                                    s.store.as_ref(),
+                                    &theirs,
+                                    &s.trust,
+                                    max_fetches,
+                                )
+                                .unwrap_or_else(|e| {
+                                    tracing::error!("catch-up: {e}");
+                                    Vec::new()
+                                });
+                                let _ = done.send(Done::Missing(peer, reqs));
                             });
                         }
                         CatchupResponse::Batches(batches) => {
@@ -638,13 +833,13 @@ impl Federation {
                         }
                         CatchupResponse::FilterSummary(theirs) => {
                             tokio::task::spawn_blocking(move || {
-                                match catchup::missing_filters(s.store.as_ref(), &theirs) {
-                                    Ok(reqs) if !reqs.is_empty() => {
-                                        let _ = done.send(Done::Missing(peer, reqs));
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::error!("filter catch-up: {e}"),
-                                }
+                                let mut reqs = catchup::missing_filters(s.store.as_ref(), &theirs)
+                                    .unwrap_or_else(|e| {
+                                        tracing::error!("filter catch-up: {e}");
+                                        Vec::new()
+                                    });
+                                reqs.truncate(max_fetches);
+                                let _ = done.send(Done::Missing(peer, reqs));
                             });
                         }
                         CatchupResponse::Filters(filters) => {
@@ -654,6 +849,7 @@ impl Federation {
                             });
                         }
                         CatchupResponse::Refused(why) => {
+                            self.catchup.failed(Some(request_id), peer);
                             tracing::debug!(%peer, "catch-up refused: {why}")
                         }
                     }
@@ -676,6 +872,11 @@ impl Federation {
                     }
                 }
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Catchup(
+                request_response::Event::OutboundFailure {
+                    peer, request_id, ..
+                },
+            )) => self.catchup.failed(Some(request_id), peer),
             SwarmEvent::Behaviour(BehaviourEvent::Relay(
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
@@ -702,46 +903,6 @@ impl Federation {
                 let _ = self.swarm.dial(peer);
             }
             _ => {}
-        }
-    }
-}
-
-/// Redeems a relayed sealed upload at this gateway and announces what became
-/// visible. Only the status leaves: never what was stored.
-fn accept_relayed(state: &NodeState, request: &RelayRequest) -> RelayResponse {
-    let Some(gateway) = state
-        .gateway
-        .as_ref()
-        .filter(|g| g.origin() == request.origin)
-    else {
-        return RelayResponse::WrongGateway;
-    };
-    let m = &state.metrics;
-    match gateway.accept_sealed(state.store.as_ref(), &request.sealed, state.now()) {
-        Ok(receipt) => {
-            inc(&m.relayed_accepted);
-            if !receipt.published.is_empty() {
-                if let Err(e) = state.release_due() {
-                    tracing::error!("release failed: {e}");
-                }
-            }
-            RelayResponse::Accepted
-        }
-        Err(e) => {
-            inc(&m.relayed_refused);
-            tracing::info!("relayed upload refused: {e}");
-            match e {
-                UploadError::Malformed(_) | UploadError::MissingToken => RelayResponse::Malformed,
-                // The day's filter is full: nothing was stored, retrying later fails too,
-                // but Busy is the only answer that does not blame the upload.
-                UploadError::FilterFull { .. } => RelayResponse::Busy,
-                UploadError::TokenSpent => RelayResponse::Replayed,
-                UploadError::RateLimited | UploadError::Storage(_) => RelayResponse::Busy,
-                UploadError::NotAGateway | UploadError::NoTokenKeys => RelayResponse::WrongGateway,
-                UploadError::Code(_) | UploadError::TokenEpoch(_) | UploadError::TokenInvalid => {
-                    RelayResponse::Unauthorized
-                }
-            }
         }
     }
 }

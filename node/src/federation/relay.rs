@@ -25,20 +25,4 @@ pub struct RelayRequest {
     pub sealed: Vec<u8>,
 }
 
-/// The gateway's answer. `Accepted` for every real upload that was stored and
-/// every dummy; the others only for uploads that are broken or replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RelayResponse {
-    /// Stored (or, for a dummy, processed and dropped).
-    Accepted,
-    /// Not decryptable, malformed, or without a token.
-    Malformed,
-    /// Token invalid, of an unknown or expired epoch.
-    Unauthorized,
-    /// Token used before.
-    Replayed,
-    /// The gateway is at its limit; retry later.
-    Busy,
-    /// This node is not the gateway of that origin.
-    WrongGateway,
-}
+pub use crate::core::answer::RelayResponse;

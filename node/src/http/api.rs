@@ -15,16 +15,15 @@ use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::SEALED_UPLOAD_LEN;
 use traceless_protocol::{day_start_interval, interval_start_seconds, ExportFile, ExportSigner};
 
-use crate::federation::relay::{RelayResponse, MAX_RELAY_INFLIGHT};
-use crate::federation::Command;
-use crate::gateway::UploadError;
-use crate::http::metrics::inc;
+use crate::core::answer;
+use crate::core::metrics::inc;
+use crate::federation::relay::MAX_RELAY_INFLIGHT;
+use crate::http::HttpState;
 use crate::issuer::IssueError;
-use crate::node::NodeState;
 use crate::storage::{BatchMeta, FilterMeta, StorageError};
 use crate::upload_codes::CodeError;
 
-type Shared = State<Arc<NodeState>>;
+type Shared = State<Arc<HttpState>>;
 
 /// An API error: a status and a sentence saying what the client did wrong.
 pub struct ApiError(StatusCode, String);
@@ -49,13 +48,47 @@ fn not_found(what: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, what.into())
 }
 
+/// Unknown routes: a JSON 404 like every other error.
+pub async fn no_such_route() -> ApiError {
+    not_found("no such route")
+}
+
+/// Turns the framework's own error answers (path or query parse errors, a
+/// wrong method, a body over the limit: plain text or empty) into the
+/// documented JSON `{"error": ...}`, keeping their status.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_owned();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    let mut out = ApiError(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
+pub async fn metrics(State(http): Shared) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     let s2 = s.clone();
     let (batches, keys, log, pending, filters) =
         tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
@@ -145,7 +178,8 @@ impl From<&BatchMeta> for BatchEntry {
 }
 
 /// `GET /v1/origins`: every origin with its highest served sequence number.
-pub async fn origins(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn origins(State(http): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = http.core.clone();
     let now = s.now();
     let all = s.store.all_batches()?;
     let mut out: std::collections::BTreeMap<String, u64> = Default::default();
@@ -173,10 +207,17 @@ pub struct ListQuery {
 /// sequence above the cursor, ascending. The listing stops before the first batch
 /// still under embargo, so a phone's cursor never skips one.
 pub async fn list_batches(
-    State(s): Shared,
+    State(http): Shared,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let s = http.core.clone();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..=1000, not {limit}"),
+        ));
+    }
     let now = s.now();
     let metas = s.store.list_batches(&q.origin, q.after, limit)?;
     let entries: Vec<BatchEntry> = metas
@@ -197,10 +238,11 @@ fn etag(content_id: &[u8; 32]) -> String {
 /// `GET /v1/batches/{origin}/{sequence}`: the exact `SignedBatch` bytes; immutable,
 /// cacheable, with its content id as ETag.
 pub async fn get_batch(
-    State(s): Shared,
+    State(http): Shared,
     Path((origin, sequence)): Path<(String, u64)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     let b = s
         .store
         .get_batch(&origin, sequence)?
@@ -297,9 +339,10 @@ pub struct FilterQuery {
 /// `GET /v1/filters[?origin=..]`: the newest revision of every stored, unexpired
 /// day filter, by origin then day.
 pub async fn list_filters(
-    State(s): Shared,
+    State(http): Shared,
     Query(q): Query<FilterQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = http.core.clone();
     let now = s.now();
     let filters: Vec<FilterListEntry> = s
         .store
@@ -316,10 +359,11 @@ pub async fn list_filters(
 /// revision held, with its content id as ETag. Not immutable: a higher revision
 /// replaces it, so caches revalidate.
 pub async fn get_filter(
-    State(s): Shared,
+    State(http): Shared,
     Path((origin, day)): Path<(String, u32)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     let f = s
         .store
         .get_filter(&origin, day)?
@@ -340,7 +384,8 @@ pub async fn get_filter(
 
 /// `GET /v1/exports/{day}`: a GAEN export zip of every served key of a UTC day,
 /// signed with this node's P-256 export key.
-pub async fn export_day(State(s): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
+pub async fn export_day(State(http): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     let now = s.now();
     let mut keys = Vec::new();
     for m in s.store.batches_of_day(day)? {
@@ -394,7 +439,8 @@ pub async fn export_day(State(s): Shared, Path(day): Path<u32>) -> Result<Respon
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings
 /// (verify with `verify_deletion_log` and `node_id`) and decoded for reading.
-pub async fn deletion_log(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn deletion_log(State(http): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = http.core.clone();
     let log = s.store.deletion_log()?;
     let entries: Vec<_> = log
         .iter()
@@ -436,89 +482,70 @@ fn exact_len(body: &[u8], len: usize, what: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/upload` (gateways only): a 1024-byte padded upload request with a
-/// single-use upload code. Answers 200 only after the keys are durably stored.
-pub async fn upload(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+/// single-use upload code. Answers 200 only after the keys are durably stored;
+/// refusals get the status of [`answer::http_status`].
+pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     if let Err(e) = exact_len(&body, UPLOAD_REQUEST_LEN, "upload") {
         inc(&s.metrics.uploads_refused);
         return Err(e);
     }
-    let s2 = s.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let g = s2.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
-        g.accept(s2.store.as_ref(), &body, s2.now())
-    })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    let result = tokio::task::spawn_blocking(move || s.accept_upload(&body))
+        .await
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
     match result {
-        Ok(receipt) => {
-            if receipt.published.is_empty()
-                && receipt.embargoed == 0
-                && receipt.expired == 0
-                && receipt.filter_entries == 0
-            {
-                inc(&s.metrics.uploads_dummy);
-            } else {
-                inc(&s.metrics.uploads_accepted);
-            }
-            // Announce what became visible now (flushed already).
-            let s3 = s.clone();
-            let _ = tokio::task::spawn_blocking(move || s3.release_due()).await;
-            Ok(Json(json!({
-                "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
-                "embargoed_keys": receipt.embargoed,
-                "expired_keys": receipt.expired,
-                "filter_entries": receipt.filter_entries,
-            }))
-            .into_response())
-        }
-        Err(e) => {
-            inc(&s.metrics.uploads_refused);
-            let status = match &e {
-                UploadError::NotAGateway => StatusCode::NOT_FOUND,
-                UploadError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-                UploadError::Malformed(_) => StatusCode::BAD_REQUEST,
-                UploadError::FilterFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
-                UploadError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
-                UploadError::Code(_) => StatusCode::FORBIDDEN,
-                UploadError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-                // Token errors come only from sealed uploads (relay path).
-                UploadError::NoTokenKeys
-                | UploadError::MissingToken
-                | UploadError::TokenEpoch(_)
-                | UploadError::TokenInvalid
-                | UploadError::TokenSpent => StatusCode::FORBIDDEN,
-            };
-            Err(ApiError(status, e.to_string()))
-        }
+        Ok(receipt) => Ok(Json(json!({
+            "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
+            "embargoed_keys": receipt.embargoed,
+            "expired_keys": receipt.expired,
+            "filter_entries": receipt.filter_entries,
+        }))
+        .into_response()),
+        Err(e) => Err(ApiError(status(answer::http_status(&e)), e.to_string())),
     }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// `POST /v1/relay/{origin}`: a phone's sealed upload (exactly `SEALED_UPLOAD_LEN`
 /// bytes), forwarded over libp2p to the origin's gateway without anything about
-/// the phone. The answer is a fixed JSON status, the same for real and dummy.
+/// the phone. The answer is a fixed JSON status, the same for real and dummy,
+/// with the HTTP status of [`crate::core::answer::RelayResponse::http_status`].
 pub async fn relay_upload(
-    State(s): Shared,
+    State(http): Shared,
     Path(origin): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     exact_len(&body, SEALED_UPLOAD_LEN, "sealed upload")?;
+    // An origin this relay has no gateway for is the client's mistake, not a
+    // gateway failure.
+    if !http
+        .core
+        .config
+        .p2p
+        .upload_gateways
+        .iter()
+        .any(|g| g.origin == origin)
+    {
+        return Err(not_found(format!(
+            "this node relays no uploads for origin {origin:?}"
+        )));
+    }
     // A bounded queue: the relay never holds more than MAX_RELAY_INFLIGHT uploads.
-    let inflight = s.relay_inflight.fetch_add(1, Ordering::SeqCst);
-    let _slot = InflightSlot(&s.relay_inflight);
+    let inflight = http.relay_inflight.fetch_add(1, Ordering::SeqCst);
+    let _slot = InflightSlot(&http.relay_inflight);
     if inflight >= MAX_RELAY_INFLIGHT {
         return Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "relay is at its limit; retry later".into(),
         ));
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    s.federation
-        .send(Command::Relay {
-            origin,
-            sealed: body.to_vec(),
-            reply: tx,
-        })
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "federation stopped".into()))?;
+    let rx = http
+        .federation
+        .relay(origin, body.to_vec())
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "federation stopped".into()))?;
     let answer = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
         .await
         .map_err(|_| ApiError(StatusCode::GATEWAY_TIMEOUT, "gateway did not answer".into()))?
@@ -529,17 +556,9 @@ pub async fn relay_upload(
             )
         })?
         .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
-    let status = match answer {
-        RelayResponse::Accepted => StatusCode::OK,
-        RelayResponse::Malformed => StatusCode::BAD_REQUEST,
-        RelayResponse::Unauthorized => StatusCode::FORBIDDEN,
-        RelayResponse::Replayed => StatusCode::CONFLICT,
-        RelayResponse::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        RelayResponse::WrongGateway => StatusCode::BAD_GATEWAY,
-    };
     Ok((
-        status,
-        Json(json!({ "status": format!("{answer:?}").to_lowercase() })),
+        status(answer.http_status()),
+        Json(json!({ "status": answer.name() })),
     )
         .into_response())
 }
@@ -556,7 +575,8 @@ impl Drop for InflightSlot<'_> {
 /// `POST /v1/tokens` (gateways with token keys): the authority's issuer. Body: a
 /// `TokenIssueRequest` with the patient's single-use code; answer: a
 /// `TokenIssueResponse`.
-pub async fn issue_tokens(State(s): Shared, body: Bytes) -> Result<Response, ApiError> {
+pub async fn issue_tokens(State(http): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let s = http.core.clone();
     let s2 = s.clone();
     let result = tokio::task::spawn_blocking(move || {
         let issuer = s2
@@ -584,7 +604,8 @@ pub async fn issue_tokens(State(s): Shared, body: Bytes) -> Result<Response, Api
 
 /// `GET /v1/gateway-keys` (gateways): the HPKE key phones seal uploads to, the
 /// token public keys by epoch, and the epoch tokens are issued for.
-pub async fn gateway_keys(State(s): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn gateway_keys(State(http): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = http.core.clone();
     let g = s
         .gateway
         .as_ref()

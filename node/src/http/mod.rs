@@ -2,9 +2,10 @@
 //! transparency page, `/metrics` and `/healthz`.
 
 pub mod api;
-pub mod metrics;
+pub mod server;
 pub mod transparency;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -13,13 +14,30 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::node::NodeState;
+use crate::core::Core;
+use crate::federation::FederationHandle;
 
 /// Largest request body read at all (uploads are exactly 1024 bytes).
 pub const MAX_BODY_BYTES: usize = 16 << 10;
 
+/// What the handlers share: the core, the federation handle (for relaying and
+/// the peer view), and the relay's in-flight count.
+pub struct HttpState {
+    /// The node's state and operations.
+    pub core: Arc<Core>,
+    /// The federation task.
+    pub federation: FederationHandle,
+    /// Sealed uploads this node is relaying right now (bounded).
+    pub relay_inflight: AtomicUsize,
+}
+
 /// The node's routes.
-pub fn router(state: Arc<NodeState>) -> Router {
+pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
+    let state = Arc::new(HttpState {
+        core,
+        federation,
+        relay_inflight: AtomicUsize::new(0),
+    });
     Router::new()
         .route("/", get(transparency::page))
         .route("/healthz", get(api::healthz))
@@ -35,6 +53,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/relay/{origin}", post(api::relay_upload))
         .route("/v1/tokens", post(api::issue_tokens))
         .route("/v1/gateway-keys", get(api::gateway_keys))
+        .fallback(api::no_such_route)
+        .layer(middleware::from_fn(api::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -44,7 +64,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
 }
 
 /// Aggregate access counting: route template and status only, never who asked.
-async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+async fn count_requests(State(state): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -52,6 +72,7 @@ async fn count_requests(State(state): State<Arc<NodeState>>, req: Request, next:
         .to_owned();
     let response = next.run(req).await;
     state
+        .core
         .metrics
         .count_request(&route, response.status().as_u16());
     response

@@ -12,8 +12,11 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::clock::{date_of_day, datetime_of_unix};
+use crate::core::Core;
 use crate::http::api::ApiError;
-use crate::node::NodeState;
+use crate::http::HttpState;
+
+type Shared = State<Arc<HttpState>>;
 
 /// Per-day figures shown on the page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +37,7 @@ pub struct DaySummary {
 
 /// Figures per UTC day, from the store.
 pub fn day_summaries(
-    state: &NodeState,
+    state: &Core,
 ) -> Result<BTreeMap<u32, DaySummary>, crate::storage::StorageError> {
     let now = state.now();
     let mut days: BTreeMap<u32, DaySummary> = BTreeMap::new();
@@ -65,10 +68,11 @@ fn esc(s: &str) -> String {
 }
 
 /// `GET /`.
-pub async fn page(State(s): State<Arc<NodeState>>) -> Result<Html<String>, ApiError> {
+pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
+    let s = http.core.clone();
     let days = day_summaries(&s)?;
     let log = s.store.deletion_log()?;
-    let view = s.peers.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let view = http.federation.peers();
     let now = s.now();
     let total_keys: u64 = days.values().map(|d| d.keys).sum();
     let total_embargoed: u64 = days.values().map(|d| d.embargoed_keys).sum();

@@ -2,6 +2,7 @@
 //! 0, batches signed by a test authority, a minimal HTTP/1.1 client, bounded waits.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod process;
 mod rogue_peer;
 #[allow(unused_imports)] // only the gossip tests use them
 pub use rogue_peer::{attacker, pump};
@@ -37,6 +38,7 @@ pub fn relay_config(dir: &Path) -> Config {
         data_dir: dir.to_owned(),
         ..Config::default()
     };
+    c.p2p.listen = traceless_node::config::P2pConfig::ephemeral_listen();
     c.http.listen = "127.0.0.1:0".parse().unwrap();
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 1;
@@ -283,7 +285,7 @@ pub async fn start_relay(
 
 /// Peers `node` is connected to.
 pub fn peer_count(node: &RunningNode) -> usize {
-    node.state.peers.read().unwrap().connected.len()
+    node.federation.peers().connected.len()
 }
 
 /// Waits (at most 10 s) until `node` is connected to at least `k` peers.

@@ -22,6 +22,7 @@ pub fn node_config(
         data_dir: dir.to_owned(),
         ..Config::default()
     };
+    c.p2p.listen = traceless_node::config::P2pConfig::ephemeral_listen();
     c.http.listen = "127.0.0.1:0".parse().unwrap();
     c.p2p.heartbeat_ms = 100;
     c.p2p.catchup_interval_secs = 1;

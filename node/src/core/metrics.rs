@@ -30,6 +30,8 @@ pub struct Metrics {
     pub catchup_batches: AtomicU64,
     /// Invalid batches received through catch-up.
     pub catchup_rejected: AtomicU64,
+    /// Catch-up fetches a peer answered with fewer batches than it advertised.
+    pub catchup_unserved: AtomicU64,
     /// Accepted uploads (real).
     pub uploads_accepted: AtomicU64,
     /// Refused uploads.

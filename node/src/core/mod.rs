@@ -1,0 +1,347 @@
+//! The node's core: it owns the store, the trust list, the clock, the metrics,
+//! the gateway and the issuer, and exposes what the rest of the node does with
+//! them: ingest (batches and filters from peers), uploads, release (embargo ends
+//! and gossip hand-off), retention and code imports.
+//!
+//! Imports run one way: `app` wires `http` and `federation`, both of which call
+//! into the core; the core knows neither. What the core wants gossiped leaves
+//! through an [`Announcement`] channel that the federation task drains.
+
+pub mod answer;
+pub mod metrics;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
+
+use self::answer::RelayResponse;
+use self::metrics::{inc, Metrics};
+use crate::clock::SharedClock;
+use crate::config::{Config, Role};
+use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
+use crate::issuer::Issuer;
+use crate::storage::{
+    BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoredBatch,
+    StoredFilter,
+};
+use crate::{retention, upload_codes};
+
+/// What the core hands to gossip (the federation task drains these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// A stored batch that just became visible.
+    Batch(Vec<u8>),
+    /// A new revision of a stored day filter.
+    Filter(Vec<u8>),
+}
+
+/// Why a batch from a peer was not stored; says what the peer sent wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch failed decoding, the trust list, the signature, or freshness.
+    #[error("invalid batch: {0}")]
+    Invalid(#[from] WireError),
+    /// Storage failed; the batch is not acknowledged.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// The state of a node and the operations on it; shared (in an `Arc`) by the HTTP
+/// API, federation and the jobs.
+pub struct Core {
+    /// The configuration.
+    pub config: Config,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Trusted authority keys.
+    pub trust: TrustList,
+    /// Time.
+    pub clock: SharedClock,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Signs deletion-log entries.
+    pub node_key: SigningKey,
+    /// Signs GAEN export files.
+    pub export_key: p256::ecdsa::SigningKey,
+    /// Present on gateways.
+    pub gateway: Option<Gateway>,
+    /// Present on gateways with token keys: the authority's token issuer.
+    pub issuer: Option<Issuer>,
+    /// Where announcements for gossip go.
+    announce: mpsc::UnboundedSender<Announcement>,
+    /// Serialises [`Core::release_due`] (the job and catch-up both call it),
+    /// so that no batch is handed to gossip twice.
+    release_lock: Mutex<()>,
+    /// Serialises [`Core::run_retention`] (the job and callers).
+    retention_lock: Mutex<()>,
+}
+
+/// The node's own signing keys.
+pub struct CoreKeys {
+    /// Signs deletion-log entries.
+    pub node_key: SigningKey,
+    /// Signs GAEN export files.
+    pub export_key: p256::ecdsa::SigningKey,
+}
+
+/// Result of ingesting one day filter.
+#[derive(Clone, Debug)]
+pub struct IngestedFilter {
+    /// New (a higher revision than the one held) or stale.
+    pub outcome: FilterPutOutcome,
+    /// The filter's metadata.
+    pub meta: FilterMeta,
+}
+
+/// Result of ingesting one batch.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    /// New, duplicate or conflicting.
+    pub outcome: PutOutcome,
+    /// The batch's metadata.
+    pub meta: BatchMeta,
+    /// Whether the batch was visible (past its embargo) when it was ingested.
+    pub visible: bool,
+}
+
+impl Core {
+    /// A core over opened parts; what it announces goes to `announce`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        trust: TrustList,
+        clock: SharedClock,
+        keys: CoreKeys,
+        gateway: Option<Gateway>,
+        issuer: Option<Issuer>,
+        announce: mpsc::UnboundedSender<Announcement>,
+    ) -> Self {
+        Core {
+            config,
+            store,
+            trust,
+            clock,
+            metrics: Metrics::default(),
+            node_key: keys.node_key,
+            export_key: keys.export_key,
+            gateway,
+            issuer,
+            announce,
+            release_lock: Mutex::new(()),
+            retention_lock: Mutex::new(()),
+        }
+    }
+
+    /// Now, from the node's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Validates a `SignedBatch` from a peer (size, shape, trust list, signature,
+    /// freshness) and stores it durably. A batch is trusted only because of its
+    /// authority signature, never because of who sent it.
+    ///
+    /// A new batch is held for [`Core::release_due`], which gossips it once
+    /// it is visible: use this for local batches and catch-up results, which
+    /// gossip has not delivered here.
+    pub fn ingest(&self, bytes: &[u8]) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, false)
+    }
+
+    /// [`Core::ingest`] for a batch that arrived by gossip. If it is visible
+    /// it is not held for re-publication: once accepted, gossipsub forwards it
+    /// itself (publishing it again would be a duplicate). An embargoed one is held
+    /// like any other and gossiped when its embargo ends.
+    pub fn ingest_gossiped(&self, bytes: &[u8]) -> Result<Ingested, IngestError> {
+        self.ingest_from(bytes, true)
+    }
+
+    fn ingest_from(&self, bytes: &[u8], gossiped: bool) -> Result<Ingested, IngestError> {
+        let now = self.now();
+        let signed = SignedBatch::decode(bytes)?;
+        let batch = signed.verify(&self.trust, now)?;
+        let meta = BatchMeta::of(&batch, bytes);
+        let visible = meta.is_visible(now);
+        let stored = StoredBatch {
+            meta: meta.clone(),
+            bytes: bytes.to_vec(),
+        };
+        let outcome = if gossiped && visible {
+            self.store.put_announced_batch(&stored)?
+        } else {
+            self.store.put_batch(&stored)?
+        };
+        match outcome {
+            PutOutcome::New => inc(&self.metrics.batches_stored),
+            PutOutcome::Duplicate => inc(&self.metrics.batches_duplicate),
+            PutOutcome::Conflict => {
+                inc(&self.metrics.batches_conflicting);
+                tracing::warn!(origin = %meta.origin, sequence = meta.sequence,
+                    "authority signed two different batches under one sequence number; keeping the first");
+            }
+        }
+        Ok(Ingested {
+            outcome,
+            meta,
+            visible,
+        })
+    }
+
+    /// Validates a `SignedFilter` from a peer (size, shape, hash parameters, trust
+    /// list, signature, freshness) and stores its exact bytes if its revision is
+    /// higher than the one held for its (origin, day).
+    pub fn ingest_filter(&self, bytes: &[u8]) -> Result<IngestedFilter, IngestError> {
+        let now = self.now();
+        let filter = SignedFilter::decode(bytes)?.verify(&self.trust, now)?;
+        let meta = FilterMeta::of(&filter, bytes);
+        let outcome = self.store.put_filter(&StoredFilter {
+            meta: meta.clone(),
+            bytes: bytes.to_vec(),
+        })?;
+        match outcome {
+            FilterPutOutcome::New => inc(&self.metrics.filters_stored),
+            FilterPutOutcome::Stale => inc(&self.metrics.filters_stale),
+        }
+        Ok(IngestedFilter { outcome, meta })
+    }
+
+    /// On a gateway: folds newly publishable filter entries into new revisions of
+    /// their day filters (see [`Gateway::rebuild_filters`]) and gossips them.
+    /// Returns the new filters. Safe to call at any time (the job calls it every
+    /// `filters.rebuild_seconds`).
+    pub fn rebuild_filters(&self) -> Result<Vec<FilterMeta>, RebuildError> {
+        let Some(g) = &self.gateway else {
+            return Ok(Vec::new());
+        };
+        let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
+        for f in &built {
+            inc(&self.metrics.filters_built);
+            tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
+                entries = f.meta.entries, "built day filter");
+            let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
+        }
+        Ok(built.into_iter().map(|f| f.meta).collect())
+    }
+
+    /// Seals embargoed gateway keys that are due, and hands every stored batch
+    /// whose embargo has ended (and that was not yet announced) to gossip.
+    /// Returns the batches announced.
+    pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
+        let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.now();
+        if let Some(g) = &self.gateway {
+            if let Err(e) = g.release_pending(self.store.as_ref(), now) {
+                tracing::error!("releasing embargoed keys failed: {e}");
+            }
+        }
+        let due = self.store.held_due(now)?;
+        for m in &due {
+            if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
+                let _ = self.announce.send(Announcement::Batch(b.bytes));
+            }
+        }
+        self.store.mark_released(&due)?;
+        Ok(due)
+    }
+
+    /// One retention run at the clock's now.
+    pub fn run_retention(
+        &self,
+    ) -> Result<Option<traceless_protocol::wire::DeletionRecord>, retention::RetentionError> {
+        // One run at a time: two concurrent runs would both find the same expired
+        // batches and log their deletion twice.
+        let _guard = self
+            .retention_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let r = retention::run(
+            self.store.as_ref(),
+            &self.node_key,
+            self.gateway.as_ref().map(|g| g.origin()),
+            self.now(),
+        )?;
+        if r.is_some() {
+            inc(&self.metrics.retention_deletions);
+        }
+        Ok(r)
+    }
+
+    /// Imports upload codes dropped by the CLI and purges expired ones.
+    pub fn import_codes(&self) {
+        if self.config.role != Role::Gateway {
+            return;
+        }
+        match upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("imported {n} upload codes"),
+            Err(e) => tracing::error!("importing upload codes failed: {e}"),
+        }
+        if let Err(e) = self.store.purge_codes(self.now()) {
+            tracing::error!("purging upload codes failed: {e}");
+        }
+        if let Some(issuer) = &self.issuer {
+            match issuer.import_codes(self.now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("imported {n} token-issuance codes"),
+                Err(e) => tracing::error!("importing token-issuance codes failed: {e}"),
+            }
+        }
+    }
+
+    /// A phone's upload (`POST /v1/upload`, gateways only), durably stored or
+    /// held by the embargo before this returns; what became visible is announced.
+    pub fn accept_upload(&self, body: &[u8]) -> Result<UploadReceipt, UploadError> {
+        let gateway = self.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
+        let result = gateway.accept(self.store.as_ref(), body, self.now());
+        let m = &self.metrics;
+        match &result {
+            Ok(r) if r.is_dummy() => inc(&m.uploads_dummy),
+            Ok(_) => inc(&m.uploads_accepted),
+            Err(_) => inc(&m.uploads_refused),
+        }
+        if let Ok(r) = &result {
+            self.announce_published(r);
+        }
+        result
+    }
+
+    /// A sealed upload a relay forwarded for `origin` (gateway side). Only the
+    /// status leaves: never what was stored.
+    pub fn accept_relayed(&self, origin: &str, sealed: &[u8]) -> RelayResponse {
+        let Some(gateway) = self.gateway.as_ref().filter(|g| g.origin() == origin) else {
+            return RelayResponse::WrongGateway;
+        };
+        let result = gateway.accept_sealed(self.store.as_ref(), sealed, self.now());
+        let m = &self.metrics;
+        // Relayed uploads are counted only as relayed: the public counters never
+        // split them into real and dummy.
+        match &result {
+            Ok(r) => {
+                inc(&m.relayed_accepted);
+                self.announce_published(r);
+            }
+            Err(e) => {
+                inc(&m.relayed_refused);
+                tracing::info!("relayed upload refused: {e}");
+            }
+        }
+        answer::relay_response(&result)
+    }
+
+    /// Hands what an upload published to gossip (it is flushed already).
+    fn announce_published(&self, receipt: &UploadReceipt) {
+        if !receipt.published.is_empty() {
+            if let Err(e) = self.release_due() {
+                tracing::error!("release failed: {e}");
+            }
+        }
+    }
+
+    /// The node's deletion-log public key.
+    pub fn node_id(&self) -> [u8; 32] {
+        self.node_key.verifying_key().to_bytes()
+    }
+}

@@ -1,0 +1,229 @@
+//! The key space of the sled tree: one named one-byte prefix per kind of
+//! record, and the builders and parsers of every key. Nothing else in the node
+//! spells a prefix or slices a key; parsers check lengths and return `None` for
+//! a key that is too short instead of panicking.
+//!
+//! Layout (`origin` is UTF-8 and never contains a NUL byte; numbers are
+//! big-endian, so keys sort by them):
+//!
+//! | prefix | key | value |
+//! | --- | --- | --- |
+//! | [`BATCH`] | `b origin 0 sequence` | batch metadata |
+//! | [`DAY_INDEX`] | `d day origin 0 sequence` | empty |
+//! | [`EXPIRY_INDEX`] | `e expires_at origin 0 sequence` | empty |
+//! | [`HELD_INDEX`] | `h visible_from origin 0 sequence` | empty (not yet gossiped) |
+//! | [`DELETION_LOG`] | `l index` | signed deletion record |
+//! | [`CODE`] | `c id` | code record (salted hash) |
+//! | [`PENDING`] | `p release_at random8` | empty (the key is in a file) |
+//! | [`SEQUENCE`] | `s origin` | the gateway's next sequence number |
+//! | [`SPENT_TOKEN`] | `t epoch sha256(input)` | empty |
+//! | [`FILTER`] | `f origin 0 day` | filter metadata |
+//! | [`ENTRY_COUNT`] | `k day` | number of entries of the day |
+//! | [`ENTRY`] | `n day interval sealed-entry` | empty |
+//! | [`LEGACY_BATCH_BODY`] | `x origin 0 sequence` | batch bytes (old databases; migrated away at open) |
+
+use traceless_protocol::filter::FILTER_ENTRY_LEN;
+
+use super::records::StoredEntry;
+
+/// Batch metadata, by origin and sequence.
+pub const BATCH: u8 = b'b';
+/// Index of batches by UTC day.
+pub const DAY_INDEX: u8 = b'd';
+/// Index of batches by retention time.
+pub const EXPIRY_INDEX: u8 = b'e';
+/// Index of batches held for the release job, by visibility time.
+pub const HELD_INDEX: u8 = b'h';
+/// The deletion log, by index.
+pub const DELETION_LOG: u8 = b'l';
+/// Upload codes, by id.
+pub const CODE: u8 = b'c';
+/// Embargoed keys a gateway holds, by release time.
+pub const PENDING: u8 = b'p';
+/// A gateway's next sequence number, by origin.
+pub const SEQUENCE: u8 = b's';
+/// Spent upload tokens, by epoch and input hash.
+pub const SPENT_TOKEN: u8 = b't';
+/// Day-filter metadata, by origin and day.
+pub const FILTER: u8 = b'f';
+/// Filter-entry counts, by day.
+pub const ENTRY_COUNT: u8 = b'k';
+/// Sealed filter entries, by day and interval.
+pub const ENTRY: u8 = b'n';
+/// Batch bodies inside sled, as older versions stored them.
+pub const LEGACY_BATCH_BODY: u8 = b'x';
+
+/// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
+fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + 9);
+    k.extend_from_slice(origin.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+/// Parses `origin 0 sequence`.
+fn split_batch_ref(k: &[u8]) -> Option<(String, u64)> {
+    let split = k.len().checked_sub(9)?;
+    let (origin, rest) = k.split_at(split);
+    let (zero, seq) = rest.split_first()?;
+    if *zero != 0 || origin.is_empty() {
+        return None;
+    }
+    let seq = u64::from_be_bytes(seq.try_into().ok()?);
+    Some((String::from_utf8(origin.to_vec()).ok()?, seq))
+}
+
+/// `prefix || origin 0 sequence` (batch records of [`BATCH`] and [`LEGACY_BATCH_BODY`]).
+pub fn batch_key_with(prefix: u8, origin: &str, sequence: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&batch_ref(origin, sequence));
+    k
+}
+
+/// The metadata key of a batch.
+pub fn batch_key(origin: &str, sequence: u64) -> Vec<u8> {
+    batch_key_with(BATCH, origin, sequence)
+}
+
+/// Origin and sequence of a batch key (any one-byte prefix).
+pub fn split_batch_key(k: &[u8]) -> Option<(String, u64)> {
+    split_batch_ref(k.get(1..)?)
+}
+
+/// An index key: `prefix || lead || origin 0 sequence`.
+pub fn index_key(prefix: u8, lead: &[u8], origin: &str, sequence: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(lead);
+    k.extend_from_slice(&batch_ref(origin, sequence));
+    k
+}
+
+/// Origin and sequence of an index key whose lead is `lead_len` bytes.
+pub fn split_index_key(k: &[u8], lead_len: usize) -> Option<(String, u64)> {
+    split_batch_ref(k.get(1 + lead_len..)?)
+}
+
+/// `prefix || n` for a big-endian number: a scan prefix, or a range bound.
+pub fn numbered(prefix: u8, n: &[u8]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(n);
+    k
+}
+
+/// The metadata key of a day filter.
+pub fn filter_key(origin: &str, day: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + 6);
+    k.push(FILTER);
+    k.extend_from_slice(origin.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&day.to_be_bytes());
+    k
+}
+
+/// Origin and day of a filter key.
+pub fn split_filter_key(k: &[u8]) -> Option<(String, u32)> {
+    let k = k.get(1..)?;
+    let split = k.len().checked_sub(5)?;
+    let (origin, rest) = k.split_at(split);
+    let (zero, day) = rest.split_first()?;
+    if *zero != 0 || origin.is_empty() {
+        return None;
+    }
+    let day = u32::from_be_bytes(day.try_into().ok()?);
+    Some((String::from_utf8(origin.to_vec()).ok()?, day))
+}
+
+/// `n || day || interval || sealed entry`: entries sort by day, interval and the
+/// encrypted entry only.
+pub fn entry_key(e: &StoredEntry) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + FILTER_ENTRY_LEN);
+    k.push(ENTRY);
+    k.extend_from_slice(&e.day.to_be_bytes());
+    k.extend_from_slice(&e.interval.to_be_bytes());
+    k.extend_from_slice(&e.entry.0);
+    k
+}
+
+/// Interval and sealed entry of an entry key.
+pub fn split_entry_key(k: &[u8]) -> Option<(u32, [u8; FILTER_ENTRY_LEN])> {
+    if k.len() != 9 + FILTER_ENTRY_LEN {
+        return None;
+    }
+    let interval = u32::from_be_bytes(k.get(5..9)?.try_into().ok()?);
+    Some((interval, k.get(9..)?.try_into().ok()?))
+}
+
+/// The scan prefix of one day's entries.
+pub fn entry_day_prefix(day: u32) -> Vec<u8> {
+    numbered(ENTRY, &day.to_be_bytes())
+}
+
+/// `k || day`: the number of entries stored for a day.
+pub fn entry_count_key(day: u32) -> Vec<u8> {
+    numbered(ENTRY_COUNT, &day.to_be_bytes())
+}
+
+/// The day of an entry-count key.
+pub fn split_entry_count_key(k: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
+}
+
+/// The key of a spent token.
+pub fn spent_key(epoch: u32, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = numbered(SPENT_TOKEN, &epoch.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+/// The epoch of a spent-token key.
+pub fn split_spent_key(k: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(k.get(1..5)?.try_into().ok()?))
+}
+
+/// The key of an upload code.
+pub fn code_key(id: &[u8; 8]) -> Vec<u8> {
+    numbered(CODE, id)
+}
+
+/// The key of a held (embargoed) key: its release time and a random suffix.
+pub fn pending_key(release_at: u64, random: [u8; 8]) -> Vec<u8> {
+    let mut k = numbered(PENDING, &release_at.to_be_bytes());
+    k.extend_from_slice(&random);
+    k
+}
+
+/// The key of a gateway's next sequence number.
+pub fn sequence_key(origin: &str) -> Vec<u8> {
+    numbered(SEQUENCE, origin.as_bytes())
+}
+
+/// The key of the deletion log's entry `index`.
+pub fn log_key(index: u64) -> Vec<u8> {
+    numbered(DELETION_LOG, &index.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys too short for their kind parse to `None` (they used to panic on
+    /// slicing).
+    #[test]
+    fn short_keys_do_not_parse_and_do_not_panic() {
+        for k in [&[][..], &[BATCH], &[BATCH, 0], &[HELD_INDEX, 1, 2, 3]] {
+            assert_eq!(split_batch_key(k), None);
+            assert_eq!(split_index_key(k, 8), None);
+            assert_eq!(split_filter_key(k), None);
+            assert_eq!(split_entry_key(k), None);
+            assert_eq!(split_entry_count_key(k), None);
+            assert_eq!(split_spent_key(k), None);
+        }
+        let k = batch_key("o.health", 7);
+        assert_eq!(split_batch_key(&k), Some(("o.health".into(), 7)));
+        let k = index_key(HELD_INDEX, &9u64.to_be_bytes(), "o.health", 7);
+        assert_eq!(split_index_key(&k, 8), Some(("o.health".into(), 7)));
+        let k = filter_key("o.health", 19_000);
+        assert_eq!(split_filter_key(&k), Some(("o.health".into(), 19_000)));
+    }
+}

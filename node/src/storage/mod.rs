@@ -1,0 +1,225 @@
+//! Durable storage of batches, day filters and filter entries (SPEC.md §5.8), the
+//! deletion log, upload codes and embargoed keys.
+//!
+//! Everything lives in one sled tree under the named one-byte key prefixes of
+//! [`keyspace`], so that every
+//! logical change (a batch and its indexes; a retention run and its log entry; an
+//! upload, its code and its batches) is one atomic `apply_batch` followed by a
+//! flush. A write is acknowledged only after the flush returns: sled's flush is
+//! `sync_file_range` on Linux, which survives `kill -9` (not power loss).
+//!
+//! Filter entries are keyed by `(day, interval, entry)` and nothing else, so the
+//! tree's order says nothing about which entries came from one upload; the TEK
+//! they were derived from is never written.
+//!
+//! sled is log-structured: a removed record stays in its files until the segment
+//! is reused, so deleting a record does not take its bytes off the disk. What
+//! retention or an embargo release must really destroy therefore lives outside
+//! sled, in a directory next to the database (`<db>-files/`):
+//!
+//! - each batch's signed bytes (its TEKs) in a file of their own, deleted at
+//!   retention; sled keeps only the batch's metadata and indexes;
+//! - each day filter's signed bytes in a file of their own, deleted at retention;
+//! - each embargoed key a gateway holds in a file of its own, deleted when the
+//!   key is released into a batch; sled keeps only its release time;
+//! - a random per-day key under which that day's filter entries are stored
+//!   AES-128-encrypted (a permutation of the 16-byte entry, so order and
+//!   uniqueness are kept). Deleting the day's key file at retention leaves
+//!   sled's copies of the entries unreadable.
+//!
+//! A file is written and synced before the sled commit that refers to it, and
+//! deleted after the commit that stops referring to it; a crash in between leaves
+//! an orphan, removed at open. A database from before batches and held keys moved
+//! to files has them migrated at open, into files and a rewritten database: sled
+//! keeps removed records in its segments, so the old database is replaced whole.
+//!
+//! Modules: [`keyspace`] (prefixes, key builders), [`records`] (codecs),
+//! [`files`] (the files beside sled), [`entries`] (encrypted filter entries),
+//! [`migrate`] (older databases), [`sweep`] (orphans at open), [`traits`] (the
+//! interfaces by who needs them) and [`sled_store`] (their implementation).
+
+pub mod entries;
+pub mod files;
+pub mod keyspace;
+pub mod migrate;
+pub mod records;
+pub mod sled_store;
+pub mod sweep;
+pub mod traits;
+
+pub use files::{
+    files_dir, BATCH_FILE_PREFIX, ENTRY_KEY_FILE_PREFIX, FILTER_FILE_PREFIX, PENDING_FILE_PREFIX,
+};
+pub use records::{
+    content_id, BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit,
+    PendingKey, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+};
+pub use sled_store::SledStore;
+pub use traits::{BatchStore, CodeStore, FilterStore, GatewayStore, RetentionStore, Store};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database could not be opened, read, written or flushed.
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    /// A stored record does not decode (corruption or a foreign database).
+    #[error("stored record under {0} is corrupt")]
+    Corrupt(&'static str),
+    /// A file next to the database (day filters, entry keys) failed.
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::files::{replaced_dir, rewrite_dir, write_durably};
+    use super::keyspace::{batch_key, batch_key_with, pending_key, LEGACY_BATCH_BODY};
+    use super::migrate::finish_replacement;
+    use super::records::encode_key;
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use traceless_protocol::{DiagnosisKey, Tek};
+
+    fn meta(sequence: u64) -> BatchMeta {
+        BatchMeta {
+            origin: "test.health".into(),
+            sequence,
+            day: 19_675,
+            key_count: 1,
+            created_at: 1,
+            visible_from: 0,
+            expires_at: 2_000_000_000,
+            content_id: [sequence as u8; 32],
+        }
+    }
+
+    /// The files under `dir` whose raw bytes contain `needle`.
+    fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
+
+    /// A data directory written before batch bodies and held keys moved to files
+    /// (`x` records; `p` records holding the key) is served after open, from
+    /// files, and the old database, whose segments held the key and the body, is
+    /// replaced by a rewritten one that holds neither.
+    #[test]
+    fn old_databases_are_migrated_to_files_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let tek = *b"old-held-tek-\x01\x02\x03";
+        let body = b"old batch body, in sled";
+        let key = DiagnosisKey {
+            tek: Tek(tek),
+            rolling_start: 2_833_200,
+            rolling_period: 144,
+            transmission_risk: 4,
+            days_since_onset: 1,
+        };
+        {
+            let store = SledStore::open(&path).unwrap();
+            let m = meta(1);
+            store
+                .db
+                .insert(batch_key(&m.origin, 1), m.encode())
+                .unwrap();
+            store
+                .db
+                .insert(batch_key_with(LEGACY_BATCH_BODY, &m.origin, 1), &body[..])
+                .unwrap();
+            store
+                .db
+                .insert(pending_key(1, *b"idid5678"), encode_key(&key))
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        assert!(
+            !files_containing(&path, &tek).is_empty(),
+            "control: sled wrote the key"
+        );
+        assert!(
+            !files_containing(&path, body).is_empty(),
+            "control: sled wrote the body"
+        );
+        let store = SledStore::open_after_drop(&path).unwrap();
+        assert_eq!(files_containing(&path, &tek), Vec::<PathBuf>::new());
+        assert_eq!(files_containing(&path, body), Vec::<PathBuf>::new());
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
+        let b = store.get_batch("test.health", 1).unwrap().unwrap();
+        assert_eq!(b.bytes, body);
+        assert!(store.batch_file("test.health", 1).exists());
+        assert_eq!(store.db.scan_prefix([LEGACY_BATCH_BODY]).count(), 0);
+        let due = store.pending_due(1).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].key, key);
+        assert!(store.db.get(&due[0].id).unwrap().unwrap().is_empty());
+    }
+
+    /// A replacement a crash interrupted: before the swap, the rewrite is
+    /// discarded and the database kept; between the two renames, the rewrite is
+    /// put in place; a replaced database left behind is deleted.
+    #[test]
+    fn interrupted_database_replacements_are_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mark = |p: &Path, what: &str| {
+            std::fs::create_dir_all(p).unwrap();
+            std::fs::write(p.join("mark"), what).unwrap();
+        };
+        let marked = |p: &Path| std::fs::read_to_string(p.join("mark")).unwrap();
+        mark(&path, "db");
+        mark(&rewrite_dir(&path), "rewrite");
+        mark(&replaced_dir(&path), "replaced");
+        finish_replacement(&path).unwrap();
+        assert_eq!(marked(&path), "db");
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
+
+        std::fs::rename(&path, replaced_dir(&path)).unwrap();
+        mark(&rewrite_dir(&path), "rewrite");
+        finish_replacement(&path).unwrap();
+        assert_eq!(marked(&path), "rewrite");
+        assert!(!rewrite_dir(&path).exists() && !replaced_dir(&path).exists());
+    }
+
+    /// A batch file without metadata (a crash before the commit) is removed at
+    /// open; a committed one is kept.
+    #[test]
+    fn orphan_batch_files_are_swept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let orphan = {
+            let store = SledStore::open(&path).unwrap();
+            let kept = StoredBatch {
+                meta: meta(1),
+                bytes: b"kept".to_vec(),
+            };
+            assert_eq!(store.put_batch(&kept).unwrap(), PutOutcome::New);
+            let orphan = store.batch_file("test.health", 2);
+            write_durably(&orphan, b"never committed").unwrap();
+            orphan
+        };
+        let store = SledStore::open_after_drop(&path).unwrap();
+        assert!(!orphan.exists());
+        assert_eq!(
+            store.get_batch("test.health", 1).unwrap().unwrap().bytes,
+            b"kept"
+        );
+    }
+}

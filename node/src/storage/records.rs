@@ -1,0 +1,329 @@
+//! Record codecs: what is stored about batches, day filters, filter entries,
+//! upload codes and held keys, and their fixed-length encodings.
+
+use sha2::{Digest, Sha256};
+use traceless_protocol::wire::filter_expires_at;
+use traceless_protocol::{Batch, DayFilter, DiagnosisKey, FilterEntry, Tek};
+
+use super::keyspace::{split_batch_key, split_filter_key};
+use super::StorageError;
+
+/// What is known about a stored batch without reading its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// Authority id.
+    pub origin: String,
+    /// Per-origin sequence number.
+    pub sequence: u64,
+    /// UTC day of the keys.
+    pub day: u32,
+    /// Number of keys.
+    pub key_count: u64,
+    /// Publication time claimed by the authority.
+    pub created_at: u64,
+    /// Unix seconds from which the batch may be served and forwarded (embargo).
+    pub visible_from: u64,
+    /// Unix seconds at which retention deletes the batch.
+    pub expires_at: u64,
+    /// SHA-256 of the `SignedBatch` encoding: ETag and gossip message id.
+    pub content_id: [u8; 32],
+}
+
+impl BatchMeta {
+    /// Metadata of a verified batch and its exact signed bytes.
+    pub fn of(batch: &Batch, signed_bytes: &[u8]) -> Self {
+        BatchMeta {
+            origin: batch.origin.clone(),
+            sequence: batch.sequence,
+            day: batch.day,
+            key_count: batch.keys.len() as u64,
+            created_at: batch.created_at,
+            visible_from: crate::embargo::batch_visible_from(batch),
+            expires_at: batch.expires_at(),
+            content_id: content_id(signed_bytes),
+        }
+    }
+
+    /// Whether the batch may be served and forwarded at `now`.
+    pub fn is_visible(&self, now: u64) -> bool {
+        now >= self.visible_from
+    }
+
+    const LEN: usize = 4 + 8 * 4 + 32;
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        v.extend_from_slice(&self.day.to_be_bytes());
+        v.extend_from_slice(&self.key_count.to_be_bytes());
+        v.extend_from_slice(&self.created_at.to_be_bytes());
+        v.extend_from_slice(&self.visible_from.to_be_bytes());
+        v.extend_from_slice(&self.expires_at.to_be_bytes());
+        v.extend_from_slice(&self.content_id);
+        v
+    }
+
+    pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
+        let (origin, sequence) = split_batch_key(key).ok_or(StorageError::Corrupt("b"))?;
+        if v.len() != Self::LEN {
+            return Err(StorageError::Corrupt("b"));
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+        Ok(BatchMeta {
+            origin,
+            sequence,
+            day: u32::from_be_bytes(v[0..4].try_into().unwrap_or([0; 4])),
+            key_count: u64_at(4),
+            created_at: u64_at(12),
+            visible_from: u64_at(20),
+            expires_at: u64_at(28),
+            content_id: v[36..68].try_into().unwrap_or([0; 32]),
+        })
+    }
+}
+
+/// SHA-256 of a `SignedBatch` encoding.
+pub fn content_id(signed_bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(signed_bytes).into()
+}
+
+/// A batch as stored: its metadata and exact signed bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// Metadata.
+    pub meta: BatchMeta,
+    /// The `SignedBatch` encoding, served byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+/// Result of storing a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Stored now, and flushed.
+    New,
+    /// The identical batch was already stored.
+    Duplicate,
+    /// Another batch with the same origin and sequence is stored (the authority
+    /// signed two different batches under one number); the first one is kept.
+    Conflict,
+}
+
+/// What is known about a stored day filter without reading its bytes. A node
+/// keeps only the newest revision per (origin, day).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterMeta {
+    /// Authority id.
+    pub origin: String,
+    /// UTC day of the entries.
+    pub day: u32,
+    /// Revision of the stored (newest) filter.
+    pub revision: u64,
+    /// The first revision this node stored for (origin, day): with `revision`,
+    /// the range the deletion log records.
+    pub first_revision: u64,
+    /// Publication time claimed by the authority.
+    pub created_at: u64,
+    /// Entries folded into the filter.
+    pub entries: u64,
+    /// SHA-256 of the `SignedFilter` encoding: ETag and gossip message id.
+    pub content_id: [u8; 32],
+    /// Length of the `SignedFilter` encoding.
+    pub len: u64,
+}
+
+impl FilterMeta {
+    /// Metadata of a verified filter and its exact signed bytes.
+    pub fn of(filter: &DayFilter, signed_bytes: &[u8]) -> Self {
+        FilterMeta {
+            origin: filter.origin.clone(),
+            day: filter.day,
+            revision: filter.revision,
+            first_revision: filter.revision,
+            created_at: filter.created_at,
+            entries: filter.filter.entries(),
+            content_id: content_id(signed_bytes),
+            len: signed_bytes.len() as u64,
+        }
+    }
+
+    /// Unix seconds after which retention deletes the filter.
+    pub fn expires_at(&self) -> u64 {
+        filter_expires_at(self.day)
+    }
+
+    const LEN: usize = 8 * 5 + 32;
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::LEN);
+        for n in [
+            self.revision,
+            self.first_revision,
+            self.created_at,
+            self.entries,
+            self.len,
+        ] {
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        v.extend_from_slice(&self.content_id);
+        v
+    }
+
+    pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
+        let bad = || StorageError::Corrupt("f");
+        let (origin, day) = split_filter_key(key).ok_or_else(bad)?;
+        if v.len() != Self::LEN {
+            return Err(bad());
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+        Ok(FilterMeta {
+            origin,
+            day,
+            revision: u64_at(0),
+            first_revision: u64_at(8),
+            created_at: u64_at(16),
+            entries: u64_at(24),
+            len: u64_at(32),
+            content_id: v[40..72].try_into().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A day filter as stored: its metadata and exact signed bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFilter {
+    /// Metadata.
+    pub meta: FilterMeta,
+    /// The `SignedFilter` encoding, served byte for byte.
+    pub bytes: Vec<u8>,
+}
+
+/// Result of storing a day filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterPutOutcome {
+    /// Stored (replacing a lower revision, if any), and flushed.
+    New,
+    /// A revision at least as high is stored already; nothing changed.
+    Stale,
+}
+
+/// One filter entry a gateway holds: the UTC day, the interval and the entry.
+/// Never the TEK or the RPI it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StoredEntry {
+    /// UTC day of `interval`.
+    pub day: u32,
+    /// The chosen interval.
+    pub interval: u32,
+    /// `SHA-256(context || 0 || RPI || interval)[..16]`.
+    pub entry: FilterEntry,
+}
+
+/// What one retention run deletes.
+#[derive(Clone, Debug, Default)]
+pub struct Expired {
+    /// Expired batches.
+    pub batches: Vec<BatchMeta>,
+    /// Expired day filters.
+    pub filters: Vec<FilterMeta>,
+    /// Days whose stored filter entries expired, with how many there are.
+    pub entry_days: Vec<(u32, u64)>,
+}
+
+impl Expired {
+    /// Whether nothing is due.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.filters.is_empty() && self.entry_days.is_empty()
+    }
+}
+
+/// A single-use upload code as stored: never the code, only a salted hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// Random per-code salt.
+    pub salt: [u8; 16],
+    /// SHA-256 of `salt || secret`.
+    pub hash: [u8; 32],
+    /// Unix seconds after which the code is void.
+    pub expires_at: u64,
+}
+
+impl CodeRecord {
+    #[cfg(test)]
+    pub(crate) fn encode_for_test(&self) -> Vec<u8> {
+        self.encode()
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        [&self.salt[..], &self.hash, &self.expires_at.to_be_bytes()].concat()
+    }
+
+    pub(super) fn decode(v: &[u8]) -> Result<Self, StorageError> {
+        if v.len() != 56 {
+            return Err(StorageError::Corrupt("c"));
+        }
+        Ok(CodeRecord {
+            salt: v[0..16]
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("c"))?,
+            hash: v[16..48]
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("c"))?,
+            expires_at: u64::from_be_bytes(
+                v[48..56]
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("c"))?,
+            ),
+        })
+    }
+}
+
+/// A diagnosis key a gateway accepted but holds back until its embargo ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingKey {
+    /// Storage id (release time and a random suffix).
+    pub id: Vec<u8>,
+    /// The key.
+    pub key: DiagnosisKey,
+}
+
+/// One atomic change made by a gateway for an upload or an embargo release.
+#[derive(Debug, Default)]
+pub struct GatewayCommit {
+    /// Upload code to consume.
+    pub consume_code: Option<[u8; 8]>,
+    /// Embargoed keys to hold, with their release times.
+    pub add_pending: Vec<(u64, DiagnosisKey)>,
+    /// Pending keys now released into `batches`.
+    pub remove_pending: Vec<Vec<u8>>,
+    /// New batches signed by the gateway.
+    pub batches: Vec<StoredBatch>,
+    /// The gateway's next sequence number after these batches.
+    pub next_sequence: Option<(String, u64)>,
+    /// An upload token to mark spent: (epoch, SHA-256 of its input).
+    pub spend_token: Option<(u32, [u8; 32])>,
+    /// Filter entries of a filter-form upload (entries already stored are kept once).
+    pub filter_entries: Vec<StoredEntry>,
+}
+
+/// A held key's file content: TEK, rolling start and period, risk, onset.
+pub(super) fn encode_key(k: &DiagnosisKey) -> Vec<u8> {
+    let mut v = k.tek.0.to_vec();
+    v.extend_from_slice(&k.rolling_start.to_be_bytes());
+    v.extend_from_slice(&k.rolling_period.to_be_bytes());
+    v.push(k.transmission_risk);
+    v.push(k.days_since_onset as u8);
+    v
+}
+
+pub(super) fn decode_key(v: &[u8]) -> Result<DiagnosisKey, StorageError> {
+    let bad = || StorageError::Corrupt("p");
+    if v.len() != 26 {
+        return Err(bad());
+    }
+    Ok(DiagnosisKey {
+        tek: Tek(v[0..16].try_into().map_err(|_| bad())?),
+        rolling_start: u32::from_be_bytes(v[16..20].try_into().map_err(|_| bad())?),
+        rolling_period: u32::from_be_bytes(v[20..24].try_into().map_err(|_| bad())?),
+        transmission_risk: v[24],
+        days_since_onset: v[25] as i8,
+    })
+}
