@@ -96,7 +96,10 @@ fn tokens_near_a_day_boundary_match_across_it() {
         heard(&k, next_day + 43, next_day + 43), // last interval of the key
         heard(&k, next_day - 1, next_day + 12), // 13 intervals late
     ];
-    for m in [fast(&obs, &[k.clone()]), match_keys_reference(&obs, &[k])] {
+    for m in [
+        fast(&obs, std::slice::from_ref(&k)),
+        match_keys_reference(&obs, &[k]),
+    ] {
         assert_eq!(
             m,
             vec![KeyMatch {

@@ -268,7 +268,8 @@ fn kotlin_sync_rate_against_rust() {
         Arc::new(ManualClock::new(now)),
     )
     .unwrap();
-    sdk.trust_authority(ORIGIN, 1, authority.verifying_key());
+    sdk.trust_authority(ORIGIN, 1, authority.verifying_key())
+        .expect("valid origin");
     for (payload, at) in &sightings {
         sdk.record_sighting(payload, -60, None, *at).unwrap();
     }

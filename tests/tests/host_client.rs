@@ -87,7 +87,8 @@ fn the_client_syncs_buys_tokens_uploads_through_the_relay_and_sends_dummies() {
     clock.set(nodes.clock.now());
     bob.lock()
         .unwrap()
-        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key());
+        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
+        .expect("valid origin");
     let end = Instant::now() + Duration::from_secs(20);
     let mut totals = net.sync(&bob).unwrap();
     while totals.batches == 0 && Instant::now() < end {

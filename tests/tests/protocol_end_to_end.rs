@@ -150,7 +150,7 @@ fn a_sniffer_cannot_link_tokens_of_one_day_without_the_key() {
     assert!(linkability(&weak(&a), &weak(&b)) > 8.0);
     // With the key (once Alice publishes her TEK), every token of hers links,
     // and none of Bob's.
-    let tek = alice.diagnosis_keys(&[DAY0], DAY0)[0].tek;
+    let tek = alice.diagnosis_keys(&[DAY0], DAY0)[0].tek.clone();
     let first = day_start_interval(DAY0);
     let derived: Vec<[u8; 16]> = (0..144).map(|i| tek.rpik().rpi(first + i).0).collect();
     assert!(a.iter().all(|r| derived.contains(r)));
