@@ -16,6 +16,7 @@ use common::*;
 use libp2p::gossipsub::IdentTopic;
 use prost::Message;
 use traceless_node::config::TokenKeyFile;
+use traceless_node::core::IngestError;
 use traceless_node::federation::behaviour::FILTER_TOPIC;
 use traceless_node::storage::FilterPutOutcome;
 use traceless_node::{upload_codes, Config, Core, ManualClock, RunningNode};
@@ -818,7 +819,11 @@ async fn expired_filters_and_entries_are_deleted_and_logged() {
         serde_json::json!([])
     );
     // A replay of the deleted filter is refused as expired, so it cannot come back.
-    assert!(rl.core.ingest_filter(&signed).is_err());
+    let replay = rl.core.ingest_filter(&signed);
+    assert!(
+        matches!(replay, Err(IngestError::Invalid(WireError::Expired { .. }))),
+        "replay of a deleted filter: {replay:?}"
+    );
     let check_state = |s: &Core| s.store.all_filters().unwrap().is_empty();
     assert!(check_state(&rl.core));
     gw.shutdown().await;
