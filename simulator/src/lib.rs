@@ -27,6 +27,7 @@ pub mod epidemic;
 pub mod http;
 pub mod load;
 pub mod mobility;
+pub mod net;
 pub mod nodes;
 pub mod phones;
 pub mod plots;

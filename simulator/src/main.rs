@@ -52,6 +52,16 @@ enum Command {
     /// Drives sealed uploads (through a relay) and downloads against running nodes
     /// (loopback only), or against a gateway and relay of its own.
     Load(load::LoadArgs),
+    /// Real node processes in network namespaces joined by emulated links, under
+    /// a fault timeline (see docs/net.md).
+    Net(traceless_sim::net::cli::NetArgs),
+    /// The `traceless-node` command line, for `net` where only the simulator is built.
+    #[command(hide = true)]
+    Node {
+        /// The node's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,6 +136,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Net(args) => ExitCode::from(traceless_sim::net::cli::main(args)),
+        Command::Node { args } => ExitCode::from(traceless_sim::net::cli::node_main(args)),
         Command::Load(args) => match load::run(&args) {
             Ok(r) => {
                 println!("{r}");

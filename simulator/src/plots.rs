@@ -6,9 +6,9 @@ use plotters::prelude::*;
 
 use crate::report::Report;
 
-type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+pub(crate) type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 
-fn line_chart(
+pub(crate) fn line_chart(
     path: &Path,
     title: &str,
     x_desc: &str,

@@ -372,7 +372,8 @@ impl Report {
     }
 }
 
-fn esc(s: &str) -> String {
+/// `s` escaped for HTML text.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1,0 +1,240 @@
+//! `traceless-sim net` with real node processes: in network namespaces when
+//! this runs as root (CI does), else on loopback with the same checks (the
+//! run says "namespaces unavailable: loopback fallback").
+//!
+//! Smoke sizes; the full runs are `traceless-sim net run scenarios/net-*.toml`
+//! and `--ignored` here.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use traceless_sim::net::netns::Isolation;
+use traceless_sim::net::scenario::Fault;
+use traceless_sim::net::{run, NetOptions, NetReport, NetScenario, NodeProgram};
+
+/// One cluster at a time: on two cores, parallel clusters would measure each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SIM: &str = env!("CARGO_BIN_EXE_traceless-sim");
+
+fn opts() -> NetOptions {
+    NetOptions {
+        force_loopback: false,
+        program: NodeProgram::find(Path::new(SIM)),
+    }
+}
+
+fn scenario(name: &str) -> NetScenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    NetScenario::load(&path).unwrap()
+}
+
+fn run_it(s: &NetScenario, o: &NetOptions) -> NetReport {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(s, o, tmp.path()).unwrap();
+    // Torn down: the run's namespaces (and veths) are gone.
+    assert_eq!(our_namespaces(std::process::id()), Vec::<String>::new());
+    if r.isolation == Isolation::Loopback {
+        eprintln!(
+            "namespaces unavailable: loopback fallback ({})",
+            r.fallback_reason.as_deref().unwrap_or("?")
+        );
+    }
+    eprintln!("{}", r.headline());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&s.name);
+    r.write(&out).unwrap();
+    r
+}
+
+fn assert_converged(r: &NetReport, published: u64) {
+    assert_eq!(r.upload_errors, Vec::<String>::new());
+    assert_eq!(r.published, published);
+    assert!(r.converged, "{}", r.headline());
+    assert!(r.identical_everywhere, "{}", r.headline());
+    for n in &r.per_node {
+        assert_eq!((n.missing, n.duplicates), (0, 0), "node {n:?}");
+        assert_eq!(n.batches, published, "node {n:?}");
+    }
+}
+
+fn our_namespaces(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("tlsim{pid}r")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_partition_2_3_with_uploads_on_both_sides_converges_after_heal() {
+    let s = scenario("net-partition.toml");
+    let r = run_it(&s, &opts());
+    assert_converged(&r, 24);
+    // The partition held: no node listed the other side's batches before the heal.
+    if r.isolation == Isolation::Namespaces {
+        assert!(
+            r.per_node.iter().all(|n| n.partition_leaks == 0),
+            "{:?}",
+            r.per_node
+        );
+        // Both sides' batches crossed after the heal: catch-up or gossip did it.
+        assert!(r.catch_up_after_heal_s.is_some());
+    }
+}
+
+#[test]
+fn churn_of_30_percent_of_relays_during_publication_loses_nothing() {
+    let mut s = scenario("net-churn.toml");
+    s.nodes = 6;
+    s.uploads.per_gateway = 10;
+    let r = run_it(&s, &opts());
+    assert!(
+        r.events.iter().any(|e| e.contains("churn: killed")),
+        "{:?}",
+        r.events
+    );
+    assert_converged(&r, 10);
+}
+
+#[test]
+fn slow_lossy_inter_region_links_delay_the_far_region() {
+    let mut s = scenario("net-regions.toml");
+    s.nodes = 6;
+    s.regions = 2;
+    s.uploads.per_gateway = 6;
+    s.uploads.interval_ms = 500;
+    let r = run_it(&s, &opts());
+    assert_converged(&r, 6);
+    // The emulator is in the path: the far region (nodes 3..6) sees each batch
+    // no sooner than one inter-region latency (100 ms ± 10) after the gateway.
+    let far: Vec<_> = r.per_node.iter().filter(|n| n.region == 1).collect();
+    assert!(!far.is_empty());
+    for n in far {
+        assert!(n.propagation_p50_ms >= 90.0, "node {n:?}");
+    }
+}
+
+#[test]
+fn loopback_fallback_runs_the_same_checks_and_says_so() {
+    let mut s = scenario("net-partition.toml");
+    s.faults.clear();
+    s.uploads.per_gateway = 4;
+    let o = NetOptions {
+        force_loopback: true,
+        ..opts()
+    };
+    let r = run_it(&s, &o);
+    assert_eq!(r.isolation, Isolation::Loopback);
+    assert!(
+        r.headline().contains("namespaces unavailable"),
+        "{}",
+        r.headline()
+    );
+    assert_converged(&r, 8);
+}
+
+#[test]
+fn a_killed_simulator_leaves_no_namespace_and_no_node_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let scen = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/net-partition.toml");
+    for signal in ["-TERM", "-KILL"] {
+        let mut child = Command::new(SIM)
+            .args(["net", "run"])
+            .arg(&scen)
+            .arg("--out")
+            .arg(out.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Wait (bounded) until the run has made its namespaces and started nodes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let names = loop {
+            let names = our_namespaces(pid);
+            let nodes_up = names.len() == 5
+                && names.iter().all(|n| {
+                    let o = Command::new("ip")
+                        .args(["netns", "pids", n])
+                        .output()
+                        .unwrap();
+                    !o.stdout.is_empty()
+                });
+            if nodes_up || Instant::now() > deadline {
+                break names;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if names.is_empty() {
+            // No namespaces here (not root): nothing to tear down.
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        let node_pids: Vec<String> = names
+            .iter()
+            .flat_map(|n| {
+                let o = Command::new("ip")
+                    .args(["netns", "pids", n])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(node_pids.len(), 5, "{names:?}");
+        Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+        if signal == "-KILL" {
+            // Nothing ran teardown: the nodes are still there until the next run sweeps.
+            assert_eq!(our_namespaces(pid).len(), 5);
+            traceless_sim::net::netns::sweep_stale();
+        }
+        assert_eq!(our_namespaces(pid), Vec::<String>::new(), "after {signal}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node_pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nodes {node_pids:?} survived {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The full regional run: 50 nodes, 200 ms RTT and 5 % loss between regions.
+#[test]
+#[ignore = "full size: minutes on two cores"]
+fn full_regions_50_nodes() {
+    let r = run_it(&scenario("net-regions.toml"), &opts());
+    assert_converged(&r, 20);
+}
+
+/// Keeps the partition scenario's fault names in the scenario file honest.
+#[test]
+fn scenario_files_parse_and_validate() {
+    for f in ["net-partition.toml", "net-churn.toml", "net-regions.toml"] {
+        let s = scenario(f);
+        assert!(s.links().len() >= s.nodes - 1, "{f}");
+    }
+    let s = scenario("net-partition.toml");
+    assert!(matches!(s.faults[0], Fault::Partition { .. }));
+}
