@@ -238,3 +238,25 @@ fn scenario_files_parse_and_validate() {
     let s = scenario("net-partition.toml");
     assert!(matches!(s.faults[0], Fault::Partition { .. }));
 }
+
+#[test]
+fn a_full_disk_refuses_uploads_with_503_keeps_reads_and_recovers_without_loss() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(r) = traceless_sim::net::disk::run(&opts(), tmp.path(), 8 << 20).unwrap() else {
+        eprintln!("disk full: cannot mount a tmpfs here (not root): skipped");
+        return;
+    };
+    eprintln!("{r:?}");
+    assert_eq!(r.accepted_before, 5);
+    assert!(!r.refused_while_full.is_empty(), "{r:?}");
+    assert!(
+        r.refused_while_full
+            .iter()
+            .all(|&(status, _)| status == 503),
+        "{r:?}"
+    );
+    assert!(r.reads_ok_while_full, "{r:?}");
+    assert!(r.accepted_after_free > 0, "no recovery: {r:?}");
+    assert_eq!(r.lost_after_kill9, 0, "{r:?}");
+}

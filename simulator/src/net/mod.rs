@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod disk;
 pub mod link;
 pub mod netns;
 pub mod report;

@@ -49,7 +49,7 @@ fn now_unix() -> u64 {
 }
 
 /// One upload of one fresh key valid yesterday (published at once, no embargo).
-fn upload_body(code: &str) -> Vec<u8> {
+pub(crate) fn upload_body(code: &str) -> Vec<u8> {
     let day = day_of_unix(now_unix()).saturating_sub(1);
     let key = DiagnosisKey {
         tek: Tek::generate(),
