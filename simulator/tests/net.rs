@@ -260,3 +260,42 @@ fn a_full_disk_refuses_uploads_with_503_keeps_reads_and_recovers_without_loss() 
     assert!(r.accepted_after_free > 0, "no recovery: {r:?}");
     assert_eq!(r.lost_after_kill9, 0, "{r:?}");
 }
+
+/// Skews of the gateway and one relay: ±5 min, ±3 h, ±2 days (libfaketime).
+/// What must hold whatever the skew: the relay with the right clock never
+/// serves a key before its embargo ends by the true time, and never loses a key
+/// before its retention ends. What small skews must keep: everything flows.
+#[test]
+fn clock_skew_small_is_tolerated_and_a_right_clock_relay_never_serves_early() {
+    if !Path::new(traceless_sim::net::cluster::FAKETIME_LIB).exists() {
+        eprintln!("clock skew: libfaketime not installed (.ci/install-sim-net.sh): skipped");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let skews = [300, -300, 3 * 3600, -3 * 3600, 2 * 86_400, -2 * 86_400];
+    let outcomes = traceless_sim::net::skew::run(&opts(), tmp.path(), &skews).unwrap();
+    let json = serde_json::to_string_pretty(&outcomes).unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-skew.json"),
+        &json,
+    )
+    .unwrap();
+    eprintln!("{json}");
+    for o in &outcomes {
+        assert!(
+            !o.embargoed_listed.0,
+            "right-clock relay served early: {o:?}"
+        );
+        assert!(
+            o.expiring_listed.0 || o.expiring_upload_status != 200,
+            "lost: {o:?}"
+        );
+        if o.skew_secs.abs() <= 300 {
+            assert_eq!(o.visible_upload_status, 200, "{o:?}");
+            assert_eq!(o.visible_listed, (true, true), "{o:?}");
+            assert!(!o.embargo_released_early_by_gateway, "{o:?}");
+            assert_eq!(o.expiring_listed, (true, true), "{o:?}");
+        }
+    }
+}

@@ -68,6 +68,8 @@ pub struct NetNode {
     pub p2p: SocketAddr,
     /// `/p2p/<peer id>` suffix.
     pub peer_id: String,
+    /// Clock offset, seconds.
+    pub skew_secs: i64,
     child: Option<Child>,
 }
 
@@ -138,7 +140,14 @@ pub struct ClusterPlan {
     pub heartbeat_ms: u64,
     /// Upload codes issued to each gateway.
     pub codes_per_gateway: usize,
+    /// Clock offset of some nodes, seconds (through libfaketime; see [`FAKETIME_LIB`]).
+    pub skew_secs: Vec<(usize, i64)>,
 }
+
+/// libfaketime (Debian `faketime`), preloaded into a node whose clock is skewed.
+/// Only the wall clock moves (`FAKETIME_DONT_FAKE_MONOTONIC`): timers and
+/// timeouts run at normal speed, as on a machine whose clock is just wrong.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Cluster {
     /// Prepares keys and configs under `dir`, starts the links, then the nodes,
@@ -184,6 +193,7 @@ impl Cluster {
                 http: None,
                 p2p: SocketAddr::new(host.node_ip(i), port),
                 peer_id: identity.public().to_peer_id().to_string(),
+                skew_secs: plan.skew_secs.iter().find(|s| s.0 == i).map_or(0, |s| s.1),
                 child: None,
             });
         }
@@ -280,6 +290,17 @@ impl Cluster {
             }
             None => Command::new(&self.program.program),
         };
+        if n.skew_secs != 0 {
+            if !Path::new(FAKETIME_LIB).exists() {
+                return Err(NetError::Setup(format!(
+                    "clock skew needs {FAKETIME_LIB} (Debian faketime; .ci/install-sim-net.sh)"
+                )));
+            }
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME", format!("{:+}", n.skew_secs))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_NO_CACHE", "1");
+        }
         let log = std::fs::File::create(n.data_dir.join("node.log"))?;
         let mut child = cmd
             .args(&self.program.args)

@@ -136,6 +136,7 @@ pub fn run(
         catchup_interval_secs: 2,
         heartbeat_ms: 200,
         codes_per_gateway: 5000,
+        skew_secs: Vec::new(),
     };
     let mut cluster = Cluster::start(&plan, host, opts.program.clone(), dir, 1)?;
     let mut codes = cluster.codes[&origin].clone().into_iter();

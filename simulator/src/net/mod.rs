@@ -19,6 +19,7 @@ pub mod netns;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod skew;
 pub mod soak;
 
 pub use cluster::NodeProgram;

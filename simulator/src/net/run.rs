@@ -42,7 +42,7 @@ struct Seen {
     duplicates: u64,
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -51,10 +51,16 @@ fn now_unix() -> u64 {
 /// One upload of one fresh key valid yesterday (published at once, no embargo).
 pub(crate) fn upload_body(code: &str) -> Vec<u8> {
     let day = day_of_unix(now_unix()).saturating_sub(1);
+    upload_of_key(code, day_start_interval(day), 144)
+}
+
+/// One upload of one fresh key valid for `rolling_period` intervals from
+/// `rolling_start`.
+pub(crate) fn upload_of_key(code: &str, rolling_start: u32, rolling_period: u32) -> Vec<u8> {
     let key = DiagnosisKey {
         tek: Tek::generate(),
-        rolling_start: day_start_interval(day),
-        rolling_period: 144,
+        rolling_start,
+        rolling_period,
         transmission_risk: 3,
         days_since_onset: 0,
     };
@@ -146,6 +152,7 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
         catchup_interval_secs: s.catchup_interval_secs,
         heartbeat_ms: s.heartbeat_ms,
         codes_per_gateway: s.uploads.per_gateway,
+        skew_secs: Vec::new(),
     };
     let started_setup = Instant::now();
     let mut cluster = Cluster::start(&plan, host, opts.program.clone(), dir, s.seed)?;

@@ -1,0 +1,192 @@
+//! Clock skew: three real nodes — a gateway and a relay whose wall clocks are
+//! off by the same offset, and a relay with the right time — and three
+//! uploads chosen against the true time:
+//!
+//! - a key valid yesterday (publishable now on any sane clock);
+//! - a key whose embargo ends in about an hour (validity ended ~70 min ago):
+//!   a clock more than that ahead would release it early;
+//! - a key whose retention ends in about an hour (validity ended 14 days less
+//!   an hour ago): a clock more than that ahead would delete it early.
+//!
+//! The outcome records, per skew, what the gateway answered, which node lists
+//! which batch, and whether the skewed node exposed anything an operator could
+//! alarm on (its `/metrics`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use traceless_protocol::{interval_number, RETENTION_DAYS};
+
+use super::cluster::{Cluster, ClusterPlan};
+use super::link::LinkParams;
+use super::netns::Host;
+use super::run::{now_unix, upload_body, upload_of_key, NetOptions};
+use super::scenario::NetScenario;
+use super::NetError;
+use crate::http;
+
+/// What one skew did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SkewOutcome {
+    /// Clock offset of the gateway and relay 2, seconds.
+    pub skew_secs: i64,
+    /// Gateway's status for the key valid yesterday.
+    pub visible_upload_status: u16,
+    /// Relay 1 (right clock) / relay 2 (skewed) list that batch.
+    pub visible_listed: (bool, bool),
+    /// Gateway's status for the embargoed key, and whether it published it at
+    /// once (an early release: its embargo ends in about an hour).
+    pub embargoed_upload_status: u16,
+    /// The gateway published the embargoed key at once.
+    pub embargo_released_early_by_gateway: bool,
+    /// Relay 1 / relay 2 serve the early batch (relays hold batches back by
+    /// their own clock).
+    pub embargoed_listed: (bool, bool),
+    /// Gateway's status for the key whose retention ends in about an hour.
+    pub expiring_upload_status: u16,
+    /// Relay 1 / relay 2 hold that batch (relay 2 missing it: deleted, or
+    /// refused as expired, early).
+    pub expiring_listed: (bool, bool),
+    /// Skew-related counters the skewed relay's `/metrics` shows (names
+    /// containing "skew" or "clock"): empty when the node has no such alarm.
+    pub skew_metrics: Vec<String>,
+}
+
+fn post(addr: SocketAddr, body: &[u8]) -> (u16, bool) {
+    match http::request(addr, "POST", "/v1/upload", body) {
+        Ok(r) => {
+            let published = r
+                .json()
+                .and_then(|j| j["published"].as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false);
+            (r.status, published)
+        }
+        Err(_) => (0, false),
+    }
+}
+
+fn lists(addr: Option<SocketAddr>, origin: &str, seq: Option<u64>) -> bool {
+    let (Some(addr), Some(seq)) = (addr, seq) else {
+        return false;
+    };
+    http::request(addr, "GET", &format!("/v1/batches/{origin}/{seq}"), b"")
+        .is_ok_and(|r| r.status == 200)
+}
+
+/// The sequence the gateway's own list gives the batch holding its `k`-th
+/// publication, if it lists it.
+fn sequences(addr: Option<SocketAddr>, origin: &str) -> Vec<u64> {
+    let Some(addr) = addr else { return Vec::new() };
+    http::request(
+        addr,
+        "GET",
+        &format!("/v1/batches?origin={origin}&after=0"),
+        b"",
+    )
+    .ok()
+    .and_then(|r| r.json())
+    .map(|j| {
+        j["batches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["sequence"].as_u64())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Runs one skew.
+pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutcome, NetError> {
+    let host = Host::new(3, opts.force_loopback)?;
+    let origin = NetScenario::origin(0);
+    let plan = ClusterPlan {
+        nodes: 3,
+        gateways: vec![(0, origin.clone())],
+        links: vec![
+            (0, 1, LinkParams::default()),
+            (1, 2, LinkParams::default()),
+            (0, 2, LinkParams::default()),
+        ],
+        catchup_interval_secs: 1,
+        heartbeat_ms: 200,
+        codes_per_gateway: 3,
+        skew_secs: vec![(0, skew_secs), (2, skew_secs)],
+    };
+    let cluster = Cluster::start(&plan, host, opts.program.clone(), dir, 1)?;
+    let gw = cluster.nodes[0]
+        .http
+        .ok_or_else(|| NetError::Setup("gateway down".into()))?;
+    let codes = &cluster.codes[&origin];
+    let now = now_unix();
+    let mut out = SkewOutcome {
+        skew_secs,
+        ..Default::default()
+    };
+    // Sequences are given in publication order; find each by listing on the
+    // gateway before and after.
+    let before = sequences(Some(gw), &origin);
+    out.visible_upload_status = post(gw, &upload_body(&codes[0])).0;
+    let visible_seq = sequences(Some(gw), &origin)
+        .into_iter()
+        .find(|s| !before.contains(s));
+    // Validity 80..70 minutes ago: released 2 h after its end, ~50-60 min from now.
+    let i_now = interval_number(now);
+    let (st, early) = post(gw, &upload_of_key(&codes[1], i_now - 8, 1));
+    out.embargoed_upload_status = st;
+    out.embargo_released_early_by_gateway = early;
+    // The gateway's own list hides a batch its clock still embargoes; relays
+    // are asked for the next sequence directly.
+    let embargoed_seq = early.then(|| visible_seq.map_or(1, |v| v + 1));
+    // Validity ended 14 days less an hour ago: past retention in about an hour.
+    let end = interval_number(now + 3600 - u64::from(RETENTION_DAYS) * 86_400);
+    let (st, _) = post(gw, &upload_of_key(&codes[2], end - 1, 1));
+    out.expiring_upload_status = st;
+    let expiring_seq = (st == 200).then(|| visible_seq.map_or(1, |v| v + 1) + u64::from(early));
+    // Wait (bounded) for the right-clock relay to hold what it will hold, then
+    // give the skewed one two more catch-up rounds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r1 = cluster.nodes[1].http;
+    let r2 = cluster.nodes[2].http;
+    while Instant::now() < deadline && !(lists(r1, &origin, visible_seq) || visible_seq.is_none()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while Instant::now() < deadline && expiring_seq.is_some() && !lists(r1, &origin, expiring_seq) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    out.visible_listed = (
+        lists(r1, &origin, visible_seq),
+        lists(r2, &origin, visible_seq),
+    );
+    out.embargoed_listed = (
+        lists(r1, &origin, embargoed_seq),
+        lists(r2, &origin, embargoed_seq),
+    );
+    out.expiring_listed = (
+        lists(r1, &origin, expiring_seq),
+        lists(r2, &origin, expiring_seq),
+    );
+    out.skew_metrics = r2
+        .and_then(|a| http::request(a, "GET", "/metrics", b"").ok())
+        .map(|r| {
+            String::from_utf8_lossy(&r.body)
+                .lines()
+                .filter(|l| !l.starts_with('#') && (l.contains("skew") || l.contains("clock")))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    drop(cluster);
+    Ok(out)
+}
+
+/// Runs every skew in `skews`.
+pub fn run(opts: &NetOptions, dir: &Path, skews: &[i64]) -> Result<Vec<SkewOutcome>, NetError> {
+    skews
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| run_one(opts, &dir.join(format!("skew-{k}")), s))
+        .collect()
+}
