@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod disk;
+pub mod flood;
 pub mod link;
 pub mod netns;
 pub mod report;

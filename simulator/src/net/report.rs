@@ -56,6 +56,32 @@ pub struct Sample {
     pub fds: u64,
 }
 
+/// The flood's figures: honest propagation before and during it, in one run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FloodFigures {
+    /// Sybil peers started / connected to their relay.
+    pub sybils: usize,
+    /// Sybils that connected.
+    pub connected: u64,
+    /// Messages the Sybils sent.
+    pub sent: u64,
+    /// Messages per second actually sent.
+    pub sent_per_s: f64,
+    /// Publications the Sybils' own gossipsub refused (no peer left).
+    pub refused: u64,
+    /// Messages the nodes rejected after reading them (summed; the rest were
+    /// dropped unread once the sender's score fell below the graylist).
+    pub rejected_by_nodes: u64,
+    /// Honest propagation p50 / p99 before the flood, ms.
+    pub baseline_p50_ms: f64,
+    /// p99 before the flood.
+    pub baseline_p99_ms: f64,
+    /// Honest propagation p50 during the flood, ms.
+    pub flood_p50_ms: f64,
+    /// p99 during the flood.
+    pub flood_p99_ms: f64,
+}
+
 /// Everything a network run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NetReport {
@@ -93,6 +119,8 @@ pub struct NetReport {
     pub propagation_p50_ms: f64,
     /// Its 99th percentile, ms.
     pub propagation_p99_ms: f64,
+    /// The flood, if the scenario had one.
+    pub flood: Option<FloodFigures>,
     /// The fault timeline as applied.
     pub events: Vec<String>,
     /// Per node.
@@ -173,6 +201,14 @@ impl NetReport {
             self.propagation_p50_ms,
             self.propagation_p99_ms,
         );
+        if let Some(f) = &self.flood {
+            let _ = write!(
+                h,
+                "\nflood: {} Sybils ({} connected) sent {} messages ({:.0}/s), nodes rejected {}; honest p99 {:.0} ms during vs {:.0} ms before (p50 {:.0} vs {:.0})",
+                f.sybils, f.connected, f.sent, f.sent_per_s, f.rejected_by_nodes,
+                f.flood_p99_ms, f.baseline_p99_ms, f.flood_p50_ms, f.baseline_p50_ms
+            );
+        }
         if let Some(c) = self.catch_up_after_heal_s {
             let _ = write!(h, "\ncatch-up after heal: {c:.1} s");
         }

@@ -16,7 +16,7 @@ use traceless_protocol::{day_of_unix, day_start_interval, DiagnosisKey, Tek, Upl
 
 use super::cluster::{proc_usage, Cluster, ClusterPlan, NodeProgram};
 use super::netns::{netem_available, Host};
-use super::report::{NetReport, NodeFigures, Sample};
+use super::report::{FloodFigures, NetReport, NodeFigures, Sample};
 use super::scenario::{Fault, NetScenario};
 use super::NetError;
 use crate::http;
@@ -207,6 +207,14 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = 0.0;
     let mut heal_at: Option<f64> = None;
+    let flood_counters = Arc::new(super::flood::FloodCounters::default());
+    // The Sybils get a runtime of their own, so that their load does not delay
+    // the link emulators' timers (cluster.rt).
+    let flood_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut flood_window: Option<(Instant, Instant, usize)> = None;
     let mut events: Vec<String> = Vec::new();
     let relays: Vec<usize> = (0..s.nodes).filter(|i| !s.gateways.contains(i)).collect();
     let last_upload_s = s.uploads.start_s
@@ -215,6 +223,9 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
         .iter()
         .map(|f| match f {
             Fault::Churn { at_s, down_s, .. } => at_s + down_s,
+            Fault::Flood {
+                at_s, duration_s, ..
+            } => at_s + duration_s,
             f => f.at_s(),
         })
         .fold(0.0, f64::max);
@@ -236,6 +247,37 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
                     }
                     heal_at = Some(t);
                     events.push(format!("{t:.1}s heal"));
+                }
+                Fault::Flood {
+                    duration_s,
+                    rate_per_s,
+                    sybils,
+                    ..
+                } => {
+                    let d = Duration::from_secs_f64(*duration_s);
+                    for k in 0..*sybils {
+                        let Some(&v) = relays.get(k % relays.len().max(1)) else {
+                            break;
+                        };
+                        let n = &cluster.nodes[v];
+                        let Ok(target) =
+                            format!("/ip4/{}/tcp/{}/p2p/{}", n.p2p.ip(), n.p2p.port(), n.peer_id)
+                                .parse()
+                        else {
+                            continue;
+                        };
+                        let rate = rate_per_s / *sybils as u64;
+                        flood_rt.spawn(super::flood::sybil(
+                            target,
+                            rate,
+                            d,
+                            flood_counters.clone(),
+                        ));
+                    }
+                    flood_window = Some((Instant::now(), Instant::now() + d, *sybils));
+                    events.push(format!(
+                        "{t:.1}s flood: {sybils} Sybils, {rate_per_s}/s for {duration_s} s"
+                    ));
                 }
                 Fault::Churn {
                     fraction, down_s, ..
@@ -416,7 +458,47 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
             .map_or(0.0, |m| m.saturating_duration_since(t0).as_secs_f64());
         (last - h).max(0.0)
     });
+    let flood = flood_window.map(|(start, end, sybils)| {
+        let delays = |inside: bool| -> Vec<f64> {
+            published
+                .iter()
+                .filter(|(_, (at, _))| {
+                    if inside {
+                        *at >= start && *at < end
+                    } else {
+                        *at < start
+                    }
+                })
+                .flat_map(|(b, (at, _))| {
+                    seen.iter()
+                        .filter_map(|sn| {
+                            sn.lock().ok().and_then(|sn| {
+                                sn.batches.get(b).map(|(s, _)| {
+                                    s.saturating_duration_since(*at).as_secs_f64() * 1000.0
+                                })
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let (mut base, mut during) = (delays(false), delays(true));
+        let sent = flood_counters.sent.load(Ordering::Relaxed);
+        FloodFigures {
+            sybils,
+            connected: flood_counters.connected.load(Ordering::Relaxed),
+            sent,
+            sent_per_s: sent as f64 / end.saturating_duration_since(start).as_secs_f64().max(1e-9),
+            refused: flood_counters.refused.load(Ordering::Relaxed),
+            rejected_by_nodes: nodes.iter().map(|n| n.gossip_rejected).sum(),
+            baseline_p50_ms: quantile(&mut base.clone(), 0.5),
+            baseline_p99_ms: quantile(&mut base, 0.99),
+            flood_p50_ms: quantile(&mut during.clone(), 0.5),
+            flood_p99_ms: quantile(&mut during, 0.99),
+        }
+    });
     let report = NetReport {
+        flood,
         scenario: s.name.clone(),
         isolation: cluster.isolation(),
         fallback_reason: cluster.fallback_reason().map(str::to_owned),

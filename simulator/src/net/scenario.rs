@@ -46,15 +46,29 @@ pub enum Fault {
         /// Seconds each stays down.
         down_s: f64,
     },
+    /// Sybil peers (in the simulator) flood the relays' batch topic with
+    /// malformed messages: `rate_per_s` in all, spread over `sybils` peers,
+    /// each connected to one relay.
+    Flood {
+        /// Seconds from the start.
+        at_s: f64,
+        /// Seconds it lasts.
+        duration_s: f64,
+        /// Messages per second, all Sybils together.
+        rate_per_s: u64,
+        /// Sybil peers.
+        sybils: usize,
+    },
 }
 
 impl Fault {
     /// When it happens.
     pub fn at_s(&self) -> f64 {
         match self {
-            Fault::Partition { at_s, .. } | Fault::Heal { at_s } | Fault::Churn { at_s, .. } => {
-                *at_s
-            }
+            Fault::Partition { at_s, .. }
+            | Fault::Heal { at_s }
+            | Fault::Churn { at_s, .. }
+            | Fault::Flood { at_s, .. } => *at_s,
         }
     }
 }
