@@ -44,11 +44,15 @@ pub(crate) fn line_chart(
         .map_err(|e| e.to_string())?;
     for (name, points, color) in series {
         let color = *color;
-        chart
+        let drawn = chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .map_err(|e| e.to_string())?;
+        // Unnamed series (one per node) stay out of the legend.
+        if !name.is_empty() {
+            drawn
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
     }
     chart
         .configure_series_labels()
