@@ -334,3 +334,22 @@ fn a_sybil_flood_is_rejected_and_graylisted_while_honest_batches_flow() {
     assert!(f.rejected_by_nodes >= 1, "{f:?}");
     assert!(f.rejected_by_nodes * 20 < f.sent, "not graylisted: {f:?}");
 }
+
+/// A peer that advertises a thousand sequences and serves none is the only
+/// peer of a cut-off node while the gateway publishes; after the heal the node
+/// fetches every batch from its honest peers, within the catch-up request
+/// timeout (30 s), though the withholder was asked first.
+#[test]
+fn a_withholding_peer_during_catch_up_does_not_stop_the_node_fetching_elsewhere() {
+    let r = run_it(&scenario("net-withhold.toml"), &opts());
+    assert_converged(&r, 8);
+    let w = r.withholding.as_ref().unwrap();
+    assert!(w.connected, "{w:?}");
+    assert!(
+        w.fetches >= 1,
+        "control: the node asked the withholder: {w:?}"
+    );
+    assert_eq!(w.target_missing, 0);
+    let after_heal = r.catch_up_after_heal_s.unwrap();
+    assert!(after_heal < 30.0, "took {after_heal} s after the heal");
+}

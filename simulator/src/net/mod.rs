@@ -22,6 +22,7 @@ pub mod run;
 pub mod scenario;
 pub mod skew;
 pub mod soak;
+pub mod withhold;
 
 pub use cluster::NodeProgram;
 pub use netns::is_sim_address;

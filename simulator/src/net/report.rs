@@ -82,6 +82,21 @@ pub struct FloodFigures {
     pub flood_p99_ms: f64,
 }
 
+/// The withholding peer's figures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WithholdFigures {
+    /// The node it connected to.
+    pub target: usize,
+    /// Whether it connected.
+    pub connected: bool,
+    /// Summary requests it answered with its false advertisement.
+    pub summaries: u64,
+    /// Fetch requests it answered with nothing.
+    pub fetches: u64,
+    /// Batches the target never got.
+    pub target_missing: u64,
+}
+
 /// Everything a network run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NetReport {
@@ -121,6 +136,8 @@ pub struct NetReport {
     pub propagation_p99_ms: f64,
     /// The flood, if the scenario had one.
     pub flood: Option<FloodFigures>,
+    /// The withholding peer, if the scenario had one.
+    pub withholding: Option<WithholdFigures>,
     /// The fault timeline as applied.
     pub events: Vec<String>,
     /// Per node.
@@ -207,6 +224,13 @@ impl NetReport {
                 "\nflood: {} Sybils ({} connected) sent {} messages ({:.0}/s), nodes rejected {}; honest p99 {:.0} ms during vs {:.0} ms before (p50 {:.0} vs {:.0})",
                 f.sybils, f.connected, f.sent, f.sent_per_s, f.rejected_by_nodes,
                 f.flood_p99_ms, f.baseline_p99_ms, f.flood_p50_ms, f.baseline_p50_ms
+            );
+        }
+        if let Some(w) = &self.withholding {
+            let _ = write!(
+                h,
+                "\nwithholding peer on node {}: connected {}, asked {} summaries and {} fetches, served nothing; node {} missing {}",
+                w.target, w.connected, w.summaries, w.fetches, w.target, w.target_missing
             );
         }
         if let Some(c) = self.catch_up_after_heal_s {

@@ -16,7 +16,7 @@ use traceless_protocol::{day_of_unix, day_start_interval, DiagnosisKey, Tek, Upl
 
 use super::cluster::{proc_usage, Cluster, ClusterPlan, NodeProgram};
 use super::netns::{netem_available, Host};
-use super::report::{FloodFigures, NetReport, NodeFigures, Sample};
+use super::report::{FloodFigures, NetReport, NodeFigures, Sample, WithholdFigures};
 use super::scenario::{Fault, NetScenario};
 use super::NetError;
 use crate::http;
@@ -215,6 +215,8 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
         .enable_all()
         .build()?;
     let mut flood_window: Option<(Instant, Instant, usize)> = None;
+    let withhold_counters = Arc::new(super::withhold::WithholdCounters::default());
+    let mut withheld: Option<usize> = None;
     let mut events: Vec<String> = Vec::new();
     let relays: Vec<usize> = (0..s.nodes).filter(|i| !s.gateways.contains(i)).collect();
     let last_upload_s = s.uploads.start_s
@@ -277,6 +279,30 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
                     flood_window = Some((Instant::now(), Instant::now() + d, *sybils));
                     events.push(format!(
                         "{t:.1}s flood: {sybils} Sybils, {rate_per_s}/s for {duration_s} s"
+                    ));
+                }
+                Fault::Withhold {
+                    duration_s,
+                    target,
+                    up_to,
+                    ..
+                } => {
+                    let n = &cluster.nodes[*target];
+                    if let Ok(addr) =
+                        format!("/ip4/{}/tcp/{}/p2p/{}", n.p2p.ip(), n.p2p.port(), n.peer_id)
+                            .parse()
+                    {
+                        flood_rt.spawn(super::withhold::withholder(
+                            addr,
+                            origins[0].clone(),
+                            *up_to,
+                            Duration::from_secs_f64(*duration_s),
+                            withhold_counters.clone(),
+                        ));
+                    }
+                    withheld = Some(*target);
+                    events.push(format!(
+                        "{t:.1}s withholding peer on node {target} (advertises 1..={up_to})"
                     ));
                 }
                 Fault::Churn {
@@ -497,8 +523,16 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
             flood_p99_ms: quantile(&mut during, 0.99),
         }
     });
+    let withholding = withheld.map(|target| WithholdFigures {
+        target,
+        connected: withhold_counters.connected.load(Ordering::Relaxed) > 0,
+        summaries: withhold_counters.summaries.load(Ordering::Relaxed),
+        fetches: withhold_counters.fetches.load(Ordering::Relaxed),
+        target_missing: nodes[target].missing,
+    });
     let report = NetReport {
         flood,
+        withholding,
         scenario: s.name.clone(),
         isolation: cluster.isolation(),
         fallback_reason: cluster.fallback_reason().map(str::to_owned),

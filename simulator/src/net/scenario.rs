@@ -59,6 +59,19 @@ pub enum Fault {
         /// Sybil peers.
         sybils: usize,
     },
+    /// A withholding peer (in the simulator) connects to node `target` and
+    /// advertises sequences 1..=`up_to` of the first gateway's origin for
+    /// `duration_s`, serving none.
+    Withhold {
+        /// Seconds from the start.
+        at_s: f64,
+        /// Seconds it stays.
+        duration_s: f64,
+        /// The node it connects to.
+        target: usize,
+        /// Highest sequence it advertises.
+        up_to: u64,
+    },
 }
 
 impl Fault {
@@ -68,7 +81,8 @@ impl Fault {
             Fault::Partition { at_s, .. }
             | Fault::Heal { at_s }
             | Fault::Churn { at_s, .. }
-            | Fault::Flood { at_s, .. } => *at_s,
+            | Fault::Flood { at_s, .. }
+            | Fault::Withhold { at_s, .. } => *at_s,
         }
     }
 }
@@ -196,6 +210,9 @@ impl NetScenario {
                         "partition groups {groups:?} name a node ≥ {}",
                         self.nodes
                     ));
+                }
+                Fault::Withhold { target, .. } if *target >= self.nodes => {
+                    return bad(format!("withholding target {target} ≥ {}", self.nodes));
                 }
                 Fault::Churn { fraction, .. } if !(0.0..=1.0).contains(fraction) => {
                     return bad(format!("churn fraction {fraction}: 0..=1"));
