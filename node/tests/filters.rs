@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -254,7 +253,7 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].as_str().unwrap().contains("no filter"));
     let metrics = get(addr, "/metrics").text();
-    let built = st.metrics.filters_built.load(Ordering::Relaxed);
+    let built = st.metrics.filters_built.get();
     assert!(built >= 3, "{built}");
     assert!(metrics.contains(&format!("traceless_filters_built_total {built}")));
     assert!(metrics.contains("\ntraceless_filters 2\n"), "{metrics}");
@@ -316,7 +315,7 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
         );
         assert_eq!(served(n, day).unwrap().0, g1, "bit-identical");
     }
-    assert!(r2.core.metrics.gossip_accepted.load(Ordering::Relaxed) >= 1);
+    assert!(r2.core.metrics.gossip_accepted.get() >= 1);
 
     // A second upload: revision 2 replaces revision 1 everywhere.
     let second = key_of(day);
@@ -684,7 +683,7 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     }
     // ...and over gossip, each from a fresh attacker (one invalid message already
     // graylists its sender, after which its messages are dropped unread).
-    let rejected = |n: &RunningNode| n.core.metrics.filters_rejected.load(Ordering::Relaxed);
+    let rejected = |n: &RunningNode| n.core.metrics.filters_rejected.get();
     let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
     let topic = IdentTopic::new(FILTER_TOPIC);
     for (i, (what, bytes)) in bad.into_iter().enumerate() {
