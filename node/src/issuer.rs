@@ -89,7 +89,7 @@ impl Issuer {
     }
 
     /// Imports new codes and drops expired ones.
-    pub fn import_codes(&self, now: u64) -> Result<usize, CodeError> {
+    pub fn import_codes(&self, now: u64) -> Result<upload_codes::ImportReport, CodeError> {
         let n = upload_codes::import_incoming(&self.dir, self.codes.as_ref())?;
         self.codes.purge_codes(now)?;
         Ok(n)

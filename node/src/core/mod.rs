@@ -37,6 +37,19 @@ pub enum Announcement {
     Filter(Vec<u8>),
 }
 
+/// Logs what a code import did (rejected lines are logged where they are kept).
+fn log_import(what: &str, result: Result<upload_codes::ImportReport, upload_codes::CodeError>) {
+    match result {
+        Ok(r) if r.imported == 0 => {}
+        Ok(r) => tracing::info!(
+            imported = r.imported,
+            rejected = r.rejected,
+            "imported {what}"
+        ),
+        Err(e) => tracing::error!("importing {what} failed: {e}"),
+    }
+}
+
 /// Why a batch from a peer was not stored; says what the peer sent wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -283,20 +296,15 @@ impl Core {
         if self.config.role != Role::Gateway {
             return;
         }
-        match upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("imported {n} upload codes"),
-            Err(e) => tracing::error!("importing upload codes failed: {e}"),
-        }
+        log_import(
+            "upload codes",
+            upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()),
+        );
         if let Err(e) = self.store.purge_codes(self.now()) {
             tracing::error!("purging upload codes failed: {e}");
         }
         if let Some(issuer) = &self.issuer {
-            match issuer.import_codes(self.now()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("imported {n} token-issuance codes"),
-                Err(e) => tracing::error!("importing token-issuance codes failed: {e}"),
-            }
+            log_import("token-issuance codes", issuer.import_codes(self.now()));
         }
     }
 

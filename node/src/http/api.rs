@@ -461,7 +461,13 @@ pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiErr
         s.metrics.uploads_refused.inc();
         return Err(e);
     }
-    match blocking(move || Ok(s.accept_upload(&body))).await? {
+    let result = blocking(move || {
+        let result = s.accept_upload(&body);
+        wipe(body);
+        Ok(result)
+    })
+    .await?;
+    match result {
         Ok(receipt) => Ok(Json(json!({
             "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
             "embargoed_keys": receipt.embargoed,
@@ -470,6 +476,15 @@ pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiErr
         }))
         .into_response()),
         Err(e) => Err(ApiError(status(answer::http_status(&e)), e.to_string())),
+    }
+}
+
+/// Overwrites a request body that held TEKs, if no one else holds it (hyper
+/// hands the handler the only reference to a body it read whole).
+fn wipe(body: Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut b) = body.try_into_mut() {
+        b.as_mut().zeroize();
     }
 }
 

@@ -32,7 +32,7 @@ pub struct SledStore {
 }
 
 /// Opens the sled database in `dir`. sled's file lock refusing a second opener
-/// (`WouldBlock`) becomes [`StorageError::InUse`].
+/// becomes [`StorageError::InUse`].
 pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
     sled::Config::new()
         .path(dir)
@@ -40,7 +40,9 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
         .flush_every_ms(None)
         .open()
         .map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled 0.34 reports the failed `flock` (WouldBlock) only as an
+            // `ErrorKind::Other` with this message.
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
                 StorageError::InUse(dir.to_owned())
             }
             other => StorageError::Db(other),
