@@ -643,12 +643,12 @@ impl Federation {
                 self.report_gossip(id, source, forward, "filter");
             }
             Done::Catchup(peer, results) => {
-                let mut new = false;
+                let mut new = 0;
                 for r in results {
                     match r {
                         Ok(i) => {
                             if i.outcome == PutOutcome::New {
-                                new = true;
+                                new += 1;
                                 self.core.metrics.catchup_batches.inc();
                             }
                         }
@@ -662,7 +662,8 @@ impl Federation {
                         }
                     }
                 }
-                if new {
+                if new > 0 {
+                    tracing::info!(%peer, batches = new, "catch-up stored batches");
                     self.release();
                 }
             }
@@ -771,6 +772,7 @@ impl Federation {
                 if !self.connected.contains(&peer_id) =>
             {
                 self.connected.insert(peer_id);
+                tracing::info!(peer = %peer_id, "peer connected");
                 self.update_peer_view();
                 let (ready, waiting) = std::mem::take(&mut self.parked_relays)
                     .into_iter()
@@ -787,6 +789,7 @@ impl Federation {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                tracing::info!(peer = %peer_id, "peer disconnected");
                 self.catchup.disconnected(peer_id);
                 self.update_peer_view();
             }
