@@ -329,6 +329,13 @@ impl Metrics {
             .set(n);
     }
 
+    /// The mesh peer count of a gossipsub topic, as last set (every 2 s).
+    pub fn mesh_peers(&self, topic: &str) -> u64 {
+        self.gossip_mesh_peers
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .get()
+    }
+
     /// Replaces the peer scores with those of the connected peers.
     pub fn set_peer_scores(&self, scores: impl Iterator<Item = (String, f64)>) {
         self.gossip_peer_scores.clear();
