@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, Role};
+use crate::core::metrics::Metrics;
 use crate::core::{Core, CoreKeys};
 use crate::federation::{self, FederationError, FederationHandle};
 use crate::gateway::Gateway;
@@ -124,7 +125,7 @@ fn open_gateway(config: &Config, now: u64) -> Result<Option<Gateway>, StartError
 
 /// The issuer of a gateway with token keys: it signs with the newest token key,
 /// in a database of its own.
-fn open_issuer(config: &Config) -> Result<Option<Issuer>, StartError> {
+fn open_issuer(config: &Config, metrics: &Metrics) -> Result<Option<Issuer>, StartError> {
     let (Role::Gateway, Some(g)) = (&config.role, &config.gateway) else {
         return Ok(None);
     };
@@ -134,6 +135,7 @@ fn open_issuer(config: &Config) -> Result<Option<Issuer>, StartError> {
     Ok(Some(Issuer::open(
         &config.data_dir.join("issuer"),
         keys::read_token_key(&t.file, t.epoch)?,
+        metrics.tokens_issued.clone(),
     )?))
 }
 
@@ -153,7 +155,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         export_key: keys::export_key(&config.data_dir)?,
     };
     let gateway = open_gateway(&config, clock.now())?;
-    let issuer = open_issuer(&config)?;
+    let metrics = Metrics::new();
+    let issuer = open_issuer(&config, &metrics)?;
     if let Some(g) = &gateway {
         let epochs: Vec<u32> = g.token_keys().map(|k| k.epoch).collect();
         if !epochs.is_empty() {
@@ -170,6 +173,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         trust,
         clock,
         core_keys,
+        metrics,
         gateway,
         issuer,
         announce_tx,

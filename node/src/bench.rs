@@ -134,11 +134,25 @@ fn ingest(args: &BenchArgs) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// Whether an HTTP/1.1 response head is a success (2xx).
+fn is_success(head: &str) -> bool {
+    head.split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.len() == 3 && code.starts_with('2'))
+}
+
+/// Answers counted by the download bench: successes and everything else.
+#[derive(Default)]
+struct Answers {
+    ok: AtomicU64,
+    other: AtomicU64,
+}
+
 async fn one_connection(
     addr: std::net::SocketAddr,
     path: String,
     until: Instant,
-    count: Arc<AtomicU64>,
+    count: Arc<Answers>,
 ) {
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return;
@@ -152,7 +166,7 @@ async fn one_connection(
         }
         // Read one response: headers, then Content-Length bytes.
         let mut have = 0;
-        let (head_end, body_len) = loop {
+        let (head_end, body_len, ok) = loop {
             let Ok(n) = s.read(&mut buf[have..]).await else {
                 return;
             };
@@ -167,7 +181,7 @@ async fn one_connection(
                     .find_map(|l| l.strip_prefix("content-length:"))
                     .and_then(|v| v.trim().parse::<usize>().ok())
                     .unwrap_or(0);
-                break (p + 4, len);
+                break (p + 4, len, is_success(&head));
             }
         };
         let mut remaining = (head_end + body_len).saturating_sub(have);
@@ -180,7 +194,8 @@ async fn one_connection(
             }
             remaining = remaining.saturating_sub(n);
         }
-        count.fetch_add(1, Ordering::Relaxed);
+        let counter = if ok { &count.ok } else { &count.other };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -192,7 +207,7 @@ async fn download(args: &BenchArgs) -> Result<f64, String> {
     node.core
         .ingest(&batch(1, 500))
         .map_err(|e| e.to_string())?;
-    let count = Arc::new(AtomicU64::new(0));
+    let count = Arc::new(Answers::default());
     let start = Instant::now();
     let until = start + Duration::from_secs(args.download_secs);
     let tasks: Vec<_> = (0..args.connections)
@@ -208,10 +223,15 @@ async fn download(args: &BenchArgs) -> Result<f64, String> {
     for t in tasks {
         let _ = t.await;
     }
-    let rate = count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    let rate = count.ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
-    Ok(rate)
+    // Only 2xx answers are throughput; any other answer means the bench
+    // measured something else (a 404 is cheaper than a batch).
+    match count.other.load(Ordering::Relaxed) {
+        0 => Ok(rate),
+        n => Err(format!("download bench: {n} answers were not 2xx")),
+    }
 }
 
 /// Propagation latencies: only batches that reached every node within the
@@ -379,4 +399,20 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         return Err(format!("propagation: {timeouts}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The download bench counted every answer as throughput, 404s included.
+    #[test]
+    fn only_2xx_answers_count() {
+        assert!(is_success("http/1.1 200 ok"));
+        assert!(is_success("http/1.1 204 no content"));
+        assert!(!is_success("http/1.1 404 not found"));
+        assert!(!is_success("http/1.1 304 not modified"));
+        assert!(!is_success("http/1.1 2000 x"));
+        assert!(!is_success("garbage"));
+    }
 }

@@ -31,6 +31,10 @@ pub enum Command {
         /// Configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start the node's clock at this unix time instead of the system's
+        /// (it then advances in real time). For tests; never in production.
+        #[arg(long, hide = true)]
+        start_time: Option<u64>,
     },
     /// Print this node's libp2p peer id and the addresses peers dial it at
     /// (`p2p.listen` with `/p2p/<id>`), without starting it. Creates the identity
@@ -189,10 +193,14 @@ impl StopSignals {
 /// Runs a parsed command line.
 pub async fn main(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, start_time } => {
             let config = load(config)?;
             let mut signals = StopSignals::install()?;
-            let node = crate::start(config, Arc::new(SystemClock))
+            let clock: crate::clock::SharedClock = match start_time {
+                Some(t) => Arc::new(crate::clock::StartedAt::new(t)),
+                None => Arc::new(SystemClock),
+            };
+            let node = crate::start(config, clock)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("traceless-node: HTTP on http://{}/", node.http_addr);

@@ -2,6 +2,30 @@
 
 pub use traceless_protocol::{Clock, ManualClock, SharedClock, SystemClock};
 
+/// A clock that starts at a chosen time and then advances with real time:
+/// `run --start-time` (tests run the binary at a fixed time of day).
+#[derive(Clone, Copy, Debug)]
+pub struct StartedAt {
+    start: u64,
+    since: std::time::Instant,
+}
+
+impl StartedAt {
+    /// A clock that reads `unix_seconds` now.
+    pub fn new(unix_seconds: u64) -> Self {
+        StartedAt {
+            start: unix_seconds,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for StartedAt {
+    fn now(&self) -> u64 {
+        self.start + self.since.elapsed().as_secs()
+    }
+}
+
 /// `YYYY-MM-DD` of a UTC day number (days since 1970-01-01).
 pub fn date_of_day(day: u32) -> String {
     // Howard Hinnant's civil_from_days.

@@ -259,7 +259,9 @@ impl Gateway {
             .values()
             .next_back()
             .ok_or(UploadError::NoTokenKeys)?;
-        let upload = Upload::decode(&self.seal_key.open(sealed)?, now)?;
+        // The opened upload (TEKs, token) is wiped when dropped.
+        let opened = zeroize::Zeroizing::new(self.seal_key.open(sealed)?);
+        let upload = Upload::decode(&opened, now)?;
         let token = upload.token.ok_or(UploadError::MissingToken)?;
         let key = match self.token_keys.get(&token.epoch) {
             Some(k) => k,

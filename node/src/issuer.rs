@@ -9,8 +9,9 @@
 //! the other.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
 
 use traceless_protocol::token::TokenIssueRequest;
 use traceless_protocol::{TokenKey, WireError};
@@ -56,18 +57,19 @@ pub struct Issuer {
     codes: Box<dyn CodeStore>,
     key: TokenKey,
     lock: Mutex<()>,
-    issued: AtomicU64,
+    issued: Counter,
 }
 
 impl Issuer {
-    /// Opens the issuer's own database under `dir`, issuing with `key`.
-    pub fn open(dir: &Path, key: TokenKey) -> Result<Self, StorageError> {
+    /// Opens the issuer's own database under `dir`, issuing with `key` and
+    /// counting issued tokens in `issued` (the node's metric).
+    pub fn open(dir: &Path, key: TokenKey, issued: Counter) -> Result<Self, StorageError> {
         Ok(Issuer {
             dir: dir.to_owned(),
             codes: Box::new(SledStore::open(&dir.join("db"))?),
             key,
             lock: Mutex::new(()),
-            issued: AtomicU64::new(0),
+            issued,
         })
     }
 
@@ -83,11 +85,11 @@ impl Issuer {
 
     /// Tokens issued since start: all the issuer learns.
     pub fn issued(&self) -> u64 {
-        self.issued.load(Ordering::Relaxed)
+        self.issued.get()
     }
 
     /// Imports new codes and drops expired ones.
-    pub fn import_codes(&self, now: u64) -> Result<usize, CodeError> {
+    pub fn import_codes(&self, now: u64) -> Result<upload_codes::ImportReport, CodeError> {
         let n = upload_codes::import_incoming(&self.dir, self.codes.as_ref())?;
         self.codes.purge_codes(now)?;
         Ok(n)
@@ -110,8 +112,7 @@ impl Issuer {
             consume_code: Some(code),
             ..Default::default()
         })?;
-        self.issued
-            .fetch_add(request.blinded.len() as u64, Ordering::Relaxed);
+        self.issued.inc_by(request.blinded.len() as u64);
         Ok(response.encode())
     }
 }

@@ -239,27 +239,63 @@ fn parse_line(line: &str) -> Option<([u8; 8], CodeRecord)> {
     ))
 }
 
-/// Imports and removes every `*.codes` file in the incoming directory; returns how
-/// many codes were imported.
-pub fn import_incoming(data_dir: &Path, store: &dyn CodeStore) -> Result<usize, CodeError> {
+/// What one [`import_incoming`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Codes imported.
+    pub imported: usize,
+    /// Lines that are not code records, kept in `<file>.rejected` beside the
+    /// incoming file (blank lines are not counted).
+    pub rejected: usize,
+}
+
+/// Imports and removes every `*.codes` file in the incoming directory. Lines
+/// that do not parse are not dropped: they are appended to `<name>.rejected`
+/// (synced before the incoming file is removed) and counted in the report.
+pub fn import_incoming(data_dir: &Path, store: &dyn CodeStore) -> Result<ImportReport, CodeError> {
+    let mut report = ImportReport::default();
     let Ok(entries) = std::fs::read_dir(incoming_dir(data_dir)) else {
-        return Ok(0);
+        return Ok(report);
     };
-    let mut n = 0;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "codes") {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let records: Vec<_> = text.lines().filter_map(parse_line).collect();
+        let bytes = std::fs::read(&path).map_err(StorageError::Io)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let (mut records, mut rejected) = (Vec::new(), Vec::new());
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match parse_line(line) {
+                Some(r) => records.push(r),
+                None => rejected.push(line),
+            }
+        }
+        if !rejected.is_empty() {
+            let kept = path.with_extension("rejected");
+            append_durably(&kept, &rejected).map_err(StorageError::Io)?;
+            tracing::warn!(file = %path.display(), rejected = rejected.len(), kept = %kept.display(),
+                "upload-code lines that are not code records were not imported");
+        }
         store.insert_codes(&records)?;
-        n += records.len();
-        let _ = std::fs::remove_file(&path);
+        report.imported += records.len();
+        report.rejected += rejected.len();
+        std::fs::remove_file(&path).map_err(StorageError::Io)?;
     }
-    Ok(n)
+    Ok(report)
+}
+
+/// Appends `lines` to `path` and syncs it.
+fn append_durably(path: &Path, lines: &[&str]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for l in lines {
+        writeln!(f, "{l}")?;
+    }
+    f.sync_all()
 }
 
 /// Checks a code without consuming it; returns its id, to be consumed in the same
@@ -323,14 +359,51 @@ mod tests {
     use super::*;
     use crate::storage::SledStore;
 
+    /// Bad lines used to be dropped silently and the file deleted.
+    #[test]
+    fn bad_lines_are_kept_in_a_rejected_file_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(&dir.path().join("db")).expect("open");
+        let (codes, records) = issue(2, 1000);
+        let path = write_incoming(dir.path(), &records).expect("write");
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str("not a code line\n\n00ff short\n");
+        std::fs::write(&path, text).expect("write");
+        let report = import_incoming(dir.path(), &store).expect("import");
+        assert_eq!(
+            report,
+            ImportReport {
+                imported: 2,
+                rejected: 2
+            }
+        );
+        assert!(!path.exists(), "the incoming file is consumed");
+        let kept = std::fs::read_to_string(path.with_extension("rejected")).expect("kept");
+        assert_eq!(kept, "not a code line\n00ff short\n");
+        // The good lines were imported; the rejected file is not read again.
+        assert!(check(&store, codes[0].as_bytes(), 0).is_ok());
+        let again = import_incoming(dir.path(), &store).expect("import");
+        assert_eq!(again, ImportReport::default());
+    }
+
     #[test]
     fn codes_are_hashed_single_use_and_expire() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(&dir.path().join("db")).expect("open");
         let (codes, records) = issue(2, 1000);
         write_incoming(dir.path(), &records).expect("write");
-        assert_eq!(import_incoming(dir.path(), &store).expect("import"), 2);
-        assert_eq!(import_incoming(dir.path(), &store).expect("import"), 0);
+        let report = |imported| ImportReport {
+            imported,
+            rejected: 0,
+        };
+        assert_eq!(
+            import_incoming(dir.path(), &store).expect("import"),
+            report(2)
+        );
+        assert_eq!(
+            import_incoming(dir.path(), &store).expect("import"),
+            report(0)
+        );
         // Nothing stored contains the secret.
         let secret = codes[0].split_once('-').expect("dash").1;
         let stored = store

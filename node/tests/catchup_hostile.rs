@@ -105,7 +105,7 @@ async fn a_hostile_summary_causes_a_bounded_number_of_requests_and_a_penalty() {
         }
     });
 
-    let unserved = || node.core.metrics.catchup_unserved.load(Ordering::Relaxed);
+    let unserved = || node.core.metrics.catchup_unserved.get();
     assert!(
         wait_until(Duration::from_secs(20), || unserved() >= 2).await,
         "the node noticed that the peer did not serve what it advertised"

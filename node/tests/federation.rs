@@ -103,13 +103,7 @@ async fn five_nodes_converge_and_a_restarted_node_catches_up() {
         "caught up {}",
         stored(&back)
     );
-    assert!(
-        back.core
-            .metrics
-            .catchup_batches
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 3
-    );
+    assert!(back.core.metrics.catchup_batches.get() >= 3);
     // Re-delivering everything changes nothing (idempotent).
     for seq in 1..=8 {
         let b = nodes[0]
@@ -229,12 +223,7 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
         pump(&mut evil, Duration::from_millis(20)).await;
     }
     pump(&mut evil, Duration::from_millis(500)).await;
-    let rejected = |n: &RunningNode| {
-        n.core
-            .metrics
-            .gossip_rejected
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let rejected = |n: &RunningNode| n.core.metrics.gossip_rejected.get();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while rejected(&victim) == 0 && tokio::time::Instant::now() < deadline {
         pump(&mut evil, Duration::from_millis(100)).await;
@@ -270,7 +259,7 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
             .core
             .metrics
             .gossip_accepted
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .get()
             == 4)
         .await
     );
@@ -281,8 +270,7 @@ async fn forged_batches_are_rejected_not_forwarded_and_penalised() {
     assert!(released.is_empty(), "held for re-publication: {released:?}");
     let m = &behind.core.metrics;
     assert_eq!(
-        m.gossip_publish_duplicate
-            .load(std::sync::atomic::Ordering::Relaxed),
+        m.gossip_publish_duplicate.get(),
         0,
         "a batch received by gossip was published again"
     );
@@ -319,12 +307,7 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
     let behind = start_relay(d2.path(), &clock, &victim.p2p_addrs, 1).await;
     assert!(wait_for_peers(&behind, 1).await);
     let topic = IdentTopic::new(BATCH_TOPIC);
-    let rejected = |n: &RunningNode| {
-        n.core
-            .metrics
-            .gossip_rejected
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let rejected = |n: &RunningNode| n.core.metrics.gossip_rejected.get();
     let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
 
     // 1. Above the RPC frame limit: gossipsub stops reading and closes the stream.
@@ -400,7 +383,7 @@ async fn oversized_gossip_is_dropped_not_stored_not_forwarded() {
             .core
             .metrics
             .gossip_accepted
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .get()
             == 1)
         .await
     );

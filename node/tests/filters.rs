@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -254,7 +253,7 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].as_str().unwrap().contains("no filter"));
     let metrics = get(addr, "/metrics").text();
-    let built = st.metrics.filters_built.load(Ordering::Relaxed);
+    let built = st.metrics.filters_built.get();
     assert!(built >= 3, "{built}");
     assert!(metrics.contains(&format!("traceless_filters_built_total {built}")));
     assert!(metrics.contains("\ntraceless_filters 2\n"), "{metrics}");
@@ -288,8 +287,15 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
             && peer_count(&r2) >= 1)
         .await
     );
-    // Let subscriptions and the mesh settle (heartbeat 100 ms).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait for the filter topic's mesh: the gateway and r2 each mesh with r1.
+    let meshed = |n: &RunningNode, k| n.core.metrics.mesh_peers(FILTER_TOPIC) >= k;
+    assert!(
+        wait_until(Duration::from_secs(15), || meshed(&gateway, 1)
+            && meshed(&r1, 2)
+            && meshed(&r2, 1))
+        .await,
+        "no gossipsub mesh on the filter topic"
+    );
 
     let day = TODAY - 1;
     let first = key_of(day);
@@ -316,7 +322,7 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
         );
         assert_eq!(served(n, day).unwrap().0, g1, "bit-identical");
     }
-    assert!(r2.core.metrics.gossip_accepted.load(Ordering::Relaxed) >= 1);
+    assert!(r2.core.metrics.gossip_accepted.get() >= 1);
 
     // A second upload: revision 2 replaces revision 1 everywhere.
     let second = key_of(day);
@@ -652,8 +658,12 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
     let untrusted_key = AuthorityKey::generate(ORIGIN, 2);
     let n = 1000u64;
     let bitmap = filter::filter_bitmap_len(n) as usize;
-    let bad: Vec<(&str, Vec<u8>)> = vec![
-        ("signature", bad_signature.encode()),
+    // Each bad filter with the error it must be refused with.
+    type Expect = fn(&WireError) -> bool;
+    let bad: Vec<(&str, Vec<u8>, Expect)> = vec![
+        ("signature", bad_signature.encode(), |e| {
+            matches!(e, WireError::BadSignature("filter"))
+        }),
         (
             "untrusted origin",
             DayFilter {
@@ -663,31 +673,59 @@ async fn bad_uploads_are_refused_and_bad_filters_rejected_not_forwarded() {
             .sign(&untrusted_origin)
             .unwrap()
             .encode(),
+            |e| matches!(e, WireError::UntrustedSigner { origin, key_id: 1 } if origin == "evil.health"),
         ),
-        ("untrusted key", good.sign(&untrusted_key).unwrap().encode()),
+        (
+            "untrusted key",
+            good.sign(&untrusted_key).unwrap().encode(),
+            |e| matches!(e, WireError::UntrustedSigner { origin, key_id: 2 } if origin == ORIGIN),
+        ),
         (
             "bitmap",
             crafted_filter(&auth, day, n, 40, FILTER_SEED_LEN, bitmap + 1),
+            |e| {
+                matches!(
+                    e,
+                    WireError::InvalidField {
+                        field: "bitmap",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "hash",
             crafted_filter(&auth, day, n, 39, FILTER_SEED_LEN, bitmap),
+            |e| {
+                matches!(
+                    e,
+                    WireError::InvalidField {
+                        field: "hashes",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "seed",
             crafted_filter(&auth, day, n, 40, FILTER_SEED_LEN + 1, bitmap),
+            |e| matches!(e, WireError::InvalidField { field: "seed", .. }),
         ),
     ];
-    // Each is refused by validation itself...
-    for (what, bytes) in &bad {
-        assert!(victim.core.ingest_filter(bytes).is_err(), "{what} accepted");
+    // Each is refused by validation itself, for its own reason...
+    for (what, bytes, expect) in &bad {
+        match victim.core.ingest_filter(bytes) {
+            Err(IngestError::Invalid(e)) => assert!(expect(&e), "{what}: refused as {e:?}"),
+            Err(e) => panic!("{what}: {e}"),
+            Ok(_) => panic!("{what} accepted"),
+        }
     }
     // ...and over gossip, each from a fresh attacker (one invalid message already
     // graylists its sender, after which its messages are dropped unread).
-    let rejected = |n: &RunningNode| n.core.metrics.filters_rejected.load(Ordering::Relaxed);
+    let rejected = |n: &RunningNode| n.core.metrics.filters_rejected.get();
     let graylist = libp2p::gossipsub::PeerScoreThresholds::default().graylist_threshold;
     let topic = IdentTopic::new(FILTER_TOPIC);
-    for (i, (what, bytes)) in bad.into_iter().enumerate() {
+    for (i, (what, bytes, _)) in bad.into_iter().enumerate() {
         let before = rejected(&victim);
         let mut evil = attacker(&victim.p2p_addrs[0], FILTER_TOPIC).await;
         let evil_id = *evil.local_peer_id();

@@ -58,11 +58,14 @@ fn a_batch_from_an_untrusted_authority_is_not_accepted() {
     let mut rogue = Authority::new("test.health");
     let trusted = Authority::new("test.health").trust_list();
     let now = at(DAY0 + 1, 0);
-    for wire in rogue.publish(&alice.diagnosis_keys(&[DAY0], DAY0), now) {
-        let err = SignedBatch::decode(&wire)
-            .unwrap()
-            .verify(&trusted, now)
-            .unwrap_err();
+    let wires = rogue.publish(&alice.diagnosis_keys(&[DAY0], DAY0), now);
+    // Control: there is something to refuse, and it is a valid batch of its own
+    // signer (so the refusal is the trust list's doing, not a broken batch).
+    assert!(!wires.is_empty());
+    for wire in wires {
+        let signed = SignedBatch::decode(&wire).unwrap();
+        assert!(signed.verify(&rogue.trust_list(), now).is_ok());
+        let err = signed.verify(&trusted, now).unwrap_err();
         assert_eq!(err, WireError::BadSignature("batch"));
     }
 }
@@ -75,6 +78,8 @@ fn a_relay_sees_keys_but_no_phone_identifier() {
     let mut authority = Authority::new("test.health");
     let keys = alice.diagnosis_keys(&[DAY0], DAY0);
     let wire = authority.publish(&keys, at(DAY0 + 1, 0)).concat();
+    // Control: both phones heard tokens, so the loops below check something.
+    assert!(!bob.heard.is_empty() && !alice.heard.is_empty());
     for o in &bob.heard {
         assert!(
             !contains(&wire, &o.rpi.0),

@@ -1,218 +1,366 @@
-//! Prometheus metrics: aggregate counters only. Nothing here (or anywhere in the
-//! node) records a client address, a user agent or any other phone identifier.
+//! Prometheus metrics through the `prometheus-client` crate, in one registry:
+//! the node's own under `traceless_`, libp2p's (gossipsub mesh and peer scores,
+//! identify, Kademlia, connections) under `libp2p_`, registered by the federation
+//! task. Aggregate counts only: nothing here (or anywhere in the node) records a
+//! client address, a user agent or any other phone identifier; HTTP requests are
+//! counted by route template and status.
+//!
+//! [`Metrics::new`] is the one list of exported names: each field is registered
+//! there, and the crate adds `_total` to counters, so a field and its name
+//! cannot drift apart. What each family means for an operator is in
+//! `docs/operators.md`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard};
 
-/// Counters shared by the HTTP API and federation.
-#[derive(Default)]
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::storage::StoreSummary;
+
+/// A gauge of a count.
+pub type CountGauge = Gauge<u64, AtomicU64>;
+
+/// A gauge of a score (may be negative).
+pub type ScoreGauge = Gauge<f64, AtomicU64>;
+
+/// A metric's labels.
+type Labels = Vec<(&'static str, String)>;
+
+/// Counters and gauges shared by the HTTP API, federation and the core.
 pub struct Metrics {
     /// Batches stored for the first time.
-    pub batches_stored: AtomicU64,
+    pub batches_stored: Counter,
     /// Batches received again (idempotent).
-    pub batches_duplicate: AtomicU64,
+    pub batches_duplicate: Counter,
     /// Batches with a known origin and sequence but other content.
-    pub batches_conflicting: AtomicU64,
+    pub batches_conflicting: Counter,
     /// Gossip messages accepted and forwarded.
-    pub gossip_accepted: AtomicU64,
+    pub gossip_accepted: Counter,
     /// Gossip messages rejected (sender penalised).
-    pub gossip_rejected: AtomicU64,
+    pub gossip_rejected: Counter,
     /// Gossip messages ignored (duplicates, embargoed).
-    pub gossip_ignored: AtomicU64,
+    pub gossip_ignored: Counter,
     /// Batches this node published on gossip (its own releases and catch-up
     /// results; batches received by gossip are forwarded, not published).
-    pub gossip_published: AtomicU64,
+    pub gossip_published: Counter,
     /// Publications gossipsub refused as already seen (wasted work).
-    pub gossip_publish_duplicate: AtomicU64,
+    pub gossip_publish_duplicate: Counter,
     /// Batches received through catch-up and stored.
-    pub catchup_batches: AtomicU64,
+    pub catchup_batches: Counter,
     /// Invalid batches received through catch-up.
-    pub catchup_rejected: AtomicU64,
+    pub catchup_rejected: Counter,
     /// Catch-up fetches a peer answered with fewer batches than it advertised.
-    pub catchup_unserved: AtomicU64,
+    pub catchup_unserved: Counter,
     /// Accepted uploads (real).
-    pub uploads_accepted: AtomicU64,
+    pub uploads_accepted: Counter,
     /// Refused uploads.
-    pub uploads_refused: AtomicU64,
+    pub uploads_refused: Counter,
     /// Dummy uploads (cover traffic).
-    pub uploads_dummy: AtomicU64,
+    pub uploads_dummy: Counter,
     /// Sealed uploads forwarded here by relays and answered `Accepted` (real and dummy alike).
-    pub relayed_accepted: AtomicU64,
+    pub relayed_accepted: Counter,
     /// Sealed uploads refused (malformed, unauthorized, replayed, busy).
-    pub relayed_refused: AtomicU64,
+    pub relayed_refused: Counter,
     /// Upload tokens issued.
-    pub tokens_issued: AtomicU64,
+    pub tokens_issued: Counter,
     /// Retention runs that deleted something.
-    pub retention_deletions: AtomicU64,
-    /// Connected peers.
-    pub peers_connected: AtomicU64,
+    pub retention_deletions: Counter,
     /// Day filters received (gossip or catch-up) and stored: a higher revision.
-    pub filters_stored: AtomicU64,
+    pub filters_stored: Counter,
     /// Day filters received whose revision was not higher than the one held.
-    pub filters_stale: AtomicU64,
+    pub filters_stale: Counter,
     /// Day filters received and rejected as invalid (sender penalised).
-    pub filters_rejected: AtomicU64,
+    pub filters_rejected: Counter,
     /// Day-filter revisions this gateway built and signed.
-    pub filters_built: AtomicU64,
-    /// HTTP requests by (route, status class).
-    http: Mutex<BTreeMap<(String, u16), u64>>,
+    pub filters_built: Counter,
+    /// Connected peers.
+    pub peers_connected: CountGauge,
+    /// Gossipsub mesh peers per topic.
+    gossip_mesh_peers: Family<Labels, CountGauge>,
+    /// Gossipsub score of each connected peer (libp2p peer ids of relay nodes,
+    /// never anything of a phone).
+    gossip_peer_scores: Family<Labels, ScoreGauge>,
+    /// What the store holds, set from its summary before each exposition.
+    stored: StoredGauges,
+    /// HTTP requests by route template and status (never who asked).
+    http_requests: Family<Labels, Counter>,
+    registry: Mutex<Registry>,
 }
 
-/// Increments a counter.
-pub fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+/// Gauges of what the store holds.
+#[derive(Default)]
+struct StoredGauges {
+    batches: CountGauge,
+    keys: CountGauge,
+    deletion_log_entries: CountGauge,
+    embargoed_upload_keys: CountGauge,
+    embargoed_keys: CountGauge,
+    filters: CountGauge,
+    filter_entries: CountGauge,
+    gateway_filter_entries: CountGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Counts one HTTP request to a route template with a status.
-    pub fn count_request(&self, route: &str, status: u16) {
-        let mut m = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((route.to_owned(), status)).or_default() += 1;
+    /// Every metric at zero, registered under its exported name.
+    pub fn new() -> Self {
+        let m = Metrics {
+            batches_stored: Counter::default(),
+            batches_duplicate: Counter::default(),
+            batches_conflicting: Counter::default(),
+            gossip_accepted: Counter::default(),
+            gossip_rejected: Counter::default(),
+            gossip_ignored: Counter::default(),
+            gossip_published: Counter::default(),
+            gossip_publish_duplicate: Counter::default(),
+            catchup_batches: Counter::default(),
+            catchup_rejected: Counter::default(),
+            catchup_unserved: Counter::default(),
+            uploads_accepted: Counter::default(),
+            uploads_refused: Counter::default(),
+            uploads_dummy: Counter::default(),
+            relayed_accepted: Counter::default(),
+            relayed_refused: Counter::default(),
+            tokens_issued: Counter::default(),
+            retention_deletions: Counter::default(),
+            filters_stored: Counter::default(),
+            filters_stale: Counter::default(),
+            filters_rejected: Counter::default(),
+            filters_built: Counter::default(),
+            peers_connected: CountGauge::default(),
+            stored: StoredGauges::default(),
+            http_requests: Family::default(),
+            gossip_mesh_peers: Family::default(),
+            gossip_peer_scores: Family::default(),
+            registry: Mutex::new(Registry::default()),
+        };
+        {
+            let mut root = m.registry();
+            let r = root.sub_registry_with_prefix("traceless");
+            let counters: [(&str, &str, &Counter); 22] = [
+                (
+                    "batches_stored",
+                    "Batches stored for the first time.",
+                    &m.batches_stored,
+                ),
+                (
+                    "batches_duplicate",
+                    "Batches received again.",
+                    &m.batches_duplicate,
+                ),
+                (
+                    "batches_conflicting",
+                    "Batches reusing a stored origin and sequence with other content.",
+                    &m.batches_conflicting,
+                ),
+                (
+                    "gossip_accepted",
+                    "Gossip messages accepted and forwarded.",
+                    &m.gossip_accepted,
+                ),
+                (
+                    "gossip_rejected",
+                    "Gossip messages rejected; the sender is penalised.",
+                    &m.gossip_rejected,
+                ),
+                (
+                    "gossip_ignored",
+                    "Gossip messages ignored (duplicate or embargoed).",
+                    &m.gossip_ignored,
+                ),
+                (
+                    "gossip_published",
+                    "Batches this node published on gossip (not counting forwarding).",
+                    &m.gossip_published,
+                ),
+                (
+                    "gossip_publish_duplicate",
+                    "Publications refused by gossipsub as already seen.",
+                    &m.gossip_publish_duplicate,
+                ),
+                (
+                    "catchup_batches",
+                    "Batches stored through catch-up.",
+                    &m.catchup_batches,
+                ),
+                (
+                    "catchup_rejected",
+                    "Invalid batches received through catch-up.",
+                    &m.catchup_rejected,
+                ),
+                (
+                    "catchup_unserved",
+                    "Catch-up fetches a peer answered with fewer batches than it advertised.",
+                    &m.catchup_unserved,
+                ),
+                ("uploads_accepted", "Accepted uploads.", &m.uploads_accepted),
+                ("uploads_refused", "Refused uploads.", &m.uploads_refused),
+                (
+                    "uploads_dummy",
+                    "Dummy uploads (cover traffic).",
+                    &m.uploads_dummy,
+                ),
+                (
+                    "relayed_uploads_accepted",
+                    "Sealed uploads from relays answered Accepted (real and dummy alike).",
+                    &m.relayed_accepted,
+                ),
+                (
+                    "relayed_uploads_refused",
+                    "Sealed uploads refused.",
+                    &m.relayed_refused,
+                ),
+                (
+                    "tokens_issued",
+                    "Anonymous upload tokens issued.",
+                    &m.tokens_issued,
+                ),
+                (
+                    "retention_deletions",
+                    "Retention runs that deleted something.",
+                    &m.retention_deletions,
+                ),
+                (
+                    "filters_stored",
+                    "Day filters received with a higher revision and stored.",
+                    &m.filters_stored,
+                ),
+                (
+                    "filters_stale",
+                    "Day filters received whose revision was not higher than the one held.",
+                    &m.filters_stale,
+                ),
+                (
+                    "filters_rejected",
+                    "Day filters received and rejected as invalid.",
+                    &m.filters_rejected,
+                ),
+                (
+                    "filters_built",
+                    "Day-filter revisions this gateway built and signed.",
+                    &m.filters_built,
+                ),
+            ];
+            for (name, help, c) in counters {
+                r.register(name, help, c.clone());
+            }
+            let s = &m.stored;
+            let gauges: [(&str, &str, &CountGauge); 9] = [
+                ("peers_connected", "Connected federation peers.", &m.peers_connected),
+                ("batches", "Batches stored (served or embargoed).", &s.batches),
+                ("keys", "Keys stored in batches (served or embargoed).", &s.keys),
+                (
+                    "deletion_log_entries",
+                    "Entries in the deletion log.",
+                    &s.deletion_log_entries,
+                ),
+                (
+                    "embargoed_upload_keys",
+                    "Uploaded keys a gateway holds by the embargo, not yet in a batch.",
+                    &s.embargoed_upload_keys,
+                ),
+                (
+                    "embargoed_keys",
+                    "Keys held back by the embargo: in stored batches or not yet in one (the transparency page's figure).",
+                    &s.embargoed_keys,
+                ),
+                (
+                    "filters",
+                    "Day filters stored (newest revision per origin and day).",
+                    &s.filters,
+                ),
+                ("filter_entries", "Entries in the stored day filters.", &s.filter_entries),
+                (
+                    "gateway_filter_entries",
+                    "Filter-form entries this gateway holds (published or still embargoed).",
+                    &s.gateway_filter_entries,
+                ),
+            ];
+            for (name, help, g) in gauges {
+                r.register(name, help, g.clone());
+            }
+            r.register(
+                "gossipsub_mesh_peers",
+                "Gossipsub mesh peers per topic.",
+                m.gossip_mesh_peers.clone(),
+            );
+            r.register(
+                "gossipsub_peer_score",
+                "Gossipsub score of each connected peer (negative: penalised).",
+                m.gossip_peer_scores.clone(),
+            );
+            r.register(
+                "http_requests",
+                "HTTP requests by route template and status (aggregate only).",
+                m.http_requests.clone(),
+            );
+        }
+        m
     }
 
-    /// Prometheus text exposition; `gauges` are added as they are.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+    /// The registry, for the federation task to register libp2p's metrics in.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one HTTP request to a route template with a status.
+    pub fn count_request(&self, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Sets the mesh peer count of a gossipsub topic.
+    pub fn set_mesh_peers(&self, topic: &str, n: u64) {
+        self.gossip_mesh_peers
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .set(n);
+    }
+
+    /// The mesh peer count of a gossipsub topic, as last set (every 2 s).
+    pub fn mesh_peers(&self, topic: &str) -> u64 {
+        self.gossip_mesh_peers
+            .get_or_create(&vec![("topic", topic.to_owned())])
+            .get()
+    }
+
+    /// Replaces the peer scores with those of the connected peers.
+    pub fn set_peer_scores(&self, scores: impl Iterator<Item = (String, f64)>) {
+        self.gossip_peer_scores.clear();
+        for (peer, score) in scores {
+            self.gossip_peer_scores
+                .get_or_create(&vec![("peer", peer)])
+                .set(score);
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric, with the store gauges
+    /// set from `stored`.
+    pub fn render(&self, stored: &StoreSummary) -> String {
+        let g = &self.stored;
+        g.batches.set(stored.batches);
+        g.keys.set(stored.keys);
+        g.deletion_log_entries.set(stored.deletion_log_entries);
+        g.embargoed_upload_keys.set(stored.pending_upload_keys);
+        g.embargoed_keys.set(stored.embargoed_keys());
+        g.filters.set(stored.filters);
+        g.filter_entries.set(stored.filter_entries);
+        g.gateway_filter_entries.set(stored.gateway_filter_entries);
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 22] = [
-            (
-                "traceless_batches_stored_total",
-                "Batches stored for the first time.",
-                &self.batches_stored,
-            ),
-            (
-                "traceless_batches_duplicate_total",
-                "Batches received again.",
-                &self.batches_duplicate,
-            ),
-            (
-                "traceless_batches_conflicting_total",
-                "Batches reusing a stored origin and sequence with other content.",
-                &self.batches_conflicting,
-            ),
-            (
-                "traceless_gossip_accepted_total",
-                "Gossip messages accepted and forwarded.",
-                &self.gossip_accepted,
-            ),
-            (
-                "traceless_gossip_rejected_total",
-                "Gossip messages rejected; the sender is penalised.",
-                &self.gossip_rejected,
-            ),
-            (
-                "traceless_gossip_ignored_total",
-                "Gossip messages ignored (duplicate or embargoed).",
-                &self.gossip_ignored,
-            ),
-            (
-                "traceless_gossip_published_total",
-                "Batches this node published on gossip (not counting forwarding).",
-                &self.gossip_published,
-            ),
-            (
-                "traceless_gossip_publish_duplicate_total",
-                "Publications refused by gossipsub as already seen.",
-                &self.gossip_publish_duplicate,
-            ),
-            (
-                "traceless_catchup_batches_total",
-                "Batches stored through catch-up.",
-                &self.catchup_batches,
-            ),
-            (
-                "traceless_catchup_rejected_total",
-                "Invalid batches received through catch-up.",
-                &self.catchup_rejected,
-            ),
-            (
-                "traceless_uploads_accepted_total",
-                "Accepted uploads.",
-                &self.uploads_accepted,
-            ),
-            (
-                "traceless_uploads_refused_total",
-                "Refused uploads.",
-                &self.uploads_refused,
-            ),
-            (
-                "traceless_uploads_dummy_total",
-                "Dummy uploads (cover traffic).",
-                &self.uploads_dummy,
-            ),
-            (
-                "traceless_relayed_uploads_accepted_total",
-                "Sealed uploads from relays answered Accepted (real and dummy alike).",
-                &self.relayed_accepted,
-            ),
-            (
-                "traceless_relayed_uploads_refused_total",
-                "Sealed uploads refused.",
-                &self.relayed_refused,
-            ),
-            (
-                "traceless_tokens_issued_total",
-                "Anonymous upload tokens issued.",
-                &self.tokens_issued,
-            ),
-            (
-                "traceless_retention_deletions_total",
-                "Retention runs that deleted batches.",
-                &self.retention_deletions,
-            ),
-            (
-                "traceless_filters_received_total",
-                "Day filters received with a higher revision and stored.",
-                &self.filters_stored,
-            ),
-            (
-                "traceless_filters_stale_total",
-                "Day filters received whose revision was not higher than the one held.",
-                &self.filters_stale,
-            ),
-            (
-                "traceless_filters_rejected_total",
-                "Day filters received and rejected as invalid.",
-                &self.filters_rejected,
-            ),
-            (
-                "traceless_filters_built_total",
-                "Day-filter revisions this gateway built and signed.",
-                &self.filters_built,
-            ),
-            (
-                "traceless_peers_connected",
-                "Connected federation peers.",
-                &self.peers_connected,
-            ),
-        ];
-        for (name, help, c) in counters {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP traceless_http_requests_total HTTP requests by route and status (aggregate only).\n# TYPE traceless_http_requests_total counter"
-        );
-        let m = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        for ((route, status), n) in m.iter() {
-            let _ = writeln!(
-                out,
-                "traceless_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry());
         out
     }
 }

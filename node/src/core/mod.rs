@@ -17,14 +17,14 @@ use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
-use self::metrics::{inc, Metrics};
+use self::metrics::Metrics;
 use crate::clock::SharedClock;
 use crate::config::{Config, Role};
 use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
 use crate::storage::{
-    BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoredBatch,
-    StoredFilter,
+    BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoreSummary,
+    StoredBatch, StoredFilter,
 };
 use crate::{retention, upload_codes};
 
@@ -35,6 +35,19 @@ pub enum Announcement {
     Batch(Vec<u8>),
     /// A new revision of a stored day filter.
     Filter(Vec<u8>),
+}
+
+/// Logs what a code import did (rejected lines are logged where they are kept).
+fn log_import(what: &str, result: Result<upload_codes::ImportReport, upload_codes::CodeError>) {
+    match result {
+        Ok(r) if r.imported == 0 => {}
+        Ok(r) => tracing::info!(
+            imported = r.imported,
+            rejected = r.rejected,
+            "imported {what}"
+        ),
+        Err(e) => tracing::error!("importing {what} failed: {e}"),
+    }
 }
 
 /// Why a batch from a peer was not stored; says what the peer sent wrong.
@@ -115,6 +128,7 @@ impl Core {
         trust: TrustList,
         clock: SharedClock,
         keys: CoreKeys,
+        metrics: Metrics,
         gateway: Option<Gateway>,
         issuer: Option<Issuer>,
         announce: mpsc::UnboundedSender<Announcement>,
@@ -124,7 +138,7 @@ impl Core {
             store,
             trust,
             clock,
-            metrics: Metrics::default(),
+            metrics,
             node_key: keys.node_key,
             export_key: keys.export_key,
             gateway,
@@ -175,10 +189,14 @@ impl Core {
             self.store.put_batch(&stored)?
         };
         match outcome {
-            PutOutcome::New => inc(&self.metrics.batches_stored),
-            PutOutcome::Duplicate => inc(&self.metrics.batches_duplicate),
+            PutOutcome::New => {
+                self.metrics.batches_stored.inc();
+            }
+            PutOutcome::Duplicate => {
+                self.metrics.batches_duplicate.inc();
+            }
             PutOutcome::Conflict => {
-                inc(&self.metrics.batches_conflicting);
+                self.metrics.batches_conflicting.inc();
                 tracing::warn!(origin = %meta.origin, sequence = meta.sequence,
                     "authority signed two different batches under one sequence number; keeping the first");
             }
@@ -202,8 +220,12 @@ impl Core {
             bytes: bytes.to_vec(),
         })?;
         match outcome {
-            FilterPutOutcome::New => inc(&self.metrics.filters_stored),
-            FilterPutOutcome::Stale => inc(&self.metrics.filters_stale),
+            FilterPutOutcome::New => {
+                self.metrics.filters_stored.inc();
+            }
+            FilterPutOutcome::Stale => {
+                self.metrics.filters_stale.inc();
+            }
         }
         Ok(IngestedFilter { outcome, meta })
     }
@@ -218,7 +240,7 @@ impl Core {
         };
         let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
         for f in &built {
-            inc(&self.metrics.filters_built);
+            self.metrics.filters_built.inc();
             tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
                 entries = f.meta.entries, "built day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
@@ -264,7 +286,7 @@ impl Core {
             self.now(),
         )?;
         if r.is_some() {
-            inc(&self.metrics.retention_deletions);
+            self.metrics.retention_deletions.inc();
         }
         Ok(r)
     }
@@ -274,20 +296,15 @@ impl Core {
         if self.config.role != Role::Gateway {
             return;
         }
-        match upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("imported {n} upload codes"),
-            Err(e) => tracing::error!("importing upload codes failed: {e}"),
-        }
+        log_import(
+            "upload codes",
+            upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()),
+        );
         if let Err(e) = self.store.purge_codes(self.now()) {
             tracing::error!("purging upload codes failed: {e}");
         }
         if let Some(issuer) = &self.issuer {
-            match issuer.import_codes(self.now()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("imported {n} token-issuance codes"),
-                Err(e) => tracing::error!("importing token-issuance codes failed: {e}"),
-            }
+            log_import("token-issuance codes", issuer.import_codes(self.now()));
         }
     }
 
@@ -298,9 +315,15 @@ impl Core {
         let result = gateway.accept(self.store.as_ref(), body, self.now());
         let m = &self.metrics;
         match &result {
-            Ok(r) if r.is_dummy() => inc(&m.uploads_dummy),
-            Ok(_) => inc(&m.uploads_accepted),
-            Err(_) => inc(&m.uploads_refused),
+            Ok(r) if r.is_dummy() => {
+                m.uploads_dummy.inc();
+            }
+            Ok(_) => {
+                m.uploads_accepted.inc();
+            }
+            Err(_) => {
+                m.uploads_refused.inc();
+            }
         }
         if let Ok(r) = &result {
             self.announce_published(r);
@@ -320,11 +343,11 @@ impl Core {
         // split them into real and dummy.
         match &result {
             Ok(r) => {
-                inc(&m.relayed_accepted);
+                m.relayed_accepted.inc();
                 self.announce_published(r);
             }
             Err(e) => {
-                inc(&m.relayed_refused);
+                m.relayed_refused.inc();
                 tracing::info!("relayed upload refused: {e}");
             }
         }
@@ -338,6 +361,16 @@ impl Core {
                 tracing::error!("release failed: {e}");
             }
         }
+    }
+
+    /// What the store holds, in figures, now (maintained by the store: no scan).
+    pub fn summary(&self) -> StoreSummary {
+        self.store.summary(self.now())
+    }
+
+    /// The `/metrics` exposition (OpenMetrics text).
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.summary())
     }
 
     /// The node's deletion-log public key.

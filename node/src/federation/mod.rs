@@ -24,7 +24,6 @@ use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
 use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
 use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
 use crate::config::P2pConfig;
-use crate::core::metrics::inc;
 use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
 use crate::storage::{FilterPutOutcome, PutOutcome};
 
@@ -190,6 +189,9 @@ pub async fn start(
         .map_err(|e| FederationError::Setup(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
+    // libp2p's swarm, identify, Kademlia and gossipsub event counts, in the
+    // node's one registry.
+    let p2p_metrics = libp2p::metrics::Metrics::new(&mut core.metrics.registry());
     let peer_id = *swarm.local_peer_id();
     let mut listeners = Vec::new();
     for text in &p2p.listen {
@@ -280,6 +282,7 @@ pub async fn start(
     let task = tokio::spawn(
         Federation {
             core,
+            p2p_metrics,
             peers: peers.clone(),
             catchup_every: Duration::from_secs(p2p.catchup_interval_secs.max(1)),
             swarm,
@@ -336,6 +339,8 @@ fn ensure_port_free(addr: &Multiaddr) -> std::io::Result<()> {
 
 struct Federation {
     core: Arc<Core>,
+    /// libp2p's own metrics, fed every swarm and protocol event.
+    p2p_metrics: libp2p::metrics::Metrics,
     peers: Arc<RwLock<PeerView>>,
     catchup_every: Duration,
     swarm: Swarm<Behaviour>,
@@ -383,7 +388,10 @@ impl Federation {
                 Some(done) = done_rx.recv() => self.finish(done),
                 event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
                 _ = catchup_tick.tick() => self.catchup_round(),
-                _ = dial_tick.tick() => self.dial_bootstrap(),
+                _ = dial_tick.tick() => {
+                    self.dial_bootstrap();
+                    self.record_mesh();
+                }
                 _ = kad_tick.tick() => {
                     if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
                         let _ = k.bootstrap();
@@ -400,9 +408,11 @@ impl Federation {
             .gossipsub
             .publish(batch_topic(), bytes)
         {
-            Ok(_) => inc(&self.core.metrics.gossip_published),
+            Ok(_) => {
+                self.core.metrics.gossip_published.inc();
+            }
             Err(gossipsub::PublishError::Duplicate) => {
-                inc(&self.core.metrics.gossip_publish_duplicate)
+                self.core.metrics.gossip_publish_duplicate.inc();
             }
             // With no peers yet, catch-up delivers the batch when they connect.
             Err(e) => tracing::debug!("gossip publish: {e}"),
@@ -421,15 +431,15 @@ impl Federation {
         let m = &self.core.metrics;
         let acceptance = match forward {
             Ok(true) => {
-                inc(&m.gossip_accepted);
+                m.gossip_accepted.inc();
                 MessageAcceptance::Accept
             }
             Ok(false) => {
-                inc(&m.gossip_ignored);
+                m.gossip_ignored.inc();
                 MessageAcceptance::Ignore
             }
             Err(IngestError::Invalid(e)) => {
-                inc(&m.gossip_rejected);
+                m.gossip_rejected.inc();
                 tracing::info!(peer = %source, "rejected gossiped {what}: {e}");
                 MessageAcceptance::Reject
             }
@@ -451,9 +461,11 @@ impl Federation {
             .gossipsub
             .publish(filter_topic(), bytes)
         {
-            Ok(_) => inc(&self.core.metrics.gossip_published),
+            Ok(_) => {
+                self.core.metrics.gossip_published.inc();
+            }
             Err(gossipsub::PublishError::Duplicate) => {
-                inc(&self.core.metrics.gossip_publish_duplicate)
+                self.core.metrics.gossip_publish_duplicate.inc();
             }
             Err(e) => tracing::debug!("gossip publish filter: {e}"),
         }
@@ -546,7 +558,7 @@ impl Federation {
     ) {
         let inflight = self.relay_inflight.entry(peer).or_insert(0);
         if *inflight >= MAX_INFLIGHT_PER_PEER {
-            inc(&self.core.metrics.relayed_refused);
+            self.core.metrics.relayed_refused.inc();
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -603,10 +615,10 @@ impl Federation {
         let mut view = self.peers.write().unwrap_or_else(|e| e.into_inner());
         view.connected = self.connected.iter().copied().collect();
         view.connected.sort();
-        self.core.metrics.peers_connected.store(
-            self.connected.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.core
+            .metrics
+            .peers_connected
+            .set(self.connected.len() as u64);
     }
 
     fn finish(&mut self, done: Done) {
@@ -626,22 +638,22 @@ impl Federation {
                 // A revision not higher than the one held is not forwarded.
                 let forward = result.as_ref().map(|f| f.outcome == FilterPutOutcome::New);
                 if matches!(forward, Err(IngestError::Invalid(_))) {
-                    inc(&self.core.metrics.filters_rejected);
+                    self.core.metrics.filters_rejected.inc();
                 }
                 self.report_gossip(id, source, forward, "filter");
             }
             Done::Catchup(peer, results) => {
-                let mut new = false;
+                let mut new = 0;
                 for r in results {
                     match r {
                         Ok(i) => {
                             if i.outcome == PutOutcome::New {
-                                new = true;
-                                inc(&self.core.metrics.catchup_batches);
+                                new += 1;
+                                self.core.metrics.catchup_batches.inc();
                             }
                         }
                         Err(IngestError::Invalid(e)) => {
-                            inc(&self.core.metrics.catchup_rejected);
+                            self.core.metrics.catchup_rejected.inc();
                             tracing::info!(%peer, "rejected batch from catch-up: {e}");
                             self.penalise(peer);
                         }
@@ -650,7 +662,8 @@ impl Federation {
                         }
                     }
                 }
-                if new {
+                if new > 0 {
+                    tracing::info!(%peer, batches = new, "catch-up stored batches");
                     self.release();
                 }
             }
@@ -660,8 +673,8 @@ impl Federation {
                         // Counted in `filters_stored` / `filters_stale` by ingest.
                         Ok(_) => {}
                         Err(IngestError::Invalid(e)) => {
-                            inc(&self.core.metrics.catchup_rejected);
-                            inc(&self.core.metrics.filters_rejected);
+                            self.core.metrics.catchup_rejected.inc();
+                            self.core.metrics.filters_rejected.inc();
                             tracing::info!(%peer, "rejected filter from catch-up: {e}");
                             self.penalise(peer);
                         }
@@ -711,6 +724,36 @@ impl Federation {
         }
     }
 
+    /// Sets the gossipsub mesh and peer-score gauges (every 2 s). gossipsub's
+    /// own metrics are not turned on: its score histogram has negative buckets
+    /// and a `_sum`, which OpenMetrics forbids (strict parsers reject the
+    /// whole exposition), so scores are exported as one gauge per peer.
+    fn record_mesh(&self) {
+        let g = &self.swarm.behaviour().gossipsub;
+        let m = &self.core.metrics;
+        for topic in [batch_topic(), filter_topic()] {
+            let hash = topic.hash();
+            m.set_mesh_peers(hash.as_str(), g.mesh_peers(&hash).count() as u64);
+        }
+        let scores = self
+            .connected
+            .iter()
+            .filter_map(|p| Some((p.to_string(), g.peer_score(p)?)));
+        m.set_peer_scores(scores);
+    }
+
+    /// Feeds an event to libp2p's metrics.
+    fn record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.p2p_metrics.record(e),
+            _ => {}
+        }
+        self.p2p_metrics.record(event);
+    }
+
     /// Announces newly stored, visible batches (re-gossip happens only after the
     /// flush in `ingest`).
     fn release(&self) {
@@ -723,11 +766,13 @@ impl Federation {
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>, done: &mpsc::UnboundedSender<Done>) {
+        self.record(&event);
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, .. }
                 if !self.connected.contains(&peer_id) =>
             {
                 self.connected.insert(peer_id);
+                tracing::info!(peer = %peer_id, "peer connected");
                 self.update_peer_view();
                 let (ready, waiting) = std::mem::take(&mut self.parked_relays)
                     .into_iter()
@@ -744,6 +789,7 @@ impl Federation {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                tracing::info!(peer = %peer_id, "peer disconnected");
                 self.catchup.disconnected(peer_id);
                 self.update_peer_view();
             }
@@ -803,7 +849,7 @@ impl Federation {
                         if let Some(catchup::Event::Unserved(p)) =
                             self.catchup.fetch_answered(request_id, served, bytes, now)
                         {
-                            inc(&self.core.metrics.catchup_unserved);
+                            self.core.metrics.catchup_unserved.inc();
                             tracing::info!(peer = %p, "peer advertised batches it did not serve");
                             self.penalise(p);
                         }

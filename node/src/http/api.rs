@@ -16,7 +16,6 @@ use traceless_protocol::SEALED_UPLOAD_LEN;
 use traceless_protocol::{day_start_interval, interval_start_seconds, ExportFile, ExportSigner};
 
 use crate::core::answer;
-use crate::core::metrics::inc;
 use crate::federation::relay::MAX_RELAY_INFLIGHT;
 use crate::http::HttpState;
 use crate::issuer::IssueError;
@@ -86,62 +85,29 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: OpenMetrics text (see [`crate::core::metrics`]); the store
+/// figures come from its maintained summary, not a scan.
 pub async fn metrics(State(http): Shared) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let s2 = s.clone();
-    let (batches, keys, log, pending, filters) =
-        tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let all = s2.store.all_batches()?;
-            let filters = s2.store.all_filters()?;
-            Ok((
-                all.len() as u64,
-                all.iter().map(|b| b.key_count).sum::<u64>(),
-                s2.store.deletion_log()?.len() as u64,
-                s2.store.pending_count()?,
-                (
-                    filters.len() as u64,
-                    filters.iter().map(|f| f.entries).sum::<u64>(),
-                    s2.store
-                        .filter_entry_days()?
-                        .iter()
-                        .map(|d| d.1)
-                        .sum::<u64>(),
-                ),
-            ))
-        })
+    let body = blocking(move || Ok(s.render_metrics())).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Runs a handler's storage reads, file reads or signing on a blocking thread,
+/// off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
-    let body = s.metrics.render(&[
-        ("traceless_batches", "Batches stored.", batches),
-        ("traceless_keys", "Keys stored.", keys),
-        (
-            "traceless_deletion_log_entries",
-            "Entries in the deletion log.",
-            log,
-        ),
-        (
-            "traceless_embargoed_upload_keys",
-            "Uploaded keys held by the embargo.",
-            pending,
-        ),
-        (
-            "traceless_filters",
-            "Day filters stored (newest revision per origin and day).",
-            filters.0,
-        ),
-        (
-            "traceless_filter_entries",
-            "Entries in the stored day filters.",
-            filters.1,
-        ),
-        (
-            "traceless_gateway_filter_entries",
-            "Filter-form entries this gateway holds (published or still embargoed).",
-            filters.2,
-        ),
-    ]);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?
 }
 
 /// One batch in a listing.
@@ -180,14 +146,9 @@ impl From<&BatchMeta> for BatchEntry {
 /// `GET /v1/origins`: every origin with its highest served sequence number.
 pub async fn origins(State(http): Shared) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
-    let now = s.now();
-    let all = s.store.all_batches()?;
-    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
-    for m in all.iter().filter(|m| m.is_visible(now)) {
-        let e = out.entry(m.origin.clone()).or_default();
-        *e = (*e).max(m.sequence);
-    }
-    let list: Vec<_> = out
+    let summary = blocking(move || Ok(s.summary())).await?;
+    let list: Vec<_> = summary
+        .origins
         .into_iter()
         .map(|(origin, latest)| json!({ "origin": origin, "latest_sequence": latest }))
         .collect();
@@ -219,7 +180,8 @@ pub async fn list_batches(
         ));
     }
     let now = s.now();
-    let metas = s.store.list_batches(&q.origin, q.after, limit)?;
+    let origin = q.origin.clone();
+    let metas = blocking(move || Ok(s.store.list_batches(&origin, q.after, limit)?)).await?;
     let entries: Vec<BatchEntry> = metas
         .iter()
         .take_while(|m| m.is_visible(now))
@@ -243,11 +205,13 @@ pub async fn get_batch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let b = s
-        .store
-        .get_batch(&origin, sequence)?
-        .filter(|b| b.meta.is_visible(s.now()))
-        .ok_or_else(|| not_found(format!("no batch {origin}/{sequence} is served here")))?;
+    let b = blocking(move || {
+        s.store
+            .get_batch(&origin, sequence)?
+            .filter(|b| b.meta.is_visible(s.now()))
+            .ok_or_else(|| not_found(format!("no batch {origin}/{sequence} is served here")))
+    })
+    .await?;
     // A batch never changes once served: cache it for good.
     Ok(signed_bytes(
         &headers,
@@ -344,9 +308,8 @@ pub async fn list_filters(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
     let now = s.now();
-    let filters: Vec<FilterListEntry> = s
-        .store
-        .all_filters()?
+    let filters: Vec<FilterListEntry> = blocking(move || Ok(s.store.all_filters()?))
+        .await?
         .iter()
         .filter(|m| q.origin.as_ref().is_none_or(|o| *o == m.origin))
         .filter(|m| now <= m.expires_at())
@@ -364,15 +327,17 @@ pub async fn get_filter(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let f = s
-        .store
-        .get_filter(&origin, day)?
-        .filter(|f| s.now() <= f.meta.expires_at())
-        .ok_or_else(|| {
-            not_found(format!(
-                "no filter of {origin} for day {day} is served here"
-            ))
-        })?;
+    let f = blocking(move || {
+        s.store
+            .get_filter(&origin, day)?
+            .filter(|f| s.now() <= f.meta.expires_at())
+            .ok_or_else(|| {
+                not_found(format!(
+                    "no filter of {origin} for day {day} is served here"
+                ))
+            })
+    })
+    .await?;
     // A newer revision replaces this one: caches revalidate.
     Ok(signed_bytes(
         &headers,
@@ -386,6 +351,22 @@ pub async fn get_filter(
 /// signed with this node's P-256 export key.
 pub async fn export_day(State(http): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
     let s = http.core.clone();
+    let zip = blocking(move || export_zip(&s, day)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"export-{day}.zip\""),
+            ),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+/// The signed export zip of `day` (blocking: reads the batches and signs).
+fn export_zip(s: &crate::core::Core, day: u32) -> Result<Vec<u8>, ApiError> {
     let now = s.now();
     let mut keys = Vec::new();
     for m in s.store.batches_of_day(day)? {
@@ -423,25 +404,15 @@ pub async fn export_day(State(http): Shared, Path(day): Path<u32>) -> Result<Res
         },
         keys,
     };
-    let zip = file.to_zip(&s.export_key);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"export-{day}.zip\""),
-            ),
-        ],
-        zip,
-    )
-        .into_response())
+    Ok(file.to_zip(&s.export_key))
 }
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings
 /// (verify with `verify_deletion_log` and `node_id`) and decoded for reading.
 pub async fn deletion_log(State(http): Shared) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
-    let log = s.store.deletion_log()?;
+    let s2 = s.clone();
+    let log = blocking(move || Ok(s2.store.deletion_log()?)).await?;
     let entries: Vec<_> = log
         .iter()
         .map(|e| {
@@ -487,12 +458,15 @@ fn exact_len(body: &[u8], len: usize, what: &str) -> Result<(), ApiError> {
 pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiError> {
     let s = http.core.clone();
     if let Err(e) = exact_len(&body, UPLOAD_REQUEST_LEN, "upload") {
-        inc(&s.metrics.uploads_refused);
+        s.metrics.uploads_refused.inc();
         return Err(e);
     }
-    let result = tokio::task::spawn_blocking(move || s.accept_upload(&body))
-        .await
-        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
+    let result = blocking(move || {
+        let result = s.accept_upload(&body);
+        wipe(body);
+        Ok(result)
+    })
+    .await?;
     match result {
         Ok(receipt) => Ok(Json(json!({
             "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
@@ -502,6 +476,15 @@ pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiErr
         }))
         .into_response()),
         Err(e) => Err(ApiError(status(answer::http_status(&e)), e.to_string())),
+    }
+}
+
+/// Overwrites a request body that held TEKs, if no one else holds it (hyper
+/// hands the handler the only reference to a body it read whole).
+fn wipe(body: Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut b) = body.try_into_mut() {
+        b.as_mut().zeroize();
     }
 }
 
@@ -577,13 +560,12 @@ impl Drop for InflightSlot<'_> {
 /// `TokenIssueResponse`.
 pub async fn issue_tokens(State(http): Shared, body: Bytes) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let s2 = s.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let issuer = s2
+    let result = blocking(move || {
+        let issuer = s
             .issuer
             .as_ref()
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "this node issues no tokens".into()))?;
-        issuer.issue(&body, s2.now()).map_err(|e| {
+        issuer.issue(&body, s.now()).map_err(|e| {
             let status = match &e {
                 IssueError::Malformed(_) | IssueError::WrongEpoch { .. } => StatusCode::BAD_REQUEST,
                 IssueError::Code(CodeError::Malformed) => StatusCode::BAD_REQUEST,
@@ -593,12 +575,7 @@ pub async fn issue_tokens(State(http): Shared, body: Bytes) -> Result<Response, 
             ApiError(status, e.to_string())
         })
     })
-    .await
-    .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
-    s.metrics.tokens_issued.store(
-        s.issuer.as_ref().map_or(0, |i| i.issued()),
-        Ordering::Relaxed,
-    );
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-protobuf")], result).into_response())
 }
 

@@ -4,7 +4,6 @@
 //! Server-rendered HTML without scripts; figures carry `data-*` attributes so
 //! that tests (and anyone) can read them back.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -12,53 +11,10 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::clock::{date_of_day, datetime_of_unix};
-use crate::core::Core;
-use crate::http::api::ApiError;
+use crate::http::api::{blocking, ApiError};
 use crate::http::HttpState;
 
 type Shared = State<Arc<HttpState>>;
-
-/// Per-day figures shown on the page.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DaySummary {
-    /// Batches served.
-    pub batches: u64,
-    /// Keys served.
-    pub keys: u64,
-    /// Keys stored but still under embargo.
-    pub embargoed_keys: u64,
-    /// When the last of the day's keys will be deleted.
-    pub deleted_by: u64,
-    /// Day filters (filter form) held, one per authority.
-    pub filters: u64,
-    /// Entries in those filters.
-    pub filter_entries: u64,
-}
-
-/// Figures per UTC day, from the store.
-pub fn day_summaries(
-    state: &Core,
-) -> Result<BTreeMap<u32, DaySummary>, crate::storage::StorageError> {
-    let now = state.now();
-    let mut days: BTreeMap<u32, DaySummary> = BTreeMap::new();
-    for m in state.store.all_batches()? {
-        let d = days.entry(m.day).or_default();
-        if m.is_visible(now) {
-            d.batches += 1;
-            d.keys += m.key_count;
-        } else {
-            d.embargoed_keys += m.key_count;
-        }
-        d.deleted_by = d.deleted_by.max(m.expires_at);
-    }
-    for f in state.store.all_filters()? {
-        let d = days.entry(f.day).or_default();
-        d.filters += 1;
-        d.filter_entries += f.entries;
-        d.deleted_by = d.deleted_by.max(f.expires_at());
-    }
-    Ok(days)
-}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -70,12 +26,19 @@ fn esc(s: &str) -> String {
 /// `GET /`.
 pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
     let s = http.core.clone();
-    let days = day_summaries(&s)?;
-    let log = s.store.deletion_log()?;
+    let s2 = s.clone();
+    let (summary, log) = blocking(move || Ok((s2.summary(), s2.store.deletion_log()?))).await?;
+    let days = &summary.days;
     let view = http.federation.peers();
     let now = s.now();
-    let total_keys: u64 = days.values().map(|d| d.keys).sum();
-    let total_embargoed: u64 = days.values().map(|d| d.embargoed_keys).sum();
+    let total_keys = summary.served_keys();
+    // On a gateway embargoed keys wait outside batches: counted too, as
+    // `/metrics` counts them (`traceless_embargoed_keys`).
+    let total_embargoed = summary.embargoed_keys();
+    let role = match &s.gateway {
+        Some(_) => "This server is the upload gateway of a health authority: it accepts the keys that people who tested positive chose to publish, signs them and passes them on to relay nodes",
+        None => "This server relays the keys that people who tested positive chose to publish",
+    };
 
     let mut h = String::new();
     let _ = write!(
@@ -88,7 +51,7 @@ table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}th,td{{border-
 td.n{{text-align:right;font-variant-numeric:tabular-nums}}code{{font-size:.85em;word-break:break-all}}.muted{{color:#666}}</style>
 </head><body>
 <h1>What this Traceless node holds</h1>
-<p>This server relays the keys that people who tested positive chose to publish, so that phones can check for
+<p>{role}, so that phones can check for
 exposure <strong>on the phone itself</strong>. It holds <strong>no names, phone numbers, addresses, locations or
 IP addresses</strong>, and it never logs who downloads or uploads. Each published key is a random number that
 a phone broadcast on one day; it says nothing about who the person is.</p>

@@ -35,8 +35,9 @@
 //!
 //! Modules: [`keyspace`] (prefixes, key builders), [`records`] (codecs),
 //! [`files`] (the files beside sled), [`entries`] (encrypted filter entries),
-//! [`migrate`] (older databases), [`sweep`] (orphans at open), [`traits`] (the
-//! interfaces by who needs them) and [`sled_store`] (their implementation).
+//! [`migrate`] (older databases), [`sweep`] (orphans at open), [`summary`] (the
+//! figures kept up to date on every write), [`traits`] (the interfaces by who
+//! needs them) and [`sled_store`] (their implementation).
 
 pub mod entries;
 pub mod files;
@@ -44,6 +45,7 @@ pub mod keyspace;
 pub mod migrate;
 pub mod records;
 pub mod sled_store;
+pub mod summary;
 pub mod sweep;
 pub mod traits;
 
@@ -55,7 +57,10 @@ pub use records::{
     PendingKey, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 pub use sled_store::SledStore;
-pub use traits::{BatchStore, CodeStore, FilterStore, GatewayStore, RetentionStore, Store};
+pub use summary::{DaySummary, StoreSummary};
+pub use traits::{
+    BatchStore, CodeStore, FilterStore, GatewayStore, RetentionStore, Store, SummaryStore,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,10 @@ pub enum StorageError {
     /// The database could not be opened, read, written or flushed.
     #[error("database: {0}")]
     Db(#[from] sled::Error),
+    /// Another process (or another store in this one) has the database open:
+    /// two nodes cannot share a data dir.
+    #[error("the database {} is in use by another process (two nodes cannot share a data dir)", .0.display())]
+    InUse(std::path::PathBuf),
     /// A stored record does not decode (corruption or a foreign database).
     #[error("stored record under {0} is corrupt")]
     Corrupt(&'static str),

@@ -15,6 +15,7 @@ use super::files::{
 use super::keyspace::*;
 use super::migrate::finish_replacement;
 use super::records::*;
+use super::summary::{StoreSummary, Tally};
 use super::traits::*;
 use super::StorageError;
 
@@ -25,14 +26,27 @@ pub struct SledStore {
     write: Mutex<()>,
     pub(super) files: PathBuf,
     pub(super) entry_keys: Mutex<BTreeMap<u32, [u8; 16]>>,
+    /// The figures of what is stored, updated after every commit (see
+    /// [`super::summary`]); rebuilt at open.
+    tally: Mutex<Tally>,
 }
 
+/// Opens the sled database in `dir`. sled's file lock refusing a second opener
+/// becomes [`StorageError::InUse`].
 pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
-    Ok(sled::Config::new()
+    sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None)
-        .open()?)
+        .open()
+        .map_err(|e| match e {
+            // sled 0.34 reports the failed `flock` (WouldBlock) only as an
+            // `ErrorKind::Other` with this message.
+            sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+                StorageError::InUse(dir.to_owned())
+            }
+            other => StorageError::Db(other),
+        })
 }
 
 /// [`open_sled`] right after a handle on `dir` was dropped: sled's background
@@ -40,7 +54,9 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
 pub(super) fn open_sled_after_drop(dir: &Path) -> Result<sled::Db, StorageError> {
     for _ in 0..200 {
         match open_sled(dir) {
-            Err(StorageError::Db(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(StorageError::Db(_) | StorageError::InUse(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
             other => return other,
         }
     }
@@ -77,6 +93,7 @@ impl SledStore {
             store
         };
         store.remove_orphan_files()?;
+        *store.tally() = Tally::rebuild(&store)?;
         Ok(store)
     }
 
@@ -86,7 +103,12 @@ impl SledStore {
             write: Mutex::new(()),
             files: files_dir(dir),
             entry_keys: Mutex::new(BTreeMap::new()),
+            tally: Mutex::new(Tally::default()),
         }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn batch_file(&self, origin: &str, sequence: u64) -> PathBuf {
@@ -230,6 +252,15 @@ impl SledStore {
             // The files first: metadata never points at a batch that is not on disk.
             write_all_durably(&files)?;
             self.db.apply_batch(ops)?;
+            let mut tally = self.tally();
+            for (sb, _) in batches
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| **o == PutOutcome::New)
+            {
+                tally.batch_added(&sb.meta);
+            }
+            drop(tally);
             self.db.flush()?;
         }
         Ok(outcomes)
@@ -366,6 +397,7 @@ impl FilterStore for SledStore {
         )?;
         self.db
             .insert(filter_key(&m.origin, m.day), meta.encode())?;
+        self.tally().filter_stored(&meta);
         self.db.flush()?;
         if let Some(old) = old_revision {
             remove_if_present(&self.filter_file(&m.origin, m.day, old))?;
@@ -446,7 +478,9 @@ impl CodeStore for SledStore {
             files.push((self.pending_file(k), v));
             ops.insert(k.as_slice(), &[][..]);
         }
+        let mut released = 0;
         for id in &c.remove_pending {
+            released += u64::from(self.db.contains_key(id)?);
             ops.remove(id.as_slice());
         }
         for sb in &c.batches {
@@ -480,13 +514,23 @@ impl CodeStore for SledStore {
             ops.insert(k, &[][..]);
             *added.entry(e.day).or_default() += 1;
         }
-        for (day, n) in added {
+        for (&day, n) in &added {
             let count = self.entry_count(day)? + n;
             ops.insert(entry_count_key(day), &count.to_be_bytes()[..]);
         }
         // The files first: no record points at a batch or key not on disk.
         write_all_durably(&files)?;
         self.db.apply_batch(ops)?;
+        {
+            let mut tally = self.tally();
+            tally.pending_changed(held.len() as u64, released);
+            for sb in &c.batches {
+                tally.batch_added(&sb.meta);
+            }
+            for (day, n) in added {
+                tally.entries_added(day, n);
+            }
+        }
         self.db.flush()?;
         // Released keys now live in their batches.
         for id in &c.remove_pending {
@@ -612,7 +656,7 @@ impl RetentionStore for SledStore {
         record: &SignedDeletionRecord,
     ) -> Result<(), StorageError> {
         let _guard = self.lock();
-        let index = self.db.scan_prefix([DELETION_LOG]).count() as u64;
+        let index = self.tally().deletion_log_len();
         let mut ops = sled::Batch::default();
         for m in &expired.batches {
             ops.remove(batch_key(&m.origin, m.sequence));
@@ -646,6 +690,19 @@ impl RetentionStore for SledStore {
         }
         ops.insert(log_key(index), record.encode());
         self.db.apply_batch(ops)?;
+        {
+            let mut tally = self.tally();
+            for m in &expired.batches {
+                tally.batch_removed(m);
+            }
+            for f in &expired.filters {
+                tally.filter_removed(&f.origin, f.day);
+            }
+            for &(day, _) in &expired.entry_days {
+                tally.entries_removed(day);
+            }
+            tally.log_appended();
+        }
         self.db.flush()?;
         // What sled cannot destroy: the batches' and filters' bytes and the keys
         // of the entries (a crash before this point leaves orphans, removed at open).
@@ -674,5 +731,11 @@ impl RetentionStore for SledStore {
                 SignedDeletionRecord::decode(&v).map_err(|_| StorageError::Corrupt("l"))
             })
             .collect()
+    }
+}
+
+impl SummaryStore for SledStore {
+    fn summary(&self, now: u64) -> StoreSummary {
+        self.tally().at(now)
     }
 }

@@ -9,6 +9,7 @@ use super::records::{
     BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit, PendingKey,
     PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
+use super::summary::StoreSummary;
 use super::StorageError;
 
 /// Batches: ingest, serving, and the release of held ones.
@@ -105,13 +106,36 @@ pub trait RetentionStore {
     fn deletion_log(&self) -> Result<Vec<SignedDeletionRecord>, StorageError>;
 }
 
+/// What the store holds, in figures, without a scan (for `/`, `/metrics` and
+/// `/v1/origins`; see [`super::summary`]).
+pub trait SummaryStore {
+    /// The figures at `now` (the node's clock; it does not go back).
+    fn summary(&self, now: u64) -> StoreSummary;
+}
+
 /// A whole node database: every interface above.
 pub trait Store:
-    BatchStore + FilterStore + CodeStore + GatewayStore + RetentionStore + Send + Sync + 'static
+    BatchStore
+    + FilterStore
+    + CodeStore
+    + GatewayStore
+    + RetentionStore
+    + SummaryStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: BatchStore + FilterStore + CodeStore + GatewayStore + RetentionStore + Send + Sync + 'static
+    T: BatchStore
+        + FilterStore
+        + CodeStore
+        + GatewayStore
+        + RetentionStore
+        + SummaryStore
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -91,6 +91,8 @@ pub struct Spawn<'a> {
     pub wrapper: &'a [&'a str],
     /// Arguments before `run` (e.g. `["--log-format", "json"]`).
     pub global_args: &'a [&'a str],
+    /// Arguments after `run --config …` (e.g. `["--start-time", "…"]`).
+    pub run_args: &'a [&'a str],
 }
 
 impl<'a> Spawn<'a> {
@@ -102,6 +104,7 @@ impl<'a> Spawn<'a> {
             stderr: Stdio::inherit(),
             wrapper: &[],
             global_args: &[],
+            run_args: &[],
         }
     }
 
@@ -119,6 +122,7 @@ impl<'a> Spawn<'a> {
         let mut child = cmd
             .args(self.global_args)
             .args(["run", "--config", self.config.to_str().unwrap()])
+            .args(self.run_args)
             .env("RUST_LOG", self.log)
             .stdout(Stdio::piped())
             .stderr(self.stderr)
