@@ -649,6 +649,30 @@ pub unsafe extern "C" fn tl_sdk_trust_export_key(
     }
 }
 
+/// Verifies an authority's export key certificate (the `certificate` of an
+/// entry of `GET /v1/export-keys`, hex-decoded: a `SignedExportKey`, SPEC.md
+/// §6.2) against the trusted authorities and the clock, then trusts its key
+/// for GAEN export files. `TL_ERR_REJECTED` if it is malformed, not signed by
+/// a trusted authority, or outside its validity (no key is trusted then).
+/// Call [`tl_sdk_trust_authority`] first.
+///
+/// # Safety
+/// `sdk` is a live handle; `certificate` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_trust_export_certificate(
+    sdk: *mut TlSdk,
+    certificate: *const u8,
+    len: usize,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            s.trust_export_certificate(bytes(certificate, len, "certificate")?)?;
+            Ok(())
+        })
+    }
+}
+
 /// Writes the 20 bytes to broadcast now to `out`.
 ///
 /// Broadcast them (SPEC.md §3.7) as a non-connectable Bluetooth LE advertisement

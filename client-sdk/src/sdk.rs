@@ -7,9 +7,9 @@ use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
-    day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, IntervalMask,
-    SharedClock, SignedRiskConfig, TokenPublicKey, TokenRequest, TokenResponse, TrustList,
-    UploadToken, WireError, RETENTION_DAYS,
+    day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, ExportKeyCertificate,
+    IntervalMask, SharedClock, SignedExportKey, SignedRiskConfig, TokenPublicKey, TokenRequest,
+    TokenResponse, TrustList, UploadToken, WireError, RETENTION_DAYS,
 };
 
 use zeroize::Zeroizing;
@@ -179,6 +179,20 @@ impl Sdk {
     /// Trusts GAEN export files signed by `key`.
     pub fn trust_export_key(&mut self, key: ExportKey) {
         self.export_keys.push(key);
+    }
+
+    /// Verifies an authority's export key certificate (a `SignedExportKey`,
+    /// SPEC.md §6.2, as listed by `GET /v1/export-keys`) against the trust
+    /// list and the clock, then trusts its key for export files; returns it.
+    /// [`SdkError::Rejected`] if malformed, untrusted, forged or outside its
+    /// validity: no key is trusted then.
+    pub fn trust_export_certificate(&mut self, bytes: &[u8]) -> Result<ExportKeyCertificate> {
+        let now = self.now()?;
+        let cert = SignedExportKey::decode(bytes)?.verify(&self.trust, now)?;
+        if !self.export_keys.contains(&cert.public_key) {
+            self.export_keys.push(cert.public_key);
+        }
+        Ok(cert)
     }
 
     /// The configuration in use.

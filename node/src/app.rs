@@ -15,6 +15,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, Role};
 use crate::core::metrics::Metrics;
 use crate::core::{Core, CoreKeys};
+use crate::export_keys::{self, GatewayPublication};
 use crate::federation::{self, FederationError, FederationHandle};
 use crate::gateway::Gateway;
 use crate::issuer::Issuer;
@@ -114,13 +115,22 @@ fn open_gateway(config: &Config, now: u64) -> Result<Option<Gateway>, StartError
         .map(|t| keys::read_token_key(&t.file, t.epoch))
         .collect::<Result<Vec<_>, _>>()?;
     let seal_key = keys::gateway_seal_key(&config.data_dir)?;
-    Ok(Some(Gateway::new(
-        key,
-        g.uploads_per_minute,
-        now,
-        seal_key,
-        token_keys,
-    )))
+    let publication = GatewayPublication {
+        export: g
+            .export_key_file
+            .as_deref()
+            .map(|f| export_keys::read(f, &g.origin))
+            .transpose()?,
+        risk_config: g
+            .risk_config_file
+            .as_deref()
+            .map(export_keys::read_risk_config)
+            .transpose()?,
+    };
+    Ok(Some(
+        Gateway::new(key, g.uploads_per_minute, now, seal_key, token_keys)
+            .with_publication(publication),
+    ))
 }
 
 /// The issuer of a gateway with token keys: it signs with the newest token key,
@@ -152,7 +162,6 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     let identity = keys::node_identity(&config.data_dir)?;
     let core_keys = CoreKeys {
         node_key: keys::deletion_log_key(&config.data_dir)?,
-        export_key: keys::export_key(&config.data_dir)?,
     };
     let gateway = open_gateway(&config, clock.now())?;
     let metrics = Metrics::new();

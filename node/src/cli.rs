@@ -93,6 +93,15 @@ pub enum AuthorityCommand {
         #[arg(long)]
         key_file: PathBuf,
     },
+    /// Generate the authority's GAEN export key with its certificate (give it
+    /// to the gateway as gateway.export_key_file).
+    ExportKeygen(crate::export_keys::ExportKeygenArgs),
+    /// Signed risk configurations (give one to the gateway as gateway.risk_config_file).
+    RiskConfig {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::export_keys::RiskConfigCommand,
+    },
     /// Generate the VOPRF key of one token epoch (list it under gateway.token_keys).
     TokenKeygen {
         /// Epoch (key id) of the key.
@@ -261,6 +270,15 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Authority {
+            command: AuthorityCommand::ExportKeygen(args),
+        } => crate::export_keys::run_export_keygen(&args, SystemClock.now()),
+        Command::Authority {
+            command:
+                AuthorityCommand::RiskConfig {
+                    command: crate::export_keys::RiskConfigCommand::Sign(args),
+                },
+        } => crate::export_keys::run_risk_config_sign(&args, SystemClock.now()),
         Command::Authority { command } => {
             let key = match command {
                 AuthorityCommand::Keygen {
@@ -275,7 +293,9 @@ pub async fn main(cli: Cli) -> Result<(), String> {
                 AuthorityCommand::Rotate { key_file } => {
                     keys::rotate_authority_key(&key_file).map_err(|e| e.to_string())?
                 }
-                AuthorityCommand::TokenKeygen { .. } => unreachable!("handled above"),
+                AuthorityCommand::TokenKeygen { .. }
+                | AuthorityCommand::ExportKeygen(_)
+                | AuthorityCommand::RiskConfig { .. } => unreachable!("handled above"),
             };
             println!(
                 "# Add to the [[trust]] list of every node:\n{}",

@@ -46,9 +46,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: traceless_protocol::WireError,
     },
-    /// `export.region` is empty or not 1..=16 characters of `[A-Za-z0-9-]`.
-    #[error("invalid configuration: export.region = {0:?} must be 1..=16 characters of [A-Za-z0-9-] (e.g. \"DE\")")]
-    ExportRegion(String),
 }
 
 /// Checks one configured authority id.
@@ -78,8 +75,6 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     /// Retention schedule.
     pub retention: RetentionConfig,
-    /// GAEN export files.
-    pub export: ExportConfig,
     /// Day filters of filter-form uploads (gateways build them).
     pub filters: FilterConfig,
 }
@@ -94,7 +89,6 @@ impl Default for Config {
             trust: Vec::new(),
             gateway: None,
             retention: RetentionConfig::default(),
-            export: ExportConfig::default(),
             filters: FilterConfig::default(),
         }
     }
@@ -227,6 +221,15 @@ pub struct GatewayConfig {
     /// arrived, real or dummy, so that response timing tells nothing.
     #[serde(default = "default_response_delay")]
     pub response_delay_ms: u64,
+    /// The authority's GAEN export key with its certificate (written by
+    /// `authority export-keygen`): every batch then carries its export
+    /// signature and certificate (SPEC.md §6.2). None: no export files.
+    #[serde(default)]
+    pub export_key_file: Option<PathBuf>,
+    /// The authority's signed risk configuration (written by `authority
+    /// risk-config sign`), carried in every batch (SPEC.md §7.3).
+    #[serde(default)]
+    pub risk_config_file: Option<PathBuf>,
 }
 
 /// One epoch's token key file.
@@ -278,28 +281,6 @@ impl Default for FilterConfig {
     }
 }
 
-/// GAEN export settings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExportConfig {
-    /// Region code written into export files.
-    pub region: String,
-    /// `verification_key_id`.
-    pub key_id: String,
-    /// `verification_key_version`.
-    pub key_version: String,
-}
-
-impl Default for ExportConfig {
-    fn default() -> Self {
-        ExportConfig {
-            region: "XX".into(),
-            key_id: "traceless".into(),
-            key_version: "v1".into(),
-        }
-    }
-}
-
 impl Config {
     /// Reads a config file; relative paths in it are resolved against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -315,6 +296,14 @@ impl Config {
         if let Some(g) = &mut config.gateway {
             if g.authority_key_file.is_relative() {
                 g.authority_key_file = base.join(&g.authority_key_file);
+            }
+            for f in [&mut g.export_key_file, &mut g.risk_config_file]
+                .into_iter()
+                .flatten()
+            {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
             }
             for t in &mut g.token_keys {
                 if t.file.is_relative() {
@@ -336,14 +325,6 @@ impl Config {
         }
         for u in &self.p2p.upload_gateways {
             check_origin("p2p.upload_gateways.origin", &u.origin)?;
-        }
-        let region = &self.export.region;
-        if !(1..=16).contains(&region.len())
-            || !region
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(ConfigError::ExportRegion(region.clone()));
         }
         self.trust_list()?;
         if self.retention.interval_secs == 0 || self.retention.interval_secs > 3600 {
@@ -406,7 +387,7 @@ impl Config {
 pub const EXAMPLE: &str = r#"# Traceless relay node configuration.
 # Every setting is optional; without this file the node runs on these defaults.
 
-# Database, node identity key, deletion-log key and export key live here.
+# Database, node identity key and deletion-log key live here.
 data_dir = "./data"
 
 # "relay" stores, serves and forwards signed batches.
@@ -456,6 +437,11 @@ upload_gateways = []
 # authority_key_file = "example.health.key"
 # Anonymous uploads: VOPRF token keys by epoch (`authority token-keygen`).
 # token_keys = [{ epoch = 1, file = "tokens-1.key" }]
+# GAEN export key certified by the authority (`authority export-keygen`) and
+# its signed risk configuration (`authority risk-config sign`): every batch
+# carries them, and every node serves them (/v1/export-keys, /v1/risk-config).
+# export_key_file = "example.health.export.key"
+# risk_config_file = "example.health.risk-config"
 # uploads_per_minute = 60
 
 [retention]
@@ -466,13 +452,6 @@ interval_secs = 600
 # How often a gateway folds newly publishable filter-form entries into a new
 # revision of each day's filter (days without new entries are left alone).
 rebuild_seconds = 600
-
-[export]
-# Metadata of the GAEN export files served at /v1/exports/{day}, where {day} is
-# the day number (days since 1970-01-01 UTC, e.g. /v1/exports/19675).
-region = "XX"
-key_id = "traceless"
-key_version = "v1"
 "#;
 
 #[cfg(test)]
@@ -480,7 +459,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn origins_and_export_regions_are_checked() {
+    fn origins_are_checked() {
         let with = |extra: &str| toml::from_str::<Config>(extra).expect("parses").validate();
         assert!(matches!(
             with("[[trust]]\norigin = \"DE RKI\"\nkey_id = 1\npublic_key = \"00\"\n"),
@@ -497,15 +476,6 @@ mod tests {
             with("[p2p]\nupload_gateways = [{ origin = \"X.Y\", address = \"/ip4/127.0.0.1/tcp/1\" }]\n"),
             Err(ConfigError::Origin { field: "p2p.upload_gateways.origin", .. })
         ));
-        assert!(matches!(
-            with("[export]\nregion = \"\"\n"),
-            Err(ConfigError::ExportRegion(ref r)) if r.is_empty()
-        ));
-        assert!(matches!(
-            with("[export]\nregion = \"D E\"\n"),
-            Err(ConfigError::ExportRegion(_))
-        ));
-        with("[export]\nregion = \"DE\"\n").expect("a plain region is fine");
     }
 
     #[test]

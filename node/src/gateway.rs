@@ -22,6 +22,7 @@ use traceless_protocol::{
 };
 
 use crate::embargo;
+use crate::export_keys::GatewayPublication;
 use crate::storage::{
     BatchMeta, FilterMeta, FilterPutOutcome, GatewayCommit, StorageError, Store, StoredBatch,
     StoredEntry, StoredFilter,
@@ -139,6 +140,8 @@ pub struct Gateway {
     lock: Mutex<()>,
     // Serialises filter rebuilds (the job and direct callers), apart from uploads.
     rebuild_lock: Mutex<()>,
+    // Signed into every batch besides the keys (export key, risk configuration).
+    publication: GatewayPublication,
 }
 
 impl Gateway {
@@ -158,7 +161,20 @@ impl Gateway {
             token_keys: token_keys.into_iter().map(|k| (k.epoch, k)).collect(),
             lock: Mutex::new(()),
             rebuild_lock: Mutex::new(()),
+            publication: GatewayPublication::default(),
         }
+    }
+
+    /// Signs `publication` (the authority's export key and risk configuration)
+    /// into every batch from now on (SPEC.md §6.2, §7.3).
+    pub fn with_publication(mut self, publication: GatewayPublication) -> Self {
+        self.publication = publication;
+        self
+    }
+
+    /// What the gateway signs into its batches besides the keys.
+    pub fn publication(&self) -> &GatewayPublication {
+        &self.publication
     }
 
     /// The public key phones seal uploads to.
@@ -200,7 +216,9 @@ impl Gateway {
                 day,
                 keys,
             };
-            let signed = batch.clone().sign(&self.key)?;
+            let signed = batch
+                .clone()
+                .sign_with(&self.key, self.publication.as_publication())?;
             let bytes = signed.encode();
             let mut batch = batch;
             batch.canonicalize();

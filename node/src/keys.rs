@@ -1,5 +1,5 @@
-//! Key files: the node's libp2p identity, its deletion-log signing key, its GAEN
-//! export key, and authority signing keys for gateways. Each is generated on first
+//! Key files: the node's libp2p identity, its deletion-log signing key, and
+//! authority signing keys for gateways (export keys: [`crate::export_keys`]). Each is generated on first
 //! use and written with mode 0600.
 
 use std::io::Write;
@@ -116,18 +116,6 @@ pub fn deletion_log_key(data_dir: &Path) -> Result<SigningKey, KeyError> {
         .try_into()
         .map_err(|_| KeyError::Invalid(path.display().to_string()))?;
     Ok(SigningKey::from_bytes(&b))
-}
-
-/// The node's P-256 key for GAEN export files (`export.key`), made on first start.
-pub fn export_key(data_dir: &Path) -> Result<p256::ecdsa::SigningKey, KeyError> {
-    let path = data_dir.join("export.key");
-    let bytes = load_or_create(&path, || {
-        Ok(p256::ecdsa::SigningKey::random(&mut OsRng)
-            .to_bytes()
-            .to_vec())
-    })?;
-    p256::ecdsa::SigningKey::from_slice(&bytes)
-        .map_err(|_| KeyError::Invalid(path.display().to_string()))
 }
 
 /// An authority key file as written by `authority keygen`.
@@ -253,12 +241,6 @@ mod tests {
         let err = node_identity(dir.path()).unwrap_err();
         assert!(
             matches!(&err, KeyError::Invalid(p) if p.ends_with("node.key")),
-            "{err}"
-        );
-        std::fs::write(dir.path().join("export.key"), [0u8; 3]).unwrap();
-        let err = export_key(dir.path()).unwrap_err();
-        assert!(
-            matches!(&err, KeyError::Invalid(p) if p.ends_with("export.key")),
             "{err}"
         );
     }

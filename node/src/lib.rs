@@ -26,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod embargo;
+pub mod export_keys;
 pub mod federation;
 pub mod gateway;
 pub mod http;

@@ -76,6 +76,18 @@ pub enum WireError {
         /// Now, unix seconds.
         now: u64,
     },
+    /// A certificate is used outside its validity.
+    #[error("{what} is valid from {not_before} until {not_after}, not at {now}")]
+    OutsideValidity {
+        /// Which certificate.
+        what: &'static str,
+        /// Start of validity, unix seconds.
+        not_before: u64,
+        /// End of validity (exclusive), unix seconds.
+        not_after: u64,
+        /// The time checked, unix seconds.
+        now: u64,
+    },
     /// A batch or upload carries no keys where at least one is required.
     #[error("{0} holds no keys")]
     Empty(&'static str),

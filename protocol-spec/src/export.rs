@@ -11,7 +11,8 @@ use prost::Message;
 
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::WireError;
-use crate::wire::gaen_pb;
+use crate::interval::{day_start_interval, interval_start_seconds};
+use crate::wire::{gaen_pb, Batch, ExportKeyCertificate};
 
 /// Header that starts every `export.bin`.
 pub const EXPORT_HEADER: &[u8; 16] = b"EK Export v1    ";
@@ -105,16 +106,40 @@ impl ExportFile {
         bin
     }
 
+    /// The export of one batch under an export key certificate (SPEC.md §6.2):
+    /// the batch's keys in canonical order, the region and signer of the
+    /// certificate, the batch's day as the time window, file 1 of 1. Every node
+    /// builds the same `export.bin` from the same batch, so the authority's
+    /// signature carried in the batch serves on every relay.
+    pub fn of_batch(batch: &Batch, cert: &ExportKeyCertificate) -> ExportFile {
+        let start = interval_start_seconds(day_start_interval(batch.day));
+        ExportFile {
+            start_timestamp: start,
+            end_timestamp: start + 86_400,
+            region: cert.region.clone(),
+            batch_num: 1,
+            batch_size: 1,
+            signer: cert.signer.clone(),
+            keys: batch.keys.clone(),
+        }
+    }
+
     /// Writes the zip with `export.bin` and `export.sig` signed by `key`.
     pub fn to_zip(&self, key: &SigningKey) -> Vec<u8> {
+        let signature: Signature = key.sign(&self.export_bin());
+        self.to_zip_signed(signature.to_der().as_bytes())
+    }
+
+    /// Writes the zip with `export.bin` and an `export.sig` carrying
+    /// `signature_der` (made over this `export.bin` beforehand).
+    pub fn to_zip_signed(&self, signature_der: &[u8]) -> Vec<u8> {
         let bin = self.export_bin();
-        let signature: Signature = key.sign(&bin);
         let sig = gaen_pb::TekSignatureList {
             signatures: vec![gaen_pb::TekSignature {
                 signature_info: Some(self.signature_info()),
                 batch_num: Some(self.batch_num),
                 batch_size: Some(self.batch_size),
-                signature: Some(signature.to_der().as_bytes().to_vec()),
+                signature: Some(signature_der.to_vec()),
             }],
         }
         .encode_to_vec();

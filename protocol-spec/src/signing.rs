@@ -19,6 +19,8 @@ pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
 pub const FILTER_CONTEXT: &[u8] = b"traceless/v1/filter";
 /// Signing context of risk configurations.
 pub const RISK_CONFIG_CONTEXT: &[u8] = b"traceless/v1/risk-config";
+/// Signing context of export key certificates.
+pub const EXPORT_KEY_CONTEXT: &[u8] = b"traceless/v1/export-key";
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 

@@ -393,6 +393,7 @@ fn body(version: u32, groups: Vec<pb::KeyGroup>) -> pb::BatchBody {
         created_at: NOW,
         day: today() - 1,
         groups,
+        ..Default::default()
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use traceless_node::config::{GatewayConfig, TrustEntry, UploadGateway};
 use traceless_node::{upload_codes, Config, Core, Role, RunningNode};
-use traceless_protocol::{AuthorityKey, ManualClock, TokenKey};
+use traceless_protocol::{
+    AuthorityKey, ManualClock, RiskConfig, RiskParameters, SignedRiskConfig, TokenKey,
+};
 
 use crate::http;
 
@@ -49,6 +51,12 @@ pub struct Nodes {
     /// Single-use upload codes issued to the authority's token issuer (on the
     /// gateway), one per planned upload: each buys one upload token.
     pub codes: Vec<String>,
+    /// The authority's GAEN export key (certified by [`Nodes::authority`]),
+    /// which the gateway signs every batch's export file with.
+    pub export_key: traceless_node::export_keys::ExportKey,
+    /// The signed risk configuration (revision 1, the SDK's defaults) the
+    /// gateway publishes with every batch.
+    pub risk_config: SignedRiskConfig,
 }
 
 /// The epoch of the gateway's one token key.
@@ -78,8 +86,15 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
 
 /// The gateway section, built through serde so that fields the node adds later
 /// take their defaults.
-fn gateway_config(key_file: &Path, token_file: &Path) -> Result<GatewayConfig, NodesError> {
+fn gateway_config(
+    key_file: &Path,
+    token_file: &Path,
+    export_key_file: &Path,
+    risk_config_file: &Path,
+) -> Result<GatewayConfig, NodesError> {
     let v = serde_json::json!({
+        "export_key_file": export_key_file,
+        "risk_config_file": risk_config_file,
         "origin": ORIGIN,
         "authority_key_file": key_file,
         // Every upload of a day, real or dummy, arrives at one clock value or a
@@ -123,9 +138,38 @@ impl Nodes {
         let token_file = gw_dir.join(format!("tokens-{TOKEN_EPOCH}.key"));
         traceless_node::keys::write_token_key(&token_file, &TokenKey::generate(TOKEN_EPOCH))
             .map_err(|e| NodesError::Start(e.to_string()))?;
+        let start_err = |e: &dyn std::fmt::Display| NodesError::Start(e.to_string());
+        let export_key = traceless_node::export_keys::generate(
+            &authority,
+            traceless_protocol::ExportSigner {
+                key_id: "999".into(),
+                key_version: "v1".into(),
+            },
+            "XX",
+            now.saturating_sub(30 * 86_400),
+            now + 365 * 86_400,
+        )
+        .map_err(|e| start_err(&e))?;
+        let export_file = gw_dir.join("export.key");
+        traceless_node::export_keys::write(&export_file, &export_key).map_err(|e| start_err(&e))?;
+        let risk_config = RiskConfig {
+            origin: ORIGIN.into(),
+            revision: 1,
+            created_at: now.saturating_sub(86_400),
+            parameters: RiskParameters::default(),
+        }
+        .sign(&authority)
+        .map_err(|e| start_err(&e))?;
+        let risk_file = gw_dir.join("risk-config");
+        std::fs::write(&risk_file, risk_config.encode())?;
         let mut gc = base_config(&gw_dir, &authority, Vec::new());
         gc.role = Role::Gateway;
-        gc.gateway = Some(gateway_config(&key_file, &token_file)?);
+        gc.gateway = Some(gateway_config(
+            &key_file,
+            &token_file,
+            &export_file,
+            &risk_file,
+        )?);
         let start = |c: Config| {
             rt.block_on(traceless_node::start(c, Arc::new(clock.clone())))
                 .map_err(|e| NodesError::Start(e.to_string()))
@@ -158,6 +202,8 @@ impl Nodes {
             clock,
             authority,
             codes,
+            export_key,
+            risk_config,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !net

@@ -67,6 +67,8 @@ async fn network(codes: usize, clock: &ManualClock) -> Net {
             file: token_file,
         }],
         response_delay_ms: 50,
+        export_key_file: None,
+        risk_config_file: None,
     });
     let gateway = traceless_node::start(g, Arc::new(clock.clone()))
         .await

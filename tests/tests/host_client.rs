@@ -130,3 +130,196 @@ fn the_client_syncs_buys_tokens_uploads_through_the_relay_and_sends_dummies() {
     ));
     nodes.shutdown();
 }
+
+/// What an authority publishes besides keys reaches a phone through a relay
+/// (SPEC.md §6.2, §7.3): the export file a RELAY serves verifies under the key
+/// the GATEWAY lists at `/v1/export-keys`, the phone trusts that key only
+/// through the authority's certificate, a file signed by any other key is
+/// refused, and the risk configuration the relay serves is applied only if it
+/// is the authority's and newer.
+#[test]
+fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
+    use traceless_protocol::p256::ecdsa::{SigningKey, VerifyingKey};
+    use traceless_protocol::{
+        AuthorityKey, ExportFile, ExportKeyCertificate, RiskConfig, RiskParameters, SignedBatch,
+        TrustList, WireError,
+    };
+    use traceless_sdk::SdkError;
+    use traceless_sim::http::request;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = Nodes::start(tmp.path(), 1, NOON, 1, 86_400).unwrap();
+    let relay_addr = nodes.relays[0].http_addr;
+    let gateway_addr = nodes.gateway.http_addr;
+    let relay = format!("http://{relay_addr}");
+    let gateway = format!("http://{gateway_addr}");
+    let clock = ManualClock::new(NOON - 86_400);
+    let phone =
+        || Mutex::new(Sdk::in_memory(SdkConfig::default(), Arc::new(clock.clone())).unwrap());
+    let (alice, bob) = (phone(), phone());
+    alice.lock().unwrap().advertisement().unwrap();
+    clock.set(NOON);
+
+    // Alice uploads through the relay; the batch reaches the relay by gossip.
+    let upload = client(gateway.clone(), relay.clone(), gateway.clone()).unwrap();
+    upload
+        .buy_tokens(&alice, nodes.codes[0].as_bytes(), 1)
+        .unwrap();
+    upload.upload_diagnosis(&alice, DAY - 1, &[]).unwrap();
+    nodes.clock.advance(3_600);
+    nodes.release_due();
+    clock.set(nodes.clock.now());
+    let sequence = nodes.gateway_next_sequence() - 1;
+    assert!(sequence >= 1, "the upload published a batch");
+    let path = format!("/v1/exports/{ORIGIN}/{sequence}");
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut zip = request(relay_addr, "GET", &path, &[]).unwrap();
+    while zip.status != 200 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+        zip = request(relay_addr, "GET", &path, &[]).unwrap();
+    }
+    assert_eq!(zip.status, 200, "the relay serves the batch's export");
+
+    // The gateway lists the authority's key; the relay's file verifies under it.
+    let listed = request(gateway_addr, "GET", "/v1/export-keys", &[])
+        .unwrap()
+        .json()
+        .unwrap();
+    let entry = &listed["export_keys"][0];
+    assert_eq!(entry["origin"], ORIGIN);
+    let gateway_key = VerifyingKey::from_sec1_bytes(
+        &hex::decode(entry["public_key_sec1"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&gateway_key, nodes.export_key.signing_key.verifying_key());
+    let export = ExportFile::from_zip(&zip.body, &gateway_key, clock.now()).unwrap();
+    assert_eq!(export.region, "XX");
+    assert!(!export.keys.is_empty());
+    let relay_listed = request(relay_addr, "GET", "/v1/export-keys", &[])
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        relay_listed, listed,
+        "every node lists the same certified key"
+    );
+
+    // Bob trusts the key only through the certificate, via the relay.
+    // Bob only downloads here: his relay is never asked.
+    let net = client(relay.clone(), "http://127.0.0.2:9".into(), gateway.clone()).unwrap();
+    assert!(
+        matches!(
+            bob.lock().unwrap().sync_export(&zip.body),
+            Err(SdkError::Rejected(WireError::BadSignature(_)))
+        ),
+        "no export key is trusted yet"
+    );
+    assert!(
+        matches!(
+            net.trust_export_keys(&bob),
+            Err(ClientError::Sdk(SdkError::Rejected(
+                WireError::UntrustedSigner { .. }
+            )))
+        ),
+        "a certificate is worth nothing before its authority is trusted"
+    );
+    bob.lock()
+        .unwrap()
+        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
+        .unwrap();
+    assert_eq!(net.trust_export_keys(&bob).unwrap(), 1);
+    assert!(bob.lock().unwrap().sync_export(&zip.body).unwrap().keys > 0);
+
+    // A file with the same keys signed by a node's own, uncertified key is refused.
+    let signed = SignedBatch::decode(
+        &request(
+            relay_addr,
+            "GET",
+            &format!("/v1/batches/{ORIGIN}/{sequence}"),
+            &[],
+        )
+        .unwrap()
+        .body,
+    )
+    .unwrap();
+    let mut trust = TrustList::new();
+    trust.insert(ORIGIN, 1, nodes.authority.verifying_key());
+    let (batch, attachments) = signed.verify_with_attachments(&trust, clock.now()).unwrap();
+    let cert =
+        ExportKeyCertificate::decode_body(&attachments.export.unwrap().certificate.body).unwrap();
+    let node_key = SigningKey::random(&mut rand::rngs::OsRng);
+    let forged = ExportFile::of_batch(&batch, &cert).to_zip(&node_key);
+    let fresh = phone();
+    fresh
+        .lock()
+        .unwrap()
+        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
+        .unwrap();
+    net.trust_export_keys(&fresh).unwrap();
+    assert!(matches!(
+        fresh.lock().unwrap().sync_export(&forged),
+        Err(SdkError::Rejected(WireError::BadSignature("export.bin")))
+    ));
+    // And a certificate by another authority key under the same origin is refused.
+    let rogue = AuthorityKey::generate(ORIGIN, 1);
+    let rogue_cert = ExportKeyCertificate {
+        public_key: *node_key.verifying_key(),
+        ..cert
+    }
+    .sign(&rogue)
+    .unwrap();
+    assert!(matches!(
+        fresh
+            .lock()
+            .unwrap()
+            .trust_export_certificate(&rogue_cert.encode()),
+        Err(SdkError::Rejected(WireError::BadSignature(_)))
+    ));
+
+    // The risk configuration, from the relay: applied once, then unchanged (ETag).
+    assert_eq!(net.update_risk_config(&bob).unwrap(), Some(1));
+    assert_eq!(
+        net.update_risk_config(&bob).unwrap(),
+        None,
+        "304: unchanged"
+    );
+    let before = bob.lock().unwrap().config().clone();
+    let sign = |key: &AuthorityKey, revision: u64, threshold: f64| {
+        RiskConfig {
+            origin: ORIGIN.into(),
+            revision,
+            created_at: clock.now(),
+            parameters: RiskParameters {
+                threshold,
+                ..RiskParameters::default()
+            },
+        }
+        .sign(key)
+        .unwrap()
+        .encode()
+    };
+    assert!(matches!(
+        bob.lock().unwrap().apply_risk_config(&sign(&rogue, 5, 1.0)),
+        Err(SdkError::Rejected(WireError::BadSignature(_)))
+    ));
+    assert!(matches!(
+        bob.lock()
+            .unwrap()
+            .apply_risk_config(&sign(&nodes.authority, 1, 1.0)),
+        Err(SdkError::AlreadySynced(_))
+    ));
+    assert_eq!(
+        bob.lock().unwrap().config(),
+        &before,
+        "refused configs change nothing"
+    );
+    assert_eq!(
+        bob.lock()
+            .unwrap()
+            .apply_risk_config(&sign(&nodes.authority, 2, 20.0))
+            .unwrap(),
+        2
+    );
+    assert_eq!(bob.lock().unwrap().config().risk.threshold, 20.0);
+    nodes.shutdown();
+}

@@ -37,6 +37,8 @@ async fn gateway(dir: &Path, authority: &AuthorityKey, clock: &ManualClock) -> R
         uploads_per_minute: 100,
         token_keys: Vec::new(),
         response_delay_ms: 0,
+        export_key_file: None,
+        risk_config_file: None,
     });
     traceless_node::start(c, Arc::new(clock.clone()))
         .await

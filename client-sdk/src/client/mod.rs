@@ -301,6 +301,59 @@ impl Client {
         Ok(GatewayKeys { seal, tokens })
     }
 
+    /// Fetches the export keys listed by the download node (`GET
+    /// /v1/export-keys`) and has the SDK verify each of the origin's
+    /// certificates against its trust list before it trusts the key for GAEN
+    /// export files (SPEC.md §6.2); returns how many it trusted. A certificate
+    /// the SDK refuses is an error (`Sdk(Rejected)`): the node served a key its
+    /// authority did not certify.
+    pub fn trust_export_keys(&self, phone: &impl Phone) -> Result<usize, ClientError> {
+        let url = format!("{}/v1/export-keys", self.config.download_node);
+        let list = self.json(&url)?;
+        let mut trusted = 0;
+        for entry in list["export_keys"].as_array().cloned().unwrap_or_default() {
+            if entry["origin"].as_str() != Some(self.config.origin.as_str()) {
+                continue;
+            }
+            let cert = entry["certificate"]
+                .as_str()
+                .and_then(|h| hex::decode(h).ok())
+                .ok_or_else(|| ClientError::BadAnswer {
+                    url: url.clone(),
+                    reason: "an export key without a hex certificate".into(),
+                })?;
+            phone.with(|s| s.trust_export_certificate(&cert))?;
+            trusted += 1;
+        }
+        Ok(trusted)
+    }
+
+    /// Fetches the origin's signed risk configuration from the download node
+    /// (`GET /v1/risk-config`, revalidated with its ETag) and has the SDK apply
+    /// it, which it does only after verifying the authority's signature and
+    /// that the revision is above the one applied (SPEC.md §7.3). Returns the
+    /// revision applied, or `None` if the node has none or it is unchanged.
+    /// A forged or older configuration is an error (`Sdk(Rejected)`,
+    /// `Sdk(AlreadySynced)`) and leaves the configuration as it was.
+    pub fn update_risk_config(&self, phone: &impl Phone) -> Result<Option<u64>, ClientError> {
+        let url = format!(
+            "{}/v1/risk-config?origin={}",
+            self.config.download_node, self.config.origin
+        );
+        let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
+        let answer = self.http.get(&url, etag.as_deref())?;
+        if answer.status == 304 || answer.status == 404 {
+            return Ok(None);
+        }
+        let tag = answer.etag.clone();
+        let bytes = Self::expect_ok(&url, answer)?;
+        let revision = phone.with(|s| s.apply_risk_config(&bytes))?;
+        if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
+            tags.insert(url, tag);
+        }
+        Ok(Some(revision))
+    }
+
     /// Buys `count` upload tokens with the authority's code from the issuer of
     /// the gateway's newest token key; returns how many were stored.
     pub fn buy_tokens(

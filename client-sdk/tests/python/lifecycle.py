@@ -68,6 +68,10 @@ def main():
     status, issued = call("POST", f"{gateway}/v1/tokens", alice.token_request(1, 1, code.encode()))
     assert status == 200, f"token issuer: {status} {issued!r}"
     assert alice.token_finalize(issued, 1, token_key) == 1
+    def forged_issuer_answer():
+        alice.token_request(1, 1, code.encode())
+        alice.token_finalize(issued[:-1], 1, token_key)
+    expect("Rejected", "a forged issuer answer", forged_issuer_answer)
     sealed = alice.sealed_diagnosis_upload(seal_key, day, [])
     assert alice.tokens_available() == 0, "the token is spent"
     relay_status, relay_body = call("POST", f"{relay}/v1/relay/{origin}", sealed)
@@ -103,6 +107,17 @@ def main():
     short = expect("Advertisement", "a short advertisement",
                    lambda: bob.record_sighting(b"\x00" * 5, -60, None, clock.now()))
     assert short.len == 5
+    expect("Advertisement", "an empty advertisement",
+           lambda: bob.record_sighting(b"", -60, None, clock.now()))
+    expect("InFuture", "a sighting from tomorrow",
+           lambda: bob.record_sighting(b"\x00" * 20, -60, None, clock.now() + 86_400))
+    expect("InvalidArgument", "a short authority key", lambda: bob.trust_authority(origin, 1, b"\x00" * 3))
+    expect("Rejected", "a malformed origin",
+           lambda: bob.trust_authority("Bad Origin", 1, bytes.fromhex(authority_key)))
+    expect("InvalidArgument", "a short gateway key", lambda: bob.sealed_dummy_upload(b"\x00" * 31))
+    expect("Rejected", "a batch of garbage", lambda: bob.sync_batch(os.urandom(300)))
+    expect("Rejected", "an empty batch", lambda: bob.sync_batch(b""))
+    expect("Rejected", "a batch cut by one byte", lambda: bob.sync_batch(batches[0][:-1]))
     expect("InvalidArgument", "a 31-byte master key",
            lambda: TracelessSdk.open_with_clock(os.path.join(files_dir, "carol"), b"\x00" * 31, clock))
 
@@ -115,6 +130,11 @@ def main():
             for _ in range(25):
                 bob.record_sighting(os.urandom(20), -70, None, clock.now())
                 bob.advertisement()
+                # Garbage from several threads at once: typed errors, nothing lost.
+                expect("Advertisement", "a short advertisement from a thread",
+                       lambda: bob.record_sighting(os.urandom(7), -70, None, clock.now()))
+                expect("Rejected", "a truncated batch from a thread",
+                       lambda: bob.sync_batch(batches[0][:40]))
         except Exception as e:  # noqa: BLE001 - collected and reported below
             errors.append(e)
 
@@ -130,6 +150,13 @@ def main():
     bob.shutdown()
     bob.shutdown()
     expect("Closed", "a closed handle", bob.advertisement)
+    closed_elsewhere = []
+    t = threading.Thread(target=lambda: closed_elsewhere.append(
+        expect("Closed", "a closed handle from another thread", bob.exposure_summary)))
+    t.start()
+    t.join(timeout=30)
+    assert closed_elsewhere, "a closed handle worked from another thread"
+    expect("Closed", "a sync on a closed handle", lambda: bob.sync_batch(batches[0]))
     del bob
     expect("WrongMasterKey", "the wrong master key",
            lambda: TracelessSdk.open_with_clock(bob_dir, alice_key, clock))

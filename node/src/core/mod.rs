@@ -76,8 +76,6 @@ pub struct Core {
     pub metrics: Metrics,
     /// Signs deletion-log entries.
     pub node_key: SigningKey,
-    /// Signs GAEN export files.
-    pub export_key: p256::ecdsa::SigningKey,
     /// Present on gateways.
     pub gateway: Option<Gateway>,
     /// Present on gateways with token keys: the authority's token issuer.
@@ -95,8 +93,6 @@ pub struct Core {
 pub struct CoreKeys {
     /// Signs deletion-log entries.
     pub node_key: SigningKey,
-    /// Signs GAEN export files.
-    pub export_key: p256::ecdsa::SigningKey,
 }
 
 /// Result of ingesting one day filter.
@@ -140,7 +136,6 @@ impl Core {
             clock,
             metrics,
             node_key: keys.node_key,
-            export_key: keys.export_key,
             gateway,
             issuer,
             announce,
@@ -176,7 +171,9 @@ impl Core {
     fn ingest_from(&self, bytes: &[u8], gossiped: bool) -> Result<Ingested, IngestError> {
         let now = self.now();
         let signed = SignedBatch::decode(bytes)?;
-        let batch = signed.verify(&self.trust, now)?;
+        // The attachments too (export signature, risk configuration): a node
+        // serves them from the batches it holds (SPEC.md §6.2, §7.3).
+        let (batch, _) = signed.verify_with_attachments(&self.trust, now)?;
         let meta = BatchMeta::of(&batch, bytes);
         let visible = meta.is_visible(now);
         let stored = StoredBatch {

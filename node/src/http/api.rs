@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::SEALED_UPLOAD_LEN;
-use traceless_protocol::{day_start_interval, interval_start_seconds, ExportFile, ExportSigner};
 
 use crate::core::answer;
 use crate::federation::relay::MAX_RELAY_INFLIGHT;
@@ -22,7 +21,7 @@ use crate::issuer::IssueError;
 use crate::storage::{BatchMeta, FilterMeta, StorageError};
 use crate::upload_codes::CodeError;
 
-type Shared = State<Arc<HttpState>>;
+pub(super) type Shared = State<Arc<HttpState>>;
 
 /// An API error: a status and a sentence saying what the client did wrong.
 pub struct ApiError(StatusCode, String);
@@ -43,7 +42,7 @@ impl From<StorageError> for ApiError {
     }
 }
 
-fn not_found(what: impl Into<String>) -> ApiError {
+pub(super) fn not_found(what: impl Into<String>) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, what.into())
 }
 
@@ -223,7 +222,7 @@ pub async fn get_batch(
 
 /// Exact signed bytes as `application/x-protobuf` with an ETag of their content
 /// id and `cache_control`; `304 Not Modified` when `If-None-Match` names it.
-fn signed_bytes(
+pub(super) fn signed_bytes(
     headers: &HeaderMap,
     content_id: &[u8; 32],
     cache_control: &'static str,
@@ -345,66 +344,6 @@ pub async fn get_filter(
         "no-cache",
         f.bytes,
     ))
-}
-
-/// `GET /v1/exports/{day}`: a GAEN export zip of every served key of a UTC day,
-/// signed with this node's P-256 export key.
-pub async fn export_day(State(http): Shared, Path(day): Path<u32>) -> Result<Response, ApiError> {
-    let s = http.core.clone();
-    let zip = blocking(move || export_zip(&s, day)).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"export-{day}.zip\""),
-            ),
-        ],
-        zip,
-    )
-        .into_response())
-}
-
-/// The signed export zip of `day` (blocking: reads the batches and signs).
-fn export_zip(s: &crate::core::Core, day: u32) -> Result<Vec<u8>, ApiError> {
-    let now = s.now();
-    let mut keys = Vec::new();
-    for m in s.store.batches_of_day(day)? {
-        if !m.is_visible(now) {
-            continue;
-        }
-        if let Some(b) = s.store.get_batch(&m.origin, m.sequence)? {
-            // Stored batches were verified on arrival; decoding the body again
-            // only fails if they have expired meanwhile.
-            if let Ok(batch) = traceless_protocol::Batch::decode_body(
-                &traceless_protocol::SignedBatch::decode(&b.bytes)
-                    .map_err(|_| StorageError::Corrupt("x"))?
-                    .body,
-                now,
-            ) {
-                keys.extend(batch.keys);
-            }
-        }
-    }
-    if keys.is_empty() {
-        return Err(not_found(format!("no keys of day {day} are served here")));
-    }
-    keys.sort_unstable();
-    let cfg = &s.config.export;
-    let start = interval_start_seconds(day_start_interval(day));
-    let file = ExportFile {
-        start_timestamp: start,
-        end_timestamp: start + 86_400,
-        region: cfg.region.clone(),
-        batch_num: 1,
-        batch_size: 1,
-        signer: ExportSigner {
-            key_id: cfg.key_id.clone(),
-            key_version: cfg.key_version.clone(),
-        },
-        keys,
-    };
-    Ok(file.to_zip(&s.export_key))
 }
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings

@@ -2,6 +2,7 @@
 //! transparency page, `/metrics` and `/healthz`.
 
 pub mod api;
+pub mod exports;
 pub mod server;
 pub mod transparency;
 
@@ -47,7 +48,12 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/batches/{origin}/{sequence}", get(api::get_batch))
         .route("/v1/filters", get(api::list_filters))
         .route("/v1/filters/{origin}/{day}", get(api::get_filter))
-        .route("/v1/exports/{day}", get(api::export_day))
+        .route(
+            "/v1/exports/{origin}/{sequence}",
+            get(exports::export_batch),
+        )
+        .route("/v1/export-keys", get(exports::export_keys))
+        .route("/v1/risk-config", get(exports::risk_config))
         .route("/v1/deletion-log", get(api::deletion_log))
         .route("/v1/upload", post(api::upload))
         .route("/v1/relay/{origin}", post(api::relay_upload))

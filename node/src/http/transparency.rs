@@ -131,6 +131,8 @@ Page generated {now_text}.</p>
         h.push_str("</ul>\n");
     }
 
+    h.push_str(&super::exports::transparency_section(&http)?);
+
     h.push_str("<h2>Nodes this node exchanges keys with</h2>\n");
     let _ = writeln!(
         h,

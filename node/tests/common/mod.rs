@@ -65,6 +65,8 @@ pub fn gateway_config(dir: &Path) -> Config {
         uploads_per_minute: 1000,
         token_keys: Vec::new(),
         response_delay_ms: 0,
+        export_key_file: None,
+        risk_config_file: None,
     });
     c
 }

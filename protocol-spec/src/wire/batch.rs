@@ -2,14 +2,20 @@
 
 use prost::Message;
 
+use super::export_key::{ExportKeyCertificate, SignedExportKey};
+use super::risk_config::SignedRiskConfig;
 use super::{
     check_reencodes, check_version, decode_limited, pb, signature_bytes, validate_origin,
     PROTOCOL_VERSION,
 };
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::{KeyOrderFault, WireError};
+use crate::export::ExportFile;
 use crate::interval::day_of_interval;
+use crate::risk::RiskParameters;
 use crate::signing::{self, AuthorityKey, TrustList, BATCH_CONTEXT, SIGNATURE_LEN};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey};
 
 /// Largest encoded [`SignedBatch`] accepted (4 MiB: ~250,000 keys).
 pub const MAX_SIGNED_BATCH_LEN: usize = 4 << 20;
@@ -31,6 +37,35 @@ pub struct Batch {
     pub day: u32,
     /// The keys, in canonical order (see [`Batch::canonicalize`]).
     pub keys: Vec<DiagnosisKey>,
+}
+
+/// What an authority publishes in a batch body besides its keys (SPEC.md §6.2,
+/// §7.3), so that every node that holds the batch can serve them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchAttachments {
+    /// The authority's export key certificate and its signature over this
+    /// batch's `export.bin` ([`ExportFile::of_batch`]).
+    pub export: Option<ExportAttestation>,
+    /// The authority's current risk configuration.
+    pub risk_config: Option<SignedRiskConfig>,
+}
+
+/// An export key certificate with that key's signature over one batch's export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportAttestation {
+    /// The certificate.
+    pub certificate: SignedExportKey,
+    /// ECDSA P-256 / SHA-256 signature (DER) over the batch's `export.bin`.
+    pub signature: Vec<u8>,
+}
+
+/// What a gateway signs into its batches besides the keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Publication<'a> {
+    /// The authority's export signing key and its certificate.
+    pub export: Option<(&'a SignedExportKey, &'a SigningKey)>,
+    /// The authority's current risk configuration.
+    pub risk_config: Option<&'a SignedRiskConfig>,
 }
 
 /// The tuple keys are grouped by on the wire.
@@ -64,6 +99,11 @@ impl Batch {
     /// keys in ascending order. Call [`Batch::canonicalize`] first if the keys
     /// may be unsorted; decoding rejects a body that is not canonical.
     pub fn encode_body(&self) -> Vec<u8> {
+        self.encode_body_with(&BatchAttachments::default())
+    }
+
+    /// [`Batch::encode_body`] with attachments.
+    fn encode_body_with(&self, attachments: &BatchAttachments) -> Vec<u8> {
         let mut groups: Vec<pb::KeyGroup> = Vec::new();
         for chunk in self.keys.chunk_by(|a, b| group_of(a) == group_of(b)) {
             let (rolling_start, rolling_period, tr, dso) = group_of(&chunk[0]);
@@ -82,6 +122,21 @@ impl Batch {
             created_at: self.created_at,
             day: self.day,
             groups,
+            export_key: attachments
+                .export
+                .as_ref()
+                .map(|e| e.certificate.encode())
+                .unwrap_or_default(),
+            export_signature: attachments
+                .export
+                .as_ref()
+                .map(|e| e.signature.clone())
+                .unwrap_or_default(),
+            risk_config: attachments
+                .risk_config
+                .as_ref()
+                .map(SignedRiskConfig::encode)
+                .unwrap_or_default(),
         }
         .encode_to_vec()
     }
@@ -89,6 +144,11 @@ impl Batch {
     /// Decodes and validates a body: version, origin, sequence, every key's ranges,
     /// every key on `day`, `created_at` not in the future, and canonical form.
     pub fn decode_body(bytes: &[u8], now_unix: u64) -> Result<Batch, WireError> {
+        Ok(Batch::decode_parts(bytes, now_unix)?.0)
+    }
+
+    /// [`Batch::decode_body`] with the attachments (decoded, not verified).
+    fn decode_parts(bytes: &[u8], now_unix: u64) -> Result<(Batch, BatchAttachments), WireError> {
         const WHAT: &str = "batch body";
         let body: pb::BatchBody = decode_limited(WHAT, bytes, MAX_SIGNED_BATCH_LEN)?;
         check_version(WHAT, body.version)?;
@@ -142,6 +202,7 @@ impl Batch {
                 )?);
             }
         }
+        let attachments = decode_attachments(&body)?;
         let batch = Batch {
             origin: body.origin,
             sequence: body.sequence,
@@ -149,14 +210,25 @@ impl Batch {
             day: body.day,
             keys,
         };
-        if batch.encode_body() != bytes {
+        if batch.encode_body_with(&attachments) != bytes {
             return Err(WireError::NonCanonical(WHAT));
         }
-        Ok(batch)
+        Ok((batch, attachments))
     }
 
     /// Canonicalizes and signs the batch with the authority's key.
-    pub fn sign(mut self, key: &AuthorityKey) -> Result<SignedBatch, WireError> {
+    pub fn sign(self, key: &AuthorityKey) -> Result<SignedBatch, WireError> {
+        self.sign_with(key, Publication::default())
+    }
+
+    /// Canonicalizes the batch, signs its export with the export key (whose
+    /// certificate must be the authority's, for this key, valid at
+    /// `created_at`), and signs the body with the attachments.
+    pub fn sign_with(
+        mut self,
+        key: &AuthorityKey,
+        publication: Publication<'_>,
+    ) -> Result<SignedBatch, WireError> {
         if self.origin != key.origin {
             return Err(WireError::invalid(
                 "origin",
@@ -164,7 +236,27 @@ impl Batch {
             ));
         }
         self.canonicalize();
-        let body = self.encode_body();
+        let mut attachments = BatchAttachments {
+            export: None,
+            risk_config: publication.risk_config.cloned(),
+        };
+        if let Some((certificate, export_key)) = publication.export {
+            let cert = ExportKeyCertificate::decode_body(&certificate.body)?;
+            if cert.origin != self.origin || &cert.public_key != export_key.verifying_key() {
+                return Err(WireError::invalid(
+                    "export_key",
+                    "certifies another origin or another key",
+                ));
+            }
+            cert.check_valid_at(self.created_at)?;
+            let signature: Signature =
+                export_key.sign(&ExportFile::of_batch(&self, &cert).export_bin());
+            attachments.export = Some(ExportAttestation {
+                certificate: certificate.clone(),
+                signature: signature.to_der().as_bytes().to_vec(),
+            });
+        }
+        let body = self.encode_body_with(&attachments);
         let signature = signing::sign(&key.signing_key, BATCH_CONTEXT, &body);
         Ok(SignedBatch {
             body,
@@ -172,6 +264,37 @@ impl Batch {
             signature,
         })
     }
+}
+
+/// The attachments of a body, decoded: export key and signature both or neither.
+fn decode_attachments(body: &pb::BatchBody) -> Result<BatchAttachments, WireError> {
+    let export = match (body.export_key.is_empty(), body.export_signature.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            Signature::from_der(&body.export_signature).map_err(|_| {
+                WireError::invalid("export_signature", "is not a DER ECDSA signature")
+            })?;
+            Some(ExportAttestation {
+                certificate: SignedExportKey::decode(&body.export_key)?,
+                signature: body.export_signature.clone(),
+            })
+        }
+        _ => {
+            return Err(WireError::invalid(
+                "export_signature",
+                "export_key and export_signature come together",
+            ))
+        }
+    };
+    let risk_config = if body.risk_config.is_empty() {
+        None
+    } else {
+        Some(SignedRiskConfig::decode(&body.risk_config)?)
+    };
+    Ok(BatchAttachments {
+        export,
+        risk_config,
+    })
 }
 
 /// Checks §5.3's order: within a group TEKs strictly ascending, groups strictly
@@ -244,7 +367,49 @@ impl SignedBatch {
     /// Validates the body, checks the signer against `trust` and the signature, and
     /// rejects a batch whose keys are all past retention at `now_unix`.
     pub fn verify(&self, trust: &TrustList, now_unix: u64) -> Result<Batch, WireError> {
-        let batch = Batch::decode_body(&self.body, now_unix)?;
+        Ok(self.verify_parts(trust, now_unix)?.0)
+    }
+
+    /// [`SignedBatch::verify`], and verifies the attachments: the export key
+    /// certificate against `trust` at the batch's `created_at` and for the
+    /// batch's origin, its signature over the batch's `export.bin`, and the
+    /// risk configuration against `trust` (SPEC.md §6.2, §7.3). Phones need
+    /// not call it; nodes do, before they store and serve a batch.
+    pub fn verify_with_attachments(
+        &self,
+        trust: &TrustList,
+        now_unix: u64,
+    ) -> Result<(Batch, BatchAttachments), WireError> {
+        let (batch, attachments) = self.verify_parts(trust, now_unix)?;
+        if let Some(export) = &attachments.export {
+            let cert = export.certificate.verify(trust, batch.created_at)?;
+            if cert.origin != batch.origin {
+                return Err(WireError::invalid("export_key", "certifies another origin"));
+            }
+            let signature = Signature::from_der(&export.signature)
+                .map_err(|_| WireError::BadSignature("export.bin"))?;
+            cert.public_key
+                .verify(
+                    &ExportFile::of_batch(&batch, &cert).export_bin(),
+                    &signature,
+                )
+                .map_err(|_| WireError::BadSignature("export.bin"))?;
+        }
+        if let Some(risk) = &attachments.risk_config {
+            let config = risk.verify(trust, now_unix, &RiskParameters::default())?;
+            if config.origin != batch.origin {
+                return Err(WireError::invalid("risk_config", "is another origin's"));
+            }
+        }
+        Ok((batch, attachments))
+    }
+
+    fn verify_parts(
+        &self,
+        trust: &TrustList,
+        now_unix: u64,
+    ) -> Result<(Batch, BatchAttachments), WireError> {
+        let (batch, attachments) = Batch::decode_parts(&self.body, now_unix)?;
         let key = trust.get(&batch.origin, self.key_id)?;
         signing::verify(key, BATCH_CONTEXT, &self.body, &self.signature, "batch")?;
         let expired_at = batch.expires_at();
@@ -254,6 +419,6 @@ impl SignedBatch {
                 now: now_unix,
             });
         }
-        Ok(batch)
+        Ok((batch, attachments))
     }
 }

@@ -3,14 +3,21 @@
 
 mod batch;
 mod deletion;
+mod export_key;
 mod filter;
 mod risk_config;
 mod upload;
 
-pub use batch::{Batch, SignedBatch, MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN};
+pub use batch::{
+    Batch, BatchAttachments, ExportAttestation, Publication, SignedBatch, MAX_BATCH_KEYS,
+    MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN,
+};
 pub use deletion::{
     verify_deletion_log, DeletedRange, DeletionRecord, SignedDeletionRecord,
     MAX_DELETION_RECORD_LEN,
+};
+pub use export_key::{
+    validate_region, ExportKeyCertificate, SignedExportKey, MAX_SIGNED_EXPORT_KEY_LEN,
 };
 pub use filter::{filter_expires_at, DayFilter, SignedFilter, MAX_SIGNED_FILTER_LEN};
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
