@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::log::Event;
 use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
@@ -22,11 +23,17 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Role};
 use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
+use crate::log::{batch_event, filter_event, TransparencyLog};
 use crate::storage::{
     BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoredBatch,
     StoredFilter,
 };
 use crate::{retention, upload_codes};
+
+/// The actor of codes dropped into the data directory by `traceless-node codes`.
+pub const CODES_CLI_ACTOR: &str = "operator-cli";
+/// The actor of codes the token issuer imported.
+pub const CODES_ISSUER_ACTOR: &str = "token-issuer";
 
 /// What the core hands to gossip (the federation task drains these).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,8 @@ pub struct Core {
     pub gateway: Option<Gateway>,
     /// Present on gateways with token keys: the authority's token issuer.
     pub issuer: Option<Issuer>,
+    /// The transparency log of what this node published, deleted and issued.
+    pub log: TransparencyLog,
     /// Where announcements for gossip go.
     announce: mpsc::UnboundedSender<Announcement>,
     /// Serialises [`Core::release_due`] (the job and catch-up both call it),
@@ -117,6 +126,7 @@ impl Core {
         keys: CoreKeys,
         gateway: Option<Gateway>,
         issuer: Option<Issuer>,
+        log: TransparencyLog,
         announce: mpsc::UnboundedSender<Announcement>,
     ) -> Self {
         Core {
@@ -129,6 +139,7 @@ impl Core {
             export_key: keys.export_key,
             gateway,
             issuer,
+            log,
             announce,
             release_lock: Mutex::new(()),
             retention_lock: Mutex::new(()),
@@ -175,7 +186,10 @@ impl Core {
             self.store.put_batch(&stored)?
         };
         match outcome {
-            PutOutcome::New => inc(&self.metrics.batches_stored),
+            PutOutcome::New => {
+                inc(&self.metrics.batches_stored);
+                self.record(&batch_event(&meta, now));
+            }
             PutOutcome::Duplicate => inc(&self.metrics.batches_duplicate),
             PutOutcome::Conflict => {
                 inc(&self.metrics.batches_conflicting);
@@ -202,7 +216,10 @@ impl Core {
             bytes: bytes.to_vec(),
         })?;
         match outcome {
-            FilterPutOutcome::New => inc(&self.metrics.filters_stored),
+            FilterPutOutcome::New => {
+                inc(&self.metrics.filters_stored);
+                self.record(&filter_event(&meta, now));
+            }
             FilterPutOutcome::Stale => inc(&self.metrics.filters_stale),
         }
         Ok(IngestedFilter { outcome, meta })
@@ -219,6 +236,7 @@ impl Core {
         let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
         for f in &built {
             inc(&self.metrics.filters_built);
+            self.record(&filter_event(&f.meta, self.now()));
             tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
                 entries = f.meta.entries, "built day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
@@ -233,8 +251,9 @@ impl Core {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
         if let Some(g) = &self.gateway {
-            if let Err(e) = g.release_pending(self.store.as_ref(), now) {
-                tracing::error!("releasing embargoed keys failed: {e}");
+            match g.release_pending(self.store.as_ref(), now) {
+                Ok(published) => self.record_published(&published),
+                Err(e) => tracing::error!("releasing embargoed keys failed: {e}"),
             }
         }
         let due = self.store.held_due(now)?;
@@ -259,6 +278,7 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner());
         let r = retention::run(
             self.store.as_ref(),
+            &self.log,
             &self.node_key,
             self.gateway.as_ref().map(|g| g.origin()),
             self.now(),
@@ -274,18 +294,35 @@ impl Core {
         if self.config.role != Role::Gateway {
             return;
         }
+        let now = self.now();
+        let issued = |actor: &str, count: usize| Event::CodesIssued {
+            actor: actor.into(),
+            count: count as u64,
+            at: now,
+        };
         match upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()) {
             Ok(0) => {}
-            Ok(n) => tracing::info!("imported {n} upload codes"),
+            Ok(n) => {
+                tracing::info!("imported {n} upload codes");
+                self.record(&issued(CODES_CLI_ACTOR, n));
+            }
             Err(e) => tracing::error!("importing upload codes failed: {e}"),
         }
-        if let Err(e) = self.store.purge_codes(self.now()) {
-            tracing::error!("purging upload codes failed: {e}");
+        match self.store.purge_codes(now) {
+            Ok(0) => {}
+            Ok(n) => self.record(&Event::CodesDeleted {
+                count: n as u64,
+                at: now,
+            }),
+            Err(e) => tracing::error!("purging upload codes failed: {e}"),
         }
         if let Some(issuer) = &self.issuer {
-            match issuer.import_codes(self.now()) {
+            match issuer.import_codes(now) {
                 Ok(0) => {}
-                Ok(n) => tracing::info!("imported {n} token-issuance codes"),
+                Ok(n) => {
+                    tracing::info!("imported {n} token-issuance codes");
+                    self.record(&issued(CODES_ISSUER_ACTOR, n));
+                }
                 Err(e) => tracing::error!("importing token-issuance codes failed: {e}"),
             }
         }
@@ -331,8 +368,26 @@ impl Core {
         answer::relay_response(&result)
     }
 
-    /// Hands what an upload published to gossip (it is flushed already).
+    /// Appends an event to the transparency log. A failed append is logged and
+    /// left for the operator: what it records is stored already.
+    pub fn record(&self, event: &Event) {
+        if let Err(e) = self.log.append(event) {
+            tracing::error!("transparency log append failed: {e}");
+        }
+    }
+
+    /// Logs batches this gateway published.
+    pub fn record_published(&self, published: &[BatchMeta]) {
+        let now = self.now();
+        for m in published {
+            self.record(&batch_event(m, now));
+        }
+    }
+
+    /// Logs what an upload published and hands it to gossip (it is flushed
+    /// already).
     fn announce_published(&self, receipt: &UploadReceipt) {
+        self.record_published(&receipt.published);
         if !receipt.published.is_empty() {
             if let Err(e) = self.release_due() {
                 tracing::error!("release failed: {e}");

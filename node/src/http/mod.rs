@@ -2,6 +2,7 @@
 //! transparency page, `/metrics` and `/healthz`.
 
 pub mod api;
+pub mod log;
 pub mod server;
 pub mod transparency;
 
@@ -49,6 +50,10 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/filters/{origin}/{day}", get(api::get_filter))
         .route("/v1/exports/{day}", get(api::export_day))
         .route("/v1/deletion-log", get(api::deletion_log))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/proof/inclusion", get(log::inclusion))
+        .route("/v1/log/proof/consistency", get(log::consistency))
+        .route("/v1/log/entries", get(log::entries))
         .route("/v1/upload", post(api::upload))
         .route("/v1/relay/{origin}", post(api::relay_upload))
         .route("/v1/tokens", post(api::issue_tokens))
