@@ -457,3 +457,67 @@ fn traceless_log_vectors() {
     v.require_witnesses(1).unwrap();
     assert_eq!(v.checkpoint, cp);
 }
+
+/// Measures proof sizes and verification time for a log of 10^6 entries
+/// (prints; `cargo test --release -p traceless-protocol --test log -- --ignored
+/// --nocapture`). Baseline in the same run: one SHA-256 leaf hash.
+#[test]
+#[ignore]
+fn measure_proofs_of_a_million_entry_log() {
+    use std::time::Instant;
+    const N: u64 = 1_000_000;
+    let mut t = MemoryTree::new();
+    for i in 0..N {
+        t.push(&i.to_be_bytes());
+    }
+    let root = t.root();
+    let reps = 20_000u64;
+    let start = Instant::now();
+    let mut acc = 0u8;
+    for i in 0..reps {
+        acc ^= leaf_hash(&i.to_be_bytes())[0];
+    }
+    let per_hash = start.elapsed().as_secs_f64() / reps as f64;
+    let mut incl_bytes = 0;
+    let start = Instant::now();
+    for i in 0..reps {
+        let index = (i * 7919) % N;
+        let proof = t.prove_inclusion(index, N).unwrap();
+        incl_bytes = incl_bytes.max(proof.len() * 32);
+        let s = Instant::now();
+        verify_inclusion(&leaf_hash(&index.to_be_bytes()), index, N, &proof, &root).unwrap();
+        let _ = s;
+    }
+    let gen_and_verify = start.elapsed().as_secs_f64() / reps as f64;
+    let proofs: Vec<(u64, Vec<Hash>)> = (0..reps)
+        .map(|i| {
+            let index = (i * 7919) % N;
+            (index, t.prove_inclusion(index, N).unwrap())
+        })
+        .collect();
+    let start = Instant::now();
+    for (index, proof) in &proofs {
+        verify_inclusion(&leaf_hash(&index.to_be_bytes()), *index, N, proof, &root).unwrap();
+    }
+    let verify = start.elapsed().as_secs_f64() / reps as f64;
+    let old = 999_000;
+    let cproof = t.prove_consistency(old, N).unwrap();
+    let old_root = t.root_at(old).unwrap();
+    let start = Instant::now();
+    for _ in 0..reps {
+        verify_consistency(old, N, &cproof, &old_root, &root).unwrap();
+    }
+    let cverify = start.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "log of {N} entries: inclusion proof <= {incl_bytes} bytes, verify {:.1} us \
+         ({:.1} leaf hashes); generate+verify {:.1} us; consistency {old}->{N}: {} bytes, \
+         verify {:.1} us ({:.1} leaf hashes); one leaf hash {:.3} us [{acc}]",
+        verify * 1e6,
+        verify / per_hash,
+        gen_and_verify * 1e6,
+        cproof.len() * 32,
+        cverify * 1e6,
+        cverify / per_hash,
+        per_hash * 1e6,
+    );
+}
