@@ -20,7 +20,8 @@ use crate::federation::{self, FederationError, FederationHandle};
 use crate::gateway::Gateway;
 use crate::issuer::Issuer;
 use crate::keys::{self, KeyError};
-use crate::storage::{SledStore, StorageError, Store};
+use crate::log::{trust_digest, LogStoreError, TransparencyLog};
+use crate::storage::{RetentionStore, SledStore, StorageError, Store};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum StartError {
     /// The database.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The transparency log could not be brought up to date.
+    #[error(transparent)]
+    Log(#[from] LogStoreError),
     /// The data directory could not be created.
     #[error("data dir {path}: {source}")]
     DataDir {
@@ -158,11 +162,19 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         source,
     })?;
     let trust = config.trust_list()?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir.join("db"))?);
+    let sled_store = SledStore::open(&config.data_dir.join("db"))?;
     let identity = keys::node_identity(&config.data_dir)?;
     let core_keys = CoreKeys {
         node_key: keys::deletion_log_key(&config.data_dir)?,
     };
+    let log = TransparencyLog::open(sled_store.db(), core_keys.node_key.clone());
+    log.log_deletions(&sled_store.deletion_log()?, &[])?;
+    log.log_trust_list(
+        trust_digest(&config.trust),
+        config.trust.len() as u64,
+        clock.now(),
+    )?;
+    let store: Arc<dyn Store> = Arc::new(sled_store);
     let gateway = open_gateway(&config, clock.now())?;
     let metrics = Metrics::new();
     let issuer = open_issuer(&config, &metrics)?;
@@ -185,6 +197,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         metrics,
         gateway,
         issuer,
+        log,
         announce_tx,
     ));
     core.import_codes();

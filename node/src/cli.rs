@@ -165,8 +165,10 @@ fn retention_now(
     let store = crate::storage::SledStore::open(&config.data_dir.join("db"))
         .map_err(|e| format!("{e} (stop the node first: retention runs in it on its own)"))?;
     let node_key = keys::deletion_log_key(&config.data_dir).map_err(|e| e.to_string())?;
+    let log = crate::log::TransparencyLog::open(store.db(), node_key.clone());
     crate::retention::run(
         &store,
+        &log,
         &node_key,
         config.gateway.as_ref().map(|g| g.origin.as_str()),
         SystemClock.now(),

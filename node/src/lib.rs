@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod log;
 pub mod logging;
 pub mod retention;
 pub mod storage;

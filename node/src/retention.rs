@@ -1,8 +1,9 @@
 //! Retention (SPEC.md §8): batches whose keys' validity ended more than
 //! `RETENTION_DAYS` ago are deleted whole, and so are day filters and a gateway's
 //! filter entries at the end of their day's retention; each run that deletes
-//! something appends a signed, hash-chained entry to the public deletion log.
-//! Nothing else about a deleted batch or filter is kept.
+//! something appends a signed, hash-chained entry to the public deletion log,
+//! and the same record, with the kind of each range, to the transparency log
+//! (`crate::log`). Nothing else about a deleted batch or filter is kept.
 //!
 //! `DeletedRange` has no kind field, so a deleted day filter is logged as a range
 //! of its origin and day whose `first_sequence..=last_sequence` are the filter's
@@ -13,9 +14,11 @@
 use std::collections::BTreeMap;
 
 use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::log::DeletionKind;
 use traceless_protocol::wire::{DeletedRange, DeletionRecord};
 use traceless_protocol::WireError;
 
+use crate::log::{LogStoreError, TransparencyLog};
 use crate::storage::{BatchMeta, Expired, FilterMeta, StorageError, Store};
 
 /// Why a retention run failed (nothing was deleted then).
@@ -27,6 +30,10 @@ pub enum RetentionError {
     /// The log entry could not be signed.
     #[error("deletion record: {0}")]
     Record(#[from] WireError),
+    /// The deletion is done and in the deletion chain, but its transparency-log
+    /// entry failed (the next run or start appends it).
+    #[error("transparency log: {0}")]
+    Log(#[from] LogStoreError),
 }
 
 /// The ranges a deletion record lists: per origin and day, runs of consecutive
@@ -109,6 +116,7 @@ pub fn deleted_filter_ranges(
 /// `RETENTION_DAYS` ago) and logs it. Returns the new log entry, if any.
 pub fn run(
     store: &dyn Store,
+    tlog: &TransparencyLog,
     node_key: &SigningKey,
     gateway_origin: Option<&str>,
     now: u64,
@@ -120,11 +128,19 @@ pub fn run(
         return Ok(None);
     }
     let mut deleted = deleted_ranges(&due.batches);
-    deleted.extend(deleted_filter_ranges(
-        &due.filters,
-        &due.entry_days,
-        gateway_origin,
-    ));
+    let mut kinds = vec![DeletionKind::Batch; deleted.len()];
+    for r in deleted_filter_ranges(&due.filters, &due.entry_days, gateway_origin) {
+        let is_filter = due
+            .filters
+            .iter()
+            .any(|f| f.origin == r.origin && f.day == r.day);
+        kinds.push(if is_filter {
+            DeletionKind::Filter
+        } else {
+            DeletionKind::Entries
+        });
+        deleted.push(r);
+    }
     let log = store.deletion_log()?;
     let record = DeletionRecord {
         index: log.len() as u64,
@@ -137,6 +153,7 @@ pub fn run(
     };
     let signed = record.sign(node_key)?;
     store.delete_and_log(&due, &signed)?;
+    tlog.log_deletions(&store.deletion_log()?, &kinds)?;
     tracing::info!(
         batches = due.batches.len(),
         keys = due.batches.iter().map(|b| b.key_count).sum::<u64>(),

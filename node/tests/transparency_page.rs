@@ -150,6 +150,43 @@ async fn transparency_page_in_headless_chromium() {
         attr(&dom, "class=\"deletion\"", "data-keys").as_deref(),
         Some("4")
     );
+    // The public record: its size and root as the node's log has them, and a
+    // link from the deletion to its inclusion proof, which verifies.
+    let (cp, _) = st.log.checkpoint().unwrap();
+    assert_eq!(
+        attr(&dom, "id=\"log\"", "data-log-size"),
+        Some(cp.size.to_string())
+    );
+    assert_eq!(
+        attr(&dom, "id=\"log\"", "data-log-root"),
+        Some(traceless_protocol::log::hex_hash(&cp.root))
+    );
+    let href = attr(&dom, "class=\"proof\"", "href")
+        .unwrap()
+        .replace("&amp;", "&");
+    let proof = get(node.http_addr, &href).json();
+    let index = proof["index"].as_u64().unwrap();
+    let path: Vec<[u8; 32]> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    let entry = st.log.entry(index).unwrap().unwrap();
+    assert!(entry.starts_with(b"deleted batch "), "{entry:?}");
+    traceless_protocol::log::verify_inclusion(
+        &traceless_protocol::log::leaf_hash(&entry),
+        index,
+        cp.size,
+        &path,
+        &cp.root,
+    )
+    .unwrap();
     assert!(dom.contains(&format!("data-origin=\"{ORIGIN}\"")));
     assert!(dom.contains(&hex::encode(st.node_id())));
     assert!(dom.contains(&node.peer_id.to_string()));

@@ -57,6 +57,7 @@ mod exposure;
 pub mod filter;
 mod interval;
 mod keys;
+pub mod log;
 mod matcher;
 mod reference;
 mod risk;

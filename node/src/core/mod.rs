@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::log::Event;
 use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
@@ -22,11 +23,17 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Role};
 use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
+use crate::log::{batch_event, filter_event, TransparencyLog};
 use crate::storage::{
     BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoreSummary,
     StoredBatch, StoredFilter,
 };
 use crate::{retention, upload_codes};
+
+/// The actor of codes dropped into the data directory by `traceless-node codes`.
+pub const CODES_CLI_ACTOR: &str = "operator-cli";
+/// The actor of codes the token issuer imported.
+pub const CODES_ISSUER_ACTOR: &str = "token-issuer";
 
 /// What the core hands to gossip (the federation task drains these).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,16 +44,26 @@ pub enum Announcement {
     Filter(Vec<u8>),
 }
 
-/// Logs what a code import did (rejected lines are logged where they are kept).
-fn log_import(what: &str, result: Result<upload_codes::ImportReport, upload_codes::CodeError>) {
+/// Logs what a code import did (rejected lines are logged where they are kept);
+/// returns how many codes were imported.
+fn log_import(
+    what: &str,
+    result: Result<upload_codes::ImportReport, upload_codes::CodeError>,
+) -> usize {
     match result {
-        Ok(r) if r.imported == 0 => {}
-        Ok(r) => tracing::info!(
-            imported = r.imported,
-            rejected = r.rejected,
-            "imported {what}"
-        ),
-        Err(e) => tracing::error!("importing {what} failed: {e}"),
+        Ok(r) if r.imported == 0 => 0,
+        Ok(r) => {
+            tracing::info!(
+                imported = r.imported,
+                rejected = r.rejected,
+                "imported {what}"
+            );
+            r.imported
+        }
+        Err(e) => {
+            tracing::error!("importing {what} failed: {e}");
+            0
+        }
     }
 }
 
@@ -80,6 +97,8 @@ pub struct Core {
     pub gateway: Option<Gateway>,
     /// Present on gateways with token keys: the authority's token issuer.
     pub issuer: Option<Issuer>,
+    /// The transparency log of what this node published, deleted and issued.
+    pub log: TransparencyLog,
     /// Where announcements for gossip go.
     announce: mpsc::UnboundedSender<Announcement>,
     /// Serialises [`Core::release_due`] (the job and catch-up both call it),
@@ -127,6 +146,7 @@ impl Core {
         metrics: Metrics,
         gateway: Option<Gateway>,
         issuer: Option<Issuer>,
+        log: TransparencyLog,
         announce: mpsc::UnboundedSender<Announcement>,
     ) -> Self {
         Core {
@@ -138,6 +158,7 @@ impl Core {
             node_key: keys.node_key,
             gateway,
             issuer,
+            log,
             announce,
             release_lock: Mutex::new(()),
             retention_lock: Mutex::new(()),
@@ -188,6 +209,7 @@ impl Core {
         match outcome {
             PutOutcome::New => {
                 self.metrics.batches_stored.inc();
+                self.record(&batch_event(&meta, now));
             }
             PutOutcome::Duplicate => {
                 self.metrics.batches_duplicate.inc();
@@ -219,6 +241,7 @@ impl Core {
         match outcome {
             FilterPutOutcome::New => {
                 self.metrics.filters_stored.inc();
+                self.record(&filter_event(&meta, now));
             }
             FilterPutOutcome::Stale => {
                 self.metrics.filters_stale.inc();
@@ -238,6 +261,7 @@ impl Core {
         let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
         for f in &built {
             self.metrics.filters_built.inc();
+            self.record(&filter_event(&f.meta, self.now()));
             tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
                 entries = f.meta.entries, "built day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
@@ -252,8 +276,9 @@ impl Core {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
         if let Some(g) = &self.gateway {
-            if let Err(e) = g.release_pending(self.store.as_ref(), now) {
-                tracing::error!("releasing embargoed keys failed: {e}");
+            match g.release_pending(self.store.as_ref(), now) {
+                Ok(published) => self.record_published(&published),
+                Err(e) => tracing::error!("releasing embargoed keys failed: {e}"),
             }
         }
         let due = self.store.held_due(now)?;
@@ -278,6 +303,7 @@ impl Core {
             .unwrap_or_else(|e| e.into_inner());
         let r = retention::run(
             self.store.as_ref(),
+            &self.log,
             &self.node_key,
             self.gateway.as_ref().map(|g| g.origin()),
             self.now(),
@@ -293,15 +319,32 @@ impl Core {
         if self.config.role != Role::Gateway {
             return;
         }
-        log_import(
+        let now = self.now();
+        let issued = |actor: &str, count: usize| Event::CodesIssued {
+            actor: actor.into(),
+            count: count as u64,
+            at: now,
+        };
+        let n = log_import(
             "upload codes",
             upload_codes::import_incoming(&self.config.data_dir, self.store.as_ref()),
         );
-        if let Err(e) = self.store.purge_codes(self.now()) {
-            tracing::error!("purging upload codes failed: {e}");
+        if n > 0 {
+            self.record(&issued(CODES_CLI_ACTOR, n));
+        }
+        match self.store.purge_codes(now) {
+            Ok(0) => {}
+            Ok(n) => self.record(&Event::CodesDeleted {
+                count: n as u64,
+                at: now,
+            }),
+            Err(e) => tracing::error!("purging upload codes failed: {e}"),
         }
         if let Some(issuer) = &self.issuer {
-            log_import("token-issuance codes", issuer.import_codes(self.now()));
+            let n = log_import("token-issuance codes", issuer.import_codes(now));
+            if n > 0 {
+                self.record(&issued(CODES_ISSUER_ACTOR, n));
+            }
         }
     }
 
@@ -351,8 +394,26 @@ impl Core {
         answer::relay_response(&result)
     }
 
-    /// Hands what an upload published to gossip (it is flushed already).
+    /// Appends an event to the transparency log. A failed append is logged and
+    /// left for the operator: what it records is stored already.
+    pub fn record(&self, event: &Event) {
+        if let Err(e) = self.log.append(event) {
+            tracing::error!("transparency log append failed: {e}");
+        }
+    }
+
+    /// Logs batches this gateway published.
+    pub fn record_published(&self, published: &[BatchMeta]) {
+        let now = self.now();
+        for m in published {
+            self.record(&batch_event(m, now));
+        }
+    }
+
+    /// Logs what an upload published and hands it to gossip (it is flushed
+    /// already).
     fn announce_published(&self, receipt: &UploadReceipt) {
+        self.record_published(&receipt.published);
         if !receipt.published.is_empty() {
             if let Err(e) = self.release_due() {
                 tracing::error!("release failed: {e}");

@@ -6,6 +6,7 @@
 pub mod behaviour;
 pub mod catchup;
 pub mod relay;
+pub mod witness;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};

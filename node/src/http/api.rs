@@ -26,6 +26,13 @@ pub(super) type Shared = State<Arc<HttpState>>;
 /// An API error: a status and a sentence saying what the client did wrong.
 pub struct ApiError(StatusCode, String);
 
+impl ApiError {
+    /// An error with its status and a sentence saying what was wrong.
+    pub fn new(status: StatusCode, why: impl Into<String>) -> Self {
+        ApiError(status, why.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod exports;
+pub mod log;
 pub mod server;
 pub mod transparency;
 
@@ -55,6 +56,10 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/export-keys", get(exports::export_keys))
         .route("/v1/risk-config", get(exports::risk_config))
         .route("/v1/deletion-log", get(api::deletion_log))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/proof/inclusion", get(log::inclusion))
+        .route("/v1/log/proof/consistency", get(log::consistency))
+        .route("/v1/log/entries", get(log::entries))
         .route("/v1/upload", post(api::upload))
         .route("/v1/relay/{origin}", post(api::relay_upload))
         .route("/v1/tokens", post(api::issue_tokens))

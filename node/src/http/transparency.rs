@@ -11,6 +11,9 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::clock::{date_of_day, datetime_of_unix};
+use traceless_protocol::log::{hex_hash, Event};
+
+use crate::core::Core;
 use crate::http::api::{blocking, ApiError};
 use crate::http::HttpState;
 
@@ -96,6 +99,7 @@ Page generated {now_text}.</p>
         "<h2>Deletion log</h2>\n<p>Signed by this node's key <code id=\"node-id\">{}</code>. Machine-readable and verifiable at <a href=\"/v1/deletion-log\">/v1/deletion-log</a>.</p>",
         hex::encode(s.node_id())
     );
+    let (logged, size) = logged_deletions(&s)?;
     if log.is_empty() {
         h.push_str("<p id=\"no-deletions\">Nothing has been deleted yet.</p>\n");
     } else {
@@ -103,9 +107,15 @@ Page generated {now_text}.</p>
         for e in log.iter().rev() {
             let Ok(r) = e.verify() else { continue };
             for d in &r.deleted {
+                let proof = match logged.get(&r.index) {
+                    Some(i) => format!(
+                        " <a class=\"proof\" href=\"/v1/log/proof/inclusion?index={i}&amp;size={size}\">proof (public record #{i})</a>"
+                    ),
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     h,
-                    "<tr class=\"deletion\" data-index=\"{}\" data-keys=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}–{}</td></tr>",
+                    "<tr class=\"deletion\" data-index=\"{}\" data-keys=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}–{}{proof}</td></tr>",
                     r.index, d.key_count, r.index, datetime_of_unix(r.deleted_at), esc(&d.origin),
                     date_of_day(d.day), d.key_count, d.first_sequence, d.last_sequence
                 );
@@ -113,6 +123,8 @@ Page generated {now_text}.</p>
         }
         h.push_str("</tbody></table>\n");
     }
+
+    log_section(&mut h, &s)?;
 
     h.push_str("<h2>Health authorities this node trusts</h2>\n<p>Only keys signed by one of these authorities are stored or passed on, whoever sends them.</p>\n");
     let trust = s.trust.entries();
@@ -156,4 +168,39 @@ Page generated {now_text}.</p>
     }
     h.push_str("<p class=\"muted\">Machine-readable: <a href=\"/v1/origins\">/v1/origins</a>, <a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n");
     Ok(Html(h))
+}
+
+/// Log index of each deletion record's entry (by the record's chain index), and
+/// the log size.
+fn logged_deletions(s: &Core) -> Result<(BTreeMap<u64, u64>, u64), ApiError> {
+    let mut out = BTreeMap::new();
+    let entries = s.log.all_entries()?;
+    for (i, e) in entries.iter().enumerate() {
+        if !e.starts_with(b"deleted ") {
+            continue;
+        }
+        if let Ok(Event::Deleted { record, .. }) = Event::decode(e) {
+            if let Ok(r) = record.verify() {
+                out.insert(r.index, i as u64);
+            }
+        }
+    }
+    Ok((out, entries.len() as u64))
+}
+
+/// The public record: the transparency log's size, its latest signed
+/// checkpoint, and who countersigned it, in plain words.
+fn log_section(h: &mut String, s: &Core) -> Result<(), ApiError> {
+    let (cp, _) = s.log.checkpoint()?;
+    let _ = writeln!(
+        h,
+        "<h2>Public record</h2>\n<p id=\"log\" data-log-size=\"{size}\" data-log-root=\"{root}\">Everything this node stores, deletes or issues is written into a public record that can only grow: \
+nothing in it can be changed or removed later without everyone noticing. It has <strong>{size}</strong> entries. \
+Its latest state is signed by this node as <a href=\"/v1/log/checkpoint\">checkpoint</a> <code>{root}</code>; \
+anyone can read the <a href=\"/v1/log/entries?start=0&amp;end={size}\">entries</a> and check that any entry is in it, or that today's record extends yesterday's, with the proofs at <code>/v1/log/proof/</code>.</p>",
+        size = cp.size,
+        root = hex_hash(&cp.root),
+    );
+    h.push_str("<p id=\"witnesses\" data-witnesses=\"0\">Other nodes countersign this record as witnesses, so this node cannot show different people different records. No witness has countersigned the latest checkpoint yet.</p>\n");
+    Ok(())
 }

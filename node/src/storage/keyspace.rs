@@ -21,6 +21,9 @@
 //! | [`ENTRY_COUNT`] | `k day` | number of entries of the day |
 //! | [`ENTRY`] | `n day interval sealed-entry` | empty |
 //! | [`LEGACY_BATCH_BODY`] | `x origin 0 sequence` | batch bytes (old databases; migrated away at open) |
+//! | [`LOG_LEAF`] | `L index` | transparency-log entry (leaf data) |
+//! | [`LOG_HASH`] | `H level index` | root of a perfect subtree of the log |
+//! | [`LOG_META`] | `M name` | transparency-log bookkeeping (see `crate::log`) |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -52,6 +55,13 @@ pub const ENTRY_COUNT: u8 = b'k';
 pub const ENTRY: u8 = b'n';
 /// Batch bodies inside sled, as older versions stored them.
 pub const LEGACY_BATCH_BODY: u8 = b'x';
+
+/// Transparency-log entries, by index.
+pub const LOG_LEAF: u8 = b'L';
+/// Transparency-log perfect-subtree hashes, by level and index.
+pub const LOG_HASH: u8 = b'H';
+/// Transparency-log bookkeeping, by name.
+pub const LOG_META: u8 = b'M';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -201,6 +211,28 @@ pub fn sequence_key(origin: &str) -> Vec<u8> {
 /// The key of the deletion log's entry `index`.
 pub fn log_key(index: u64) -> Vec<u8> {
     numbered(DELETION_LOG, &index.to_be_bytes())
+}
+
+/// The key of transparency-log entry `index`.
+pub fn log_leaf_key(index: u64) -> Vec<u8> {
+    numbered(LOG_LEAF, &index.to_be_bytes())
+}
+
+/// The index of a transparency-log entry key.
+pub fn split_log_leaf_key(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
+}
+
+/// The key of the log's perfect subtree `index` at `level`.
+pub fn log_hash_key(level: u32, index: u64) -> Vec<u8> {
+    let mut k = vec![LOG_HASH, level as u8];
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The key of a named log bookkeeping value.
+pub fn log_meta_key(name: &str) -> Vec<u8> {
+    numbered(LOG_META, name.as_bytes())
 }
 
 #[cfg(test)]

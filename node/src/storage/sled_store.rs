@@ -69,6 +69,12 @@ impl SledStore {
         Self::open_with(dir, open_sled)
     }
 
+    /// The database handle, for the transparency log's own prefixes
+    /// (`crate::log`), which commit and flush on their own.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// [`SledStore::open`] right after a store on `dir` was dropped (tests
     /// reopening a database); see [`open_sled_after_drop`].
     #[cfg(test)]

@@ -1,0 +1,135 @@
+//! `/v1/log/*`: the node's transparency log (SPEC.md §8.3). Checkpoints are C2SP
+//! signed notes (`text/plain`); proofs are JSON lists of hex hashes, leaf side
+//! first; entries are the leaves' text. A size or index the log cannot answer
+//! for is a 400 that says which.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use traceless_protocol::log::{hex_hash, leaf_hash};
+
+use super::api::ApiError;
+use super::HttpState;
+use crate::log::{LogStoreError, TransparencyLog, MAX_ENTRIES_PER_REQUEST};
+
+type Shared = State<Arc<HttpState>>;
+
+impl From<LogStoreError> for ApiError {
+    fn from(e: LogStoreError) -> Self {
+        match e {
+            LogStoreError::Log(e) => bad_request(e.to_string()),
+            LogStoreError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Runs a log read off the async runtime.
+async fn read_log<T: Send + 'static>(
+    http: &HttpState,
+    f: impl FnOnce(&TransparencyLog) -> Result<T, LogStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let core = http.core.clone();
+    tokio::task::spawn_blocking(move || f(&core.log))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "task failed"))?
+        .map_err(ApiError::from)
+}
+
+fn hex_list(proof: &[[u8; 32]]) -> Vec<String> {
+    proof.iter().map(hex_hash).collect()
+}
+
+/// `GET /v1/log/checkpoint`: the latest checkpoint, signed by this node.
+pub async fn checkpoint(State(http): Shared) -> Result<Response, ApiError> {
+    let note = read_log(&http, |log| Ok(log.checkpoint()?.1)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+/// Query of `/v1/log/proof/inclusion`.
+#[derive(Deserialize)]
+pub struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+/// `GET /v1/log/proof/inclusion?index=&size=`.
+pub async fn inclusion(
+    State(http): Shared,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (leaf, proof) = read_log(&http, move |log| {
+        let proof = log.prove_inclusion(q.index, q.size)?;
+        let leaf = log.entry(q.index)?.map(|e| leaf_hash(&e));
+        Ok((leaf, proof))
+    })
+    .await?;
+    Ok(Json(json!({
+        "index": q.index,
+        "size": q.size,
+        "leaf_hash": leaf.as_ref().map(hex_hash),
+        "proof": hex_list(&proof),
+    })))
+}
+
+/// Query of `/v1/log/proof/consistency`.
+#[derive(Deserialize)]
+pub struct ConsistencyQuery {
+    old: u64,
+    new: u64,
+}
+
+/// `GET /v1/log/proof/consistency?old=&new=`.
+pub async fn consistency(
+    State(http): Shared,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let proof = read_log(&http, move |log| log.prove_consistency(q.old, q.new)).await?;
+    Ok(Json(json!({
+        "old": q.old,
+        "new": q.new,
+        "proof": hex_list(&proof),
+    })))
+}
+
+/// Query of `/v1/log/entries`.
+#[derive(Deserialize)]
+pub struct EntriesQuery {
+    start: u64,
+    end: u64,
+}
+
+/// `GET /v1/log/entries?start=&end=`: at most [`MAX_ENTRIES_PER_REQUEST`]
+/// entries from `start`; `next` says where to continue.
+pub async fn entries(
+    State(http): Shared,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entries = read_log(&http, move |log| log.entries(q.start, q.end)).await?;
+    let next = q.start + entries.len() as u64;
+    let text: Vec<String> = entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    Ok(Json(json!({
+        "start": q.start,
+        "next": if next < q.end { Some(next) } else { None },
+        "max_per_request": MAX_ENTRIES_PER_REQUEST,
+        "entries": text,
+    })))
+}
+
+fn bad_request(why: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, why)
+}

@@ -1,0 +1,320 @@
+//! The node's transparency log (SPEC.md §8.3): an append-only Merkle log of
+//! what this node published, deleted and issued, in the node's sled tree under
+//! the [`keyspace`] prefixes `L` (entries), `H` (perfect-subtree hashes) and `M`
+//! (bookkeeping).
+//!
+//! An append writes the entry, the subtree hashes it completes and the
+//! bookkeeping it changes in one `apply_batch`, then flushes: after a crash the
+//! log holds every acknowledged entry and its tree is whole (the size is the
+//! number of entries, and every hash an entry completes was written with it).
+//! Checkpoints are signed with the node's key (the deletion-log key) at the
+//! current size on demand; the log never rewrites an entry, so it can never
+//! sign two inconsistent checkpoints.
+//!
+//! Deletions keep their signed, hash-chained records (SPEC.md §5.5) and every
+//! record is also a log entry: [`TransparencyLog::log_deletions`] appends the
+//! records the log does not hold yet, which at open migrates an old chain and
+//! after a crash between retention's commit and its log entry catches up.
+
+use std::sync::Mutex;
+
+use traceless_protocol::ed25519_dalek::SigningKey;
+use traceless_protocol::log::tree::{self, completed_by_append, PerfectHashes};
+use traceless_protocol::log::{
+    leaf_hash, log_origin, Checkpoint, DeletionKind, Event, Hash, LogError, NoteKey,
+    PublicationForm,
+};
+use traceless_protocol::wire::SignedDeletionRecord;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::TrustEntry;
+use crate::storage::keyspace::{
+    log_hash_key, log_leaf_key, log_meta_key, split_log_leaf_key, LOG_LEAF,
+};
+use crate::storage::{BatchMeta, FilterMeta, StorageError};
+
+/// Most entries one `/v1/log/entries` answer holds.
+pub const MAX_ENTRIES_PER_REQUEST: u64 = 256;
+
+/// Bookkeeping: how many deletion-chain records are in the log.
+const DELETIONS_LOGGED: &str = "deletions";
+/// Bookkeeping: digest of the last trust list logged.
+const TRUST_DIGEST: &str = "trust";
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// The request does not fit the log (a size beyond it, wrong order).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Storage failed; nothing was acknowledged.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sled::Error> for LogStoreError {
+    fn from(e: sled::Error) -> Self {
+        LogStoreError::Storage(e.into())
+    }
+}
+
+/// The node's log over its sled tree.
+pub struct TransparencyLog {
+    db: sled::Db,
+    key: SigningKey,
+    origin: String,
+    /// Serialises appends (the size is read, then written).
+    append: Mutex<()>,
+}
+
+/// A tree read at one moment: the log's hashes and its size.
+struct Stored<'a> {
+    db: &'a sled::Db,
+}
+
+impl PerfectHashes for Stored<'_> {
+    type Error = LogStoreError;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, LogStoreError> {
+        if level == 0 {
+            let v = self
+                .db
+                .get(log_leaf_key(index))?
+                .ok_or(StorageError::Corrupt("L"))?;
+            return Ok(leaf_hash(&v));
+        }
+        let v = self
+            .db
+            .get(log_hash_key(level, index))?
+            .ok_or(StorageError::Corrupt("H"))?;
+        v.as_ref()
+            .try_into()
+            .map_err(|_| StorageError::Corrupt("H").into())
+    }
+}
+
+impl TransparencyLog {
+    /// The log in `db`, signed with `key`.
+    pub fn open(db: sled::Db, key: SigningKey) -> Self {
+        let origin = log_origin(&key.verifying_key().to_bytes());
+        TransparencyLog {
+            db,
+            key,
+            origin,
+            append: Mutex::new(()),
+        }
+    }
+
+    /// The log's origin (its checkpoint key name).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The public key checkpoints verify under, with its name.
+    pub fn note_key(&self) -> NoteKey {
+        NoteKey::of_node(self.key.verifying_key())
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> Result<u64, LogStoreError> {
+        Ok(match self.db.scan_prefix([LOG_LEAF]).next_back() {
+            Some(item) => {
+                let (k, _) = item?;
+                split_log_leaf_key(&k).ok_or(StorageError::Corrupt("L"))? + 1
+            }
+            None => 0,
+        })
+    }
+
+    /// Appends `event` durably and returns its index.
+    pub fn append(&self, event: &Event) -> Result<u64, LogStoreError> {
+        self.append_with(event, &[])
+    }
+
+    /// Appends `event` with bookkeeping values, in one atomic, flushed write.
+    fn append_with(&self, event: &Event, meta: &[(&str, Vec<u8>)]) -> Result<u64, LogStoreError> {
+        let _guard = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.size()?;
+        let data = event.encode();
+        let completed = completed_by_append(&Stored { db: &self.db }, index, leaf_hash(&data))?;
+        let mut ops = sled::Batch::default();
+        ops.insert(log_leaf_key(index), data);
+        for (level, i, hash) in completed {
+            ops.insert(log_hash_key(level, i), &hash[..]);
+        }
+        for (name, value) in meta {
+            ops.insert(log_meta_key(name), value.as_slice());
+        }
+        self.db.apply_batch(ops)?;
+        self.db.flush()?;
+        Ok(index)
+    }
+
+    /// Entry `index`'s leaf data.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, LogStoreError> {
+        Ok(self.db.get(log_leaf_key(index))?.map(|v| v.to_vec()))
+    }
+
+    /// Entries `start..end` (at most [`MAX_ENTRIES_PER_REQUEST`], and not past
+    /// the end of the log).
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, LogStoreError> {
+        let size = self.size()?;
+        if start >= end || end > size {
+            return Err(LogError::BeyondLog {
+                size: end,
+                log_size: size,
+            }
+            .into());
+        }
+        let end = end.min(start.saturating_add(MAX_ENTRIES_PER_REQUEST));
+        self.db
+            .range(log_leaf_key(start)..log_leaf_key(end))
+            .map(|item| Ok(item?.1.to_vec()))
+            .collect()
+    }
+
+    /// Every entry (the transparency page; tests).
+    pub fn all_entries(&self) -> Result<Vec<Vec<u8>>, LogStoreError> {
+        self.db
+            .scan_prefix([LOG_LEAF])
+            .map(|item| Ok(item?.1.to_vec()))
+            .collect()
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LogStoreError> {
+        let log_size = self.size()?;
+        if size > log_size {
+            return Err(LogError::BeyondLog { size, log_size }.into());
+        }
+        Ok(())
+    }
+
+    /// The root at `size`.
+    pub fn root(&self, size: u64) -> Result<Hash, LogStoreError> {
+        self.check_size(size)?;
+        tree::root(&Stored { db: &self.db }, size)
+    }
+
+    /// The checkpoint at the current size and its signed note.
+    pub fn checkpoint(&self) -> Result<(Checkpoint, Vec<u8>), LogStoreError> {
+        let _guard = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let size = self.size()?;
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: tree::root(&Stored { db: &self.db }, size)?,
+        };
+        let note = cp.sign(&self.key);
+        Ok((cp, note))
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn prove_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogStoreError> {
+        self.check_size(size)?;
+        tree::prove_inclusion(&Stored { db: &self.db }, index, size)
+    }
+
+    /// The consistency proof between the trees of `old` and `new` entries.
+    pub fn prove_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogStoreError> {
+        self.check_size(new)?;
+        tree::prove_consistency(&Stored { db: &self.db }, old, new)
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<u64, LogStoreError> {
+        Ok(match self.db.get(log_meta_key(name))? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("M"))?,
+            ),
+            None => 0,
+        })
+    }
+
+    /// Appends the deletion-chain records the log does not hold yet (`chain` is
+    /// the whole chain, oldest first); `kinds` are the range kinds of the newest
+    /// record, when the caller knows them. Returns the indexes appended.
+    pub fn log_deletions(
+        &self,
+        chain: &[SignedDeletionRecord],
+        newest_kinds: &[DeletionKind],
+    ) -> Result<Vec<u64>, LogStoreError> {
+        let logged = self.meta_u64(DELETIONS_LOGGED)? as usize;
+        let mut out = Vec::new();
+        for (i, record) in chain.iter().enumerate().skip(logged) {
+            let kinds = if i + 1 == chain.len() {
+                newest_kinds.to_vec()
+            } else {
+                Vec::new()
+            };
+            let event = Event::Deleted {
+                kinds,
+                record: record.clone(),
+            };
+            let count = (i as u64 + 1).to_be_bytes().to_vec();
+            out.push(self.append_with(&event, &[(DELETIONS_LOGGED, count)])?);
+        }
+        Ok(out)
+    }
+
+    /// Logs the trust list if it differs from the last one logged.
+    pub fn log_trust_list(
+        &self,
+        digest: Hash,
+        authorities: u64,
+        at: u64,
+    ) -> Result<Option<u64>, LogStoreError> {
+        if self.db.get(log_meta_key(TRUST_DIGEST))?.as_deref() == Some(&digest[..]) {
+            return Ok(None);
+        }
+        let event = Event::TrustList {
+            digest,
+            authorities,
+            at,
+        };
+        Ok(Some(
+            self.append_with(&event, &[(TRUST_DIGEST, digest.to_vec())])?,
+        ))
+    }
+}
+
+/// SHA-256 over the trust list as configured (origin, key id and key of each
+/// entry, in order): what a [`Event::TrustList`] entry commits to.
+pub fn trust_digest(trust: &[TrustEntry]) -> Hash {
+    let mut h = Sha256::new();
+    for t in trust {
+        h.update(format!(
+            "{} {} {}\n",
+            t.origin,
+            t.key_id,
+            t.public_key.to_ascii_lowercase()
+        ));
+    }
+    h.finalize().into()
+}
+
+/// The event of a batch this node stored.
+pub fn batch_event(m: &BatchMeta, at: u64) -> Event {
+    Event::Published {
+        form: PublicationForm::Batch,
+        origin: m.origin.clone(),
+        sequence: m.sequence,
+        day: m.day,
+        key_count: m.key_count,
+        content_id: m.content_id,
+        at,
+    }
+}
+
+/// The event of a filter revision this node stored.
+pub fn filter_event(m: &FilterMeta, at: u64) -> Event {
+    Event::Published {
+        form: PublicationForm::Filter,
+        origin: m.origin.clone(),
+        sequence: m.revision,
+        day: m.day,
+        key_count: m.entries,
+        content_id: m.content_id,
+        at,
+    }
+}

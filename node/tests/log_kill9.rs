@@ -1,0 +1,127 @@
+//! The transparency log survives `kill -9` mid-append with the real binary:
+//! uploads are acknowledged while the node is killed at an arbitrary moment;
+//! after restart the entries rebuild the signed checkpoint's root (the tree is
+//! whole), and every acknowledged upload's batch is a log entry.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::process::*;
+use common::*;
+use traceless_protocol::log::*;
+use traceless_protocol::*;
+
+#[test]
+fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = gateway_via_cli(dir.path());
+    let codes = cli(&[
+        "codes",
+        "issue",
+        "--config",
+        config.to_str().unwrap(),
+        "--count",
+        "40",
+    ]);
+    let codes: Vec<String> = codes.lines().map(str::to_owned).collect();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = day_of_unix(now);
+    let (child, addr) = spawn_node(&config);
+
+    // Uploads from a thread, recording each acknowledged one's keys, while the
+    // main thread kills the node once some are in.
+    let acked: Arc<Mutex<Vec<Tek>>> = Arc::default();
+    let acked2 = acked.clone();
+    let uploader = std::thread::spawn(move || {
+        for (i, code) in codes.iter().enumerate() {
+            let keys = keys_of_day(today - 1 - (i as u32 % 10), 1);
+            let body = Upload {
+                upload_code: code.as_bytes().to_vec(),
+                token: None,
+                keys: keys.clone(),
+                dummy: false,
+                filter_intervals: Vec::new(),
+            }
+            .encode_padded()
+            .unwrap();
+            let Ok(r) = std::panic::catch_unwind(|| http(addr, "POST", "/v1/upload", &[], &body))
+            else {
+                return; // the node is gone
+            };
+            if r.status != 200 {
+                return;
+            }
+            acked2.lock().unwrap().push(keys[0].tek.clone());
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 12 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill9(child);
+    let _ = uploader.join();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 12,
+        "only {} uploads before the kill",
+        acked.len()
+    );
+
+    let (child, addr) = spawn_node(&config);
+    let node_id = get(addr, "/v1/deletion-log").json()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = NoteKey::of_node(
+        ed25519_dalek::VerifyingKey::from_bytes(&hex::decode(node_id).unwrap().try_into().unwrap())
+            .unwrap(),
+    );
+    let note = get(addr, "/v1/log/checkpoint").body;
+    let cp = verify_checkpoint(&note, &key, &[]).unwrap().checkpoint;
+    let mut tree = MemoryTree::new();
+    let mut logged = Vec::new();
+    let mut start = 0;
+    while start < cp.size {
+        let j = get(
+            addr,
+            &format!("/v1/log/entries?start={start}&end={}", cp.size),
+        )
+        .json();
+        for e in j["entries"].as_array().unwrap() {
+            let bytes = e.as_str().unwrap().as_bytes();
+            tree.push(bytes);
+            if let Event::Published {
+                origin, sequence, ..
+            } = Event::decode(bytes).unwrap()
+            {
+                logged.push((origin, sequence));
+            }
+        }
+        start = j["next"].as_u64().unwrap_or(cp.size);
+    }
+    assert_eq!(tree.root(), cp.root, "the tree after kill -9 is not whole");
+    // Each acknowledged key is in a served batch that the log records.
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+    let mut found = 0;
+    for b in list["batches"].as_array().unwrap() {
+        let seq = b["sequence"].as_u64().unwrap();
+        let r = get(addr, b["url"].as_str().unwrap());
+        let sb = SignedBatch::decode(&r.body).unwrap();
+        let keys = Batch::decode_body(&sb.body, now + 60).unwrap().keys;
+        if keys.iter().any(|k| acked.contains(&k.tek)) {
+            found += keys.iter().filter(|k| acked.contains(&k.tek)).count();
+            assert!(
+                logged.contains(&(ORIGIN.to_owned(), seq)),
+                "acknowledged batch {seq} is not in the log"
+            );
+        }
+    }
+    assert_eq!(found, acked.len(), "an acknowledged key was lost");
+    kill9(child);
+}
