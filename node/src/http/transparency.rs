@@ -4,6 +4,7 @@
 //! Server-rendered HTML without scripts; figures carry `data-*` attributes so
 //! that tests (and anyone) can read them back.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
