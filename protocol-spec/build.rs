@@ -2,7 +2,11 @@
 //! Traceless needs no `protoc` binary on the developer's or the phone builder's machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/traceless.proto", "proto/gaen_export.proto"];
+    let files = [
+        "proto/traceless.proto",
+        "proto/gaen_export.proto",
+        "proto/venue.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

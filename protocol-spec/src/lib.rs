@@ -64,6 +64,7 @@ mod risk;
 pub mod sealed;
 mod signing;
 pub mod token;
+pub mod venue;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

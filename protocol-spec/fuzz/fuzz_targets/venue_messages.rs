@@ -1,0 +1,17 @@
+#![no_main]
+//! The venue decoders of untrusted bytes: warning batches (phones, nodes),
+//! pre-traces (the authority's gateway), trace secrets (the owner's tool).
+use libfuzzer_sys::fuzz_target;
+use traceless_protocol::venue::{PreTrace, SignedWarningBatch, TraceSecret};
+use traceless_protocol::TrustList;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(batch) = SignedWarningBatch::decode(data) {
+        assert_eq!(batch.encode(), data);
+        let _ = batch.verify(&TrustList::new());
+    }
+    if let Ok(pre) = PreTrace::decode(data) {
+        assert_eq!(PreTrace::decode(&pre.encode()), Ok(pre));
+    }
+    let _ = TraceSecret::decode(data);
+});
