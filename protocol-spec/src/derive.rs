@@ -18,10 +18,18 @@
 //!    lets the `aes` crate use its widest parallel backend (AES-NI x8, VAES-256 x30,
 //!    VAES-512 x64 on x86, ARMv8 AES on aarch64).
 //!
-//! Measured and not kept (`benches/matcher.rs`, on a Sapphire Rapids core): issuing
-//! the same HKDF step of 2, 4 or 8 keys back to back (0.88–0.94x one key at a time;
-//! independent compressions overlap only 1.28x here), and running the next key's
-//! HKDF steps between batches of the current key's AES blocks or probes (no change).
+//! 4. The HKDFs of four keys run interleaved, step by step ([`TokenDeriver::rpiks`]),
+//!    on blocks whose padding was written once (`HkdfBlocks`), and their AES key
+//!    schedules back to back ([`TokenDeriver::for_each_key`]). Interleaving paid
+//!    nothing while each block was rebuilt per compression (0.88–0.94x, an earlier
+//!    measurement): SHA-NI's 16-byte loads of a block written byte by byte miss
+//!    store-to-load forwarding and wait for the stores to retire, which serialises
+//!    the keys. With whole 16-byte stores, four interleaved keys reach the rate of
+//!    four independent compression chains (`benches/matcher.rs`).
+//!
+//! Measured and not kept (`benches/matcher.rs`, on a Sapphire Rapids core): running
+//! the next key's HKDF steps between batches of the current key's AES blocks or
+//! probes (no change).
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::{Aes128Enc, Block};
