@@ -28,7 +28,8 @@ use rand::{Rng, RngCore, SeedableRng};
 use traceless_protocol::filter::FILTER_SEED_LEN;
 use traceless_protocol::{
     day_start_interval, interval_start_seconds, match_keys, AuthorityKey, Batch, DayFilter,
-    DiagnosisKey, EntryFilter, FilterEntry, ManualClock, Observation, ObservationIndex, Rpi, Tek,
+    DiagnosisKey, EntryFilter, FilterEntry, ManualClock, Observation, ObservationIndex, Rpi,
+    SignedBatch, Tek, TrustList,
 };
 use traceless_sdk::{MasterKey, Sdk, SdkConfig};
 
@@ -306,6 +307,38 @@ fn main() {
     let filter_s = started.elapsed().as_secs_f64();
     let after_filters = sdk.exposure_summary().expect("summary");
 
+    // What cold costs beyond warm, part by part (best of 3 each, one core):
+    // opening the SDK, loading the sightings (decrypt + index, which `status`
+    // does), verifying the 14 signed batches, and the raw index build alone.
+    drop(sdk); // sled allows one open database
+    let mut parts = [Seconds::MAX; 4];
+    for _ in 0..3 {
+        let started = Stopwatch::start();
+        let mut fresh = open();
+        parts[0] = parts[0].min(started.stop());
+        let started = Stopwatch::start();
+        fresh.status().expect("status");
+        parts[1] = parts[1].min(started.stop());
+        drop(fresh);
+        let trust = {
+            let mut t = TrustList::new();
+            t.insert("bench.health", 1, authority.verifying_key());
+            t
+        };
+        let started = Stopwatch::start();
+        for b in &rounds[0] {
+            let verified = SignedBatch::decode(b)
+                .expect("decodes")
+                .verify(&trust, publish_at)
+                .expect("verifies");
+            std::hint::black_box(verified);
+        }
+        parts[2] = parts[2].min(started.stop());
+        let started = Stopwatch::start();
+        std::hint::black_box(ObservationIndex::new(&observations));
+        parts[3] = parts[3].min(started.stop());
+    }
+
     let rate = |secs: f64| KEYS as f64 / secs;
     println!("traceless-sdk sync bench ({TOKENS} tokens x {SCANS_PER_TOKEN} scans over {DAYS} days, {KEYS} published keys, one core)");
     println!(
@@ -335,6 +368,18 @@ fn main() {
     line("raw matcher warm", raw_warm_s);
     line("SDK sync warm", sdk_warm_s);
     ratio("SDK / raw warm", sdk_warm_s, raw_warm_s);
+    let ms = |name: &str, s: Seconds| {
+        println!(
+            "  {name:<44} {:>8.1} ms wall {:>8.1} ms CPU",
+            s.wall * 1e3,
+            s.cpu * 1e3
+        );
+    };
+    println!("  cold, part by part (best of 3):");
+    ms("open the SDK (not in cold)", parts[0]);
+    ms("load sightings: decrypt + index (in cold)", parts[1]);
+    ms("verify 14 signed batches (cold and warm)", parts[2]);
+    ms("raw: index build alone (in raw cold)", parts[3]);
     println!(
         "  cold: SDK just opened, raw index built; warm: both indexes kept; \
          {raw_matches} keys matched, {windows} windows, {} exposed days",

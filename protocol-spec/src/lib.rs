@@ -68,7 +68,7 @@ pub mod venue;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use derive::{TokenDeriver, MAX_TOKENS_PER_KEY};
+pub use derive::{TokenDeriver, HKDF_LANES, MAX_TOKENS_PER_KEY};
 pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
 pub use error::{KeyOrderFault, WireError};
 pub use export::{ExportFile, ExportSigner, ECDSA_P256_SHA256_OID, EXPORT_HEADER};
