@@ -366,6 +366,21 @@ enum TlStatus tl_sdk_trust_authority(struct TlSdk *sdk,
 enum TlStatus tl_sdk_trust_export_key(struct TlSdk *sdk, const uint8_t *sec1, size_t len);
 
 /**
+ * Verifies an authority's export key certificate (the `certificate` of an
+ * entry of `GET /v1/export-keys`, hex-decoded: a `SignedExportKey`, SPEC.md
+ * §6.2) against the trusted authorities and the clock, then trusts its key
+ * for GAEN export files. `TL_ERR_REJECTED` if it is malformed, not signed by
+ * a trusted authority, or outside its validity (no key is trusted then).
+ * Call [`tl_sdk_trust_authority`] first.
+ *
+ * # Safety
+ * `sdk` is a live handle; `certificate` points to `len` bytes.
+ */
+enum TlStatus tl_sdk_trust_export_certificate(struct TlSdk *sdk,
+                                              const uint8_t *certificate,
+                                              size_t len);
+
+/**
  * Writes the 20 bytes to broadcast now to `out`.
  *
  * Broadcast them (SPEC.md §3.7) as a non-connectable Bluetooth LE advertisement

@@ -70,6 +70,26 @@ pub fn generate(
     not_after: u64,
 ) -> Result<ExportKey, traceless_protocol::WireError> {
     let signing_key = ExportSigningKey::random(&mut OsRng);
+    certify(
+        signing_key,
+        authority,
+        signer,
+        region,
+        not_before,
+        not_after,
+    )
+}
+
+/// Certifies a given P-256 export signing key under `authority` (what
+/// [`generate`] does with a fresh random key).
+pub fn certify(
+    signing_key: ExportSigningKey,
+    authority: &AuthorityKey,
+    signer: ExportSigner,
+    region: &str,
+    not_before: u64,
+    not_after: u64,
+) -> Result<ExportKey, traceless_protocol::WireError> {
     let cert = ExportKeyCertificate {
         origin: authority.origin.clone(),
         signer,

@@ -273,7 +273,7 @@ async fn parse_errors_unknown_routes_and_bad_limits_answer_json_errors() {
     for (path, status) in [
         ("/v1/batches/test.health/-1", 400),
         ("/v1/batches/test.health/x", 400),
-        ("/v1/exports/99999999999", 400),
+        ("/v1/exports/test.health/-1", 400),
         ("/v1/filters/test.health/-3", 400),
         ("/v1/batches?origin=test.health&limit=0", 400),
         ("/v1/batches?origin=test.health&limit=1001", 400),

@@ -140,6 +140,7 @@ fn maintained_summary_equals_a_full_scan_through_every_kind_of_write() {
     let s = check(&store, at, "retention");
     assert_eq!(s.deletion_log_entries, 1);
     // Reopened: rebuilt by one scan at open.
+    drop(log);
     drop(store);
     let store = reopen(&db);
     check(&store, at, "reopen");

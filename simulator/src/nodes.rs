@@ -139,7 +139,13 @@ impl Nodes {
         traceless_node::keys::write_token_key(&token_file, &TokenKey::generate(TOKEN_EPOCH))
             .map_err(|e| NodesError::Start(e.to_string()))?;
         let start_err = |e: &dyn std::fmt::Display| NodesError::Start(e.to_string());
-        let export_key = traceless_node::export_keys::generate(
+        // A fixed export signing key: ECDSA signatures' DER length depends on
+        // the key, and a random one would make download bytes differ between
+        // two runs of one seed. Simulation only.
+        let sim_export_key = traceless_protocol::p256::ecdsa::SigningKey::from_slice(&[0x5e; 32])
+            .map_err(|e| start_err(&e))?;
+        let export_key = traceless_node::export_keys::certify(
+            sim_export_key,
             &authority,
             traceless_protocol::ExportSigner {
                 key_id: "999".into(),

@@ -57,7 +57,8 @@ pub async fn export_batch(
         ))
     })?;
     let cert = ExportKeyCertificate::decode_body(&export.certificate.body).map_err(|_| absent())?;
-    let zip = ExportFile::of_batch(&batch, &cert).to_zip_signed(&export.signature);
+    let der = export.der_signature().map_err(|_| absent())?;
+    let zip = ExportFile::of_batch(&batch, &cert).to_zip_signed(&der);
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),

@@ -55,8 +55,19 @@ pub struct BatchAttachments {
 pub struct ExportAttestation {
     /// The certificate.
     pub certificate: SignedExportKey,
-    /// ECDSA P-256 / SHA-256 signature (DER) over the batch's `export.bin`.
+    /// ECDSA P-256 / SHA-256 signature over the batch's `export.bin`, as the
+    /// fixed 64 bytes `r ‖ s` (DER's length varies with the signature, which
+    /// would make a batch's size depend on its keys).
     pub signature: Vec<u8>,
+}
+
+impl ExportAttestation {
+    /// The signature DER-encoded, as GAEN's `export.sig` carries it.
+    pub fn der_signature(&self) -> Result<Vec<u8>, WireError> {
+        let s = Signature::from_slice(&self.signature)
+            .map_err(|_| WireError::BadSignature("export.bin"))?;
+        Ok(s.to_der().as_bytes().to_vec())
+    }
 }
 
 /// What a gateway signs into its batches besides the keys.
@@ -253,7 +264,7 @@ impl Batch {
                 export_key.sign(&ExportFile::of_batch(&self, &cert).export_bin());
             attachments.export = Some(ExportAttestation {
                 certificate: certificate.clone(),
-                signature: signature.to_der().as_bytes().to_vec(),
+                signature: signature.to_bytes().to_vec(),
             });
         }
         let body = self.encode_body_with(&attachments);
@@ -271,8 +282,11 @@ fn decode_attachments(body: &pb::BatchBody) -> Result<BatchAttachments, WireErro
     let export = match (body.export_key.is_empty(), body.export_signature.is_empty()) {
         (true, true) => None,
         (false, false) => {
-            Signature::from_der(&body.export_signature).map_err(|_| {
-                WireError::invalid("export_signature", "is not a DER ECDSA signature")
+            Signature::from_slice(&body.export_signature).map_err(|_| {
+                WireError::invalid(
+                    "export_signature",
+                    "is not a 64-byte r || s ECDSA signature",
+                )
             })?;
             Some(ExportAttestation {
                 certificate: SignedExportKey::decode(&body.export_key)?,
@@ -386,7 +400,7 @@ impl SignedBatch {
             if cert.origin != batch.origin {
                 return Err(WireError::invalid("export_key", "certifies another origin"));
             }
-            let signature = Signature::from_der(&export.signature)
+            let signature = Signature::from_slice(&export.signature)
                 .map_err(|_| WireError::BadSignature("export.bin"))?;
             cert.public_key
                 .verify(

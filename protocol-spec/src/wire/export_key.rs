@@ -322,7 +322,8 @@ mod tests {
         let export = a.export.unwrap();
         // Any node rebuilds the same export.bin, and the authority's signature
         // carried in the batch verifies under the certified key.
-        let zip = ExportFile::of_batch(&b, &cert(&key)).to_zip_signed(&export.signature);
+        let zip =
+            ExportFile::of_batch(&b, &cert(&key)).to_zip_signed(&export.der_signature().unwrap());
         let file = ExportFile::from_zip(&zip, key.verifying_key(), NOW).unwrap();
         assert_eq!(file.keys, b.keys);
         assert_eq!(file.region, "DE");
