@@ -177,7 +177,7 @@ async fn stored_and_deleted_batches_are_logged_and_every_proof_verifies() {
     assert_eq!(core.log.root(first.size).unwrap(), first.root);
     assert_eq!(core.log.root(mid.size).unwrap(), mid.root);
 
-    // Sizes the log cannot answer for: 400 naming the fault.
+    // Sizes the log cannot answer for: 404 naming the fault.
     for (path, says) in [
         (
             "/v1/log/proof/inclusion?index=0&size=7",
@@ -203,7 +203,7 @@ async fn stored_and_deleted_batches_are_logged_and_every_proof_verifies() {
         ("/v1/log/entries?start=4&end=4", "beyond the log's 6"),
     ] {
         let r = get(addr, path);
-        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(r.status, 404, "{path}");
         let why = r.json()["error"].as_str().unwrap().to_owned();
         assert!(why.contains(says), "{path}: {why}");
     }

@@ -22,7 +22,10 @@ type Shared = State<Arc<HttpState>>;
 impl From<LogStoreError> for ApiError {
     fn from(e: LogStoreError) -> Self {
         match e {
-            LogStoreError::Log(e) => bad_request(e.to_string()),
+            // Well-formed numbers that name no tree or proof of this log (a
+            // size it has not reached, an index outside the tree, old > new):
+            // not found, with the reason. Unparsable numbers are 400s.
+            LogStoreError::Log(e) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             LogStoreError::Storage(e) => e.into(),
         }
     }
@@ -128,8 +131,4 @@ pub async fn entries(
         "max_per_request": MAX_ENTRIES_PER_REQUEST,
         "entries": text,
     })))
-}
-
-fn bad_request(why: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, why)
 }
