@@ -82,6 +82,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// Day filters of filter-form uploads (gateways build them).
     pub filters: FilterConfig,
+    /// The publication schedule (SPEC.md §6.4).
+    pub publication: PublicationConfig,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             export: ExportConfig::default(),
             filters: FilterConfig::default(),
+            publication: PublicationConfig::default(),
         }
     }
 }
@@ -278,6 +281,30 @@ impl Default for FilterConfig {
     }
 }
 
+/// The publication schedule (SPEC.md §6.4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicationConfig {
+    /// Length of a publication period; a divisor of 86400, so that days start on
+    /// a boundary.
+    pub period_seconds: u64,
+    /// k: a gateway's period publishes at least this many keys, padding with
+    /// random keys (plus a random 0..=k/10 more).
+    pub min_keys: u64,
+    /// Keys the gateway's pool may hold; uploads beyond it are refused (busy).
+    pub pool_max_keys: u64,
+}
+
+impl Default for PublicationConfig {
+    fn default() -> Self {
+        PublicationConfig {
+            period_seconds: 3600,
+            min_keys: 140,
+            pool_max_keys: 1_000_000,
+        }
+    }
+}
+
 /// GAEN export settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -354,6 +381,12 @@ impl Config {
         if self.filters.rebuild_seconds == 0 || self.filters.rebuild_seconds > 86_400 {
             return Err(ConfigError::Invalid(
                 "filters.rebuild_seconds must be 1..=86400".into(),
+            ));
+        }
+        let period = self.publication.period_seconds;
+        if period == 0 || 86_400 % period != 0 {
+            return Err(ConfigError::Invalid(
+                "publication.period_seconds must divide 86400 (e.g. 3600)".into(),
             ));
         }
         if self.http.header_timeout_secs == 0 || self.http.request_timeout_secs == 0 {
@@ -466,6 +499,15 @@ interval_secs = 600
 # How often a gateway folds newly publishable filter-form entries into a new
 # revision of each day's filter (days without new entries are left alone).
 rebuild_seconds = 600
+
+[publication]
+# A gateway publishes the keys it accepted only at period boundaries, shuffled
+# together, every period padded with random keys to at least min_keys (plus a
+# random tenth more); period_seconds divides a day. Uploads that would push the
+# pool past pool_max_keys are refused as busy.
+period_seconds = 3600
+min_keys = 140
+pool_max_keys = 1000000
 
 [export]
 # Metadata of the GAEN export files served at /v1/exports/{day}, where {day} is

@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod metrics;
+pub mod publication;
 
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +19,10 @@ use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
 use self::metrics::{inc, Metrics};
+use self::publication::Schedule;
 use crate::clock::SharedClock;
 use crate::config::{Config, Role};
-use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
+use crate::gateway::{Gateway, PeriodReport, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
 use crate::storage::{
     BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoredBatch,
@@ -76,6 +78,8 @@ pub struct Core {
     release_lock: Mutex<()>,
     /// Serialises [`Core::run_retention`] (the job and callers).
     retention_lock: Mutex<()>,
+    /// `/metrics` as of the current period's boundary: (boundary, body).
+    public_metrics: Mutex<Option<(u64, String)>>,
 }
 
 /// The node's own signing keys.
@@ -132,7 +136,132 @@ impl Core {
             announce,
             release_lock: Mutex::new(()),
             retention_lock: Mutex::new(()),
+            public_metrics: Mutex::new(None),
         }
+    }
+
+    /// The publication schedule (SPEC.md §6.4).
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self.config.publication.period_seconds)
+    }
+
+    /// The current period's boundary: what public pages are "as of", so that
+    /// they move only at boundaries.
+    pub fn public_now(&self) -> u64 {
+        self.schedule().boundary_at(self.now())
+    }
+
+    /// The period job (every second): once per boundary, a gateway publishes the
+    /// period that just ended (see [`Gateway::publish_period`]), rebuilds its day
+    /// filters as of the boundary and gossips both; then every node takes the
+    /// snapshot `/metrics` serves until the next boundary. A clock that went
+    /// back publishes nothing until it passes the last published boundary.
+    pub fn run_period(&self) -> Result<Option<PeriodReport>, UploadError> {
+        let boundary = self.public_now();
+        let report = match &self.gateway {
+            Some(g) => g.publish_period(self.store.as_ref(), boundary)?,
+            None => None,
+        };
+        if let (Some(g), Some(r)) = (&self.gateway, &report) {
+            if r.periods > 1 {
+                tracing::warn!(
+                    periods = r.periods,
+                    boundary,
+                    "clock jumped or node was down: publishing the missed periods as one"
+                );
+            }
+            tracing::info!(
+                boundary,
+                batches = r.batches.len(),
+                real = r.real_keys,
+                padding = r.padding_keys,
+                "published period"
+            );
+            if let Err(e) = self.release_due() {
+                tracing::error!("release failed: {e}");
+            }
+            match g.rebuild_filters(self.store.as_ref(), boundary) {
+                Ok(built) => {
+                    self.announce_filters(built);
+                }
+                Err(e) => tracing::error!("filter rebuild failed: {e}"),
+            }
+        }
+        let stale = self
+            .public_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|(b, _)| *b < boundary);
+        if stale {
+            let body = self.render_metrics()?;
+            *self
+                .public_metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some((boundary, body));
+        }
+        Ok(report)
+    }
+
+    /// `/metrics` as of the current period's boundary (taken at start and by
+    /// [`Core::run_period`]), so that no counter moves between boundaries.
+    pub fn public_metrics(&self) -> Result<String, StorageError> {
+        let mut m = self
+            .public_metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, body)) = m.as_ref() {
+            return Ok(body.clone());
+        }
+        let body = self.render_metrics()?;
+        *m = Some((self.public_now(), body.clone()));
+        Ok(body)
+    }
+
+    /// The counters and the store's gauges, now.
+    fn render_metrics(&self) -> Result<String, StorageError> {
+        let store = self.store.as_ref();
+        let all = store.all_batches()?;
+        let filters = store.all_filters()?;
+        let gauges = [
+            ("traceless_batches", "Batches stored.", all.len() as u64),
+            (
+                "traceless_keys",
+                "Keys stored.",
+                all.iter().map(|b| b.key_count).sum::<u64>(),
+            ),
+            (
+                "traceless_deletion_log_entries",
+                "Entries in the deletion log.",
+                store.deletion_log()?.len() as u64,
+            ),
+            (
+                "traceless_pool_keys",
+                "Uploaded keys waiting in the publication pool.",
+                store.pending_count()?,
+            ),
+            (
+                "traceless_padding_keys",
+                "Padding keys this gateway published.",
+                store.published_period()?.map_or(0, |p| p.padding_keys),
+            ),
+            (
+                "traceless_filters",
+                "Day filters stored (newest revision per origin and day).",
+                filters.len() as u64,
+            ),
+            (
+                "traceless_filter_entries",
+                "Entries in the stored day filters.",
+                filters.iter().map(|f| f.entries).sum::<u64>(),
+            ),
+            (
+                "traceless_gateway_filter_entries",
+                "Filter entries a gateway stores for its day filters.",
+                store.filter_entry_days()?.iter().map(|d| d.1).sum::<u64>(),
+            ),
+        ];
+        Ok(self.metrics.render(&gauges))
     }
 
     /// Now, from the node's clock.
@@ -208,35 +337,34 @@ impl Core {
         Ok(IngestedFilter { outcome, meta })
     }
 
-    /// On a gateway: folds newly publishable filter entries into new revisions of
+    /// On a gateway: folds filter entries publishable now into new revisions of
     /// their day filters (see [`Gateway::rebuild_filters`]) and gossips them.
-    /// Returns the new filters. Safe to call at any time (the job calls it every
-    /// `filters.rebuild_seconds`).
+    /// Returns the new filters. Safe to call at any time; the period job does
+    /// the same at each boundary.
     pub fn rebuild_filters(&self) -> Result<Vec<FilterMeta>, RebuildError> {
         let Some(g) = &self.gateway else {
             return Ok(Vec::new());
         };
         let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
+        Ok(self.announce_filters(built))
+    }
+
+    /// Counts and gossips newly built filters.
+    fn announce_filters(&self, built: Vec<StoredFilter>) -> Vec<FilterMeta> {
         for f in &built {
             inc(&self.metrics.filters_built);
             tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
                 entries = f.meta.entries, "built day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
         }
-        Ok(built.into_iter().map(|f| f.meta).collect())
+        built.into_iter().map(|f| f.meta).collect()
     }
 
-    /// Seals embargoed gateway keys that are due, and hands every stored batch
-    /// whose embargo has ended (and that was not yet announced) to gossip.
-    /// Returns the batches announced.
+    /// Hands every stored batch whose embargo has ended (and that was not yet
+    /// announced) to gossip. Returns the batches announced.
     pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
-        if let Some(g) = &self.gateway {
-            if let Err(e) = g.release_pending(self.store.as_ref(), now) {
-                tracing::error!("releasing embargoed keys failed: {e}");
-            }
-        }
         let due = self.store.held_due(now)?;
         for m in &due {
             if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
@@ -291,8 +419,8 @@ impl Core {
         }
     }
 
-    /// A phone's upload (`POST /v1/upload`, gateways only), durably stored or
-    /// held by the embargo before this returns; what became visible is announced.
+    /// A phone's upload (`POST /v1/upload`, gateways only), durably pooled
+    /// before this returns; it is published at a later period boundary.
     pub fn accept_upload(&self, body: &[u8]) -> Result<UploadReceipt, UploadError> {
         let gateway = self.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
         let result = gateway.accept(self.store.as_ref(), body, self.now());
@@ -301,9 +429,6 @@ impl Core {
             Ok(r) if r.is_dummy() => inc(&m.uploads_dummy),
             Ok(_) => inc(&m.uploads_accepted),
             Err(_) => inc(&m.uploads_refused),
-        }
-        if let Ok(r) = &result {
-            self.announce_published(r);
         }
         result
     }
@@ -319,25 +444,13 @@ impl Core {
         // Relayed uploads are counted only as relayed: the public counters never
         // split them into real and dummy.
         match &result {
-            Ok(r) => {
-                inc(&m.relayed_accepted);
-                self.announce_published(r);
-            }
+            Ok(_) => inc(&m.relayed_accepted),
             Err(e) => {
                 inc(&m.relayed_refused);
                 tracing::info!("relayed upload refused: {e}");
             }
         }
         answer::relay_response(&result)
-    }
-
-    /// Hands what an upload published to gossip (it is flushed already).
-    fn announce_published(&self, receipt: &UploadReceipt) {
-        if !receipt.published.is_empty() {
-            if let Err(e) = self.release_due() {
-                tracing::error!("release failed: {e}");
-            }
-        }
     }
 
     /// The node's deletion-log public key.

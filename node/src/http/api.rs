@@ -86,61 +86,13 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format, as of the current period's boundary
+/// (SPEC.md §6.4): nothing in it moves between boundaries.
 pub async fn metrics(State(http): Shared) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let s2 = s.clone();
-    let (batches, keys, log, pending, filters) =
-        tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let all = s2.store.all_batches()?;
-            let filters = s2.store.all_filters()?;
-            Ok((
-                all.len() as u64,
-                all.iter().map(|b| b.key_count).sum::<u64>(),
-                s2.store.deletion_log()?.len() as u64,
-                s2.store.pending_count()?,
-                (
-                    filters.len() as u64,
-                    filters.iter().map(|f| f.entries).sum::<u64>(),
-                    s2.store
-                        .filter_entry_days()?
-                        .iter()
-                        .map(|d| d.1)
-                        .sum::<u64>(),
-                ),
-            ))
-        })
+    let body = tokio::task::spawn_blocking(move || s.public_metrics())
         .await
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))??;
-    let body = s.metrics.render(&[
-        ("traceless_batches", "Batches stored.", batches),
-        ("traceless_keys", "Keys stored.", keys),
-        (
-            "traceless_deletion_log_entries",
-            "Entries in the deletion log.",
-            log,
-        ),
-        (
-            "traceless_embargoed_upload_keys",
-            "Uploaded keys held by the embargo.",
-            pending,
-        ),
-        (
-            "traceless_filters",
-            "Day filters stored (newest revision per origin and day).",
-            filters.0,
-        ),
-        (
-            "traceless_filter_entries",
-            "Entries in the stored day filters.",
-            filters.1,
-        ),
-        (
-            "traceless_gateway_filter_entries",
-            "Filter-form entries this gateway holds (published or still embargoed).",
-            filters.2,
-        ),
-    ]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
@@ -495,7 +447,7 @@ pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiErr
         .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "task failed".into()))?;
     match result {
         Ok(receipt) => Ok(Json(json!({
-            "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
+            "pooled_keys": receipt.pooled,
             "embargoed_keys": receipt.embargoed,
             "expired_keys": receipt.expired,
             "filter_entries": receipt.filter_entries,

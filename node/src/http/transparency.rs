@@ -39,7 +39,7 @@ pub struct DaySummary {
 pub fn day_summaries(
     state: &Core,
 ) -> Result<BTreeMap<u32, DaySummary>, crate::storage::StorageError> {
-    let now = state.now();
+    let now = state.public_now();
     let mut days: BTreeMap<u32, DaySummary> = BTreeMap::new();
     for m in state.store.all_batches()? {
         let d = days.entry(m.day).or_default();
@@ -73,7 +73,9 @@ pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
     let days = day_summaries(&s)?;
     let log = s.store.deletion_log()?;
     let view = http.federation.peers();
-    let now = s.now();
+    // As of the period's boundary, so that the page moves only at boundaries.
+    let now = s.public_now();
+    let padding = s.store.published_period()?.map_or(0, |p| p.padding_keys);
     let total_keys: u64 = days.values().map(|d| d.keys).sum();
     let total_embargoed: u64 = days.values().map(|d| d.embargoed_keys).sum();
 
@@ -124,6 +126,12 @@ Page generated {now_text}.</p>
             );
         }
         h.push_str("</tbody></table>\n");
+    }
+    if s.gateway.is_some() {
+        let _ = writeln!(
+            h,
+            "<p id=\"padding\" data-padding-keys=\"{padding}\">Padding: <strong>{padding}</strong> of the keys this node published are random keys that belong to nobody; they hide how many real keys each hour brought, and no phone can match them.</p>"
+        );
     }
     h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
     h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");

@@ -52,10 +52,12 @@ pub use files::{
 };
 pub use records::{
     content_id, BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit,
-    PendingKey, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    PendingKey, PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 pub use sled_store::SledStore;
-pub use traits::{BatchStore, CodeStore, FilterStore, GatewayStore, RetentionStore, Store};
+pub use traits::{
+    BatchStore, CodeStore, FilterStore, GatewayStore, PoolStore, RetentionStore, Store,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
