@@ -559,8 +559,8 @@ impl Gateway {
             .partition(|k| k.expires_at() > boundary);
         let mut rng = OsRng;
         let padding = publication::padding_count(real.len(), self.publication.min_keys, &mut rng);
-        let mut keys = pool.shapes.padding(padding, boundary, &mut rng);
         pool.shapes.learn(&real, boundary);
+        let mut keys = pool.shapes.padding(padding, boundary, &mut rng);
         let real_keys = real.len();
         keys.extend(real);
         let first = store.next_sequence(&self.key.origin)?;
