@@ -354,7 +354,7 @@ async fn nothing_public_moves_between_boundaries_for_real_or_dummy_uploads() {
     let sealed = |token: &UploadToken, keys: Vec<DiagnosisKey>, dummy: bool| {
         let body = Upload {
             upload_code: Vec::new(),
-            token: Some(token.clone()),
+            token: Some(*token),
             keys,
             dummy,
             filter_intervals: Vec::new(),
