@@ -310,48 +310,70 @@ fn post_sealed(relay: SocketAddr, sealed: &[u8]) -> (u16, Vec<u8>, Duration) {
     (r.status, r.body, started.elapsed())
 }
 
-/// Nothing public moves per upload: between boundaries, after a real sealed
-/// upload and after a dummy, every public endpoint of the gateway and the relay
-/// answers the same bytes as before, and the two uploads got the same answer
-/// after the same fixed delay. At the boundary the batch list moves (the
-/// control: the fetches would see a change). (Before: the batch list, the
-/// transparency page and both nodes' `/metrics` moved on the real upload.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nothing_public_moves_between_boundaries_for_real_or_dummy_uploads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(NOW);
-    let gw_dir = tmp.path().join("gateway");
-    let mut g: Config = gateway_config(&gw_dir);
-    let token_key = TokenKey::generate(1);
-    let token_file = gw_dir.join("tokens-1.key");
-    traceless_node::keys::write_token_key(&token_file, &token_key).unwrap();
-    let gc = g.gateway.as_mut().unwrap();
-    gc.token_keys = vec![TokenKeyFile {
-        epoch: 1,
-        file: token_file,
-    }];
-    gc.response_delay_ms = 300;
-    g.publication.min_keys = 20;
-    let gateway = start_node(g, &clock).await;
-    let mut r = relay_config(&tmp.path().join("relay"));
-    r.p2p.upload_gateways = vec![UploadGateway {
-        origin: ORIGIN.into(),
-        address: gateway.p2p_addrs[0].to_string(),
-    }];
-    r.p2p.bootstrap = gateway.p2p_addrs.iter().map(|a| a.to_string()).collect();
-    let relay = start_node(r, &clock).await;
-    assert!(wait_for_peers(&relay, 1).await);
+/// A gateway taking sealed uploads (token key known to the test) and a relay
+/// forwarding to it, both on `clock`.
+struct SealedNet {
+    _tmp: tempfile::TempDir,
+    gateway: RunningNode,
+    relay: RunningNode,
+    token_key: TokenKey,
+}
 
-    // Two tokens, as a phone gets them from the issuer (here straight from the key).
-    let request = TokenRequest::new(1, 2).unwrap();
-    let tokens = request
-        .finalize(
-            &token_key.issue(&request.blinded).unwrap(),
-            &token_key.public_key(),
-        )
-        .unwrap();
-    let seal_key = gateway.core.gateway.as_ref().unwrap().seal_public_key();
-    let sealed = |token: &UploadToken, keys: Vec<DiagnosisKey>, dummy: bool| {
+impl SealedNet {
+    async fn start(clock: &ManualClock, period_seconds: u64, k: u64, delay_ms: u64) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let gw_dir = tmp.path().join("gateway");
+        let mut g: Config = gateway_config(&gw_dir);
+        let token_key = TokenKey::generate(1);
+        let token_file = gw_dir.join("tokens-1.key");
+        traceless_node::keys::write_token_key(&token_file, &token_key).unwrap();
+        let gc = g.gateway.as_mut().unwrap();
+        gc.token_keys = vec![TokenKeyFile {
+            epoch: 1,
+            file: token_file,
+        }];
+        gc.response_delay_ms = delay_ms;
+        gc.uploads_per_minute = 100_000;
+        g.publication.min_keys = k;
+        g.publication.period_seconds = period_seconds;
+        let gateway = start_node(g, clock).await;
+        let mut r = relay_config(&tmp.path().join("relay"));
+        r.p2p.upload_gateways = vec![UploadGateway {
+            origin: ORIGIN.into(),
+            address: gateway.p2p_addrs[0].to_string(),
+        }];
+        r.p2p.bootstrap = gateway.p2p_addrs.iter().map(|a| a.to_string()).collect();
+        let relay = start_node(r, clock).await;
+        assert!(wait_for_peers(&relay, 1).await);
+        SealedNet {
+            _tmp: tmp,
+            gateway,
+            relay,
+            token_key,
+        }
+    }
+
+    /// `n` tokens, as a phone gets them from the issuer (here straight from the key).
+    fn tokens(&self, n: usize) -> Vec<UploadToken> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let request = TokenRequest::new(
+                1,
+                (n - out.len()).min(traceless_protocol::token::MAX_TOKENS_PER_ISSUANCE),
+            )
+            .unwrap();
+            let response = self.token_key.issue(&request.blinded).unwrap();
+            out.extend(
+                request
+                    .finalize(&response, &self.token_key.public_key())
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    /// A sealed upload (real with `keys`, or a dummy) for the gateway.
+    fn sealed(&self, token: &UploadToken, keys: Vec<DiagnosisKey>, dummy: bool) -> Vec<u8> {
         let body = Upload {
             upload_code: Vec::new(),
             token: Some(*token),
@@ -361,8 +383,35 @@ async fn nothing_public_moves_between_boundaries_for_real_or_dummy_uploads() {
         }
         .encode_padded()
         .unwrap();
+        let seal_key = self
+            .gateway
+            .core
+            .gateway
+            .as_ref()
+            .unwrap()
+            .seal_public_key();
         seal_upload(&seal_key, &body).unwrap()
-    };
+    }
+
+    async fn shutdown(self) {
+        self.relay.shutdown().await;
+        self.gateway.shutdown().await;
+    }
+}
+
+/// Nothing public moves per upload: between boundaries, after a real sealed
+/// upload and after a dummy, every public endpoint of the gateway and the relay
+/// answers the same bytes as before, and the two uploads got the same answer
+/// after the same fixed delay. At the boundary the batch list moves (the
+/// control: the fetches would see a change). (Before: the batch list, the
+/// transparency page and both nodes' `/metrics` moved on the real upload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_public_moves_between_boundaries_for_real_or_dummy_uploads() {
+    let clock = ManualClock::new(NOW);
+    let net = SealedNet::start(&clock, 3600, 20, 300).await;
+    let (gateway, relay) = (&net.gateway, &net.relay);
+    let tokens = net.tokens(2);
+    let sealed = |t, keys, dummy| net.sealed(t, keys, dummy);
     let real_keys = keys_of_day(TODAY - 2, 3);
     let real = sealed(&tokens[0], real_keys.clone(), false);
     let dummy = sealed(&tokens[1], Vec::new(), true);
@@ -415,6 +464,142 @@ async fn nothing_public_moves_between_boundaries_for_real_or_dummy_uploads() {
         .flat_map(|b| b.keys)
         .collect();
     assert!(real_keys.iter().all(|k| served.contains(k)));
-    relay.shutdown().await;
-    gateway.shutdown().await;
+    net.shutdown().await;
+}
+
+/// What the linkage observer achieved, next to chance.
+#[derive(Debug)]
+struct Linkage {
+    /// Best accuracy at telling real uploads from dummies.
+    real_vs_dummy: f64,
+    /// Always guessing the more common kind.
+    real_vs_dummy_chance: f64,
+    /// Share of published real keys attributed to their upload.
+    attribution: f64,
+    /// Attributing each key to a uniformly drawn upload of its period.
+    attribution_chance: f64,
+}
+
+/// What the observer polls after every upload: each node's batch list,
+/// `/metrics` and transparency page.
+fn observed(net: &SealedNet) -> Vec<String> {
+    let mut out = Vec::new();
+    for addr in [net.gateway.http_addr, net.relay.http_addr] {
+        for p in [
+            format!("/v1/batches?origin={ORIGIN}&after=0"),
+            "/metrics".into(),
+            "/".into(),
+        ] {
+            out.push(String::from_utf8_lossy(&get(addr, &p).body).into_owned());
+        }
+    }
+    out
+}
+
+/// The linkage experiment (issue 13): a relay forwards `uploads` sealed
+/// uploads (one in four real, three keys each), `gap` seconds apart, and after
+/// each — once the nodes' period job has run at the clock's new value — polls
+/// every public endpoint. It calls an upload real when new keys appeared after
+/// it, or when anything it polls changed after it, or calls every upload a
+/// dummy, whichever is right most often; and attributes each new key to the
+/// last upload before it appeared.
+async fn linkage(period_seconds: u64, k: u64, uploads: usize, gap: u64) -> Linkage {
+    let clock = ManualClock::new(first_boundary());
+    let net = SealedNet::start(&clock, period_seconds, k, 0).await;
+    let tokens = net.tokens(uploads);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut owner = std::collections::HashMap::new();
+    let mut real = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    let mut called_real = vec![false; uploads];
+    let mut changed = vec![false; uploads];
+    let mut attributed_right = 0usize;
+    let mut last = observed(&net);
+    for (i, token) in tokens.iter().enumerate() {
+        let is_real = rng.gen_ratio(1, 4);
+        let keys = if is_real {
+            keys_of_day(TODAY - 2 - (i % 5) as u32, 3)
+        } else {
+            Vec::new()
+        };
+        for key in &keys {
+            owner.insert(key.tek.clone(), i);
+        }
+        real.push(is_real);
+        let (status, _, _) = post_sealed(net.relay.http_addr, &net.sealed(token, keys, !is_real));
+        assert_eq!(status, 200);
+        let last_upload = i + 1 == uploads;
+        // Time passes until the next upload (after the last one: to its period's end).
+        let next = if last_upload {
+            net.gateway.core.schedule().publication_of(clock.now())
+        } else {
+            clock.now() + gap
+        };
+        clock.set(next);
+        net.gateway.core.run_period().unwrap();
+        net.relay.core.run_period().unwrap();
+        let now = observed(&net);
+        changed[i] = now != last;
+        let new: Vec<Tek> = served_batches(net.gateway.http_addr, clock.now() + 60)
+            .into_iter()
+            .flat_map(|b| b.keys)
+            .map(|k| k.tek)
+            .filter(|t| known.insert(t.clone()))
+            .collect();
+        if !new.is_empty() {
+            called_real[i] = true;
+            // The upload right before the change is the best timing guess.
+            attributed_right += new.iter().filter(|t| owner.get(*t) == Some(&i)).count();
+        }
+        last = now;
+    }
+    let n = uploads as f64;
+    let reals = real.iter().filter(|r| **r).count();
+    let accuracy =
+        |calls: &[bool]| real.iter().zip(calls).filter(|(r, c)| r == c).count() as f64 / n;
+    let detector = accuracy(&called_real).max(accuracy(&changed));
+    let chance = (reals.max(uploads - reals)) as f64 / n;
+    let per_period = (period_seconds / gap).clamp(1, uploads as u64) as f64;
+    net.shutdown().await;
+    Linkage {
+        real_vs_dummy: detector.max(chance),
+        real_vs_dummy_chance: chance,
+        attribution: attributed_right as f64 / (3 * reals) as f64,
+        attribution_chance: 1.0 / per_period,
+    }
+}
+
+/// The control (one-second periods, no padding: the old per-upload
+/// publication) links every upload; the default schedule leaves the observer
+/// at chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_links_uploads_without_the_schedule_and_not_with_it() {
+    let control = linkage(1, 0, 24, 2).await;
+    assert!(control.real_vs_dummy >= 0.95, "{control:?}");
+    assert!(control.attribution >= 0.95, "{control:?}");
+    let default = linkage(3600, 140, 24, 60).await;
+    assert!(
+        default.real_vs_dummy <= default.real_vs_dummy_chance + 0.05,
+        "{default:?}"
+    );
+    assert!(default.attribution <= 0.2, "{default:?}");
+}
+
+/// `cargo test -p traceless-node --test publication -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement: ~1 minute"]
+async fn measure_linkage() {
+    for (name, period, k, gap) in [
+        ("control: no padding, 1 s periods", 1, 0, 2),
+        ("default k=140, hourly", 3600, 140, 120),
+    ] {
+        let l = linkage(period, k, 100, gap).await;
+        println!(
+            "{name}: real vs dummy {:.1} % (chance {:.1} %), key attribution {:.1} % (chance {:.1} %)",
+            l.real_vs_dummy * 100.0,
+            l.real_vs_dummy_chance * 100.0,
+            l.attribution * 100.0,
+            l.attribution_chance * 100.0
+        );
+    }
 }
