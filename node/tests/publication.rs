@@ -476,7 +476,7 @@ struct Linkage {
     real_vs_dummy_chance: f64,
     /// Share of published real keys attributed to their upload.
     attribution: f64,
-    /// Attributing each key to a uniformly drawn upload of its period.
+    /// Attributing each key to a uniformly drawn upload.
     attribution_chance: f64,
 }
 
@@ -559,13 +559,12 @@ async fn linkage(period_seconds: u64, k: u64, uploads: usize, gap: u64) -> Linka
         |calls: &[bool]| real.iter().zip(calls).filter(|(r, c)| r == c).count() as f64 / n;
     let detector = accuracy(&called_real).max(accuracy(&changed));
     let chance = (reals.max(uploads - reals)) as f64 / n;
-    let per_period = (period_seconds / gap).clamp(1, uploads as u64) as f64;
     net.shutdown().await;
     Linkage {
         real_vs_dummy: detector.max(chance),
         real_vs_dummy_chance: chance,
         attribution: attributed_right as f64 / (3 * reals) as f64,
-        attribution_chance: 1.0 / per_period,
+        attribution_chance: 1.0 / n,
     }
 }
 
