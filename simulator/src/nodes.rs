@@ -49,6 +49,8 @@ pub struct Nodes {
     /// Single-use upload codes issued to the authority's token issuer (on the
     /// gateway), one per planned upload: each buys one upload token.
     pub codes: Vec<String>,
+    /// The gateway's next sequence when [`Nodes::release_due`] last looked.
+    reported: std::sync::atomic::AtomicU64,
 }
 
 /// The epoch of the gateway's one token key.
@@ -158,6 +160,7 @@ impl Nodes {
             clock,
             authority,
             codes,
+            reported: std::sync::atomic::AtomicU64::new(1),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !net
@@ -173,21 +176,24 @@ impl Nodes {
         Ok(net)
     }
 
-    /// Releases due embargoed keys and batches on every node (the nodes' own job
-    /// does this every second of wall time; the simulator calls it right after
-    /// moving the clock). Returns the sequences the gateway published.
+    /// Runs the period job (the gateway publishes at boundaries, SPEC.md §6.4)
+    /// and releases due batches on every node (the nodes' own job does this
+    /// every second of wall time; the simulator calls it right after moving the
+    /// clock). Returns the sequences the gateway published since the last call,
+    /// whichever of the two got there first.
     pub fn release_due(&self) -> Vec<u64> {
-        let mut published: Vec<u64> = self
-            .gateway
-            .core
-            .release_due()
-            .map(|v| v.into_iter().map(|m| m.sequence).collect())
-            .unwrap_or_default();
-        for r in &self.relays {
-            let _ = r.core.release_due();
+        for core in std::iter::once(&self.gateway)
+            .chain(&self.relays)
+            .map(|n| &n.core)
+        {
+            let _ = core.run_period();
+            let _ = core.release_due();
         }
-        published.sort_unstable();
-        published
+        let next = self.gateway_next_sequence();
+        let from = self
+            .reported
+            .swap(next, std::sync::atomic::Ordering::SeqCst);
+        (from..next).collect()
     }
 
     /// The sequence number the gateway gives its next batch: the batches an
