@@ -268,8 +268,9 @@ impl Default for RetentionConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterConfig {
-    /// Seconds between a gateway's filter rebuilds (each builds a new revision
-    /// only for days whose publishable entries changed).
+    /// No longer used: a gateway rebuilds its day filters at each publication
+    /// period boundary (SPEC.md §6.4), so that filters move only then. Kept so
+    /// that existing configs still parse.
     pub rebuild_seconds: u64,
 }
 
@@ -496,8 +497,8 @@ upload_gateways = []
 interval_secs = 600
 
 [filters]
-# How often a gateway folds newly publishable filter-form entries into a new
-# revision of each day's filter (days without new entries are left alone).
+# Unused: a gateway folds newly publishable filter-form entries into a new
+# revision of each day's filter at every publication boundary ([publication]).
 rebuild_seconds = 600
 
 [publication]
