@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use traceless_sim::load::{self, LoadArgs, LoadError};
 use traceless_protocol::Clock;
+use traceless_sim::load::{self, LoadArgs, LoadError};
 use traceless_sim::nodes::Nodes;
 
 fn args(target: &str, gateway: &str) -> LoadArgs {
