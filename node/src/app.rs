@@ -132,7 +132,14 @@ fn open_gateway(config: &Config, now: u64) -> Result<Option<Gateway>, StartError
             .transpose()?,
     };
     Ok(Some(
-        Gateway::new(key, g.uploads_per_minute, now, seal_key, token_keys)
+        Gateway::new(
+            key,
+            g.uploads_per_minute,
+            now,
+            config.publication.clone(),
+            seal_key,
+            token_keys,
+        )
             .with_publication(publication),
     ))
 }
@@ -201,6 +208,10 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         announce_tx,
     ));
     core.import_codes();
+    // Marks the gateway's first period and takes the first public snapshot before
+    // anything is served.
+    core.run_period()
+        .map_err(|e| StartError::Storage(StorageError::Io(std::io::Error::other(e.to_string()))))?;
 
     let listener = tokio::net::TcpListener::bind(http_listen)
         .await
@@ -234,21 +245,23 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     })
 }
 
-/// The schedule: embargo releases and code imports every second, retention every
-/// `retention.interval_secs` (and once at start), filter rebuilds on gateways
-/// every `filters.rebuild_seconds` (and once at start).
+/// The schedule, every second: the period job (publication, filter rebuilds and
+/// the public snapshot at each boundary), gossip of batches that became
+/// visible, and code imports; retention every `retention.interval_secs` (and
+/// once at start).
 async fn jobs(core: Arc<Core>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let retention_every = core.config.retention.interval_secs;
-    let rebuild_every = core.config.filters.rebuild_seconds;
     let mut last_retention: Option<u64> = None;
-    let mut last_rebuild: Option<u64> = None;
     loop {
         tick.tick().await;
         let s = core.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.run_period() {
+                tracing::error!("publication failed: {e}");
+            }
             if let Err(e) = s.release_due() {
-                tracing::error!("embargo release failed: {e}");
+                tracing::error!("release failed: {e}");
             }
             s.import_codes();
         })
@@ -260,18 +273,6 @@ async fn jobs(core: Arc<Core>) {
             let _ = tokio::task::spawn_blocking(move || {
                 if let Err(e) = s.run_retention() {
                     tracing::error!("retention failed: {e}");
-                }
-            })
-            .await;
-        }
-        if core.gateway.is_some()
-            && last_rebuild.is_none_or(|t| now >= t + rebuild_every || now < t)
-        {
-            last_rebuild = Some(now);
-            let s = core.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = s.rebuild_filters() {
-                    tracing::error!("filter rebuild failed: {e}");
                 }
             })
             .await;

@@ -329,7 +329,14 @@ fn filters(args: &BenchArgs) -> Result<(f64, f64, u64), String> {
     use traceless_protocol::{FilterEntry, GatewaySealKey};
     let dir = temp_dir("filters");
     let store = SledStore::open(&dir).map_err(|e| e.to_string())?;
-    let gateway = Gateway::new(authority(), 60, NOW, GatewaySealKey::generate(), Vec::new());
+    let gateway = Gateway::new(
+        authority(),
+        60,
+        NOW,
+        crate::config::PublicationConfig::default(),
+        GatewaySealKey::generate(),
+        Vec::new(),
+    );
     let day = day_of_unix(NOW) - 2;
     let n = args
         .filter_entries

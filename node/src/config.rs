@@ -77,6 +77,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Day filters of filter-form uploads (gateways build them).
     pub filters: FilterConfig,
+    /// The publication schedule (SPEC.md §6.4).
+    pub publication: PublicationConfig,
 }
 
 impl Default for Config {
@@ -90,6 +92,7 @@ impl Default for Config {
             gateway: None,
             retention: RetentionConfig::default(),
             filters: FilterConfig::default(),
+            publication: PublicationConfig::default(),
         }
     }
 }
@@ -268,8 +271,9 @@ impl Default for RetentionConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterConfig {
-    /// Seconds between a gateway's filter rebuilds (each builds a new revision
-    /// only for days whose publishable entries changed).
+    /// No longer used: a gateway rebuilds its day filters at each publication
+    /// period boundary (SPEC.md §6.4), so that filters move only then. Kept so
+    /// that existing configs still parse.
     pub rebuild_seconds: u64,
 }
 
@@ -277,6 +281,30 @@ impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
             rebuild_seconds: 600,
+        }
+    }
+}
+
+/// The publication schedule (SPEC.md §6.4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicationConfig {
+    /// Length of a publication period; a divisor of 86400, so that days start on
+    /// a boundary.
+    pub period_seconds: u64,
+    /// k: a gateway's period publishes at least this many keys, padding with
+    /// random keys (plus a random 0..=k/10 more).
+    pub min_keys: u64,
+    /// Keys the gateway's pool may hold; uploads beyond it are refused (busy).
+    pub pool_max_keys: u64,
+}
+
+impl Default for PublicationConfig {
+    fn default() -> Self {
+        PublicationConfig {
+            period_seconds: 3600,
+            min_keys: 140,
+            pool_max_keys: 1_000_000,
         }
     }
 }
@@ -335,6 +363,12 @@ impl Config {
         if self.filters.rebuild_seconds == 0 || self.filters.rebuild_seconds > 86_400 {
             return Err(ConfigError::Invalid(
                 "filters.rebuild_seconds must be 1..=86400".into(),
+            ));
+        }
+        let period = self.publication.period_seconds;
+        if period == 0 || 86_400 % period != 0 {
+            return Err(ConfigError::Invalid(
+                "publication.period_seconds must divide 86400 (e.g. 3600)".into(),
             ));
         }
         if self.http.header_timeout_secs == 0 || self.http.request_timeout_secs == 0 {
@@ -449,9 +483,19 @@ upload_gateways = []
 interval_secs = 600
 
 [filters]
-# How often a gateway folds newly publishable filter-form entries into a new
-# revision of each day's filter (days without new entries are left alone).
+# Unused: a gateway folds newly publishable filter-form entries into a new
+# revision of each day's filter at every publication boundary ([publication]).
 rebuild_seconds = 600
+
+[publication]
+# A gateway publishes the keys it accepted only at period boundaries, shuffled
+# together, every period padded with random keys to at least min_keys (plus a
+# random tenth more); period_seconds divides a day. Uploads that would push the
+# pool past pool_max_keys are refused as busy.
+period_seconds = 3600
+min_keys = 140
+pool_max_keys = 1000000
+
 "#;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The gateway role: accepts uploads for one authority, holds embargoed keys, and
-//! signs accepted keys into batches; for filter-form uploads (SPEC.md §5.8) it
+//! The gateway role: accepts uploads for one authority into its durable pool,
+//! and at each period boundary signs the pool's due keys, shuffled together and
+//! padded, into batches (SPEC.md §6.4); for filter-form uploads (SPEC.md §5.8) it
 //! stores only the hashed entries of the chosen intervals and folds the
 //! publishable ones into signed day filters.
 //!
@@ -10,22 +11,24 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use rand_core::{OsRng, RngCore};
+use rand::rngs::OsRng;
+use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use traceless_protocol::filter::{
     entry_publishable, filter_entries, FILTER_SEED_LEN, MAX_FILTER_ENTRIES,
 };
 use traceless_protocol::wire::filter_expires_at;
 use traceless_protocol::{
-    day_of_interval, AuthorityKey, Batch, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
+    day_of_interval, AuthorityKey, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
     IntervalMask, TokenKey, Upload, WireError,
 };
 
-use crate::embargo;
+use crate::config::PublicationConfig;
+use crate::core::publication::{self, Schedule, Shapes};
 use crate::export_keys::GatewayPublication;
 use crate::storage::{
-    BatchMeta, FilterMeta, FilterPutOutcome, GatewayCommit, StorageError, Store, StoredBatch,
-    StoredEntry, StoredFilter,
+    BatchMeta, FilterMeta, FilterPutOutcome, GatewayCommit, PublishedPeriod, StorageError, Store,
+    StoredBatch, StoredEntry, StoredFilter,
 };
 use crate::upload_codes::{self, CodeError, RateLimiter};
 
@@ -72,6 +75,17 @@ pub enum UploadError {
         /// Keys in the upload.
         keys: usize,
     },
+    /// The publication pool is full until the next period is published; nothing
+    /// was stored and the code or token was not spent.
+    #[error("the publication pool holds {held} keys, this upload adds {adding}, and it holds at most {max}; retry after the next publication")]
+    PoolFull {
+        /// Keys in the pool.
+        held: u64,
+        /// Keys this upload would add.
+        adding: u64,
+        /// `publication.pool_max_keys`.
+        max: u64,
+    },
     /// A filter-form upload would push a day's filter past its size limit.
     #[error("day {day}'s filter is full: it holds {stored} entries, this upload adds {adding}, and a filter holds at most {max}; nothing was stored")]
     FilterFull {
@@ -109,9 +123,9 @@ impl From<CodeError> for UploadError {
 /// What an accepted upload became.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UploadReceipt {
-    /// Batches published now.
-    pub published: Vec<BatchMeta>,
-    /// Keys held back by the embargo.
+    /// Keys added to the pool (published at a later period boundary).
+    pub pooled: usize,
+    /// Of those, keys held past the next boundary by the embargo.
     pub embargoed: usize,
     /// Keys dropped because they were already past retention.
     pub expired: usize,
@@ -120,37 +134,78 @@ pub struct UploadReceipt {
 }
 
 impl UploadReceipt {
-    /// Whether this is a dummy's receipt (nothing published, held or derived).
+    /// Whether this is a dummy's receipt (nothing pooled or derived).
     pub fn is_dummy(&self) -> bool {
-        self.published.is_empty()
-            && self.embargoed == 0
-            && self.expired == 0
-            && self.filter_entries == 0
+        self.pooled == 0 && self.expired == 0 && self.filter_entries == 0
     }
 }
 
-/// A gateway: the authority key, the upload rate limit, and for anonymous
-/// uploads the HPKE key and the token keys by epoch.
+/// What one period's publication did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PeriodReport {
+    /// The boundary published (`created_at` of its batches).
+    pub boundary: u64,
+    /// Periods this publication covers (more than 1 after the clock jumped
+    /// forward or the node was down: they are published together, once).
+    pub periods: u64,
+    /// The batches signed.
+    pub batches: Vec<BatchMeta>,
+    /// Real keys published.
+    pub real_keys: usize,
+    /// Padding keys published.
+    pub padding_keys: usize,
+    /// Pooled keys dropped because they expired before their period.
+    pub expired: usize,
+}
+
+/// A gateway: the authority key, the upload rate limit, the publication
+/// schedule, and for anonymous uploads the HPKE key and the token keys by epoch.
 pub struct Gateway {
     key: AuthorityKey,
     limiter: RateLimiter,
     seal_key: GatewaySealKey,
     token_keys: BTreeMap<u32, TokenKey>,
-    // Serialises sequence allocation and token redemption.
-    lock: Mutex<()>,
+    schedule_config: PublicationConfig,
+    // Serialises the pool: uploads, token redemption, period publication; holds
+    // the pool's size once read, and the shapes padding imitates.
+    lock: Mutex<PoolState>,
     // Serialises filter rebuilds (the job and direct callers), apart from uploads.
     rebuild_lock: Mutex<()>,
     // Signed into every batch besides the keys (export key, risk configuration).
     publication: GatewayPublication,
 }
 
+/// What the pool lock guards besides the store.
+#[derive(Debug, Default)]
+struct PoolState {
+    /// Keys in the pool, once read from the store.
+    size: Option<u64>,
+    /// Shapes of recently published real keys, for padding.
+    shapes: Shapes,
+}
+
+impl PoolState {
+    fn size(&mut self, store: &dyn Store) -> Result<u64, StorageError> {
+        match self.size {
+            Some(n) => Ok(n),
+            None => {
+                let n = store.pending_count()?;
+                self.size = Some(n);
+                Ok(n)
+            }
+        }
+    }
+}
+
 impl Gateway {
-    /// A gateway signing with `key`, accepting `uploads_per_minute`, opening
-    /// sealed uploads with `seal_key` and redeeming tokens of `token_keys`.
+    /// A gateway signing with `key`, accepting `uploads_per_minute`, publishing
+    /// on the `schedule` of periods, opening sealed uploads with `seal_key` and
+    /// redeeming tokens of `token_keys`.
     pub fn new(
         key: AuthorityKey,
         uploads_per_minute: u32,
         now: u64,
+        schedule: PublicationConfig,
         seal_key: GatewaySealKey,
         token_keys: Vec<TokenKey>,
     ) -> Self {
@@ -159,7 +214,8 @@ impl Gateway {
             limiter: RateLimiter::new(uploads_per_minute, now),
             seal_key,
             token_keys: token_keys.into_iter().map(|k| (k.epoch, k)).collect(),
-            lock: Mutex::new(()),
+            schedule_config: schedule,
+            lock: Mutex::new(PoolState::default()),
             rebuild_lock: Mutex::new(()),
             publication: GatewayPublication::default(),
         }
@@ -192,49 +248,14 @@ impl Gateway {
         &self.key.origin
     }
 
-    /// Signs `keys` (all of one day each group) into new batches.
-    fn seal(
-        &self,
-        store: &dyn Store,
-        keys: Vec<DiagnosisKey>,
-        now: u64,
-        commit: &mut GatewayCommit,
-    ) -> Result<(), UploadError> {
-        let mut by_day: BTreeMap<u32, Vec<DiagnosisKey>> = BTreeMap::new();
-        for k in keys {
-            by_day
-                .entry(traceless_protocol::day_of_interval(k.rolling_start))
-                .or_default()
-                .push(k);
-        }
-        let mut seq = store.next_sequence(&self.key.origin)?;
-        for (day, keys) in by_day {
-            let batch = Batch {
-                origin: self.key.origin.clone(),
-                sequence: seq,
-                created_at: now,
-                day,
-                keys,
-            };
-            let signed = batch
-                .clone()
-                .sign_with(&self.key, self.publication.as_publication())?;
-            let bytes = signed.encode();
-            let mut batch = batch;
-            batch.canonicalize();
-            commit.batches.push(StoredBatch {
-                meta: BatchMeta::of(&batch, &bytes),
-                bytes,
-            });
-            seq += 1;
-        }
-        commit.next_sequence = Some((self.key.origin.clone(), seq));
-        Ok(())
+    /// The publication schedule.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self.schedule_config.period_seconds)
     }
 
     /// Accepts an upload: rate limit, decoding, the single-use code, then the keys
-    /// are either sealed into batches at once or held by the embargo. The code is
-    /// consumed in the same durable write that stores the keys.
+    /// join the pool. The code is consumed in the same durable write that stores
+    /// the keys.
     pub fn accept(
         &self,
         store: &dyn Store,
@@ -245,7 +266,7 @@ impl Gateway {
         if upload.dummy {
             return self.admit_dummy(now);
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let code = upload_codes::check(store, &upload.upload_code, now)?;
         self.admit(now)?;
         let mut commit = GatewayCommit {
@@ -254,6 +275,7 @@ impl Gateway {
         };
         self.stage(
             store,
+            &mut pool,
             upload.keys,
             &upload.filter_intervals,
             now,
@@ -289,7 +311,7 @@ impl Gateway {
         };
         let valid = key.verify(&token);
         let id: [u8; 32] = Sha256::digest(token.input).into();
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if store.token_spent(token.epoch, &id)? {
             return Err(UploadError::TokenSpent);
         }
@@ -310,7 +332,14 @@ impl Gateway {
         } else {
             upload.keys
         };
-        self.stage(store, keys, &upload.filter_intervals, now, &mut commit)
+        self.stage(
+            store,
+            &mut pool,
+            keys,
+            &upload.filter_intervals,
+            now,
+            &mut commit,
+        )
     }
 
     /// Charges the upload bucket for an authenticated real upload. Only uploads
@@ -335,18 +364,19 @@ impl Gateway {
         }
     }
 
-    /// The one path both authorizations take: a key-form upload's keys are
-    /// published or held, a filter-form upload's chosen intervals become entries.
+    /// The one path both authorizations take: a key-form upload's keys join the
+    /// pool, a filter-form upload's chosen intervals become entries.
     fn stage(
         &self,
         store: &dyn Store,
+        pool: &mut PoolState,
         keys: Vec<DiagnosisKey>,
         masks: &[IntervalMask],
         now: u64,
         commit: &mut GatewayCommit,
     ) -> Result<UploadReceipt, UploadError> {
         if masks.is_empty() || keys.is_empty() {
-            self.stage_keys(store, keys, now, commit)
+            self.stage_keys(store, pool, keys, now, commit)
         } else {
             self.stage_entries(store, keys, masks, now, commit)
         }
@@ -466,68 +496,120 @@ impl Gateway {
         Ok(built)
     }
 
-    /// Publishes, holds (embargo) or drops each key, and commits with one flush.
+    /// Pools each key (with the time from which it may be published: now, or
+    /// the end of its embargo) or drops it as expired, and commits with one
+    /// flush. Refuses the whole upload if the pool would pass its bound.
     fn stage_keys(
         &self,
         store: &dyn Store,
+        pool: &mut PoolState,
         keys: Vec<DiagnosisKey>,
         now: u64,
         commit: &mut GatewayCommit,
     ) -> Result<UploadReceipt, UploadError> {
         let mut receipt = UploadReceipt::default();
-        let mut publish_now = Vec::new();
         let uploaded = keys.len();
+        let next = self.schedule().publication_of(now);
         for key in keys {
             if key.expires_at() <= now {
                 receipt.expired += 1;
-            } else if embargo::is_embargoed(&key, now) {
-                commit.add_pending.push((embargo::release_at(&key), key));
-                receipt.embargoed += 1;
-            } else {
-                publish_now.push(key);
+                continue;
             }
+            let eligible = publication::eligible_at(&key, now);
+            if self.schedule().publication_of(eligible) > next {
+                receipt.embargoed += 1;
+            }
+            commit.add_pending.push((eligible, key));
         }
         // A real upload of nothing but expired keys is refused before its code or
         // token is spent (a dummy's empty key list passes: it spends its token).
         if uploaded > 0 && receipt.expired == uploaded {
             return Err(UploadError::NothingToPublish { keys: uploaded });
         }
-        if !publish_now.is_empty() {
-            self.seal(store, publish_now, now, commit)?;
+        let held = pool.size(store)?;
+        let adding = commit.add_pending.len() as u64;
+        let max = self.schedule_config.pool_max_keys;
+        if held + adding > max {
+            return Err(UploadError::PoolFull { held, adding, max });
         }
         store.commit_gateway(commit)?;
-        receipt.published = std::mem::take(&mut commit.batches)
-            .into_iter()
-            .map(|b| b.meta)
-            .collect();
+        pool.size = Some(held + adding);
+        receipt.pooled = commit.add_pending.len();
         Ok(receipt)
     }
 
-    /// Seals embargoed keys whose embargo ended by `now` into batches.
-    pub fn release_pending(
+    /// Publishes the period that ends at `boundary` (SPEC.md §6.4), once: every
+    /// pooled key that may be published before `boundary`, shuffled together with
+    /// padding up to k, signed into batches created at `boundary`, committed with
+    /// the removal of those keys from the pool and the new period mark in one
+    /// flush. `None` if that period (or a later one) is published already; the
+    /// gateway's first call only marks the current period, since nothing can be
+    /// pooled before a gateway runs. Missed periods are published together.
+    pub fn publish_period(
         &self,
         store: &dyn Store,
-        now: u64,
-    ) -> Result<Vec<BatchMeta>, UploadError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let due = store.pending_due(now)?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
+        boundary: u64,
+    ) -> Result<Option<PeriodReport>, UploadError> {
+        let mut pool = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let last = match store.published_period()? {
+            Some(last) if last.boundary >= boundary => return Ok(None),
+            Some(last) => last,
+            None => {
+                store.commit_gateway(&GatewayCommit {
+                    published_period: Some(PublishedPeriod {
+                        boundary,
+                        padding_keys: 0,
+                    }),
+                    ..Default::default()
+                })?;
+                return Ok(None);
+            }
+        };
+        let due = store.pending_due(boundary.saturating_sub(1))?;
         let mut commit = GatewayCommit {
             remove_pending: due.iter().map(|p| p.id.clone()).collect(),
             ..Default::default()
         };
-        let keys: Vec<_> = due
+        let removed = due.len() as u64;
+        let (real, expired): (Vec<_>, Vec<_>) = due
             .into_iter()
             .map(|p| p.key)
-            .filter(|k| k.expires_at() > now)
-            .collect();
-        if !keys.is_empty() {
-            self.seal(store, keys, now, &mut commit)?;
+            .partition(|k| k.expires_at() > boundary);
+        let mut rng = OsRng;
+        let padding = publication::padding_count(real.len(), self.schedule_config.min_keys, &mut rng);
+        pool.shapes.learn(&real, boundary);
+        let mut keys = pool.shapes.padding(padding, boundary, &mut rng);
+        let real_keys = real.len();
+        keys.extend(real);
+        let first = store.next_sequence(&self.key.origin)?;
+        let batches =
+            publication::period_batches(&self.key.origin, keys, boundary, first, &mut rng);
+        for batch in batches {
+            let mut canonical = batch.clone();
+            canonical.canonicalize();
+            let bytes = batch
+                .sign_with(&self.key, self.publication.as_publication())?
+                .encode();
+            commit.batches.push(StoredBatch {
+                meta: BatchMeta::of(&canonical, &bytes),
+                bytes,
+            });
         }
+        commit.next_sequence = Some((self.key.origin.clone(), first + commit.batches.len() as u64));
+        commit.published_period = Some(PublishedPeriod {
+            boundary,
+            padding_keys: last.padding_keys + padding as u64,
+        });
         store.commit_gateway(&commit)?;
-        Ok(commit.batches.into_iter().map(|b| b.meta).collect())
+        pool.size = pool.size.map(|n| n.saturating_sub(removed));
+        Ok(Some(PeriodReport {
+            boundary,
+            periods: (boundary - last.boundary) / self.schedule().period(),
+            batches: commit.batches.into_iter().map(|b| b.meta).collect(),
+            real_keys,
+            padding_keys: padding,
+            expired: expired.len(),
+        }))
     }
 }
 
@@ -551,6 +633,7 @@ mod tests {
             AuthorityKey::generate("test.health", 1),
             100,
             now,
+            PublicationConfig::default(),
             GatewaySealKey::generate(),
             Vec::new(),
         );

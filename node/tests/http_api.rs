@@ -93,6 +93,9 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     let r = http(addr, "POST", "/v1/upload", &[], &vec![0u8; 1 << 20]);
     assert_eq!(r.status, 413);
 
+    // /metrics is as of the period's boundary: it shows them from the next one.
+    assert!(!get(addr, "/metrics").text().contains("traceless_keys 15"));
+    next_period(&st, &clock);
     let metrics = get(addr, "/metrics").text();
     assert!(metrics.contains("traceless_keys 15"), "{metrics}");
     assert!(metrics.contains("traceless_batches_duplicate_total 1"));
@@ -154,7 +157,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let receipt = r.json();
-    assert_eq!(receipt["published"].as_array().unwrap().len(), 2);
+    assert_eq!(receipt["pooled_keys"], 3);
     assert_eq!(receipt["embargoed_keys"], 1);
     // The code is single-use.
     let r = http(
@@ -185,14 +188,19 @@ async fn gateway_upload_codes_embargo_and_retention() {
         }
         teks
     };
+    // Pooled until the period's boundary (SPEC.md §6.4).
+    assert_eq!(served_teks(&st).len(), 0);
+    next_period(&st, &clock);
     assert_eq!(served_teks(&st).len(), 2);
     assert!(!served_teks(&st).contains(&today_key[0].tek));
+    // The embargo ends 2 h after midnight; the key joins the pool of the period
+    // that starts then, published at its end.
     let midnight = u64::from(TODAY + 1) * 86_400;
-    clock.set(midnight + 2 * 3600 - 1);
-    st.release_due().unwrap();
+    clock.set(midnight + 3 * 3600 - 1);
+    st.run_period().unwrap();
     assert!(!served_teks(&st).contains(&today_key[0].tek));
-    clock.set(midnight + 2 * 3600);
-    st.release_due().unwrap();
+    clock.set(midnight + 3 * 3600);
+    st.run_period().unwrap();
     assert!(served_teks(&st).contains(&today_key[0].tek));
     let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=2")).json();
     assert_eq!(list["batches"][0]["day"], TODAY);

@@ -83,38 +83,54 @@ fn kill_9_right_after_an_acknowledged_upload_at(now: u64) {
         let r = http(addr, "POST", "/v1/upload", &[], &body);
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    // SIGKILL the moment the last 200 arrived.
+    // SIGKILL the moment the last 200 arrived: nothing was published yet (the
+    // period is an hour; should the hour turn meanwhile, the keys are simply
+    // published in the first run, and must still appear exactly once).
     kill9(child);
 
+    // Restarted with one-second periods: the pool is published at the next
+    // boundary, all uploads' keys of a day in one batch.
+    set_publication(&config, 1, 0);
     let (child, addr) = spawn_at(&config, now);
-    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
-    let batches = list["batches"].as_array().unwrap();
-    assert_eq!(batches.len(), 3, "{list}");
-    let mut served = Vec::new();
-    for b in batches {
-        let r = get(addr, b["url"].as_str().unwrap());
-        assert_eq!(r.status, 200);
-        let sb = SignedBatch::decode(&r.body).unwrap();
-        served.extend(
-            Batch::decode_body(&sb.body, now + 60)
-                .unwrap()
-                .keys
-                .into_iter()
-                .map(|k| k.tek),
-        );
-    }
+    let list = wait_for_batches(addr, 3);
+    let served = served_keys(addr, &list, now);
     for keys in &uploaded {
         for k in keys
             .iter()
             .filter(|k| k.rolling_start != day_start_interval(today))
         {
-            assert!(served.contains(&k.tek), "an acknowledged key was lost");
+            let n = served.iter().filter(|(tek, _)| *tek == k.tek).count();
+            assert_eq!(n, 1, "an acknowledged key was published {n} times");
+            let created = served.iter().find(|(tek, _)| *tek == k.tek).unwrap().1;
+            assert!(
+                created > now,
+                "published at a later boundary, not at upload"
+            );
         }
     }
-    let metrics = get(addr, "/metrics").text();
-    assert!(
-        metrics.contains("traceless_embargoed_upload_keys 3"),
-        "{metrics}"
+    assert_eq!(served.len(), 6, "exactly the past keys, no padding (k = 0)");
+    // /metrics follows at the same boundary (its snapshot is taken just after).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut metrics = get(addr, "/metrics").text();
+    while !metrics.contains("traceless_pool_keys 3") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        metrics = get(addr, "/metrics").text();
+    }
+    assert!(metrics.contains("traceless_pool_keys 3"), "{metrics}");
+
+    // Killed again after publication and restarted: nothing is published twice.
+    kill9(child);
+    let (child, addr) = spawn_at(&config, now);
+    // Wait for the restarted node to pass a boundary of its own.
+    let seen = get(addr, "/metrics").text();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(addr, "/metrics").text() == seen && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let again = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+    assert_eq!(
+        again["batches"], list["batches"],
+        "a period was published twice"
     );
     // The codes were consumed durably too.
     let body = Upload {
@@ -128,4 +144,17 @@ fn kill_9_right_after_an_acknowledged_upload_at(now: u64) {
     .unwrap();
     assert_eq!(http(addr, "POST", "/v1/upload", &[], &body).status, 403);
     kill9(child);
+}
+
+/// Every (TEK, created_at) served in the listed batches.
+fn served_keys(addr: std::net::SocketAddr, list: &serde_json::Value, now: u64) -> Vec<(Tek, u64)> {
+    let mut served = Vec::new();
+    for b in list["batches"].as_array().unwrap() {
+        let r = get(addr, b["url"].as_str().unwrap());
+        assert_eq!(r.status, 200);
+        let sb = SignedBatch::decode(&r.body).unwrap();
+        let batch = Batch::decode_body(&sb.body, now + 120).unwrap();
+        served.extend(batch.keys.into_iter().map(|k| (k.tek, batch.created_at)));
+    }
+    served
 }

@@ -57,6 +57,8 @@ pub struct Nodes {
     /// The signed risk configuration (revision 1, the SDK's defaults) the
     /// gateway publishes with every batch.
     pub risk_config: SignedRiskConfig,
+    /// The gateway's next sequence when [`Nodes::release_due`] last looked.
+    reported: std::sync::atomic::AtomicU64,
 }
 
 /// The epoch of the gateway's one token key.
@@ -76,6 +78,10 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
     // Filters are rebuilt when the simulator calls for it (at the sync hour),
     // never by the wall-time job in the middle of a simulated day.
     c.filters.rebuild_seconds = 86_400;
+    // No padding: runs stay reproducible seed for seed (padding is drawn from the
+    // OS's randomness) and the figures count real keys; padding costs about
+    // 1.05 k keys a period on top (SPEC.md §6.4).
+    c.publication.min_keys = 0;
     c.trust.push(TrustEntry {
         origin: ORIGIN.into(),
         key_id: authority.key_id,
@@ -210,6 +216,7 @@ impl Nodes {
             codes,
             export_key,
             risk_config,
+            reported: std::sync::atomic::AtomicU64::new(1),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !net
@@ -225,21 +232,24 @@ impl Nodes {
         Ok(net)
     }
 
-    /// Releases due embargoed keys and batches on every node (the nodes' own job
-    /// does this every second of wall time; the simulator calls it right after
-    /// moving the clock). Returns the sequences the gateway published.
+    /// Runs the period job (the gateway publishes at boundaries, SPEC.md §6.4)
+    /// and releases due batches on every node (the nodes' own job does this
+    /// every second of wall time; the simulator calls it right after moving the
+    /// clock). Returns the sequences the gateway published since the last call,
+    /// whichever of the two got there first.
     pub fn release_due(&self) -> Vec<u64> {
-        let mut published: Vec<u64> = self
-            .gateway
-            .core
-            .release_due()
-            .map(|v| v.into_iter().map(|m| m.sequence).collect())
-            .unwrap_or_default();
-        for r in &self.relays {
-            let _ = r.core.release_due();
+        for core in std::iter::once(&self.gateway)
+            .chain(&self.relays)
+            .map(|n| &n.core)
+        {
+            let _ = core.run_period();
+            let _ = core.release_due();
         }
-        published.sort_unstable();
-        published
+        let next = self.gateway_next_sequence();
+        let from = self
+            .reported
+            .swap(next, std::sync::atomic::Ordering::SeqCst);
+        (from..next).collect()
     }
 
     /// The sequence number the gateway gives its next batch: the batches an
@@ -253,7 +263,8 @@ impl Nodes {
             .unwrap_or_default()
     }
 
-    /// What the nodes' `/metrics` (over HTTP) say about uploads: whether they
+    /// What the nodes' `/metrics` (over HTTP, as of the last period boundary)
+    /// say about uploads: whether they
     /// came through the relays or straight to the gateway.
     pub fn upload_traffic(&self) -> Result<UploadTraffic, http::HttpError> {
         let metrics = |addr| -> Result<String, http::HttpError> {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use traceless_protocol::Clock;
 use traceless_sim::load::{self, LoadArgs, LoadError};
 use traceless_sim::nodes::Nodes;
 
@@ -29,6 +30,14 @@ fn load_drives_sealed_uploads_through_a_relay_and_downloads() {
     let relay = format!("http://{}", nodes.relays[0].http_addr);
     let gateway = format!("http://{}", nodes.gateway.http_addr);
     let r = load::run(&args(&relay, &gateway)).unwrap();
+    // `/metrics` moves only at period boundaries (SPEC.md §6.4).
+    let next = nodes
+        .gateway
+        .core
+        .schedule()
+        .publication_of(nodes.clock.now());
+    nodes.clock.set(next);
+    nodes.release_due();
     let traffic = nodes.upload_traffic().unwrap();
     nodes.shutdown();
     assert!(r.uploads.requests > 10, "{r}");

@@ -238,7 +238,9 @@ async fn a_sealed_upload_through_a_relay_notifies_a_contact_and_links_nothing() 
         "a replayed dummy looks like a replayed upload"
     );
 
-    // Bob syncs from the relay and learns of yesterday's exposure.
+    // Bob syncs from the relay and learns of yesterday's exposure, once the
+    // period's boundary has passed (SPEC.md §6.4).
+    clock.set(NOON + 3600);
     bob.trust_authority(ORIGIN, 1, net.authority.verifying_key())
         .expect("valid origin");
     let synced = common::eventually(|| {

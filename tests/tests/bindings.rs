@@ -122,16 +122,19 @@ fn run_lifecycle(mut host: Command) {
     nodes.shutdown();
 }
 
-/// Waits (at most 20 s) until the relay lists a batch of the origin.
+/// Waits (at most 20 s) until the relay lists every batch the gateway published
+/// (a period publishes several: one per day, padding included).
 fn wait_for_batch(nodes: &Nodes) {
     let end = Instant::now() + Duration::from_secs(20);
     let path = format!("/v1/batches?origin={ORIGIN}&after=0");
+    let count = |addr| {
+        request(addr, "GET", &path, b"").unwrap().json().unwrap()["batches"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
     while Instant::now() < end {
-        let list = request(nodes.relays[0].http_addr, "GET", &path, b"")
-            .unwrap()
-            .json()
-            .unwrap();
-        if list["batches"].as_array().is_some_and(|b| !b.is_empty()) {
+        let published = count(nodes.gateway.http_addr);
+        if published > 0 && count(nodes.relays[0].http_addr) == published {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -70,7 +70,9 @@ pub fn refusal(e: &UploadError) -> RelayResponse {
         | UploadError::TokenInvalid
         | UploadError::NoTokenKeys => RelayResponse::Unauthorized,
         UploadError::TokenSpent => RelayResponse::Replayed,
-        UploadError::RateLimited | UploadError::Storage(_) => RelayResponse::Busy,
+        UploadError::RateLimited | UploadError::PoolFull { .. } | UploadError::Storage(_) => {
+            RelayResponse::Busy
+        }
         UploadError::FilterFull { .. } => RelayResponse::Full,
         UploadError::NotAGateway => RelayResponse::WrongGateway,
     }

@@ -97,7 +97,8 @@ struct StoredGauges {
     batches: CountGauge,
     keys: CountGauge,
     deletion_log_entries: CountGauge,
-    embargoed_upload_keys: CountGauge,
+    pool_keys: CountGauge,
+    padding_keys: CountGauge,
     embargoed_keys: CountGauge,
     filters: CountGauge,
     filter_entries: CountGauge,
@@ -254,7 +255,7 @@ impl Metrics {
                 r.register(name, help, c.clone());
             }
             let s = &m.stored;
-            let gauges: [(&str, &str, &CountGauge); 9] = [
+            let gauges: [(&str, &str, &CountGauge); 10] = [
                 ("peers_connected", "Connected federation peers.", &m.peers_connected),
                 ("batches", "Batches stored (served or embargoed).", &s.batches),
                 ("keys", "Keys stored in batches (served or embargoed).", &s.keys),
@@ -264,9 +265,14 @@ impl Metrics {
                     &s.deletion_log_entries,
                 ),
                 (
-                    "embargoed_upload_keys",
-                    "Uploaded keys a gateway holds by the embargo, not yet in a batch.",
-                    &s.embargoed_upload_keys,
+                    "pool_keys",
+                    "Uploaded keys waiting in a gateway's publication pool, not yet in a batch.",
+                    &s.pool_keys,
+                ),
+                (
+                    "padding_keys",
+                    "Padding keys this gateway published (random keys nobody holds).",
+                    &s.padding_keys,
                 ),
                 (
                     "embargoed_keys",
@@ -353,7 +359,8 @@ impl Metrics {
         g.batches.set(stored.batches);
         g.keys.set(stored.keys);
         g.deletion_log_entries.set(stored.deletion_log_entries);
-        g.embargoed_upload_keys.set(stored.pending_upload_keys);
+        g.pool_keys.set(stored.pool_keys);
+        g.padding_keys.set(stored.padding_keys);
         g.embargoed_keys.set(stored.embargoed_keys());
         g.filters.set(stored.filters);
         g.filter_entries.set(stored.filter_entries);

@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod metrics;
+pub mod publication;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,9 +20,10 @@ use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
 use self::metrics::Metrics;
+use self::publication::Schedule;
 use crate::clock::SharedClock;
 use crate::config::{Config, Role};
-use crate::gateway::{Gateway, RebuildError, UploadError, UploadReceipt};
+use crate::gateway::{Gateway, PeriodReport, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
 use crate::log::{batch_event, filter_event, TransparencyLog};
 use crate::storage::{
@@ -106,6 +108,19 @@ pub struct Core {
     release_lock: Mutex<()>,
     /// Serialises [`Core::run_retention`] (the job and callers).
     retention_lock: Mutex<()>,
+    /// What public pages show until the next period boundary.
+    public: Mutex<Option<Arc<PublicSnapshot>>>,
+}
+
+/// The public figures of one period: `/metrics` and the transparency page.
+#[derive(Debug)]
+pub struct PublicSnapshot {
+    /// The period boundary they are as of.
+    pub boundary: u64,
+    /// What the store held then.
+    pub summary: StoreSummary,
+    /// The `/metrics` body (OpenMetrics text).
+    pub metrics: String,
 }
 
 /// The node's own signing keys.
@@ -162,6 +177,96 @@ impl Core {
             announce,
             release_lock: Mutex::new(()),
             retention_lock: Mutex::new(()),
+            public: Mutex::new(None),
+        }
+    }
+
+    /// The publication schedule (SPEC.md §6.4).
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self.config.publication.period_seconds)
+    }
+
+    /// The current period's boundary: what public pages are "as of", so that
+    /// they move only at boundaries.
+    pub fn public_now(&self) -> u64 {
+        self.schedule().boundary_at(self.now())
+    }
+
+    /// The period job (every second): once per boundary, a gateway publishes the
+    /// period that just ended (see [`Gateway::publish_period`]), logs and gossips
+    /// its batches and rebuilds its day filters as of the boundary; then every
+    /// node takes the snapshot public pages show until the next boundary. A
+    /// clock that went back publishes nothing until it passes the last published
+    /// boundary.
+    pub fn run_period(&self) -> Result<Option<PeriodReport>, UploadError> {
+        let boundary = self.public_now();
+        let report = match &self.gateway {
+            Some(g) => g.publish_period(self.store.as_ref(), boundary)?,
+            None => None,
+        };
+        if let (Some(g), Some(r)) = (&self.gateway, &report) {
+            if r.periods > 1 {
+                tracing::warn!(
+                    periods = r.periods,
+                    boundary,
+                    "clock jumped or node was down: publishing the missed periods as one"
+                );
+            }
+            tracing::info!(
+                boundary,
+                batches = r.batches.len(),
+                real = r.real_keys,
+                padding = r.padding_keys,
+                "published period"
+            );
+            self.record_published(&r.batches, boundary);
+            if let Err(e) = self.release_due() {
+                tracing::error!("release failed: {e}");
+            }
+            match g.rebuild_filters(self.store.as_ref(), boundary) {
+                Ok(built) => {
+                    self.announce_filters(built);
+                }
+                Err(e) => tracing::error!("filter rebuild failed: {e}"),
+            }
+        }
+        let stale = self
+            .public
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|p| p.boundary < boundary);
+        if stale {
+            let snapshot = Arc::new(self.snapshot(boundary));
+            *self.public.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
+        }
+        Ok(report)
+    }
+
+    /// What `/metrics` and the transparency page show: taken at the current
+    /// period's boundary (at start, then by [`Core::run_period`]), so that
+    /// nothing public moves between boundaries, when an upload arrives.
+    pub fn public_snapshot(&self) -> Arc<PublicSnapshot> {
+        let mut p = self.public.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = p.as_ref() {
+            return snapshot.clone();
+        }
+        let snapshot = Arc::new(self.snapshot(self.public_now()));
+        *p = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// `/metrics` as of the current period's boundary.
+    pub fn public_metrics(&self) -> String {
+        self.public_snapshot().metrics.clone()
+    }
+
+    fn snapshot(&self, boundary: u64) -> PublicSnapshot {
+        let summary = self.store.summary(boundary);
+        PublicSnapshot {
+            boundary,
+            metrics: self.metrics.render(&summary),
+            summary,
         }
     }
 
@@ -250,15 +355,20 @@ impl Core {
         Ok(IngestedFilter { outcome, meta })
     }
 
-    /// On a gateway: folds newly publishable filter entries into new revisions of
+    /// On a gateway: folds filter entries publishable now into new revisions of
     /// their day filters (see [`Gateway::rebuild_filters`]) and gossips them.
-    /// Returns the new filters. Safe to call at any time (the job calls it every
-    /// `filters.rebuild_seconds`).
+    /// Returns the new filters. Safe to call at any time; the period job does
+    /// the same at each boundary.
     pub fn rebuild_filters(&self) -> Result<Vec<FilterMeta>, RebuildError> {
         let Some(g) = &self.gateway else {
             return Ok(Vec::new());
         };
         let built = g.rebuild_filters(self.store.as_ref(), self.now())?;
+        Ok(self.announce_filters(built))
+    }
+
+    /// Counts and gossips newly built filters.
+    fn announce_filters(&self, built: Vec<StoredFilter>) -> Vec<FilterMeta> {
         for f in &built {
             self.metrics.filters_built.inc();
             self.record(&filter_event(&f.meta, self.now()));
@@ -266,21 +376,14 @@ impl Core {
                 entries = f.meta.entries, "built day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
         }
-        Ok(built.into_iter().map(|f| f.meta).collect())
+        built.into_iter().map(|f| f.meta).collect()
     }
 
-    /// Seals embargoed gateway keys that are due, and hands every stored batch
-    /// whose embargo has ended (and that was not yet announced) to gossip.
-    /// Returns the batches announced.
+    /// Hands every stored batch whose embargo has ended (and that was not yet
+    /// announced) to gossip. Returns the batches announced.
     pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now();
-        if let Some(g) = &self.gateway {
-            match g.release_pending(self.store.as_ref(), now) {
-                Ok(published) => self.record_published(&published),
-                Err(e) => tracing::error!("releasing embargoed keys failed: {e}"),
-            }
-        }
         let due = self.store.held_due(now)?;
         for m in &due {
             if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
@@ -348,8 +451,8 @@ impl Core {
         }
     }
 
-    /// A phone's upload (`POST /v1/upload`, gateways only), durably stored or
-    /// held by the embargo before this returns; what became visible is announced.
+    /// A phone's upload (`POST /v1/upload`, gateways only), durably pooled
+    /// before this returns; it is published at a later period boundary.
     pub fn accept_upload(&self, body: &[u8]) -> Result<UploadReceipt, UploadError> {
         let gateway = self.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
         let result = gateway.accept(self.store.as_ref(), body, self.now());
@@ -365,9 +468,6 @@ impl Core {
                 m.uploads_refused.inc();
             }
         }
-        if let Ok(r) = &result {
-            self.announce_published(r);
-        }
         result
     }
 
@@ -382,9 +482,8 @@ impl Core {
         // Relayed uploads are counted only as relayed: the public counters never
         // split them into real and dummy.
         match &result {
-            Ok(r) => {
+            Ok(_) => {
                 m.relayed_accepted.inc();
-                self.announce_published(r);
             }
             Err(e) => {
                 m.relayed_refused.inc();
@@ -402,22 +501,10 @@ impl Core {
         }
     }
 
-    /// Logs batches this gateway published.
-    pub fn record_published(&self, published: &[BatchMeta]) {
-        let now = self.now();
+    /// Logs batches this gateway published at `at`.
+    pub fn record_published(&self, published: &[BatchMeta], at: u64) {
         for m in published {
-            self.record(&batch_event(m, now));
-        }
-    }
-
-    /// Logs what an upload published and hands it to gossip (it is flushed
-    /// already).
-    fn announce_published(&self, receipt: &UploadReceipt) {
-        self.record_published(&receipt.published);
-        if !receipt.published.is_empty() {
-            if let Err(e) = self.release_due() {
-                tracing::error!("release failed: {e}");
-            }
+            self.record(&batch_event(m, at));
         }
     }
 
@@ -426,10 +513,6 @@ impl Core {
         self.store.summary(self.now())
     }
 
-    /// The `/metrics` exposition (OpenMetrics text).
-    pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.summary())
-    }
 
     /// The node's deletion-log public key.
     pub fn node_id(&self) -> [u8; 32] {

@@ -91,11 +91,12 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /metrics`: OpenMetrics text (see [`crate::core::metrics`]); the store
-/// figures come from its maintained summary, not a scan.
+/// `GET /metrics`: OpenMetrics text (see [`crate::core::metrics`]) as of the
+/// current period's boundary (SPEC.md §6.4): nothing in it moves between
+/// boundaries. The store figures come from its maintained summary, not a scan.
 pub async fn metrics(State(http): Shared) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let body = blocking(move || Ok(s.render_metrics())).await?;
+    let body = blocking(move || Ok(s.public_metrics())).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -415,7 +416,7 @@ pub async fn upload(State(http): Shared, body: Bytes) -> Result<Response, ApiErr
     .await?;
     match result {
         Ok(receipt) => Ok(Json(json!({
-            "published": receipt.published.iter().map(BatchEntry::from).collect::<Vec<_>>(),
+            "pooled_keys": receipt.pooled,
             "embargoed_keys": receipt.embargoed,
             "expired_keys": receipt.expired,
             "filter_entries": receipt.filter_entries,

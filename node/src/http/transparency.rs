@@ -31,14 +31,18 @@ fn esc(s: &str) -> String {
 pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
     let s = http.core.clone();
     let s2 = s.clone();
-    let (summary, log) = blocking(move || Ok((s2.summary(), s2.store.deletion_log()?))).await?;
+    let (snapshot, log) =
+        blocking(move || Ok((s2.public_snapshot(), s2.store.deletion_log()?))).await?;
+    let summary = &snapshot.summary;
     let days = &summary.days;
     let view = http.federation.peers();
-    let now = s.now();
+    // As of the period's boundary, so that the page moves only at boundaries.
+    let now = snapshot.boundary;
     let total_keys = summary.served_keys();
-    // On a gateway embargoed keys wait outside batches: counted too, as
+    // On a gateway keys wait in the pool outside batches: counted too, as
     // `/metrics` counts them (`traceless_embargoed_keys`).
     let total_embargoed = summary.embargoed_keys();
+    let padding = summary.padding_keys;
     let role = match &s.gateway {
         Some(_) => "This server is the upload gateway of a health authority: it accepts the keys that people who tested positive chose to publish, signs them and passes them on to relay nodes",
         None => "This server relays the keys that people who tested positive chose to publish",
@@ -91,6 +95,12 @@ Page generated {now_text}.</p>
             );
         }
         h.push_str("</tbody></table>\n");
+    }
+    if s.gateway.is_some() {
+        let _ = writeln!(
+            h,
+            "<p id=\"padding\" data-padding-keys=\"{padding}\">Padding: <strong>{padding}</strong> of the keys this node published are random keys that belong to nobody; they hide how many real keys each hour brought, and no phone can match them.</p>"
+        );
     }
     h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
     h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");

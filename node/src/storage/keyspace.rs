@@ -21,6 +21,7 @@
 //! | [`ENTRY_COUNT`] | `k day` | number of entries of the day |
 //! | [`ENTRY`] | `n day interval sealed-entry` | empty |
 //! | [`LEGACY_BATCH_BODY`] | `x origin 0 sequence` | batch bytes (old databases; migrated away at open) |
+//! | [`PUBLISHED_PERIOD`] | `q` | the gateway's last published period boundary and padding keys so far |
 //! | [`LOG_LEAF`] | `L index` | transparency-log entry (leaf data) |
 //! | [`LOG_HASH`] | `H level index` | root of a perfect subtree of the log |
 //! | [`LOG_META`] | `M name` | transparency-log bookkeeping (see `crate::log`) |
@@ -55,6 +56,8 @@ pub const ENTRY_COUNT: u8 = b'k';
 pub const ENTRY: u8 = b'n';
 /// Batch bodies inside sled, as older versions stored them.
 pub const LEGACY_BATCH_BODY: u8 = b'x';
+/// The gateway's publication progress (SPEC.md §6.4): one record.
+pub const PUBLISHED_PERIOD: u8 = b'q';
 
 /// Transparency-log entries, by index.
 pub const LOG_LEAF: u8 = b'L';
@@ -196,7 +199,8 @@ pub fn code_key(id: &[u8; 8]) -> Vec<u8> {
     numbered(CODE, id)
 }
 
-/// The key of a held (embargoed) key: its release time and a random suffix.
+/// The key of a pooled key: the time from which it may be published (its
+/// acceptance, or the end of its embargo) and a random suffix.
 pub fn pending_key(release_at: u64, random: [u8; 8]) -> Vec<u8> {
     let mut k = numbered(PENDING, &release_at.to_be_bytes());
     k.extend_from_slice(&random);

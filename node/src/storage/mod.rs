@@ -54,12 +54,13 @@ pub use files::{
 };
 pub use records::{
     content_id, BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit,
-    PendingKey, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    PendingKey, PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 pub use sled_store::SledStore;
 pub use summary::{DaySummary, StoreSummary};
 pub use traits::{
-    BatchStore, CodeStore, FilterStore, GatewayStore, RetentionStore, Store, SummaryStore,
+    BatchStore, CodeStore, FilterStore, GatewayStore, PoolStore, RetentionStore, Store,
+    SummaryStore,
 };
 
 /// Why a storage operation failed.

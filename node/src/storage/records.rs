@@ -285,15 +285,46 @@ pub struct PendingKey {
     pub key: DiagnosisKey,
 }
 
-/// One atomic change made by a gateway for an upload or an embargo release.
+/// The gateway's publication progress (SPEC.md §6.4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishedPeriod {
+    /// The boundary of the last period published (unix seconds).
+    pub boundary: u64,
+    /// Padding keys published so far, over the gateway's life.
+    pub padding_keys: u64,
+}
+
+impl PublishedPeriod {
+    /// `boundary || padding_keys`, big-endian.
+    pub(super) fn encode(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&self.boundary.to_be_bytes());
+        v[8..].copy_from_slice(&self.padding_keys.to_be_bytes());
+        v
+    }
+
+    pub(super) fn decode(v: &[u8]) -> Result<Self, StorageError> {
+        let bad = || StorageError::Corrupt("q");
+        let v: [u8; 16] = v.try_into().map_err(|_| bad())?;
+        let (b, p) = v.split_at(8);
+        Ok(PublishedPeriod {
+            boundary: u64::from_be_bytes(b.try_into().map_err(|_| bad())?),
+            padding_keys: u64::from_be_bytes(p.try_into().map_err(|_| bad())?),
+        })
+    }
+}
+
+/// One atomic change made by a gateway for an upload or a period's publication.
 #[derive(Debug, Default)]
 pub struct GatewayCommit {
     /// Upload code to consume.
     pub consume_code: Option<[u8; 8]>,
-    /// Embargoed keys to hold, with their release times.
+    /// Keys to pool, each with the time from which it may be published.
     pub add_pending: Vec<(u64, DiagnosisKey)>,
-    /// Pending keys now released into `batches`.
+    /// Pooled keys now published in `batches` (or dropped as expired).
     pub remove_pending: Vec<Vec<u8>>,
+    /// The period this commit publishes.
+    pub published_period: Option<PublishedPeriod>,
     /// New batches signed by the gateway.
     pub batches: Vec<StoredBatch>,
     /// The gateway's next sequence number after these batches.

@@ -498,6 +498,9 @@ impl CodeStore for SledStore {
         if let Some((epoch, id)) = &c.spend_token {
             ops.insert(spent_key(*epoch, id), &[][..]);
         }
+        if let Some(p) = &c.published_period {
+            ops.insert(&[PUBLISHED_PERIOD][..], &p.encode()[..]);
+        }
         let mut added: BTreeMap<u32, u64> = Default::default();
         let mut seen = std::collections::HashSet::new();
         let mut ciphers = BTreeMap::new();
@@ -530,6 +533,9 @@ impl CodeStore for SledStore {
         {
             let mut tally = self.tally();
             tally.pending_changed(held.len() as u64, released);
+            if let Some(p) = &c.published_period {
+                tally.padding_published(p.padding_keys);
+            }
             for sb in &c.batches {
                 tally.batch_added(&sb.meta);
             }
@@ -549,7 +555,7 @@ impl CodeStore for SledStore {
     }
 }
 
-impl GatewayStore for SledStore {
+impl PoolStore for SledStore {
     fn pending_due(&self, now: u64) -> Result<Vec<PendingKey>, StorageError> {
         let end = numbered(PENDING, &now.saturating_add(1).to_be_bytes());
         self.db
@@ -576,6 +582,15 @@ impl GatewayStore for SledStore {
         Ok(self.db.scan_prefix([PENDING]).count() as u64)
     }
 
+    fn published_period(&self) -> Result<Option<PublishedPeriod>, StorageError> {
+        self.db
+            .get([PUBLISHED_PERIOD])?
+            .map(|v| PublishedPeriod::decode(&v))
+            .transpose()
+    }
+}
+
+impl GatewayStore for SledStore {
     fn next_sequence(&self, origin: &str) -> Result<u64, StorageError> {
         Ok(match self.db.get(sequence_key(origin))? {
             Some(v) => u64::from_be_bytes(

@@ -7,7 +7,7 @@ use traceless_protocol::wire::SignedDeletionRecord;
 
 use super::records::{
     BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit, PendingKey,
-    PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 use super::summary::StoreSummary;
 use super::StorageError;
@@ -67,12 +67,20 @@ pub trait CodeStore: Send + Sync {
     fn commit_gateway(&self, commit: &GatewayCommit) -> Result<(), StorageError>;
 }
 
-/// What a gateway's uploads, embargo and filter building need.
-pub trait GatewayStore {
-    /// Embargoed keys whose release time is at or before `now`.
+/// The gateway's publication pool (SPEC.md §6.4): accepted keys waiting for
+/// their period boundary. Keys are added and removed by
+/// [`CodeStore::commit_gateway`], atomically with what they came or went with.
+pub trait PoolStore {
+    /// Pooled keys that may be published from `now` or earlier.
     fn pending_due(&self, now: u64) -> Result<Vec<PendingKey>, StorageError>;
-    /// Number of embargoed keys held by the gateway.
+    /// Number of keys in the pool.
     fn pending_count(&self) -> Result<u64, StorageError>;
+    /// The last published period (none before the gateway's first period).
+    fn published_period(&self) -> Result<Option<PublishedPeriod>, StorageError>;
+}
+
+/// What a gateway's uploads, tokens and filter building need.
+pub trait GatewayStore {
     /// The gateway's next sequence number for `origin` (1 if none yet).
     fn next_sequence(&self, origin: &str) -> Result<u64, StorageError>;
     /// Whether an upload token (epoch, SHA-256 of its input) was spent.
@@ -119,6 +127,7 @@ pub trait Store:
     + FilterStore
     + CodeStore
     + GatewayStore
+    + PoolStore
     + RetentionStore
     + SummaryStore
     + Send
@@ -132,8 +141,9 @@ impl<T> Store for T where
         + FilterStore
         + CodeStore
         + GatewayStore
+        + PoolStore
         + RetentionStore
-        + SummaryStore
+            + SummaryStore
         + Send
         + Sync
         + 'static

@@ -68,7 +68,35 @@ pub fn gateway_config(dir: &Path) -> Config {
         export_key_file: None,
         risk_config_file: None,
     });
+    // No padding: these tests count the keys they uploaded. The publication
+    // tests set k themselves.
+    c.publication.min_keys = 0;
     c
+}
+
+/// The batch list of [`ORIGIN`] once it holds at least `n` batches (bounded wait
+/// for a node on the real clock to reach its period boundary).
+pub fn wait_for_batches(addr: SocketAddr, n: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+        if list["batches"].as_array().is_some_and(|b| b.len() >= n) || Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Moves `clock` to the next publication boundary and runs the period job
+/// there (SPEC.md §6.4): what was pooled before is published, `/metrics` and the
+/// transparency page move on.
+pub fn next_period(
+    core: &traceless_node::Core,
+    clock: &ManualClock,
+) -> Option<traceless_node::gateway::PeriodReport> {
+    let next = core.schedule().publication_of(clock.now());
+    clock.set(next);
+    core.run_period().unwrap()
 }
 
 /// `n` random keys of `day`, valid the whole day.

@@ -55,6 +55,23 @@ pub fn gateway_via_cli(dir: &Path) -> PathBuf {
     config
 }
 
+/// Sets the publication period and k of a config file written by `init`.
+pub fn set_publication(config: &Path, period_seconds: u64, min_keys: u64) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("period_seconds = ") {
+            out.push_str(&format!("period_seconds = {period_seconds}"));
+        } else if line.starts_with("min_keys = ") {
+            out.push_str(&format!("min_keys = {min_keys}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    std::fs::write(config, out).unwrap();
+}
+
 /// A running node process; killed when dropped (a failing test leaves no
 /// orphan holding the test's pipes).
 pub struct Node(pub Child);
