@@ -208,6 +208,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         announce_tx,
     ));
     core.import_codes();
+    // Logs a batch published just before a crash (stored, not yet logged).
+    core.record_own_batches();
     // Marks the gateway's first period and takes the first public snapshot before
     // anything is served.
     core.run_period()

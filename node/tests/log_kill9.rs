@@ -1,7 +1,9 @@
 //! The transparency log survives `kill -9` mid-append with the real binary:
-//! uploads are acknowledged while the node is killed at an arbitrary moment;
-//! after restart the entries rebuild the signed checkpoint's root (the tree is
-//! whole), and every acknowledged upload's batch is a log entry.
+//! uploads are acknowledged and published (one-second periods) while the node is
+//! killed at an arbitrary moment, in a publication or between a publication and
+//! its log entries; after restart the entries rebuild the signed checkpoint's
+//! root (the tree is whole), and every acknowledged upload's batch is a log
+//! entry, exactly once.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -32,6 +34,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         .unwrap()
         .as_secs();
     let today = day_of_unix(now);
+    set_publication(&config, 1, 0);
     let (child, addr) = spawn_node(&config);
 
     // Uploads from a thread, recording each acknowledged one's keys, while the
@@ -74,6 +77,17 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
     );
 
     let (child, addr) = spawn_node(&config);
+    // The pool left by the kill is published at the restarted node's first
+    // boundaries: wait until every acknowledged key is served.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+        let served = served_teks(addr, &list, now);
+        if acked.iter().all(|t| served.contains(t)) || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let node_id = get(addr, "/v1/deletion-log").json()["node_id"]
         .as_str()
         .unwrap()
@@ -82,8 +96,70 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         ed25519_dalek::VerifyingKey::from_bytes(&hex::decode(node_id).unwrap().try_into().unwrap())
             .unwrap(),
     );
+    // Batches are served a moment before their log entries are appended: wait
+    // until the log covers every listed batch.
+    let listed: Vec<u64> = list["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["sequence"].as_u64().unwrap())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (cp, tree, logged) = loop {
+        let read = read_log(addr, &key);
+        let covered = listed
+            .iter()
+            .all(|seq| read.2.contains(&(ORIGIN.to_owned(), *seq)));
+        if covered || std::time::Instant::now() > deadline {
+            break read;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(tree.root(), cp.root, "the tree after kill -9 is not whole");
+    // Each acknowledged key is in a served batch that the log records once.
+    let mut found = 0;
+    for b in list["batches"].as_array().unwrap() {
+        let seq = b["sequence"].as_u64().unwrap();
+        let r = get(addr, b["url"].as_str().unwrap());
+        let sb = SignedBatch::decode(&r.body).unwrap();
+        let keys = Batch::decode_body(&sb.body, now + 60).unwrap().keys;
+        if keys.iter().any(|k| acked.contains(&k.tek)) {
+            found += keys.iter().filter(|k| acked.contains(&k.tek)).count();
+            let times = logged
+                .iter()
+                .filter(|l| **l == (ORIGIN.to_owned(), seq))
+                .count();
+            assert_eq!(times, 1, "acknowledged batch {seq} is logged {times} times");
+        }
+    }
+    assert_eq!(found, acked.len(), "an acknowledged key was lost");
+    kill9(child);
+}
+
+/// The TEKs served in the listed batches.
+fn served_teks(addr: std::net::SocketAddr, list: &serde_json::Value, now: u64) -> Vec<Tek> {
+    let mut teks = Vec::new();
+    for b in list["batches"].as_array().unwrap() {
+        let sb = SignedBatch::decode(&get(addr, b["url"].as_str().unwrap()).body).unwrap();
+        teks.extend(
+            Batch::decode_body(&sb.body, now + 60)
+                .unwrap()
+                .keys
+                .into_iter()
+                .map(|k| k.tek),
+        );
+    }
+    teks
+}
+
+/// The log as served: its checkpoint, the tree of its entries, and the
+/// (origin, sequence) of every batch publication it records.
+fn read_log(
+    addr: std::net::SocketAddr,
+    key: &NoteKey,
+) -> (Checkpoint, MemoryTree, Vec<(String, u64)>) {
     let note = get(addr, "/v1/log/checkpoint").body;
-    let cp = verify_checkpoint(&note, &key, &[]).unwrap().checkpoint;
+    let cp = verify_checkpoint(&note, key, &[]).unwrap().checkpoint;
     let mut tree = MemoryTree::new();
     let mut logged = Vec::new();
     let mut start = 0;
@@ -105,23 +181,5 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         }
         start = j["next"].as_u64().unwrap_or(cp.size);
     }
-    assert_eq!(tree.root(), cp.root, "the tree after kill -9 is not whole");
-    // Each acknowledged key is in a served batch that the log records.
-    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
-    let mut found = 0;
-    for b in list["batches"].as_array().unwrap() {
-        let seq = b["sequence"].as_u64().unwrap();
-        let r = get(addr, b["url"].as_str().unwrap());
-        let sb = SignedBatch::decode(&r.body).unwrap();
-        let keys = Batch::decode_body(&sb.body, now + 60).unwrap().keys;
-        if keys.iter().any(|k| acked.contains(&k.tek)) {
-            found += keys.iter().filter(|k| acked.contains(&k.tek)).count();
-            assert!(
-                logged.contains(&(ORIGIN.to_owned(), seq)),
-                "acknowledged batch {seq} is not in the log"
-            );
-        }
-    }
-    assert_eq!(found, acked.len(), "an acknowledged key was lost");
-    kill9(child);
+    (cp, tree, logged)
 }

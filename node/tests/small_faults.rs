@@ -50,10 +50,15 @@ async fn a_gateways_page_counts_the_embargoed_keys_metrics_count() {
     let r = http(node.http_addr, "POST", "/v1/upload", &[], &body);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["embargoed_keys"], 1);
+    // Public figures are as of the period boundary: the upload shows only from
+    // the next one.
+    let metrics = get(node.http_addr, "/metrics").text();
+    assert!(metrics.contains("\ntraceless_pool_keys 0\n"), "{metrics}");
+    next_period(&node.core, &clock);
 
     let metrics = get(node.http_addr, "/metrics").text();
     assert!(
-        metrics.contains("\ntraceless_embargoed_upload_keys 1\n"),
+        metrics.contains("\ntraceless_pool_keys 1\n"),
         "{metrics}"
     );
     assert!(

@@ -102,6 +102,8 @@ async fn transparency_page_in_headless_chromium() {
         assert_eq!(record.deleted[0].key_count, 4);
     }
     assert_eq!(st.store.deletion_log().unwrap().len(), 1);
+    // The page is as of the period boundary: the next one shows all of this.
+    next_period(&st, &clock);
 
     let url = format!("http://{}/", node.http_addr);
     let profile = tempfile::tempdir().unwrap();

@@ -219,7 +219,7 @@ impl Core {
                 padding = r.padding_keys,
                 "published period"
             );
-            self.record_published(&r.batches, boundary);
+            self.record_own_batches();
             if let Err(e) = self.release_due() {
                 tracing::error!("release failed: {e}");
             }
@@ -501,10 +501,14 @@ impl Core {
         }
     }
 
-    /// Logs batches this gateway published at `at`.
-    pub fn record_published(&self, published: &[BatchMeta], at: u64) {
-        for m in published {
-            self.record(&batch_event(m, at));
+    /// Logs the batches this gateway published and has not logged yet (see
+    /// [`TransparencyLog::log_batches_of`]). A failed append is logged and
+    /// retried at the next boundary.
+    pub fn record_own_batches(&self) {
+        if let Some(g) = &self.gateway {
+            if let Err(e) = self.log.log_batches_of(self.store.as_ref(), g.origin()) {
+                tracing::error!("transparency log append failed: {e}");
+            }
         }
     }
 

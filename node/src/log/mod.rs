@@ -32,13 +32,15 @@ use crate::config::TrustEntry;
 use crate::storage::keyspace::{
     log_hash_key, log_leaf_key, log_meta_key, split_log_leaf_key, LOG_LEAF,
 };
-use crate::storage::{BatchMeta, FilterMeta, StorageError};
+use crate::storage::{BatchMeta, BatchStore, FilterMeta, StorageError};
 
 /// Most entries one `/v1/log/entries` answer holds.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 256;
 
 /// Bookkeeping: how many deletion-chain records are in the log.
 const DELETIONS_LOGGED: &str = "deletions";
+/// Prefix of the per-origin mark of the highest batch sequence logged.
+const BATCHES_LOGGED: &str = "batches ";
 /// Bookkeeping: digest of the last trust list logged.
 const TRUST_DIGEST: &str = "trust";
 
@@ -257,6 +259,33 @@ impl TransparencyLog {
         Ok(out)
     }
 
+    /// Logs `origin`'s stored batches above the last one logged, in sequence
+    /// order, each at its `created_at` (for a gateway's own batches: the period
+    /// boundary) and each append with the new high-water mark. Called after each
+    /// publication and at start, so a batch stored just before a crash is logged
+    /// at the next start, and none twice. Returns the indexes appended.
+    pub fn log_batches_of(
+        &self,
+        store: &dyn BatchStore,
+        origin: &str,
+    ) -> Result<Vec<u64>, LogStoreError> {
+        let name = format!("{BATCHES_LOGGED}{origin}");
+        let mut logged = self.meta_u64(&name)?;
+        let mut out = Vec::new();
+        loop {
+            let page = store.list_batches(origin, logged, 1000)?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            let end = last.sequence;
+            for m in &page {
+                let mark = m.sequence.to_be_bytes().to_vec();
+                out.push(self.append_with(&batch_event(m, m.created_at), &[(&name, mark)])?);
+            }
+            logged = end;
+        }
+    }
+
     /// Logs the trust list if it differs from the last one logged.
     pub fn log_trust_list(
         &self,
@@ -316,5 +345,70 @@ pub fn filter_event(m: &FilterMeta, at: u64) -> Event {
         key_count: m.entries,
         content_id: m.content_id,
         at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::{SledStore, StoredBatch};
+
+    fn stored(origin: &str, sequence: u64) -> StoredBatch {
+        StoredBatch {
+            meta: BatchMeta {
+                origin: origin.into(),
+                sequence,
+                day: 20_000,
+                key_count: 3,
+                created_at: 1_728_000_000 + sequence * 3600,
+                visible_from: 0,
+                expires_at: u64::MAX,
+                content_id: [sequence as u8; 32],
+            },
+            bytes: vec![sequence as u8; 40],
+        }
+    }
+
+    fn published(log: &TransparencyLog) -> Vec<(String, u64, u64)> {
+        log.all_entries()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match Event::decode(e).unwrap() {
+                Event::Published {
+                    origin,
+                    sequence,
+                    at,
+                    ..
+                } => Some((origin, sequence, at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_stored_before_a_crash_are_logged_once_at_their_creation_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let log = TransparencyLog::open(store.db(), SigningKey::from_bytes(&[5; 32]));
+        store
+            .put_batches(&[stored("a.health", 1), stored("a.health", 2)])
+            .unwrap();
+        store.put_batch(&stored("b.health", 1)).unwrap();
+        assert_eq!(log.log_batches_of(&store, "a.health").unwrap(), vec![0, 1]);
+        // Again (a restart, or the next boundary): nothing new, nothing twice.
+        assert!(log.log_batches_of(&store, "a.health").unwrap().is_empty());
+        store.put_batch(&stored("a.health", 3)).unwrap();
+        assert_eq!(log.log_batches_of(&store, "a.health").unwrap(), vec![2]);
+        let t = 1_728_000_000;
+        assert_eq!(
+            published(&log),
+            vec![
+                ("a.health".into(), 1, t + 3600),
+                ("a.health".into(), 2, t + 7200),
+                ("a.health".into(), 3, t + 10_800),
+            ],
+            "another origin's batches are not logged as this gateway's"
+        );
     }
 }
