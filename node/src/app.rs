@@ -140,7 +140,7 @@ fn open_gateway(config: &Config, now: u64) -> Result<Option<Gateway>, StartError
             seal_key,
             token_keys,
         )
-            .with_publication(publication),
+        .with_publication(publication),
     ))
 }
 

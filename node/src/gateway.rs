@@ -576,7 +576,8 @@ impl Gateway {
             .map(|p| p.key)
             .partition(|k| k.expires_at() > boundary);
         let mut rng = OsRng;
-        let padding = publication::padding_count(real.len(), self.schedule_config.min_keys, &mut rng);
+        let padding =
+            publication::padding_count(real.len(), self.schedule_config.min_keys, &mut rng);
         pool.shapes.learn(&real, boundary);
         let mut keys = pool.shapes.padding(padding, boundary, &mut rng);
         let real_keys = real.len();

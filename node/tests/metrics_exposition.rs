@@ -78,6 +78,7 @@ const EXPORTED: &[(&str, &str)] = &[
     ("traceless_catchup_batches", "counter"),
     ("traceless_catchup_rejected", "counter"),
     ("traceless_catchup_unserved", "counter"),
+    ("traceless_catchup_rounds", "counter"),
     ("traceless_uploads_accepted", "counter"),
     ("traceless_uploads_refused", "counter"),
     ("traceless_uploads_dummy", "counter"),

@@ -57,10 +57,7 @@ async fn a_gateways_page_counts_the_embargoed_keys_metrics_count() {
     next_period(&node.core, &clock);
 
     let metrics = get(node.http_addr, "/metrics").text();
-    assert!(
-        metrics.contains("\ntraceless_pool_keys 1\n"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("\ntraceless_pool_keys 1\n"), "{metrics}");
     assert!(
         metrics.contains("\ntraceless_embargoed_keys 1\n"),
         "{metrics}"

@@ -53,9 +53,11 @@ fn run_it(s: &NetScenario, o: &NetOptions) -> NetReport {
     r
 }
 
-fn assert_converged(r: &NetReport, published: u64) {
+/// Every upload (one key each) was published and reached every node.
+fn assert_converged(r: &NetReport, uploads: u64) {
     assert_eq!(r.upload_errors, Vec::<String>::new());
-    assert_eq!(r.published, published);
+    assert_eq!(r.published_keys, uploads);
+    let published = r.published;
     assert!(r.converged, "{}", r.headline());
     assert!(r.identical_everywhere, "{}", r.headline());
     for n in &r.per_node {

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub catchup_rejected: Counter,
     /// Catch-up fetches a peer answered with fewer batches than it advertised.
     pub catchup_unserved: Counter,
+    /// Catch-up rounds whose summary a peer answered.
+    pub catchup_rounds: Counter,
     /// Accepted uploads (real).
     pub uploads_accepted: Counter,
     /// Refused uploads.
@@ -126,6 +128,7 @@ impl Metrics {
             catchup_batches: Counter::default(),
             catchup_rejected: Counter::default(),
             catchup_unserved: Counter::default(),
+            catchup_rounds: Counter::default(),
             uploads_accepted: Counter::default(),
             uploads_refused: Counter::default(),
             uploads_dummy: Counter::default(),
@@ -147,7 +150,7 @@ impl Metrics {
         {
             let mut root = m.registry();
             let r = root.sub_registry_with_prefix("traceless");
-            let counters: [(&str, &str, &Counter); 22] = [
+            let counters: [(&str, &str, &Counter); 23] = [
                 (
                     "batches_stored",
                     "Batches stored for the first time.",
@@ -202,6 +205,11 @@ impl Metrics {
                     "catchup_unserved",
                     "Catch-up fetches a peer answered with fewer batches than it advertised.",
                     &m.catchup_unserved,
+                ),
+                (
+                    "catchup_rounds",
+                    "Catch-up rounds whose summary a peer answered (each followed by its fetches).",
+                    &m.catchup_rounds,
                 ),
                 ("uploads_accepted", "Accepted uploads.", &m.uploads_accepted),
                 ("uploads_refused", "Refused uploads.", &m.uploads_refused),

@@ -517,7 +517,6 @@ impl Core {
         self.store.summary(self.now())
     }
 
-
     /// The node's deletion-log public key.
     pub fn node_id(&self) -> [u8; 32] {
         self.node_key.verifying_key().to_bytes()

@@ -721,6 +721,7 @@ impl Federation {
                 }
                 // The summary these came from is done with.
                 self.catchup.answered(peer);
+                self.core.metrics.catchup_rounds.inc();
             }
         }
     }

@@ -143,7 +143,7 @@ impl<T> Store for T where
         + GatewayStore
         + PoolStore
         + RetentionStore
-            + SummaryStore
+        + SummaryStore
         + Send
         + Sync
         + 'static

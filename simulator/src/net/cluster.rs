@@ -230,6 +230,15 @@ impl Cluster {
                 })
                 .collect();
             c.trust = trust.clone();
+            // One-second periods without padding: these runs measure how
+            // batches cross a faulty network, not the publication schedule
+            // (SPEC.md §6.4), and count every published key; public figures
+            // (/metrics) then move every second on every node.
+            c.publication = traceless_node::config::PublicationConfig {
+                period_seconds: 1,
+                min_keys: 0,
+                ..Default::default()
+            };
             if let Some(origin) = &n.origin {
                 let key_file = n.data_dir.join("authority.key");
                 traceless_node::keys::write_authority_key(&key_file, &authorities[origin])

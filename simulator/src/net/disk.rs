@@ -39,9 +39,9 @@ pub struct DiskFullReport {
     pub accepted_after_free: u64,
     /// Seconds from freeing space to the first accepted upload.
     pub recovery_s: Option<f64>,
-    /// Acknowledged batches missing after `kill -9` and restart.
+    /// Acknowledged keys not published after `kill -9` and restart.
     pub lost_after_kill9: u64,
-    /// Acknowledged batches in all.
+    /// Acknowledged (pooled) keys in all.
     pub acknowledged: u64,
 }
 
@@ -53,31 +53,26 @@ impl Drop for Mount {
     }
 }
 
-fn post(addr: std::net::SocketAddr, code: &str) -> (u16, Vec<u64>, String) {
+/// Posts one upload: status, keys the gateway pooled, body.
+fn post(addr: std::net::SocketAddr, code: &str) -> (u16, u64, String) {
     match http::request(addr, "POST", "/v1/upload", &upload_body(code)) {
         Ok(r) => {
-            let seqs = r
+            let pooled = r
                 .json()
-                .map(|j| {
-                    j["published"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|b| b["sequence"].as_u64())
-                        .collect()
-                })
-                .unwrap_or_default();
+                .and_then(|j| j["pooled_keys"].as_u64())
+                .unwrap_or(0);
             (
                 r.status,
-                seqs,
+                pooled,
                 String::from_utf8_lossy(&r.body).into_owned(),
             )
         }
-        Err(e) => (0, Vec::new(), e.to_string()),
+        Err(e) => (0, 0, e.to_string()),
     }
 }
 
-fn listed(addr: std::net::SocketAddr, origin: &str) -> Vec<u64> {
+/// (sequence, key count) of every batch `addr` lists for `origin`.
+fn listed(addr: std::net::SocketAddr, origin: &str) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -88,17 +83,30 @@ fn listed(addr: std::net::SocketAddr, origin: &str) -> Vec<u64> {
         else {
             return out;
         };
-        let page: Vec<u64> = j["batches"]
+        let page: Vec<(u64, u64)> = j["batches"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|b| b["sequence"].as_u64())
+            .filter_map(|b| Some((b["sequence"].as_u64()?, b["key_count"].as_u64()?)))
             .collect();
-        let Some(&last) = page.last() else {
+        let Some(&(last, _)) = page.last() else {
             return out;
         };
         out.extend(page);
         after = last;
+    }
+}
+
+/// Keys in the batches `addr` lists, once they reach `want` (bounded wait:
+/// the gateway publishes at its next period boundary).
+fn published_keys(addr: std::net::SocketAddr, origin: &str, want: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = listed(addr, origin).iter().map(|b| b.1).sum();
+        if n >= want || Instant::now() > end {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -150,17 +158,19 @@ pub fn run(
         volume_bytes,
         ..Default::default()
     };
-    let mut acked: Vec<u64> = Vec::new();
+    let mut acked = 0u64;
     for _ in 0..5 {
-        let (status, seqs, body) = post(gw(&cluster)?, &next_code());
+        let (status, pooled, body) = post(gw(&cluster)?, &next_code());
         if status != 200 {
             return Err(NetError::Setup(format!(
                 "upload before filling: {status} {body}"
             )));
         }
         r.accepted_before += 1;
-        acked.extend(seqs);
+        acked += pooled;
     }
+    // Published at the next boundary: there is a batch to read while full.
+    published_keys(gw(&cluster)?, &origin, acked);
     // Fill the volume to the last byte.
     let filler = gw_dir.join("filler");
     {
@@ -172,10 +182,10 @@ pub fn run(
     }
     let mut refused: std::collections::BTreeMap<u16, u64> = Default::default();
     for _ in 0..2000 {
-        let (status, seqs, body) = post(gw(&cluster)?, &next_code());
+        let (status, pooled, body) = post(gw(&cluster)?, &next_code());
         if status == 200 {
             r.accepted_while_filling += 1;
-            acked.extend(seqs);
+            acked += pooled;
             continue;
         }
         if r.first_refusal.is_empty() {
@@ -195,7 +205,7 @@ pub fn run(
         b"",
     )
     .is_ok_and(|x| x.status == 200);
-    let get_ok = acked.first().is_some_and(|s| {
+    let get_ok = listed(a, &origin).first().is_some_and(|(s, _)| {
         http::request(a, "GET", &format!("/v1/batches/{origin}/{s}"), b"")
             .is_ok_and(|x| x.status == 200)
     });
@@ -203,20 +213,20 @@ pub fn run(
     std::fs::remove_file(&filler)?;
     let freed = Instant::now();
     while freed.elapsed() < Duration::from_secs(20) && r.accepted_after_free < 5 {
-        let (status, seqs, _) = post(gw(&cluster)?, &next_code());
+        let (status, pooled, _) = post(gw(&cluster)?, &next_code());
         if status == 200 {
             r.recovery_s.get_or_insert(freed.elapsed().as_secs_f64());
             r.accepted_after_free += 1;
-            acked.extend(seqs);
+            acked += pooled;
         } else {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     cluster.kill(0);
     cluster.spawn(0)?;
-    let after = listed(gw(&cluster)?, &origin);
-    r.acknowledged = acked.len() as u64;
-    r.lost_after_kill9 = acked.iter().filter(|s| !after.contains(s)).count() as u64;
+    let after = published_keys(gw(&cluster)?, &origin, acked);
+    r.acknowledged = acked;
+    r.lost_after_kill9 = acked.saturating_sub(after);
     drop(cluster);
     Ok(Some(r))
 }

@@ -118,8 +118,11 @@ pub struct NetReport {
     pub links: usize,
     /// Seconds to create namespaces, links and start every node.
     pub setup_s: f64,
-    /// Batches the gateways published.
+    /// Batches the gateways published (a period's uploads of one day share a
+    /// batch).
     pub published: u64,
+    /// Keys in them.
+    pub published_keys: u64,
     /// Uploads the gateways did not answer 200.
     pub upload_errors: Vec<String>,
     /// Whether every node listed every published batch in time.
@@ -208,9 +211,10 @@ impl NetReport {
         };
         let _ = write!(
             h,
-            "\nlinks: {} ({netem})\npublished {} batches, {} upload errors; converged: {} (at {:.1} s), identical everywhere: {}\npropagation p50 {:.0} ms, p99 {:.0} ms",
+            "\nlinks: {} ({netem})\npublished {} batches ({} keys), {} upload errors; converged: {} (at {:.1} s), identical everywhere: {}\npropagation p50 {:.0} ms, p99 {:.0} ms",
             self.link_emulator,
             self.published,
+            self.published_keys,
             self.upload_errors.len(),
             self.converged,
             self.converged_at_s.unwrap_or(f64::NAN),

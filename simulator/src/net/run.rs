@@ -38,6 +38,8 @@ type BatchId = (String, u64);
 #[derive(Default)]
 struct Seen {
     batches: BTreeMap<BatchId, (Instant, String)>,
+    /// Keys in each listed batch.
+    keys: BTreeMap<BatchId, u64>,
     /// A batch listed twice, or with two content ids.
     duplicates: u64,
 }
@@ -117,6 +119,8 @@ fn watch(
                         Some(_) => {}
                         None => {
                             s.batches.insert((o.clone(), seq), (t, cid.to_owned()));
+                            let keys = b["key_count"].as_u64().unwrap_or(0);
+                            s.keys.insert((o.clone(), seq), keys);
                         }
                     }
                 }
@@ -126,7 +130,7 @@ fn watch(
     }
 }
 
-fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .filter_map(|v| v.trim().parse::<f64>().ok())
@@ -199,7 +203,12 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
     let mut next_fault = 0;
     // (node, restart at) for churned nodes.
     let mut down: Vec<(usize, f64)> = Vec::new();
+    // Batches the gateways published, each when its own gateway first listed
+    // it (publication happens at the gateway's period boundaries, not in the
+    // upload's answer), and the keys the gateways acknowledged per origin.
     let mut published: BTreeMap<BatchId, (Instant, usize)> = BTreeMap::new();
+    let mut acked_keys = vec![0u64; s.gateways.len()];
+    let mut published_keys = vec![0u64; s.gateways.len()];
     // (start, end, sides) of each partition.
     let mut partitions: Vec<(Instant, Option<Instant>, Vec<Vec<usize>>)> = Vec::new();
     let mut upload_errors: Vec<String> = Vec::new();
@@ -346,13 +355,10 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
             };
             match http::request(addr, "POST", "/v1/upload", &upload_body(&code)) {
                 Ok(r) if r.status == 200 => {
-                    let at = Instant::now();
-                    let list = r.json().unwrap_or_default();
-                    for b in list["published"].as_array().into_iter().flatten() {
-                        if let Some(seq) = b["sequence"].as_u64() {
-                            published.insert((origin.clone(), seq), (at, g));
-                        }
-                    }
+                    acked_keys[k] += r
+                        .json()
+                        .and_then(|j| j["pooled_keys"].as_u64())
+                        .unwrap_or(0);
                 }
                 Ok(r) => upload_errors.push(format!(
                     "{origin}: {} {}",
@@ -375,7 +381,17 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
                 }
             }
         }
-        let uploads_done = next_upload.iter().all(|&u| u >= s.uploads.per_gateway);
+        published_keys.iter_mut().for_each(|n| *n = 0);
+        for (k, &g) in s.gateways.iter().enumerate() {
+            if let Ok(sn) = seen[g].lock() {
+                for (b, (at, _)) in sn.batches.iter().filter(|(b, _)| b.0 == origins[k]) {
+                    published.entry(b.clone()).or_insert((*at, g));
+                    published_keys[k] += sn.keys.get(b).copied().unwrap_or(0);
+                }
+            }
+        }
+        let uploads_done = next_upload.iter().all(|&u| u >= s.uploads.per_gateway)
+            && published_keys.iter().zip(&acked_keys).all(|(p, a)| p >= a);
         if uploads_done && t >= active_until && down.is_empty() {
             let all = seen.iter().all(|sn| {
                 sn.lock()
@@ -544,6 +560,7 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
         links: cluster.links.len(),
         setup_s,
         published: published.len() as u64,
+        published_keys: published_keys.iter().sum(),
         upload_errors,
         converged: converged_at.is_some(),
         identical_everywhere: identical && converged_at.is_some(),

@@ -8,6 +8,10 @@
 //! - a key whose retention ends in about an hour (validity ended 14 days less
 //!   an hour ago): a clock more than that ahead would delete it early.
 //!
+//! and a marker key valid four days ago, uploaded last: the gateway publishes
+//! every pooled key its clock lets it at each period boundary (one second
+//! here), so once the marker is listed, so is every key it would publish.
+//!
 //! The outcome records, per skew, what the gateway answered, which node lists
 //! which batch, and whether the skewed node exposed anything an operator could
 //! alarm on (its `/metrics`).
@@ -16,7 +20,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use traceless_protocol::{interval_number, RETENTION_DAYS};
+use traceless_protocol::{
+    day_of_interval, day_of_unix, day_start_interval, interval_number, RETENTION_DAYS,
+};
 
 use super::cluster::{Cluster, ClusterPlan};
 use super::link::LinkParams;
@@ -35,8 +41,9 @@ pub struct SkewOutcome {
     pub visible_upload_status: u16,
     /// Relay 1 (right clock) / relay 2 (skewed) list that batch.
     pub visible_listed: (bool, bool),
-    /// Gateway's status for the embargoed key, and whether it published it at
-    /// once (an early release: its embargo ends in about an hour).
+    /// Gateway's status for the embargoed key, and whether it published it by
+    /// the marker's boundary (an early release: its embargo ends in about an
+    /// hour).
     pub embargoed_upload_status: u16,
     /// The gateway published the embargoed key at once.
     pub embargo_released_early_by_gateway: bool,
@@ -53,17 +60,8 @@ pub struct SkewOutcome {
     pub skew_metrics: Vec<String>,
 }
 
-fn post(addr: SocketAddr, body: &[u8]) -> (u16, bool) {
-    match http::request(addr, "POST", "/v1/upload", body) {
-        Ok(r) => {
-            let published = r
-                .json()
-                .and_then(|j| j["published"].as_array().map(|a| !a.is_empty()))
-                .unwrap_or(false);
-            (r.status, published)
-        }
-        Err(_) => (0, false),
-    }
+fn post(addr: SocketAddr, body: &[u8]) -> u16 {
+    http::request(addr, "POST", "/v1/upload", body).map_or(0, |r| r.status)
 }
 
 fn lists(addr: Option<SocketAddr>, origin: &str, seq: Option<u64>) -> bool {
@@ -74,10 +72,8 @@ fn lists(addr: Option<SocketAddr>, origin: &str, seq: Option<u64>) -> bool {
         .is_ok_and(|r| r.status == 200)
 }
 
-/// The sequence the gateway's own list gives the batch holding its `k`-th
-/// publication, if it lists it.
-fn sequences(addr: Option<SocketAddr>, origin: &str) -> Vec<u64> {
-    let Some(addr) = addr else { return Vec::new() };
+/// (sequence, day) of every batch `addr` lists for `origin`.
+fn listing(addr: SocketAddr, origin: &str) -> Vec<(u64, u32)> {
     http::request(
         addr,
         "GET",
@@ -91,10 +87,37 @@ fn sequences(addr: Option<SocketAddr>, origin: &str) -> Vec<u64> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|b| b["sequence"].as_u64())
+            .filter_map(|b| Some((b["sequence"].as_u64()?, b["day"].as_u64()? as u32)))
             .collect()
     })
     .unwrap_or_default()
+}
+
+/// The sequence of a batch of `day` the gateway lists beyond `known`, once it
+/// does (bounded wait).
+fn published(addr: SocketAddr, origin: &str, day: u32, known: &[u64]) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = listing(addr, origin)
+            .into_iter()
+            .find(|(seq, d)| *d == day && !known.contains(seq))
+            .map(|b| b.0);
+        if found.is_some() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The catch-up rounds `addr`'s `/metrics` counts.
+fn catchup_rounds(addr: Option<SocketAddr>) -> u64 {
+    addr.and_then(|a| http::request(a, "GET", "/metrics", b"").ok())
+        .map_or(0, |r| {
+            super::run::metric(
+                &String::from_utf8_lossy(&r.body),
+                "traceless_catchup_rounds_total",
+            )
+        })
 }
 
 /// Runs one skew.
@@ -111,7 +134,7 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         ],
         catchup_interval_secs: 1,
         heartbeat_ms: 200,
-        codes_per_gateway: 3,
+        codes_per_gateway: 4,
         skew_secs: vec![(0, skew_secs), (2, skew_secs)],
     };
     let cluster = Cluster::start(&plan, host, opts.program.clone(), dir, 1)?;
@@ -124,28 +147,42 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         skew_secs,
         ..Default::default()
     };
-    // Sequences are given in publication order; find each by listing on the
-    // gateway before and after.
-    let before = sequences(Some(gw), &origin);
-    out.visible_upload_status = post(gw, &upload_body(&codes[0])).0;
-    let visible_seq = sequences(Some(gw), &origin)
-        .into_iter()
-        .find(|s| !before.contains(s));
+    let known: Vec<u64> = listing(gw, &origin).into_iter().map(|b| b.0).collect();
+    out.visible_upload_status = post(gw, &upload_body(&codes[0]));
+    let yesterday = day_of_unix(now) - 1;
+    let visible_seq = (out.visible_upload_status == 200)
+        .then(|| published(gw, &origin, yesterday, &known))
+        .flatten();
     // Validity 80..70 minutes ago: released 2 h after its end, ~50-60 min from now.
     let i_now = interval_number(now);
-    let (st, early) = post(gw, &upload_of_key(&codes[1], i_now - 8, 1));
-    out.embargoed_upload_status = st;
-    out.embargo_released_early_by_gateway = early;
-    // The gateway's own list hides a batch its clock still embargoes; relays
-    // are asked for the next sequence directly.
-    let embargoed_seq = early.then(|| visible_seq.map_or(1, |v| v + 1));
+    out.embargoed_upload_status = post(gw, &upload_of_key(&codes[1], i_now - 8, 1));
     // Validity ended 14 days less an hour ago: past retention in about an hour.
     let end = interval_number(now + 3600 - u64::from(RETENTION_DAYS) * 86_400);
-    let (st, _) = post(gw, &upload_of_key(&codes[2], end - 1, 1));
-    out.expiring_upload_status = st;
-    let expiring_seq = (st == 200).then(|| visible_seq.map_or(1, |v| v + 1) + u64::from(early));
+    out.expiring_upload_status = post(gw, &upload_of_key(&codes[2], end - 1, 1));
+    let marker_day = day_of_unix(now) - 4;
+    let marker = post(
+        gw,
+        &upload_of_key(&codes[3], day_start_interval(marker_day), 144),
+    );
+    let mut known: Vec<u64> = known.into_iter().chain(visible_seq).collect();
+    if marker == 200 {
+        if let Some(seq) = published(gw, &origin, marker_day, &known) {
+            known.push(seq);
+        }
+    }
+    // What the gateway published by the marker's boundary (its own list hides
+    // what its clock still embargoes; relays are asked for these directly).
+    let new = |day: u32| {
+        listing(gw, &origin)
+            .into_iter()
+            .find(|(seq, d)| *d == day && !known.contains(seq))
+            .map(|b| b.0)
+    };
+    let embargoed_seq = new(day_of_interval(i_now - 8));
+    out.embargo_released_early_by_gateway = embargoed_seq.is_some();
+    let expiring_seq = new(day_of_interval(end - 1));
     // Wait (bounded) for the right-clock relay to hold what it will hold, then
-    // give the skewed one two more catch-up rounds.
+    // for two more catch-up rounds of the skewed one.
     let deadline = Instant::now() + Duration::from_secs(15);
     let r1 = cluster.nodes[1].http;
     let r2 = cluster.nodes[2].http;
@@ -155,7 +192,10 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
     while Instant::now() < deadline && expiring_seq.is_some() && !lists(r1, &origin, expiring_seq) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let rounds = catchup_rounds(r2);
+    while Instant::now() < deadline && catchup_rounds(r2) < rounds + 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     out.visible_listed = (
         lists(r1, &origin, visible_seq),
         lists(r2, &origin, visible_seq),
