@@ -61,8 +61,6 @@ pub struct Metrics {
     pub uploads_accepted: Counter,
     /// Refused uploads.
     pub uploads_refused: Counter,
-    /// Dummy uploads (cover traffic).
-    pub uploads_dummy: Counter,
     /// Sealed uploads forwarded here by relays and answered `Accepted` (real and dummy alike).
     pub relayed_accepted: Counter,
     /// Sealed uploads refused (malformed, unauthorized, replayed, busy).
@@ -99,8 +97,6 @@ struct StoredGauges {
     batches: CountGauge,
     keys: CountGauge,
     deletion_log_entries: CountGauge,
-    pool_keys: CountGauge,
-    padding_keys: CountGauge,
     embargoed_keys: CountGauge,
     filters: CountGauge,
     filter_entries: CountGauge,
@@ -131,7 +127,6 @@ impl Metrics {
             catchup_rounds: Counter::default(),
             uploads_accepted: Counter::default(),
             uploads_refused: Counter::default(),
-            uploads_dummy: Counter::default(),
             relayed_accepted: Counter::default(),
             relayed_refused: Counter::default(),
             tokens_issued: Counter::default(),
@@ -150,7 +145,7 @@ impl Metrics {
         {
             let mut root = m.registry();
             let r = root.sub_registry_with_prefix("traceless");
-            let counters: [(&str, &str, &Counter); 23] = [
+            let counters: [(&str, &str, &Counter); 22] = [
                 (
                     "batches_stored",
                     "Batches stored for the first time.",
@@ -211,13 +206,12 @@ impl Metrics {
                     "Catch-up rounds whose summary a peer answered (each followed by its fetches).",
                     &m.catchup_rounds,
                 ),
-                ("uploads_accepted", "Accepted uploads.", &m.uploads_accepted),
-                ("uploads_refused", "Refused uploads.", &m.uploads_refused),
                 (
-                    "uploads_dummy",
-                    "Dummy uploads (cover traffic).",
-                    &m.uploads_dummy,
+                    "uploads_accepted",
+                    "Accepted uploads, real and dummy alike.",
+                    &m.uploads_accepted,
                 ),
+                ("uploads_refused", "Refused uploads.", &m.uploads_refused),
                 (
                     "relayed_uploads_accepted",
                     "Sealed uploads from relays answered Accepted (real and dummy alike).",
@@ -263,7 +257,7 @@ impl Metrics {
                 r.register(name, help, c.clone());
             }
             let s = &m.stored;
-            let gauges: [(&str, &str, &CountGauge); 10] = [
+            let gauges: [(&str, &str, &CountGauge); 8] = [
                 ("peers_connected", "Connected federation peers.", &m.peers_connected),
                 ("batches", "Batches stored (served or embargoed).", &s.batches),
                 ("keys", "Keys stored in batches (served or embargoed).", &s.keys),
@@ -271,16 +265,6 @@ impl Metrics {
                     "deletion_log_entries",
                     "Entries in the deletion log.",
                     &s.deletion_log_entries,
-                ),
-                (
-                    "pool_keys",
-                    "Uploaded keys waiting in a gateway's publication pool, not yet in a batch.",
-                    &s.pool_keys,
-                ),
-                (
-                    "padding_keys",
-                    "Padding keys this gateway published (random keys nobody holds).",
-                    &s.padding_keys,
                 ),
                 (
                     "embargoed_keys",
@@ -367,8 +351,6 @@ impl Metrics {
         g.batches.set(stored.batches);
         g.keys.set(stored.keys);
         g.deletion_log_entries.set(stored.deletion_log_entries);
-        g.pool_keys.set(stored.pool_keys);
-        g.padding_keys.set(stored.padding_keys);
         g.embargoed_keys.set(stored.embargoed_keys());
         g.filters.set(stored.filters);
         g.filter_entries.set(stored.filter_entries);

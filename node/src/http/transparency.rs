@@ -39,10 +39,9 @@ pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
     // As of the period's boundary, so that the page moves only at boundaries.
     let now = snapshot.boundary;
     let total_keys = summary.served_keys();
-    // On a gateway keys wait in the pool outside batches: counted too, as
-    // `/metrics` counts them (`traceless_embargoed_keys`).
+    // As `/metrics` counts them (`traceless_embargoed_keys`): a gateway's pool
+    // is not shown (SPEC.md §6.4).
     let total_embargoed = summary.embargoed_keys();
-    let padding = summary.padding_keys;
     let role = match &s.gateway {
         Some(_) => "This server is the upload gateway of a health authority: it accepts the keys that people who tested positive chose to publish, signs them and passes them on to relay nodes",
         None => "This server relays the keys that people who tested positive chose to publish",
@@ -97,9 +96,17 @@ Page generated {now_text}.</p>
         h.push_str("</tbody></table>\n");
     }
     if s.gateway.is_some() {
+        let p = &s.config.publication;
+        let every = match p.period_seconds {
+            3600 => "hour".to_owned(),
+            n if n % 60 == 0 => format!("{} minutes", n / 60),
+            n => format!("{n} seconds"),
+        };
         let _ = writeln!(
             h,
-            "<p id=\"padding\" data-padding-keys=\"{padding}\">Padding: <strong>{padding}</strong> of the keys this node published are random keys that belong to nobody; they hide how many real keys each hour brought, and no phone can match them.</p>"
+            "<p id=\"publication\" data-period-seconds=\"{period}\" data-min-keys=\"{k}\">Keys this node receives wait, and are published together every {every}, shuffled, with random keys that belong to nobody added so that each publication holds at least <strong>{k}</strong> keys. No phone can match a random key, and nothing here says how many of the keys are real or when any of them arrived.</p>",
+            period = p.period_seconds,
+            k = p.min_keys,
         );
     }
     h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");

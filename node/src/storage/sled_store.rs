@@ -484,9 +484,7 @@ impl CodeStore for SledStore {
             files.push((self.pending_file(k), v));
             ops.insert(k.as_slice(), &[][..]);
         }
-        let mut released = 0;
         for id in &c.remove_pending {
-            released += u64::from(self.db.contains_key(id)?);
             ops.remove(id.as_slice());
         }
         for sb in &c.batches {
@@ -532,10 +530,6 @@ impl CodeStore for SledStore {
         self.db.apply_batch(ops)?;
         {
             let mut tally = self.tally();
-            tally.pending_changed(held.len() as u64, released);
-            if let Some(p) = &c.published_period {
-                tally.padding_published(p.padding_keys);
-            }
             for sb in &c.batches {
                 tally.batch_added(&sb.meta);
             }

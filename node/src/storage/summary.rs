@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::records::{BatchMeta, FilterMeta};
-use super::traits::{BatchStore, FilterStore, GatewayStore, PoolStore, RetentionStore};
+use super::traits::{BatchStore, FilterStore, GatewayStore, RetentionStore};
 use super::StorageError;
 
 /// Per-day figures (the transparency page's table).
@@ -47,11 +47,6 @@ pub struct StoreSummary {
     pub keys: u64,
     /// Entries in the deletion log.
     pub deletion_log_entries: u64,
-    /// Keys waiting in a gateway's publication pool, not yet in a batch (until
-    /// their period boundary, or the end of their embargo).
-    pub pool_keys: u64,
-    /// Padding keys a gateway published so far (random keys nobody holds).
-    pub padding_keys: u64,
     /// Day filters stored.
     pub filters: u64,
     /// Entries in the stored day filters.
@@ -66,16 +61,18 @@ impl StoreSummary {
         self.days.values().map(|d| d.keys).sum()
     }
 
-    /// Keys held back: in stored batches under embargo and, on a gateway,
-    /// waiting in the pool (what `/metrics` counts as `traceless_embargoed_keys`).
+    /// Keys in stored batches held back by the embargo (what `/metrics` counts
+    /// as `traceless_embargoed_keys`). A gateway's publication pool is not
+    /// counted: its size, read at each boundary, would tell how many keys the
+    /// last period's uploads brought (SPEC.md §6.4).
     pub fn embargoed_keys(&self) -> u64 {
-        self.days.values().map(|d| d.embargoed_keys).sum::<u64>() + self.pool_keys
+        self.days.values().map(|d| d.embargoed_keys).sum::<u64>()
     }
 
     /// The figures computed by scanning everything (the oracle of [`Tally`]).
     pub fn scan<S>(store: &S, now: u64) -> Result<Self, StorageError>
     where
-        S: BatchStore + FilterStore + GatewayStore + PoolStore + RetentionStore + ?Sized,
+        S: BatchStore + FilterStore + GatewayStore + RetentionStore + ?Sized,
     {
         let mut s = StoreSummary::default();
         for m in store.all_batches()? {
@@ -101,8 +98,6 @@ impl StoreSummary {
             d.deleted_by = d.deleted_by.max(f.expires_at());
         }
         s.deletion_log_entries = store.deletion_log()?.len() as u64;
-        s.pool_keys = store.pending_count()?;
-        s.padding_keys = store.published_period()?.map_or(0, |p| p.padding_keys);
         s.gateway_filter_entries = store.filter_entry_days()?.iter().map(|d| d.1).sum();
         Ok(s)
     }
@@ -130,8 +125,6 @@ pub struct Tally {
     filters: BTreeMap<(String, u32), (u64, u64)>,
     /// Filter-form entries per day (gateway).
     gateway_entries: BTreeMap<u32, u64>,
-    pending: u64,
-    padding: u64,
     deletion_log: u64,
 }
 
@@ -139,7 +132,7 @@ impl Tally {
     /// The tally of what `store` holds (one scan; done at open).
     pub fn rebuild<S>(store: &S) -> Result<Self, StorageError>
     where
-        S: BatchStore + FilterStore + GatewayStore + PoolStore + RetentionStore + ?Sized,
+        S: BatchStore + FilterStore + GatewayStore + RetentionStore + ?Sized,
     {
         let mut t = Tally::default();
         for m in store.all_batches()? {
@@ -151,8 +144,6 @@ impl Tally {
         for (day, n) in store.filter_entry_days()? {
             t.gateway_entries.insert(day, n);
         }
-        t.pending = store.pending_count()?;
-        t.padding = store.published_period()?.map_or(0, |p| p.padding_keys);
         t.deletion_log = store.deletion_log()?.len() as u64;
         Ok(t)
     }
@@ -219,16 +210,6 @@ impl Tally {
         self.gateway_entries.remove(&day);
     }
 
-    /// Keys were added to or published from the gateway's pool.
-    pub fn pending_changed(&mut self, added: u64, removed: u64) {
-        self.pending = (self.pending + added).saturating_sub(removed);
-    }
-
-    /// A period was published; its padding brought the total to `total`.
-    pub fn padding_published(&mut self, total: u64) {
-        self.padding = total;
-    }
-
     /// An entry was appended to the deletion log.
     pub fn log_appended(&mut self) {
         self.deletion_log += 1;
@@ -254,8 +235,6 @@ impl Tally {
             .collect();
         let mut s = StoreSummary {
             deletion_log_entries: self.deletion_log,
-            pool_keys: self.pending,
-            padding_keys: self.padding,
             gateway_filter_entries: self.gateway_entries.values().sum(),
             ..Default::default()
         };
