@@ -111,13 +111,18 @@ fn kill_9_right_after_an_acknowledged_upload_at(now: u64) {
     assert_eq!(served.len(), 6, "exactly the past keys, no padding (k = 0)");
     // Today's keys (still embargoed) wait in the pool, on disk: one file each
     // (the published keys' files go once their batches are flushed).
-    let data_dir = traceless_node::config::Config::load(&config).unwrap().data_dir;
+    let data_dir = traceless_node::config::Config::load(&config)
+        .unwrap()
+        .data_dir;
     let files = traceless_node::storage::files_dir(&data_dir.join("db"));
     let pooled = || {
         std::fs::read_dir(&files)
             .unwrap()
             .filter(|e| {
-                e.as_ref().unwrap().file_name().to_string_lossy()
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
                     .starts_with(traceless_node::storage::PENDING_FILE_PREFIX)
             })
             .count()

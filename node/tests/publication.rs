@@ -186,7 +186,9 @@ async fn periods_are_padded_to_k_and_nothing_public_counts_the_padding() {
     let metrics = get(addr, "/metrics").text();
     for leak in ["padding", "pool", "dummy"] {
         assert!(
-            !metrics.lines().any(|l| l.starts_with("traceless_") && l.contains(leak)),
+            !metrics
+                .lines()
+                .any(|l| l.starts_with("traceless_") && l.contains(leak)),
             "/metrics exposes {leak}: {metrics}"
         );
     }

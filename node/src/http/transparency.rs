@@ -4,7 +4,6 @@
 //! Server-rendered HTML without scripts; figures carry `data-*` attributes so
 //! that tests (and anyone) can read them back.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::clock::{date_of_day, datetime_of_unix};
-use traceless_protocol::log::{hex_hash, Event};
+use traceless_protocol::log::hex_hash;
 
 use crate::core::Core;
 use crate::http::api::{blocking, ApiError};
@@ -117,7 +116,7 @@ Page generated {now_text}.</p>
         "<h2>Deletion log</h2>\n<p>Signed by this node's key <code id=\"node-id\">{}</code>. Machine-readable and verifiable at <a href=\"/v1/deletion-log\">/v1/deletion-log</a>.</p>",
         hex::encode(s.node_id())
     );
-    let (logged, size) = logged_deletions(&s)?;
+    let size = s.log.size()?;
     if log.is_empty() {
         h.push_str("<p id=\"no-deletions\">Nothing has been deleted yet.</p>\n");
     } else {
@@ -125,7 +124,7 @@ Page generated {now_text}.</p>
         for e in log.iter().rev() {
             let Ok(r) = e.verify() else { continue };
             for d in &r.deleted {
-                let proof = match logged.get(&r.index) {
+                let proof = match s.log.deletion_entry(r.index)? {
                     Some(i) => format!(
                         " <a class=\"proof\" href=\"/v1/log/proof/inclusion?index={i}&amp;size={size}\">proof (public record #{i})</a>"
                     ),
@@ -186,24 +185,6 @@ Page generated {now_text}.</p>
     }
     h.push_str("<p class=\"muted\">Machine-readable: <a href=\"/v1/origins\">/v1/origins</a>, <a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n");
     Ok(Html(h))
-}
-
-/// Log index of each deletion record's entry (by the record's chain index), and
-/// the log size.
-fn logged_deletions(s: &Core) -> Result<(BTreeMap<u64, u64>, u64), ApiError> {
-    let mut out = BTreeMap::new();
-    let entries = s.log.all_entries()?;
-    for (i, e) in entries.iter().enumerate() {
-        if !e.starts_with(b"deleted ") {
-            continue;
-        }
-        if let Ok(Event::Deleted { record, .. }) = Event::decode(e) {
-            if let Ok(r) = record.verify() {
-                out.insert(r.index, i as u64);
-            }
-        }
-    }
-    Ok((out, entries.len() as u64))
 }
 
 /// The public record: the transparency log's size, its latest signed

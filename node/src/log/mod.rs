@@ -130,11 +130,17 @@ impl TransparencyLog {
 
     /// Appends `event` durably and returns its index.
     pub fn append(&self, event: &Event) -> Result<u64, LogStoreError> {
-        self.append_with(event, &[])
+        self.append_with(event, &[], None)
     }
 
-    /// Appends `event` with bookkeeping values, in one atomic, flushed write.
-    fn append_with(&self, event: &Event, meta: &[(&str, Vec<u8>)]) -> Result<u64, LogStoreError> {
+    /// Appends `event` with bookkeeping values (and, under `index_as`, the
+    /// entry's own index), in one atomic, flushed write.
+    fn append_with(
+        &self,
+        event: &Event,
+        meta: &[(&str, Vec<u8>)],
+        index_as: Option<&str>,
+    ) -> Result<u64, LogStoreError> {
         let _guard = self.append.lock().unwrap_or_else(|e| e.into_inner());
         let index = self.size()?;
         let data = event.encode();
@@ -146,6 +152,9 @@ impl TransparencyLog {
         }
         for (name, value) in meta {
             ops.insert(log_meta_key(name), value.as_slice());
+        }
+        if let Some(name) = index_as {
+            ops.insert(log_meta_key(name), &index.to_be_bytes()[..]);
         }
         self.db.apply_batch(ops)?;
         self.db.flush()?;
@@ -254,7 +263,8 @@ impl TransparencyLog {
                 record: record.clone(),
             };
             let count = (i as u64 + 1).to_be_bytes().to_vec();
-            out.push(self.append_with(&event, &[(DELETIONS_LOGGED, count)])?);
+            let name = deletion_entry_name(i as u64);
+            out.push(self.append_with(&event, &[(DELETIONS_LOGGED, count)], Some(&name))?);
         }
         Ok(out)
     }
@@ -280,10 +290,24 @@ impl TransparencyLog {
             let end = last.sequence;
             for m in &page {
                 let mark = m.sequence.to_be_bytes().to_vec();
-                out.push(self.append_with(&batch_event(m, m.created_at), &[(&name, mark)])?);
+                out.push(self.append_with(
+                    &batch_event(m, m.created_at),
+                    &[(&name, mark)],
+                    None,
+                )?);
             }
             logged = end;
         }
+    }
+
+    /// The log index of deletion record `record_index`'s entry (none for records
+    /// logged before this index was kept).
+    pub fn deletion_entry(&self, record_index: u64) -> Result<Option<u64>, LogStoreError> {
+        let name = deletion_entry_name(record_index);
+        Ok(match self.db.get(log_meta_key(&name))? {
+            Some(_) => Some(self.meta_u64(&name)?),
+            None => None,
+        })
     }
 
     /// Logs the trust list if it differs from the last one logged.
@@ -301,10 +325,17 @@ impl TransparencyLog {
             authorities,
             at,
         };
-        Ok(Some(
-            self.append_with(&event, &[(TRUST_DIGEST, digest.to_vec())])?,
-        ))
+        Ok(Some(self.append_with(
+            &event,
+            &[(TRUST_DIGEST, digest.to_vec())],
+            None,
+        )?))
     }
+}
+
+/// The bookkeeping name under which a deletion record's log index is kept.
+fn deletion_entry_name(record_index: u64) -> String {
+    format!("deletion {record_index}")
 }
 
 /// SHA-256 over the trust list as configured (origin, key id and key of each
