@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
 use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
-use self::relay::{RelayRequest, RelayResponse, MAX_INFLIGHT_PER_PEER};
+use self::relay::{Relay, RelayRequest, RelayResponse};
 use crate::config::P2pConfig;
 use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
 use crate::storage::{FilterPutOutcome, PutOutcome};
@@ -291,10 +291,9 @@ pub async fn start(
             connected: HashSet::new(),
             app_penalty: HashMap::new(),
             catchup: Catchup::new(catchup::Config::default()),
-            upload_gateways,
-            parked_relays: Vec::new(),
-            pending_relays: HashMap::new(),
-            relay_inflight: HashMap::new(),
+            relay: Relay::new(relay::Config {
+                gateways: upload_gateways,
+            }),
         }
         .run(commands, announcements),
     );
@@ -308,9 +307,6 @@ pub async fn start(
         listen_addrs,
     })
 }
-
-/// Where a relayed upload's answer goes.
-type RelayReply = oneshot::Sender<Result<RelayResponse, String>>;
 
 /// libp2p's TCP transport binds its listeners with `SO_REUSEPORT`, so a port
 /// another process already listens on is silently shared. Binding it first
@@ -350,14 +346,8 @@ struct Federation {
     app_penalty: HashMap<PeerId, f64>,
     /// Catch-up rounds, outstanding fetches, strikes and back-offs.
     catchup: Catchup,
-    /// Origin → gateway peer, for relayed uploads.
-    upload_gateways: HashMap<String, (PeerId, Multiaddr)>,
-    /// Relayed uploads waiting for the connection to their gateway (bounded by
-    /// the HTTP side's in-flight limit; answered when it connects).
-    parked_relays: Vec<(PeerId, RelayRequest, RelayReply)>,
-    pending_relays: HashMap<OutboundRequestId, RelayReply>,
-    /// Sealed uploads being processed per relay peer (gateway side).
-    relay_inflight: HashMap<PeerId, usize>,
+    /// Relayed uploads: waiting, sent, and in flight per relay.
+    relay: Relay,
 }
 
 impl Federation {
@@ -503,46 +493,37 @@ impl Federation {
         }
     }
 
-    fn relay(
-        &mut self,
-        origin: String,
-        sealed: Vec<u8>,
-        reply: oneshot::Sender<Result<RelayResponse, String>>,
-    ) {
-        let Some((gateway, addr)) = self.upload_gateways.get(&origin).cloned() else {
-            let _ = reply.send(Err(format!("this node relays no uploads for {origin:?}")));
-            return;
-        };
-        let request = RelayRequest { origin, sealed };
-        if self.connected.contains(&gateway) {
-            self.send_relay(gateway, request, reply);
-            return;
+    fn relay(&mut self, origin: String, sealed: Vec<u8>, reply: relay::Reply) {
+        let connected = &self.connected;
+        let event = self
+            .relay
+            .forward(origin, sealed, reply, |p| connected.contains(p));
+        if let Some(e) = event {
+            self.on_relay_event(e);
         }
-        // Not connected yet: dial the gateway and send once the connection is up.
-        let opts = DialOpts::peer_id(gateway)
-            .addresses(vec![addr])
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%gateway, "dial gateway: {e}");
-        }
-        // Phones whose HTTP request gave up are forgotten, so the list stays bounded.
-        self.parked_relays.retain(|(_, _, r)| !r.is_closed());
-        self.parked_relays.push((gateway, request, reply));
     }
 
-    fn send_relay(
-        &mut self,
-        gateway: PeerId,
-        request: RelayRequest,
-        reply: oneshot::Sender<Result<RelayResponse, String>>,
-    ) {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .relay
-            .send_request(&gateway, request);
-        self.pending_relays.insert(id, reply);
+    /// Does what the relay state machine asks.
+    fn on_relay_event(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::Send(gateway, request, reply) => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .relay
+                    .send_request(&gateway, request);
+                self.relay.sent(id, reply);
+            }
+            relay::Event::Dial(gateway, addr) => {
+                let opts = DialOpts::peer_id(gateway)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%gateway, "dial gateway: {e}");
+                }
+            }
+        }
     }
 
     /// Gateway side: processes a relayed sealed upload off the event loop and
@@ -557,8 +538,7 @@ impl Federation {
         channel: ResponseChannel<RelayResponse>,
         done: &mpsc::UnboundedSender<Done>,
     ) {
-        let inflight = self.relay_inflight.entry(peer).or_insert(0);
-        if *inflight >= MAX_INFLIGHT_PER_PEER {
+        if !self.relay.admit(peer) {
             self.core.metrics.relayed_refused.inc();
             let _ = self
                 .swarm
@@ -567,7 +547,6 @@ impl Federation {
                 .send_response(channel, RelayResponse::Busy);
             return;
         }
-        *inflight += 1;
         let s = self.core.clone();
         let done = done.clone();
         tokio::spawn(async move {
@@ -693,16 +672,7 @@ impl Federation {
                     .send_response(channel, response);
             }
             Done::RelayAnswer(peer, channel, response) => {
-                // Forget a relay with nothing in flight, so the map stays as small
-                // as the number of relays busy right now.
-                if let std::collections::hash_map::Entry::Occupied(mut n) =
-                    self.relay_inflight.entry(peer)
-                {
-                    *n.get_mut() = n.get().saturating_sub(1);
-                    if *n.get() == 0 {
-                        n.remove();
-                    }
-                }
+                self.relay.finished(peer);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -776,12 +746,8 @@ impl Federation {
                 self.connected.insert(peer_id);
                 tracing::info!(peer = %peer_id, "peer connected");
                 self.update_peer_view();
-                let (ready, waiting) = std::mem::take(&mut self.parked_relays)
-                    .into_iter()
-                    .partition(|(p, _, _)| *p == peer_id);
-                self.parked_relays = waiting;
-                for (p, request, reply) in ready {
-                    self.send_relay(p, request, reply);
+                for e in self.relay.connected(peer_id) {
+                    self.on_relay_event(e);
                 }
                 self.catchup_with(peer_id);
             }
@@ -914,11 +880,7 @@ impl Federation {
                 request_response::Message::Response {
                     request_id,
                     response,
-                } => {
-                    if let Some(reply) = self.pending_relays.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
+                } => self.relay.answered(request_id, Ok(response)),
             },
             SwarmEvent::Behaviour(BehaviourEvent::Catchup(
                 request_response::Event::OutboundFailure {
@@ -929,11 +891,9 @@ impl Federation {
                 request_response::Event::OutboundFailure {
                     request_id, error, ..
                 },
-            )) => {
-                if let Some(reply) = self.pending_relays.remove(&request_id) {
-                    let _ = reply.send(Err(format!("gateway unreachable: {error}")));
-                }
-            }
+            )) => self
+                .relay
+                .answered(request_id, Err(format!("gateway unreachable: {error}"))),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
