@@ -140,6 +140,29 @@ impl UploadReceipt {
     }
 }
 
+/// An upload whose code and token are wiped when it goes out of scope, on
+/// every path out of the gateway (refusals included).
+struct Wiped(Upload);
+
+impl std::ops::Deref for Wiped {
+    type Target = Upload;
+    fn deref(&self) -> &Upload {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Wiped {
+    fn deref_mut(&mut self) -> &mut Upload {
+        &mut self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        self.0.wipe_authorization();
+    }
+}
+
 /// What one period's publication did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PeriodReport {
@@ -262,7 +285,7 @@ impl Gateway {
         body: &[u8],
         now: u64,
     ) -> Result<UploadReceipt, UploadError> {
-        let upload = Upload::decode(body, now)?;
+        let mut upload = Wiped(Upload::decode(body, now)?);
         if upload.dummy {
             return self.admit_dummy(now);
         }
@@ -276,7 +299,7 @@ impl Gateway {
         self.stage(
             store,
             &mut pool,
-            upload.keys,
+            std::mem::take(&mut upload.keys),
             &upload.filter_intervals,
             now,
             &mut commit,
@@ -301,7 +324,7 @@ impl Gateway {
             .ok_or(UploadError::NoTokenKeys)?;
         // The opened upload (TEKs, token) is wiped when dropped.
         let opened = zeroize::Zeroizing::new(self.seal_key.open(sealed)?);
-        let upload = Upload::decode(&opened, now)?;
+        let mut upload = Wiped(Upload::decode(&opened, now)?);
         let token = upload.token.ok_or(UploadError::MissingToken)?;
         let key = match self.token_keys.get(&token.epoch) {
             Some(k) => k,
@@ -330,7 +353,7 @@ impl Gateway {
         let keys = if upload.dummy {
             Vec::new()
         } else {
-            upload.keys
+            std::mem::take(&mut upload.keys)
         };
         self.stage(
             store,

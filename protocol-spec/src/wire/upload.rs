@@ -1,6 +1,7 @@
 //! Upload requests from phones, padded to one fixed length (SPEC.md §5.4).
 
 use prost::Message;
+use zeroize::Zeroize;
 
 use super::{check_version, decode_limited, pb, PROTOCOL_VERSION};
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
@@ -37,6 +38,19 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// Wipes the authorization (code and token) from memory: a receiver calls
+    /// it once the upload is processed. (Not a `Drop`: requests are built with
+    /// struct-update syntax, which `Drop` forbids; the keys wipe themselves,
+    /// `Tek` zeroizes on drop.)
+    pub fn wipe_authorization(&mut self) {
+        self.upload_code.zeroize();
+        if let Some(t) = self.token.as_mut() {
+            t.input.zeroize();
+            t.output.zeroize();
+        }
+        self.token = None;
+    }
+
     /// Encodes the request padded with zero bytes to exactly [`UPLOAD_REQUEST_LEN`].
     pub fn encode_padded(&self) -> Result<Vec<u8>, WireError> {
         if self.keys.len() > MAX_UPLOAD_KEYS {
@@ -196,4 +210,29 @@ fn decode_filter_intervals(
             Ok(mask)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wiping_clears_the_code_and_the_token_and_keeps_the_keys() {
+        let mut u = Upload {
+            upload_code: b"ABCD-EFGH-JKMN".to_vec(),
+            token: Some(UploadToken {
+                epoch: 3,
+                input: [7; TOKEN_INPUT_LEN],
+                output: [9; TOKEN_OUTPUT_LEN],
+            }),
+            dummy: true,
+            ..Default::default()
+        };
+        let code = u.upload_code.as_ptr();
+        u.wipe_authorization();
+        assert!(u.upload_code.iter().all(|&b| b == 0), "code not wiped");
+        assert_eq!(u.upload_code.as_ptr(), code, "wiped in place");
+        assert_eq!(u.token, None);
+        assert!(u.dummy);
+    }
 }
