@@ -242,7 +242,7 @@ fn drive(
                         if let Ok(r) = &r {
                             if path.starts_with("/v1/batches?") {
                                 if let Some(a) =
-                                    r.json().and_then(|j| j["batches"].as_array().cloned())
+                                    r.try_json().and_then(|j| j["batches"].as_array().cloned())
                                 {
                                     urls = a
                                         .iter()

@@ -56,7 +56,7 @@ impl GatewayKeys {
     pub fn fetch(addr: SocketAddr) -> Result<GatewayKeys, UploadFailure> {
         let r = http::request(addr, "GET", "/v1/gateway-keys", b"")?;
         let bad = || UploadFailure::GatewayKeys(String::from_utf8_lossy(&r.body).into_owned());
-        let j = r.json().filter(|_| r.status == 200).ok_or_else(bad)?;
+        let j = r.try_json().filter(|_| r.status == 200).ok_or_else(bad)?;
         let hex32 = |v: &serde_json::Value| -> Option<[u8; 32]> {
             hex::decode(v.as_str()?).ok()?.try_into().ok()
         };

@@ -658,7 +658,7 @@ fn download_filters(
     let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
     let mut bytes = list.wire_bytes as u64;
     let entries: Vec<(u32, u64, String)> = list
-        .json()
+        .try_json()
         .and_then(|j| {
             j["filters"].as_array().map(|a| {
                 a.iter()
@@ -707,7 +707,7 @@ fn download_new(
         let list = http::request(addr, "GET", &path, b"")?;
         bytes += list.wire_bytes as u64;
         let entries: Vec<(u64, String)> = list
-            .json()
+            .try_json()
             .and_then(|j| {
                 j["batches"].as_array().map(|a| {
                     a.iter()

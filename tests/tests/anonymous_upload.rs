@@ -116,6 +116,7 @@ async fn post_from_phone(addr: SocketAddr, path: &str, body: &[u8]) -> (Response
         .unwrap();
     let response = Response {
         status,
+        headers: Vec::new(),
         body: raw[split + 4..].to_vec(),
         wire_bytes: raw.len(),
     };
@@ -130,7 +131,7 @@ struct GatewayKeys {
 fn gateway_keys(net: &Net) -> GatewayKeys {
     let keys = request(net.gateway.http_addr, "GET", "/v1/gateway-keys", b"")
         .unwrap()
-        .json()
+        .try_json()
         .unwrap();
     GatewayKeys {
         seal: hex::decode(keys["seal_public_key"].as_str().unwrap())
@@ -486,7 +487,7 @@ async fn bad_sealed_uploads_get_clear_errors_and_store_nothing() {
         b"",
     )
     .unwrap()
-    .json()
+    .try_json()
     .unwrap();
     assert!(list["batches"].as_array().unwrap().is_empty());
     net.relay.shutdown().await;

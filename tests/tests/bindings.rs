@@ -75,7 +75,7 @@ fn run_lifecycle(mut host: Command) {
     let gateway = format!("http://{}", nodes.gateway.http_addr);
     let keys = request(nodes.gateway.http_addr, "GET", "/v1/gateway-keys", b"")
         .unwrap()
-        .json()
+        .try_json()
         .unwrap();
     let files = tmp.path().join("phones");
     std::fs::create_dir_all(&files).unwrap();
@@ -128,7 +128,10 @@ fn wait_for_batch(nodes: &Nodes) {
     let end = Instant::now() + Duration::from_secs(20);
     let path = format!("/v1/batches?origin={ORIGIN}&after=0");
     let count = |addr| {
-        request(addr, "GET", &path, b"").unwrap().json().unwrap()["batches"]
+        request(addr, "GET", &path, b"")
+            .unwrap()
+            .try_json()
+            .unwrap()["batches"]
             .as_array()
             .map_or(0, Vec::len)
     };

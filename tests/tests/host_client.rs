@@ -183,7 +183,7 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     // The gateway lists the authority's key; the relay's file verifies under it.
     let listed = request(gateway_addr, "GET", "/v1/export-keys", &[])
         .unwrap()
-        .json()
+        .try_json()
         .unwrap();
     let entry = &listed["export_keys"][0];
     assert_eq!(entry["origin"], ORIGIN);
@@ -197,7 +197,7 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     assert!(!export.keys.is_empty());
     let relay_listed = request(relay_addr, "GET", "/v1/export-keys", &[])
         .unwrap()
-        .json()
+        .try_json()
         .unwrap();
     assert_eq!(
         relay_listed, listed,

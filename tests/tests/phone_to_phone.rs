@@ -83,7 +83,7 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
     assert_eq!(bundle.len(), dummy.len(), "an observer sees one length");
     let r = request(gw.http_addr, "POST", "/v1/upload", &bundle).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let receipt = r.json().unwrap();
+    let receipt = r.try_json().unwrap();
     assert_eq!(receipt["pooled_keys"], 2, "both keys wait for a boundary");
     assert_eq!(
         receipt["embargoed_keys"], 1,
@@ -102,7 +102,7 @@ async fn an_upload_through_a_gateway_reaches_a_contact_through_a_relay() {
     let count = |addr| {
         request(addr, "GET", &format!("/v1/batches?origin={ORIGIN}"), b"")
             .ok()
-            .and_then(|r| r.json())
+            .and_then(|r| r.try_json())
             .and_then(|l| l["batches"].as_array().map(Vec::len))
             .unwrap_or(0)
     };

@@ -58,7 +58,7 @@ fn post(addr: std::net::SocketAddr, code: &str) -> (u16, u64, String) {
     match http::request(addr, "POST", "/v1/upload", &upload_body(code)) {
         Ok(r) => {
             let pooled = r
-                .json()
+                .try_json()
                 .and_then(|j| j["pooled_keys"].as_u64())
                 .unwrap_or(0);
             (
@@ -79,7 +79,7 @@ fn listed(addr: std::net::SocketAddr, origin: &str) -> Vec<(u64, u64)> {
         let path = format!("/v1/batches?origin={origin}&after={after}&limit=1000");
         let Some(j) = http::request(addr, "GET", &path, b"")
             .ok()
-            .and_then(|r| r.json())
+            .and_then(|r| r.try_json())
         else {
             return out;
         };

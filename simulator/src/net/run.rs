@@ -106,7 +106,7 @@ fn watch(
                 let Ok(r) = http::request(addr, "GET", &path, b"") else {
                     continue;
                 };
-                let Some(list) = r.json() else { continue };
+                let Some(list) = r.try_json() else { continue };
                 let t = Instant::now();
                 let Ok(mut s) = seen[i].lock() else { continue };
                 for b in list["batches"].as_array().into_iter().flatten() {
@@ -356,7 +356,7 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
             match http::request(addr, "POST", "/v1/upload", &upload_body(&code)) {
                 Ok(r) if r.status == 200 => {
                     acked_keys[k] += r
-                        .json()
+                        .try_json()
                         .and_then(|j| j["pooled_keys"].as_u64())
                         .unwrap_or(0);
                 }

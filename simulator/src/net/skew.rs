@@ -81,7 +81,7 @@ fn listing(addr: SocketAddr, origin: &str) -> Vec<(u64, u32)> {
         b"",
     )
     .ok()
-    .and_then(|r| r.json())
+    .and_then(|r| r.try_json())
     .map(|j| {
         j["batches"]
             .as_array()

@@ -58,7 +58,7 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
         b"",
     )
     .unwrap()
-    .json()
+    .try_json()
     .unwrap();
     let mut synced = 0;
     for entry in list["batches"].as_array().unwrap() {
@@ -77,7 +77,7 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
 pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let list = request(node, "GET", &format!("/v1/filters?origin={origin}"), b"")
         .unwrap()
-        .json()
+        .try_json()
         .unwrap();
     let mut synced = 0;
     for entry in list["filters"].as_array().unwrap() {
