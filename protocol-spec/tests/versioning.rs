@@ -3,6 +3,8 @@
 //! shapes §5.3 fixes, and leave a body without them unchanged; a field no
 //! version-1 reader knows is refused, so any further field needs version 2.
 
+#![allow(clippy::unwrap_used)]
+
 use ed25519_dalek::Signer;
 use p256::ecdsa::SigningKey as ExportSigningKey;
 use prost::Message;
