@@ -538,11 +538,17 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() != 33806:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config() != 45528:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() != 40297:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new() != 33254:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() != 20338:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() != 14734:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -581,6 +587,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_tokens_available() != 61153:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() != 24342:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open() != 39805:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -636,6 +644,12 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedu
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis.restype = ctypes.c_uint16
@@ -645,6 +659,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelessclient_new.restype
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.restype = ctypes.c_uint16
@@ -702,6 +719,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_tokens_available.re
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.restype = ctypes.c_uint16
@@ -751,6 +771,18 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_sync.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys.restype = ctypes.c_uint32
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -769,6 +801,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement.argtypes = 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config.restype = ctypes.c_uint64
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -890,6 +928,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_authority.argtypes 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_authority.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelesssdk_open.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -1117,6 +1161,76 @@ class _UniffiFfiConverterTypeClientOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt32.write(value.retries, buf)
         _UniffiFfiConverterUInt64.write(value.backoff_ms, buf)
         _UniffiFfiConverterSequenceBytes.write(value.pinned_certificates, buf)
+
+@dataclass
+class ExportKeyInfo:
+    """
+    An export key the authority certified (SPEC.md §6.2), as
+    [`TracelessSdk::trust_export_certificate`] trusted it.
+"""
+    def __init__(self, *, origin:str, key_id:str, key_version:str, region:str, public_key:bytes, not_before:int, not_after:int):
+        self.origin = origin
+        self.key_id = key_id
+        self.key_version = key_version
+        self.region = region
+        self.public_key = public_key
+        self.not_before = not_before
+        self.not_after = not_after
+        
+        
+
+    
+    def __str__(self):
+        return "ExportKeyInfo(origin={}, key_id={}, key_version={}, region={}, public_key={}, not_before={}, not_after={})".format(self.origin, self.key_id, self.key_version, self.region, self.public_key, self.not_before, self.not_after)
+    def __eq__(self, other):
+        if self.origin != other.origin:
+            return False
+        if self.key_id != other.key_id:
+            return False
+        if self.key_version != other.key_version:
+            return False
+        if self.region != other.region:
+            return False
+        if self.public_key != other.public_key:
+            return False
+        if self.not_before != other.not_before:
+            return False
+        if self.not_after != other.not_after:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeExportKeyInfo(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ExportKeyInfo(
+            origin=_UniffiFfiConverterString.read(buf),
+            key_id=_UniffiFfiConverterString.read(buf),
+            key_version=_UniffiFfiConverterString.read(buf),
+            region=_UniffiFfiConverterString.read(buf),
+            public_key=_UniffiFfiConverterBytes.read(buf),
+            not_before=_UniffiFfiConverterUInt64.read(buf),
+            not_after=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.origin)
+        _UniffiFfiConverterString.check_lower(value.key_id)
+        _UniffiFfiConverterString.check_lower(value.key_version)
+        _UniffiFfiConverterString.check_lower(value.region)
+        _UniffiFfiConverterBytes.check_lower(value.public_key)
+        _UniffiFfiConverterUInt64.check_lower(value.not_before)
+        _UniffiFfiConverterUInt64.check_lower(value.not_after)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.origin, buf)
+        _UniffiFfiConverterString.write(value.key_id, buf)
+        _UniffiFfiConverterString.write(value.key_version, buf)
+        _UniffiFfiConverterString.write(value.region, buf)
+        _UniffiFfiConverterBytes.write(value.public_key, buf)
+        _UniffiFfiConverterUInt64.write(value.not_before, buf)
+        _UniffiFfiConverterUInt64.write(value.not_after, buf)
 
 class _UniffiFfiConverterFloat64(_UniffiConverterPrimitiveFloat):
     @staticmethod
@@ -2051,6 +2165,15 @@ class TracelessSdkProtocol(typing.Protocol):
         The 20 bytes to broadcast now (service data of UUID 0xFD6F).
 """
         raise NotImplementedError
+    def apply_risk_config(self, config: bytes) -> int:
+        """
+        Verifies a risk configuration signed by a trusted authority (the body
+        of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+        revision. `Rejected` if malformed, untrusted or forged,
+        `AlreadySynced` if its revision is not above the one applied; the
+        configuration is unchanged then. Not persisted: apply it after each open.
+"""
+        raise NotImplementedError
     def cursor(self, origin: str) -> typing.Optional[int]:
         """
         The highest batch sequence synced from `origin`: list batches after it.
@@ -2157,6 +2280,16 @@ class TracelessSdkProtocol(typing.Protocol):
         with the 32-byte Ed25519 `public_key`.
 """
         raise NotImplementedError
+    def trust_export_certificate(self, certificate: bytes) -> ExportKeyInfo:
+        """
+        Verifies an authority's export key certificate (a `SignedExportKey`,
+        the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+        against the trusted authorities and the clock, then trusts its key for
+        GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+        malformed, forged, not signed by a trusted authority or outside its
+        validity: no key is trusted then. Call `trust_authority` first.
+"""
+        raise NotImplementedError
 
 class TracelessSdk(TracelessSdkProtocol):
     """
@@ -2243,6 +2376,28 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def apply_risk_config(self, config: bytes) -> int:
+        """
+        Verifies a risk configuration signed by a trusted authority (the body
+        of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+        revision. `Rejected` if malformed, untrusted or forged,
+        `AlreadySynced` if its revision is not above the one applied; the
+        configuration is unchanged then. Not persisted: apply it after each open.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2620,6 +2775,29 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def trust_export_certificate(self, certificate: bytes) -> ExportKeyInfo:
+        """
+        Verifies an authority's export key certificate (a `SignedExportKey`,
+        the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+        against the trusted authorities and the clock, then trusts its key for
+        GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+        malformed, forged, not signed by a trusted authority or outside its
+        validity: no key is trusted then. Call `trust_authority` first.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(certificate)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(certificate),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeExportKeyInfo.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
 
 
 
@@ -2670,6 +2848,20 @@ class TracelessClientProtocol(typing.Protocol):
     def sync(self, sdk: TracelessSdk) -> NetworkSync:
         """
         Downloads and syncs every new batch and newer day filter.
+"""
+        raise NotImplementedError
+    def trust_export_keys(self, sdk: TracelessSdk) -> int:
+        """
+        Fetches `GET /v1/export-keys` from the download node and trusts each
+        of the origin's certificates the SDK verifies; returns how many. A
+        certificate the SDK refuses is `Rejected`.
+"""
+        raise NotImplementedError
+    def update_risk_config(self, sdk: TracelessSdk) -> typing.Optional[int]:
+        """
+        Fetches the origin's signed risk configuration (with its ETag) and has
+        the SDK apply it; returns the revision applied, or `None` if the node
+        has none or it is unchanged. Call it after every open.
 """
         raise NotImplementedError
     def upload_diagnosis(self, sdk: TracelessSdk,onset_day: int,exclude_days: typing.List[int]) -> None:
@@ -2784,6 +2976,46 @@ class TracelessClient(TracelessClientProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def trust_export_keys(self, sdk: TracelessSdk) -> int:
+        """
+        Fetches `GET /v1/export-keys` from the download node and trusts each
+        of the origin's certificates the SDK verifies; returns how many. A
+        certificate the SDK refuses is `Rejected`.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def update_risk_config(self, sdk: TracelessSdk) -> typing.Optional[int]:
+        """
+        Fetches the origin's signed risk configuration (with its ETag) and has
+        the SDK apply it; returns the revision applied, or `None` if the node
+        has none or it is unchanged. Call it after every open.
+"""
+        
+        _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTracelessSdk.lower(sdk),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def upload_diagnosis(self, sdk: TracelessSdk,onset_day: int,exclude_days: typing.List[int]) -> None:
         """
         Seals a positive diagnosis with one token and posts it through the relay.
@@ -2842,6 +3074,7 @@ __all__ = [
     "InternalError",
     "TracelessError",
     "ClientOptions",
+    "ExportKeyInfo",
     "ExposureDay",
     "NetworkSync",
     "StoreStatus",

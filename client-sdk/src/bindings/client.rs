@@ -103,6 +103,23 @@ impl TracelessClient {
         })
     }
 
+    /// Fetches `GET /v1/export-keys` from the download node and trusts each
+    /// of the origin's certificates the SDK verifies; returns how many. A
+    /// certificate the SDK refuses is `Rejected`.
+    pub fn trust_export_keys(&self, sdk: Arc<TracelessSdk>) -> Result<u32, TracelessError> {
+        Ok(self.0.trust_export_keys(sdk.as_ref())? as u32)
+    }
+
+    /// Fetches the origin's signed risk configuration (with its ETag) and has
+    /// the SDK apply it; returns the revision applied, or `None` if the node
+    /// has none or it is unchanged. Call it after every open.
+    pub fn update_risk_config(
+        &self,
+        sdk: Arc<TracelessSdk>,
+    ) -> Result<Option<u64>, TracelessError> {
+        Ok(self.0.update_risk_config(sdk.as_ref())?)
+    }
+
     /// Buys `count` upload tokens with the authority's code; returns how many.
     pub fn buy_tokens(
         &self,

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::token::ELEMENT_LEN;
-use traceless_protocol::{DaySummary, SharedClock, SystemClock, TokenPublicKey};
+use traceless_protocol::{
+    DaySummary, ExportKeyCertificate, SharedClock, SystemClock, TokenPublicKey,
+};
 
 use crate::sync::SyncReport;
 use crate::{MasterKey, Sdk, SdkConfig, SdkError, Status};
@@ -223,6 +225,40 @@ impl From<Status> for StoreStatus {
     }
 }
 
+/// An export key the authority certified (SPEC.md §6.2), as
+/// [`TracelessSdk::trust_export_certificate`] trusted it.
+#[derive(uniffi::Record)]
+pub struct ExportKeyInfo {
+    /// The certifying authority's origin.
+    pub origin: String,
+    /// The export files' `verification_key_id`.
+    pub key_id: String,
+    /// The export files' `verification_key_version`.
+    pub key_version: String,
+    /// The export files' region.
+    pub region: String,
+    /// The P-256 public key, SEC1 compressed (33 bytes).
+    pub public_key: Vec<u8>,
+    /// Valid from, unix seconds.
+    pub not_before: u64,
+    /// Valid until (exclusive), unix seconds.
+    pub not_after: u64,
+}
+
+impl From<ExportKeyCertificate> for ExportKeyInfo {
+    fn from(c: ExportKeyCertificate) -> Self {
+        ExportKeyInfo {
+            public_key: c.public_key.to_encoded_point(true).as_bytes().to_vec(),
+            origin: c.origin,
+            key_id: c.signer.key_id,
+            key_version: c.signer.key_version,
+            region: c.region,
+            not_before: c.not_before,
+            not_after: c.not_after,
+        }
+    }
+}
+
 /// A half-open range `[start, end)` of unix seconds a filter-form upload leaves out.
 #[derive(uniffi::Record)]
 pub struct TimeRange {
@@ -339,6 +375,29 @@ impl TracelessSdk {
         let key = VerifyingKey::from_bytes(&fixed::<32>(&public_key, "authority key")?)
             .map_err(|e| invalid(format!("authority key: {e}")))?;
         self.with(|sdk| sdk.trust_authority(&origin, key_id, key))
+    }
+
+    /// Verifies an authority's export key certificate (a `SignedExportKey`,
+    /// the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+    /// against the trusted authorities and the clock, then trusts its key for
+    /// GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+    /// malformed, forged, not signed by a trusted authority or outside its
+    /// validity: no key is trusted then. Call `trust_authority` first.
+    pub fn trust_export_certificate(
+        &self,
+        certificate: Vec<u8>,
+    ) -> Result<ExportKeyInfo, TracelessError> {
+        self.with(|sdk| sdk.trust_export_certificate(&certificate))
+            .map(Into::into)
+    }
+
+    /// Verifies a risk configuration signed by a trusted authority (the body
+    /// of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+    /// revision. `Rejected` if malformed, untrusted or forged,
+    /// `AlreadySynced` if its revision is not above the one applied; the
+    /// configuration is unchanged then. Not persisted: apply it after each open.
+    pub fn apply_risk_config(&self, config: Vec<u8>) -> Result<u64, TracelessError> {
+        self.with(|sdk| sdk.apply_risk_config(&config))
     }
 
     /// The 20 bytes to broadcast now (service data of UUID 0xFD6F).

@@ -137,6 +137,32 @@ fun main(args: Array<String>) {
     expect<TracelessException.InvalidArgument>("a relay that is the gateway") {
         TracelessClient(options.copy(relay = gateway))
     }
+
+    // Export keys: the gateway serves the authority's certificate of its GAEN
+    // export key; a forged certificate (one signature bit flipped) and one from
+    // an authority the phone does not trust are refused with the typed error.
+    val (keysStatus, keyList) = call("GET", "$gateway/v1/export-keys")
+    check(keysStatus == 200) { "export keys: $keysStatus" }
+    val certificate = hex(Regex("\"certificate\"\\s*:\\s*\"([0-9a-f]+)\"").find(String(keyList))!!.groupValues[1])
+    val forged = certificate.copyOf()
+    forged[forged.size - 1] = (forged[forged.size - 1].toInt() xor 1).toByte()
+    val refused = expect<TracelessException.Rejected>("a forged export key certificate") {
+        carol.trustExportCertificate(forged)
+    }
+    check(refused.reason.contains("signature")) { "refused for ${refused.reason}" }
+    expect<TracelessException.Rejected>("a certificate of an untrusted authority") {
+        alice.trustExportCertificate(certificate)
+    }
+    expect<TracelessException.Rejected>("a truncated certificate") {
+        carol.trustExportCertificate(certificate.copyOf(certificate.size - 1))
+    }
+    val exportKey = carol.trustExportCertificate(certificate)
+    check(exportKey.origin == origin && exportKey.publicKey.size == 33) { "export key: $exportKey" }
+    check(exportKey.notBefore <= clock.now() && clock.now() < exportKey.notAfter) { "validity: $exportKey" }
+    check(net.trustExportKeys(carol) == 1u) { "the client trusts the served key" }
+    // The authority's signed risk configuration, once; unchanged afterwards.
+    check(net.updateRiskConfig(carol) == 1UL) { "risk configuration revision 1" }
+    check(net.updateRiskConfig(carol) == null) { "an unchanged configuration is applied again" }
     carol.shutdown()
 
     // Cover traffic: a dummy looks like the real upload to the relay.

@@ -97,6 +97,24 @@ def main():
     assert 20.0 <= days[0].minutes <= 40.0, f"minutes: {days[0].minutes}"
     assert alice.exposure_summary() == [], "alice heard nobody"
 
+    # Export keys: the authority's certificate of the gateway's GAEN export key
+    # is trusted; a forged one (a signature bit flipped) and one checked by a
+    # phone that trusts no authority are refused with the typed error.
+    status, listing = call("GET", f"{gateway}/v1/export-keys")
+    assert status == 200, f"export keys: {status}"
+    certificate = bytes.fromhex(re.search(r'"certificate"\s*:\s*"([0-9a-f]+)"', listing.decode()).group(1))
+    forged = certificate[:-1] + bytes([certificate[-1] ^ 1])
+    refused = expect("Rejected", "a forged export key certificate",
+                     lambda: bob.trust_export_certificate(forged))
+    assert "signature" in refused.reason, f"refused for {refused.reason}"
+    expect("Rejected", "a certificate of an untrusted authority",
+           lambda: alice.trust_export_certificate(certificate))
+    expect("Rejected", "a truncated certificate",
+           lambda: bob.trust_export_certificate(certificate[:-1]))
+    export_key = bob.trust_export_certificate(certificate)
+    assert export_key.origin == origin and len(export_key.public_key) == 33, f"{export_key}"
+    assert export_key.not_before <= clock.now() < export_key.not_after, f"{export_key}"
+
     # Cover traffic looks like the real upload to the relay.
     assert bob.next_dummy_upload_at() >= clock.now()
     dummy = bob.sealed_dummy_upload(seal_key)

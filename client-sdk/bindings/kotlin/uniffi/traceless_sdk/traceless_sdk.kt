@@ -683,6 +683,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_expire(
@@ -721,11 +723,17 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_sync(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis(
     ): Int
@@ -779,6 +787,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_cursor(`ptr`: Long,`origin`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_expire(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -817,6 +827,8 @@ internal object UniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_authority(`ptr`: Long,`origin`: RustBuffer.ByValue,`keyId`: Int,`publicKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(`ptr`: Long,`certificate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_clone_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_traceless_sdk_fn_free_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -828,6 +840,10 @@ internal object UniffiLib {
     external fun uniffi_traceless_sdk_fn_method_tracelessclient_run_dummy_schedule(`ptr`: Long,`sdk`: Long,`now`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_traceless_sdk_fn_method_tracelessclient_sync(`ptr`: Long,`sdk`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys(`ptr`: Long,`sdk`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config(`ptr`: Long,`sdk`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelessclient_upload_diagnosis(`ptr`: Long,`sdk`: Long,`onsetDay`: Int,`excludeDays`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -962,6 +978,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() and 0xFFFF) != 20338) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() and 0xFFFF) != 14734) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() and 0xFFFF) != 58788) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1019,6 +1038,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() and 0xFFFF) != 24342) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() and 0xFFFF) != 34779) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() and 0xFFFF) != 23781) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1026,6 +1048,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() and 0xFFFF) != 7844) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() and 0xFFFF) != 33806) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config() and 0xFFFF) != 45528) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() and 0xFFFF) != 40297) {
@@ -1859,6 +1887,20 @@ public interface TracelessClientInterface {
     fun `sync`(`sdk`: TracelessSdk): NetworkSync
     
     /**
+     * Fetches `GET /v1/export-keys` from the download node and trusts each
+     * of the origin's certificates the SDK verifies; returns how many. A
+     * certificate the SDK refuses is `Rejected`.
+     */
+    fun `trustExportKeys`(`sdk`: TracelessSdk): kotlin.UInt
+    
+    /**
+     * Fetches the origin's signed risk configuration (with its ETag) and has
+     * the SDK apply it; returns the revision applied, or `None` if the node
+     * has none or it is unchanged. Call it after every open.
+     */
+    fun `updateRiskConfig`(`sdk`: TracelessSdk): kotlin.ULong?
+    
+    /**
      * Seals a positive diagnosis with one token and posts it through the relay.
      */
     fun `uploadDiagnosis`(`sdk`: TracelessSdk, `onsetDay`: kotlin.UInt, `excludeDays`: List<kotlin.UInt>)
@@ -2043,6 +2085,46 @@ open class TracelessClient: Disposable, AutoCloseable, TracelessClientInterface
 
     
     /**
+     * Fetches `GET /v1/export-keys` from the download node and trusts each
+     * of the origin's certificates the SDK verifies; returns how many. A
+     * certificate the SDK refuses is `Rejected`.
+     */
+    @Throws(TracelessException::class)override fun `trustExportKeys`(`sdk`: TracelessSdk): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Fetches the origin's signed risk configuration (with its ETag) and has
+     * the SDK apply it; returns the revision applied, or `None` if the node
+     * has none or it is unchanged. Call it after every open.
+     */
+    @Throws(TracelessException::class)override fun `updateRiskConfig`(`sdk`: TracelessSdk): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config(
+        it,
+        
+        FfiConverterTypeTracelessSdk.lower(`sdk`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Seals a positive diagnosis with one token and posts it through the relay.
      */
     @Throws(TracelessException::class)override fun `uploadDiagnosis`(`sdk`: TracelessSdk, `onsetDay`: kotlin.UInt, `excludeDays`: List<kotlin.UInt>)
@@ -2205,6 +2287,15 @@ public interface TracelessSdkInterface {
     fun `advertisement`(): kotlin.ByteArray
     
     /**
+     * Verifies a risk configuration signed by a trusted authority (the body
+     * of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+     * revision. `Rejected` if malformed, untrusted or forged,
+     * `AlreadySynced` if its revision is not above the one applied; the
+     * configuration is unchanged then. Not persisted: apply it after each open.
+     */
+    fun `applyRiskConfig`(`config`: kotlin.ByteArray): kotlin.ULong
+    
+    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
     fun `cursor`(`origin`: kotlin.String): kotlin.ULong?
@@ -2309,6 +2400,16 @@ public interface TracelessSdkInterface {
      * with the 32-byte Ed25519 `public_key`.
      */
     fun `trustAuthority`(`origin`: kotlin.String, `keyId`: kotlin.UInt, `publicKey`: kotlin.ByteArray)
+    
+    /**
+     * Verifies an authority's export key certificate (a `SignedExportKey`,
+     * the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+     * against the trusted authorities and the clock, then trusts its key for
+     * GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+     * malformed, forged, not signed by a trusted authority or outside its
+     * validity: no key is trusted then. Call `trust_authority` first.
+     */
+    fun `trustExportCertificate`(`certificate`: kotlin.ByteArray): ExportKeyInfo
     
     companion object
 }
@@ -2428,6 +2529,28 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Verifies a risk configuration signed by a trusted authority (the body
+     * of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+     * revision. `Rejected` if malformed, untrusted or forged,
+     * `AlreadySynced` if its revision is not above the one applied; the
+     * configuration is unchanged then. Not persisted: apply it after each open.
+     */
+    @Throws(TracelessException::class)override fun `applyRiskConfig`(`config`: kotlin.ByteArray): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config(
+        it,
+        
+        FfiConverterByteArray.lower(`config`),_status)
 }
     }
     )
@@ -2791,6 +2914,29 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     
 
     
+    /**
+     * Verifies an authority's export key certificate (a `SignedExportKey`,
+     * the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+     * against the trusted authorities and the clock, then trusts its key for
+     * GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+     * malformed, forged, not signed by a trusted authority or outside its
+     * validity: no key is trusted then. Call `trust_authority` first.
+     */
+    @Throws(TracelessException::class)override fun `trustExportCertificate`(`certificate`: kotlin.ByteArray): ExportKeyInfo {
+            return FfiConverterTypeExportKeyInfo.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(
+        it,
+        
+        FfiConverterByteArray.lower(`certificate`),_status)
+}
+    }
+    )
+    }
+    
+
+    
 
     
 
@@ -2954,6 +3100,94 @@ public object FfiConverterTypeClientOptions: FfiConverterRustBuffer<ClientOption
             FfiConverterUInt.write(value.`retries`, buf)
             FfiConverterULong.write(value.`backoffMs`, buf)
             FfiConverterSequenceByteArray.write(value.`pinnedCertificates`, buf)
+    }
+}
+
+
+
+/**
+ * An export key the authority certified (SPEC.md §6.2), as
+ * [`TracelessSdk::trust_export_certificate`] trusted it.
+ */
+data class ExportKeyInfo (
+    /**
+     * The certifying authority's origin.
+     */
+    var `origin`: kotlin.String
+    , 
+    /**
+     * The export files' `verification_key_id`.
+     */
+    var `keyId`: kotlin.String
+    , 
+    /**
+     * The export files' `verification_key_version`.
+     */
+    var `keyVersion`: kotlin.String
+    , 
+    /**
+     * The export files' region.
+     */
+    var `region`: kotlin.String
+    , 
+    /**
+     * The P-256 public key, SEC1 compressed (33 bytes).
+     */
+    var `publicKey`: kotlin.ByteArray
+    , 
+    /**
+     * Valid from, unix seconds.
+     */
+    var `notBefore`: kotlin.ULong
+    , 
+    /**
+     * Valid until (exclusive), unix seconds.
+     */
+    var `notAfter`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeExportKeyInfo: FfiConverterRustBuffer<ExportKeyInfo> {
+    override fun read(buf: ByteBuffer): ExportKeyInfo {
+        return ExportKeyInfo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ExportKeyInfo) = (
+            FfiConverterString.allocationSize(value.`origin`) +
+            FfiConverterString.allocationSize(value.`keyId`) +
+            FfiConverterString.allocationSize(value.`keyVersion`) +
+            FfiConverterString.allocationSize(value.`region`) +
+            FfiConverterByteArray.allocationSize(value.`publicKey`) +
+            FfiConverterULong.allocationSize(value.`notBefore`) +
+            FfiConverterULong.allocationSize(value.`notAfter`)
+    )
+
+    override fun write(value: ExportKeyInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`origin`, buf)
+            FfiConverterString.write(value.`keyId`, buf)
+            FfiConverterString.write(value.`keyVersion`, buf)
+            FfiConverterString.write(value.`region`, buf)
+            FfiConverterByteArray.write(value.`publicKey`, buf)
+            FfiConverterULong.write(value.`notBefore`, buf)
+            FfiConverterULong.write(value.`notAfter`, buf)
     }
 }
 

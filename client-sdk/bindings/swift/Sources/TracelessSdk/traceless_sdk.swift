@@ -832,6 +832,20 @@ public protocol TracelessClientProtocol: AnyObject, Sendable {
     func sync(sdk: TracelessSdk) throws  -> NetworkSync
     
     /**
+     * Fetches `GET /v1/export-keys` from the download node and trusts each
+     * of the origin's certificates the SDK verifies; returns how many. A
+     * certificate the SDK refuses is `Rejected`.
+     */
+    func trustExportKeys(sdk: TracelessSdk) throws  -> UInt32
+    
+    /**
+     * Fetches the origin's signed risk configuration (with its ETag) and has
+     * the SDK apply it; returns the revision applied, or `None` if the node
+     * has none or it is unchanged. Call it after every open.
+     */
+    func updateRiskConfig(sdk: TracelessSdk) throws  -> UInt64?
+    
+    /**
      * Seals a positive diagnosis with one token and posts it through the relay.
      */
     func uploadDiagnosis(sdk: TracelessSdk, onsetDay: UInt32, excludeDays: [UInt32]) throws 
@@ -950,6 +964,36 @@ open func sync(sdk: TracelessSdk)throws  -> NetworkSync  {
 }
     
     /**
+     * Fetches `GET /v1/export-keys` from the download node and trusts each
+     * of the origin's certificates the SDK verifies; returns how many. A
+     * certificate the SDK refuses is `Rejected`.
+     */
+open func trustExportKeys(sdk: TracelessSdk)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_trust_export_keys(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Fetches the origin's signed risk configuration (with its ETag) and has
+     * the SDK apply it; returns the revision applied, or `None` if the node
+     * has none or it is unchanged. Call it after every open.
+     */
+open func updateRiskConfig(sdk: TracelessSdk)throws  -> UInt64?  {
+    return try  FfiConverterOptionUInt64.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelessclient_update_risk_config(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTracelessSdk_lower(sdk),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Seals a positive diagnosis with one token and posts it through the relay.
      */
 open func uploadDiagnosis(sdk: TracelessSdk, onsetDay: UInt32, excludeDays: [UInt32])throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
@@ -1022,6 +1066,15 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      * The 20 bytes to broadcast now (service data of UUID 0xFD6F).
      */
     func advertisement() throws  -> Data
+    
+    /**
+     * Verifies a risk configuration signed by a trusted authority (the body
+     * of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+     * revision. `Rejected` if malformed, untrusted or forged,
+     * `AlreadySynced` if its revision is not above the one applied; the
+     * configuration is unchanged then. Not persisted: apply it after each open.
+     */
+    func applyRiskConfig(config: Data) throws  -> UInt64
     
     /**
      * The highest batch sequence synced from `origin`: list batches after it.
@@ -1129,6 +1182,16 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      */
     func trustAuthority(origin: String, keyId: UInt32, publicKey: Data) throws 
     
+    /**
+     * Verifies an authority's export key certificate (a `SignedExportKey`,
+     * the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+     * against the trusted authorities and the clock, then trusts its key for
+     * GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+     * malformed, forged, not signed by a trusted authority or outside its
+     * validity: no key is trusted then. Call `trust_authority` first.
+     */
+    func trustExportCertificate(certificate: Data) throws  -> ExportKeyInfo
+    
 }
 /**
  * One phone's Traceless state: thread-safe, closed explicitly or when dropped.
@@ -1222,6 +1285,23 @@ open func advertisement()throws  -> Data  {
         uniffiCallStatus in
     uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Verifies a risk configuration signed by a trusted authority (the body
+     * of `GET /v1/risk-config`, SPEC.md §7.3) and applies it; returns its
+     * revision. `Rejected` if malformed, untrusted or forged,
+     * `AlreadySynced` if its revision is not above the one applied; the
+     * configuration is unchanged then. Not persisted: apply it after each open.
+     */
+open func applyRiskConfig(config: Data)throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(config),uniffiCallStatus
     )
 })
 }
@@ -1487,6 +1567,24 @@ open func trustAuthority(origin: String, keyId: UInt32, publicKey: Data)throws  
 }
 }
     
+    /**
+     * Verifies an authority's export key certificate (a `SignedExportKey`,
+     * the hex-decoded `certificate` of an entry of `GET /v1/export-keys`)
+     * against the trusted authorities and the clock, then trusts its key for
+     * GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
+     * malformed, forged, not signed by a trusted authority or outside its
+     * validity: no key is trusted then. Call `trust_authority` first.
+     */
+open func trustExportCertificate(certificate: Data)throws  -> ExportKeyInfo  {
+    return try  FfiConverterTypeExportKeyInfo_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(certificate),uniffiCallStatus
+    )
+})
+}
+    
 
     
 }
@@ -1661,6 +1759,126 @@ public func FfiConverterTypeClientOptions_lift(_ buf: RustBuffer) throws -> Clie
 #endif
 public func FfiConverterTypeClientOptions_lower(_ value: ClientOptions) -> RustBuffer {
     return FfiConverterTypeClientOptions.lower(value)
+}
+
+
+/**
+ * An export key the authority certified (SPEC.md §6.2), as
+ * [`TracelessSdk::trust_export_certificate`] trusted it.
+ */
+public struct ExportKeyInfo: Equatable, Hashable {
+    /**
+     * The certifying authority's origin.
+     */
+    public var origin: String
+    /**
+     * The export files' `verification_key_id`.
+     */
+    public var keyId: String
+    /**
+     * The export files' `verification_key_version`.
+     */
+    public var keyVersion: String
+    /**
+     * The export files' region.
+     */
+    public var region: String
+    /**
+     * The P-256 public key, SEC1 compressed (33 bytes).
+     */
+    public var publicKey: Data
+    /**
+     * Valid from, unix seconds.
+     */
+    public var notBefore: UInt64
+    /**
+     * Valid until (exclusive), unix seconds.
+     */
+    public var notAfter: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The certifying authority's origin.
+         */origin: String, 
+        /**
+         * The export files' `verification_key_id`.
+         */keyId: String, 
+        /**
+         * The export files' `verification_key_version`.
+         */keyVersion: String, 
+        /**
+         * The export files' region.
+         */region: String, 
+        /**
+         * The P-256 public key, SEC1 compressed (33 bytes).
+         */publicKey: Data, 
+        /**
+         * Valid from, unix seconds.
+         */notBefore: UInt64, 
+        /**
+         * Valid until (exclusive), unix seconds.
+         */notAfter: UInt64) {
+        self.origin = origin
+        self.keyId = keyId
+        self.keyVersion = keyVersion
+        self.region = region
+        self.publicKey = publicKey
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ExportKeyInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeExportKeyInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ExportKeyInfo {
+        return
+            try ExportKeyInfo(
+                origin: FfiConverterString.read(from: &buf), 
+                keyId: FfiConverterString.read(from: &buf), 
+                keyVersion: FfiConverterString.read(from: &buf), 
+                region: FfiConverterString.read(from: &buf), 
+                publicKey: FfiConverterData.read(from: &buf), 
+                notBefore: FfiConverterUInt64.read(from: &buf), 
+                notAfter: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ExportKeyInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.origin, into: &buf)
+        FfiConverterString.write(value.keyId, into: &buf)
+        FfiConverterString.write(value.keyVersion, into: &buf)
+        FfiConverterString.write(value.region, into: &buf)
+        FfiConverterData.write(value.publicKey, into: &buf)
+        FfiConverterUInt64.write(value.notBefore, into: &buf)
+        FfiConverterUInt64.write(value.notAfter, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExportKeyInfo_lift(_ buf: RustBuffer) throws -> ExportKeyInfo {
+    return try FfiConverterTypeExportKeyInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExportKeyInfo_lower(_ value: ExportKeyInfo) -> RustBuffer {
+    return FfiConverterTypeExportKeyInfo.lower(value)
 }
 
 
@@ -2541,6 +2759,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement() != 20338) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() != 14734) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2598,6 +2819,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() != 24342) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() != 23781) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2605,6 +2829,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() != 33806) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_update_risk_config() != 45528) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_upload_diagnosis() != 40297) {
