@@ -99,7 +99,7 @@ pub fn poster_svg(venue: &VenueDescription, url: &str) -> Result<String, String>
         below + 12.0,
         7.0,
         "bold",
-        "Scan with your phone's camera or exposure app to check in",
+        "Scan with your phone to check in",
     );
     text(
         &mut s,
