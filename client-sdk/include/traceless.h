@@ -105,10 +105,29 @@ typedef enum TlStatus {
    */
   TL_ERR_ALREADY_SYNCED = 10,
   /**
+   * A scanned venue code, a check-in time or a venue warning batch was
+   * refused (the message names the field and why).
+   */
+  TL_ERR_VENUE = 11,
+  /**
    * A bug: the SDK panicked. The handle should be closed.
    */
   TL_ERR_PANIC = 99,
 } TlStatus;
+
+/**
+ * What an exposure was found from.
+ */
+typedef enum TlExposureKind {
+  /**
+   * Bluetooth tokens heard near a person who later tested positive.
+   */
+  TL_EXPOSURE_PROXIMITY = 0,
+  /**
+   * A check-in at a venue traced for an overlapping time.
+   */
+  TL_EXPOSURE_VENUE = 1,
+} TlExposureKind;
 
 /**
  * An open SDK (opaque to C).
@@ -188,13 +207,18 @@ typedef struct TlSyncReport {
 } TlSyncReport;
 
 /**
- * Exposure on one day: all the app is told.
+ * Exposure on one day from one kind of source: all the app is told.
  */
 typedef struct TlDaySummary {
   /**
    * UTC day (unix seconds / 86400).
    */
   uint32_t day;
+  /**
+   * Proximity or venue (then minutes are overlap minutes and the score the
+   * minutes weighted by the case's transmission risk).
+   */
+  enum TlExposureKind kind;
   /**
    * Minutes of exposure heard.
    */
@@ -255,6 +279,55 @@ typedef struct TlTimeRange {
    */
   uint64_t end;
 } TlTimeRange;
+
+/**
+ * One of the phone's venue check-ins; free with [`tl_check_in_free`] (or, in
+ * a list, with [`tl_check_ins_free`]).
+ */
+typedef struct TlCheckIn {
+  /**
+   * Arrival, unix seconds.
+   */
+  uint64_t arrival;
+  /**
+   * Closed: the departure recorded. Open: when the phone checks out by itself.
+   */
+  uint64_t departure;
+  /**
+   * Whether the visit is still open (only then is the venue known).
+   */
+  bool is_open;
+  /**
+   * Open: the check-out the venue suggests; closed: 0.
+   */
+  uint64_t suggested_departure;
+  /**
+   * Open: the venue's name (NUL-terminated UTF-8); closed: NULL.
+   */
+  char *description;
+  /**
+   * Open: its address; closed: NULL.
+   */
+  char *address;
+  /**
+   * Open: its room ("" if none); closed: NULL.
+   */
+  char *room;
+} TlCheckIn;
+
+/**
+ * The phone's check-ins, newest first; free with [`tl_check_ins_free`].
+ */
+typedef struct TlCheckIns {
+  /**
+   * The check-ins.
+   */
+  struct TlCheckIn *items;
+  /**
+   * How many.
+   */
+  size_t len;
+} TlCheckIns;
 
 #ifdef __cplusplus
 extern "C" {
@@ -644,6 +717,82 @@ enum TlStatus tl_sdk_expire(struct TlSdk *sdk, size_t *out_count);
  * `buffer` came from this SDK and is freed once.
  */
 void tl_buffer_free(struct TlBuffer buffer);
+
+/**
+ * Checks in at a venue from the URL its poster's QR code holds (NUL-terminated;
+ * no network); a visit still open is checked out first. Writes the open
+ * check-in to `*out` (may be NULL). `TL_ERR_VENUE` for a URL or code the venue
+ * rules refuse (the message names the fault); nothing is stored then.
+ *
+ * # Safety
+ * `url` is a NUL-terminated string; `out` is NULL or writable.
+ */
+enum TlStatus tl_sdk_check_in(struct TlSdk *sdk, const char *url, struct TlCheckIn *out);
+
+/**
+ * Checks the open visit out now; writes it to `*out` (may be NULL).
+ * `TL_ERR_INVALID_ARGUMENT` if no visit is open.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+enum TlStatus tl_sdk_check_out(struct TlSdk *sdk, struct TlCheckIn *out);
+
+/**
+ * Changes the open visit's arrival and departure (0: none set; a departure
+ * already past checks the visit out then); writes it to `*out` (may be NULL).
+ * `TL_ERR_VENUE` for an arrival in the future or over a day ago, or a
+ * departure not after arrival within the venue's maximum stay.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+enum TlStatus tl_sdk_edit_check_in(struct TlSdk *sdk,
+                                   uint64_t arrival,
+                                   uint64_t departure,
+                                   struct TlCheckIn *out);
+
+/**
+ * Writes the phone's check-ins of the kept days, newest first, to `*out`:
+ * the open one with its venue, closed ones by their times only. Free with
+ * [`tl_check_ins_free`].
+ *
+ * # Safety
+ * `out` is writable.
+ */
+enum TlStatus tl_sdk_check_ins(struct TlSdk *sdk, struct TlCheckIns *out);
+
+/**
+ * Frees the strings of a check-in from the calls above.
+ *
+ * # Safety
+ * `check_in` came from this SDK and is freed once (not also in a list).
+ */
+void tl_check_in_free(struct TlCheckIn check_in);
+
+/**
+ * Frees a list from [`tl_sdk_check_ins`] with every string in it.
+ *
+ * # Safety
+ * `list` came from `tl_sdk_check_ins` and is freed once.
+ */
+void tl_check_ins_free(struct TlCheckIns list);
+
+/**
+ * Verifies a venue warning batch (`len` bytes at `batch`, as downloaded from any node)
+ * against the trusted authorities and matches it against the sealed check-in
+ * records; matches appear in [`tl_sdk_exposure_summary`] with kind
+ * `TL_EXPOSURE_VENUE`. Writes the number of new matches to `*out_new` (may be
+ * NULL). `TL_ERR_VENUE` for a malformed, forged or untrusted batch: nothing is
+ * stored then.
+ *
+ * # Safety
+ * `batch` points to `len` bytes; `out_new` is NULL or writable.
+ */
+enum TlStatus tl_sdk_sync_venue_warnings(struct TlSdk *sdk,
+                                         const uint8_t *batch,
+                                         size_t len,
+                                         size_t *out_new);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -53,6 +53,10 @@ pub enum SdkError {
     /// An argument is out of its range (the message says which and why).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A scanned venue code, a check-in time or a venue warning batch was
+    /// refused (SPEC.md §12); the variant says which field and why.
+    #[error("venue: {0}")]
+    Venue(#[from] traceless_protocol::venue::VenueError),
 }
 
 impl From<sled::Error> for SdkError {

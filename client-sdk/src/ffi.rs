@@ -20,11 +20,11 @@ use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::token::ELEMENT_LEN;
 use traceless_protocol::{
-    Clock, SystemClock, TokenPublicKey, ADVERTISEMENT_LEN, SEALED_UPLOAD_LEN,
+    Clock, ExposureKind, SystemClock, TokenPublicKey, ADVERTISEMENT_LEN, SEALED_UPLOAD_LEN,
 };
 use zeroize::Zeroize;
 
-use crate::{MasterKey, Sdk, SdkConfig, SdkError};
+use crate::{CheckIn, CheckInState, MasterKey, Sdk, SdkConfig, SdkError};
 
 /// Length of the master key `tl_sdk_open` takes.
 pub const TL_MASTER_KEY_LEN: usize = 32;
@@ -72,6 +72,9 @@ pub enum TlStatus {
     TlErrRejected = 9,
     /// The batch or export file was synced before.
     TlErrAlreadySynced = 10,
+    /// A scanned venue code, a check-in time or a venue warning batch was
+    /// refused (the message names the field and why).
+    TlErrVenue = 11,
     /// A bug: the SDK panicked. The handle should be closed.
     TlErrPanic = 99,
 }
@@ -95,12 +98,34 @@ pub struct TlSyncReport {
     pub new_windows: u64,
 }
 
-/// Exposure on one day: all the app is told.
+/// What an exposure was found from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlExposureKind {
+    /// Bluetooth tokens heard near a person who later tested positive.
+    TlExposureProximity = 0,
+    /// A check-in at a venue traced for an overlapping time.
+    TlExposureVenue = 1,
+}
+
+impl From<ExposureKind> for TlExposureKind {
+    fn from(k: ExposureKind) -> Self {
+        match k {
+            ExposureKind::Proximity => TlExposureKind::TlExposureProximity,
+            ExposureKind::Venue => TlExposureKind::TlExposureVenue,
+        }
+    }
+}
+
+/// Exposure on one day from one kind of source: all the app is told.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TlDaySummary {
     /// UTC day (unix seconds / 86400).
     pub day: u32,
+    /// Proximity or venue (then minutes are overlap minutes and the score the
+    /// minutes weighted by the case's transmission risk).
+    pub kind: TlExposureKind,
     /// Minutes of exposure heard.
     pub minutes: f64,
     /// Minutes weighted by attenuation.
@@ -186,6 +211,7 @@ fn status_of(e: &SdkError) -> TlStatus {
         SdkError::Rejected(_) => TlStatus::TlErrRejected,
         SdkError::AlreadySynced(_) => TlStatus::TlErrAlreadySynced,
         SdkError::InvalidArgument(_) => TlStatus::TlErrInvalidArgument,
+        SdkError::Venue(_) => TlStatus::TlErrVenue,
     }
 }
 
@@ -874,6 +900,7 @@ pub unsafe extern "C" fn tl_sdk_exposure_summary(sdk: *mut TlSdk, out: *mut TlSu
                 .iter()
                 .map(|d| TlDaySummary {
                     day: d.day,
+                    kind: TlExposureKind::from(d.kind),
                     minutes: d.minutes,
                     weighted_minutes: d.weighted_minutes,
                     score: d.score,
@@ -1175,5 +1202,228 @@ pub unsafe extern "C" fn tl_buffer_free(buffer: TlBuffer) {
             unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len)) };
         // A buffer may hold a plaintext upload (TEKs): wiped before it is freed.
         bytes.zeroize();
+    }
+}
+
+/// One of the phone's venue check-ins; free with [`tl_check_in_free`] (or, in
+/// a list, with [`tl_check_ins_free`]).
+#[repr(C)]
+pub struct TlCheckIn {
+    /// Arrival, unix seconds.
+    pub arrival: u64,
+    /// Closed: the departure recorded. Open: when the phone checks out by itself.
+    pub departure: u64,
+    /// Whether the visit is still open (only then is the venue known).
+    pub is_open: bool,
+    /// Open: the check-out the venue suggests; closed: 0.
+    pub suggested_departure: u64,
+    /// Open: the venue's name (NUL-terminated UTF-8); closed: NULL.
+    pub description: *mut c_char,
+    /// Open: its address; closed: NULL.
+    pub address: *mut c_char,
+    /// Open: its room ("" if none); closed: NULL.
+    pub room: *mut c_char,
+}
+
+/// The phone's check-ins, newest first; free with [`tl_check_ins_free`].
+#[repr(C)]
+pub struct TlCheckIns {
+    /// The check-ins.
+    pub items: *mut TlCheckIn,
+    /// How many.
+    pub len: usize,
+}
+
+fn c_string(s: &str) -> *mut c_char {
+    CString::new(s.replace('\0', " "))
+        .unwrap_or_default()
+        .into_raw()
+}
+
+impl From<CheckIn> for TlCheckIn {
+    fn from(c: CheckIn) -> Self {
+        let mut out = TlCheckIn {
+            arrival: c.arrival,
+            departure: c.departure,
+            is_open: false,
+            suggested_departure: 0,
+            description: std::ptr::null_mut(),
+            address: std::ptr::null_mut(),
+            room: std::ptr::null_mut(),
+        };
+        if let CheckInState::Open {
+            description,
+            address,
+            room,
+            suggested_departure,
+        } = c.state
+        {
+            out.is_open = true;
+            out.suggested_departure = suggested_departure;
+            out.description = c_string(&description);
+            out.address = c_string(&address);
+            out.room = c_string(&room);
+        }
+        out
+    }
+}
+
+/// Checks in at a venue from the URL its poster's QR code holds (NUL-terminated;
+/// no network); a visit still open is checked out first. Writes the open
+/// check-in to `*out` (may be NULL). `TL_ERR_VENUE` for a URL or code the venue
+/// rules refuse (the message names the fault); nothing is stored then.
+///
+/// # Safety
+/// `url` is a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_check_in(
+    sdk: *mut TlSdk,
+    url: *const c_char,
+    out: *mut TlCheckIn,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let url = string(url, "url")?;
+            let c = s.check_in(url)?;
+            write_check_in(out, c);
+            Ok(())
+        })
+    }
+}
+
+/// Writes `c` to `out` if `out` is not NULL (dropping it otherwise).
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a [`TlCheckIn`].
+unsafe fn write_check_in(out: *mut TlCheckIn, c: CheckIn) {
+    if !out.is_null() {
+        // SAFETY: as the caller promises.
+        unsafe { write_out(out, TlCheckIn::from(c)) };
+    }
+}
+
+/// Checks the open visit out now; writes it to `*out` (may be NULL).
+/// `TL_ERR_INVALID_ARGUMENT` if no visit is open.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_check_out(sdk: *mut TlSdk, out: *mut TlCheckIn) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let c = s.check_out()?;
+            write_check_in(out, c);
+            Ok(())
+        })
+    }
+}
+
+/// Changes the open visit's arrival and departure (0: none set; a departure
+/// already past checks the visit out then); writes it to `*out` (may be NULL).
+/// `TL_ERR_VENUE` for an arrival in the future or over a day ago, or a
+/// departure not after arrival within the venue's maximum stay.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_edit_check_in(
+    sdk: *mut TlSdk,
+    arrival: u64,
+    departure: u64,
+    out: *mut TlCheckIn,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let c = s.edit_check_in(arrival, (departure != 0).then_some(departure))?;
+            write_check_in(out, c);
+            Ok(())
+        })
+    }
+}
+
+/// Writes the phone's check-ins of the kept days, newest first, to `*out`:
+/// the open one with its venue, closed ones by their times only. Free with
+/// [`tl_check_ins_free`].
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_check_ins(sdk: *mut TlSdk, out: *mut TlCheckIns) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            non_null(out, "out")?;
+            let items: Box<[TlCheckIn]> = s.check_ins()?.into_iter().map(Into::into).collect();
+            let len = items.len();
+            write_out(
+                out,
+                TlCheckIns {
+                    items: Box::into_raw(items).cast::<TlCheckIn>(),
+                    len,
+                },
+            );
+            Ok(())
+        })
+    }
+}
+
+/// Frees the strings of a check-in from the calls above.
+///
+/// # Safety
+/// `check_in` came from this SDK and is freed once (not also in a list).
+#[no_mangle]
+pub unsafe extern "C" fn tl_check_in_free(check_in: TlCheckIn) {
+    for p in [check_in.description, check_in.address, check_in.room] {
+        if !p.is_null() {
+            // SAFETY: made by CString::into_raw in `c_string`.
+            drop(unsafe { CString::from_raw(p) });
+        }
+    }
+}
+
+/// Frees a list from [`tl_sdk_check_ins`] with every string in it.
+///
+/// # Safety
+/// `list` came from `tl_sdk_check_ins` and is freed once.
+#[no_mangle]
+pub unsafe extern "C" fn tl_check_ins_free(list: TlCheckIns) {
+    if list.items.is_null() {
+        return;
+    }
+    // SAFETY: allocated as a boxed slice of `len` elements in tl_sdk_check_ins.
+    let items = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(list.items, list.len)) };
+    for c in items.into_vec() {
+        // SAFETY: each element's strings are freed once, here.
+        unsafe { tl_check_in_free(c) };
+    }
+}
+
+/// Verifies a venue warning batch (`len` bytes at `batch`, as downloaded from any node)
+/// against the trusted authorities and matches it against the sealed check-in
+/// records; matches appear in [`tl_sdk_exposure_summary`] with kind
+/// `TL_EXPOSURE_VENUE`. Writes the number of new matches to `*out_new` (may be
+/// NULL). `TL_ERR_VENUE` for a malformed, forged or untrusted batch: nothing is
+/// stored then.
+///
+/// # Safety
+/// `batch` points to `len` bytes; `out_new` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sync_venue_warnings(
+    sdk: *mut TlSdk,
+    batch: *const u8,
+    len: usize,
+    out_new: *mut usize,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let batch = bytes(batch, len, "batch")?;
+            let new = s.sync_venue_warnings(batch)?;
+            write_out(out_new, new);
+            Ok(())
+        })
     }
 }

@@ -92,6 +92,7 @@
 // UniFFI's scaffolding (`extern "C"` functions) for the Kotlin, Swift and Python bindings.
 #[allow(unsafe_code)]
 pub mod bindings;
+mod checkins;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
@@ -111,6 +112,7 @@ mod vault;
 // UniFFI's generated code names the tag type at the crate root.
 #[doc(hidden)]
 pub use bindings::UniFfiTag;
+pub use checkins::{CheckIn, CheckInState};
 pub use config::{SdkConfig, CONFIG_VERSION};
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;

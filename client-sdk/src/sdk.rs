@@ -14,6 +14,7 @@ use traceless_protocol::{
 
 use zeroize::Zeroizing;
 
+use crate::checkins::{self, CheckIn};
 use crate::config::SdkConfig;
 use crate::error::{Result, SdkError};
 use crate::filters;
@@ -231,6 +232,7 @@ impl Sdk {
         for &day in &due {
             self.vault.destroy_day(day)?;
         }
+        checkins::tick(&mut self.vault, now)?;
         sync::prune_synced(&self.vault, now)?;
         self.counters
             .prune(oldest_kept, interval_number(now).saturating_sub(1));
@@ -389,13 +391,62 @@ impl Sdk {
         filters::revision(&self.vault, origin, day)
     }
 
-    /// Per day of exposure (ascending): minutes, weighted minutes, score, and
-    /// whether the day crosses the threshold. Nothing about which token, key or
-    /// time matched.
+    /// Per day and kind of exposure (ascending by day, proximity before venue):
+    /// minutes, weighted minutes, score, and whether the day crosses the
+    /// threshold. Nothing about which token, key, venue or time matched.
     pub fn exposure_summary(&mut self) -> Result<Vec<DaySummary>> {
-        self.now()?;
+        let now = self.now()?;
+        checkins::tick(&mut self.vault, now)?;
         let (windows, _) = sync::load_windows(&self.vault)?;
-        Ok(self.config.risk.daily_summaries(&windows))
+        let mut days = self.config.risk.daily_summaries(&windows);
+        days.extend(checkins::summaries(&self.vault)?);
+        days.sort_by_key(|d| (d.day, d.kind));
+        Ok(days)
+    }
+
+    /// Checks in at a venue from the URL its poster's QR code holds (SPEC.md
+    /// §12.1), with no network; a visit still open is checked out first.
+    /// Errors: a URL or code the venue rules refuse, or a code outside its
+    /// validity period, as [`SdkError::Venue`] naming the fault; nothing is
+    /// stored then.
+    pub fn check_in(&mut self, url: &str) -> Result<CheckIn> {
+        let now = self.now()?;
+        checkins::check_in(&mut self.vault, now, url)
+    }
+
+    /// Checks the open visit out now. `InvalidArgument` if none is open.
+    pub fn check_out(&mut self) -> Result<CheckIn> {
+        let now = self.now()?;
+        checkins::check_out(&mut self.vault, now)
+    }
+
+    /// Changes the open visit's arrival and (optionally) departure; a departure
+    /// already past checks it out at that time. [`SdkError::Venue`] with
+    /// `BadWindow` for an arrival in the future or over a day ago, or a
+    /// departure not after arrival within the venue's maximum stay.
+    pub fn edit_check_in(&mut self, arrival: u64, departure: Option<u64>) -> Result<CheckIn> {
+        let now = self.now()?;
+        checkins::edit(&mut self.vault, now, arrival, departure)
+    }
+
+    /// The phone's own check-ins of the kept days, newest first: the open one
+    /// with its venue, closed ones by their times only. Checks out a visit whose
+    /// automatic check-out is due.
+    pub fn check_ins(&mut self) -> Result<Vec<CheckIn>> {
+        let now = self.now()?;
+        checkins::list(&mut self.vault, now)
+    }
+
+    /// Verifies a venue warning batch (as downloaded from any node) against the
+    /// trusted authorities and matches it against the sealed check-in records,
+    /// locally; matches feed [`Sdk::exposure_summary`] as
+    /// [`ExposureKind::Venue`](traceless_protocol::ExposureKind). Returns how
+    /// many matches are new. [`SdkError::Venue`] for a batch malformed, unsigned
+    /// or signed by an untrusted key: nothing is stored then.
+    pub fn sync_venue_warnings(&mut self, bytes: &[u8]) -> Result<usize> {
+        let now = self.now()?;
+        checkins::tick(&mut self.vault, now)?;
+        checkins::sync_warnings(&mut self.vault, &self.trust, bytes)
     }
 
     /// Asks for `count` anonymous upload tokens of the issuing key of `epoch`:

@@ -7,6 +7,8 @@
 //! The keyring is a separate, small, fixed-layout file because crypto-shredding
 //! must overwrite a key *in place*: sled is log-structured and would keep the old
 //! bytes in an earlier segment until its own compaction, which we do not rely on.
+//! For the same reason the open venue check-in, the one record that names a
+//! venue, lives in `<dir>/checkin`, overwritten in place with zeros at check-out.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -31,16 +33,20 @@ pub enum Table {
     /// under the filter's day, and the observations that hit it, sealed under
     /// the day they were heard.
     Filters,
+    /// Finished venue check-ins (SPEC.md §12.6): the key-private IBE records,
+    /// the times-only diary and the warnings that matched, sealed per day.
+    Checkins,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Sightings,
         Table::OwnKeys,
         Table::Exposures,
         Table::Meta,
         Table::Filters,
+        Table::Checkins,
     ];
 
     /// The name used as sled tree name and as AEAD associated data.
@@ -51,6 +57,7 @@ impl Table {
             Table::Exposures => "exposures",
             Table::Meta => "meta",
             Table::Filters => "filters",
+            Table::Checkins => "checkins",
         }
     }
 }
@@ -72,6 +79,11 @@ pub trait Storage: Send + Sync {
     /// Overwrites `bytes` at `offset` of the keyring file in place and syncs it to
     /// the device before returning.
     fn write_keyring(&self, offset: u64, bytes: &[u8]) -> Result<()>;
+    /// The whole open check-in file (empty if it does not exist yet).
+    fn read_checkin(&self) -> Result<Vec<u8>>;
+    /// Overwrites the open check-in file from its start with `bytes` in place
+    /// (callers always write the same length) and syncs it to the device.
+    fn write_checkin(&self, bytes: &[u8]) -> Result<()>;
 }
 
 /// sled database plus keyring file under one directory.
@@ -79,18 +91,40 @@ pub struct SledStorage {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     keyring: Mutex<File>,
+    checkin: Mutex<File>,
+}
+
+fn open_in_place(path: &Path) -> Result<File> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?)
+}
+
+fn read_all(file: &Mutex<File>) -> Result<Vec<u8>> {
+    let mut file = file.lock().map_err(|_| poisoned())?;
+    let mut out = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn write_at(file: &Mutex<File>, offset: u64, bytes: &[u8]) -> Result<()> {
+    let mut file = file.lock().map_err(|_| poisoned())?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    Ok(())
 }
 
 impl SledStorage {
     /// Opens (creating if needed) the storage under `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let keyring = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("keyring"))?;
+        let keyring = open_in_place(&dir.join("keyring"))?;
+        let checkin = open_in_place(&dir.join("checkin"))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::LowSpace)
@@ -103,6 +137,7 @@ impl SledStorage {
             db,
             trees,
             keyring: Mutex::new(keyring),
+            checkin: Mutex::new(checkin),
         })
     }
 
@@ -142,19 +177,19 @@ impl Storage for SledStorage {
     }
 
     fn read_keyring(&self) -> Result<Vec<u8>> {
-        let mut file = self.keyring.lock().map_err(|_| poisoned())?;
-        let mut out = Vec::new();
-        file.seek(SeekFrom::Start(0))?;
-        file.read_to_end(&mut out)?;
-        Ok(out)
+        read_all(&self.keyring)
     }
 
     fn write_keyring(&self, offset: u64, bytes: &[u8]) -> Result<()> {
-        let mut file = self.keyring.lock().map_err(|_| poisoned())?;
-        file.seek(SeekFrom::Start(offset))?;
-        file.write_all(bytes)?;
-        file.sync_data()?;
-        Ok(())
+        write_at(&self.keyring, offset, bytes)
+    }
+
+    fn read_checkin(&self) -> Result<Vec<u8>> {
+        read_all(&self.checkin)
+    }
+
+    fn write_checkin(&self, bytes: &[u8]) -> Result<()> {
+        write_at(&self.checkin, 0, bytes)
     }
 }
 
@@ -170,6 +205,7 @@ type Entries = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 pub struct MemoryStorage {
     tables: Mutex<Entries>,
     keyring: Mutex<Vec<u8>>,
+    checkin: Mutex<Vec<u8>>,
 }
 
 impl MemoryStorage {
@@ -221,6 +257,15 @@ impl Storage for MemoryStorage {
             file.resize(offset + bytes.len(), 0);
         }
         file[offset..offset + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn read_checkin(&self) -> Result<Vec<u8>> {
+        Ok(self.checkin.lock().map_err(|_| poisoned())?.clone())
+    }
+
+    fn write_checkin(&self, bytes: &[u8]) -> Result<()> {
+        *self.checkin.lock().map_err(|_| poisoned())? = bytes.to_vec();
         Ok(())
     }
 }

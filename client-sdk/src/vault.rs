@@ -248,6 +248,7 @@ impl Vault {
             Table::OwnKeys,
             Table::Exposures,
             Table::Filters,
+            Table::Checkins,
         ] {
             for (key, _) in self.storage.scan(table, &day.to_be_bytes())? {
                 self.storage.remove(table, &key)?;
@@ -354,6 +355,41 @@ impl Vault {
                 ))
             })
             .map(Zeroizing::new)
+    }
+
+    /// Seals `plaintext` under the master key itself (for a record that belongs
+    /// to no day, such as the open check-in): `nonce(24) || AEAD(…, aad)`.
+    pub fn seal_with_master(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let nonce = random_nonce();
+        let sealed = self
+            .master
+            .encrypt(
+                xnonce(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| SdkError::Storage("sealing a record failed".into()))?;
+        Ok([&nonce[..], &sealed].concat())
+    }
+
+    /// Opens [`Vault::seal_with_master`]; `Corrupt` naming `what` if it does not
+    /// authenticate.
+    pub fn open_with_master(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Plaintext> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return Err(SdkError::Corrupt(format!("{what} is truncated")));
+        }
+        self.master
+            .decrypt(
+                xnonce(&sealed[..NONCE_LEN]),
+                Payload {
+                    msg: &sealed[NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| SdkError::Corrupt(format!("{what} does not authenticate")))
     }
 
     /// The plain storage underneath (for public bookkeeping in [`Table::Meta`]).

@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
 use common::*;
@@ -14,30 +15,6 @@ use traceless_protocol::{
     day_of_interval, Clock, DayFilter, EntryFilter, FilterEntry, ManualClock, RiskConfig,
     RiskParameters, Upload,
 };
-
-/// The static library cargo built for this test run: it compiles the lib with
-/// every crate type into `target/<profile>/deps/`, beside the test executables.
-fn static_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().join("libtraceless_sdk.a")
-}
-
-fn compile(out: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = static_library();
-    assert!(lib.exists(), "{} is missing", lib.display());
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
-        .arg(root.join("include"))
-        .arg(root.join("tests/c/full_day.c"))
-        .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(out)
-        .status()
-        .expect("a C compiler (cc) is installed");
-    assert!(status.success(), "compiling full_day.c failed");
-}
 
 /// Alice's broadcasts of 09:00-09:30 as heard by the C phone, her batch, her
 /// day filter, the authority's trust entry and the times.
@@ -130,7 +107,7 @@ fn run(prefix: &[&str], exe: &Path, tmp: &Path, name: &str) -> String {
 fn a_c_program_drives_a_full_day_through_the_static_library() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("full_day");
-    compile(&exe);
+    compile_c("full_day", &exe);
     write_inputs(tmp.path());
     let out = run(&[], &exe, tmp.path(), "native");
     // 7 scans 5 minutes apart over 4 tokens of one key: 30 minutes from the
@@ -156,7 +133,7 @@ fn a_c_program_drives_a_full_day_through_the_static_library() {
 fn the_c_program_runs_clean_under_valgrind() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("full_day");
-    compile(&exe);
+    compile_c("full_day", &exe);
     write_inputs(tmp.path());
     let valgrind = Command::new("valgrind").arg("--version").output();
     assert!(

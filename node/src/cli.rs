@@ -1,5 +1,5 @@
 //! The command line: `run`, `id`, `init`, authority keys, upload codes,
-//! `retention run`, benchmarks.
+//! `retention run`, benchmarks, venue posters.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +70,12 @@ pub enum Command {
     },
     /// Measure ingest, download and propagation speed on this machine.
     Bench(crate::bench::BenchArgs),
+    /// Venue owners: a printable check-in poster and its trace secret.
+    Venue {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::venue::VenueCommand,
+    },
 }
 
 /// Authority key commands.
@@ -346,5 +352,6 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Venue { command } => crate::venue::run(&command),
     }
 }

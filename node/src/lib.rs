@@ -37,6 +37,7 @@ pub mod logging;
 pub mod retention;
 pub mod storage;
 pub mod upload_codes;
+pub mod venue;
 
 pub use app::{start, RunningNode, StartError};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -18,6 +18,9 @@ use traceless_protocol::ed25519_dalek::Signer;
 use traceless_protocol::venue::*;
 use traceless_protocol::*;
 
+use ark_bls12_381::{Bls12_381, G1Affine, G2Affine};
+use ark_ec::pairing::Pairing;
+use ark_ec::AffineRepr;
 use support::rate;
 
 const DAY: u64 = 20_000 * 86_400;
@@ -33,6 +36,10 @@ fn main() {
     let public = authority.verifying_key();
     let baseline = rate("baseline: Ed25519 verify", 1, || {
         assert!(public.verify_strict(black_box(&msg), &sig).is_ok());
+    });
+    let (g1, g2) = (G1Affine::generator(), G2Affine::generator());
+    let pairing = rate("baseline: one BLS12-381 pairing (arkworks)", 1, || {
+        let _ = black_box(Bls12_381::pairing(black_box(g1), black_box(g2)));
     });
     let ha = GatewaySealKey::generate();
     let venue = VenueDescription::new("Bakery", "Main St 1, Town", 1, 30, 120);
@@ -89,6 +96,14 @@ fn main() {
         baseline / complete,
         baseline / miss,
         baseline / hit
+    );
+    println!(
+        "  cost in pairings: check-in {:.2}, pre-trace {:.2}, completion {:.2}, miss {:.2}, hit {:.2}",
+        pairing / scan,
+        pairing / pre_rate,
+        pairing / complete,
+        pairing / miss,
+        pairing / hit
     );
     // Download: 200 traced venues a day, each traced for 3 hours = 600 warnings.
     let mut warnings = Vec::new();

@@ -149,11 +149,23 @@ impl Default for RiskParameters {
     }
 }
 
-/// Exposure summed over one day. This is all an app is told.
+/// What an exposure was found from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExposureKind {
+    /// Bluetooth tokens heard near a person who later tested positive.
+    Proximity,
+    /// A check-in at a venue that was traced for an overlapping time (SPEC.md §12.7).
+    Venue,
+}
+
+/// Exposure summed over one day and kind. This is all an app is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DaySummary {
     /// UTC day.
     pub day: u32,
+    /// Proximity (scored as below) or venue (minutes of overlap, weighted by the
+    /// case's transmission risk; score = weighted minutes; presence-tracing threshold).
+    pub kind: ExposureKind,
     /// Minutes of exposure heard (all buckets, before weighting).
     pub minutes: f64,
     /// Minutes weighted by attenuation bucket.
@@ -211,6 +223,7 @@ impl RiskParameters {
             let score = weighted * tr * self.infectiousness_weight(w.days_since_onset);
             let d = days.entry(w.day).or_insert(DaySummary {
                 day: w.day,
+                kind: ExposureKind::Proximity,
                 minutes: 0.0,
                 weighted_minutes: 0.0,
                 score: 0.0,

@@ -139,7 +139,7 @@ impl From<SdkError> for TracelessError {
                 days,
             },
             SdkError::OverCapacity(cap) => Self::OverCapacity { reason: cap.into() },
-            SdkError::Rejected(_) => Self::Rejected { reason },
+            SdkError::Rejected(_) | SdkError::Venue(_) => Self::Rejected { reason },
             SdkError::AlreadySynced(_) => Self::AlreadySynced { reason },
             SdkError::InvalidArgument(_) => Self::InvalidArgument { reason },
         }

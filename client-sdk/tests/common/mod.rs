@@ -1,6 +1,8 @@
 //! Shared fixtures: a manual clock, phones that meet, an authority that signs.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use traceless_protocol::{
@@ -89,4 +91,28 @@ impl Authority {
             })
             .collect()
     }
+}
+
+/// Compiles `tests/c/<program>.c` with the system C compiler against the
+/// static library cargo built for this test run (it compiles the lib with
+/// every crate type into `target/<profile>/deps/`, beside the test executables).
+pub fn compile_c(program: &str, out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = std::env::current_exe().expect("test executable path");
+    let lib = exe
+        .parent()
+        .expect("in a directory")
+        .join("libtraceless_sdk.a");
+    assert!(lib.exists(), "{} is missing", lib.display());
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join(format!("tests/c/{program}.c")))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(out)
+        .status()
+        .expect("a C compiler (cc) is installed");
+    assert!(status.success(), "compiling {program}.c failed");
 }

@@ -1,0 +1,154 @@
+//! `traceless-node venue create`: the poster's QR code, rasterised from the SVG
+//! with resvg and read back with a real decoder (rqrr), holds the entry URL of
+//! the same venue the separate trace secret traces; the poster holds no secret;
+//! refused arguments write nothing.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use traceless_protocol::venue::{EntryCode, TraceSecret, VenueError};
+use traceless_protocol::GatewaySealKey;
+
+const NAME: &str = "Apotheke am Markt & Söhne";
+
+fn venue_create(out: &Path, name: &str, authority: &GatewaySealKey, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_traceless-node"))
+        .args(["venue", "create", "--name", name])
+        .args(["--address", "Marktplatz 3, 04109 Leipzig"])
+        .args(["--type", "3", "--default-stay", "15", "--max-stay", "90"])
+        .args(["--authority-key", &hex::encode(authority.public_bytes())])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The SVG rasterised at `px_per_mm`, read by rqrr: the text of every code found.
+fn decode_qr(svg: &str, px_per_mm: f32) -> Vec<String> {
+    let tree = resvg::usvg::Tree::from_str(svg, &resvg::usvg::Options::default()).unwrap();
+    let size = tree.size();
+    let (w, h) = (
+        (size.width() * px_per_mm) as u32,
+        (size.height() * px_per_mm) as u32,
+    );
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(w, h).unwrap();
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::from_scale(px_per_mm, px_per_mm),
+        &mut pixmap.as_mut(),
+    );
+    let rgba = pixmap.data();
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+        let i = (y * w as usize + x) * 4;
+        // Over white: a transparent pixel is paper.
+        let alpha = u32::from(rgba[i + 3]);
+        let grey = (u32::from(rgba[i]) + u32::from(rgba[i + 1]) + u32::from(rgba[i + 2])) / 3;
+        (grey * alpha / 255 + (255 - alpha)) as u8
+    });
+    img.detect_grids()
+        .into_iter()
+        .map(|g| g.decode().unwrap().1)
+        .collect()
+}
+
+#[test]
+fn the_posters_qr_code_decodes_to_the_venue_its_trace_secret_traces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("poster");
+    let authority = GatewaySealKey::generate();
+    let run = venue_create(&out, NAME, &authority, &[]);
+    assert!(run.status.success(), "{:?}", run);
+    let svg = std::fs::read_to_string(out.join("poster.svg")).unwrap();
+    let html = std::fs::read_to_string(out.join("poster.html")).unwrap();
+    let secret = std::fs::read_to_string(out.join("trace-secret.txt")).unwrap();
+
+    // A real decoder reads the code off the rendered page (4 px per mm, ~400 dpi
+    // would be a print; 3 px per mm is a phone photo of a small print).
+    for px_per_mm in [4.0, 3.0] {
+        let texts = decode_qr(&svg, px_per_mm);
+        assert_eq!(texts.len(), 1, "one code on the page at {px_per_mm} px/mm");
+        let entry = EntryCode::from_url(&texts[0]).unwrap();
+        assert_eq!(entry.venue.description, NAME);
+        assert_eq!(entry.venue.address, "Marktplatz 3, 04109 Leipzig");
+        assert_eq!(
+            (
+                entry.venue.venue_type,
+                entry.venue.default_stay_minutes,
+                entry.venue.max_stay_minutes
+            ),
+            (3, 15, 90)
+        );
+        assert!(texts[0].starts_with("https://traceless.example/checkin?v=3#"));
+        // The trace secret in its own file traces exactly this code.
+        let line = secret.lines().find(|l| !l.starts_with('#')).unwrap();
+        let trace = TraceSecret::from_text(line).unwrap();
+        assert_eq!(trace.entry(), entry);
+    }
+    // The page as a person reads it, and no secret on it.
+    assert!(
+        svg.contains("Apotheke am Markt &amp; Söhne"),
+        "escaped name"
+    );
+    assert!(svg.contains("checks out by itself after 90 min"));
+    assert!(
+        html.contains(svg.trim_end()),
+        "the HTML page embeds the same poster"
+    );
+    let secret_b64 = secret.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert!(!svg.contains(&secret_b64[18..60]) && !html.contains(&secret_b64[18..60]));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("trace-secret.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the trace secret is owner-only");
+    }
+
+    // Run again into the same directory: refused, the files left as they were.
+    let again = venue_create(&out, NAME, &authority, &[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("poster.svg")).unwrap(),
+        svg
+    );
+}
+
+#[test]
+fn refused_arguments_say_why_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let authority = GatewaySealKey::generate();
+    let long = "x".repeat(101);
+    for (extra, reason) in [
+        (vec![], "description: TooLong(101)"),
+        (vec!["--max-stay", "5"], "stay 15/5 minutes is invalid"),
+        (vec!["--type", "13"], "venue type 13 is not a known type"),
+        (
+            vec!["--valid-from", "200", "--valid-to", "100"],
+            "validity period 200..100 is invalid",
+        ),
+        (vec!["--base-url", "http://x.example/c"], "https URL"),
+    ] {
+        let out = tmp.path().join("never");
+        let name = if extra.is_empty() {
+            long.as_str()
+        } else {
+            NAME
+        };
+        let run = venue_create(&out, name, &authority, &extra);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{extra:?} was accepted");
+        assert!(stderr.contains(reason), "{extra:?}: {stderr}");
+        assert!(!out.join("poster.svg").exists() && !out.join("trace-secret.txt").exists());
+    }
+    // The protocol's own check agrees on the text limit.
+    assert!(matches!(
+        traceless_protocol::venue::VenueDescription::new(&long, "a", 0, 15, 120).validate(),
+        Err(VenueError::Text { .. })
+    ));
+}
