@@ -357,13 +357,9 @@ mod tests {
     use crate::interval::day_start_interval;
     use crate::keys::Tek;
 
-    /// Tokens of different tags that land in one slot are all found: 40 keys
-    /// heard in each of their 144 intervals fill a day's table with slots shared by
-    /// two tokens (checked), and every observation still matches its key.
-    #[test]
-    fn tokens_sharing_a_slot_are_all_found() {
-        let start = day_start_interval(20_000);
-        let keys: Vec<DiagnosisKey> = (0..40u8)
+    /// 40 keys of the day starting at interval `start`.
+    fn forty_keys(start: EnIntervalNumber) -> Vec<DiagnosisKey> {
+        (0..40u8)
             .map(|seed| DiagnosisKey {
                 tek: Tek([seed; 16]),
                 rolling_start: start,
@@ -371,7 +367,16 @@ mod tests {
                 transmission_risk: 5,
                 days_since_onset: 0,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Tokens of different tags that land in one slot are all found: 40 keys
+    /// heard in each of their 144 intervals fill a day's table with slots shared by
+    /// two tokens (checked), and every observation still matches its key.
+    #[test]
+    fn tokens_sharing_a_slot_are_all_found() {
+        let start = day_start_interval(20_000);
+        let keys = forty_keys(start);
         let observations: Vec<Observation> = keys
             .iter()
             .flat_map(|key| {
@@ -400,15 +405,7 @@ mod tests {
     #[test]
     fn an_owning_index_matches_like_a_borrowing_one() {
         let start = day_start_interval(20_000);
-        let keys: Vec<DiagnosisKey> = (0..40u8)
-            .map(|seed| DiagnosisKey {
-                tek: Tek([seed; 16]),
-                rolling_start: start,
-                rolling_period: 144,
-                transmission_risk: 5,
-                days_since_onset: 0,
-            })
-            .collect();
+        let keys = forty_keys(start);
         let mut observations: Vec<Observation> = (0..2_000u32)
             .map(|i| Observation {
                 rpi: Rpi([(i % 251) as u8 ^ 0x5a; 16]),
