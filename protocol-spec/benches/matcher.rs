@@ -8,6 +8,9 @@
 //!   The floor without the key schedule (the previous definition) is printed too;
 //! - the primitives on all threads at once against one (does the CPU scale?);
 //! - `derive_only`: TokenDeriver (HKDF + 144 RPIs per key), no probing;
+//! - `probe_only`: the matcher's probing alone (`ObservationIndex::probe` on RPIs
+//!   derived beforehand), and the rate derivation then probing would reach if
+//!   their costs simply added: the matcher's gap to derivation is this probing;
 //! - `fast`: the matcher, one core; `fast_parallel`: the matcher on all cores;
 //! - `reference`: the straightforward matcher.
 //!
