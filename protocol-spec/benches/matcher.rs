@@ -8,6 +8,9 @@
 //!   The floor without the key schedule (the previous definition) is printed too;
 //! - the primitives on all threads at once against one (does the CPU scale?);
 //! - `derive_only`: TokenDeriver (HKDF + 144 RPIs per key), no probing;
+//! - `probe_only`: the matcher's probing alone (`ObservationIndex::probe` on RPIs
+//!   derived beforehand), and the rate derivation then probing would reach if
+//!   their costs simply added: the matcher's gap to derivation is this probing;
 //! - `fast`: the matcher, one core; `fast_parallel`: the matcher on all cores;
 //! - `reference`: the straightforward matcher.
 //!
@@ -261,6 +264,22 @@ fn hkdf_interleaved(keys: &[DiagnosisKey]) {
     }
 }
 
+/// The matcher's probing alone: every key's 144 probes at its rolling start, keys in
+/// rolling-start order as the matcher visits them, on RPIs derived beforehand (8
+/// keys' worth, in L1 as the matcher's own are).
+fn probe_only(
+    index: &ObservationIndex<'_>,
+    sorted_keys: &[DiagnosisKey],
+    pool: &[Vec<aes::Block>],
+) {
+    let mut hits = Vec::new();
+    for (k, key) in sorted_keys.iter().enumerate() {
+        index.probe(&pool[k % pool.len()], key.rolling_start, &mut hits);
+        hits.clear();
+    }
+    black_box(&hits);
+}
+
 /// An AES key schedule (not part of the floor) and 144 blocks per key.
 fn aes_with_schedule(keys: &[DiagnosisKey]) {
     let input = [aes::Block::default(); MAX_TOKENS_PER_KEY];
@@ -293,6 +312,13 @@ fn summary() {
         "fast and reference matchers disagree"
     );
     let keys = &f.keys[..];
+    let mut sorted_keys = f.keys.clone();
+    sorted_keys.sort_by_key(|k| k.rolling_start);
+    let mut deriver = TokenDeriver::new();
+    let pool: Vec<Vec<aes::Block>> = keys[..8]
+        .iter()
+        .map(|k| deriver.rpis(&k.tek, k.rolling_start, 144).to_vec())
+        .collect();
     let mut c = Contest::default();
     let (n, run) = sha256_compressions::<1>();
     let sha_chain = c.add(n, Timer::ThreadCpu, run);
@@ -313,6 +339,9 @@ fn summary() {
     let aes_keys = c.add(KEYS, Timer::ThreadCpu, || aes_with_schedule(keys));
     let derive = c.add(KEYS, Timer::ThreadCpu, || derive_only(keys));
     let derive_single = c.add(KEYS, Timer::ThreadCpu, || derive_one_by_one(keys));
+    let probes = c.add(KEYS, Timer::ThreadCpu, || {
+        probe_only(&index, &sorted_keys, &pool)
+    });
     let fast = c.add(KEYS, Timer::ThreadCpu, || {
         drop(black_box(match_keys(&index, keys)))
     });
@@ -397,6 +426,17 @@ fn summary() {
         "derivation, one key at a time",
         r[derive_single],
         Some((r[derive_single] / floor, "of floor")),
+    );
+    row(
+        "probing only (144 probes per key)",
+        r[probes],
+        Some((r[probes] / r[derive], "x derivation")),
+    );
+    let both = 1.0 / (1.0 / r[derive] + 1.0 / r[probes]);
+    row(
+        "  derivation then probing, if costs add",
+        both,
+        Some((both / r[derive], "of derivation")),
     );
     row(
         "fast matcher, 1 core",

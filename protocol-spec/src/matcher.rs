@@ -6,19 +6,21 @@
 //! validity window plus that tolerance ever matches.
 //!
 //! The fast path ([`match_keys`]) derives each key's RPIs with [`TokenDeriver`] and
-//! probes an [`ObservationIndex`]: first a small blocked Bloom prefilter (two bits in
-//! one 64-bit word), then, for the ~0.1 % of probes that pass, an exact hash map.
-//! The prefilter is split by day: the filter of day `d` holds only the tokens
+//! probes an [`ObservationIndex`]: first a tag table (one byte per slot, one load
+//! and a compare per RPI), then, for the ~0.15 % of probes that pass, an exact hash
+//! map. The tag table is split by day: the table of day `d` holds only the tokens
 //! observed within the drift tolerance of `d`, which is all an RPI of an interval of
-//! `d` can match. A key's probes then touch one small filter (8 KiB for 1,500
+//! `d` can match. A key's probes then touch one small table (32 KiB for 1,500
 //! tokens a day, in L1), and a key of a day without observations probes nothing.
 //!
-//! Observed tokens are attacker-chosen (anyone can broadcast), so the exact map uses SipHash with a per-index random key (std `RandomState`), and
-//! the prefilter word and bits are raw bits of the token XORed with per-index
-//! random keys. Whatever tokens an attacker plants, the prefilter has at most two
-//! bits set per distinct token, so the false-positive rate seen by the
-//! (pseudorandom) derived RPIs is bounded by the number of observations, not by
-//! their values.
+//! Observed tokens are attacker-chosen (anyone can broadcast), so the exact map
+//! uses SipHash with a per-index random key (std `RandomState`), and a token's
+//! slot and tag come from a keyed multiply-shift hash of its first eight bytes
+//! (universal: without the per-index random keys, an attacker cannot make two
+//! tokens share a slot more often than chance). Tokens that agree in those bits
+//! share slot and tag, which costs nothing; whatever the tokens, each fills at
+//! most one slot, so the rate at which the (pseudorandom) derived RPIs pass the
+//! table is bounded by the number of observations, not by their values.
 //!
 //! An index usually borrows its observations ([`ObservationIndex::new`]). One that
 //! is probed by many calls (a phone matching batch after batch against the same
@@ -60,10 +62,16 @@ pub struct KeyMatch {
     pub observations: Vec<u32>,
 }
 
-/// Bits of the prefilter per observation (rounded up to a power of two per day):
-/// ~0.15 % false positives with two bits per 64-bit word.
-const FILTER_BITS_PER_OBSERVATION: usize = 32;
-const MIN_FILTER_WORDS: usize = 8;
+/// Tag-table slots per distinct token near a day, before rounding up to a power of
+/// two: 1/32 to 1/16 of the slots are taken, so a random RPI passes the table
+/// (a shared slot, or a 7-bit tag match) with probability 0.06-0.2 %.
+const SLOTS_PER_TOKEN: usize = 16;
+const MIN_SLOT_BITS: u32 = 6;
+/// A slot no token fills. Tags are odd, so it never equals one.
+const EMPTY: u8 = 0;
+/// A slot that tokens of different tags fill: every RPI landing there is checked
+/// exactly. Even, so it never equals a tag.
+const SHARED: u8 = 2;
 
 /// A phone's observations, indexed for probing by derived RPIs.
 ///
@@ -72,41 +80,76 @@ const MIN_FILTER_WORDS: usize = 8;
 /// ([`ObservationIndex::owning`]).
 pub struct ObservationIndex<'a, O = &'a [Observation]> {
     observations: O,
-    /// The prefilter words of every day in [`ObservationIndex::days`], one day after another.
-    filter: Vec<u64>,
+    /// The tag tables of every day in [`ObservationIndex::days`], one after another.
+    tags: Vec<u8>,
     /// The days some observation is within the drift tolerance of, ascending.
     days: Vec<DaySlot>,
-    seeds: [u64; 2],
+    hash: SlotHash,
     /// RPI → range of `order` holding the indices of its observations.
     exact: HashMap<Rpi, (u32, u32)>,
     order: Vec<u32>,
     borrowed: PhantomData<&'a [Observation]>,
 }
 
-/// Where one day's prefilter lies in [`ObservationIndex::filter`].
+/// Where one day's tag table lies in [`ObservationIndex::tags`].
 #[derive(Clone, Copy)]
 struct DaySlot {
     day: u32,
-    first_word: u32,
+    first: u32,
+    /// The table has `1 << bits` slots.
+    bits: u32,
 }
 
-/// One day's prefilter: a word array of a power-of-two length.
+/// The per-index keys of the slot hash (see [`SlotHash::slot`]).
 #[derive(Clone, Copy)]
-struct DayFilter<'f> {
-    words: &'f [u64],
-    seeds: [u64; 2],
+struct SlotHash {
+    xor: u64,
+    /// Odd.
+    mul: u64,
 }
 
-impl DayFilter<'_> {
-    /// Calls `hit(j)` for every `j` whose RPI `rpis[j]` may be in the filter. Hits
+impl SlotHash {
+    fn random() -> Self {
+        SlotHash {
+            xor: OsRng.next_u64(),
+            mul: OsRng.next_u64() | 1,
+        }
+    }
+
+    /// The slot (in a table of `mask + 1` slots, a power of two up to 2^32) and the
+    /// tag of `rpi`: `x = first 8 bytes ^ xor`, slot = bits 32.. of `x * mul`
+    /// (multiply-shift, universal over the low 48 bits of `x`; tokens equal there
+    /// get the same slot and tag), tag = the low byte of `x`, made odd. Derived
+    /// RPIs are AES outputs, uniform in every bit, so slot and tag are uniform and
+    /// independent for them.
+    #[inline(always)]
+    fn slot(self, mask: usize, rpi: &[u8; 16]) -> (usize, u8) {
+        let (lo, _) = rpi.split_first_chunk::<8>().expect("16 bytes");
+        let x = u64::from_le_bytes(*lo) ^ self.xor;
+        let slot = (x.wrapping_mul(self.mul) >> 32) as usize & mask;
+        (slot, x as u8 | 1)
+    }
+}
+
+/// One day's tag table: `tags.len()` (a power of two) slots.
+#[derive(Clone, Copy)]
+struct DayTable<'t> {
+    tags: &'t [u8],
+    hash: SlotHash,
+}
+
+impl DayTable<'_> {
+    /// Calls `hit(j)` for every `j` whose RPI `rpis[j]` may be in the table. Hits
     /// are rare (~0.15 % of random RPIs), so `hit` should be out of line: the loop
     /// then keeps its few values in registers.
     #[inline]
     fn scan(&self, rpis: &[Block], mut hit: impl FnMut(usize)) {
-        let (words, seeds) = (self.words, self.seeds);
+        let (tags, hash) = (self.tags, self.hash);
+        let mask = tags.len() - 1;
         for (j, block) in rpis.iter().enumerate() {
-            let (word, mask) = filter_slot(seeds, words.len(), block.as_ref());
-            if words[word] & mask == mask {
+            let (slot, tag) = hash.slot(mask, block.as_ref());
+            let held = tags[slot];
+            if held == tag || held == SHARED {
                 hit(j);
             }
         }
@@ -135,7 +178,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     /// the container.
     pub fn owning(observations: O) -> Self {
         let held = observations.as_ref();
-        let seeds = [OsRng.next_u64(), OsRng.next_u64()];
+        let hash = SlotHash::random();
         let mut exact = HashMap::with_capacity(held.len());
         let mut order = Vec::with_capacity(held.len());
         let mut sorted: Vec<u32> = (0..held.len() as u32).collect();
@@ -156,30 +199,36 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         }
         day_tokens.sort_unstable();
         day_tokens.dedup();
-        let mut filter = Vec::new();
+        let mut tags = Vec::new();
         let mut days = Vec::new();
         for tokens in day_tokens.chunk_by(|a, b| a.0 == b.0) {
-            let words = (tokens.len() * FILTER_BITS_PER_OBSERVATION / 64)
+            let bits = (tokens.len() * SLOTS_PER_TOKEN)
                 .next_power_of_two()
-                .max(MIN_FILTER_WORDS);
+                .trailing_zeros()
+                .max(MIN_SLOT_BITS);
             let slot = DaySlot {
                 day: tokens[0].0,
-                first_word: filter.len() as u32,
+                first: tags.len() as u32,
+                bits,
             };
-            let tokens_words = words;
-            filter.resize(filter.len() + words, 0);
-            let words = &mut filter[slot.first_word as usize..];
+            tags.resize(tags.len() + (1 << bits), EMPTY);
+            let table = &mut tags[slot.first as usize..];
+            let mask = (1 << bits) - 1;
             for (_, rpi) in tokens {
-                let (word, mask) = filter_slot(seeds, tokens_words, &rpi.0);
-                words[word] |= mask;
+                let (i, tag) = hash.slot(mask, &rpi.0);
+                table[i] = match table[i] {
+                    EMPTY => tag,
+                    held if held == tag => tag,
+                    _ => SHARED,
+                };
             }
             days.push(slot);
         }
         ObservationIndex {
             observations,
-            filter,
+            tags,
             days,
-            seeds,
+            hash,
             exact,
             order,
             borrowed: PhantomData,
@@ -192,18 +241,15 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         &self.observations
     }
 
-    /// The prefilter of RPIs of intervals of `day`, if any observation is near it.
+    /// The tag table of RPIs of intervals of `day`, if any observation is near it.
     #[inline]
-    fn day_filter(&self, day: u32) -> Option<DayFilter<'_>> {
+    fn day_table(&self, day: u32) -> Option<DayTable<'_>> {
         let i = self.days.binary_search_by_key(&day, |s| s.day).ok()?;
         let slot = self.days[i];
-        let end = self
-            .days
-            .get(i + 1)
-            .map_or(self.filter.len(), |next| next.first_word as usize);
-        Some(DayFilter {
-            words: &self.filter[slot.first_word as usize..end],
-            seeds: self.seeds,
+        let first = slot.first as usize;
+        Some(DayTable {
+            tags: &self.tags[first..first + (1 << slot.bits)],
+            hash: self.hash,
         })
     }
 
@@ -228,8 +274,10 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     }
 
     /// Appends to `out` the observations matching `rpis`, the RPIs of the
-    /// intervals from `start` on, probing each day's RPIs against that day's filter.
-    fn probe(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>) {
+    /// intervals from `start` on (as [`TokenDeriver::rpis`] gives them), probing
+    /// each day's RPIs against that day's tag table: the probing half of
+    /// [`match_keys`], public so that benchmarks can time it apart.
+    pub fn probe(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>) {
         // Intervals past u32::MAX do not exist (the reference stops there too).
         let rpis = &rpis[..rpis.len().min((u32::MAX - start) as usize)];
         let mut j = 0;
@@ -238,8 +286,8 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             let day = day_of_interval(first);
             let day_end = (day_start_interval(day + 1) - start) as usize;
             let end = day_end.min(rpis.len());
-            if let Some(filter) = self.day_filter(day) {
-                filter.scan(&rpis[j..end], |k| {
+            if let Some(table) = self.day_table(day) {
+                table.scan(&rpis[j..end], |k| {
                     self.collect(&Rpi(rpis[j + k].into()), first + k as u32, out)
                 });
             }
@@ -247,39 +295,6 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         }
     }
 }
-
-/// The prefilter word of `rpi` and the two bits it sets there, under the
-/// index's hash keys `seeds`, in a filter of `words` words (a power of two): the
-/// word from the first eight bytes, the bits from the last eight, each XORed with
-/// a random key.
-///
-/// Derived RPIs are AES outputs, uniform in every bit, so selecting by raw bits
-/// spreads them evenly. Observed tokens are attacker-chosen, but whatever they are,
-/// each distinct token sets at most two bits, so the false-positive rate the derived
-/// RPIs see is bounded by the number of tokens; the random keys keep an attacker
-/// from even knowing which words their tokens land in. The exact map behind the
-/// prefilter is keyed SipHash.
-#[inline]
-fn filter_slot(seeds: [u64; 2], words: usize, rpi: &[u8; 16]) -> (usize, u64) {
-    let (lo, hi) = rpi.split_at(8);
-    let word = u64::from_le_bytes(lo.try_into().expect("8 bytes")) ^ seeds[0];
-    let bits = u64::from_le_bytes(hi.try_into().expect("8 bytes")) ^ seeds[1];
-    // Two table loads instead of two shifts by a register (several micro-ops each
-    // on x86 without BMI2).
-    let mask = BIT[(bits & 63) as usize] | BIT[((bits >> 6) & 63) as usize];
-    (word as usize & (words - 1), mask)
-}
-
-/// `BIT[i] = 1 << i`.
-const BIT: [u64; 64] = {
-    let mut bits = [0u64; 64];
-    let mut i = 0;
-    while i < 64 {
-        bits[i] = 1 << i;
-        i += 1;
-    }
-    bits
-};
 
 /// Matches published `keys` against the indexed observations on the calling thread.
 /// Results are in key order.
@@ -342,12 +357,9 @@ mod tests {
     use crate::interval::day_start_interval;
     use crate::keys::Tek;
 
-    /// An index that holds its observations finds exactly what a borrowing one
-    /// finds, alone and split over threads, after it has moved (as a cache does).
-    #[test]
-    fn an_owning_index_matches_like_a_borrowing_one() {
-        let start = day_start_interval(20_000);
-        let keys: Vec<DiagnosisKey> = (0..40u8)
+    /// 40 keys of the day starting at interval `start`.
+    fn forty_keys(start: EnIntervalNumber) -> Vec<DiagnosisKey> {
+        (0..40u8)
             .map(|seed| DiagnosisKey {
                 tek: Tek([seed; 16]),
                 rolling_start: start,
@@ -355,7 +367,45 @@ mod tests {
                 transmission_risk: 5,
                 days_since_onset: 0,
             })
+            .collect()
+    }
+
+    /// Tokens of different tags that land in one slot are all found: 40 keys
+    /// heard in each of their 144 intervals fill a day's table with slots shared by
+    /// two tokens (checked), and every observation still matches its key.
+    #[test]
+    fn tokens_sharing_a_slot_are_all_found() {
+        let start = day_start_interval(20_000);
+        let keys = forty_keys(start);
+        let observations: Vec<Observation> = keys
+            .iter()
+            .flat_map(|key| {
+                let rpik = key.tek.rpik();
+                (start..start + 144).map(move |i| Observation {
+                    rpi: rpik.rpi(i),
+                    interval: i,
+                    attenuation_db: 50,
+                    duration_s: 60,
+                })
+            })
             .collect();
+        let index = ObservationIndex::new(&observations);
+        let shared = index.tags.iter().filter(|&&t| t == SHARED).count();
+        assert!(shared > 10, "only {shared} shared slots");
+        let found = match_keys(&index, &keys);
+        assert_eq!(found.len(), keys.len());
+        for (k, m) in found.iter().enumerate() {
+            let expected: Vec<u32> = (k as u32 * 144..(k as u32 + 1) * 144).collect();
+            assert_eq!(m.observations, expected, "key {k}");
+        }
+    }
+
+    /// An index that holds its observations finds exactly what a borrowing one
+    /// finds, alone and split over threads, after it has moved (as a cache does).
+    #[test]
+    fn an_owning_index_matches_like_a_borrowing_one() {
+        let start = day_start_interval(20_000);
+        let keys = forty_keys(start);
         let mut observations: Vec<Observation> = (0..2_000u32)
             .map(|i| Observation {
                 rpi: Rpi([(i % 251) as u8 ^ 0x5a; 16]),
