@@ -7,19 +7,6 @@ mod common;
 use common::*;
 use traceless_node::federation::FederationError;
 use traceless_node::{upload_codes, ManualClock, StartError};
-use traceless_protocol::*;
-
-fn upload_body(code: &str, keys: Vec<DiagnosisKey>, dummy: bool) -> Vec<u8> {
-    Upload {
-        upload_code: code.as_bytes().to_vec(),
-        token: None,
-        keys,
-        dummy,
-        filter_intervals: Vec::new(),
-    }
-    .encode_padded()
-    .unwrap()
-}
 
 fn post_upload(node: &traceless_node::RunningNode, body: &[u8]) -> Response {
     http(node.http_addr, "POST", "/v1/upload", &[], body)
@@ -36,18 +23,12 @@ async fn an_upload_of_only_expired_keys_is_refused_and_keeps_its_code() {
     upload_codes::write_incoming(dir.path(), &records).unwrap();
     let node = start_node(gateway_config(dir.path()), &clock).await;
 
-    let r = post_upload(
-        &node,
-        &upload_body(&codes[0], keys_of_day(TODAY - 20, 2), false),
-    );
+    let r = post_upload(&node, &upload_body(&codes[0], keys_of_day(TODAY - 20, 2)));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("nothing to publish"), "{}", r.text());
     assert!(node.core.store.all_batches().unwrap().is_empty());
 
-    let r = post_upload(
-        &node,
-        &upload_body(&codes[0], keys_of_day(TODAY - 1, 1), false),
-    );
+    let r = post_upload(&node, &upload_body(&codes[0], keys_of_day(TODAY - 1, 1)));
     assert_eq!(r.status, 200, "the code was not spent: {}", r.text());
     node.shutdown().await;
 }
@@ -67,34 +48,25 @@ async fn only_authenticated_real_uploads_charge_the_upload_bucket() {
 
     let wrong = format!("{}-{}", &codes[0][..16], "0".repeat(32));
     for _ in 0..5 {
-        let r = post_upload(
-            &node,
-            &upload_body(&wrong, keys_of_day(TODAY - 1, 1), false),
-        );
+        let r = post_upload(&node, &upload_body(&wrong, keys_of_day(TODAY - 1, 1)));
         assert_eq!(r.status, 403, "{}", r.text());
-        let r = post_upload(&node, &upload_body("", Vec::new(), true));
+        let r = post_upload(&node, &dummy_upload_body());
         assert_eq!(r.status, 200, "a dummy is answered like a real upload");
         let r = post_upload(&node, &[0xff; traceless_protocol::wire::UPLOAD_REQUEST_LEN]);
         assert_eq!(r.status, 400);
     }
     for code in &codes[..2] {
-        let r = post_upload(&node, &upload_body(code, keys_of_day(TODAY - 1, 1), false));
+        let r = post_upload(&node, &upload_body(code, keys_of_day(TODAY - 1, 1)));
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // Control: the bucket (2 a minute) is empty now, for real uploads and, so
     // that the answer does not tell them apart, for dummies.
-    let r = post_upload(
-        &node,
-        &upload_body(&codes[2], keys_of_day(TODAY - 1, 1), false),
-    );
+    let r = post_upload(&node, &upload_body(&codes[2], keys_of_day(TODAY - 1, 1)));
     assert_eq!(r.status, 429, "{}", r.text());
-    let r = post_upload(&node, &upload_body("", Vec::new(), true));
+    let r = post_upload(&node, &dummy_upload_body());
     assert_eq!(r.status, 429, "{}", r.text());
     clock.advance(60);
-    let r = post_upload(
-        &node,
-        &upload_body(&codes[2], keys_of_day(TODAY - 1, 1), false),
-    );
+    let r = post_upload(&node, &upload_body(&codes[2], keys_of_day(TODAY - 1, 1)));
     assert_eq!(r.status, 200, "the code survived the refusal: {}", r.text());
     node.shutdown().await;
 }

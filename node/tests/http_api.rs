@@ -9,18 +9,6 @@ use traceless_node::{upload_codes, ManualClock};
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::*;
 
-fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
-    Upload {
-        upload_code: code.as_bytes().to_vec(),
-        token: None,
-        keys,
-        dummy: false,
-        filter_intervals: Vec::new(),
-    }
-    .encode_padded()
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

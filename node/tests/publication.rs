@@ -22,19 +22,6 @@ fn first_boundary() -> u64 {
     (NOW / 3600 + 1) * 3600
 }
 
-/// A key-form upload body with `code`.
-fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
-    Upload {
-        upload_code: code.as_bytes().to_vec(),
-        token: None,
-        keys,
-        dummy: false,
-        filter_intervals: Vec::new(),
-    }
-    .encode_padded()
-    .unwrap()
-}
-
 /// Signed batches of [`ORIGIN`] served by `addr`, decoded.
 fn served_batches(addr: SocketAddr, now: u64) -> Vec<Batch> {
     let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();

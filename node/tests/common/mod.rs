@@ -260,3 +260,24 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A key-form upload body with `code` (padded to the fixed length).
+pub fn upload_body(code: &str, keys: Vec<DiagnosisKey>) -> Vec<u8> {
+    Upload {
+        upload_code: code.as_bytes().to_vec(),
+        keys,
+        ..Default::default()
+    }
+    .encode_padded()
+    .unwrap()
+}
+
+/// A dummy upload body (cover traffic: no code, no keys).
+pub fn dummy_upload_body() -> Vec<u8> {
+    Upload {
+        dummy: true,
+        ..Default::default()
+    }
+    .encode_padded()
+    .unwrap()
+}
