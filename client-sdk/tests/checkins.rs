@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
@@ -326,30 +326,6 @@ fn venue_err<T: std::fmt::Debug>(r: Result<T, SdkError>) -> VenueError {
         Err(SdkError::Venue(e)) => e,
         other => panic!("expected a venue error, got {other:?}"),
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files.extend(walk(&p));
-        } else {
-            files.push(p);
-        }
-    }
-    files
-}
-
-fn all_bytes(dir: &Path) -> Vec<u8> {
-    walk(dir)
-        .iter()
-        .flat_map(|p| std::fs::read(p).unwrap())
-        .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 const MASTER: MasterKey = MasterKey([7; 32]);

@@ -61,27 +61,8 @@ impl GatewayPublication {
     }
 }
 
-/// Makes a new export key certified by `authority` for `[not_before, not_after)`.
-pub fn generate(
-    authority: &AuthorityKey,
-    signer: ExportSigner,
-    region: &str,
-    not_before: u64,
-    not_after: u64,
-) -> Result<ExportKey, traceless_protocol::WireError> {
-    let signing_key = ExportSigningKey::random(&mut OsRng);
-    certify(
-        signing_key,
-        authority,
-        signer,
-        region,
-        not_before,
-        not_after,
-    )
-}
-
-/// Certifies a given P-256 export signing key under `authority` (what
-/// [`generate`] does with a fresh random key).
+/// Certifies a P-256 export signing key under `authority` (`authority
+/// export-keygen` passes a fresh random key).
 pub fn certify(
     signing_key: ExportSigningKey,
     authority: &AuthorityKey,
@@ -277,7 +258,8 @@ pub struct RiskConfigSignArgs {
 pub fn run_export_keygen(a: &ExportKeygenArgs, now: u64) -> Result<(), String> {
     let authority =
         crate::keys::read_authority_key(&a.authority_key_file).map_err(|e| e.to_string())?;
-    let key = generate(
+    let key = certify(
+        ExportSigningKey::random(&mut OsRng),
         &authority,
         ExportSigner {
             key_id: a.key_id.clone(),

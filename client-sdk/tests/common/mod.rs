@@ -1,7 +1,7 @@
 //! Shared fixtures: a manual clock, phones that meet, an authority that signs.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -115,4 +115,32 @@ pub fn compile_c(program: &str, out: &Path) {
         .status()
         .expect("a C compiler (cc) is installed");
     assert!(status.success(), "compiling {program}.c failed");
+}
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+/// The bytes of every file under `dir`, concatenated (what a thief of the
+/// phone's storage can scan).
+pub fn all_bytes(dir: &Path) -> Vec<u8> {
+    walk(dir)
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
