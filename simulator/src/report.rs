@@ -86,6 +86,12 @@ pub struct Outcome {
 pub struct Cost {
     /// HTTP bytes a phone downloads per day (list and batches), mean over days.
     pub download_bytes_per_phone_per_day: f64,
+    /// The payload a phone cannot do without, per day, mean over days: in key
+    /// form 16 B per published key, in filter form the Bloom optimum
+    /// (58 bits, SPEC.md §5.8) per entry published that day.
+    pub payload_floor_bytes_per_phone_per_day: f64,
+    /// `download_bytes_per_phone_per_day` over the floor.
+    pub download_over_floor: f64,
     /// Upload request size (a sealed upload), bytes.
     pub upload_bytes: usize,
     /// Distinct upload request sizes on the wire (1: a network observer cannot
@@ -171,6 +177,8 @@ pub struct FormFigures {
     pub form: String,
     /// Download per phone per day, bytes.
     pub download_bytes_per_phone_per_day: f64,
+    /// Download over its payload floor ([`Cost::download_over_floor`]).
+    pub download_over_floor: f64,
     /// Recall against ground truth.
     pub recall: f64,
     /// Precision against ground truth.
@@ -202,6 +210,7 @@ impl FormFigures {
         FormFigures {
             form: r.privacy.form.clone(),
             download_bytes_per_phone_per_day: r.cost.download_bytes_per_phone_per_day,
+            download_over_floor: r.cost.download_over_floor,
             recall: o.recall,
             precision: o.precision,
             false_alarms: o.notified - o.true_positives,
@@ -229,6 +238,8 @@ pub struct Daily {
     pub true_positives: u32,
     /// Bytes a phone downloaded that day.
     pub download_bytes_per_phone: f64,
+    /// That day's payload floor ([`Cost::payload_floor_bytes_per_phone_per_day`]).
+    pub payload_floor_bytes: f64,
     /// Batches (or, in filter form, day-filter revisions) published so far.
     pub batches: u64,
 }
@@ -294,8 +305,13 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  download {:.0} B/phone/day  matching {:.2} ms/phone/day  batches {}  keys {}",
-            c.download_bytes_per_phone_per_day, c.matching_ms_per_phone_per_day, n.batches, n.keys
+            "  download {:.0} B/phone/day ({:.2}x the payload floor {:.0} B)  matching {:.2} ms/phone/day  batches {}  keys {}",
+            c.download_bytes_per_phone_per_day,
+            c.download_over_floor,
+            c.payload_floor_bytes_per_phone_per_day,
+            c.matching_ms_per_phone_per_day,
+            n.batches,
+            n.keys
         );
         let _ = writeln!(
             s,
@@ -318,10 +334,11 @@ impl Report {
         for f in &self.forms {
             let _ = writeln!(
                 s,
-                "  form {:<6}: download {:.0} B/phone/day  recall {:.3}  precision {:.3}  \
+                "  form {:<6}: download {:.0} B/phone/day ({:.2}x floor)  recall {:.3}  precision {:.3}  \
                  false alarms {} ({} without contact)  {} sniffers link {:.1} %",
                 f.form,
                 f.download_bytes_per_phone_per_day,
+                f.download_over_floor,
                 f.recall,
                 f.precision,
                 f.false_alarms,

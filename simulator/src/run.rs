@@ -32,7 +32,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rayon::prelude::*;
-use traceless_protocol::{interval_number, Batch, SignedBatch, TokenDeriver};
+use traceless_protocol::{
+    interval_number, Batch, DayFilter, SignedBatch, SignedFilter, TokenDeriver,
+};
 use traceless_sdk::SdkConfig;
 
 use crate::channel;
@@ -203,6 +205,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut dummies_refused = 0u64;
     let mut daily = Vec::new();
     let mut download_total = 0f64;
+    let mut floor_total = 0f64;
     let mut deriver = TokenDeriver::new();
     let uploads_by_day: HashMap<u32, Vec<usize>> =
         outbreak
@@ -425,6 +428,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         if !watch.wait() {
             propagation_timeouts += 1;
         }
+        let day_floor: f64;
         let day_bytes = match s.app.publication {
             Publication::Keys => {
                 let mut new_batches: Vec<Downloaded> = Vec::new();
@@ -437,6 +441,10 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                     }
                 }
                 let day_bytes = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
+                day_floor = new_batches
+                    .iter()
+                    .map(|(_, b)| batch_keys(b, sync_at) * KEY_FLOOR_BYTES)
+                    .sum();
 
                 // Shared work: each published key's tokens derived once, to know whose
                 // batch it is (for the delay figure and for the contacts shortcut).
@@ -485,6 +493,16 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                     }
                 }
                 filter_revisions += new_filters.len() as u64;
+                day_floor = new_filters
+                    .iter()
+                    .map(|(day, b)| {
+                        let now = filter_entries(b, sync_at);
+                        let before = latest_filters
+                            .get(day)
+                            .map_or(0, |b| filter_entries(b, sync_at));
+                        now.saturating_sub(before) as f64 * FILTER_FLOOR_BYTES
+                    })
+                    .sum();
                 // A filter names no uploader: the delay runs from the earliest
                 // upload, by an uploader this phone heard, before the sync.
                 phones.par_iter_mut().for_each(|phone| {
@@ -507,6 +525,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             }
         };
         download_total += day_bytes;
+        floor_total += day_floor;
         let notified = phones.iter().filter(|p| p.notified_at.is_some()).count() as u32;
         let tp = phones
             .iter()
@@ -519,6 +538,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             notified,
             true_positives: tp,
             download_bytes_per_phone: day_bytes,
+            payload_floor_bytes: day_floor,
             batches: all_batches.len() as u64 + filter_revisions,
         });
         bar.inc(1);
@@ -599,6 +619,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         },
         cost: Cost {
             download_bytes_per_phone_per_day: download_total / f64::from(s.days),
+            payload_floor_bytes_per_phone_per_day: floor_total / f64::from(s.days),
+            download_over_floor: ratio_f(download_total, floor_total),
             upload_bytes: upload_sizes.iter().copied().max().unwrap_or(0),
             upload_sizes_seen: upload_sizes.len(),
             dummy_uploads: dummies_sent,
@@ -686,6 +708,39 @@ fn download_filters(
         }
     }
     Ok((out, bytes))
+}
+
+/// Payload floor of one published key: its TEK (SPEC.md §4; the interval
+/// numbers and risk fields are shared by a day's keys in an ideal encoding).
+const KEY_FLOOR_BYTES: f64 = 16.0;
+
+/// Payload floor of one filter entry: the Bloom optimum at the filter's
+/// false-positive target, `1.44 · log2(1/ε)` = 58 bits (SPEC.md §5.8).
+const FILTER_FLOOR_BYTES: f64 = traceless_protocol::filter::FILTER_BITS_PER_ENTRY as f64 / 8.0;
+
+/// `a / b`, or 0 when `b` is 0.
+fn ratio_f(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Keys in a signed batch (0 if it does not decode).
+fn batch_keys(bytes: &[u8], now: u64) -> f64 {
+    SignedBatch::decode(bytes)
+        .ok()
+        .and_then(|sb| Batch::decode_body(&sb.body, now).ok())
+        .map_or(0.0, |b| b.keys.len() as f64)
+}
+
+/// Entries in a signed day filter (0 if it does not decode).
+fn filter_entries(bytes: &[u8], now: u64) -> u64 {
+    SignedFilter::decode(bytes)
+        .ok()
+        .and_then(|sf| DayFilter::decode_body(&sf.body, now).ok())
+        .map_or(0, |f| f.filter.entries())
 }
 
 /// A downloaded day filter: its day and signed bytes.

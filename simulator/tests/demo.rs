@@ -81,6 +81,17 @@ fn demo_notifies_close_contacts_reproducibly_and_the_shortcut_is_exact() {
     assert!(o.precision >= 0.2, "precision too low: {}", all.headline());
     assert_eq!(all.cost.sync_errors, 0);
     assert!(all.network.batches >= 3 && all.cost.download_bytes_per_phone_per_day > 0.0);
+    // The floor counts the published keys: never more than the bytes that
+    // carried them, and exactly 16 B per key the network stored.
+    let c = &all.cost;
+    assert!(
+        c.payload_floor_bytes_per_phone_per_day > 0.0,
+        "{}",
+        all.headline()
+    );
+    assert!(c.download_over_floor >= 1.0, "{}", all.headline());
+    let floor_days: f64 = all.daily.iter().map(|d| d.payload_floor_bytes).sum();
+    assert_eq!(floor_days, 16.0 * all.network.keys as f64);
     assert_eq!(all.sdk_phones, all.app_users);
     assert_uploads_went_through_relays(&all);
 
@@ -153,6 +164,12 @@ fn filter_form_notifies_contacts_and_links_no_paths() {
     assert!(
         filter.cost.download_bytes_per_phone_per_day > keys.cost.download_bytes_per_phone_per_day,
         "filters cost more bytes than keys"
+    );
+    assert!(
+        filter.cost.download_over_floor >= 1.0
+            && filter.cost.payload_floor_bytes_per_phone_per_day > 0.0,
+        "{}",
+        filter.headline()
     );
     assert_eq!(filter.privacy.form, "filter");
     assert!(
