@@ -7,6 +7,7 @@ pub mod behaviour;
 pub mod catchup;
 pub mod relay;
 pub mod witness;
+pub mod witnessing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
