@@ -255,7 +255,9 @@ pub enum AddCheckpointResponse {
     Cosigned(serde_bytes::ByteBuf),
     /// The witness holds another size (C2SP 409): retry with a proof from it.
     Conflict(u64),
-    /// Refused (not a witness, bad proof, forged, equivocating log), with why.
+    /// This node does not cosign: do not push to it again.
+    NotAWitness,
+    /// Refused (bad proof, forged, equivocating log), with why.
     Refused(String),
 }
 
@@ -341,8 +343,8 @@ pub struct BookConfig {
     pub cosign: bool,
     /// Witnesses whose cosignatures this node collects (Ed25519 keys).
     pub known: Vec<[u8; 32]>,
-    /// The gateway's authority key, on a gateway.
-    pub authority: Option<AuthorityKey>,
+    /// On a gateway: its authority's binding of the node's log.
+    pub binding: Option<Binding>,
     /// The trust list (to check other gateways' bindings).
     pub trust: TrustList,
 }
@@ -374,10 +376,7 @@ impl Book {
                 })
             })
             .collect();
-        let binding = config
-            .authority
-            .as_ref()
-            .map(|a| Binding::sign(a, &own_log.name));
+        let binding = config.binding;
         let book = Book {
             state: Mutex::new(State {
                 witness,
@@ -511,7 +510,7 @@ impl Book {
         let binding = req.binding()?;
         let mut s = self.state();
         if !s.cosign {
-            return Err(WitnessError::Malformed("this node is not a witness"));
+            return Ok((AddCheckpointResponse::NotAWitness, None));
         }
         let origin = origin_of(&req.note)?;
         if let Some(b) = &binding {
@@ -653,6 +652,21 @@ impl Book {
         self.state().caught.values().cloned().collect()
     }
 
+    /// This node's own announced note if it is of `size` (what
+    /// `GET /v1/log/checkpoint` serves while the log has not grown since).
+    pub fn own_note_at(&self, size: u64) -> Option<Vec<u8>> {
+        let note = self.own_note()?;
+        let v = verify_checkpoint(&note, &self.own_log, &[]).ok()?;
+        (v.checkpoint.size == size).then_some(note)
+    }
+
+    /// The size of a note of this node's own log, if it verifies.
+    pub fn own_size(&self, note: &[u8]) -> Option<u64> {
+        verify_checkpoint(note, &self.own_log, &[])
+            .ok()
+            .map(|v| v.checkpoint.size)
+    }
+
     /// Latest size cosigned for `origin` (tests, page).
     pub fn latest(&self, origin: &str) -> Option<(u64, Hash)> {
         self.state().witness.latest(origin)
@@ -713,6 +727,7 @@ mod tests {
     }
 
     fn book(seed: u8, known: &[u8], authority: Option<AuthorityKey>) -> (Book, tempfile::TempDir) {
+        let origin = log_origin(&SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let key = |s: u8| SigningKey::from_bytes(&[s; 32]);
@@ -727,7 +742,7 @@ mod tests {
                     .iter()
                     .map(|s| key(*s).verifying_key().to_bytes())
                     .collect(),
-                authority,
+                binding: authority.map(|a| Binding::sign(&a, &origin)),
                 trust,
             },
         );
@@ -844,7 +859,7 @@ mod tests {
                     node_key: SigningKey::from_bytes(&[2; 32]),
                     cosign: true,
                     known: Vec::new(),
-                    authority: None,
+                    binding: None,
                     trust,
                 },
             )
