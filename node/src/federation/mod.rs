@@ -726,7 +726,10 @@ impl Federation {
             }
             Done::Missing(peer, requests) => {
                 let book = self.book.clone();
-                for r in requests.into_iter().filter(|r| checkpoints::may_fetch(&book, r)) {
+                for r in requests
+                    .into_iter()
+                    .filter(|r| checkpoints::may_fetch(&book, r))
+                {
                     let asked = match &r {
                         CatchupRequest::Fetch { sequences, .. } => sequences.len(),
                         CatchupRequest::FetchFilters(wanted) => wanted.len(),

@@ -727,7 +727,11 @@ mod tests {
     }
 
     fn book(seed: u8, known: &[u8], authority: Option<AuthorityKey>) -> (Book, tempfile::TempDir) {
-        let origin = log_origin(&SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
+        let origin = log_origin(
+            &SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let key = |s: u8| SigningKey::from_bytes(&[s; 32]);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Html;
 
-use crate::federation::witnessing::Book;
 use crate::clock::{date_of_day, datetime_of_unix};
+use crate::federation::witnessing::Book;
 use traceless_protocol::log::hex_hash;
 
 use crate::core::Core;
