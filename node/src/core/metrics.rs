@@ -84,6 +84,8 @@ pub struct Metrics {
     pub witness_gossip_bytes: Counter,
     /// Cosignatures this node made on other nodes' checkpoints.
     pub cosignatures_made: Counter,
+    /// Bytes of `add-checkpoint` requests and answers this node sent.
+    pub witness_request_bytes: Counter,
     /// Connected peers.
     pub peers_connected: CountGauge,
     /// 1 for each log caught equivocating, by log origin.
@@ -147,6 +149,7 @@ impl Metrics {
             log_equivocations: Counter::default(),
             witness_gossip_bytes: Counter::default(),
             cosignatures_made: Counter::default(),
+            witness_request_bytes: Counter::default(),
             peers_connected: CountGauge::default(),
             log_equivocating: Family::default(),
             stored: StoredGauges::default(),
@@ -158,7 +161,12 @@ impl Metrics {
         {
             let mut root = m.registry();
             let r = root.sub_registry_with_prefix("traceless");
-            let counters: [(&str, &str, &Counter); 25] = [
+            let counters: [(&str, &str, &Counter); 26] = [
+                (
+                    "witness_request_bytes",
+                    "Bytes of add-checkpoint requests and answers this node sent (note and proof).",
+                    &m.witness_request_bytes,
+                ),
                 (
                     "log_equivocations",
                     "Logs caught signing two checkpoints of one size with different roots.",

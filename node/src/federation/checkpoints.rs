@@ -124,6 +124,10 @@ impl Federation {
             Vec::new()
         };
         let request: AddCheckpoint = self.book.request(old, proof, note);
+        self.core
+            .metrics
+            .witness_request_bytes
+            .inc_by(request.wire_len() as u64);
         let id = self
             .swarm
             .behaviour_mut()
@@ -202,8 +206,12 @@ impl Federation {
     /// A witness's answer is ready: send it, gossip what it cosigned or caught.
     pub(super) fn witness_answer_ready(&mut self, answer: Answer) {
         let (channel, response, gossip) = answer;
-        if matches!(response, AddCheckpointResponse::Cosigned(_)) {
+        if let AddCheckpointResponse::Cosigned(note) = &response {
             self.core.metrics.cosignatures_made.inc();
+            self.core
+                .metrics
+                .witness_request_bytes
+                .inc_by(note.len() as u64);
         }
         let _ = self
             .swarm

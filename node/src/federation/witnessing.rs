@@ -231,6 +231,17 @@ pub struct AddCheckpoint {
 }
 
 impl AddCheckpoint {
+    /// The bytes it carries: note, proof hashes, binding (CBOR framing adds a
+    /// few bytes per field).
+    pub fn wire_len(&self) -> usize {
+        self.note.len()
+            + 32 * self.proof.len()
+            + self
+                .binding
+                .as_ref()
+                .map_or(0, |(a, _, s)| a.len() + 4 + s.len())
+    }
+
     fn binding(&self) -> Result<Option<Binding>, WitnessError> {
         self.binding
             .as_ref()
