@@ -31,6 +31,8 @@ pub(super) struct Pushes {
     held: HashMap<PeerId, u64>,
     /// Peers that answered they do not cosign.
     not_witnesses: HashSet<PeerId>,
+    /// Peers that refused the latest announcement (not retried this round).
+    refused: HashSet<PeerId>,
     /// Requests in flight: to whom, and whether a retry after a conflict.
     pending: HashMap<OutboundRequestId, (PeerId, bool)>,
     /// Equivocations already counted in metrics.
@@ -73,6 +75,7 @@ impl Federation {
     pub(super) fn checkpoint_tick(&mut self, done: &UnboundedSender<Done>) {
         let boundary = self.core.public_snapshot().boundary;
         if boundary <= self.pushes.boundary {
+            self.repush();
             return;
         }
         self.pushes.boundary = boundary;
@@ -86,10 +89,34 @@ impl Federation {
         });
     }
 
+    /// Pushes the latest checkpoint again to connected peers whose push was
+    /// lost (a failed request, a connection that came up mid-round), until
+    /// they cosign or refuse.
+    fn repush(&mut self) {
+        let Some((size, _)) = self.pushes.own else {
+            return;
+        };
+        let busy: HashSet<PeerId> = self.pushes.pending.values().map(|(p, _)| *p).collect();
+        let lagging: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|p| {
+                !busy.contains(p)
+                    && !self.pushes.refused.contains(p)
+                    && self.pushes.held.get(p).is_none_or(|h| *h < size)
+            })
+            .copied()
+            .collect();
+        for p in lagging {
+            self.push_checkpoint(p, false);
+        }
+    }
+
     /// Starts the round of a newly signed checkpoint: pushes it to every peer.
     pub(super) fn announce_checkpoint(&mut self, size: u64, note: Vec<u8>) {
         self.book.announce(&note);
         self.pushes.own = Some((size, note));
+        self.pushes.refused.clear();
         let peers: Vec<PeerId> = self.connected.iter().copied().collect();
         for p in peers {
             self.push_checkpoint(p, false);
@@ -185,19 +212,24 @@ impl Federation {
                         self.pushes.held.insert(peer, s);
                     }
                 }
-                Err(e) => tracing::info!(%peer, "witness answered a bad cosigned note: {e}"),
+                Err(e) => {
+                    self.pushes.refused.insert(peer);
+                    tracing::info!(%peer, "witness answered a bad cosigned note: {e}")
+                }
             },
             AddCheckpointResponse::Conflict(latest) if !retry && latest < size => {
                 self.pushes.held.insert(peer, latest);
                 self.push_checkpoint(peer, true);
             }
             AddCheckpointResponse::Conflict(latest) => {
+                self.pushes.refused.insert(peer);
                 tracing::warn!(%peer, latest, size, "witness holds a size this log cannot prove")
             }
             AddCheckpointResponse::NotAWitness => {
                 self.pushes.not_witnesses.insert(peer);
             }
             AddCheckpointResponse::Refused(why) => {
+                self.pushes.refused.insert(peer);
                 tracing::info!(%peer, "witness refused the checkpoint: {why}")
             }
         }

@@ -752,7 +752,7 @@ impl Federation {
     fn record_mesh(&self) {
         let g = &self.swarm.behaviour().gossipsub;
         let m = &self.core.metrics;
-        for topic in [batch_topic(), filter_topic()] {
+        for topic in [batch_topic(), filter_topic(), checkpoint_topic()] {
             let hash = topic.hash();
             m.set_mesh_peers(hash.as_str(), g.mesh_peers(&hash).count() as u64);
         }
