@@ -79,6 +79,38 @@ pub struct Config {
     pub filters: FilterConfig,
     /// The publication schedule (SPEC.md §6.4).
     pub publication: PublicationConfig,
+    /// Witnessing other nodes' logs (SPEC.md §8.3).
+    pub witness: WitnessConfig,
+}
+
+/// Witnessing (SPEC.md §8.3).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Whether this node cosigns other nodes' checkpoints (default: relays do,
+    /// gateways do not).
+    pub cosign: Option<bool>,
+    /// Witnesses whose cosignatures this node collects on its own checkpoints
+    /// and serves: their node keys (the deletion-log key, 64 hex digits).
+    /// Cosignatures by any other key are ignored.
+    pub known: Vec<String>,
+}
+
+impl WitnessConfig {
+    /// The known witnesses' keys (invalid entries are a configuration error).
+    pub fn known_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.known
+            .iter()
+            .map(|k| {
+                hex::decode(k)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!("witness.known: {k:?} is not 64 hex digits"))
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for Config {
@@ -93,6 +125,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             filters: FilterConfig::default(),
             publication: PublicationConfig::default(),
+            witness: WitnessConfig::default(),
         }
     }
 }
@@ -348,6 +381,7 @@ impl Config {
         for t in &self.trust {
             check_origin("trust.origin", &t.origin)?;
         }
+        self.witness.known_keys()?;
         if let Some(g) = &self.gateway {
             check_origin("gateway.origin", &g.origin)?;
         }

@@ -266,6 +266,11 @@ impl Gateway {
         self.token_keys.values()
     }
 
+    /// The authority's binding of this gateway's transparency log (SPEC.md §8.3).
+    pub fn bind_log(&self, log_origin: &str) -> crate::federation::witnessing::Binding {
+        crate::federation::witnessing::Binding::sign(&self.key, log_origin)
+    }
+
     /// The authority id.
     pub fn origin(&self) -> &str {
         &self.key.origin

@@ -77,8 +77,19 @@ pub struct Metrics {
     pub filters_rejected: Counter,
     /// Day-filter revisions this gateway built and signed.
     pub filters_built: Counter,
+    /// Logs caught equivocating (SPEC.md §8.3).
+    pub log_equivocations: Counter,
+    /// Bytes of witness gossip (checkpoints, evidence) this node published or
+    /// received (each message once).
+    pub witness_gossip_bytes: Counter,
+    /// Cosignatures this node made on other nodes' checkpoints.
+    pub cosignatures_made: Counter,
+    /// Bytes of `add-checkpoint` requests and answers this node sent.
+    pub witness_request_bytes: Counter,
     /// Connected peers.
     pub peers_connected: CountGauge,
+    /// 1 for each log caught equivocating, by log origin.
+    log_equivocating: Family<Labels, CountGauge>,
     /// Gossipsub mesh peers per topic.
     gossip_mesh_peers: Family<Labels, CountGauge>,
     /// Gossipsub score of each connected peer (libp2p peer ids of relay nodes,
@@ -135,7 +146,12 @@ impl Metrics {
             filters_stale: Counter::default(),
             filters_rejected: Counter::default(),
             filters_built: Counter::default(),
+            log_equivocations: Counter::default(),
+            witness_gossip_bytes: Counter::default(),
+            cosignatures_made: Counter::default(),
+            witness_request_bytes: Counter::default(),
             peers_connected: CountGauge::default(),
+            log_equivocating: Family::default(),
             stored: StoredGauges::default(),
             http_requests: Family::default(),
             gossip_mesh_peers: Family::default(),
@@ -145,7 +161,27 @@ impl Metrics {
         {
             let mut root = m.registry();
             let r = root.sub_registry_with_prefix("traceless");
-            let counters: [(&str, &str, &Counter); 22] = [
+            let counters: [(&str, &str, &Counter); 26] = [
+                (
+                    "witness_request_bytes",
+                    "Bytes of add-checkpoint requests and answers this node sent (note and proof).",
+                    &m.witness_request_bytes,
+                ),
+                (
+                    "log_equivocations",
+                    "Logs caught signing two checkpoints of one size with different roots.",
+                    &m.log_equivocations,
+                ),
+                (
+                    "witness_gossip_bytes",
+                    "Bytes of checkpoint and evidence gossip published or received (each message once).",
+                    &m.witness_gossip_bytes,
+                ),
+                (
+                    "cosignatures_made",
+                    "Other nodes' checkpoints this witness cosigned.",
+                    &m.cosignatures_made,
+                ),
                 (
                     "batches_stored",
                     "Batches stored for the first time.",
@@ -297,6 +333,11 @@ impl Metrics {
                 m.gossip_peer_scores.clone(),
             );
             r.register(
+                "log_equivocating",
+                "1 for each log caught equivocating, by log origin.",
+                m.log_equivocating.clone(),
+            );
+            r.register(
                 "http_requests",
                 "HTTP requests by route template and status (aggregate only).",
                 m.http_requests.clone(),
@@ -332,6 +373,13 @@ impl Metrics {
         self.gossip_mesh_peers
             .get_or_create(&vec![("topic", topic.to_owned())])
             .get()
+    }
+
+    /// Marks the log `origin` as caught equivocating.
+    pub fn set_equivocating(&self, origin: &str) {
+        self.log_equivocating
+            .get_or_create(&vec![("origin", origin.to_owned())])
+            .set(1);
     }
 
     /// Replaces the peer scores with those of the connected peers.

@@ -34,6 +34,10 @@ use traceless_protocol::wire::{MAX_SIGNED_BATCH_LEN, MAX_SIGNED_FILTER_LEN};
 
 use super::catchup::{CatchupRequest, CatchupResponse, MAX_RESPONSE_BYTES};
 use super::relay::{RelayRequest, RelayResponse, MAX_RELAY_REQUEST_LEN, RELAY_PROTOCOL};
+use super::witnessing::{
+    AddCheckpoint, AddCheckpointResponse, CHECKPOINT_TOPIC, MAX_ADD_CHECKPOINT_LEN,
+    MAX_WITNESS_MESSAGE_LEN, WITNESS_PROTOCOL,
+};
 use crate::storage::content_id;
 
 /// The gossip topic of signed batches.
@@ -78,6 +82,8 @@ pub struct Behaviour {
     pub catchup: request_response::cbor::Behaviour<CatchupRequest, CatchupResponse>,
     /// Relayed sealed uploads, relay to gateway.
     pub relay: request_response::cbor::Behaviour<RelayRequest, RelayResponse>,
+    /// C2SP `add-checkpoint`: a node pushes its checkpoint to witnesses.
+    pub witness: request_response::cbor::Behaviour<AddCheckpoint, AddCheckpointResponse>,
     /// Exchange of listen addresses and protocols.
     pub identify: identify::Behaviour,
     /// Peer discovery.
@@ -94,6 +100,11 @@ pub fn filter_topic() -> IdentTopic {
     IdentTopic::new(FILTER_TOPIC)
 }
 
+/// The checkpoint gossip topic (SPEC.md §8.3).
+pub fn checkpoint_topic() -> IdentTopic {
+    IdentTopic::new(CHECKPOINT_TOPIC)
+}
+
 /// Gossipsub configuration: validation on, content ids, batch-sized messages
 /// (see [`MAX_GOSSIP_MESSAGE_LEN`] and [`MAX_GOSSIP_RPC_LEN`]).
 pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String> {
@@ -105,6 +116,7 @@ pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String
         .max_transmit_size(MAX_GOSSIP_RPC_LEN)
         .max_transmit_size_for_topic(MAX_GOSSIP_MESSAGE_LEN, batch_topic().hash())
         .max_transmit_size_for_topic(MAX_GOSSIP_FILTER_MESSAGE_LEN, filter_topic().hash())
+        .max_transmit_size_for_topic(MAX_WITNESS_MESSAGE_LEN + 1024, checkpoint_topic().hash())
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())
@@ -133,7 +145,8 @@ pub fn score_params(ip_colocation_penalty: bool) -> (PeerScoreParams, PeerScoreT
         ..TopicScoreParams::default()
     };
     params.topics.insert(batch_topic().hash(), topic.clone());
-    params.topics.insert(filter_topic().hash(), topic);
+    params.topics.insert(filter_topic().hash(), topic.clone());
+    params.topics.insert(checkpoint_topic().hash(), topic);
     (params, PeerScoreThresholds::default())
 }
 
@@ -150,7 +163,7 @@ impl Behaviour {
                 .map_err(str::to_owned)?;
         let (params, thresholds) = score_params(ip_colocation_penalty);
         gossipsub.with_peer_score(params, thresholds)?;
-        for topic in [batch_topic(), filter_topic()] {
+        for topic in [batch_topic(), filter_topic(), checkpoint_topic()] {
             gossipsub.subscribe(&topic).map_err(|e| e.to_string())?;
         }
 
@@ -167,6 +180,13 @@ impl Behaviour {
                 .set_request_size_maximum(MAX_RELAY_REQUEST_LEN)
                 .set_response_size_maximum(1024),
             [(StreamProtocol::new(RELAY_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+        );
+        let witness = request_response::Behaviour::with_codec(
+            request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_ADD_CHECKPOINT_LEN)
+                .set_response_size_maximum(MAX_WITNESS_MESSAGE_LEN as u64),
+            [(StreamProtocol::new(WITNESS_PROTOCOL), ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
         let identify = identify::Behaviour::new(identify::Config::new(
@@ -187,6 +207,7 @@ impl Behaviour {
             gossipsub,
             catchup,
             relay,
+            witness,
             identify,
             kad: kad.into(),
         })

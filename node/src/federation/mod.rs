@@ -5,8 +5,10 @@
 
 pub mod behaviour;
 pub mod catchup;
+mod checkpoints;
 pub mod relay;
 pub mod witness;
+pub mod witnessing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -21,9 +23,11 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use self::behaviour::{batch_topic, filter_topic, Behaviour, BehaviourEvent};
+use self::behaviour::{batch_topic, checkpoint_topic, filter_topic, Behaviour, BehaviourEvent};
 use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
 use self::relay::{Relay, RelayRequest, RelayResponse};
+use self::witness::WitnessError;
+use self::witnessing::{Book, BookConfig, Verdict};
 use crate::config::P2pConfig;
 use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
 use crate::storage::{FilterPutOutcome, PutOutcome};
@@ -72,6 +76,7 @@ pub struct PeerView {
 pub struct FederationHandle {
     commands: mpsc::UnboundedSender<Command>,
     peers: Arc<RwLock<PeerView>>,
+    witnessing: Arc<Book>,
 }
 
 impl FederationHandle {
@@ -104,6 +109,12 @@ impl FederationHandle {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::PeerScore(peer, tx)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// The witness book: cosignatures on this node's checkpoint, equivocations
+    /// caught (SPEC.md §8.3).
+    pub fn witnessing(&self) -> &Book {
+        &self.witnessing
     }
 
     /// Starts a catch-up round with every connected peer now.
@@ -157,6 +168,9 @@ enum Done {
     Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
     Missing(PeerId, Vec<CatchupRequest>),
     RelayAnswer(PeerId, ResponseChannel<RelayResponse>, RelayResponse),
+    Announce(u64, Vec<u8>),
+    WitnessAnswer(Box<checkpoints::Answer>),
+    CheckpointGossip(MessageId, PeerId, Result<Verdict, WitnessError>),
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -279,6 +293,21 @@ pub async fn start(
         listen_addrs: listen_addrs.clone(),
         connected: Vec::new(),
     }));
+    let witness = &core.config.witness;
+    let book = Arc::new(Book::open(
+        core.log.db(),
+        BookConfig {
+            node_key: core.node_key.clone(),
+            cosign: witness
+                .cosign
+                .unwrap_or(core.config.role == crate::config::Role::Relay),
+            known: witness
+                .known_keys()
+                .map_err(|e| FederationError::Setup(e.to_string()))?,
+            binding: core.gateway.as_ref().map(|g| g.bind_log(core.log.origin())),
+            trust: core.trust.clone(),
+        },
+    ));
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let task = tokio::spawn(
         Federation {
@@ -294,6 +323,8 @@ pub async fn start(
             relay: Relay::new(relay::Config {
                 gateways: upload_gateways,
             }),
+            book: book.clone(),
+            pushes: checkpoints::Pushes::default(),
         }
         .run(commands, announcements),
     );
@@ -301,6 +332,7 @@ pub async fn start(
         handle: FederationHandle {
             commands: commands_tx,
             peers,
+            witnessing: book,
         },
         task,
         peer_id,
@@ -348,6 +380,10 @@ struct Federation {
     catchup: Catchup,
     /// Relayed uploads: waiting, sent, and in flight per relay.
     relay: Relay,
+    /// Witnessing: what this node cosigned and caught (shared with HTTP).
+    book: Arc<Book>,
+    /// Pushes of this node's own checkpoints.
+    pushes: checkpoints::Pushes,
 }
 
 impl Federation {
@@ -360,6 +396,7 @@ impl Federation {
         let mut catchup_tick = tokio::time::interval(self.catchup_every);
         let mut dial_tick = tokio::time::interval(Duration::from_secs(2));
         let mut kad_tick = tokio::time::interval(Duration::from_secs(30));
+        let mut checkpoint_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -379,6 +416,7 @@ impl Federation {
                 Some(done) = done_rx.recv() => self.finish(done),
                 event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
                 _ = catchup_tick.tick() => self.catchup_round(),
+                _ = checkpoint_tick.tick() => self.checkpoint_tick(&done_tx),
                 _ = dial_tick.tick() => {
                     self.dial_bootstrap();
                     self.record_mesh();
@@ -609,9 +647,11 @@ impl Federation {
                 // published again; an embargoed one is held and released by the
                 // scheduled job). Conflicts are the authority's fault, not the
                 // forwarder's: ignored, like embargoed batches.
-                let forward = result
-                    .as_ref()
-                    .map(|i| i.outcome != PutOutcome::Conflict && i.visible);
+                let forward = result.as_ref().map(|i| {
+                    i.outcome != PutOutcome::Conflict
+                        && i.visible
+                        && !self.book.is_blocked(&i.meta.origin)
+                });
                 self.report_gossip(id, source, forward, "batch");
             }
             Done::FilterGossip(id, source, result) => {
@@ -679,8 +719,17 @@ impl Federation {
                     .relay
                     .send_response(channel, response);
             }
+            Done::Announce(size, note) => self.announce_checkpoint(size, note),
+            Done::WitnessAnswer(answer) => self.witness_answer_ready(*answer),
+            Done::CheckpointGossip(id, source, result) => {
+                self.checkpoint_gossip_checked(id, source, result)
+            }
             Done::Missing(peer, requests) => {
-                for r in requests {
+                let book = self.book.clone();
+                for r in requests
+                    .into_iter()
+                    .filter(|r| checkpoints::may_fetch(&book, r))
+                {
                     let asked = match &r {
                         CatchupRequest::Fetch { sequences, .. } => sequences.len(),
                         CatchupRequest::FetchFilters(wanted) => wanted.len(),
@@ -703,7 +752,7 @@ impl Federation {
     fn record_mesh(&self) {
         let g = &self.swarm.behaviour().gossipsub;
         let m = &self.core.metrics;
-        for topic in [batch_topic(), filter_topic()] {
+        for topic in [batch_topic(), filter_topic(), checkpoint_topic()] {
             let hash = topic.hash();
             m.set_mesh_peers(hash.as_str(), g.mesh_peers(&hash).count() as u64);
         }
@@ -750,6 +799,7 @@ impl Federation {
                     self.on_relay_event(e);
                 }
                 self.catchup_with(peer_id);
+                self.push_checkpoint(peer_id, false);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -773,6 +823,14 @@ impl Federation {
                 message_id,
                 message,
             })) => {
+                if message.topic == checkpoint_topic().hash() {
+                    return self.on_checkpoint_gossip(
+                        message_id,
+                        propagation_source,
+                        message.data,
+                        done,
+                    );
+                }
                 let s = self.core.clone();
                 let done = done.clone();
                 if message.topic == filter_topic().hash() {
@@ -796,9 +854,11 @@ impl Federation {
                     request, channel, ..
                 } => {
                     let s = self.core.clone();
+                    let book = self.book.clone();
                     let done = done.clone();
                     tokio::task::spawn_blocking(move || {
                         let response = catchup::answer(s.store.as_ref(), &request, s.now());
+                        let response = checkpoints::withhold(&book, &request, response);
                         let _ = done.send(Done::Answer(channel, response));
                     });
                 }
@@ -882,6 +942,7 @@ impl Federation {
                     response,
                 } => self.relay.answered(request_id, Ok(response)),
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Witness(e)) => self.on_witness_event(e, done),
             SwarmEvent::Behaviour(BehaviourEvent::Catchup(
                 request_response::Event::OutboundFailure {
                     peer, request_id, ..

@@ -79,6 +79,18 @@ pub enum WitnessError {
     /// The log equivocated before: this witness no longer cosigns it.
     #[error("log {0} equivocated; not cosigning")]
     Equivocating(String),
+    /// Claimed evidence that is not two notes of one log, one size and two
+    /// roots (each signature is checked first).
+    #[error("not an equivocation: the notes are not one log's size with two roots")]
+    NotEquivocation,
+    /// A witness gossip message or request that does not parse (truncated,
+    /// unknown kind, trailing bytes, over its size limit).
+    #[error("witness message malformed: {0}")]
+    Malformed(&'static str),
+    /// A gateway binding whose authority signature does not verify under the
+    /// trust list.
+    #[error("gateway binding refused: {0}")]
+    BadBinding(String),
 }
 
 /// The log key a node-log origin names.
@@ -90,11 +102,12 @@ pub fn log_key_of(origin: &str) -> Option<NoteKey> {
     (note_key.name == origin).then_some(note_key)
 }
 
+/// What a witness knows of one log.
+#[derive(Default)]
 struct Seen {
-    size: u64,
-    root: Hash,
-    note: Vec<u8>,
-    /// Roots (and notes) of recent sizes.
+    /// The latest checkpoint it cosigned: size, root and the cosigned note.
+    cosigned: Option<(u64, Hash, Vec<u8>)>,
+    /// Roots (and notes) of recent sizes, cosigned or only observed.
     history: BTreeMap<u64, (Hash, Vec<u8>)>,
 }
 
@@ -104,6 +117,31 @@ pub struct Witness {
     config: Config,
     logs: HashMap<String, Seen>,
     equivocating: BTreeMap<String, Event>,
+}
+
+/// A note whose log signature verified, with the log's origin.
+fn verified(note: &[u8]) -> Result<Checkpoint, WitnessError> {
+    let origin = note_origin(note).map_err(WitnessError::Checkpoint)?;
+    let log = log_key_of(&origin).ok_or_else(|| WitnessError::UnknownLog(origin.clone()))?;
+    Ok(verify_checkpoint(note, &log, &[])
+        .map_err(WitnessError::Checkpoint)?
+        .checkpoint)
+}
+
+/// Checks that `first` and `second` prove an equivocation: both validly signed
+/// by one log, one size, two roots. Returns the event they make.
+pub fn check_evidence(first: &[u8], second: &[u8]) -> Result<Event, WitnessError> {
+    let a = verified(first)?;
+    let b = verified(second)?;
+    if a.origin != b.origin || a.size != b.size || a.root == b.root {
+        return Err(WitnessError::NotEquivocation);
+    }
+    Ok(Event::Equivocation {
+        origin: a.origin,
+        size: a.size,
+        first: first.to_vec(),
+        second: second.to_vec(),
+    })
 }
 
 impl Witness {
@@ -127,7 +165,10 @@ impl Witness {
 
     /// The latest size and root cosigned for `origin`.
     pub fn latest(&self, origin: &str) -> Option<(u64, Hash)> {
-        self.logs.get(origin).map(|s| (s.size, s.root))
+        self.logs
+            .get(origin)
+            .and_then(|s| s.cosigned.as_ref())
+            .map(|(size, root, _)| (*size, *root))
     }
 
     /// Whether `origin` was caught equivocating.
@@ -150,68 +191,120 @@ impl Witness {
         note: &[u8],
         now: u64,
     ) -> Result<Event, WitnessError> {
-        let origin = note_origin(note).map_err(WitnessError::Checkpoint)?;
-        let log = log_key_of(&origin).ok_or_else(|| WitnessError::UnknownLog(origin.clone()))?;
-        let cp = verify_checkpoint(note, &log, &[])
-            .map_err(WitnessError::Checkpoint)?
-            .checkpoint;
-        if self.is_equivocating(&origin) {
-            return Err(WitnessError::Equivocating(origin));
+        let cp = verified(note)?;
+        if let Some(e) = self.contradiction(&cp, note)? {
+            return Ok(e);
         }
-        if let Some(seen) = self.logs.get(&origin) {
-            if let Some((root, first)) = seen.history.get(&cp.size) {
-                if *root != cp.root {
-                    let e = Event::Equivocation {
-                        origin: origin.clone(),
-                        size: cp.size,
-                        first: first.clone(),
-                        second: note.to_vec(),
-                    };
-                    self.equivocating.insert(origin, e.clone());
-                    return Ok(e);
-                }
-            }
-            if cp.size < seen.size || (cp.size > seen.size && old != seen.size) {
-                return Err(WitnessError::Conflict {
-                    latest: seen.size,
-                    old,
-                });
+        if let Some((size, root, _)) = self.logs.get(&cp.origin).and_then(|s| s.cosigned.as_ref()) {
+            let (size, root) = (*size, *root);
+            if cp.size < size || (cp.size > size && old != size) {
+                return Err(WitnessError::Conflict { latest: size, old });
             }
             // Every tree extends the empty one; otherwise the proof must hold.
-            if cp.size > seen.size && seen.size > 0 {
-                verify_consistency(seen.size, cp.size, proof, &seen.root, &cp.root)
+            if cp.size > size && size > 0 {
+                verify_consistency(size, cp.size, proof, &root, &cp.root)
                     .map_err(WitnessError::BadProof)?;
             }
         }
         let cosigned =
             cosign(note, &self.config.name, &self.key, now).map_err(WitnessError::Checkpoint)?;
-        self.remember(&cp, &cosigned);
+        let seen = self.logs.entry(cp.origin.clone()).or_default();
+        seen.cosigned = Some((cp.size, cp.root, cosigned.clone()));
+        remember(seen, &cp, note);
         Ok(Event::Cosigned {
-            origin,
+            origin: cp.origin,
             size: cp.size,
             note: cosigned,
         })
     }
 
-    fn remember(&mut self, cp: &Checkpoint, note: &[u8]) {
-        let seen = self.logs.entry(cp.origin.clone()).or_insert_with(|| Seen {
-            size: cp.size,
-            root: cp.root,
-            note: note.to_vec(),
-            history: BTreeMap::new(),
-        });
-        seen.size = cp.size;
-        seen.root = cp.root;
-        seen.note = note.to_vec();
-        seen.history.insert(cp.size, (cp.root, note.to_vec()));
-        while seen.history.len() > REMEMBERED_SIZES {
-            seen.history.pop_first();
+    /// A note seen on gossip (not submitted for cosigning): remembered by size,
+    /// so that a second root for that size is caught whichever note comes
+    /// first. `Ok(None)`: nothing contradicts it.
+    pub fn observe(&mut self, note: &[u8]) -> Result<Option<Event>, WitnessError> {
+        let cp = verified(note)?;
+        if let Some(e) = self.contradiction(&cp, note)? {
+            return Ok(Some(e));
         }
+        remember(self.logs.entry(cp.origin.clone()).or_default(), &cp, note);
+        Ok(None)
+    }
+
+    /// Restores a log's latest cosigned note (from the witness's durable
+    /// state, at start).
+    pub fn restore(&mut self, cosigned: &[u8]) -> Result<(), WitnessError> {
+        let cp = verified(cosigned)?;
+        let seen = self.logs.entry(cp.origin.clone()).or_default();
+        seen.cosigned = Some((cp.size, cp.root, cosigned.to_vec()));
+        remember(seen, &cp, cosigned);
+        Ok(())
+    }
+
+    /// Records an equivocation proven by `first` and `second` (evidence from
+    /// storage or from another witness: checked here, never trusted). `Ok(None)`
+    /// when the log is already known to equivocate.
+    pub fn record_evidence(
+        &mut self,
+        first: &[u8],
+        second: &[u8],
+    ) -> Result<Option<Event>, WitnessError> {
+        let e = check_evidence(first, second)?;
+        let Event::Equivocation { origin, .. } = &e else {
+            return Err(WitnessError::NotEquivocation);
+        };
+        if self.is_equivocating(origin) {
+            return Ok(None);
+        }
+        self.equivocating.insert(origin.clone(), e.clone());
+        Ok(Some(e))
+    }
+
+    /// Refuses a log caught before; catches a second root for a size seen.
+    fn contradiction(
+        &mut self,
+        cp: &Checkpoint,
+        note: &[u8],
+    ) -> Result<Option<Event>, WitnessError> {
+        if self.is_equivocating(&cp.origin) {
+            return Err(WitnessError::Equivocating(cp.origin.clone()));
+        }
+        let Some((root, first)) = self
+            .logs
+            .get(&cp.origin)
+            .and_then(|s| s.history.get(&cp.size))
+        else {
+            return Ok(None);
+        };
+        if *root == cp.root {
+            return Ok(None);
+        }
+        let e = Event::Equivocation {
+            origin: cp.origin.clone(),
+            size: cp.size,
+            first: first.clone(),
+            second: note.to_vec(),
+        };
+        self.equivocating.insert(cp.origin.clone(), e.clone());
+        Ok(Some(e))
     }
 
     /// The latest note cosigned for `origin` (what the witness gossips).
     pub fn latest_note(&self, origin: &str) -> Option<&[u8]> {
-        self.logs.get(origin).map(|s| s.note.as_slice())
+        self.logs
+            .get(origin)
+            .and_then(|s| s.cosigned.as_ref())
+            .map(|(_, _, n)| n.as_slice())
+    }
+}
+
+/// Keeps `note` as the one of its size (the first one seen stays: it is the
+/// evidence if another root turns up), at most [`REMEMBERED_SIZES`] sizes.
+fn remember(seen: &mut Seen, cp: &Checkpoint, note: &[u8]) {
+    seen.history
+        .entry(cp.size)
+        .or_insert_with(|| (cp.root, note.to_vec()));
+    while seen.history.len() > REMEMBERED_SIZES {
+        seen.history.pop_first();
     }
 }
 

@@ -47,9 +47,16 @@ fn hex_list(proof: &[[u8; 32]]) -> Vec<String> {
     proof.iter().map(hex_hash).collect()
 }
 
-/// `GET /v1/log/checkpoint`: the latest checkpoint, signed by this node.
+/// `GET /v1/log/checkpoint`: the latest checkpoint, signed by this node, with
+/// the cosignatures of known witnesses appended while the log has not grown
+/// since the checkpoint it announced (SPEC.md §8.3).
 pub async fn checkpoint(State(http): Shared) -> Result<Response, ApiError> {
-    let note = read_log(&http, |log| Ok(log.checkpoint()?.1)).await?;
+    let (cp, note) = read_log(&http, |log| log.checkpoint()).await?;
+    let note = http
+        .federation
+        .witnessing()
+        .own_note_at(cp.size)
+        .unwrap_or(note);
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -131,4 +138,26 @@ pub async fn entries(
         "max_per_request": MAX_ENTRIES_PER_REQUEST,
         "entries": text,
     })))
+}
+
+/// `GET /v1/witness/equivocations`: every log this node caught signing two
+/// checkpoints of one size with different roots, with both notes as evidence
+/// (anyone can check them against the log's key, its origin).
+pub async fn equivocations(State(http): Shared) -> Json<serde_json::Value> {
+    let caught: Vec<serde_json::Value> = http
+        .federation
+        .witnessing()
+        .equivocations()
+        .into_iter()
+        .map(|e| {
+            json!({
+                "origin": e.origin,
+                "size": e.size,
+                "authority": e.authority,
+                "first": String::from_utf8_lossy(&e.first),
+                "second": String::from_utf8_lossy(&e.second),
+            })
+        })
+        .collect();
+    Json(json!({ "equivocations": caught }))
 }

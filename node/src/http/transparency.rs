@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use crate::clock::{date_of_day, datetime_of_unix};
+use crate::federation::witnessing::Book;
 use traceless_protocol::log::hex_hash;
 
 use crate::core::Core;
@@ -141,7 +142,7 @@ Page generated {now_text}.</p>
         h.push_str("</tbody></table>\n");
     }
 
-    log_section(&mut h, &s)?;
+    log_section(&mut h, &s, http.federation.witnessing())?;
 
     h.push_str("<h2>Health authorities this node trusts</h2>\n<p>Only keys signed by one of these authorities are stored or passed on, whoever sends them.</p>\n");
     let trust = s.trust.entries();
@@ -189,7 +190,7 @@ Page generated {now_text}.</p>
 
 /// The public record: the transparency log's size, its latest signed
 /// checkpoint, and who countersigned it, in plain words.
-fn log_section(h: &mut String, s: &Core) -> Result<(), ApiError> {
+fn log_section(h: &mut String, s: &Core, book: &Book) -> Result<(), ApiError> {
     let (cp, _) = s.log.checkpoint()?;
     let _ = writeln!(
         h,
@@ -200,6 +201,61 @@ anyone can read the <a href=\"/v1/log/entries?start=0&amp;end={size}\">entries</
         size = cp.size,
         root = hex_hash(&cp.root),
     );
-    h.push_str("<p id=\"witnesses\" data-witnesses=\"0\">Other nodes countersign this record as witnesses, so this node cannot show different people different records. No witness has countersigned the latest checkpoint yet.</p>\n");
+    witness_section(h, book);
     Ok(())
+}
+
+/// Who countersigned this node's latest checkpoint, and, in red, every node
+/// caught showing two different records (with the two signed notes).
+fn witness_section(h: &mut String, book: &Book) {
+    let witnesses = book.own_witnesses();
+    let _ = write!(
+        h,
+        "<p id=\"witnesses\" data-witnesses=\"{n}\">Other nodes countersign this record as witnesses, so this node cannot show different people different records. ",
+        n = witnesses.len()
+    );
+    if witnesses.is_empty() {
+        h.push_str("No witness has countersigned the latest checkpoint yet.</p>\n");
+    } else {
+        let _ = write!(
+            h,
+            "<strong>{}</strong> witnesses countersigned the latest checkpoint:</p>\n<ul>",
+            witnesses.len()
+        );
+        for w in &witnesses {
+            let _ = write!(h, "<li><code>{}</code></li>", esc(w));
+        }
+        h.push_str("</ul>\n");
+    }
+    let caught = book.equivocations();
+    if caught.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<div id=\"equivocation\" data-equivocations=\"{}\" style=\"border:2px solid #b00;background:#fee;color:#600;padding:.5rem 1rem;margin:1rem 0\">",
+        caught.len()
+    );
+    for e in &caught {
+        let whose = match &e.authority {
+            Some(a) => format!("the upload gateway of <strong>{}</strong>", esc(a)),
+            None => "another node".into(),
+        };
+        let _ = writeln!(
+            h,
+            "<p><strong>Warning: {whose} showed different people different versions of its public record.</strong> \
+It signed two records of the same length ({size} entries) with different contents, which an honest node never does. \
+This node no longer countersigns that node's record{stop}. Both signed versions are below, so anyone can check them \
+(also at <a href=\"/v1/witness/equivocations\">/v1/witness/equivocations</a>).</p>\n<pre>{first}</pre>\n<pre>{second}</pre>",
+            size = e.size,
+            stop = if e.authority.is_some() {
+                " and no longer passes on its keys"
+            } else {
+                ""
+            },
+            first = esc(&String::from_utf8_lossy(&e.first)),
+            second = esc(&String::from_utf8_lossy(&e.second)),
+        );
+    }
+    h.push_str("</div>\n");
 }

@@ -25,6 +25,7 @@
 //! | [`LOG_LEAF`] | `L index` | transparency-log entry (leaf data) |
 //! | [`LOG_HASH`] | `H level index` | root of a perfect subtree of the log |
 //! | [`LOG_META`] | `M name` | transparency-log bookkeeping (see `crate::log`) |
+//! | [`WITNESS`] | `W kind origin` | witness state: kind `c` the latest note cosigned for a log, `e` evidence of its equivocation (see `crate::federation::witnessing`) |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -65,6 +66,13 @@ pub const LOG_LEAF: u8 = b'L';
 pub const LOG_HASH: u8 = b'H';
 /// Transparency-log bookkeeping, by name.
 pub const LOG_META: u8 = b'M';
+
+/// Witness state per witnessed log (kinds [`WITNESS_COSIGNED`], [`WITNESS_EVIDENCE`]).
+pub const WITNESS: u8 = b'W';
+/// Witness-state kind: the latest note cosigned.
+pub const WITNESS_COSIGNED: u8 = b'c';
+/// Witness-state kind: equivocation evidence (the gossip message).
+pub const WITNESS_EVIDENCE: u8 = b'e';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -237,6 +245,13 @@ pub fn log_hash_key(level: u32, index: u64) -> Vec<u8> {
 /// The key of a named log bookkeeping value.
 pub fn log_meta_key(name: &str) -> Vec<u8> {
     numbered(LOG_META, name.as_bytes())
+}
+
+/// The key of a witness-state record of `kind` for the log `origin`.
+pub fn witness_key(kind: u8, origin: &str) -> Vec<u8> {
+    let mut k = vec![WITNESS, kind];
+    k.extend_from_slice(origin.as_bytes());
+    k
 }
 
 #[cfg(test)]
