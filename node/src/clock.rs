@@ -232,10 +232,7 @@ impl PeerClocks {
                 s.remove(&oldest);
             }
         }
-        s.insert(
-            peer,
-            Sample { peer_time, at },
-        );
+        s.insert(peer, Sample { peer_time, at });
     }
 
     /// The fresh samples' `peer − own` at `own_now`, sorted; expired ones
@@ -299,8 +296,7 @@ impl PeerClocks {
             return own_now;
         }
         let lower = i128::from(d[(d.len() - 1) / 2]);
-        let peers_plus_tol =
-            i128::from(own_now) + lower + i128::from(self.config.tolerance_secs);
+        let peers_plus_tol = i128::from(own_now) + lower + i128::from(self.config.tolerance_secs);
         u64::try_from(peers_plus_tol.clamp(0, i128::from(own_now))).unwrap_or(own_now)
     }
 

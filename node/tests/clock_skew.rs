@@ -36,7 +36,10 @@ async fn a_node_three_days_ahead_of_its_peers_deletes_nothing_the_right_clock_ke
     config.p2p.bootstrap = boot.iter().map(|x| x.to_string()).collect();
     config.publication.period_seconds = 60;
     let c = start_node(config, &skewed).await;
-    assert!(wait_for_peers(&c, 2).await, "the skewed node has its two peers");
+    assert!(
+        wait_for_peers(&c, 2).await,
+        "the skewed node has its two peers"
+    );
 
     // Expired by the right clock at NOW (day TODAY-15 ended 15 days before
     // TODAY's end), and due only at NOW + 6400 s (day TODAY-14).
