@@ -158,6 +158,16 @@ impl ClockStatus {
         }
     }
 
+    /// Fresh peer samples the status is based on.
+    pub fn peers(&self) -> usize {
+        match *self {
+            ClockStatus::Unknown { peers }
+            | ClockStatus::Agrees { peers, .. }
+            | ClockStatus::Ahead { peers, .. }
+            | ClockStatus::Behind { peers, .. } => peers,
+        }
+    }
+
     /// Whether the clock is off by more than the tolerance (either way).
     pub fn alarm(&self) -> bool {
         matches!(self, ClockStatus::Ahead { .. } | ClockStatus::Behind { .. })

@@ -83,6 +83,8 @@ pub struct Metrics {
     clock_offset: ScoreGauge,
     /// 1 while the clock is off its peers' by more than the tolerance.
     clock_alarm: CountGauge,
+    /// Peers whose clock samples are fresh.
+    clock_peers: CountGauge,
     /// Gossipsub mesh peers per topic.
     gossip_mesh_peers: Family<Labels, CountGauge>,
     /// Gossipsub score of each connected peer (libp2p peer ids of relay nodes,
@@ -142,6 +144,7 @@ impl Metrics {
             peers_connected: CountGauge::default(),
             clock_offset: ScoreGauge::default(),
             clock_alarm: CountGauge::default(),
+            clock_peers: CountGauge::default(),
             stored: StoredGauges::default(),
             http_requests: Family::default(),
             gossip_mesh_peers: Family::default(),
@@ -303,6 +306,11 @@ impl Metrics {
                 m.clock_alarm.clone(),
             );
             r.register(
+                "clock_peers",
+                "Peers whose clock samples are fresh (the offset is known from 2 on).",
+                m.clock_peers.clone(),
+            );
+            r.register(
                 "gossipsub_mesh_peers",
                 "Gossipsub mesh peers per topic.",
                 m.gossip_mesh_peers.clone(),
@@ -364,6 +372,7 @@ impl Metrics {
     pub fn set_clock(&self, status: &crate::clock::ClockStatus) {
         self.clock_offset.set(status.offset() as f64);
         self.clock_alarm.set(u64::from(status.alarm()));
+        self.clock_peers.set(status.peers() as u64);
     }
 
     /// The OpenMetrics text exposition of every metric, with the store gauges

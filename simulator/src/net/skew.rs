@@ -142,6 +142,13 @@ fn clock_metrics(addr: Option<SocketAddr>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The value of the unlabelled metric `name` on `addr`'s `/metrics`.
+fn metric_value(addr: Option<SocketAddr>, name: &str) -> Option<f64> {
+    clock_metrics(addr)
+        .iter()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Runs one skew.
 pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutcome, NetError> {
     let host = Host::new(3, opts.force_loopback)?;
@@ -169,6 +176,12 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         skew_secs,
         ..Default::default()
     };
+    // A running node knows its peers' clocks: wait (bounded) until the
+    // gateway has sampled both before the first upload.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && metric_value(Some(gw), "traceless_clock_peers") < Some(2.0) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let known: Vec<u64> = listing(gw, &origin).into_iter().map(|b| b.0).collect();
     out.visible_upload_status = post(gw, &upload_body(&codes[0]));
     let yesterday = day_of_unix(now) - 1;
@@ -232,13 +245,9 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
     );
     out.skew_metrics = clock_metrics(r2);
     out.gateway_clock_metrics = clock_metrics(Some(gw));
-    let value = |name: &str| {
-        out.gateway_clock_metrics
-            .iter()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-    };
-    out.gateway_clock_alarm = value("traceless_clock_alarm") == Some(1.0);
-    out.gateway_clock_offset_secs = value("traceless_clock_offset_seconds").unwrap_or(0.0);
+    out.gateway_clock_alarm = metric_value(Some(gw), "traceless_clock_alarm") == Some(1.0);
+    out.gateway_clock_offset_secs =
+        metric_value(Some(gw), "traceless_clock_offset_seconds").unwrap_or(0.0);
     drop(cluster);
     Ok(out)
 }
