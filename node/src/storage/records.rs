@@ -353,7 +353,7 @@ pub(super) const KEY_RECORD_LEN: usize = 26;
 /// The keys of a pool file: [`encode_key`] records one after the other (a file
 /// written before keys were grouped holds one).
 pub(super) fn decode_keys(v: &[u8]) -> Result<Vec<DiagnosisKey>, StorageError> {
-    if v.is_empty() || v.len() % KEY_RECORD_LEN != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(KEY_RECORD_LEN) {
         return Err(StorageError::Corrupt("p"));
     }
     v.chunks(KEY_RECORD_LEN).map(decode_key).collect()
