@@ -79,6 +79,8 @@ pub struct Config {
     pub filters: FilterConfig,
     /// The publication schedule (SPEC.md §6.4).
     pub publication: PublicationConfig,
+    /// The peers' clocks (SPEC.md §2.1).
+    pub clock: ClockConfig,
     /// Witnessing other nodes' logs (SPEC.md §8.3).
     pub witness: WitnessConfig,
 }
@@ -126,6 +128,7 @@ impl Default for Config {
             filters: FilterConfig::default(),
             publication: PublicationConfig::default(),
             witness: WitnessConfig::default(),
+            clock: ClockConfig::default(),
         }
     }
 }
@@ -338,6 +341,26 @@ impl Default for PublicationConfig {
             period_seconds: 3600,
             min_keys: 140,
             pool_max_keys: 1_000_000,
+        }
+    }
+}
+
+/// The peers' clocks (SPEC.md §2.1).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// How far ahead of its peers' median the node's clock may be before it
+    /// holds back releases, publications and deletions and raises the alarm.
+    pub tolerance_secs: u64,
+    /// Seconds after which a peer's clock sample is dropped.
+    pub sample_max_age_secs: u64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            tolerance_secs: 600,
+            sample_max_age_secs: 600,
         }
     }
 }

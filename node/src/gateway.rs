@@ -594,8 +594,11 @@ impl Gateway {
             }
         };
         let due = store.pending_due(boundary.saturating_sub(1))?;
+        // Keys pooled together share a pool file: each id is removed once.
+        let mut remove_pending: Vec<Vec<u8>> = due.iter().map(|p| p.id.clone()).collect();
+        remove_pending.dedup();
         let mut commit = GatewayCommit {
-            remove_pending: due.iter().map(|p| p.id.clone()).collect(),
+            remove_pending,
             ..Default::default()
         };
         let removed = due.len() as u64;

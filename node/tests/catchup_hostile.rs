@@ -99,6 +99,7 @@ async fn a_hostile_summary_causes_a_bounded_number_of_requests_and_a_penalty() {
                         CatchupResponse::Batches(Vec::new())
                     }
                     CatchupRequest::FetchFilters(_) => CatchupResponse::Filters(Vec::new()),
+                    CatchupRequest::Time => CatchupResponse::Time(NOW),
                 };
                 let _ = attacker.behaviour_mut().send_response(channel, response);
             }

@@ -100,6 +100,9 @@ const EXPORTED: &[(&str, &str)] = &[
     ("traceless_filters", "gauge"),
     ("traceless_filter_entries", "gauge"),
     ("traceless_gateway_filter_entries", "gauge"),
+    ("traceless_clock_offset_seconds", "gauge"),
+    ("traceless_clock_alarm", "gauge"),
+    ("traceless_clock_peers", "gauge"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::*;
 use traceless_node::config::PublicationConfig;
 use traceless_node::gateway::Gateway;
-use traceless_node::storage::{CodeStore, GatewayCommit, SledStore};
+use traceless_node::storage::{CodeStore, GatewayCommit, PoolStore, SledStore};
 use traceless_node::upload_codes;
 use traceless_protocol::*;
 
@@ -105,6 +105,12 @@ fn pool_ingest_and_a_100k_key_period() {
     }
     let sign_secs = started.elapsed().as_secs_f64();
 
+    // Phase: reading the period's pool (publication does it again, inside).
+    let started = Instant::now();
+    let pooled = store.pending_due(boundary + 3599).unwrap().len();
+    let read_secs = started.elapsed().as_secs_f64();
+    assert_eq!(pooled, uploads * PER_UPLOAD);
+
     let started = Instant::now();
     let report = gateway
         .publish_period(&store, boundary + 3600)
@@ -114,7 +120,8 @@ fn pool_ingest_and_a_100k_key_period() {
     assert_eq!(report.real_keys, uploads * PER_UPLOAD);
     println!(
         "pool ingest: {ingest_rate:.0} keys/s in uploads of {PER_UPLOAD} (bare store commits: {base_rate:.0} keys/s, ratio {:.2}); \
-         publishing a {}-key period into {} batches: {publish_secs:.2} s (signing alone: {sign_secs:.2} s, ratio {:.2})",
+         publishing a {}-key period into {} batches: {publish_secs:.2} s (signing alone: {sign_secs:.2} s, ratio {:.2}; \
+         of it reading the pool: {read_secs:.2} s)",
         ingest_rate / base_rate,
         report.real_keys + report.padding_keys,
         report.batches.len(),

@@ -90,6 +90,12 @@ pub struct Metrics {
     pub peers_connected: CountGauge,
     /// 1 for each log caught equivocating, by log origin.
     log_equivocating: Family<Labels, CountGauge>,
+    /// Own clock minus the peers' median, seconds (SPEC.md §2.1).
+    clock_offset: ScoreGauge,
+    /// 1 while the clock is off its peers' by more than the tolerance.
+    clock_alarm: CountGauge,
+    /// Peers whose clock samples are fresh.
+    clock_peers: CountGauge,
     /// Gossipsub mesh peers per topic.
     gossip_mesh_peers: Family<Labels, CountGauge>,
     /// Gossipsub score of each connected peer (libp2p peer ids of relay nodes,
@@ -152,6 +158,9 @@ impl Metrics {
             witness_request_bytes: Counter::default(),
             peers_connected: CountGauge::default(),
             log_equivocating: Family::default(),
+            clock_offset: ScoreGauge::default(),
+            clock_alarm: CountGauge::default(),
+            clock_peers: CountGauge::default(),
             stored: StoredGauges::default(),
             http_requests: Family::default(),
             gossip_mesh_peers: Family::default(),
@@ -323,6 +332,21 @@ impl Metrics {
                 r.register(name, help, g.clone());
             }
             r.register(
+                "clock_offset_seconds",
+                "This node's clock minus its peers' median (positive: ahead; 0 while fewer than 2 peers answered).",
+                m.clock_offset.clone(),
+            );
+            r.register(
+                "clock_alarm",
+                "1 while this node's clock is off its peers' by more than the tolerance (releases and deletions held back when ahead).",
+                m.clock_alarm.clone(),
+            );
+            r.register(
+                "clock_peers",
+                "Peers whose clock samples are fresh (the offset is known from 2 on).",
+                m.clock_peers.clone(),
+            );
+            r.register(
                 "gossipsub_mesh_peers",
                 "Gossipsub mesh peers per topic.",
                 m.gossip_mesh_peers.clone(),
@@ -390,6 +414,13 @@ impl Metrics {
                 .get_or_create(&vec![("peer", peer)])
                 .set(score);
         }
+    }
+
+    /// Sets the clock gauges from the clock's status.
+    pub fn set_clock(&self, status: &crate::clock::ClockStatus) {
+        self.clock_offset.set(status.offset() as f64);
+        self.clock_alarm.set(u64::from(status.alarm()));
+        self.clock_peers.set(status.peers() as u64);
     }
 
     /// The OpenMetrics text exposition of every metric, with the store gauges

@@ -21,7 +21,7 @@ use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 use self::answer::RelayResponse;
 use self::metrics::Metrics;
 use self::publication::Schedule;
-use crate::clock::SharedClock;
+use crate::clock::{ClockStatus, Monotonic, PeerClockConfig, PeerClocks, SharedClock};
 use crate::config::{Config, Role};
 use crate::gateway::{Gateway, PeriodReport, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
@@ -110,6 +110,8 @@ pub struct Core {
     retention_lock: Mutex<()>,
     /// What public pages show until the next period boundary.
     public: Mutex<Option<Arc<PublicSnapshot>>>,
+    /// The peers' clocks, sampled by catch-up (SPEC.md §2.1).
+    pub peer_clocks: PeerClocks,
 }
 
 /// The public figures of one period: `/metrics` and the transparency page.
@@ -121,6 +123,8 @@ pub struct PublicSnapshot {
     pub summary: StoreSummary,
     /// The `/metrics` body (OpenMetrics text).
     pub metrics: String,
+    /// This node's clock against its peers'.
+    pub clock: ClockStatus,
 }
 
 /// The node's own signing keys.
@@ -164,7 +168,15 @@ impl Core {
         log: TransparencyLog,
         announce: mpsc::UnboundedSender<Announcement>,
     ) -> Self {
+        let peer_clocks = PeerClocks::new(
+            PeerClockConfig {
+                tolerance_secs: config.clock.tolerance_secs,
+                max_age_secs: config.clock.sample_max_age_secs,
+            },
+            Arc::new(Monotonic::new()),
+        );
         Core {
+            peer_clocks,
             config,
             store,
             trust,
@@ -200,8 +212,12 @@ impl Core {
     /// boundary.
     pub fn run_period(&self) -> Result<Option<PeriodReport>, UploadError> {
         let boundary = self.public_now();
+        self.peer_clocks.log_change(&self.clock_status());
+        // A boundary the peers' clock has not reached is not published yet
+        // (SPEC.md §2.1).
+        let publishing = self.schedule().boundary_at(self.safe_now());
         let report = match &self.gateway {
-            Some(g) => g.publish_period(self.store.as_ref(), boundary)?,
+            Some(g) => g.publish_period(self.store.as_ref(), publishing)?,
             None => None,
         };
         if let (Some(g), Some(r)) = (&self.gateway, &report) {
@@ -223,7 +239,7 @@ impl Core {
             if let Err(e) = self.release_due() {
                 tracing::error!("release failed: {e}");
             }
-            match g.rebuild_filters(self.store.as_ref(), boundary) {
+            match g.rebuild_filters(self.store.as_ref(), publishing) {
                 Ok(built) => {
                     self.announce_filters(built);
                 }
@@ -263,16 +279,31 @@ impl Core {
 
     fn snapshot(&self, boundary: u64) -> PublicSnapshot {
         let summary = self.store.summary(boundary);
+        let clock = self.clock_status();
+        self.metrics.set_clock(&clock);
         PublicSnapshot {
             boundary,
             metrics: self.metrics.render(&summary),
             summary,
+            clock,
         }
     }
 
     /// Now, from the node's clock.
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// Now for irreversible acts (releasing embargoed batches, publishing a
+    /// period, deleting): `min(own clock, peers' median + tolerance)`
+    /// (SPEC.md §2.1).
+    pub fn safe_now(&self) -> u64 {
+        self.peer_clocks.conservative_now(self.now())
+    }
+
+    /// This node's clock against its peers' now.
+    pub fn clock_status(&self) -> ClockStatus {
+        self.peer_clocks.status(self.now())
     }
 
     /// Validates a `SignedBatch` from a peer (size, shape, trust list, signature,
@@ -383,8 +414,7 @@ impl Core {
     /// announced) to gossip. Returns the batches announced.
     pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.now();
-        let due = self.store.held_due(now)?;
+        let due = self.store.held_due(self.safe_now())?;
         for m in &due {
             if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
                 let _ = self.announce.send(Announcement::Batch(b.bytes));
@@ -409,7 +439,7 @@ impl Core {
             &self.log,
             &self.node_key,
             self.gateway.as_ref().map(|g| g.origin()),
-            self.now(),
+            self.safe_now(),
         )?;
         if r.is_some() {
             self.metrics.retention_deletions.inc();

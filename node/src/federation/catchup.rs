@@ -48,6 +48,8 @@ pub enum CatchupRequest {
     /// Send the newest revisions of these (origin, day) filters (at most
     /// [`MAX_FILTER_FETCH`]).
     FetchFilters(Vec<(String, u32)>),
+    /// What time is it on your clock (SPEC.md §2.1)?
+    Time,
 }
 
 /// Per origin, the sequence numbers a node serves, as inclusive runs.
@@ -72,6 +74,9 @@ pub enum CatchupResponse {
     Filters(Vec<serde_bytes::ByteBuf>),
     /// The request was refused.
     Refused(String),
+    /// Answer to [`CatchupRequest::Time`]: the answering node's own clock,
+    /// unix seconds.
+    Time(u64),
 }
 
 fn runs(seqs: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
@@ -309,6 +314,7 @@ pub fn missing_filters(
 /// Answers a request from the store.
 pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupResponse {
     let result = match request {
+        CatchupRequest::Time => return CatchupResponse::Time(now),
         CatchupRequest::Summary => summary(store, now).map(CatchupResponse::Summary),
         CatchupRequest::Fetch { sequences, .. } if sequences.len() > MAX_FETCH => {
             return CatchupResponse::Refused(format!(

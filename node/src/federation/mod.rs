@@ -611,12 +611,14 @@ impl Federation {
     /// Asks a peer what batches and day filters it holds, unless a round with it
     /// is still in flight or it is backed off.
     fn catchup_with(&mut self, peer: PeerId) {
-        if !self.catchup.start_round(peer, 2, std::time::Instant::now()) {
+        if !self.catchup.start_round(peer, 3, std::time::Instant::now()) {
             return;
         }
         let c = &mut self.swarm.behaviour_mut().catchup;
         c.send_request(&peer, CatchupRequest::Summary);
         c.send_request(&peer, CatchupRequest::FilterSummary);
+        // The peer's clock, for the conservative clock (SPEC.md §2.1).
+        c.send_request(&peer, CatchupRequest::Time);
     }
 
     fn penalise(&mut self, peer: PeerId) {
@@ -921,6 +923,11 @@ impl Federation {
                                 let results = filters.iter().map(|f| s.ingest_filter(f)).collect();
                                 let _ = done.send(Done::CatchupFilters(peer, results));
                             });
+                        }
+                        CatchupResponse::Time(theirs) => {
+                            // `peer` is the Noise-authenticated identity.
+                            self.core.peer_clocks.record(peer, theirs);
+                            self.catchup.answered(peer);
                         }
                         CatchupResponse::Refused(why) => {
                             self.catchup.failed(Some(request_id), peer);

@@ -75,6 +75,15 @@ Page generated {now_text}.</p>
         now_text = datetime_of_unix(now),
     );
 
+    // The clock alarm (SPEC.md §2.1), as of the snapshot.
+    if let Some(alert) = snapshot.clock.alert() {
+        let _ = writeln!(
+            h,
+            r#"<p id="clock-alert" role="alert" data-clock-offset-seconds="{}" style="border:2px solid #b00;padding:.5rem"><strong>{}</strong></p>"#,
+            snapshot.clock.offset(),
+            esc(&alert)
+        );
+    }
     h.push_str("<h2>Keys per day, and when they will be deleted</h2>\n");
     if days.is_empty() {
         h.push_str("<p id=\"no-days\">This node holds no keys at the moment.</p>\n");

@@ -232,4 +232,53 @@ mod tests {
             b"kept"
         );
     }
+
+    /// An upload's keys with one release time share one pool file (a period
+    /// reads and removes a file per upload, not per key); keys of another
+    /// release time get their own. Each file holds only its keys, and removing
+    /// its id removes the file and all of its keys, after a reopen too.
+    #[test]
+    fn pooled_keys_of_one_commit_share_a_file_per_release_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let key = |b: u8| DiagnosisKey {
+            tek: Tek([b; 16]),
+            rolling_start: 2_833_200,
+            rolling_period: 144,
+            transmission_risk: 4,
+            days_since_onset: 1,
+        };
+        let store = SledStore::open(&path).unwrap();
+        store
+            .commit_gateway(&GatewayCommit {
+                add_pending: vec![(10, key(1)), (10, key(2)), (20, key(3)), (10, key(4))],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.pending_count().unwrap(), 4);
+        let due = store.pending_due(10).unwrap();
+        let teks: Vec<u8> = due.iter().map(|p| p.key.tek.0[0]).collect();
+        assert_eq!(teks, vec![1, 2, 4]);
+        assert!(due.iter().all(|p| p.id == due[0].id), "one file");
+        let file = store.pending_file(&due[0].id);
+        assert_eq!(
+            files_containing(&path.with_file_name("db-files"), &[4; 16]),
+            vec![file.clone()]
+        );
+        assert!(files_containing(&path.with_file_name("db-files"), &[3; 16]) != vec![file.clone()]);
+        store
+            .commit_gateway(&GatewayCommit {
+                remove_pending: vec![due[0].id.clone()],
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(!file.exists());
+        drop(store);
+        let store = SledStore::open_after_drop(&path).unwrap();
+        assert_eq!(store.pending_count().unwrap(), 1);
+        assert!(store.pending_due(10).unwrap().is_empty());
+        let later = store.pending_due(20).unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].key, key(3));
+    }
 }

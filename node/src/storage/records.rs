@@ -279,7 +279,9 @@ impl CodeRecord {
 /// A diagnosis key a gateway accepted but holds back until its embargo ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingKey {
-    /// Storage id (release time and a random suffix).
+    /// Storage id (release time and a random suffix) of the pool file that
+    /// holds it, shared by the keys one commit pooled with the same release
+    /// time: removing the id removes all of them.
     pub id: Vec<u8>,
     /// The key.
     pub key: DiagnosisKey,
@@ -345,9 +347,21 @@ pub(super) fn encode_key(k: &DiagnosisKey) -> Vec<u8> {
     v
 }
 
+/// Length of one [`encode_key`] record.
+pub(super) const KEY_RECORD_LEN: usize = 26;
+
+/// The keys of a pool file: [`encode_key`] records one after the other (a file
+/// written before keys were grouped holds one).
+pub(super) fn decode_keys(v: &[u8]) -> Result<Vec<DiagnosisKey>, StorageError> {
+    if v.is_empty() || !v.len().is_multiple_of(KEY_RECORD_LEN) {
+        return Err(StorageError::Corrupt("p"));
+    }
+    v.chunks(KEY_RECORD_LEN).map(decode_key).collect()
+}
+
 pub(super) fn decode_key(v: &[u8]) -> Result<DiagnosisKey, StorageError> {
     let bad = || StorageError::Corrupt("p");
-    if v.len() != 26 {
+    if v.len() != KEY_RECORD_LEN {
         return Err(bad());
     }
     Ok(DiagnosisKey {

@@ -470,15 +470,19 @@ impl CodeStore for SledStore {
             ops.remove(code_key(&id));
         }
         let mut files: Vec<(PathBuf, &[u8])> = Vec::new();
-        let held: Vec<(Vec<u8>, Vec<u8>)> = c
-            .add_pending
-            .iter()
-            .map(|(release_at, key)| {
-                (
-                    pending_key(*release_at, rand::random::<[u8; 8]>()),
-                    encode_key(key),
-                )
-            })
+        // One file per release time of the commit (an upload's keys mostly
+        // share one), so that a period is read and removed a file per upload,
+        // not a file per key; each file is still destroyed whole.
+        let mut groups: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for (release_at, key) in &c.add_pending {
+            groups
+                .entry(*release_at)
+                .or_default()
+                .extend_from_slice(&encode_key(key));
+        }
+        let held: Vec<(Vec<u8>, Vec<u8>)> = groups
+            .into_iter()
+            .map(|(release_at, keys)| (pending_key(release_at, rand::random::<[u8; 8]>()), keys))
             .collect();
         for (k, v) in &held {
             files.push((self.pending_file(k), v));
@@ -559,21 +563,35 @@ impl PoolStore for SledStore {
                     Ok((k, _)) => k,
                     Err(e) => return Some(Err(e.into())),
                 };
-                // A key released between the scan and the read is gone: skip it.
+                // Keys released between the scan and the read are gone: skip them.
                 match read_if_present(&self.pending_file(&k)) {
-                    Ok(Some(v)) => Some(decode_key(&v).map(|key| PendingKey {
-                        id: k.to_vec(),
-                        key,
+                    Ok(Some(v)) => Some(decode_keys(&v).map(|keys| {
+                        keys.into_iter()
+                            .map(|key| PendingKey {
+                                id: k.to_vec(),
+                                key,
+                            })
+                            .collect::<Vec<_>>()
                     })),
                     Ok(None) => None,
                     Err(e) => Some(Err(e)),
                 }
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|groups| groups.into_iter().flatten().collect())
     }
 
     fn pending_count(&self) -> Result<u64, StorageError> {
-        Ok(self.db.scan_prefix([PENDING]).count() as u64)
+        let mut n = 0;
+        for item in self.db.scan_prefix([PENDING]) {
+            let (k, _) = item?;
+            n += match std::fs::metadata(self.pending_file(&k)) {
+                Ok(m) => m.len() / KEY_RECORD_LEN as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        Ok(n)
     }
 
     fn published_period(&self) -> Result<Option<PublishedPeriod>, StorageError> {

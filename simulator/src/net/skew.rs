@@ -13,8 +13,10 @@
 //! here), so once the marker is listed, so is every key it would publish.
 //!
 //! The outcome records, per skew, what the gateway answered, which node lists
-//! which batch, and whether the skewed node exposed anything an operator could
-//! alarm on (its `/metrics`).
+//! which batch, and the clock alarm the skewed nodes raise on `/metrics`
+//! (SPEC.md §2.1: each node compares its clock with its peers' median and
+//! releases, publishes and deletes by `min(own, peers + tolerance)`, so a
+//! gateway hours ahead holds everything back instead of releasing early).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -55,9 +57,16 @@ pub struct SkewOutcome {
     /// Relay 1 / relay 2 hold that batch (relay 2 missing it: deleted, or
     /// refused as expired, early).
     pub expiring_listed: (bool, bool),
-    /// Skew-related counters the skewed relay's `/metrics` shows (names
-    /// containing "skew" or "clock"): empty when the node has no such alarm.
+    /// Clock lines of the skewed relay's `/metrics` (names containing "skew"
+    /// or "clock").
     pub skew_metrics: Vec<String>,
+    /// Clock lines of the skewed gateway's `/metrics`.
+    pub gateway_clock_metrics: Vec<String>,
+    /// The gateway's `traceless_clock_alarm` (1: its clock is off its peers'
+    /// by more than the tolerance).
+    pub gateway_clock_alarm: bool,
+    /// The gateway's `traceless_clock_offset_seconds`.
+    pub gateway_clock_offset_secs: f64,
 }
 
 fn post(addr: SocketAddr, body: &[u8]) -> u16 {
@@ -120,6 +129,26 @@ fn catchup_rounds(addr: Option<SocketAddr>) -> u64 {
         })
 }
 
+/// The clock lines (names containing "skew" or "clock") of `addr`'s `/metrics`.
+fn clock_metrics(addr: Option<SocketAddr>) -> Vec<String> {
+    addr.and_then(|a| http::request(a, "GET", "/metrics", b"").ok())
+        .map(|r| {
+            String::from_utf8_lossy(&r.body)
+                .lines()
+                .filter(|l| !l.starts_with('#') && (l.contains("skew") || l.contains("clock")))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of the unlabelled metric `name` on `addr`'s `/metrics`.
+fn metric_value(addr: Option<SocketAddr>, name: &str) -> Option<f64> {
+    clock_metrics(addr)
+        .iter()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Runs one skew.
 pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutcome, NetError> {
     let host = Host::new(3, opts.force_loopback)?;
@@ -147,6 +176,12 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         skew_secs,
         ..Default::default()
     };
+    // A running node knows its peers' clocks: wait (bounded) until the
+    // gateway has sampled both before the first upload.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && metric_value(Some(gw), "traceless_clock_peers") < Some(2.0) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let known: Vec<u64> = listing(gw, &origin).into_iter().map(|b| b.0).collect();
     out.visible_upload_status = post(gw, &upload_body(&codes[0]));
     let yesterday = day_of_unix(now) - 1;
@@ -208,16 +243,11 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         lists(r1, &origin, expiring_seq),
         lists(r2, &origin, expiring_seq),
     );
-    out.skew_metrics = r2
-        .and_then(|a| http::request(a, "GET", "/metrics", b"").ok())
-        .map(|r| {
-            String::from_utf8_lossy(&r.body)
-                .lines()
-                .filter(|l| !l.starts_with('#') && (l.contains("skew") || l.contains("clock")))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    out.skew_metrics = clock_metrics(r2);
+    out.gateway_clock_metrics = clock_metrics(Some(gw));
+    out.gateway_clock_alarm = metric_value(Some(gw), "traceless_clock_alarm") == Some(1.0);
+    out.gateway_clock_offset_secs =
+        metric_value(Some(gw), "traceless_clock_offset_seconds").unwrap_or(0.0);
     drop(cluster);
     Ok(out)
 }

@@ -88,6 +88,7 @@ pub async fn withholder(
                     }
                     CatchupRequest::FilterSummary => CatchupResponse::FilterSummary(Vec::new()),
                     CatchupRequest::FetchFilters(_) => CatchupResponse::Filters(Vec::new()),
+                    CatchupRequest::Time => CatchupResponse::Time(super::run::now_unix()),
                 };
                 let _ = swarm.behaviour_mut().send_response(channel, response);
             }
