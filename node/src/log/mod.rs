@@ -107,6 +107,11 @@ impl TransparencyLog {
         }
     }
 
+    /// The sled tree the log lives in (the node's; other records share it).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// The log's origin (its checkpoint key name).
     pub fn origin(&self) -> &str {
         &self.origin

@@ -25,6 +25,8 @@
 //! | [`LOG_LEAF`] | `L index` | transparency-log entry (leaf data) |
 //! | [`LOG_HASH`] | `H level index` | root of a perfect subtree of the log |
 //! | [`LOG_META`] | `M name` | transparency-log bookkeeping (see `crate::log`) |
+//! | [`OPERATOR`] | `A name` | operator account (see `crate::operators`) |
+//! | [`UPLOAD_STATS`] | `U day` | a gateway's real uploads and keys accepted that day |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -65,6 +67,11 @@ pub const LOG_LEAF: u8 = b'L';
 pub const LOG_HASH: u8 = b'H';
 /// Transparency-log bookkeeping, by name.
 pub const LOG_META: u8 = b'M';
+
+/// Operator accounts, by name (SPEC.md §8.4).
+pub const OPERATOR: u8 = b'A';
+/// A gateway's accepted uploads and keys, by UTC day of acceptance.
+pub const UPLOAD_STATS: u8 = b'U';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -237,6 +244,16 @@ pub fn log_hash_key(level: u32, index: u64) -> Vec<u8> {
 /// The key of a named log bookkeeping value.
 pub fn log_meta_key(name: &str) -> Vec<u8> {
     numbered(LOG_META, name.as_bytes())
+}
+
+/// The key of operator account `name`.
+pub fn operator_key(name: &str) -> Vec<u8> {
+    numbered(OPERATOR, name.as_bytes())
+}
+
+/// The key of day `day`'s upload statistics.
+pub fn upload_stats_key(day: u32) -> Vec<u8> {
+    numbered(UPLOAD_STATS, &day.to_be_bytes())
 }
 
 #[cfg(test)]
