@@ -68,6 +68,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CodesCommand,
     },
+    /// Health-authority staff accounts of a gateway (SPEC.md §8.4).
+    Operator {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::operators::cli::OperatorCommand,
+    },
     /// Measure ingest, download and propagation speed on this machine.
     Bench(crate::bench::BenchArgs),
     /// Venue owners: a printable check-in poster and its trace secret.
@@ -351,6 +357,7 @@ pub async fn main(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Operator { command } => crate::operators::cli::run(&command),
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Venue { command } => crate::venue::run(&command),
     }

@@ -95,6 +95,15 @@ impl Issuer {
         Ok(n)
     }
 
+    /// Stores codes issued on the staff page (their `codes-issued` entry is
+    /// logged already).
+    pub fn insert_codes(
+        &self,
+        records: &[([u8; 8], crate::storage::CodeRecord)],
+    ) -> Result<(), StorageError> {
+        self.codes.insert_codes(records)
+    }
+
     /// Checks the code, evaluates the blinded elements, consumes the code (one
     /// flush), and returns the encoded `TokenIssueResponse`.
     pub fn issue(&self, body: &[u8], now: u64) -> Result<Vec<u8>, IssueError> {

@@ -34,6 +34,7 @@ pub mod issuer;
 pub mod keys;
 pub mod log;
 pub mod logging;
+pub mod operators;
 pub mod retention;
 pub mod storage;
 pub mod upload_codes;

@@ -372,9 +372,71 @@ fn events() -> Vec<Event> {
     ]
 }
 
+/// The account entries of SPEC.md §8.4 (published beside the log vectors,
+/// outside their tree, so the older vectors stay byte for byte).
+fn account_events() -> Vec<Event> {
+    vec![
+        Event::AccountChanged {
+            actor: "operator-cli".into(),
+            action: AccountAction::Created,
+            target: "lead.1".into(),
+            roles: OperatorRole::ALL.to_vec(),
+            at: 1_750_000_600,
+        },
+        Event::AccountChanged {
+            actor: "lead.1".into(),
+            action: AccountAction::RolesChanged,
+            target: "case-worker.7".into(),
+            roles: vec![OperatorRole::IssueCodes],
+            at: 1_750_000_700,
+        },
+        Event::AccountChanged {
+            actor: "lead.1".into(),
+            action: AccountAction::PasswordReset,
+            target: "case-worker.7".into(),
+            roles: vec![OperatorRole::IssueCodes],
+            at: 1_750_000_800,
+        },
+        Event::AccountChanged {
+            actor: "lead.1".into(),
+            action: AccountAction::Disabled,
+            target: "case-worker.7".into(),
+            roles: vec![],
+            at: 1_750_000_900,
+        },
+    ]
+}
+
+#[test]
+fn account_entries_are_canonical() {
+    for bad in [
+        &b"account lead.1 created x issue-codes,issue-codes 1\n"[..],
+        b"account lead.1 created x read-audit,issue-codes 1\n",
+    ] {
+        assert!(
+            matches!(Event::decode(bad), Err(LogError::NonCanonical(_))),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    for bad in [
+        &b"account lead.1 created x admin 1\n"[..],
+        b"account lead.1 promoted x - 1\n",
+        b"account Lead created x - 1\n",
+        b"account lead.1 created X - 1\n",
+        b"account lead.1 created x  1\n",
+    ] {
+        assert!(
+            matches!(Event::decode(bad), Err(LogError::Malformed { .. })),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 #[test]
 fn entries_round_trip_and_bad_entries_are_refused() {
-    for e in events() {
+    for e in events().into_iter().chain(account_events()) {
         let bytes = e.encode();
         assert_eq!(Event::decode(&bytes).unwrap(), e);
         // Truncated anywhere: refused, never misread as another event.
@@ -451,6 +513,8 @@ fn traceless_log_vectors() {
         "checkpoint": String::from_utf8(note.clone()).unwrap(),
         "inclusion_3_of_7": t.prove_inclusion(3, 7).unwrap().iter().map(hex::encode).collect::<Vec<_>>(),
         "consistency_3_to_7": t.prove_consistency(3, 7).unwrap().iter().map(hex::encode).collect::<Vec<_>>(),
+        "account_entries": account_events().iter().map(|e| String::from_utf8(e.encode()).unwrap()).collect::<Vec<_>>(),
+        "account_leaf_hashes": account_events().iter().map(|e| hex::encode(leaf_hash(&e.encode()))).collect::<Vec<_>>(),
     });
     if std::env::var_os("TRACELESS_WRITE_VECTORS").is_some() {
         std::fs::write(path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();

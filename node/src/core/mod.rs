@@ -101,6 +101,8 @@ pub struct Core {
     pub issuer: Option<Issuer>,
     /// The transparency log of what this node published, deleted and issued.
     pub log: TransparencyLog,
+    /// Real uploads per day, for the public statistics (SPEC.md §8.4).
+    pub upload_stats: crate::operators::statistics::UploadStats,
     /// Where announcements for gossip go.
     announce: mpsc::UnboundedSender<Announcement>,
     /// Serialises [`Core::release_due`] (the job and catch-up both call it),
@@ -185,6 +187,7 @@ impl Core {
             node_key: keys.node_key,
             gateway,
             issuer,
+            upload_stats: crate::operators::statistics::UploadStats::open(log.db()),
             log,
             announce,
             release_lock: Mutex::new(()),
@@ -490,8 +493,9 @@ impl Core {
         // Real and dummy uploads are counted together: a public counter that
         // split them would tell each period's real uploads from the cover.
         match &result {
-            Ok(_) => {
+            Ok(r) => {
                 m.uploads_accepted.inc();
+                self.count_upload(r);
             }
             Err(_) => {
                 m.uploads_refused.inc();
@@ -511,8 +515,9 @@ impl Core {
         // Relayed uploads are counted only as relayed: the public counters never
         // split them into real and dummy.
         match &result {
-            Ok(_) => {
+            Ok(r) => {
                 m.relayed_accepted.inc();
+                self.count_upload(r);
             }
             Err(e) => {
                 m.relayed_refused.inc();
@@ -520,6 +525,16 @@ impl Core {
             }
         }
         answer::relay_response(&result)
+    }
+
+    /// Counts a real upload in the day's statistics (dummies are not counted).
+    fn count_upload(&self, r: &UploadReceipt) {
+        if r.is_dummy() {
+            return;
+        }
+        if let Err(e) = self.upload_stats.count_upload(r.pooled as u64, self.now()) {
+            tracing::error!("counting an upload in the statistics failed: {e}");
+        }
     }
 
     /// Appends an event to the transparency log. A failed append is logged and

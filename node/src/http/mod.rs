@@ -5,6 +5,7 @@ pub mod api;
 pub mod exports;
 pub mod log;
 pub mod server;
+pub mod staff;
 pub mod transparency;
 
 use std::sync::atomic::AtomicUsize;
@@ -31,14 +32,20 @@ pub struct HttpState {
     pub federation: FederationHandle,
     /// Sealed uploads this node is relaying right now (bounded).
     pub relay_inflight: AtomicUsize,
+    /// Gateways: the staff pages' accounts, sessions and login throttle.
+    pub staff: Option<Arc<crate::operators::Staff>>,
 }
 
 /// The node's routes.
 pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
     let state = Arc::new(HttpState {
-        core,
         federation,
         relay_inflight: AtomicUsize::new(0),
+        staff: core
+            .gateway
+            .as_ref()
+            .map(|_| Arc::new(crate::operators::Staff::open(core.log.db()))),
+        core,
     });
     Router::new()
         .route("/", get(transparency::page))
@@ -65,8 +72,11 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/relay/{origin}", post(api::relay_upload))
         .route("/v1/tokens", post(api::issue_tokens))
         .route("/v1/gateway-keys", get(api::gateway_keys))
+        .route("/v1/statistics", get(transparency::statistics))
         .fallback(api::no_such_route)
         .layer(middleware::from_fn(api::json_errors))
+        // HTML pages for people: their refusals stay HTML.
+        .merge(staff::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -4,9 +4,9 @@
 //! each request head (which also closes idle connections, fresh or kept alive),
 //! and a deadline for each whole request including its body.
 //!
-//! The loop never looks at the peer's address: it is neither logged nor handed
-//! to the routes (a client address next to an upload code's id could link a
-//! patient to an address).
+//! The loop never logs the peer's address and hands it to no route but the
+//! staff login (a client address next to an upload code's id could link a
+//! patient to an address), whose throttle keeps it in memory as a key.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -84,9 +84,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
-            // The peer address is dropped here, unlogged.
-            Ok((stream, _)) => stream,
+        let (stream, client) = match listener.accept().await {
+            // The peer address is never logged; only the staff login throttle
+            // sees it (in memory, as a throttle key).
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 // EMFILE and friends: wait instead of spinning.
                 tracing::warn!("HTTP accept failed: {e}");
@@ -98,8 +99,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits) {
         let builder = builder.clone();
         let timeout = limits.request_timeout;
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let app = app.clone();
+                if req.uri().path() == crate::http::staff::LOGIN_PATH {
+                    req.extensions_mut()
+                        .insert(crate::http::staff::ClientAddr(client));
+                }
                 async move { Ok::<_, Infallible>(answer(app, req, timeout).await) }
             });
             let _ = builder

@@ -152,6 +152,7 @@ Page generated {now_text}.</p>
     }
 
     log_section(&mut h, &s, http.federation.witnessing())?;
+    statistics_section(&mut h, &s, now)?;
 
     h.push_str("<h2>Health authorities this node trusts</h2>\n<p>Only keys signed by one of these authorities are stored or passed on, whoever sends them.</p>\n");
     let trust = s.trust.entries();
@@ -267,4 +268,73 @@ This node no longer countersigns that node's record{stop}. Both signed versions 
         );
     }
     h.push_str("</div>\n");
+}
+
+/// Every listed day's public figures as of `now` (SPEC.md §8.4); gateways only.
+fn public_days(
+    s: &Core,
+    now: u64,
+) -> Result<Option<Vec<crate::operators::statistics::DayFigures>>, ApiError> {
+    if s.gateway.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::operators::statistics::public_days(
+        &s.upload_stats,
+        &s.log,
+        now,
+    )?))
+}
+
+/// Uploads, keys and codes issued per day, where a day is published (SPEC.md
+/// §8.4); a withheld day says "fewer than 10" and nothing else.
+fn statistics_section(h: &mut String, s: &Core, now: u64) -> Result<(), ApiError> {
+    use crate::operators::statistics::{MIN_UPLOADS, WITHHOLD_SECONDS};
+    let Some(days) = public_days(s, now)? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        h,
+        "<h2>Uploads and codes per day</h2>\n<p>How many people published their keys through this health authority each day, how many keys that was, and how many upload codes its staff handed out (every code issued is also in the public record, with the name of the staff account). A day is shown only once it is over, and only if it had at least {MIN_UPLOADS} uploads or ended {} hours ago, so that a small number cannot point to a person. Machine-readable at <a href=\"/v1/statistics\">/v1/statistics</a>.</p>",
+        WITHHOLD_SECONDS / 3600
+    );
+    h.push_str("<table id=\"statistics\"><thead><tr><th>Day</th><th>Uploads</th><th>Keys</th><th>Codes issued</th></tr></thead><tbody>\n");
+    for d in days {
+        match (d.uploads, d.keys, d.codes_issued) {
+            (Some(u), Some(k), Some(c)) => {
+                let _ = writeln!(
+                    h,
+                    "<tr class=\"stat\" data-day=\"{}\" data-published=\"true\" data-uploads=\"{u}\" data-keys=\"{k}\" data-codes=\"{c}\"><td>{}</td><td class=\"n\">{u}</td><td class=\"n\">{k}</td><td class=\"n\">{c}</td></tr>",
+                    d.day,
+                    date_of_day(d.day)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    h,
+                    "<tr class=\"stat\" data-day=\"{}\" data-published=\"false\"><td>{}</td><td colspan=\"3\">fewer than {MIN_UPLOADS} uploads so far: figures shown {} hours after the day</td></tr>",
+                    d.day,
+                    date_of_day(d.day),
+                    WITHHOLD_SECONDS / 3600
+                );
+            }
+        }
+    }
+    h.push_str("</tbody></table>\n");
+    Ok(())
+}
+
+/// `GET /v1/statistics`: the same figures as JSON, as of the period boundary.
+pub async fn statistics(State(http): Shared) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let s = http.core.clone();
+    let days = blocking(move || {
+        let now = s.public_snapshot().boundary;
+        public_days(&s, now)
+    })
+    .await?
+    .ok_or_else(|| crate::http::api::not_found("statistics exist only on a gateway"))?;
+    Ok(axum::Json(serde_json::json!({
+        "min_uploads": crate::operators::statistics::MIN_UPLOADS,
+        "withhold_seconds": crate::operators::statistics::WITHHOLD_SECONDS,
+        "days": days,
+    })))
 }

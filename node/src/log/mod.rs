@@ -107,7 +107,8 @@ impl TransparencyLog {
         }
     }
 
-    /// The sled tree the log lives in (the witness state shares it).
+    /// The sled tree the log lives in (witness state, operator accounts and
+    /// upload statistics share it).
     pub fn db(&self) -> sled::Db {
         self.db.clone()
     }

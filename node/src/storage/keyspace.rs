@@ -26,6 +26,8 @@
 //! | [`LOG_HASH`] | `H level index` | root of a perfect subtree of the log |
 //! | [`LOG_META`] | `M name` | transparency-log bookkeeping (see `crate::log`) |
 //! | [`WITNESS`] | `W kind origin` | witness state: kind `c` the latest note cosigned for a log, `e` evidence of its equivocation (see `crate::federation::witnessing`) |
+//! | [`OPERATOR`] | `A name` | operator account (see `crate::operators`) |
+//! | [`UPLOAD_STATS`] | `U day` | a gateway's real uploads and keys accepted that day |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -73,6 +75,10 @@ pub const WITNESS: u8 = b'W';
 pub const WITNESS_COSIGNED: u8 = b'c';
 /// Witness-state kind: equivocation evidence (the gossip message).
 pub const WITNESS_EVIDENCE: u8 = b'e';
+/// Operator accounts, by name (SPEC.md §8.4).
+pub const OPERATOR: u8 = b'A';
+/// A gateway's accepted uploads and keys, by UTC day of acceptance.
+pub const UPLOAD_STATS: u8 = b'U';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -252,6 +258,16 @@ pub fn witness_key(kind: u8, origin: &str) -> Vec<u8> {
     let mut k = vec![WITNESS, kind];
     k.extend_from_slice(origin.as_bytes());
     k
+}
+
+/// The key of operator account `name`.
+pub fn operator_key(name: &str) -> Vec<u8> {
+    numbered(OPERATOR, name.as_bytes())
+}
+
+/// The key of day `day`'s upload statistics.
+pub fn upload_stats_key(day: u32) -> Vec<u8> {
+    numbered(UPLOAD_STATS, &day.to_be_bytes())
 }
 
 #[cfg(test)]

@@ -62,6 +62,99 @@ impl DeletionKind {
     }
 }
 
+/// A permission of a health authority's operator account (SPEC.md §8.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OperatorRole {
+    /// May issue upload codes.
+    IssueCodes,
+    /// May create and change operator accounts (never beyond its own roles).
+    ManageOperators,
+    /// May read the audit entries.
+    ReadAudit,
+}
+
+impl OperatorRole {
+    /// Every role, in canonical order.
+    pub const ALL: [OperatorRole; 3] = [
+        OperatorRole::IssueCodes,
+        OperatorRole::ManageOperators,
+        OperatorRole::ReadAudit,
+    ];
+
+    /// The role's word (`issue-codes`, `manage-operators`, `read-audit`).
+    pub fn word(self) -> &'static str {
+        match self {
+            OperatorRole::IssueCodes => "issue-codes",
+            OperatorRole::ManageOperators => "manage-operators",
+            OperatorRole::ReadAudit => "read-audit",
+        }
+    }
+
+    /// The role of a word.
+    pub fn parse(s: &str) -> Option<Self> {
+        OperatorRole::ALL.into_iter().find(|r| r.word() == s)
+    }
+}
+
+/// What happened to an operator account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountAction {
+    /// The account was created (with the entry's roles).
+    Created,
+    /// Its roles were set to the entry's roles.
+    RolesChanged,
+    /// It can no longer log in.
+    Disabled,
+    /// Its password was replaced.
+    PasswordReset,
+}
+
+impl AccountAction {
+    /// The action's word.
+    pub fn word(self) -> &'static str {
+        match self {
+            AccountAction::Created => "created",
+            AccountAction::RolesChanged => "roles-changed",
+            AccountAction::Disabled => "disabled",
+            AccountAction::PasswordReset => "password-reset",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, LogError> {
+        Ok(match s {
+            "created" => AccountAction::Created,
+            "roles-changed" => AccountAction::RolesChanged,
+            "disabled" => AccountAction::Disabled,
+            "password-reset" => AccountAction::PasswordReset,
+            _ => return Err(bad(format!("unknown account action {s:?}"))),
+        })
+    }
+}
+
+/// Roles as an entry field: comma-separated in canonical order, `-` for none.
+fn roles_field(roles: &[OperatorRole]) -> String {
+    if roles.is_empty() {
+        "-".to_owned()
+    } else {
+        roles.iter().map(|r| r.word()).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn parse_roles(s: &str) -> Result<Vec<OperatorRole>, LogError> {
+    if s == "-" {
+        return Ok(Vec::new());
+    }
+    let roles: Vec<OperatorRole> = s
+        .split(',')
+        .map(|w| OperatorRole::parse(w).ok_or_else(|| bad(format!("unknown role {w:?}"))))
+        .collect::<Result<_, _>>()?;
+    // One spelling per set: canonical order, no repeats.
+    if !roles.windows(2).all(|w| w[0] < w[1]) {
+        return Err(LogError::NonCanonical("log entry roles"));
+    }
+    Ok(roles)
+}
+
 /// One logged event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -97,6 +190,20 @@ pub enum Event {
         actor: String,
         /// How many.
         count: u64,
+        /// When, unix seconds.
+        at: u64,
+    },
+    /// An operator account changed (SPEC.md §8.4): who did what to which
+    /// account, never a password.
+    AccountChanged {
+        /// The operator who made the change (`operator-cli` for the node's CLI).
+        actor: String,
+        /// What was done.
+        action: AccountAction,
+        /// The account changed.
+        target: String,
+        /// The account's roles after the change, in canonical order.
+        roles: Vec<OperatorRole>,
         /// When, unix seconds.
         at: u64,
     },
@@ -164,6 +271,17 @@ impl Event {
                 )
             }
             Event::CodesIssued { actor, count, at } => format!("codes-issued {actor} {count} {at}"),
+            Event::AccountChanged {
+                actor,
+                action,
+                target,
+                roles,
+                at,
+            } => format!(
+                "account {actor} {} {target} {} {at}",
+                action.word(),
+                roles_field(roles)
+            ),
             Event::CodesDeleted { count, at } => format!("codes-deleted {count} {at}"),
             Event::TrustList {
                 digest,
@@ -240,6 +358,17 @@ impl Event {
                     at: number("time", at)?,
                 }
             }
+            ["account", actor, action, target, roles, at] => {
+                validate_actor(actor)?;
+                validate_actor(target)?;
+                Event::AccountChanged {
+                    actor: (*actor).to_owned(),
+                    action: AccountAction::parse(action)?,
+                    target: (*target).to_owned(),
+                    roles: parse_roles(roles)?,
+                    at: number("time", at)?,
+                }
+            }
             ["codes-deleted", count, at] => Event::CodesDeleted {
                 count: number("count", count)?,
                 at: number("time", at)?,
@@ -262,6 +391,7 @@ impl Event {
         match self {
             Event::Published { at, .. }
             | Event::CodesIssued { at, .. }
+            | Event::AccountChanged { at, .. }
             | Event::CodesDeleted { at, .. }
             | Event::TrustList { at, .. } => Some(*at),
             Event::Deleted { record, .. } => record.verify().ok().map(|r| r.deleted_at),

@@ -14,7 +14,7 @@ pub use checkpoint::{
     cosign, log_origin, verify_checkpoint, Checkpoint, NoteKey, VerifiedCheckpoint,
     MAX_CHECKPOINT_LEN,
 };
-pub use entry::{DeletionKind, Event, PublicationForm, MAX_ENTRY_LEN};
+pub use entry::{AccountAction, DeletionKind, Event, OperatorRole, PublicationForm, MAX_ENTRY_LEN};
 pub use tree::{
     leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, MemoryTree, PerfectHashes,
 };
