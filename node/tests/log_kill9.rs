@@ -43,7 +43,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
     let acked2 = acked.clone();
     let uploader = std::thread::spawn(move || {
         for (i, code) in codes.iter().enumerate() {
-            let keys = keys_of_day(today - 1 - (i as u32 % 10), 1);
+            let keys = keys_of_day(today - 2 - (i as u32 % 10), 1);
             let body = Upload {
                 upload_code: code.as_bytes().to_vec(),
                 token: None,

@@ -50,29 +50,39 @@ pub(crate) fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One upload of one fresh key valid yesterday (published at once, no embargo).
+/// The day of [`upload_body`]'s key at `now`: two days back, so that its
+/// embargo (two hours after its validity ends) is over at any hour. A key of
+/// yesterday would be held until 02:00 UTC.
+pub(crate) fn visible_day(now: u64) -> u32 {
+    day_of_unix(now).saturating_sub(2)
+}
+
+/// One upload of one fresh key of [`visible_day`] (published at the next
+/// boundary, no embargo).
 pub(crate) fn upload_body(code: &str) -> Vec<u8> {
-    let day = day_of_unix(now_unix()).saturating_sub(1);
-    upload_of_key(code, day_start_interval(day), 144)
+    upload_of_key(code, day_start_interval(visible_day(now_unix())), 144)
 }
 
 /// One upload of one fresh key valid for `rolling_period` intervals from
 /// `rolling_start`.
 pub(crate) fn upload_of_key(code: &str, rolling_start: u32, rolling_period: u32) -> Vec<u8> {
-    let key = DiagnosisKey {
+    Upload {
+        upload_code: code.as_bytes().to_vec(),
+        keys: vec![fresh_key(rolling_start, rolling_period)],
+        ..Default::default()
+    }
+    .encode_padded()
+    .unwrap_or_default()
+}
+
+fn fresh_key(rolling_start: u32, rolling_period: u32) -> DiagnosisKey {
+    DiagnosisKey {
         tek: Tek::generate(),
         rolling_start,
         rolling_period,
         transmission_risk: 3,
         days_since_onset: 0,
-    };
-    Upload {
-        upload_code: code.as_bytes().to_vec(),
-        keys: vec![key],
-        ..Default::default()
     }
-    .encode_padded()
-    .unwrap_or_default()
 }
 
 /// Polls `nodes`' batch lists until `stop`.
@@ -402,9 +412,11 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
                 converged_at = Some(t);
                 break;
             }
-            if t > active_until + s.settle_s {
-                break;
-            }
+        }
+        // Bounded whatever happens: a gateway that never publishes ends the
+        // run unconverged, with its report, instead of hanging.
+        if t > active_until + s.settle_s {
+            break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -574,4 +586,26 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
     };
     drop(cluster);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traceless_node::embargo;
+
+    /// Whatever the hour a test runs at, [`upload_body`]'s key is published at
+    /// the next boundary: past its embargo and not expired.
+    #[test]
+    fn the_visible_key_is_publishable_at_every_hour_of_the_day() {
+        let midnight = 20_000 * 86_400;
+        for minute in (0..24 * 60).step_by(5) {
+            let now = midnight + minute * 60;
+            let key = fresh_key(day_start_interval(visible_day(now)), 144);
+            assert!(
+                !embargo::is_embargoed(&key, now),
+                "embargoed at minute {minute}"
+            );
+            assert!(key.expires_at() > now, "expired at minute {minute}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! off by the same offset, and a relay with the right time — and three
 //! uploads chosen against the true time:
 //!
-//! - a key valid yesterday (publishable now on any sane clock);
+//! - a key valid two days ago (publishable now on any sane clock, at any hour);
 //! - a key whose embargo ends in about an hour (validity ended ~70 min ago):
 //!   a clock more than that ahead would release it early;
 //! - a key whose retention ends in about an hour (validity ended 14 days less
@@ -29,7 +29,7 @@ use traceless_protocol::{
 use super::cluster::{Cluster, ClusterPlan};
 use super::link::LinkParams;
 use super::netns::Host;
-use super::run::{now_unix, upload_body, upload_of_key, NetOptions};
+use super::run::{now_unix, upload_body, upload_of_key, visible_day, NetOptions};
 use super::scenario::NetScenario;
 use super::NetError;
 use crate::http;
@@ -39,7 +39,7 @@ use crate::http;
 pub struct SkewOutcome {
     /// Clock offset of the gateway and relay 2, seconds.
     pub skew_secs: i64,
-    /// Gateway's status for the key valid yesterday.
+    /// Gateway's status for the key valid two days ago.
     pub visible_upload_status: u16,
     /// Relay 1 (right clock) / relay 2 (skewed) list that batch.
     pub visible_listed: (bool, bool),
@@ -184,9 +184,9 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
     }
     let known: Vec<u64> = listing(gw, &origin).into_iter().map(|b| b.0).collect();
     out.visible_upload_status = post(gw, &upload_body(&codes[0]));
-    let yesterday = day_of_unix(now) - 1;
+    let visible = visible_day(now);
     let visible_seq = (out.visible_upload_status == 200)
-        .then(|| published(gw, &origin, yesterday, &known))
+        .then(|| published(gw, &origin, visible, &known))
         .flatten();
     // Validity 80..70 minutes ago: released 2 h after its end, ~50-60 min from now.
     let i_now = interval_number(now);
