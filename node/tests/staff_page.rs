@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use traceless_node::operators::{parse_roles, Actor, Staff};
-use traceless_node::ManualClock;
+use traceless_node::{ManualClock, RunningNode};
 use traceless_protocol::log::Event;
 
 const PASSWORD: &str = "correct horse battery";
@@ -82,30 +82,42 @@ fn codes_of(r: &Response) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn case_worker_issues_codes_that_redeem_once() {
+/// A real gateway on an injected clock with staff accounts `(name, roles)`,
+/// each with [`PASSWORD`], created from the command line.
+struct StaffedGateway {
+    node: RunningNode,
+    clock: ManualClock,
+    _dir: tempfile::TempDir,
+}
+
+async fn staffed_gateway(accounts: &[(&str, &str)]) -> StaffedGateway {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let node = start_node(gateway_config(dir.path()), &clock).await;
-    let core = node.core.clone();
-    let addr = node.http_addr;
-    let accounts = Staff::open(core.log.db()).accounts;
-    let create = |name: &str, roles: &str| {
-        accounts
-            .create(
-                &core.log,
-                Actor::Cli,
-                name,
-                parse_roles(roles).unwrap(),
-                PASSWORD,
-                NOW,
-            )
-            .unwrap()
-    };
-    create("lead.1", "manage-operators,issue-codes");
-    create("case-worker.7", "issue-codes");
-    create("auditor", "read-audit");
+    let staff = Staff::open(node.core.log.db()).accounts;
+    for (name, roles) in accounts {
+        let roles = parse_roles(roles).unwrap();
+        staff
+            .create(&node.core.log, Actor::Cli, name, roles, PASSWORD, NOW)
+            .unwrap();
+    }
+    StaffedGateway {
+        node,
+        clock,
+        _dir: dir,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn case_worker_issues_codes_that_redeem_once() {
+    let g = staffed_gateway(&[
+        ("lead.1", "manage-operators,issue-codes"),
+        ("case-worker.7", "issue-codes"),
+        ("auditor", "read-audit"),
+    ])
+    .await;
+    let core = g.node.core.clone();
+    let addr = g.node.http_addr;
     let core2 = core.clone();
     tokio::task::spawn_blocking(move || {
         let core = core2;
@@ -265,23 +277,9 @@ async fn case_worker_issues_codes_that_redeem_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logins_are_throttled_and_sessions_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(NOW);
-    let node = start_node(gateway_config(dir.path()), &clock).await;
-    let core = node.core.clone();
-    let addr = node.http_addr;
-    Staff::open(core.log.db())
-        .accounts
-        .create(
-            &core.log,
-            Actor::Cli,
-            "cw",
-            parse_roles("issue-codes").unwrap(),
-            PASSWORD,
-            NOW,
-        )
-        .unwrap();
-    let c = clock.clone();
+    let g = staffed_gateway(&[("cw", "issue-codes")]).await;
+    let addr = g.node.http_addr;
+    let c = g.clock.clone();
     tokio::task::spawn_blocking(move || {
         let (cookie, csrf) = session(addr, "cw");
         // 29 minutes idle: alive. Then 30 minutes idle: over.
