@@ -34,6 +34,22 @@ fn bytes(n: &RunningNode) -> (u64, u64) {
     (m.witness_gossip_bytes.get(), m.witness_request_bytes.get())
 }
 
+/// Waits (at most 30 s) until no node's witness byte counters have moved for
+/// a second: the round's cosignatures and their gossip are done.
+async fn quiet(nodes: &[&RunningNode]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last: Vec<(u64, u64)> = nodes.iter().map(|n| bytes(n)).collect();
+    let mut still_since = Instant::now();
+    while Instant::now() < deadline && still_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now: Vec<(u64, u64)> = nodes.iter().map(|n| bytes(n)).collect();
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "measurement: 20 nodes; prints figures"]
 async fn checkpoint_gossip_cost_and_time_to_catch_an_equivocating_gateway() {
@@ -72,9 +88,8 @@ async fn checkpoint_gossip_cost_and_time_to_catch_an_equivocating_gateway() {
         "{n} relays cosigned; gateway has {} peers",
         peer_count(&gw)
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
     let all: Vec<&RunningNode> = std::iter::once(&gw).chain(relays.iter()).collect();
+    quiet(&all).await;
     let before: Vec<(u64, u64)> = all.iter().map(|n| bytes(n)).collect();
     let mut sizes = Vec::new();
     for round in 0..ROUNDS {
@@ -90,7 +105,7 @@ async fn checkpoint_gossip_cost_and_time_to_catch_an_equivocating_gateway() {
             "round {round}: not every relay cosigned size {size}"
         );
         // Let the relays' own rounds and the gossip finish.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        quiet(&all).await;
     }
     let after: Vec<(u64, u64)> = all.iter().map(|n| bytes(n)).collect();
     let mesh: Vec<u64> = all
