@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use traceless_protocol::Clock;
+use traceless_protocol::venue::{
+    complete_trace, create_venue, PreTrace, VenueDescription, WarningBatch,
+};
+use traceless_protocol::{AuthorityKey, Clock, GatewaySealKey};
 use traceless_sim::http::request;
 use traceless_sim::nodes::{Nodes, ORIGIN};
 
@@ -66,8 +69,35 @@ fn have(tool: &str) -> bool {
     found
 }
 
-/// Starts a gateway and a relay, runs `host` with their addresses and keys,
-/// answers its `UPLOADED` by publishing, and checks it ends with `OK`.
+/// A pharmacy's poster URL and the authority's signed warning for a case
+/// there from `visit` to 30 minutes after (as the venue owner and the
+/// authority would make it, SPEC.md §12): the host checks in at `visit` and
+/// syncs the warning later.
+fn venue_and_warning(authority: &AuthorityKey, visit: u64, now: u64) -> (String, Vec<u8>) {
+    let seal = GatewaySealKey::generate();
+    let poster = VenueDescription::new("Apotheke am Markt", "Marktplatz 3, Leipzig", 3, 15, 120);
+    let venue = create_venue(&poster, &seal.public_bytes()).unwrap();
+    let pre = venue
+        .trace_secret
+        .pre_trace(visit, visit + 30 * 60, now)
+        .unwrap();
+    let pre = PreTrace::decode(&pre.encode()).unwrap();
+    let traced = complete_trace(&pre, &seal, "Bitte testen lassen", 8, now).unwrap();
+    let batch = WarningBatch {
+        origin: authority.origin.clone(),
+        sequence: 1,
+        created_at: now,
+        warnings: traced.warnings,
+    }
+    .sign(authority)
+    .unwrap()
+    .encode();
+    (venue.entry.to_url("https://traceless.example/c"), batch)
+}
+
+/// Starts a gateway and a relay, runs `host` with their addresses and keys (and
+/// a venue's URL with a warning for it), answers its `UPLOADED` by publishing,
+/// and checks it ends with `OK`.
 fn run_lifecycle(mut host: Command) {
     let tmp = tempfile::tempdir().unwrap();
     let nodes = Nodes::start(&tmp.path().join("nodes"), 1, NOON, 1, 86_400).unwrap();
@@ -79,6 +109,8 @@ fn run_lifecycle(mut host: Command) {
         .unwrap();
     let files = tmp.path().join("phones");
     std::fs::create_dir_all(&files).unwrap();
+    let visit = NOON - 86_400;
+    let (venue_url, warning) = venue_and_warning(&nodes.authority, visit, NOON);
     let started = Instant::now();
     let mut child = host
         .args([
@@ -90,7 +122,9 @@ fn run_lifecycle(mut host: Command) {
             keys["token_keys"][0]["public_key"].as_str().unwrap(),
             &nodes.codes[0],
             files.to_str().unwrap(),
-            &(NOON - 86_400).to_string(),
+            &visit.to_string(),
+            &venue_url,
+            &hex::encode(warning),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -550,7 +550,15 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() != 14734:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in() != 33515:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins() != 16533:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out() != 44605:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in() != 54136:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire() != 47836:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -579,6 +587,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export() != 21592:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 36050:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() != 40995:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize() != 7195:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -662,9 +672,21 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_advertisement.resty
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire.restype = ctypes.c_uint16
@@ -707,6 +729,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export.restype
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize.restype = ctypes.c_uint16
@@ -807,12 +832,35 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config.argtype
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config.restype = ctypes.c_uint64
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_in.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_in.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_out.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_out.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_expire.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -899,6 +947,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings.restype = ctypes.c_uint64
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_token_finalize.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1232,6 +1286,55 @@ class _UniffiFfiConverterTypeExportKeyInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.not_before, buf)
         _UniffiFfiConverterUInt64.write(value.not_after, buf)
 
+
+
+
+
+
+class ExposureKind(enum.Enum):
+    """
+    Where an exposure was found.
+"""
+    
+    PROXIMITY = 0
+    """
+    Bluetooth tokens heard near a person who later tested positive.
+"""
+    
+    VENUE = 1
+    """
+    A check-in at a venue traced for an overlapping time.
+"""
+    
+
+
+class _UniffiFfiConverterTypeExposureKind(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ExposureKind.PROXIMITY
+        if variant == 2:
+            return ExposureKind.VENUE
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == ExposureKind.PROXIMITY:
+            return
+        if value == ExposureKind.VENUE:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == ExposureKind.PROXIMITY:
+            buf.write_i32(1)
+        if value == ExposureKind.VENUE:
+            buf.write_i32(2)
+
+
+
 class _UniffiFfiConverterFloat64(_UniffiConverterPrimitiveFloat):
     @staticmethod
     def read(buf):
@@ -1265,10 +1368,12 @@ class _UniffiFfiConverterBoolean:
 @dataclass
 class ExposureDay:
     """
-    One day of exposure, all the app learns: no token, key or time.
+    One day of exposure of one kind, all the app learns: no token, key, venue
+    or time.
 """
-    def __init__(self, *, day:int, minutes:float, weighted_minutes:float, score:float, high_risk:bool):
+    def __init__(self, *, day:int, kind:ExposureKind, minutes:float, weighted_minutes:float, score:float, high_risk:bool):
         self.day = day
+        self.kind = kind
         self.minutes = minutes
         self.weighted_minutes = weighted_minutes
         self.score = score
@@ -1278,9 +1383,11 @@ class ExposureDay:
 
     
     def __str__(self):
-        return "ExposureDay(day={}, minutes={}, weighted_minutes={}, score={}, high_risk={})".format(self.day, self.minutes, self.weighted_minutes, self.score, self.high_risk)
+        return "ExposureDay(day={}, kind={}, minutes={}, weighted_minutes={}, score={}, high_risk={})".format(self.day, self.kind, self.minutes, self.weighted_minutes, self.score, self.high_risk)
     def __eq__(self, other):
         if self.day != other.day:
+            return False
+        if self.kind != other.kind:
             return False
         if self.minutes != other.minutes:
             return False
@@ -1297,6 +1404,7 @@ class _UniffiFfiConverterTypeExposureDay(_UniffiConverterRustBuffer):
     def read(buf):
         return ExposureDay(
             day=_UniffiFfiConverterUInt32.read(buf),
+            kind=_UniffiFfiConverterTypeExposureKind.read(buf),
             minutes=_UniffiFfiConverterFloat64.read(buf),
             weighted_minutes=_UniffiFfiConverterFloat64.read(buf),
             score=_UniffiFfiConverterFloat64.read(buf),
@@ -1306,6 +1414,7 @@ class _UniffiFfiConverterTypeExposureDay(_UniffiConverterRustBuffer):
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterUInt32.check_lower(value.day)
+        _UniffiFfiConverterTypeExposureKind.check_lower(value.kind)
         _UniffiFfiConverterFloat64.check_lower(value.minutes)
         _UniffiFfiConverterFloat64.check_lower(value.weighted_minutes)
         _UniffiFfiConverterFloat64.check_lower(value.score)
@@ -1314,6 +1423,7 @@ class _UniffiFfiConverterTypeExposureDay(_UniffiConverterRustBuffer):
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterUInt32.write(value.day, buf)
+        _UniffiFfiConverterTypeExposureKind.write(value.kind, buf)
         _UniffiFfiConverterFloat64.write(value.minutes, buf)
         _UniffiFfiConverterFloat64.write(value.weighted_minutes, buf)
         _UniffiFfiConverterFloat64.write(value.score, buf)
@@ -1522,6 +1632,76 @@ class _UniffiFfiConverterTypeTimeRange(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.start, buf)
         _UniffiFfiConverterUInt64.write(value.end, buf)
 
+@dataclass
+class VenueCheckIn:
+    """
+    One of the phone's own venue check-ins, as its user may see it: the open
+    visit with its venue, closed ones by their times only.
+"""
+    def __init__(self, *, arrival:int, departure:int, open:bool, description:str, address:str, room:str, suggested_departure:int):
+        self.arrival = arrival
+        self.departure = departure
+        self.open = open
+        self.description = description
+        self.address = address
+        self.room = room
+        self.suggested_departure = suggested_departure
+        
+        
+
+    
+    def __str__(self):
+        return "VenueCheckIn(arrival={}, departure={}, open={}, description={}, address={}, room={}, suggested_departure={})".format(self.arrival, self.departure, self.open, self.description, self.address, self.room, self.suggested_departure)
+    def __eq__(self, other):
+        if self.arrival != other.arrival:
+            return False
+        if self.departure != other.departure:
+            return False
+        if self.open != other.open:
+            return False
+        if self.description != other.description:
+            return False
+        if self.address != other.address:
+            return False
+        if self.room != other.room:
+            return False
+        if self.suggested_departure != other.suggested_departure:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeVenueCheckIn(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return VenueCheckIn(
+            arrival=_UniffiFfiConverterUInt64.read(buf),
+            departure=_UniffiFfiConverterUInt64.read(buf),
+            open=_UniffiFfiConverterBoolean.read(buf),
+            description=_UniffiFfiConverterString.read(buf),
+            address=_UniffiFfiConverterString.read(buf),
+            room=_UniffiFfiConverterString.read(buf),
+            suggested_departure=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.arrival)
+        _UniffiFfiConverterUInt64.check_lower(value.departure)
+        _UniffiFfiConverterBoolean.check_lower(value.open)
+        _UniffiFfiConverterString.check_lower(value.description)
+        _UniffiFfiConverterString.check_lower(value.address)
+        _UniffiFfiConverterString.check_lower(value.room)
+        _UniffiFfiConverterUInt64.check_lower(value.suggested_departure)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.arrival, buf)
+        _UniffiFfiConverterUInt64.write(value.departure, buf)
+        _UniffiFfiConverterBoolean.write(value.open, buf)
+        _UniffiFfiConverterString.write(value.description, buf)
+        _UniffiFfiConverterString.write(value.address, buf)
+        _UniffiFfiConverterString.write(value.room, buf)
+        _UniffiFfiConverterUInt64.write(value.suggested_departure, buf)
+
 class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u16"
     VALUE_MIN = 0
@@ -1688,6 +1868,21 @@ class TracelessError:  # type: ignore
         def __repr__(self):
             return "TracelessError.AlreadySynced({})".format(str(self))
     _UniffiTempTracelessError.AlreadySynced = AlreadySynced # type: ignore
+    class Venue(_UniffiTempTracelessError):
+        """
+        A venue QR code, check-in time or venue warning batch was refused
+        (SPEC.md §12): the reason names the rule.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "TracelessError.Venue({})".format(str(self))
+    _UniffiTempTracelessError.Venue = Venue # type: ignore
     class InvalidArgument(_UniffiTempTracelessError):
         """
         An argument is out of its range.
@@ -1792,17 +1987,21 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 10:
-            return TracelessError.InvalidArgument(
+            return TracelessError.Venue(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 11:
-            return TracelessError.Closed(
+            return TracelessError.InvalidArgument(
+                _UniffiFfiConverterString.read(buf),
             )
         if variant == 12:
+            return TracelessError.Closed(
+            )
+        if variant == 13:
             return TracelessError.Network(
                 _UniffiFfiConverterString.read(buf),
             )
-        if variant == 13:
+        if variant == 14:
             return TracelessError.Http(
                 _UniffiFfiConverterUInt16.read(buf),
                 _UniffiFfiConverterString.read(buf),
@@ -1839,6 +2038,9 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.AlreadySynced):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, TracelessError.Venue):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.InvalidArgument):
@@ -1886,16 +2088,19 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
         if isinstance(value, TracelessError.AlreadySynced):
             buf.write_i32(9)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, TracelessError.InvalidArgument):
+        if isinstance(value, TracelessError.Venue):
             buf.write_i32(10)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, TracelessError.Closed):
+        if isinstance(value, TracelessError.InvalidArgument):
             buf.write_i32(11)
-        if isinstance(value, TracelessError.Network):
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, TracelessError.Closed):
             buf.write_i32(12)
+        if isinstance(value, TracelessError.Network):
+            buf.write_i32(13)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.Http):
-            buf.write_i32(13)
+            buf.write_i32(14)
             _UniffiFfiConverterUInt16.write(value.status, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
 
@@ -2045,6 +2250,29 @@ class _UniffiFfiConverterTypeManualClock:
     def write(cls, value: ManualClock, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterSequenceTypeVenueCheckIn(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeVenueCheckIn.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeVenueCheckIn.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeVenueCheckIn.read(buf) for i in range(count)
+        ]
+
 class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -2174,9 +2402,32 @@ class TracelessSdkProtocol(typing.Protocol):
         configuration is unchanged then. Not persisted: apply it after each open.
 """
         raise NotImplementedError
+    def check_in(self, url: str) -> VenueCheckIn:
+        """
+        Checks in at a venue from the URL its poster's QR code holds, with no
+        network; a visit still open is checked out first. `Venue` for a code
+        the rules refuse: nothing is stored then.
+"""
+        raise NotImplementedError
+    def check_ins(self, ) -> typing.List[VenueCheckIn]:
+        """
+        The phone's own check-ins of the kept days, newest first.
+"""
+        raise NotImplementedError
+    def check_out(self, ) -> VenueCheckIn:
+        """
+        Checks the open visit out now; `InvalidArgument` if none is open.
+"""
+        raise NotImplementedError
     def cursor(self, origin: str) -> typing.Optional[int]:
         """
         The highest batch sequence synced from `origin`: list batches after it.
+"""
+        raise NotImplementedError
+    def edit_check_in(self, arrival: int,departure: typing.Optional[int]) -> VenueCheckIn:
+        """
+        Changes the open visit's arrival and, optionally, departure (one in the
+        past checks it out then); `Venue` for times the venue's rules refuse.
 """
         raise NotImplementedError
     def expire(self, ) -> typing.List[int]:
@@ -2255,6 +2506,13 @@ class TracelessSdkProtocol(typing.Protocol):
     def sync_filter(self, bytes: bytes) -> SyncResult:
         """
         Verifies and probes one signed day filter (filter form).
+"""
+        raise NotImplementedError
+    def sync_venue_warnings(self, bytes: bytes) -> int:
+        """
+        Verifies a venue warning batch (as downloaded from any node) and
+        matches it against the sealed check-ins, locally; returns how many
+        matches are new (they show in `exposure_summary` as `Venue`).
 """
         raise NotImplementedError
     def token_finalize(self, response: bytes,epoch: int,public_key: bytes) -> int:
@@ -2401,6 +2659,56 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def check_in(self, url: str) -> VenueCheckIn:
+        """
+        Checks in at a venue from the URL its poster's QR code holds, with no
+        network; a visit still open is checked out first. `Venue` for a code
+        the rules refuse: nothing is stored then.
+"""
+        
+        _UniffiFfiConverterString.check_lower(url)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(url),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeVenueCheckIn.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_in,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def check_ins(self, ) -> typing.List[VenueCheckIn]:
+        """
+        The phone's own check-ins of the kept days, newest first.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeVenueCheckIn.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def check_out(self, ) -> VenueCheckIn:
+        """
+        Checks the open visit out now; `InvalidArgument` if none is open.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeVenueCheckIn.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_out,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def cursor(self, origin: str) -> typing.Optional[int]:
         """
         The highest batch sequence synced from `origin`: list batches after it.
@@ -2416,6 +2724,28 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def edit_check_in(self, arrival: int,departure: typing.Optional[int]) -> VenueCheckIn:
+        """
+        Changes the open visit's arrival and, optionally, departure (one in the
+        past checks it out then); `Venue` for times the venue's rules refuse.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(arrival)
+
+        _UniffiFfiConverterOptionalUInt64.check_lower(departure)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(arrival),
+            _UniffiFfiConverterOptionalUInt64.lower(departure),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeVenueCheckIn.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2682,6 +3012,26 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sync_venue_warnings(self, bytes: bytes) -> int:
+        """
+        Verifies a venue warning batch (as downloaded from any node) and
+        matches it against the sealed check-ins, locally; returns how many
+        matches are new (they show in `exposure_summary` as `Venue`).
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(bytes)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(bytes),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3072,6 +3422,7 @@ class _UniffiFfiConverterTypeTracelessClient:
 
 __all__ = [
     "InternalError",
+    "ExposureKind",
     "TracelessError",
     "ClientOptions",
     "ExportKeyInfo",
@@ -3080,6 +3431,7 @@ __all__ = [
     "StoreStatus",
     "SyncResult",
     "TimeRange",
+    "VenueCheckIn",
     "ManualClock",
     "ManualClockProtocol",
     "TracelessSdk",

@@ -25,7 +25,7 @@ use traceless_protocol::{
 };
 
 use crate::sync::SyncReport;
-use crate::{MasterKey, Sdk, SdkConfig, SdkError, Status};
+use crate::{CheckIn, CheckInState, MasterKey, Sdk, SdkConfig, SdkError, Status};
 
 #[cfg(feature = "client")]
 mod client;
@@ -95,6 +95,13 @@ pub enum TracelessError {
         /// Which one.
         reason: String,
     },
+    /// A venue QR code, check-in time or venue warning batch was refused
+    /// (SPEC.md §12): the reason names the rule.
+    #[error("venue: {reason}")]
+    Venue {
+        /// Which rule and why.
+        reason: String,
+    },
     /// An argument is out of its range.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -139,7 +146,8 @@ impl From<SdkError> for TracelessError {
                 days,
             },
             SdkError::OverCapacity(cap) => Self::OverCapacity { reason: cap.into() },
-            SdkError::Rejected(_) | SdkError::Venue(_) => Self::Rejected { reason },
+            SdkError::Rejected(_) => Self::Rejected { reason },
+            SdkError::Venue(_) => Self::Venue { reason },
             SdkError::AlreadySynced(_) => Self::AlreadySynced { reason },
             SdkError::InvalidArgument(_) => Self::InvalidArgument { reason },
         }
@@ -177,11 +185,32 @@ impl From<SyncReport> for SyncResult {
     }
 }
 
-/// One day of exposure, all the app learns: no token, key or time.
+/// Where an exposure was found.
+#[derive(Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ExposureKind {
+    /// Bluetooth tokens heard near a person who later tested positive.
+    Proximity,
+    /// A check-in at a venue traced for an overlapping time.
+    Venue,
+}
+
+impl From<traceless_protocol::ExposureKind> for ExposureKind {
+    fn from(k: traceless_protocol::ExposureKind) -> Self {
+        match k {
+            traceless_protocol::ExposureKind::Proximity => ExposureKind::Proximity,
+            traceless_protocol::ExposureKind::Venue => ExposureKind::Venue,
+        }
+    }
+}
+
+/// One day of exposure of one kind, all the app learns: no token, key, venue
+/// or time.
 #[derive(uniffi::Record)]
 pub struct ExposureDay {
     /// UTC day (unix seconds / 86 400).
     pub day: u32,
+    /// Proximity or venue.
+    pub kind: ExposureKind,
     /// Minutes of exposure heard.
     pub minutes: f64,
     /// Minutes weighted by attenuation.
@@ -196,10 +225,54 @@ impl From<DaySummary> for ExposureDay {
     fn from(d: DaySummary) -> Self {
         ExposureDay {
             day: d.day,
+            kind: d.kind.into(),
             minutes: d.minutes,
             weighted_minutes: d.weighted_minutes,
             score: d.score,
             high_risk: d.high_risk,
+        }
+    }
+}
+
+/// One of the phone's own venue check-ins, as its user may see it: the open
+/// visit with its venue, closed ones by their times only.
+#[derive(uniffi::Record)]
+pub struct VenueCheckIn {
+    /// Arrival, unix seconds.
+    pub arrival: u64,
+    /// Closed: the departure. Open: when the phone checks out by itself.
+    pub departure: u64,
+    /// Whether the visit is still open; the venue fields are empty if not.
+    pub open: bool,
+    /// The venue's name.
+    pub description: String,
+    /// Its address.
+    pub address: String,
+    /// Its room, "" if none.
+    pub room: String,
+    /// The check-out the venue suggests (0 once closed).
+    pub suggested_departure: u64,
+}
+
+impl From<CheckIn> for VenueCheckIn {
+    fn from(c: CheckIn) -> Self {
+        let (open, description, address, room, suggested_departure) = match c.state {
+            CheckInState::Open {
+                description,
+                address,
+                room,
+                suggested_departure,
+            } => (true, description, address, room, suggested_departure),
+            CheckInState::Closed => (false, String::new(), String::new(), String::new(), 0),
+        };
+        VenueCheckIn {
+            arrival: c.arrival,
+            departure: c.departure,
+            open,
+            description,
+            address,
+            room,
+            suggested_departure,
         }
     }
 }
@@ -451,6 +524,43 @@ impl TracelessSdk {
     pub fn exposure_summary(&self) -> Result<Vec<ExposureDay>, TracelessError> {
         self.with(|sdk| sdk.exposure_summary())
             .map(|days| days.into_iter().map(Into::into).collect())
+    }
+
+    /// Checks in at a venue from the URL its poster's QR code holds, with no
+    /// network; a visit still open is checked out first. `Venue` for a code
+    /// the rules refuse: nothing is stored then.
+    pub fn check_in(&self, url: String) -> Result<VenueCheckIn, TracelessError> {
+        self.with(|sdk| sdk.check_in(&url)).map(Into::into)
+    }
+
+    /// Checks the open visit out now; `InvalidArgument` if none is open.
+    pub fn check_out(&self) -> Result<VenueCheckIn, TracelessError> {
+        self.with(|sdk| sdk.check_out()).map(Into::into)
+    }
+
+    /// Changes the open visit's arrival and, optionally, departure (one in the
+    /// past checks it out then); `Venue` for times the venue's rules refuse.
+    pub fn edit_check_in(
+        &self,
+        arrival: u64,
+        departure: Option<u64>,
+    ) -> Result<VenueCheckIn, TracelessError> {
+        self.with(|sdk| sdk.edit_check_in(arrival, departure))
+            .map(Into::into)
+    }
+
+    /// The phone's own check-ins of the kept days, newest first.
+    pub fn check_ins(&self) -> Result<Vec<VenueCheckIn>, TracelessError> {
+        self.with(|sdk| sdk.check_ins())
+            .map(|c| c.into_iter().map(Into::into).collect())
+    }
+
+    /// Verifies a venue warning batch (as downloaded from any node) and
+    /// matches it against the sealed check-ins, locally; returns how many
+    /// matches are new (they show in `exposure_summary` as `Venue`).
+    pub fn sync_venue_warnings(&self, bytes: Vec<u8>) -> Result<u64, TracelessError> {
+        self.with(|sdk| sdk.sync_venue_warnings(&bytes))
+            .map(|n| n as u64)
     }
 
     /// Destroys days past retention and drops decrypted sightings from memory;

@@ -62,6 +62,8 @@ fun main(args: Array<String>) {
     val code = args[6]
     val filesDir = args[7]
     val start = args[8].toULong()
+    val venueUrl = args[9]
+    val warning = hex(args[10])
     val day = (start / 86_400UL).toUInt()
     val clock = ManualClock(start)
     val aliceKey = Random.nextBytes(32)
@@ -71,7 +73,15 @@ fun main(args: Array<String>) {
     var bob = TracelessSdk.openWithClock(bobDir, bobKey, clock)
     val carol = TracelessSdk.openWithClock(File(filesDir, "carol").path, Random.nextBytes(32), clock)
 
-    // Bob hears Alice for half an hour.
+    // Bob checks in at a pharmacy from its poster's QR code (no network); a
+    // code with its end changed is refused and nothing is stored.
+    expect<TracelessException.Venue>("a tampered venue code") { bob.checkIn(venueUrl.dropLast(4) + "AAAA") }
+    check(bob.checkIns().isEmpty()) { "a refused code was stored" }
+    val visit = bob.checkIn(venueUrl)
+    check(visit.open && visit.description == "Apotheke am Markt") { "$visit" }
+    check(visit.arrival == start && visit.suggestedDeparture == start + 900UL) { "$visit" }
+
+    // There Bob hears Alice for half an hour, then checks out.
     repeat(8) {
         val ad = alice.advertisement()
         check(ad.size == 20) { "advertisement is ${ad.size} bytes" }
@@ -79,6 +89,10 @@ fun main(args: Array<String>) {
         carol.recordSighting(ad, -58, null, clock.now())
         clock.advance(240UL)
     }
+    val left = bob.checkOut()
+    check(!left.open && left.description == "") { "a closed visit shows its venue: $left" }
+    check(left.arrival == start && left.departure == start + 1920UL) { "$left" }
+    expect<TracelessException.InvalidArgument>("a check-out with nothing open") { bob.checkOut() }
 
     // The next day Alice tests positive: a token for her code, then her sealed
     // upload through the relay (never to the gateway).
@@ -120,9 +134,19 @@ fun main(args: Array<String>) {
     expect<TracelessException.AlreadySynced>("the same batch again") { bob.syncBatch(batches[0]) }
     val days = bob.exposureSummary()
     check(days.size == 1) { "exposure days: $days" }
-    check(days[0].day == day) { "exposed on ${days[0].day}, met on $day" }
+    check(days[0].day == day && days[0].kind == ExposureKind.PROXIMITY) { "${days[0]}" }
     check(days[0].minutes >= 20.0 && days[0].minutes <= 40.0) { "minutes: ${days[0].minutes}" }
     check(alice.exposureSummary().isEmpty()) { "alice heard nobody" }
+
+    // The pharmacy was traced for a case there: Bob's phone matches the
+    // authority's warning locally, as venue exposure of the same day.
+    expect<TracelessException.Venue>("a warning cut by one byte") { bob.syncVenueWarnings(warning.copyOf(warning.size - 1)) }
+    expect<TracelessException.Venue>("a warning of an untrusted authority") { alice.syncVenueWarnings(warning) }
+    check(bob.syncVenueWarnings(warning) == 1UL) { "one new venue match" }
+    check(bob.syncVenueWarnings(warning) == 0UL) { "matched twice" }
+    val venue = bob.exposureSummary().filter { it.kind == ExposureKind.VENUE }
+    check(venue.size == 1 && venue[0].day == day && venue[0].highRisk) { "venue exposure: $venue" }
+    check(Math.abs(venue[0].minutes - 32.0) < 1e-9) { "venue minutes: ${venue[0].minutes}" }
 
     // Carol lets the SDK's network client do the host's part: it downloads from
     // the gateway and posts through the relay, never the same node.
@@ -217,7 +241,9 @@ fun main(args: Array<String>) {
         TracelessSdk.openWithClock(bobDir, aliceKey, clock)
     }
     bob = TracelessSdk.openWithClock(bobDir, bobKey, clock)
-    check(bob.exposureSummary().size == 1) { "the exposure did not survive reopening" }
+    val kinds = bob.exposureSummary().map { it.kind }
+    check(kinds == listOf(ExposureKind.PROXIMITY, ExposureKind.VENUE)) { "after reopening: $kinds" }
+    check(bob.checkIns().map { it.arrival } == listOf(start)) { "the check-in did not survive reopening" }
 
     // Expire: fifteen days on, the day of the meeting is destroyed.
     check(bob.expire().isEmpty()) { "nothing is due yet" }
@@ -225,6 +251,7 @@ fun main(args: Array<String>) {
     val expired = bob.expire()
     check(expired.contains(day)) { "expired $expired, not the meeting day $day" }
     check(bob.exposureSummary().isEmpty()) { "an expired exposure is still reported" }
+    check(bob.checkIns().isEmpty()) { "an expired check-in is still listed" }
     bob.shutdown()
     alice.shutdown()
     println("OK")

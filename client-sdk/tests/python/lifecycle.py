@@ -10,7 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from traceless_sdk import ManualClock, TracelessError, TracelessSdk
+from traceless_sdk import ExposureKind, ManualClock, TracelessError, TracelessSdk
 
 
 def call(method, url, body=b""):
@@ -46,7 +46,7 @@ def sync_from(relay, origin, phone):
 
 
 def main():
-    relay, gateway, origin, authority_key, seal_hex, token_hex, code, files_dir, start = sys.argv[1:]
+    relay, gateway, origin, authority_key, seal_hex, token_hex, code, files_dir, start, venue_url, warning_hex = sys.argv[1:]
     seal_key, token_key, start = bytes.fromhex(seal_hex), bytes.fromhex(token_hex), int(start)
     day = start // 86_400
     clock = ManualClock(start)
@@ -55,12 +55,25 @@ def main():
     alice = TracelessSdk.open_with_clock(os.path.join(files_dir, "alice"), alice_key, clock)
     bob = TracelessSdk.open_with_clock(bob_dir, bob_key, clock)
 
-    # Bob hears Alice for half an hour.
+    # Bob checks in at a pharmacy from its poster's QR code (no network); a
+    # code taped over it with one character changed is refused, nothing stored.
+    expect("Venue", "a tampered venue code", lambda: bob.check_in(venue_url[:-4] + "AAAA"))
+    assert bob.check_ins() == [], "a refused code was stored"
+    visit = bob.check_in(venue_url)
+    assert visit.open and visit.description == "Apotheke am Markt", f"{visit}"
+    assert visit.arrival == start and visit.suggested_departure == start + 15 * 60, f"{visit}"
+
+    # There Bob hears Alice for half an hour, then checks out.
     for _ in range(8):
         ad = alice.advertisement()
         assert len(ad) == 20, f"advertisement is {len(ad)} bytes"
         bob.record_sighting(ad, -58, None, clock.now())
         clock.advance(240)
+    left = bob.check_out()
+    assert not left.open and left.description == "", f"a closed visit shows its venue: {left}"
+    assert (left.arrival, left.departure) == (start, start + 32 * 60), f"{left}"
+    expect("InvalidArgument", "a check-out with nothing open", bob.check_out)
+    assert [c.arrival for c in bob.check_ins()] == [start]
 
     # The next day Alice tests positive: a token, then her sealed upload through the relay.
     clock.set(start + 86_400)
@@ -93,9 +106,20 @@ def main():
     expect("AlreadySynced", "the same batch again", lambda: bob.sync_batch(batches[0]))
     days = bob.exposure_summary()
     assert len(days) == 1, f"exposure days: {days}"
-    assert days[0].day == day, f"exposed on {days[0].day}, met on {day}"
+    assert (days[0].day, days[0].kind) == (day, ExposureKind.PROXIMITY), f"{days[0]}"
     assert 20.0 <= days[0].minutes <= 40.0, f"minutes: {days[0].minutes}"
     assert alice.exposure_summary() == [], "alice heard nobody"
+
+    # The pharmacy was traced for a case there: Bob's phone matches the
+    # authority's warning locally, as venue exposure of the same day.
+    warning = bytes.fromhex(warning_hex)
+    expect("Venue", "a warning cut by one byte", lambda: bob.sync_venue_warnings(warning[:-1]))
+    expect("Venue", "a warning of an untrusted authority", lambda: alice.sync_venue_warnings(warning))
+    assert bob.sync_venue_warnings(warning) == 1
+    assert bob.sync_venue_warnings(warning) == 0, "matched twice"
+    venue = [d for d in bob.exposure_summary() if d.kind == ExposureKind.VENUE]
+    assert len(venue) == 1 and venue[0].day == day, f"venue exposure: {venue}"
+    assert abs(venue[0].minutes - 32.0) < 1e-9 and venue[0].high_risk, f"{venue[0]}"
 
     # Export keys: the authority's certificate of the gateway's GAEN export key
     # is trusted; a forged one (a signature bit flipped) and one checked by a
@@ -179,13 +203,16 @@ def main():
     expect("WrongMasterKey", "the wrong master key",
            lambda: TracelessSdk.open_with_clock(bob_dir, alice_key, clock))
     bob = TracelessSdk.open_with_clock(bob_dir, bob_key, clock)
-    assert len(bob.exposure_summary()) == 1, "the exposure did not survive reopening"
+    kinds = [d.kind for d in bob.exposure_summary()]
+    assert kinds == [ExposureKind.PROXIMITY, ExposureKind.VENUE], f"after reopening: {kinds}"
+    assert [c.arrival for c in bob.check_ins()] == [start], "the check-in did not survive reopening"
 
     # Fifteen days on, the meeting day is destroyed.
     assert bob.expire() == []
     clock.advance(15 * 86_400)
     assert day in bob.expire()
     assert bob.exposure_summary() == [], "an expired exposure is still reported"
+    assert bob.check_ins() == [], "an expired check-in is still listed"
     bob.shutdown()
     alice.shutdown()
     print("OK")

@@ -303,9 +303,29 @@ RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_advertisement(uint64_t pt
 uint64_t uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config(uint64_t ptr, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_IN
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_IN
+RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_check_in(uint64_t ptr, RustBuffer url, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_INS
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_INS
+RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_OUT
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CHECK_OUT
+RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_check_out(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CURSOR
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_CURSOR
 RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_cursor(uint64_t ptr, RustBuffer origin, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_EDIT_CHECK_IN
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_EDIT_CHECK_IN
+RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in(uint64_t ptr, uint64_t arrival, RustBuffer departure, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_EXPIRE
@@ -376,6 +396,11 @@ RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_sync_export(uint64_t ptr,
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_SYNC_FILTER
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_SYNC_FILTER
 RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter(uint64_t ptr, RustBuffer bytes, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_SYNC_VENUE_WARNINGS
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_SYNC_VENUE_WARNINGS
+uint64_t uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings(uint64_t ptr, RustBuffer bytes, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_TOKEN_FINALIZE
@@ -738,9 +763,33 @@ uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config(voi
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_IN
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_IN
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_INS
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_INS
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_OUT
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CHECK_OUT
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CURSOR
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_CURSOR
 uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_EDIT_CHECK_IN
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_EDIT_CHECK_IN
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in(void
     
 );
 #endif
@@ -825,6 +874,12 @@ uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_SYNC_FILTER
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_SYNC_FILTER
 uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_SYNC_VENUE_WARNINGS
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_SYNC_VENUE_WARNINGS
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings(void
     
 );
 #endif

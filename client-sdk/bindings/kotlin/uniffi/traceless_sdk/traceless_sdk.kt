@@ -685,7 +685,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_expire(
     ): Int
@@ -714,6 +722,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize(
     ): Int
@@ -789,7 +799,15 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_apply_risk_config(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_check_in(`ptr`: Long,`url`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_check_out(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_cursor(`ptr`: Long,`origin`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in(`ptr`: Long,`arrival`: Long,`departure`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_expire(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -819,6 +837,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter(`ptr`: Long,`bytes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings(`ptr`: Long,`bytes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_token_finalize(`ptr`: Long,`response`: RustBuffer.ByValue,`epoch`: Int,`publicKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_token_request(`ptr`: Long,`epoch`: Int,`count`: Int,`authorizationCode`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -981,7 +1001,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() and 0xFFFF) != 14734) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in() and 0xFFFF) != 33515) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins() and 0xFFFF) != 16533) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out() and 0xFFFF) != 44605) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() and 0xFFFF) != 58788) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in() and 0xFFFF) != 54136) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire() and 0xFFFF) != 47836) {
@@ -1024,6 +1056,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() and 0xFFFF) != 36050) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() and 0xFFFF) != 40995) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize() and 0xFFFF) != 7195) {
@@ -2296,9 +2331,32 @@ public interface TracelessSdkInterface {
     fun `applyRiskConfig`(`config`: kotlin.ByteArray): kotlin.ULong
     
     /**
+     * Checks in at a venue from the URL its poster's QR code holds, with no
+     * network; a visit still open is checked out first. `Venue` for a code
+     * the rules refuse: nothing is stored then.
+     */
+    fun `checkIn`(`url`: kotlin.String): VenueCheckIn
+    
+    /**
+     * The phone's own check-ins of the kept days, newest first.
+     */
+    fun `checkIns`(): List<VenueCheckIn>
+    
+    /**
+     * Checks the open visit out now; `InvalidArgument` if none is open.
+     */
+    fun `checkOut`(): VenueCheckIn
+    
+    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
     fun `cursor`(`origin`: kotlin.String): kotlin.ULong?
+    
+    /**
+     * Changes the open visit's arrival and, optionally, departure (one in the
+     * past checks it out then); `Venue` for times the venue's rules refuse.
+     */
+    fun `editCheckIn`(`arrival`: kotlin.ULong, `departure`: kotlin.ULong?): VenueCheckIn
     
     /**
      * Destroys days past retention and drops decrypted sightings from memory;
@@ -2377,6 +2435,13 @@ public interface TracelessSdkInterface {
      * Verifies and probes one signed day filter (filter form).
      */
     fun `syncFilter`(`bytes`: kotlin.ByteArray): SyncResult
+    
+    /**
+     * Verifies a venue warning batch (as downloaded from any node) and
+     * matches it against the sealed check-ins, locally; returns how many
+     * matches are new (they show in `exposure_summary` as `Venue`).
+     */
+    fun `syncVenueWarnings`(`bytes`: kotlin.ByteArray): kotlin.ULong
     
     /**
      * Takes the issuer's answer; `public_key` is the issuer's key of `epoch`
@@ -2559,6 +2624,60 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
 
     
     /**
+     * Checks in at a venue from the URL its poster's QR code holds, with no
+     * network; a visit still open is checked out first. `Venue` for a code
+     * the rules refuse: nothing is stored then.
+     */
+    @Throws(TracelessException::class)override fun `checkIn`(`url`: kotlin.String): VenueCheckIn {
+            return FfiConverterTypeVenueCheckIn.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_in(
+        it,
+        
+        FfiConverterString.lower(`url`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The phone's own check-ins of the kept days, newest first.
+     */
+    @Throws(TracelessException::class)override fun `checkIns`(): List<VenueCheckIn> {
+            return FfiConverterSequenceTypeVenueCheckIn.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Checks the open visit out now; `InvalidArgument` if none is open.
+     */
+    @Throws(TracelessException::class)override fun `checkOut`(): VenueCheckIn {
+            return FfiConverterTypeVenueCheckIn.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_check_out(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
     @Throws(TracelessException::class)override fun `cursor`(`origin`: kotlin.String): kotlin.ULong? {
@@ -2569,6 +2688,26 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
         it,
         
         FfiConverterString.lower(`origin`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Changes the open visit's arrival and, optionally, departure (one in the
+     * past checks it out then); `Venue` for times the venue's rules refuse.
+     */
+    @Throws(TracelessException::class)override fun `editCheckIn`(`arrival`: kotlin.ULong, `departure`: kotlin.ULong?): VenueCheckIn {
+            return FfiConverterTypeVenueCheckIn.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in(
+        it,
+        
+        FfiConverterULong.lower(`arrival`),
+        FfiConverterOptionalULong.lower(`departure`),_status)
 }
     }
     )
@@ -2825,6 +2964,26 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     callWithHandle {
     uniffiRustCallWithError(TracelessException) { _status ->
     UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter(
+        it,
+        
+        FfiConverterByteArray.lower(`bytes`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Verifies a venue warning batch (as downloaded from any node) and
+     * matches it against the sealed check-ins, locally; returns how many
+     * matches are new (they show in `exposure_summary` as `Venue`).
+     */
+    @Throws(TracelessException::class)override fun `syncVenueWarnings`(`bytes`: kotlin.ByteArray): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings(
         it,
         
         FfiConverterByteArray.lower(`bytes`),_status)
@@ -3194,13 +3353,19 @@ public object FfiConverterTypeExportKeyInfo: FfiConverterRustBuffer<ExportKeyInf
 
 
 /**
- * One day of exposure, all the app learns: no token, key or time.
+ * One day of exposure of one kind, all the app learns: no token, key, venue
+ * or time.
  */
 data class ExposureDay (
     /**
      * UTC day (unix seconds / 86 400).
      */
     var `day`: kotlin.UInt
+    , 
+    /**
+     * Proximity or venue.
+     */
+    var `kind`: ExposureKind
     , 
     /**
      * Minutes of exposure heard.
@@ -3238,6 +3403,7 @@ public object FfiConverterTypeExposureDay: FfiConverterRustBuffer<ExposureDay> {
     override fun read(buf: ByteBuffer): ExposureDay {
         return ExposureDay(
             FfiConverterUInt.read(buf),
+            FfiConverterTypeExposureKind.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
@@ -3247,6 +3413,7 @@ public object FfiConverterTypeExposureDay: FfiConverterRustBuffer<ExposureDay> {
 
     override fun allocationSize(value: ExposureDay) = (
             FfiConverterUInt.allocationSize(value.`day`) +
+            FfiConverterTypeExposureKind.allocationSize(value.`kind`) +
             FfiConverterDouble.allocationSize(value.`minutes`) +
             FfiConverterDouble.allocationSize(value.`weightedMinutes`) +
             FfiConverterDouble.allocationSize(value.`score`) +
@@ -3255,6 +3422,7 @@ public object FfiConverterTypeExposureDay: FfiConverterRustBuffer<ExposureDay> {
 
     override fun write(value: ExposureDay, buf: ByteBuffer) {
             FfiConverterUInt.write(value.`day`, buf)
+            FfiConverterTypeExposureKind.write(value.`kind`, buf)
             FfiConverterDouble.write(value.`minutes`, buf)
             FfiConverterDouble.write(value.`weightedMinutes`, buf)
             FfiConverterDouble.write(value.`score`, buf)
@@ -3484,6 +3652,137 @@ public object FfiConverterTypeTimeRange: FfiConverterRustBuffer<TimeRange> {
 
 
 
+/**
+ * One of the phone's own venue check-ins, as its user may see it: the open
+ * visit with its venue, closed ones by their times only.
+ */
+data class VenueCheckIn (
+    /**
+     * Arrival, unix seconds.
+     */
+    var `arrival`: kotlin.ULong
+    , 
+    /**
+     * Closed: the departure. Open: when the phone checks out by itself.
+     */
+    var `departure`: kotlin.ULong
+    , 
+    /**
+     * Whether the visit is still open; the venue fields are empty if not.
+     */
+    var `open`: kotlin.Boolean
+    , 
+    /**
+     * The venue's name.
+     */
+    var `description`: kotlin.String
+    , 
+    /**
+     * Its address.
+     */
+    var `address`: kotlin.String
+    , 
+    /**
+     * Its room, "" if none.
+     */
+    var `room`: kotlin.String
+    , 
+    /**
+     * The check-out the venue suggests (0 once closed).
+     */
+    var `suggestedDeparture`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVenueCheckIn: FfiConverterRustBuffer<VenueCheckIn> {
+    override fun read(buf: ByteBuffer): VenueCheckIn {
+        return VenueCheckIn(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VenueCheckIn) = (
+            FfiConverterULong.allocationSize(value.`arrival`) +
+            FfiConverterULong.allocationSize(value.`departure`) +
+            FfiConverterBoolean.allocationSize(value.`open`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterString.allocationSize(value.`address`) +
+            FfiConverterString.allocationSize(value.`room`) +
+            FfiConverterULong.allocationSize(value.`suggestedDeparture`)
+    )
+
+    override fun write(value: VenueCheckIn, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`arrival`, buf)
+            FfiConverterULong.write(value.`departure`, buf)
+            FfiConverterBoolean.write(value.`open`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterString.write(value.`address`, buf)
+            FfiConverterString.write(value.`room`, buf)
+            FfiConverterULong.write(value.`suggestedDeparture`, buf)
+    }
+}
+
+
+
+/**
+ * Where an exposure was found.
+ */
+
+enum class ExposureKind {
+    
+    /**
+     * Bluetooth tokens heard near a person who later tested positive.
+     */
+    PROXIMITY,
+    /**
+     * A check-in at a venue traced for an overlapping time.
+     */
+    VENUE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeExposureKind: FfiConverterRustBuffer<ExposureKind> {
+    override fun read(buf: ByteBuffer) = try {
+        ExposureKind.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ExposureKind) = 4UL
+
+    override fun write(value: ExposureKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 
 /**
@@ -3634,6 +3933,21 @@ sealed class TracelessException: kotlin.Exception() {
     }
     
     /**
+     * A venue QR code, check-in time or venue warning batch was refused
+     * (SPEC.md §12): the reason names the rule.
+     */
+    class Venue(
+        
+        /**
+         * Which rule and why.
+         */
+        val `reason`: kotlin.String
+        ) : TracelessException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * An argument is out of its range.
      */
     class InvalidArgument(
@@ -3737,14 +4051,17 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
             9 -> TracelessException.AlreadySynced(
                 FfiConverterString.read(buf),
                 )
-            10 -> TracelessException.InvalidArgument(
+            10 -> TracelessException.Venue(
                 FfiConverterString.read(buf),
                 )
-            11 -> TracelessException.Closed()
-            12 -> TracelessException.Network(
+            11 -> TracelessException.InvalidArgument(
                 FfiConverterString.read(buf),
                 )
-            13 -> TracelessException.Http(
+            12 -> TracelessException.Closed()
+            13 -> TracelessException.Network(
+                FfiConverterString.read(buf),
+                )
+            14 -> TracelessException.Http(
                 FfiConverterUShort.read(buf),
                 FfiConverterString.read(buf),
                 )
@@ -3798,6 +4115,11 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.AlreadySynced -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is TracelessException.Venue -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -3875,22 +4197,27 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is TracelessException.InvalidArgument -> {
+            is TracelessException.Venue -> {
                 buf.putInt(10)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is TracelessException.Closed -> {
+            is TracelessException.InvalidArgument -> {
                 buf.putInt(11)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is TracelessException.Closed -> {
+                buf.putInt(12)
                 Unit
             }
             is TracelessException.Network -> {
-                buf.putInt(12)
+                buf.putInt(13)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.Http -> {
-                buf.putInt(13)
+                buf.putInt(14)
                 FfiConverterUShort.write(value.`status`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
@@ -4072,6 +4399,34 @@ public object FfiConverterSequenceTypeTimeRange: FfiConverterRustBuffer<List<Tim
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeTimeRange.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeVenueCheckIn: FfiConverterRustBuffer<List<VenueCheckIn>> {
+    override fun read(buf: ByteBuffer): List<VenueCheckIn> {
+        val len = buf.getInt()
+        return List<VenueCheckIn>(len) {
+            FfiConverterTypeVenueCheckIn.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<VenueCheckIn>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeVenueCheckIn.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<VenueCheckIn>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeVenueCheckIn.write(it, buf)
         }
     }
 }

@@ -1077,9 +1077,32 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
     func applyRiskConfig(config: Data) throws  -> UInt64
     
     /**
+     * Checks in at a venue from the URL its poster's QR code holds, with no
+     * network; a visit still open is checked out first. `Venue` for a code
+     * the rules refuse: nothing is stored then.
+     */
+    func checkIn(url: String) throws  -> VenueCheckIn
+    
+    /**
+     * The phone's own check-ins of the kept days, newest first.
+     */
+    func checkIns() throws  -> [VenueCheckIn]
+    
+    /**
+     * Checks the open visit out now; `InvalidArgument` if none is open.
+     */
+    func checkOut() throws  -> VenueCheckIn
+    
+    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
     func cursor(origin: String) throws  -> UInt64?
+    
+    /**
+     * Changes the open visit's arrival and, optionally, departure (one in the
+     * past checks it out then); `Venue` for times the venue's rules refuse.
+     */
+    func editCheckIn(arrival: UInt64, departure: UInt64?) throws  -> VenueCheckIn
     
     /**
      * Destroys days past retention and drops decrypted sightings from memory;
@@ -1158,6 +1181,13 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      * Verifies and probes one signed day filter (filter form).
      */
     func syncFilter(bytes: Data) throws  -> SyncResult
+    
+    /**
+     * Verifies a venue warning batch (as downloaded from any node) and
+     * matches it against the sealed check-ins, locally; returns how many
+     * matches are new (they show in `exposure_summary` as `Venue`).
+     */
+    func syncVenueWarnings(bytes: Data) throws  -> UInt64
     
     /**
      * Takes the issuer's answer; `public_key` is the issuer's key of `epoch`
@@ -1307,6 +1337,45 @@ open func applyRiskConfig(config: Data)throws  -> UInt64  {
 }
     
     /**
+     * Checks in at a venue from the URL its poster's QR code holds, with no
+     * network; a visit still open is checked out first. `Venue` for a code
+     * the rules refuse: nothing is stored then.
+     */
+open func checkIn(url: String)throws  -> VenueCheckIn  {
+    return try  FfiConverterTypeVenueCheckIn_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_check_in(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(url),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The phone's own check-ins of the kept days, newest first.
+     */
+open func checkIns()throws  -> [VenueCheckIn]  {
+    return try  FfiConverterSequenceTypeVenueCheckIn.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_check_ins(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Checks the open visit out now; `InvalidArgument` if none is open.
+     */
+open func checkOut()throws  -> VenueCheckIn  {
+    return try  FfiConverterTypeVenueCheckIn_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_check_out(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The highest batch sequence synced from `origin`: list batches after it.
      */
 open func cursor(origin: String)throws  -> UInt64?  {
@@ -1315,6 +1384,21 @@ open func cursor(origin: String)throws  -> UInt64?  {
     uniffi_traceless_sdk_fn_method_tracelesssdk_cursor(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(origin),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Changes the open visit's arrival and, optionally, departure (one in the
+     * past checks it out then); `Venue` for times the venue's rules refuse.
+     */
+open func editCheckIn(arrival: UInt64, departure: UInt64?)throws  -> VenueCheckIn  {
+    return try  FfiConverterTypeVenueCheckIn_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(arrival),
+        FfiConverterOptionUInt64.lower(departure),uniffiCallStatus
     )
 })
 }
@@ -1502,6 +1586,21 @@ open func syncFilter(bytes: Data)throws  -> SyncResult  {
     return try  FfiConverterTypeSyncResult_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
         uniffiCallStatus in
     uniffi_traceless_sdk_fn_method_tracelesssdk_sync_filter(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(bytes),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Verifies a venue warning batch (as downloaded from any node) and
+     * matches it against the sealed check-ins, locally; returns how many
+     * matches are new (they show in `exposure_summary` as `Venue`).
+     */
+open func syncVenueWarnings(bytes: Data)throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_sync_venue_warnings(
             self.uniffiCloneHandle(),
         FfiConverterData.lower(bytes),uniffiCallStatus
     )
@@ -1883,13 +1982,18 @@ public func FfiConverterTypeExportKeyInfo_lower(_ value: ExportKeyInfo) -> RustB
 
 
 /**
- * One day of exposure, all the app learns: no token, key or time.
+ * One day of exposure of one kind, all the app learns: no token, key, venue
+ * or time.
  */
 public struct ExposureDay: Equatable, Hashable {
     /**
      * UTC day (unix seconds / 86 400).
      */
     public var day: UInt32
+    /**
+     * Proximity or venue.
+     */
+    public var kind: ExposureKind
     /**
      * Minutes of exposure heard.
      */
@@ -1914,6 +2018,9 @@ public struct ExposureDay: Equatable, Hashable {
          * UTC day (unix seconds / 86 400).
          */day: UInt32, 
         /**
+         * Proximity or venue.
+         */kind: ExposureKind, 
+        /**
          * Minutes of exposure heard.
          */minutes: Double, 
         /**
@@ -1926,6 +2033,7 @@ public struct ExposureDay: Equatable, Hashable {
          * Whether the score crosses the threshold.
          */highRisk: Bool) {
         self.day = day
+        self.kind = kind
         self.minutes = minutes
         self.weightedMinutes = weightedMinutes
         self.score = score
@@ -1949,6 +2057,7 @@ public struct FfiConverterTypeExposureDay: FfiConverterRustBuffer {
         return
             try ExposureDay(
                 day: FfiConverterUInt32.read(from: &buf), 
+                kind: FfiConverterTypeExposureKind.read(from: &buf), 
                 minutes: FfiConverterDouble.read(from: &buf), 
                 weightedMinutes: FfiConverterDouble.read(from: &buf), 
                 score: FfiConverterDouble.read(from: &buf), 
@@ -1958,6 +2067,7 @@ public struct FfiConverterTypeExposureDay: FfiConverterRustBuffer {
 
     public static func write(_ value: ExposureDay, into buf: inout [UInt8]) {
         FfiConverterUInt32.write(value.day, into: &buf)
+        FfiConverterTypeExposureKind.write(value.kind, into: &buf)
         FfiConverterDouble.write(value.minutes, into: &buf)
         FfiConverterDouble.write(value.weightedMinutes, into: &buf)
         FfiConverterDouble.write(value.score, into: &buf)
@@ -2298,6 +2408,201 @@ public func FfiConverterTypeTimeRange_lower(_ value: TimeRange) -> RustBuffer {
 
 
 /**
+ * One of the phone's own venue check-ins, as its user may see it: the open
+ * visit with its venue, closed ones by their times only.
+ */
+public struct VenueCheckIn: Equatable, Hashable {
+    /**
+     * Arrival, unix seconds.
+     */
+    public var arrival: UInt64
+    /**
+     * Closed: the departure. Open: when the phone checks out by itself.
+     */
+    public var departure: UInt64
+    /**
+     * Whether the visit is still open; the venue fields are empty if not.
+     */
+    public var `open`: Bool
+    /**
+     * The venue's name.
+     */
+    public var description: String
+    /**
+     * Its address.
+     */
+    public var address: String
+    /**
+     * Its room, "" if none.
+     */
+    public var room: String
+    /**
+     * The check-out the venue suggests (0 once closed).
+     */
+    public var suggestedDeparture: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Arrival, unix seconds.
+         */arrival: UInt64, 
+        /**
+         * Closed: the departure. Open: when the phone checks out by itself.
+         */departure: UInt64, 
+        /**
+         * Whether the visit is still open; the venue fields are empty if not.
+         */`open`: Bool, 
+        /**
+         * The venue's name.
+         */description: String, 
+        /**
+         * Its address.
+         */address: String, 
+        /**
+         * Its room, "" if none.
+         */room: String, 
+        /**
+         * The check-out the venue suggests (0 once closed).
+         */suggestedDeparture: UInt64) {
+        self.arrival = arrival
+        self.departure = departure
+        self.`open` = `open`
+        self.description = description
+        self.address = address
+        self.room = room
+        self.suggestedDeparture = suggestedDeparture
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VenueCheckIn: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVenueCheckIn: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VenueCheckIn {
+        return
+            try VenueCheckIn(
+                arrival: FfiConverterUInt64.read(from: &buf), 
+                departure: FfiConverterUInt64.read(from: &buf), 
+                open: FfiConverterBool.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                address: FfiConverterString.read(from: &buf), 
+                room: FfiConverterString.read(from: &buf), 
+                suggestedDeparture: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VenueCheckIn, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.arrival, into: &buf)
+        FfiConverterUInt64.write(value.departure, into: &buf)
+        FfiConverterBool.write(value.`open`, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterString.write(value.address, into: &buf)
+        FfiConverterString.write(value.room, into: &buf)
+        FfiConverterUInt64.write(value.suggestedDeparture, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVenueCheckIn_lift(_ buf: RustBuffer) throws -> VenueCheckIn {
+    return try FfiConverterTypeVenueCheckIn.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVenueCheckIn_lower(_ value: VenueCheckIn) -> RustBuffer {
+    return FfiConverterTypeVenueCheckIn.lower(value)
+}
+
+
+/**
+ * Where an exposure was found.
+ */
+
+public enum ExposureKind: Equatable, Hashable {
+    
+    /**
+     * Bluetooth tokens heard near a person who later tested positive.
+     */
+    case proximity
+    /**
+     * A check-in at a venue traced for an overlapping time.
+     */
+    case venue
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ExposureKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeExposureKind: FfiConverterRustBuffer {
+    typealias SwiftType = ExposureKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ExposureKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .proximity
+        
+        case 2: return .venue
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ExposureKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .proximity:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .venue:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExposureKind_lift(_ buf: RustBuffer) throws -> ExposureKind {
+    return try FfiConverterTypeExposureKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeExposureKind_lower(_ value: ExposureKind) -> RustBuffer {
+    return FfiConverterTypeExposureKind.lower(value)
+}
+
+
+
+/**
  * Why a call failed. Nothing is stored when a call fails.
  */
 public 
@@ -2384,6 +2689,15 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case AlreadySynced(
         /**
          * Which one.
+         */reason: String
+    )
+    /**
+     * A venue QR code, check-in time or venue warning batch was refused
+     * (SPEC.md §12): the reason names the rule.
+     */
+    case Venue(
+        /**
+         * Which rule and why.
          */reason: String
     )
     /**
@@ -2475,14 +2789,17 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
         case 9: return .AlreadySynced(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .InvalidArgument(
+        case 10: return .Venue(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .Closed
-        case 12: return .Network(
+        case 11: return .InvalidArgument(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .Http(
+        case 12: return .Closed
+        case 13: return .Network(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 14: return .Http(
             status: try FfiConverterUInt16.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
@@ -2546,22 +2863,27 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .InvalidArgument(reason):
+        case let .Venue(reason):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .Closed:
+        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(11))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .Closed:
+            writeInt(&buf, Int32(12))
         
         
         case let .Network(reason):
-            writeInt(&buf, Int32(12))
+            writeInt(&buf, Int32(13))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Http(status,reason):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(14))
             FfiConverterUInt16.write(status, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
@@ -2732,6 +3054,31 @@ fileprivate struct FfiConverterSequenceTypeTimeRange: FfiConverterRustBuffer {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeVenueCheckIn: FfiConverterRustBuffer {
+    typealias SwiftType = [VenueCheckIn]
+
+    public static func write(_ value: [VenueCheckIn], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeVenueCheckIn.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [VenueCheckIn] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [VenueCheckIn]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeVenueCheckIn.read(from: &buf))
+        }
+        return seq
+    }
+}
+
 private enum InitializationResult {
     case ok
     case contractVersionMismatch
@@ -2762,7 +3109,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_apply_risk_config() != 14734) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_check_in() != 33515) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_check_ins() != 16533) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out() != 44605) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in() != 54136) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_expire() != 47836) {
@@ -2805,6 +3164,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 36050) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() != 40995) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_token_finalize() != 7195) {
