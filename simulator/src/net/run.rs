@@ -75,6 +75,8 @@ pub(crate) fn upload_of_key(code: &str, rolling_start: u32, rolling_period: u32)
     .unwrap_or_default()
 }
 
+/// A key with a fresh random TEK, valid `rolling_period` intervals from
+/// `rolling_start`.
 fn fresh_key(rolling_start: u32, rolling_period: u32) -> DiagnosisKey {
     DiagnosisKey {
         tek: Tek::generate(),
