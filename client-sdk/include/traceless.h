@@ -110,6 +110,11 @@ typedef enum TlStatus {
    */
   TL_ERR_VENUE = 11,
   /**
+   * A node's publication proof was refused (forged, for other bytes, too
+   * few trusted witnesses), or one is required and none was given.
+   */
+  TL_ERR_LOG = 12,
+  /**
    * A bug: the SDK panicked. The handle should be closed.
    */
   TL_ERR_PANIC = 99,
@@ -328,6 +333,91 @@ typedef struct TlCheckIns {
    */
   size_t len;
 } TlCheckIns;
+
+/**
+ * One batch carrying the phone's uploaded keys on one node (or on none yet).
+ */
+typedef struct TlDataRow {
+  /**
+   * The authority (owned string).
+   */
+  char *origin;
+  /**
+   * The batch's sequence number.
+   */
+  uint64_t sequence;
+  /**
+   * UTC day of its keys.
+   */
+  uint32_t day;
+  /**
+   * Keys in the batch.
+   */
+  uint32_t keys;
+  /**
+   * Of them, this phone's.
+   */
+  uint32_t own_keys;
+  /**
+   * SHA-256 of the batch as served (its content id in the nodes' logs).
+   */
+  uint8_t content_id[32];
+  /**
+   * When the phone found the batch.
+   */
+  uint64_t found_at;
+  /**
+   * The host's label of the node whose log holds it; NULL: no proof yet.
+   */
+  char *node;
+  /**
+   * That node's key.
+   */
+  uint8_t node_id[32];
+  /**
+   * Leaf index of the publication in the node's log.
+   */
+  uint64_t log_index;
+  /**
+   * Tree size of the checkpoint the proof was checked against.
+   */
+  uint64_t tree_size;
+  /**
+   * Trusted witnesses that cosigned it.
+   */
+  uint32_t witnesses;
+  /**
+   * When the node stored the batch.
+   */
+  uint64_t published_at;
+  /**
+   * When the node deleted it (its signed, logged record); 0: not yet.
+   */
+  uint64_t deleted_at;
+} TlDataRow;
+
+/**
+ * The data report: where this phone's uploaded keys went. Free with
+ * [`tl_data_report_free`].
+ */
+typedef struct TlDataReport {
+  /**
+   * When the last upload was prepared; 0: no report.
+   */
+  uint64_t uploaded_at;
+  /**
+   * Keys uploaded since the report began.
+   */
+  size_t keys_uploaded;
+  /**
+   * One row per (batch, node), or per batch with no node yet.
+   */
+  struct TlDataRow *rows;
+  /**
+   * How many.
+   */
+  size_t len;
+} TlDataReport;
 
 #ifdef __cplusplus
 extern "C" {
@@ -793,6 +883,80 @@ enum TlStatus tl_sdk_sync_venue_warnings(struct TlSdk *sdk,
                                          const uint8_t *batch,
                                          size_t len,
                                          size_t *out_new);
+
+/**
+ * Counts cosignatures of the relay whose Ed25519 node key is the 32 bytes at
+ * `public_key` on the checkpoints of publication proofs (SPEC.md §8.3.1). Not
+ * kept across opens, like the trust list.
+ *
+ * # Safety
+ * `public_key` points to 32 bytes.
+ */
+enum TlStatus tl_sdk_trust_witness(struct TlSdk *sdk, const uint8_t *public_key);
+
+/**
+ * From now on, batches are accepted only through
+ * [`tl_sdk_sync_batch_proven`] with a checkpoint cosigned by at least
+ * `witnesses` trusted witnesses (`tl_sdk_sync_batch` fails with
+ * `TL_ERR_LOG`); 0, the default, turns this off. Not kept across opens.
+ *
+ * # Safety
+ * `sdk` is a live handle.
+ */
+enum TlStatus tl_sdk_require_log_proofs(struct TlSdk *sdk, uint32_t witnesses);
+
+/**
+ * Like [`tl_sdk_sync_batch`], with the serving node's publication proof
+ * (`proof_len` bytes of `GET /v1/log/proof/batch/{origin}/{sequence}`).
+ * `TL_ERR_LOG` if the proof is refused: nothing is stored then.
+ *
+ * # Safety
+ * `batch` points to `len` bytes, `proof` to `proof_len`; `out` is NULL or writable.
+ */
+enum TlStatus tl_sdk_sync_batch_proven(struct TlSdk *sdk,
+                                       const uint8_t *batch,
+                                       size_t len,
+                                       const uint8_t *proof,
+                                       size_t proof_len,
+                                       struct TlSyncReport *out);
+
+/**
+ * Adds node `node`'s (the host's label, e.g. its URL, 1..=64 bytes)
+ * publication proof for one of the data report's batches. `TL_ERR_LOG` for a
+ * refused proof, `TL_ERR_INVALID_ARGUMENT` for a batch that carries none of
+ * this phone's uploaded keys.
+ *
+ * # Safety
+ * `node` is a NUL-terminated string; `proof` points to `len` bytes.
+ */
+enum TlStatus tl_sdk_record_log_proof(struct TlSdk *sdk,
+                                      const char *node,
+                                      const uint8_t *proof,
+                                      size_t len);
+
+/**
+ * Writes the data report to `*out` (SPEC.md §8.3.2).
+ *
+ * # Safety
+ * `out` is writable.
+ */
+enum TlStatus tl_sdk_data_report(struct TlSdk *sdk, struct TlDataReport *out);
+
+/**
+ * Frees a report from [`tl_sdk_data_report`] with every string in it.
+ *
+ * # Safety
+ * `report` came from `tl_sdk_data_report` and is freed once.
+ */
+void tl_data_report_free(struct TlDataReport report);
+
+/**
+ * Destroys the data report (its file is overwritten in place).
+ *
+ * # Safety
+ * `sdk` is a live handle.
+ */
+enum TlStatus tl_sdk_forget_data_report(struct TlSdk *sdk);
 
 #ifdef __cplusplus
 }  // extern "C"

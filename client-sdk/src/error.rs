@@ -57,6 +57,17 @@ pub enum SdkError {
     /// refused (SPEC.md §12); the variant says which field and why.
     #[error("venue: {0}")]
     Venue(#[from] traceless_protocol::venue::VenueError),
+    /// A node's transparency-log proof was refused (forged, for another batch
+    /// or other bytes, too few trusted witnesses; SPEC.md §8.3.1).
+    #[error("log proof: {0}")]
+    Log(#[from] traceless_protocol::log::LogError),
+    /// The phone requires each batch to come with a publication proof
+    /// ([`crate::Sdk::require_log_proofs`]) and none was given.
+    #[error("a publication proof cosigned by {required} trusted witnesses is required")]
+    LogProofRequired {
+        /// Trusted witnesses required.
+        required: usize,
+    },
 }
 
 impl From<sled::Error> for SdkError {

@@ -24,7 +24,7 @@ use traceless_protocol::{
 };
 use zeroize::Zeroize;
 
-use crate::{CheckIn, CheckInState, MasterKey, Sdk, SdkConfig, SdkError};
+use crate::{CheckIn, CheckInState, DataReport, MasterKey, Sdk, SdkConfig, SdkError};
 
 /// Length of the master key `tl_sdk_open` takes.
 pub const TL_MASTER_KEY_LEN: usize = 32;
@@ -75,6 +75,9 @@ pub enum TlStatus {
     /// A scanned venue code, a check-in time or a venue warning batch was
     /// refused (the message names the field and why).
     TlErrVenue = 11,
+    /// A node's publication proof was refused (forged, for other bytes, too
+    /// few trusted witnesses), or one is required and none was given.
+    TlErrLog = 12,
     /// A bug: the SDK panicked. The handle should be closed.
     TlErrPanic = 99,
 }
@@ -212,6 +215,7 @@ fn status_of(e: &SdkError) -> TlStatus {
         SdkError::AlreadySynced(_) => TlStatus::TlErrAlreadySynced,
         SdkError::InvalidArgument(_) => TlStatus::TlErrInvalidArgument,
         SdkError::Venue(_) => TlStatus::TlErrVenue,
+        SdkError::Log(_) | SdkError::LogProofRequired { .. } => TlStatus::TlErrLog,
     }
 }
 
@@ -323,6 +327,17 @@ unsafe fn string<'a>(ptr: *const c_char, what: &'static str) -> Result<&'a str, 
     unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map_err(|_| FfiError::Null(what))
+}
+
+/// The Ed25519 public key in the 32 bytes at `public_key`.
+///
+/// # Safety
+/// `public_key` is NULL or points to 32 readable bytes.
+unsafe fn ed25519_key(public_key: *const u8) -> Result<VerifyingKey, FfiError> {
+    // SAFETY: as promised by the caller.
+    let raw = unsafe { bytes(public_key, TL_PUBLIC_KEY_LEN, "public_key") }?;
+    Ok(VerifyingKey::from_bytes(raw.try_into().expect("32 bytes"))
+        .map_err(|_| SdkError::InvalidArgument("public_key is not an Ed25519 point".into()))?)
 }
 
 /// Runs `f` on the SDK behind `handle`.
@@ -643,11 +658,7 @@ pub unsafe extern "C" fn tl_sdk_trust_authority(
     unsafe {
         with_sdk(sdk, |s| {
             let origin = string(origin, "origin")?;
-            let raw = bytes(public_key, TL_PUBLIC_KEY_LEN, "public_key")?;
-            let key =
-                VerifyingKey::from_bytes(raw.try_into().expect("32 bytes")).map_err(|_| {
-                    SdkError::InvalidArgument("public_key is not an Ed25519 point".into())
-                })?;
+            let key = ed25519_key(public_key)?;
             Ok(s.trust_authority(origin, key_id, key)?)
         })
     }
@@ -1426,4 +1437,224 @@ pub unsafe extern "C" fn tl_sdk_sync_venue_warnings(
             Ok(())
         })
     }
+}
+
+/// Counts cosignatures of the relay whose Ed25519 node key is the 32 bytes at
+/// `public_key` on the checkpoints of publication proofs (SPEC.md §8.3.1). Not
+/// kept across opens, like the trust list.
+///
+/// # Safety
+/// `public_key` points to 32 bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_trust_witness(sdk: *mut TlSdk, public_key: *const u8) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            s.trust_witness(ed25519_key(public_key)?);
+            Ok(())
+        })
+    }
+}
+
+/// From now on, batches are accepted only through
+/// [`tl_sdk_sync_batch_proven`] with a checkpoint cosigned by at least
+/// `witnesses` trusted witnesses (`tl_sdk_sync_batch` fails with
+/// `TL_ERR_LOG`); 0, the default, turns this off. Not kept across opens.
+///
+/// # Safety
+/// `sdk` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_require_log_proofs(sdk: *mut TlSdk, witnesses: u32) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            s.require_log_proofs(witnesses as usize);
+            Ok(())
+        })
+    }
+}
+
+/// Like [`tl_sdk_sync_batch`], with the serving node's publication proof
+/// (`proof_len` bytes of `GET /v1/log/proof/batch/{origin}/{sequence}`).
+/// `TL_ERR_LOG` if the proof is refused: nothing is stored then.
+///
+/// # Safety
+/// `batch` points to `len` bytes, `proof` to `proof_len`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sync_batch_proven(
+    sdk: *mut TlSdk,
+    batch: *const u8,
+    len: usize,
+    proof: *const u8,
+    proof_len: usize,
+    out: *mut TlSyncReport,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        let proof = match bytes(proof, proof_len, "proof") {
+            Ok(p) => p,
+            Err(e) => return guard(|| Err(e)),
+        };
+        sync_bytes(sdk, batch, len, "batch", out, |s, b| {
+            s.sync_batch_proven(b, proof)
+        })
+    }
+}
+
+/// Adds node `node`'s (the host's label, e.g. its URL, 1..=64 bytes)
+/// publication proof for one of the data report's batches. `TL_ERR_LOG` for a
+/// refused proof, `TL_ERR_INVALID_ARGUMENT` for a batch that carries none of
+/// this phone's uploaded keys.
+///
+/// # Safety
+/// `node` is a NUL-terminated string; `proof` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_record_log_proof(
+    sdk: *mut TlSdk,
+    node: *const c_char,
+    proof: *const u8,
+    len: usize,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            s.record_log_proof(string(node, "node")?, bytes(proof, len, "proof")?)?;
+            Ok(())
+        })
+    }
+}
+
+/// One batch carrying the phone's uploaded keys on one node (or on none yet).
+#[repr(C)]
+pub struct TlDataRow {
+    /// The authority (owned string).
+    pub origin: *mut c_char,
+    /// The batch's sequence number.
+    pub sequence: u64,
+    /// UTC day of its keys.
+    pub day: u32,
+    /// Keys in the batch.
+    pub keys: u32,
+    /// Of them, this phone's.
+    pub own_keys: u32,
+    /// SHA-256 of the batch as served (its content id in the nodes' logs).
+    pub content_id: [u8; 32],
+    /// When the phone found the batch.
+    pub found_at: u64,
+    /// The host's label of the node whose log holds it; NULL: no proof yet.
+    pub node: *mut c_char,
+    /// That node's key.
+    pub node_id: [u8; 32],
+    /// Leaf index of the publication in the node's log.
+    pub log_index: u64,
+    /// Tree size of the checkpoint the proof was checked against.
+    pub tree_size: u64,
+    /// Trusted witnesses that cosigned it.
+    pub witnesses: u32,
+    /// When the node stored the batch.
+    pub published_at: u64,
+    /// When the node deleted it (its signed, logged record); 0: not yet.
+    pub deleted_at: u64,
+}
+
+/// The data report: where this phone's uploaded keys went. Free with
+/// [`tl_data_report_free`].
+#[repr(C)]
+pub struct TlDataReport {
+    /// When the last upload was prepared; 0: no report.
+    pub uploaded_at: u64,
+    /// Keys uploaded since the report began.
+    pub keys_uploaded: usize,
+    /// One row per (batch, node), or per batch with no node yet.
+    pub rows: *mut TlDataRow,
+    /// How many.
+    pub len: usize,
+}
+
+fn data_rows(report: DataReport) -> Vec<TlDataRow> {
+    let mut rows = Vec::new();
+    for p in report.publications {
+        let row = |n: Option<&crate::NodePresence>| TlDataRow {
+            origin: c_string(&p.origin),
+            sequence: p.sequence,
+            day: p.day,
+            keys: p.keys,
+            own_keys: p.own_keys,
+            content_id: p.content_id,
+            found_at: p.found_at,
+            node: n.map_or(std::ptr::null_mut(), |n| c_string(&n.node)),
+            node_id: n.map_or([0; 32], |n| n.node_id),
+            log_index: n.map_or(0, |n| n.log_index),
+            tree_size: n.map_or(0, |n| n.tree_size),
+            witnesses: n.map_or(0, |n| n.witnesses),
+            published_at: n.map_or(0, |n| n.published_at),
+            deleted_at: n.and_then(|n| n.deleted_at).unwrap_or(0),
+        };
+        if p.nodes.is_empty() {
+            rows.push(row(None));
+        }
+        rows.extend(p.nodes.iter().map(|n| row(Some(n))));
+    }
+    rows
+}
+
+/// Writes the data report to `*out` (SPEC.md §8.3.2).
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_data_report(sdk: *mut TlSdk, out: *mut TlDataReport) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            non_null(out, "out")?;
+            let report = s.data_report()?;
+            let (uploaded_at, keys_uploaded) =
+                (report.uploaded_at.unwrap_or(0), report.keys_uploaded);
+            let rows: Box<[TlDataRow]> = data_rows(report).into_boxed_slice();
+            let len = rows.len();
+            write_out(
+                out,
+                TlDataReport {
+                    uploaded_at,
+                    keys_uploaded,
+                    rows: Box::into_raw(rows).cast::<TlDataRow>(),
+                    len,
+                },
+            );
+            Ok(())
+        })
+    }
+}
+
+/// Frees a report from [`tl_sdk_data_report`] with every string in it.
+///
+/// # Safety
+/// `report` came from `tl_sdk_data_report` and is freed once.
+#[no_mangle]
+pub unsafe extern "C" fn tl_data_report_free(report: TlDataReport) {
+    if report.rows.is_null() {
+        return;
+    }
+    // SAFETY: made by Box::into_raw of a boxed slice of `len` rows above.
+    let rows =
+        unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(report.rows, report.len)) };
+    for row in rows.iter() {
+        for p in [row.origin, row.node] {
+            if !p.is_null() {
+                // SAFETY: made by CString::into_raw in `c_string`.
+                drop(unsafe { CString::from_raw(p) });
+            }
+        }
+    }
+}
+
+/// Destroys the data report (its file is overwritten in place).
+///
+/// # Safety
+/// `sdk` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_forget_data_report(sdk: *mut TlSdk) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe { with_sdk(sdk, |s| Ok(s.forget_data_report()?)) }
 }

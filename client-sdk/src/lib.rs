@@ -96,6 +96,7 @@ mod checkins;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
+mod data_report;
 mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
@@ -114,11 +115,12 @@ mod vault;
 pub use bindings::UniFfiTag;
 pub use checkins::{CheckIn, CheckInState};
 pub use config::{SdkConfig, CONFIG_VERSION};
+pub use data_report::{DataPublication, DataReport, NodePresence};
 pub use error::{Result, SdkError};
 pub use own_keys::OwnKey;
 pub use sdk::{Sdk, Status};
 pub use sightings::{Caps, Sighting};
-pub use storage::{MemoryStorage, SledStorage, Storage, Table};
+pub use storage::{MemoryStorage, SideFile, SledStorage, Storage, Table};
 pub use sync::SyncReport;
 pub use upload::{poisson_gap_seconds, transmission_risk, UPLOAD_CODE_LEN};
 pub use vault::MasterKey;

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use traceless_protocol::ed25519_dalek::VerifyingKey;
+use traceless_protocol::log::{NoteKey, PublicationProof};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
@@ -16,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::checkins::{self, CheckIn};
 use crate::config::SdkConfig;
+use crate::data_report::{self, DataPublication, DataReport};
 use crate::error::{Result, SdkError};
 use crate::filters;
 use crate::own_keys;
@@ -80,6 +83,12 @@ pub struct Sdk {
     expired_through: Option<u32>,
     /// The token request awaiting the issuer's answer (memory only).
     pending_tokens: Option<TokenRequest>,
+    /// Witnesses whose cosignatures count (host-set at each open, like the trust list).
+    witnesses: Vec<NoteKey>,
+    /// Trusted cosignatures a batch's publication proof needs; 0: proofs off.
+    required_witnesses: usize,
+    /// The data report's content, read at open (`None`: no report).
+    data_report: Option<data_report::State>,
 }
 
 impl Sdk {
@@ -113,8 +122,13 @@ impl Sdk {
         clock: SharedClock,
     ) -> Result<Self> {
         config.validate()?;
-        let mut sdk = Sdk {
-            vault: Vault::open(storage, master_key)?,
+        let vault = Vault::open(storage, master_key)?;
+        // No retention pass here: the first call that reads the clock runs it
+        // (`now`), so that a host can set its clock (a test, a simulation)
+        // before anything is shredded by the system's time.
+        Ok(Sdk {
+            data_report: data_report::open(&vault)?,
+            vault,
             clock,
             config,
             trust: TrustList::new(),
@@ -124,9 +138,9 @@ impl Sdk {
             observations: None,
             expired_through: None,
             pending_tokens: None,
-        };
-        sdk.expire()?;
-        Ok(sdk)
+            witnesses: Vec::new(),
+            required_witnesses: 0,
+        })
     }
 
     /// Trusts batches signed by `(origin, key_id, key)`. Errors: an origin that
@@ -233,6 +247,7 @@ impl Sdk {
             self.vault.destroy_day(day)?;
         }
         checkins::tick(&mut self.vault, now)?;
+        data_report::expire(&self.vault, &mut self.data_report, now)?;
         sync::prune_synced(&self.vault, now)?;
         self.counters
             .prune(oldest_kept, interval_number(now).saturating_sub(1));
@@ -316,10 +331,110 @@ impl Sdk {
     /// trusted authorities, matches its keys against the stored sightings and
     /// keeps what matched. Rejects anything unsigned, untrusted, expired,
     /// malformed or already synced.
+    /// While [`Sdk::require_log_proofs`] is on, refuses every batch
+    /// ([`SdkError::LogProofRequired`]): use [`Sdk::sync_batch_proven`].
     pub fn sync_batch(&mut self, bytes: &[u8]) -> Result<SyncReport> {
+        if self.required_witnesses > 0 {
+            return Err(SdkError::LogProofRequired {
+                required: self.required_witnesses,
+            });
+        }
         let now = self.now()?;
         let verified = sync::verify_batch(bytes, &self.trust, now)?;
+        self.apply_batch(now, bytes, verified)
+    }
+
+    /// Like [`Sdk::sync_batch`], with the serving node's publication proof
+    /// (`GET /v1/log/proof/batch/{origin}/{sequence}`, SPEC.md §8.3.1): the
+    /// batch is accepted only if that node's log, at a checkpoint cosigned by
+    /// at least [`Sdk::require_log_proofs`] trusted witnesses, holds exactly
+    /// these bytes as this batch. A refused proof is [`SdkError::Log`] and
+    /// changes nothing.
+    pub fn sync_batch_proven(&mut self, bytes: &[u8], proof: &[u8]) -> Result<SyncReport> {
+        let now = self.now()?;
+        let verified = sync::verify_batch(bytes, &self.trust, now)?;
+        let (origin, sequence) = verified.cursor.clone().expect("a batch has a cursor");
+        PublicationProof::decode(proof)?.verify(
+            &origin,
+            sequence,
+            &Sha256::digest(bytes).into(),
+            &self.witnesses,
+            self.required_witnesses,
+        )?;
+        self.apply_batch(now, bytes, verified)
+    }
+
+    /// Counts `key`'s cosignatures on checkpoints (a relay's node key; its
+    /// witness name is `traceless.witness/<hex key>`).
+    pub fn trust_witness(&mut self, key: VerifyingKey) {
+        let key = NoteKey::witness_of_node(key);
+        if !self.witnesses.contains(&key) {
+            self.witnesses.push(key);
+        }
+    }
+
+    /// From now on, accept batches only through [`Sdk::sync_batch_proven`],
+    /// with a checkpoint cosigned by at least `witnesses` trusted witnesses;
+    /// 0 (the default) turns the requirement off.
+    pub fn require_log_proofs(&mut self, witnesses: usize) {
+        self.required_witnesses = witnesses;
+    }
+
+    /// Trusted cosignatures a batch's proof needs (0: proofs off).
+    pub fn log_proofs_required(&self) -> usize {
+        self.required_witnesses
+    }
+
+    /// Notes the batch in the data report if it carries this phone's uploaded
+    /// keys, then matches it.
+    fn apply_batch(&mut self, now: u64, bytes: &[u8], verified: Verified) -> Result<SyncReport> {
+        sync::check_not_synced(&self.vault, &verified)?;
+        if let Some((origin, sequence)) = &verified.cursor {
+            data_report::note_batch(
+                &self.vault,
+                &mut self.data_report,
+                now,
+                origin,
+                *sequence,
+                bytes,
+                &verified.keys,
+            )?;
+        }
         self.apply(verified)
+    }
+
+    /// Where this phone's uploaded keys went: the batches that carry them (found
+    /// while syncing) and, for each, the nodes whose logs were shown to hold
+    /// and later to have deleted it ([`Sdk::record_log_proof`]). Empty if this
+    /// phone has not uploaded in the last
+    /// [`KEEP_DAYS`](crate::data_report::KEEP_DAYS) days.
+    pub fn data_report(&mut self) -> Result<DataReport> {
+        self.now()?;
+        Ok(data_report::view(&self.data_report))
+    }
+
+    /// Adds a node's publication proof for one of the report's batches (the
+    /// host fetched it from that node and labels it `node`, e.g. by its URL).
+    /// [`SdkError::Log`] for a refused proof, `InvalidArgument` for a batch
+    /// that carries none of this phone's keys; nothing changes then.
+    pub fn record_log_proof(&mut self, node: &str, proof: &[u8]) -> Result<DataPublication> {
+        let now = self.now()?;
+        data_report::record_proof(
+            &self.vault,
+            &mut self.data_report,
+            now,
+            node,
+            proof,
+            &self.witnesses,
+            self.required_witnesses,
+        )
+    }
+
+    /// Destroys the data report (overwritten in place). Uploads stay published.
+    pub fn forget_data_report(&mut self) -> Result<()> {
+        data_report::forget(&self.vault)?;
+        self.data_report = None;
+        Ok(())
     }
 
     /// Like [`Sdk::sync_batch`] for a GAEN export zip (`export.bin` + `export.sig`),
@@ -560,7 +675,10 @@ impl Sdk {
         match form {
             Form::Keys { exclude_days } => {
                 let keys = self.diagnosis_keys(onset_day, exclude_days, true)?;
-                upload::encode(code, token, keys, Vec::new())
+                let request = upload::encode(code, token, keys.clone(), Vec::new())?;
+                let now = self.now()?;
+                data_report::note_upload(&self.vault, &mut self.data_report, now, &keys)?;
+                Ok(request)
             }
             Form::Filter { exclude } => {
                 let (keys, masks) = self.filter_keys(onset_day, exclude)?;

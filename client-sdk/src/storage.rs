@@ -7,8 +7,10 @@
 //! The keyring is a separate, small, fixed-layout file because crypto-shredding
 //! must overwrite a key *in place*: sled is log-structured and would keep the old
 //! bytes in an earlier segment until its own compaction, which we do not rely on.
-//! For the same reason the open venue check-in, the one record that names a
-//! venue, lives in `<dir>/checkin`, overwritten in place with zeros at check-out.
+//! For the same reason the [`SideFile`]s live in files of their own, overwritten
+//! in place: the open venue check-in, the one record that names a venue
+//! (`<dir>/checkin`, zeroed at check-out), and the patient's data report
+//! (`<dir>/data-report`, zeroed when forgotten).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -79,11 +81,34 @@ pub trait Storage: Send + Sync {
     /// Overwrites `bytes` at `offset` of the keyring file in place and syncs it to
     /// the device before returning.
     fn write_keyring(&self, offset: u64, bytes: &[u8]) -> Result<()>;
-    /// The whole open check-in file (empty if it does not exist yet).
-    fn read_checkin(&self) -> Result<Vec<u8>>;
-    /// Overwrites the open check-in file from its start with `bytes` in place
-    /// (callers always write the same length) and syncs it to the device.
-    fn write_checkin(&self, bytes: &[u8]) -> Result<()>;
+    /// The whole side file (empty if it does not exist yet).
+    fn read_side(&self, file: SideFile) -> Result<Vec<u8>>;
+    /// Overwrites the side file from its start with `bytes` in place (callers
+    /// always write the same length) and syncs it to the device.
+    fn write_side(&self, file: SideFile, bytes: &[u8]) -> Result<()>;
+}
+
+/// A fixed-length, master-sealed file kept outside sled so that it can be
+/// destroyed by overwriting it in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SideFile {
+    /// The open venue check-in.
+    OpenCheckIn,
+    /// The patient's data report (where their uploaded keys were published).
+    DataReport,
+}
+
+impl SideFile {
+    /// Every side file, in a fixed order.
+    pub const ALL: [SideFile; 2] = [SideFile::OpenCheckIn, SideFile::DataReport];
+
+    /// The file's name under the storage directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            SideFile::OpenCheckIn => "checkin",
+            SideFile::DataReport => "data-report",
+        }
+    }
 }
 
 /// sled database plus keyring file under one directory.
@@ -91,7 +116,7 @@ pub struct SledStorage {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     keyring: Mutex<File>,
-    checkin: Mutex<File>,
+    side: [Mutex<File>; 2],
 }
 
 fn open_in_place(path: &Path) -> Result<File> {
@@ -124,7 +149,7 @@ impl SledStorage {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let keyring = open_in_place(&dir.join("keyring"))?;
-        let checkin = open_in_place(&dir.join("checkin"))?;
+        let [a, b] = SideFile::ALL.map(|f| open_in_place(&dir.join(f.name())));
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::LowSpace)
@@ -137,7 +162,7 @@ impl SledStorage {
             db,
             trees,
             keyring: Mutex::new(keyring),
-            checkin: Mutex::new(checkin),
+            side: [Mutex::new(a?), Mutex::new(b?)],
         })
     }
 
@@ -184,12 +209,12 @@ impl Storage for SledStorage {
         write_at(&self.keyring, offset, bytes)
     }
 
-    fn read_checkin(&self) -> Result<Vec<u8>> {
-        read_all(&self.checkin)
+    fn read_side(&self, file: SideFile) -> Result<Vec<u8>> {
+        read_all(&self.side[file as usize])
     }
 
-    fn write_checkin(&self, bytes: &[u8]) -> Result<()> {
-        write_at(&self.checkin, 0, bytes)
+    fn write_side(&self, file: SideFile, bytes: &[u8]) -> Result<()> {
+        write_at(&self.side[file as usize], 0, bytes)
     }
 }
 
@@ -205,7 +230,7 @@ type Entries = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 pub struct MemoryStorage {
     tables: Mutex<Entries>,
     keyring: Mutex<Vec<u8>>,
-    checkin: Mutex<Vec<u8>>,
+    side: [Mutex<Vec<u8>>; 2],
 }
 
 impl MemoryStorage {
@@ -260,12 +285,15 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn read_checkin(&self) -> Result<Vec<u8>> {
-        Ok(self.checkin.lock().map_err(|_| poisoned())?.clone())
+    fn read_side(&self, file: SideFile) -> Result<Vec<u8>> {
+        Ok(self.side[file as usize]
+            .lock()
+            .map_err(|_| poisoned())?
+            .clone())
     }
 
-    fn write_checkin(&self, bytes: &[u8]) -> Result<()> {
-        *self.checkin.lock().map_err(|_| poisoned())? = bytes.to_vec();
+    fn write_side(&self, file: SideFile, bytes: &[u8]) -> Result<()> {
+        *self.side[file as usize].lock().map_err(|_| poisoned())? = bytes.to_vec();
         Ok(())
     }
 }

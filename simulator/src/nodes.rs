@@ -174,7 +174,27 @@ impl Nodes {
         .map_err(|e| start_err(&e))?;
         let risk_file = gw_dir.join("risk-config");
         std::fs::write(&risk_file, risk_config.encode())?;
+        // Every node collects its peers' cosignatures on its checkpoints, so
+        // that phones can require witnessed publication proofs (SPEC.md §8.3).
+        let relay_dirs: Vec<_> = (0..relays)
+            .map(|i| dir.join(format!("relay-{i}")))
+            .collect();
+        let node_keys = std::iter::once(&gw_dir)
+            .chain(&relay_dirs)
+            .map(|d| {
+                std::fs::create_dir_all(d)?;
+                traceless_node::keys::deletion_log_key(d)
+                    .map(|k| hex::encode(k.verifying_key().to_bytes()))
+                    .map_err(|e| start_err(&e))
+            })
+            .collect::<Result<Vec<_>, NodesError>>()?;
+        let known_but = |own: usize| {
+            let mut k = node_keys.clone();
+            k.remove(own);
+            k
+        };
         let mut gc = base_config(&gw_dir, &authority, Vec::new());
+        gc.witness.known = known_but(0);
         gc.role = Role::Gateway;
         gc.gateway = Some(gateway_config(
             &key_file,
@@ -200,7 +220,8 @@ impl Nodes {
                 .last()
                 .map(|prev| prev.p2p_addrs.iter().map(|a| a.to_string()).collect())
                 .unwrap_or_default();
-            let mut c = base_config(&dir.join(format!("relay-{i}")), &authority, boot);
+            let mut c = base_config(&relay_dirs[i as usize], &authority, boot);
+            c.witness.known = known_but(i as usize + 1);
             c.p2p.upload_gateways = vec![UploadGateway {
                 origin: ORIGIN.into(),
                 address: gateway_addr.clone(),

@@ -558,6 +558,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor() != 58788:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report() != 20753:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in() != 54136:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire() != 47836:
@@ -568,9 +570,15 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_flush() != 54989:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report() != 5285:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_next_dummy_upload_at() != 35910:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof() != 59503:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_sighting() != 28971:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs() != 55122:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_diagnosis_upload() != 42854:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -583,6 +591,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status() != 13126:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch() != 52060:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven() != 52041:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export() != 21592:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -599,6 +609,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority() != 24342:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness() != 64418:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open() != 39805:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -684,6 +696,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_check_out.restype =
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_cursor.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_edit_check_in.restype = ctypes.c_uint16
@@ -699,12 +714,21 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision.res
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_flush.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_flush.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_next_dummy_upload_at.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_next_dummy_upload_at.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_sighting.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_sighting.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_diagnosis_upload.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_diagnosis_upload.restype = ctypes.c_uint16
@@ -723,6 +747,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status.restype = ct
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export.restype = ctypes.c_uint16
@@ -747,6 +774,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_authority.res
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.restype = ctypes.c_uint16
@@ -854,6 +884,11 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_cursor.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_data_report.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_data_report.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_edit_check_in.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -883,11 +918,23 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_flush.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_flush.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_next_dummy_upload_at.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_next_dummy_upload_at.restype = ctypes.c_uint64
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_sighting.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -897,6 +944,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_sighting.argtypes 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_sighting.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_diagnosis_upload.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -935,6 +988,13 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_export.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -988,6 +1048,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate.
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness.restype = None
 _UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelesssdk_open.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -1215,6 +1281,272 @@ class _UniffiFfiConverterTypeClientOptions(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt32.write(value.retries, buf)
         _UniffiFfiConverterUInt64.write(value.backoff_ms, buf)
         _UniffiFfiConverterSequenceBytes.write(value.pinned_certificates, buf)
+
+class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterUInt64.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterUInt64.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterUInt64.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class NodePresence:
+    """
+    One node's log holding (and perhaps having deleted) one of the batches.
+"""
+    def __init__(self, *, node:str, node_id:bytes, log_index:int, tree_size:int, witnesses:int, published_at:int, checked_at:int, deleted_at:typing.Optional[int]):
+        self.node = node
+        self.node_id = node_id
+        self.log_index = log_index
+        self.tree_size = tree_size
+        self.witnesses = witnesses
+        self.published_at = published_at
+        self.checked_at = checked_at
+        self.deleted_at = deleted_at
+        
+        
+
+    
+    def __str__(self):
+        return "NodePresence(node={}, node_id={}, log_index={}, tree_size={}, witnesses={}, published_at={}, checked_at={}, deleted_at={})".format(self.node, self.node_id, self.log_index, self.tree_size, self.witnesses, self.published_at, self.checked_at, self.deleted_at)
+    def __eq__(self, other):
+        if self.node != other.node:
+            return False
+        if self.node_id != other.node_id:
+            return False
+        if self.log_index != other.log_index:
+            return False
+        if self.tree_size != other.tree_size:
+            return False
+        if self.witnesses != other.witnesses:
+            return False
+        if self.published_at != other.published_at:
+            return False
+        if self.checked_at != other.checked_at:
+            return False
+        if self.deleted_at != other.deleted_at:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeNodePresence(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return NodePresence(
+            node=_UniffiFfiConverterString.read(buf),
+            node_id=_UniffiFfiConverterBytes.read(buf),
+            log_index=_UniffiFfiConverterUInt64.read(buf),
+            tree_size=_UniffiFfiConverterUInt64.read(buf),
+            witnesses=_UniffiFfiConverterUInt32.read(buf),
+            published_at=_UniffiFfiConverterUInt64.read(buf),
+            checked_at=_UniffiFfiConverterUInt64.read(buf),
+            deleted_at=_UniffiFfiConverterOptionalUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.node)
+        _UniffiFfiConverterBytes.check_lower(value.node_id)
+        _UniffiFfiConverterUInt64.check_lower(value.log_index)
+        _UniffiFfiConverterUInt64.check_lower(value.tree_size)
+        _UniffiFfiConverterUInt32.check_lower(value.witnesses)
+        _UniffiFfiConverterUInt64.check_lower(value.published_at)
+        _UniffiFfiConverterUInt64.check_lower(value.checked_at)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.deleted_at)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.node, buf)
+        _UniffiFfiConverterBytes.write(value.node_id, buf)
+        _UniffiFfiConverterUInt64.write(value.log_index, buf)
+        _UniffiFfiConverterUInt64.write(value.tree_size, buf)
+        _UniffiFfiConverterUInt32.write(value.witnesses, buf)
+        _UniffiFfiConverterUInt64.write(value.published_at, buf)
+        _UniffiFfiConverterUInt64.write(value.checked_at, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.deleted_at, buf)
+
+class _UniffiFfiConverterSequenceTypeNodePresence(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeNodePresence.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeNodePresence.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeNodePresence.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class DataPublication:
+    """
+    A batch that carries some of this phone's uploaded keys.
+"""
+    def __init__(self, *, origin:str, sequence:int, content_id:bytes, day:int, keys:int, own_keys:int, found_at:int, nodes:typing.List[NodePresence]):
+        self.origin = origin
+        self.sequence = sequence
+        self.content_id = content_id
+        self.day = day
+        self.keys = keys
+        self.own_keys = own_keys
+        self.found_at = found_at
+        self.nodes = nodes
+        
+        
+
+    
+    def __str__(self):
+        return "DataPublication(origin={}, sequence={}, content_id={}, day={}, keys={}, own_keys={}, found_at={}, nodes={})".format(self.origin, self.sequence, self.content_id, self.day, self.keys, self.own_keys, self.found_at, self.nodes)
+    def __eq__(self, other):
+        if self.origin != other.origin:
+            return False
+        if self.sequence != other.sequence:
+            return False
+        if self.content_id != other.content_id:
+            return False
+        if self.day != other.day:
+            return False
+        if self.keys != other.keys:
+            return False
+        if self.own_keys != other.own_keys:
+            return False
+        if self.found_at != other.found_at:
+            return False
+        if self.nodes != other.nodes:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeDataPublication(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return DataPublication(
+            origin=_UniffiFfiConverterString.read(buf),
+            sequence=_UniffiFfiConverterUInt64.read(buf),
+            content_id=_UniffiFfiConverterBytes.read(buf),
+            day=_UniffiFfiConverterUInt32.read(buf),
+            keys=_UniffiFfiConverterUInt32.read(buf),
+            own_keys=_UniffiFfiConverterUInt32.read(buf),
+            found_at=_UniffiFfiConverterUInt64.read(buf),
+            nodes=_UniffiFfiConverterSequenceTypeNodePresence.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.origin)
+        _UniffiFfiConverterUInt64.check_lower(value.sequence)
+        _UniffiFfiConverterBytes.check_lower(value.content_id)
+        _UniffiFfiConverterUInt32.check_lower(value.day)
+        _UniffiFfiConverterUInt32.check_lower(value.keys)
+        _UniffiFfiConverterUInt32.check_lower(value.own_keys)
+        _UniffiFfiConverterUInt64.check_lower(value.found_at)
+        _UniffiFfiConverterSequenceTypeNodePresence.check_lower(value.nodes)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.origin, buf)
+        _UniffiFfiConverterUInt64.write(value.sequence, buf)
+        _UniffiFfiConverterBytes.write(value.content_id, buf)
+        _UniffiFfiConverterUInt32.write(value.day, buf)
+        _UniffiFfiConverterUInt32.write(value.keys, buf)
+        _UniffiFfiConverterUInt32.write(value.own_keys, buf)
+        _UniffiFfiConverterUInt64.write(value.found_at, buf)
+        _UniffiFfiConverterSequenceTypeNodePresence.write(value.nodes, buf)
+
+class _UniffiFfiConverterSequenceTypeDataPublication(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeDataPublication.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeDataPublication.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeDataPublication.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class DataReport:
+    """
+    Where this phone's uploaded keys went.
+"""
+    def __init__(self, *, uploaded_at:typing.Optional[int], keys_uploaded:int, publications:typing.List[DataPublication]):
+        self.uploaded_at = uploaded_at
+        self.keys_uploaded = keys_uploaded
+        self.publications = publications
+        
+        
+
+    
+    def __str__(self):
+        return "DataReport(uploaded_at={}, keys_uploaded={}, publications={})".format(self.uploaded_at, self.keys_uploaded, self.publications)
+    def __eq__(self, other):
+        if self.uploaded_at != other.uploaded_at:
+            return False
+        if self.keys_uploaded != other.keys_uploaded:
+            return False
+        if self.publications != other.publications:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeDataReport(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return DataReport(
+            uploaded_at=_UniffiFfiConverterOptionalUInt64.read(buf),
+            keys_uploaded=_UniffiFfiConverterUInt64.read(buf),
+            publications=_UniffiFfiConverterSequenceTypeDataPublication.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.uploaded_at)
+        _UniffiFfiConverterUInt64.check_lower(value.keys_uploaded)
+        _UniffiFfiConverterSequenceTypeDataPublication.check_lower(value.publications)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterOptionalUInt64.write(value.uploaded_at, buf)
+        _UniffiFfiConverterUInt64.write(value.keys_uploaded, buf)
+        _UniffiFfiConverterSequenceTypeDataPublication.write(value.publications, buf)
 
 @dataclass
 class ExportKeyInfo:
@@ -1883,6 +2215,21 @@ class TracelessError:  # type: ignore
         def __repr__(self):
             return "TracelessError.Venue({})".format(str(self))
     _UniffiTempTracelessError.Venue = Venue # type: ignore
+    class Log(_UniffiTempTracelessError):
+        """
+        A node's publication proof was refused, or one is required and none
+        was given (SPEC.md §8.3.1).
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "TracelessError.Log({})".format(str(self))
+    _UniffiTempTracelessError.Log = Log # type: ignore
     class InvalidArgument(_UniffiTempTracelessError):
         """
         An argument is out of its range.
@@ -1991,17 +2338,21 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 11:
-            return TracelessError.InvalidArgument(
+            return TracelessError.Log(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 12:
-            return TracelessError.Closed(
+            return TracelessError.InvalidArgument(
+                _UniffiFfiConverterString.read(buf),
             )
         if variant == 13:
+            return TracelessError.Closed(
+            )
+        if variant == 14:
             return TracelessError.Network(
                 _UniffiFfiConverterString.read(buf),
             )
-        if variant == 14:
+        if variant == 15:
             return TracelessError.Http(
                 _UniffiFfiConverterUInt16.read(buf),
                 _UniffiFfiConverterString.read(buf),
@@ -2041,6 +2392,9 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.Venue):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, TracelessError.Log):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, TracelessError.InvalidArgument):
@@ -2091,16 +2445,19 @@ class _UniffiFfiConverterTypeTracelessError(_UniffiConverterRustBuffer):
         if isinstance(value, TracelessError.Venue):
             buf.write_i32(10)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, TracelessError.InvalidArgument):
+        if isinstance(value, TracelessError.Log):
             buf.write_i32(11)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, TracelessError.Closed):
+        if isinstance(value, TracelessError.InvalidArgument):
             buf.write_i32(12)
-        if isinstance(value, TracelessError.Network):
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, TracelessError.Closed):
             buf.write_i32(13)
+        if isinstance(value, TracelessError.Network):
+            buf.write_i32(14)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, TracelessError.Http):
-            buf.write_i32(14)
+            buf.write_i32(15)
             _UniffiFfiConverterUInt16.write(value.status, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
 
@@ -2273,31 +2630,6 @@ class _UniffiFfiConverterSequenceTypeVenueCheckIn(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeVenueCheckIn.read(buf) for i in range(count)
         ]
 
-class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterUInt64.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterUInt64.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterUInt64.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
-
 class _UniffiFfiConverterSequenceTypeExposureDay(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -2424,6 +2756,11 @@ class TracelessSdkProtocol(typing.Protocol):
         The highest batch sequence synced from `origin`: list batches after it.
 """
         raise NotImplementedError
+    def data_report(self, ) -> DataReport:
+        """
+        Where this phone's uploaded keys went.
+"""
+        raise NotImplementedError
     def edit_check_in(self, arrival: int,departure: typing.Optional[int]) -> VenueCheckIn:
         """
         Changes the open visit's arrival and, optionally, departure (one in the
@@ -2451,15 +2788,32 @@ class TracelessSdkProtocol(typing.Protocol):
         Makes everything recorded durable (call when going to the background).
 """
         raise NotImplementedError
+    def forget_data_report(self, ) -> None:
+        """
+        Destroys the report; the uploads stay published.
+"""
+        raise NotImplementedError
     def next_dummy_upload_at(self, ) -> int:
         """
         Unix time at which the next dummy upload is due.
+"""
+        raise NotImplementedError
+    def record_log_proof(self, node: str,proof: bytes) -> DataPublication:
+        """
+        Adds node `node`'s publication proof for one of the report's batches;
+        `Log` if refused, `InvalidArgument` if the batch is not this phone's.
 """
         raise NotImplementedError
     def record_sighting(self, payload: bytes,rssi_dbm: int,tx_power_dbm: typing.Optional[int],seen_at: int) -> None:
         """
         Records one received advertisement (`payload`, 20 bytes) heard at
         `rssi_dbm` at unix time `seen_at`.
+"""
+        raise NotImplementedError
+    def require_log_proofs(self, witnesses: int) -> None:
+        """
+        From now on accept batches only through `sync_batch_proven`, with at
+        least `witnesses` trusted cosignatures; 0 (the default) turns it off.
 """
         raise NotImplementedError
     def sealed_diagnosis_upload(self, gateway_key: bytes,onset_day: int,exclude_days: typing.List[int]) -> bytes:
@@ -2496,6 +2850,12 @@ class TracelessSdkProtocol(typing.Protocol):
     def sync_batch(self, bytes: bytes) -> SyncResult:
         """
         Verifies and matches one signed batch as downloaded from any node.
+"""
+        raise NotImplementedError
+    def sync_batch_proven(self, bytes: bytes,proof: bytes) -> SyncResult:
+        """
+        Like `sync_batch`, with the serving node's publication proof
+        (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
 """
         raise NotImplementedError
     def sync_export(self, zip: bytes) -> SyncResult:
@@ -2546,6 +2906,12 @@ class TracelessSdkProtocol(typing.Protocol):
         GAEN export files ([`TracelessSdk::sync_export`]). `Rejected` if it is
         malformed, forged, not signed by a trusted authority or outside its
         validity: no key is trusted then. Call `trust_authority` first.
+"""
+        raise NotImplementedError
+    def trust_witness(self, public_key: bytes) -> None:
+        """
+        Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+        on publication proofs' checkpoints. Not kept across opens.
 """
         raise NotImplementedError
 
@@ -2727,6 +3093,21 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def data_report(self, ) -> DataReport:
+        """
+        Where this phone's uploaded keys went.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeDataReport.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_data_report,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def edit_check_in(self, arrival: int,departure: typing.Optional[int]) -> VenueCheckIn:
         """
         Changes the open visit's arrival and, optionally, departure (one in the
@@ -2816,6 +3197,21 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def forget_data_report(self, ) -> None:
+        """
+        Destroys the report; the uploads stay published.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def next_dummy_upload_at(self, ) -> int:
         """
         Unix time at which the next dummy upload is due.
@@ -2828,6 +3224,28 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_next_dummy_upload_at,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def record_log_proof(self, node: str,proof: bytes) -> DataPublication:
+        """
+        Adds node `node`'s publication proof for one of the report's batches;
+        `Log` if refused, `InvalidArgument` if the batch is not this phone's.
+"""
+        
+        _UniffiFfiConverterString.check_lower(node)
+
+        _UniffiFfiConverterBytes.check_lower(proof)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(node),
+            _UniffiFfiConverterBytes.lower(proof),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeDataPublication.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2856,6 +3274,25 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_sighting,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def require_log_proofs(self, witnesses: int) -> None:
+        """
+        From now on accept batches only through `sync_batch_proven`, with at
+        least `witnesses` trusted cosignatures; 0 (the default) turns it off.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(witnesses)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(witnesses),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -2976,6 +3413,28 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sync_batch_proven(self, bytes: bytes,proof: bytes) -> SyncResult:
+        """
+        Like `sync_batch`, with the serving node's publication proof
+        (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(bytes)
+
+        _UniffiFfiConverterBytes.check_lower(proof)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(bytes),
+            _UniffiFfiConverterBytes.lower(proof),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeSyncResult.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3145,6 +3604,25 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def trust_witness(self, public_key: bytes) -> None:
+        """
+        Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+        on publication proofs' checkpoints. Not kept across opens.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(public_key)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(public_key),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3425,6 +3903,9 @@ __all__ = [
     "ExposureKind",
     "TracelessError",
     "ClientOptions",
+    "NodePresence",
+    "DataPublication",
+    "DataReport",
     "ExportKeyInfo",
     "ExposureDay",
     "NetworkSync",

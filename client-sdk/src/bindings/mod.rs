@@ -29,6 +29,7 @@ use crate::{CheckIn, CheckInState, MasterKey, Sdk, SdkConfig, SdkError, Status};
 
 #[cfg(feature = "client")]
 mod client;
+mod data_report;
 
 uniffi::setup_scaffolding!("traceless_sdk");
 
@@ -102,6 +103,13 @@ pub enum TracelessError {
         /// Which rule and why.
         reason: String,
     },
+    /// A node's publication proof was refused, or one is required and none
+    /// was given (SPEC.md §8.3.1).
+    #[error("log proof: {reason}")]
+    Log {
+        /// What was wrong with it.
+        reason: String,
+    },
     /// An argument is out of its range.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -150,6 +158,7 @@ impl From<SdkError> for TracelessError {
             SdkError::Venue(_) => Self::Venue { reason },
             SdkError::AlreadySynced(_) => Self::AlreadySynced { reason },
             SdkError::InvalidArgument(_) => Self::InvalidArgument { reason },
+            SdkError::Log(_) | SdkError::LogProofRequired { .. } => Self::Log { reason },
         }
     }
 }

@@ -373,7 +373,10 @@ mod tests {
         );
         check_out(&mut vault, arrival + 4000).expect("check out");
         assert!(open::read(&vault).expect("reads").is_none());
-        let file = vault.storage().read_checkin().expect("file");
+        let file = vault
+            .storage()
+            .read_side(crate::storage::SideFile::OpenCheckIn)
+            .expect("file");
         assert!(file.iter().all(|&b| b == 0), "the open check-in is zeroed");
         let mut opened = 0;
         for day in vault.live_days() {

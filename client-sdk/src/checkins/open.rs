@@ -15,6 +15,7 @@ use traceless_protocol::venue::{EntryCode, MAX_PAYLOAD_LEN};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, SdkError};
+use crate::storage::SideFile;
 use crate::vault::Vault;
 
 const OPEN_AAD: &[u8] = b"traceless/sdk/v1/open-checkin";
@@ -52,7 +53,7 @@ fn be64(b: &[u8]) -> u64 {
 
 /// The open check-in, if there is one.
 pub(crate) fn read(vault: &Vault) -> Result<Option<OpenCheckIn>> {
-    let raw = vault.storage().read_checkin()?;
+    let raw = vault.storage().read_side(SideFile::OpenCheckIn)?;
     if raw.iter().all(|&b| b == 0) {
         return Ok(None);
     }
@@ -93,10 +94,12 @@ pub(crate) fn write(vault: &Vault, open: &OpenCheckIn) -> Result<()> {
     plain[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
     let sealed = vault.seal_with_master(OPEN_AAD, &plain)?;
     debug_assert_eq!(sealed.len(), OPEN_FILE_LEN);
-    vault.storage().write_checkin(&sealed)
+    vault.storage().write_side(SideFile::OpenCheckIn, &sealed)
 }
 
 /// Destroys the open check-in: zeros over the whole file, synced.
 pub(crate) fn destroy(vault: &Vault) -> Result<()> {
-    vault.storage().write_checkin(&[0u8; OPEN_FILE_LEN])
+    vault
+        .storage()
+        .write_side(SideFile::OpenCheckIn, &[0u8; OPEN_FILE_LEN])
 }

@@ -202,7 +202,7 @@ impl Client {
                 totals.new_windows += report.new_windows;
                 Ok(true)
             }
-            Err(ClientError::Sdk(SdkError::Rejected(_))) => {
+            Err(ClientError::Sdk(SdkError::Rejected(_) | SdkError::Log(_))) => {
                 totals.rejected += 1;
                 Ok(false)
             }
@@ -218,6 +218,7 @@ impl Client {
         let origin = &self.config.origin;
         let node = &self.config.download_node;
         let mut totals = SyncTotals::default();
+        let proofs = phone.with(|s| Ok(s.log_proofs_required()))? > 0;
         let mut after = phone.with(|s| s.cursor(origin))?.unwrap_or(0);
         loop {
             let url = format!("{node}/v1/batches?origin={origin}&after={after}");
@@ -235,7 +236,25 @@ impl Client {
                 };
                 let url = self.absolute(path);
                 let bytes = Self::expect_ok(&url, self.http.get(&url, None)?)?;
-                if self.hand_over(phone, &mut totals, |s| s.sync_batch(&bytes))? {
+                let synced = if proofs {
+                    let Some(sequence) = entry["sequence"].as_u64() else {
+                        return Err(ClientError::BadAnswer {
+                            url,
+                            reason: "a batch without sequence".into(),
+                        });
+                    };
+                    let proof = self.publication_proof(node, sequence)?;
+                    let synced = self
+                        .hand_over(phone, &mut totals, |s| s.sync_batch_proven(&bytes, &proof))?;
+                    // A batch of this phone's own upload: the download node holds it.
+                    if synced {
+                        self.note_presence(phone, node, &proof)?;
+                    }
+                    synced
+                } else {
+                    self.hand_over(phone, &mut totals, |s| s.sync_batch(&bytes))?
+                };
+                if synced {
                     totals.batches += 1;
                 }
             }
@@ -276,6 +295,59 @@ impl Client {
             }
         }
         Ok(totals)
+    }
+
+    /// `node`'s publication proof of batch `sequence` of the origin.
+    fn publication_proof(&self, node: &str, sequence: u64) -> Result<Vec<u8>, ClientError> {
+        let url = format!(
+            "{node}/v1/log/proof/batch/{}/{sequence}",
+            self.config.origin
+        );
+        Self::expect_ok(&url, self.http.get(&url, None)?)
+    }
+
+    /// Records `node` in the data report if `proof` is of one of its batches.
+    fn note_presence(
+        &self,
+        phone: &impl Phone,
+        node: &str,
+        proof: &[u8],
+    ) -> Result<bool, ClientError> {
+        match phone.with(|s| s.record_log_proof(node, proof)) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Sdk(SdkError::InvalidArgument(_))) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks each of `nodes` (base URLs) for the publication proof of every
+    /// batch in the phone's data report and records what verifies: where the
+    /// keys are, and once a node deleted them, when (SPEC.md §8.3.2). A node
+    /// that never held a batch (404) is skipped. Returns the proofs recorded.
+    ///
+    /// Each request tells that node that this address asks about those
+    /// batches; SPEC.md §8.3.2 says what that reveals.
+    pub fn refresh_data_report(
+        &self,
+        phone: &impl Phone,
+        nodes: &[String],
+    ) -> Result<usize, ClientError> {
+        let report = phone.with(|s| s.data_report())?;
+        let mut recorded = 0;
+        for node in nodes.iter().map(|n| base(n)) {
+            for p in report
+                .publications
+                .iter()
+                .filter(|p| p.origin == self.config.origin)
+            {
+                match self.publication_proof(&node, p.sequence) {
+                    Ok(proof) => recorded += usize::from(self.note_presence(phone, &node, &proof)?),
+                    Err(ClientError::Status { status: 404, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(recorded)
     }
 
     /// The gateway's seal key and token keys.

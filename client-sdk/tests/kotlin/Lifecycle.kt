@@ -189,6 +189,21 @@ fun main(args: Array<String>) {
     check(net.updateRiskConfig(carol) == null) { "an unchanged configuration is applied again" }
     carol.shutdown()
 
+    // Where is Alice's data: her phone finds the batch carrying her key while
+    // it syncs, refuses a proof that is not one, and forgets on request.
+    alice.trustAuthority(origin, 1u, hex(authorityKey))
+    check(alice.dataReport().publications.isEmpty()) { "nothing found before syncing" }
+    batches.forEach { alice.syncBatch(it) }
+    val report = alice.dataReport()
+    check(report.uploadedAt != null && report.keysUploaded >= 1UL) { "report: $report" }
+    // One batch per key day: the exposure day's, and today's retired key's once released.
+    val mine = report.publications.filter { it.day == day }
+    check(mine.size == 1) { "publications: ${report.publications}" }
+    check(mine[0].origin == origin && mine[0].ownKeys == 1u && mine[0].contentId.size == 32) { "${mine[0]}" }
+    expect<TracelessException.Log>("a proof that is not one") { alice.recordLogProof(relay, ByteArray(3)) }
+    alice.forgetDataReport()
+    check(alice.dataReport().uploadedAt == null) { "forgotten" }
+
     // Cover traffic: a dummy looks like the real upload to the relay.
     check(bob.nextDummyUploadAt() >= clock.now()) { "the next dummy is in the past" }
     val dummy = bob.sealedDummyUpload(sealKey)

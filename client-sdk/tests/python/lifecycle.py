@@ -139,6 +139,22 @@ def main():
     assert export_key.origin == origin and len(export_key.public_key) == 33, f"{export_key}"
     assert export_key.not_before <= clock.now() < export_key.not_after, f"{export_key}"
 
+    # Where is Alice's data: her phone finds the batch carrying her key while
+    # it syncs, refuses a proof that is not one, and forgets on request.
+    alice.trust_authority(origin, 1, bytes.fromhex(authority_key))
+    assert alice.data_report().publications == [], "nothing found before syncing"
+    for b in batches:
+        alice.sync_batch(b)
+    report = alice.data_report()
+    assert report.uploaded_at is not None and report.keys_uploaded >= 1, f"report: {report}"
+    # One batch per key day: the exposure day's, and today's retired key's once released.
+    mine = [p for p in report.publications if p.day == day]
+    assert len(mine) == 1, f"publications: {report.publications}"
+    assert (mine[0].origin, mine[0].own_keys, len(mine[0].content_id)) == (origin, 1, 32), f"{mine[0]}"
+    expect("Log", "a proof that is not one", lambda: alice.record_log_proof(relay, b"\x00" * 3))
+    alice.forget_data_report()
+    assert alice.data_report().uploaded_at is None, "forgotten"
+
     # Cover traffic looks like the real upload to the relay.
     assert bob.next_dummy_upload_at() >= clock.now()
     dummy = bob.sealed_dummy_upload(seal_key)

@@ -735,6 +735,18 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven(
+    ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule(
@@ -849,6 +861,18 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(`ptr`: Long,`certificate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_data_report(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof(`ptr`: Long,`node`: RustBuffer.ByValue,`proof`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs(`ptr`: Long,`witnesses`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven(`ptr`: Long,`bytes`: RustBuffer.ByValue,`proof`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness(`ptr`: Long,`publicKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_traceless_sdk_fn_clone_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_traceless_sdk_fn_free_tracelessclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1074,6 +1098,24 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() and 0xFFFF) != 34779) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report() and 0xFFFF) != 20753) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report() and 0xFFFF) != 5285) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof() and 0xFFFF) != 59503) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs() and 0xFFFF) != 55122) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven() and 0xFFFF) != 52041) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness() and 0xFFFF) != 64418) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() and 0xFFFF) != 23781) {
@@ -2476,6 +2518,40 @@ public interface TracelessSdkInterface {
      */
     fun `trustExportCertificate`(`certificate`: kotlin.ByteArray): ExportKeyInfo
     
+    /**
+     * Where this phone's uploaded keys went.
+     */
+    fun `dataReport`(): DataReport
+    
+    /**
+     * Destroys the report; the uploads stay published.
+     */
+    fun `forgetDataReport`()
+    
+    /**
+     * Adds node `node`'s publication proof for one of the report's batches;
+     * `Log` if refused, `InvalidArgument` if the batch is not this phone's.
+     */
+    fun `recordLogProof`(`node`: kotlin.String, `proof`: kotlin.ByteArray): DataPublication
+    
+    /**
+     * From now on accept batches only through `sync_batch_proven`, with at
+     * least `witnesses` trusted cosignatures; 0 (the default) turns it off.
+     */
+    fun `requireLogProofs`(`witnesses`: kotlin.UInt)
+    
+    /**
+     * Like `sync_batch`, with the serving node's publication proof
+     * (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
+     */
+    fun `syncBatchProven`(`bytes`: kotlin.ByteArray, `proof`: kotlin.ByteArray): SyncResult
+    
+    /**
+     * Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+     * on publication proofs' checkpoints. Not kept across opens.
+     */
+    fun `trustWitness`(`publicKey`: kotlin.ByteArray)
+    
     companion object
 }
 
@@ -3096,6 +3172,115 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     
 
     
+    /**
+     * Where this phone's uploaded keys went.
+     */
+    @Throws(TracelessException::class)override fun `dataReport`(): DataReport {
+            return FfiConverterTypeDataReport.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_data_report(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Destroys the report; the uploads stay published.
+     */
+    @Throws(TracelessException::class)override fun `forgetDataReport`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Adds node `node`'s publication proof for one of the report's batches;
+     * `Log` if refused, `InvalidArgument` if the batch is not this phone's.
+     */
+    @Throws(TracelessException::class)override fun `recordLogProof`(`node`: kotlin.String, `proof`: kotlin.ByteArray): DataPublication {
+            return FfiConverterTypeDataPublication.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof(
+        it,
+        
+        FfiConverterString.lower(`node`),
+        FfiConverterByteArray.lower(`proof`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * From now on accept batches only through `sync_batch_proven`, with at
+     * least `witnesses` trusted cosignatures; 0 (the default) turns it off.
+     */
+    @Throws(TracelessException::class)override fun `requireLogProofs`(`witnesses`: kotlin.UInt)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs(
+        it,
+        
+        FfiConverterUInt.lower(`witnesses`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Like `sync_batch`, with the serving node's publication proof
+     * (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
+     */
+    @Throws(TracelessException::class)override fun `syncBatchProven`(`bytes`: kotlin.ByteArray, `proof`: kotlin.ByteArray): SyncResult {
+            return FfiConverterTypeSyncResult.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven(
+        it,
+        
+        FfiConverterByteArray.lower(`bytes`),
+        FfiConverterByteArray.lower(`proof`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+     * on publication proofs' checkpoints. Not kept across opens.
+     */
+    @Throws(TracelessException::class)override fun `trustWitness`(`publicKey`: kotlin.ByteArray)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness(
+        it,
+        
+        FfiConverterByteArray.lower(`publicKey`),_status)
+}
+    }
+    
+    
+
+    
 
     
 
@@ -3259,6 +3444,156 @@ public object FfiConverterTypeClientOptions: FfiConverterRustBuffer<ClientOption
             FfiConverterUInt.write(value.`retries`, buf)
             FfiConverterULong.write(value.`backoffMs`, buf)
             FfiConverterSequenceByteArray.write(value.`pinnedCertificates`, buf)
+    }
+}
+
+
+
+/**
+ * A batch that carries some of this phone's uploaded keys.
+ */
+data class DataPublication (
+    /**
+     * The authority that signed it.
+     */
+    var `origin`: kotlin.String
+    , 
+    /**
+     * Its sequence number.
+     */
+    var `sequence`: kotlin.ULong
+    , 
+    /**
+     * SHA-256 of the batch as served (32 bytes): its content id in the logs.
+     */
+    var `contentId`: kotlin.ByteArray
+    , 
+    /**
+     * UTC day of its keys.
+     */
+    var `day`: kotlin.UInt
+    , 
+    /**
+     * Keys in it.
+     */
+    var `keys`: kotlin.UInt
+    , 
+    /**
+     * Of them, this phone's.
+     */
+    var `ownKeys`: kotlin.UInt
+    , 
+    /**
+     * When the phone found it.
+     */
+    var `foundAt`: kotlin.ULong
+    , 
+    /**
+     * Nodes whose logs were shown to hold it.
+     */
+    var `nodes`: List<NodePresence>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDataPublication: FfiConverterRustBuffer<DataPublication> {
+    override fun read(buf: ByteBuffer): DataPublication {
+        return DataPublication(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeNodePresence.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DataPublication) = (
+            FfiConverterString.allocationSize(value.`origin`) +
+            FfiConverterULong.allocationSize(value.`sequence`) +
+            FfiConverterByteArray.allocationSize(value.`contentId`) +
+            FfiConverterUInt.allocationSize(value.`day`) +
+            FfiConverterUInt.allocationSize(value.`keys`) +
+            FfiConverterUInt.allocationSize(value.`ownKeys`) +
+            FfiConverterULong.allocationSize(value.`foundAt`) +
+            FfiConverterSequenceTypeNodePresence.allocationSize(value.`nodes`)
+    )
+
+    override fun write(value: DataPublication, buf: ByteBuffer) {
+            FfiConverterString.write(value.`origin`, buf)
+            FfiConverterULong.write(value.`sequence`, buf)
+            FfiConverterByteArray.write(value.`contentId`, buf)
+            FfiConverterUInt.write(value.`day`, buf)
+            FfiConverterUInt.write(value.`keys`, buf)
+            FfiConverterUInt.write(value.`ownKeys`, buf)
+            FfiConverterULong.write(value.`foundAt`, buf)
+            FfiConverterSequenceTypeNodePresence.write(value.`nodes`, buf)
+    }
+}
+
+
+
+/**
+ * Where this phone's uploaded keys went.
+ */
+data class DataReport (
+    /**
+     * When the last upload was prepared; none: no report.
+     */
+    var `uploadedAt`: kotlin.ULong?
+    , 
+    /**
+     * Keys uploaded since the report began.
+     */
+    var `keysUploaded`: kotlin.ULong
+    , 
+    /**
+     * Batches found carrying them.
+     */
+    var `publications`: List<DataPublication>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDataReport: FfiConverterRustBuffer<DataReport> {
+    override fun read(buf: ByteBuffer): DataReport {
+        return DataReport(
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeDataPublication.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DataReport) = (
+            FfiConverterOptionalULong.allocationSize(value.`uploadedAt`) +
+            FfiConverterULong.allocationSize(value.`keysUploaded`) +
+            FfiConverterSequenceTypeDataPublication.allocationSize(value.`publications`)
+    )
+
+    override fun write(value: DataReport, buf: ByteBuffer) {
+            FfiConverterOptionalULong.write(value.`uploadedAt`, buf)
+            FfiConverterULong.write(value.`keysUploaded`, buf)
+            FfiConverterSequenceTypeDataPublication.write(value.`publications`, buf)
     }
 }
 
@@ -3498,6 +3833,101 @@ public object FfiConverterTypeNetworkSync: FfiConverterRustBuffer<NetworkSync> {
             FfiConverterULong.write(value.`keys`, buf)
             FfiConverterULong.write(value.`newWindows`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
+    }
+}
+
+
+
+/**
+ * One node's log holding (and perhaps having deleted) one of the batches.
+ */
+data class NodePresence (
+    /**
+     * The label the app gave the node (its URL, say).
+     */
+    var `node`: kotlin.String
+    , 
+    /**
+     * The node's Ed25519 key (32 bytes): whose log it is.
+     */
+    var `nodeId`: kotlin.ByteArray
+    , 
+    /**
+     * Leaf index of the publication in that log.
+     */
+    var `logIndex`: kotlin.ULong
+    , 
+    /**
+     * Tree size of the checkpoint the proof was checked against.
+     */
+    var `treeSize`: kotlin.ULong
+    , 
+    /**
+     * Trusted witnesses that cosigned it.
+     */
+    var `witnesses`: kotlin.UInt
+    , 
+    /**
+     * When the node stored the batch, unix seconds.
+     */
+    var `publishedAt`: kotlin.ULong
+    , 
+    /**
+     * When the phone checked the proof.
+     */
+    var `checkedAt`: kotlin.ULong
+    , 
+    /**
+     * When the node deleted the batch (its signed, logged record).
+     */
+    var `deletedAt`: kotlin.ULong?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNodePresence: FfiConverterRustBuffer<NodePresence> {
+    override fun read(buf: ByteBuffer): NodePresence {
+        return NodePresence(
+            FfiConverterString.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: NodePresence) = (
+            FfiConverterString.allocationSize(value.`node`) +
+            FfiConverterByteArray.allocationSize(value.`nodeId`) +
+            FfiConverterULong.allocationSize(value.`logIndex`) +
+            FfiConverterULong.allocationSize(value.`treeSize`) +
+            FfiConverterUInt.allocationSize(value.`witnesses`) +
+            FfiConverterULong.allocationSize(value.`publishedAt`) +
+            FfiConverterULong.allocationSize(value.`checkedAt`) +
+            FfiConverterOptionalULong.allocationSize(value.`deletedAt`)
+    )
+
+    override fun write(value: NodePresence, buf: ByteBuffer) {
+            FfiConverterString.write(value.`node`, buf)
+            FfiConverterByteArray.write(value.`nodeId`, buf)
+            FfiConverterULong.write(value.`logIndex`, buf)
+            FfiConverterULong.write(value.`treeSize`, buf)
+            FfiConverterUInt.write(value.`witnesses`, buf)
+            FfiConverterULong.write(value.`publishedAt`, buf)
+            FfiConverterULong.write(value.`checkedAt`, buf)
+            FfiConverterOptionalULong.write(value.`deletedAt`, buf)
     }
 }
 
@@ -3948,6 +4378,21 @@ sealed class TracelessException: kotlin.Exception() {
     }
     
     /**
+     * A node's publication proof was refused, or one is required and none
+     * was given (SPEC.md §8.3.1).
+     */
+    class Log(
+        
+        /**
+         * What was wrong with it.
+         */
+        val `reason`: kotlin.String
+        ) : TracelessException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * An argument is out of its range.
      */
     class InvalidArgument(
@@ -4054,14 +4499,17 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
             10 -> TracelessException.Venue(
                 FfiConverterString.read(buf),
                 )
-            11 -> TracelessException.InvalidArgument(
+            11 -> TracelessException.Log(
                 FfiConverterString.read(buf),
                 )
-            12 -> TracelessException.Closed()
-            13 -> TracelessException.Network(
+            12 -> TracelessException.InvalidArgument(
                 FfiConverterString.read(buf),
                 )
-            14 -> TracelessException.Http(
+            13 -> TracelessException.Closed()
+            14 -> TracelessException.Network(
+                FfiConverterString.read(buf),
+                )
+            15 -> TracelessException.Http(
                 FfiConverterUShort.read(buf),
                 FfiConverterString.read(buf),
                 )
@@ -4120,6 +4568,11 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is TracelessException.Venue -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is TracelessException.Log -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -4202,22 +4655,27 @@ public object FfiConverterTypeTracelessError : FfiConverterRustBuffer<TracelessE
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is TracelessException.InvalidArgument -> {
+            is TracelessException.Log -> {
                 buf.putInt(11)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is TracelessException.Closed -> {
+            is TracelessException.InvalidArgument -> {
                 buf.putInt(12)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is TracelessException.Closed -> {
+                buf.putInt(13)
                 Unit
             }
             is TracelessException.Network -> {
-                buf.putInt(13)
+                buf.putInt(14)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is TracelessException.Http -> {
-                buf.putInt(14)
+                buf.putInt(15)
                 FfiConverterUShort.write(value.`status`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
@@ -4353,6 +4811,34 @@ public object FfiConverterSequenceByteArray: FfiConverterRustBuffer<List<kotlin.
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeDataPublication: FfiConverterRustBuffer<List<DataPublication>> {
+    override fun read(buf: ByteBuffer): List<DataPublication> {
+        val len = buf.getInt()
+        return List<DataPublication>(len) {
+            FfiConverterTypeDataPublication.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<DataPublication>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeDataPublication.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<DataPublication>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeDataPublication.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeExposureDay: FfiConverterRustBuffer<List<ExposureDay>> {
     override fun read(buf: ByteBuffer): List<ExposureDay> {
         val len = buf.getInt()
@@ -4371,6 +4857,34 @@ public object FfiConverterSequenceTypeExposureDay: FfiConverterRustBuffer<List<E
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeExposureDay.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeNodePresence: FfiConverterRustBuffer<List<NodePresence>> {
+    override fun read(buf: ByteBuffer): List<NodePresence> {
+        val len = buf.getInt()
+        return List<NodePresence>(len) {
+            FfiConverterTypeNodePresence.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<NodePresence>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeNodePresence.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<NodePresence>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeNodePresence.write(it, buf)
         }
     }
 }

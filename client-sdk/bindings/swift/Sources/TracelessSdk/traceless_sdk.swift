@@ -1222,6 +1222,40 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      */
     func trustExportCertificate(certificate: Data) throws  -> ExportKeyInfo
     
+    /**
+     * Where this phone's uploaded keys went.
+     */
+    func dataReport() throws  -> DataReport
+    
+    /**
+     * Destroys the report; the uploads stay published.
+     */
+    func forgetDataReport() throws 
+    
+    /**
+     * Adds node `node`'s publication proof for one of the report's batches;
+     * `Log` if refused, `InvalidArgument` if the batch is not this phone's.
+     */
+    func recordLogProof(node: String, proof: Data) throws  -> DataPublication
+    
+    /**
+     * From now on accept batches only through `sync_batch_proven`, with at
+     * least `witnesses` trusted cosignatures; 0 (the default) turns it off.
+     */
+    func requireLogProofs(witnesses: UInt32) throws 
+    
+    /**
+     * Like `sync_batch`, with the serving node's publication proof
+     * (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
+     */
+    func syncBatchProven(bytes: Data, proof: Data) throws  -> SyncResult
+    
+    /**
+     * Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+     * on publication proofs' checkpoints. Not kept across opens.
+     */
+    func trustWitness(publicKey: Data) throws 
+    
 }
 /**
  * One phone's Traceless state: thread-safe, closed explicitly or when dropped.
@@ -1684,6 +1718,85 @@ open func trustExportCertificate(certificate: Data)throws  -> ExportKeyInfo  {
 })
 }
     
+    /**
+     * Where this phone's uploaded keys went.
+     */
+open func dataReport()throws  -> DataReport  {
+    return try  FfiConverterTypeDataReport_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_data_report(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Destroys the report; the uploads stay published.
+     */
+open func forgetDataReport()throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_forget_data_report(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Adds node `node`'s publication proof for one of the report's batches;
+     * `Log` if refused, `InvalidArgument` if the batch is not this phone's.
+     */
+open func recordLogProof(node: String, proof: Data)throws  -> DataPublication  {
+    return try  FfiConverterTypeDataPublication_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_record_log_proof(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(node),
+        FfiConverterData.lower(proof),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * From now on accept batches only through `sync_batch_proven`, with at
+     * least `witnesses` trusted cosignatures; 0 (the default) turns it off.
+     */
+open func requireLogProofs(witnesses: UInt32)throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_require_log_proofs(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(witnesses),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Like `sync_batch`, with the serving node's publication proof
+     * (`GET /v1/log/proof/batch/{origin}/{sequence}`); `Log` if refused.
+     */
+open func syncBatchProven(bytes: Data, proof: Data)throws  -> SyncResult  {
+    return try  FfiConverterTypeSyncResult_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_sync_batch_proven(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(bytes),
+        FfiConverterData.lower(proof),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Counts the cosignatures of the relay with this 32-byte Ed25519 node key
+     * on publication proofs' checkpoints. Not kept across opens.
+     */
+open func trustWitness(publicKey: Data)throws   {try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(publicKey),uniffiCallStatus
+    )
+}
+}
+    
 
     
 }
@@ -1858,6 +1971,214 @@ public func FfiConverterTypeClientOptions_lift(_ buf: RustBuffer) throws -> Clie
 #endif
 public func FfiConverterTypeClientOptions_lower(_ value: ClientOptions) -> RustBuffer {
     return FfiConverterTypeClientOptions.lower(value)
+}
+
+
+/**
+ * A batch that carries some of this phone's uploaded keys.
+ */
+public struct DataPublication: Equatable, Hashable {
+    /**
+     * The authority that signed it.
+     */
+    public var origin: String
+    /**
+     * Its sequence number.
+     */
+    public var sequence: UInt64
+    /**
+     * SHA-256 of the batch as served (32 bytes): its content id in the logs.
+     */
+    public var contentId: Data
+    /**
+     * UTC day of its keys.
+     */
+    public var day: UInt32
+    /**
+     * Keys in it.
+     */
+    public var keys: UInt32
+    /**
+     * Of them, this phone's.
+     */
+    public var ownKeys: UInt32
+    /**
+     * When the phone found it.
+     */
+    public var foundAt: UInt64
+    /**
+     * Nodes whose logs were shown to hold it.
+     */
+    public var nodes: [NodePresence]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The authority that signed it.
+         */origin: String, 
+        /**
+         * Its sequence number.
+         */sequence: UInt64, 
+        /**
+         * SHA-256 of the batch as served (32 bytes): its content id in the logs.
+         */contentId: Data, 
+        /**
+         * UTC day of its keys.
+         */day: UInt32, 
+        /**
+         * Keys in it.
+         */keys: UInt32, 
+        /**
+         * Of them, this phone's.
+         */ownKeys: UInt32, 
+        /**
+         * When the phone found it.
+         */foundAt: UInt64, 
+        /**
+         * Nodes whose logs were shown to hold it.
+         */nodes: [NodePresence]) {
+        self.origin = origin
+        self.sequence = sequence
+        self.contentId = contentId
+        self.day = day
+        self.keys = keys
+        self.ownKeys = ownKeys
+        self.foundAt = foundAt
+        self.nodes = nodes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DataPublication: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDataPublication: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DataPublication {
+        return
+            try DataPublication(
+                origin: FfiConverterString.read(from: &buf), 
+                sequence: FfiConverterUInt64.read(from: &buf), 
+                contentId: FfiConverterData.read(from: &buf), 
+                day: FfiConverterUInt32.read(from: &buf), 
+                keys: FfiConverterUInt32.read(from: &buf), 
+                ownKeys: FfiConverterUInt32.read(from: &buf), 
+                foundAt: FfiConverterUInt64.read(from: &buf), 
+                nodes: FfiConverterSequenceTypeNodePresence.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DataPublication, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.origin, into: &buf)
+        FfiConverterUInt64.write(value.sequence, into: &buf)
+        FfiConverterData.write(value.contentId, into: &buf)
+        FfiConverterUInt32.write(value.day, into: &buf)
+        FfiConverterUInt32.write(value.keys, into: &buf)
+        FfiConverterUInt32.write(value.ownKeys, into: &buf)
+        FfiConverterUInt64.write(value.foundAt, into: &buf)
+        FfiConverterSequenceTypeNodePresence.write(value.nodes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataPublication_lift(_ buf: RustBuffer) throws -> DataPublication {
+    return try FfiConverterTypeDataPublication.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataPublication_lower(_ value: DataPublication) -> RustBuffer {
+    return FfiConverterTypeDataPublication.lower(value)
+}
+
+
+/**
+ * Where this phone's uploaded keys went.
+ */
+public struct DataReport: Equatable, Hashable {
+    /**
+     * When the last upload was prepared; none: no report.
+     */
+    public var uploadedAt: UInt64?
+    /**
+     * Keys uploaded since the report began.
+     */
+    public var keysUploaded: UInt64
+    /**
+     * Batches found carrying them.
+     */
+    public var publications: [DataPublication]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * When the last upload was prepared; none: no report.
+         */uploadedAt: UInt64?, 
+        /**
+         * Keys uploaded since the report began.
+         */keysUploaded: UInt64, 
+        /**
+         * Batches found carrying them.
+         */publications: [DataPublication]) {
+        self.uploadedAt = uploadedAt
+        self.keysUploaded = keysUploaded
+        self.publications = publications
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DataReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDataReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DataReport {
+        return
+            try DataReport(
+                uploadedAt: FfiConverterOptionUInt64.read(from: &buf), 
+                keysUploaded: FfiConverterUInt64.read(from: &buf), 
+                publications: FfiConverterSequenceTypeDataPublication.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DataReport, into buf: inout [UInt8]) {
+        FfiConverterOptionUInt64.write(value.uploadedAt, into: &buf)
+        FfiConverterUInt64.write(value.keysUploaded, into: &buf)
+        FfiConverterSequenceTypeDataPublication.write(value.publications, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataReport_lift(_ buf: RustBuffer) throws -> DataReport {
+    return try FfiConverterTypeDataReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDataReport_lower(_ value: DataReport) -> RustBuffer {
+    return FfiConverterTypeDataReport.lower(value)
 }
 
 
@@ -2187,6 +2508,135 @@ public func FfiConverterTypeNetworkSync_lift(_ buf: RustBuffer) throws -> Networ
 #endif
 public func FfiConverterTypeNetworkSync_lower(_ value: NetworkSync) -> RustBuffer {
     return FfiConverterTypeNetworkSync.lower(value)
+}
+
+
+/**
+ * One node's log holding (and perhaps having deleted) one of the batches.
+ */
+public struct NodePresence: Equatable, Hashable {
+    /**
+     * The label the app gave the node (its URL, say).
+     */
+    public var node: String
+    /**
+     * The node's Ed25519 key (32 bytes): whose log it is.
+     */
+    public var nodeId: Data
+    /**
+     * Leaf index of the publication in that log.
+     */
+    public var logIndex: UInt64
+    /**
+     * Tree size of the checkpoint the proof was checked against.
+     */
+    public var treeSize: UInt64
+    /**
+     * Trusted witnesses that cosigned it.
+     */
+    public var witnesses: UInt32
+    /**
+     * When the node stored the batch, unix seconds.
+     */
+    public var publishedAt: UInt64
+    /**
+     * When the phone checked the proof.
+     */
+    public var checkedAt: UInt64
+    /**
+     * When the node deleted the batch (its signed, logged record).
+     */
+    public var deletedAt: UInt64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The label the app gave the node (its URL, say).
+         */node: String, 
+        /**
+         * The node's Ed25519 key (32 bytes): whose log it is.
+         */nodeId: Data, 
+        /**
+         * Leaf index of the publication in that log.
+         */logIndex: UInt64, 
+        /**
+         * Tree size of the checkpoint the proof was checked against.
+         */treeSize: UInt64, 
+        /**
+         * Trusted witnesses that cosigned it.
+         */witnesses: UInt32, 
+        /**
+         * When the node stored the batch, unix seconds.
+         */publishedAt: UInt64, 
+        /**
+         * When the phone checked the proof.
+         */checkedAt: UInt64, 
+        /**
+         * When the node deleted the batch (its signed, logged record).
+         */deletedAt: UInt64?) {
+        self.node = node
+        self.nodeId = nodeId
+        self.logIndex = logIndex
+        self.treeSize = treeSize
+        self.witnesses = witnesses
+        self.publishedAt = publishedAt
+        self.checkedAt = checkedAt
+        self.deletedAt = deletedAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension NodePresence: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNodePresence: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NodePresence {
+        return
+            try NodePresence(
+                node: FfiConverterString.read(from: &buf), 
+                nodeId: FfiConverterData.read(from: &buf), 
+                logIndex: FfiConverterUInt64.read(from: &buf), 
+                treeSize: FfiConverterUInt64.read(from: &buf), 
+                witnesses: FfiConverterUInt32.read(from: &buf), 
+                publishedAt: FfiConverterUInt64.read(from: &buf), 
+                checkedAt: FfiConverterUInt64.read(from: &buf), 
+                deletedAt: FfiConverterOptionUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: NodePresence, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.node, into: &buf)
+        FfiConverterData.write(value.nodeId, into: &buf)
+        FfiConverterUInt64.write(value.logIndex, into: &buf)
+        FfiConverterUInt64.write(value.treeSize, into: &buf)
+        FfiConverterUInt32.write(value.witnesses, into: &buf)
+        FfiConverterUInt64.write(value.publishedAt, into: &buf)
+        FfiConverterUInt64.write(value.checkedAt, into: &buf)
+        FfiConverterOptionUInt64.write(value.deletedAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNodePresence_lift(_ buf: RustBuffer) throws -> NodePresence {
+    return try FfiConverterTypeNodePresence.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNodePresence_lower(_ value: NodePresence) -> RustBuffer {
+    return FfiConverterTypeNodePresence.lower(value)
 }
 
 
@@ -2701,6 +3151,15 @@ enum TracelessError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
          */reason: String
     )
     /**
+     * A node's publication proof was refused, or one is required and none
+     * was given (SPEC.md §8.3.1).
+     */
+    case Log(
+        /**
+         * What was wrong with it.
+         */reason: String
+    )
+    /**
      * An argument is out of its range.
      */
     case InvalidArgument(
@@ -2792,14 +3251,17 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
         case 10: return .Venue(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .InvalidArgument(
+        case 11: return .Log(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .Closed
-        case 13: return .Network(
+        case 12: return .InvalidArgument(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .Http(
+        case 13: return .Closed
+        case 14: return .Network(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 15: return .Http(
             status: try FfiConverterUInt16.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
@@ -2868,22 +3330,27 @@ public struct FfiConverterTypeTracelessError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .InvalidArgument(reason):
+        case let .Log(reason):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .Closed:
+        case let .InvalidArgument(reason):
             writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .Closed:
+            writeInt(&buf, Int32(13))
         
         
         case let .Network(reason):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Http(status,reason):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(15))
             FfiConverterUInt16.write(status, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
@@ -3007,6 +3474,31 @@ fileprivate struct FfiConverterSequenceData: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeDataPublication: FfiConverterRustBuffer {
+    typealias SwiftType = [DataPublication]
+
+    public static func write(_ value: [DataPublication], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDataPublication.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [DataPublication] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [DataPublication]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDataPublication.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeExposureDay: FfiConverterRustBuffer {
     typealias SwiftType = [ExposureDay]
 
@@ -3024,6 +3516,31 @@ fileprivate struct FfiConverterSequenceTypeExposureDay: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeExposureDay.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeNodePresence: FfiConverterRustBuffer {
+    typealias SwiftType = [NodePresence]
+
+    public static func write(_ value: [NodePresence], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeNodePresence.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [NodePresence] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [NodePresence]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeNodePresence.read(from: &buf))
         }
         return seq
     }
@@ -3182,6 +3699,24 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report() != 20753) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report() != 5285) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_record_log_proof() != 59503) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_require_log_proofs() != 55122) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_batch_proven() != 52041) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness() != 64418) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_buy_tokens() != 23781) {
