@@ -202,3 +202,84 @@ async fn gateway_and_relay_each_prove_the_batch_in_their_own_log() {
     gateway.shutdown().await;
     relay.shutdown().await;
 }
+
+/// Mean seconds per call of `f` over `n` calls.
+fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    t.elapsed().as_secs_f64() / n as f64
+}
+
+/// The lookup does not scan: a proof from the index against the same proof
+/// work with the index known (entry read, inclusion path, checkpoint), on logs
+/// of 1,000 and 100,000 batch entries; and indexing a whole old log at start
+/// against appending it. Figures only, as ratios of the same run.
+///
+/// `cargo test -p traceless-node --test publication_proof -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement: ~1 minute"]
+fn proof_lookup_and_indexing_against_baselines() {
+    use traceless_node::log::{batch_event, TransparencyLog};
+    use traceless_node::storage::BatchMeta;
+    use traceless_protocol::ed25519_dalek::SigningKey;
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let meta = |sequence| BatchMeta {
+        origin: ORIGIN.into(),
+        sequence,
+        day: TODAY - 1,
+        key_count: 10,
+        created_at: NOW,
+        visible_from: 0,
+        expires_at: u64::MAX,
+        content_id: [sequence as u8; 32],
+    };
+    for size in [1_000u64, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let log = TransparencyLog::open(db.clone(), key.clone());
+        let t = std::time::Instant::now();
+        for seq in 0..size {
+            log.append(&batch_event(&meta(seq), NOW)).unwrap();
+        }
+        let append = t.elapsed().as_secs_f64();
+        let n = 2_000;
+        let pick = |i: u64| (i * 7_919) % size;
+        let indexed = per_call(n, |i| {
+            log.publication_proof(ORIGIN, pick(i), None)
+                .unwrap()
+                .unwrap();
+        });
+        let known = per_call(n, |i| {
+            let index = pick(i);
+            let (cp, _) = log.checkpoint().unwrap();
+            log.entry(index).unwrap().unwrap();
+            log.prove_inclusion(index, cp.size).unwrap();
+        });
+        let bytes = log
+            .publication_proof(ORIGIN, size / 2, None)
+            .unwrap()
+            .unwrap()
+            .encode()
+            .len();
+        // An old log: the index removed, then built again as at start.
+        for k in db.scan_prefix([LOG_INDEX]).keys() {
+            db.remove(k.unwrap()).unwrap();
+        }
+        db.remove(log_meta_key("indexed")).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(log.index_existing().unwrap(), size);
+        let migrate = t.elapsed().as_secs_f64();
+        eprintln!(
+            "log of {size} entries: proof from the index {:.1} µs, same proof with the index known {:.1} µs \
+             (ratio {:.2}); proof {bytes} bytes; indexing the whole log {:.3} s against appending it {:.3} s (ratio {:.3})",
+            indexed * 1e6,
+            known * 1e6,
+            indexed / known,
+            migrate,
+            append,
+            migrate / append
+        );
+    }
+}
