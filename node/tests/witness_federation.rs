@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use libp2p::gossipsub::IdentTopic;
-use traceless_node::federation::witnessing::{witness_name, Binding, Gossip, CHECKPOINT_TOPIC};
+use traceless_node::federation::witnessing::{Binding, Gossip, CHECKPOINT_TOPIC};
 use traceless_node::{ManualClock, RunningNode};
 use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::log::{log_origin, verify_checkpoint, Checkpoint, NoteKey};
@@ -32,10 +32,7 @@ async fn network(
     for d in &relay_dirs {
         std::fs::create_dir_all(d).unwrap();
         let k = traceless_node::keys::deletion_log_key(d).unwrap();
-        witnesses.push(NoteKey {
-            name: witness_name(&k.verifying_key().to_bytes()),
-            key: k.verifying_key(),
-        });
+        witnesses.push(NoteKey::witness_of_node(k.verifying_key()));
     }
     let mut g = gateway_config(&dir.join("gw"));
     g.witness.known = witnesses

@@ -48,11 +48,6 @@ pub const MAX_ADD_CHECKPOINT_LEN: u64 = (MAX_CHECKPOINT_LEN + 64 * 40 + 256) as 
 const KIND_CHECKPOINT: u8 = 1;
 const KIND_EQUIVOCATION: u8 = 2;
 
-/// The key name a node cosigns under: `traceless.witness/<hex node key>`.
-pub fn witness_name(key: &[u8; 32]) -> String {
-    format!("traceless.witness/{}", hex::encode(key))
-}
-
 /// `context || 0x00 || log origin`, as every signature of SPEC.md §5.2.
 fn binding_message(log_origin: &str) -> Vec<u8> {
     [BINDING_CONTEXT, &[0], log_origin.as_bytes()].concat()
@@ -368,7 +363,7 @@ impl Book {
         let mut witness = Witness::new(
             config.node_key.clone(),
             Config {
-                name: witness_name(&pk.to_bytes()),
+                name: NoteKey::witness_of_node(pk).name,
             },
         );
         let durable = Durable { db };
@@ -381,10 +376,9 @@ impl Book {
             .known
             .iter()
             .filter_map(|k| {
-                Some(NoteKey {
-                    name: witness_name(k),
-                    key: traceless_protocol::ed25519_dalek::VerifyingKey::from_bytes(k).ok()?,
-                })
+                traceless_protocol::ed25519_dalek::VerifyingKey::from_bytes(k)
+                    .ok()
+                    .map(NoteKey::witness_of_node)
             })
             .collect();
         let binding = config.binding;
@@ -938,9 +932,7 @@ mod tests {
         }
         assert_eq!(
             gateway.own_witnesses(),
-            vec![witness_name(
-                &SigningKey::from_bytes(&[2; 32]).verifying_key().to_bytes()
-            )]
+            vec![NoteKey::witness_of_node(SigningKey::from_bytes(&[2; 32]).verifying_key()).name]
         );
         let own = String::from_utf8(gateway.own_note().unwrap()).unwrap();
         assert_eq!(

@@ -53,6 +53,15 @@ impl NoteKey {
         }
     }
 
+    /// The key a node cosigns other logs' checkpoints under: named
+    /// `traceless.witness/<hex key>`.
+    pub fn witness_of_node(key: VerifyingKey) -> Self {
+        NoteKey {
+            name: format!("traceless.witness/{}", super::hex_hash(&key.to_bytes())),
+            key,
+        }
+    }
+
     fn key_id(&self, alg: u8) -> u32 {
         let mut h = Sha256::new();
         h.update(self.name.as_bytes());

@@ -4,10 +4,12 @@
 //! relays cosign those checkpoints as witnesses (C2SP `tlog-cosignature`,
 //! `cosignature/v1`). Nodes and phones share this module: [`tree`] (hashing and
 //! proofs), [`checkpoint`] (notes, signatures, cosignatures), [`entry`] (the
-//! events a leaf holds).
+//! events a leaf holds), [`publication`] (a batch's publication and deletion
+//! proven to a phone).
 
 pub mod checkpoint;
 pub mod entry;
+pub mod publication;
 pub mod tree;
 
 pub use checkpoint::{
@@ -15,6 +17,10 @@ pub use checkpoint::{
     MAX_CHECKPOINT_LEN,
 };
 pub use entry::{AccountAction, DeletionKind, Event, OperatorRole, PublicationForm, MAX_ENTRY_LEN};
+pub use publication::{
+    LogInclusion, PublicationProof, VerifiedDeletion, VerifiedPublication,
+    MAX_PUBLICATION_PROOF_LEN,
+};
 pub use tree::{
     leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, MemoryTree, PerfectHashes,
 };
@@ -98,6 +104,10 @@ pub enum LogError {
         /// The checkpoint's.
         found: String,
     },
+    /// A proof whose log entry verifies but is not about the thing asked for
+    /// (another batch, another content id, a deletion by another node).
+    #[error("log entry does not match: {0}")]
+    EntryMismatch(String),
     /// Fewer trusted witnesses cosigned than required.
     #[error("{found} trusted witnesses cosigned; {required} required")]
     TooFewWitnesses {
