@@ -359,9 +359,13 @@ fn serve_page(ip: &str, html: String) -> SocketAddr {
     addr
 }
 
-/// The refusal's `data-reason` on the page the browser shows.
-fn shown_reason(b: &mut Browser) -> serde_json::Value {
-    b.eval("document.querySelector('#error')?.dataset.reason ?? null")
+/// The HTTP status of the page the browser shows, and its refusal's
+/// `data-reason`.
+fn shown_refusal(b: &mut Browser) -> (serde_json::Value, serde_json::Value) {
+    (
+        b.eval("performance.getEntriesByType('navigation')[0].responseStatus"),
+        b.eval("document.querySelector('#error')?.dataset.reason ?? null"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -447,7 +451,7 @@ async fn case_worker_in_headless_chromium() {
         b.open(&home);
         b.eval("document.querySelector('#issue input[name=csrf]').remove()");
         b.click_and_load("#issue-button");
-        assert_eq!(shown_reason(&mut b), "csrf-token");
+        assert_eq!(shown_refusal(&mut b), (403.into(), "csrf-token".into()));
 
         // Another origin (127.0.0.2) posts the issue form, even with the
         // session's token: refused as cross-site, nothing issued.
@@ -462,7 +466,12 @@ async fn case_worker_in_headless_chromium() {
         b.open(&format!("http://{evil}/"));
         b.click_and_load("#go");
         assert_eq!(b.eval("location.href"), format!("http://{addr}/staff/issue").as_str());
-        assert_eq!(shown_reason(&mut b), "origin", "{}", b.dom());
+        assert_eq!(
+            shown_refusal(&mut b),
+            (403.into(), "origin".into()),
+            "{}",
+            b.dom()
+        );
         assert_eq!(core.log.size().unwrap(), before + 1, "nothing else issued");
     })
     .await
