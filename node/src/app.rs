@@ -175,6 +175,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         node_key: keys::deletion_log_key(&config.data_dir)?,
     };
     let log = TransparencyLog::open(sled_store.db(), core_keys.node_key.clone());
+    log.index_existing()?;
     log.log_deletions(&sled_store.deletion_log()?, &[])?;
     log.log_trust_list(
         trust_digest(&config.trust),

@@ -135,12 +135,11 @@ async fn stored_and_deleted_batches_are_logged_and_every_proof_verifies() {
                     assert_eq!(served.status, 404, "deleted batch still served");
                 } else {
                     assert_eq!(*key_count, 5);
-                    let id: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-                        sha2::Sha256::default(),
-                        &served.body,
-                    ))
-                    .into();
-                    assert_eq!(&id, content_id, "logged content id is the served bytes'");
+                    assert_eq!(
+                        &common::content_id(&served.body),
+                        content_id,
+                        "logged content id is the served bytes'"
+                    );
                 }
                 Some(*sequence)
             }

@@ -3,7 +3,8 @@
 //! killed at an arbitrary moment, in a publication or between a publication and
 //! its log entries; after restart the entries rebuild the signed checkpoint's
 //! root (the tree is whole), and every acknowledged upload's batch is a log
-//! entry, exactly once.
+//! entry, exactly once, which the batch index finds (its publication proof
+//! names that entry and verifies).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -105,7 +106,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         .map(|b| b["sequence"].as_u64().unwrap())
         .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let (cp, tree, logged) = loop {
+    let (cp, tree, logged, indexes) = loop {
         let read = read_log(addr, &key);
         let covered = listed
             .iter()
@@ -133,6 +134,22 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         }
     }
     assert_eq!(found, acked.len(), "an acknowledged key was lost");
+    // The index, written with each entry, agrees with the log after the kill.
+    for seq in &listed {
+        let r = get(addr, &format!("/v1/log/proof/batch/{ORIGIN}/{seq}"));
+        assert_eq!(r.status, 200, "batch {seq}: {}", r.text());
+        let proof = PublicationProof::decode(&r.body).unwrap();
+        let body = get(addr, &format!("/v1/batches/{ORIGIN}/{seq}")).body;
+        proof
+            .verify(ORIGIN, *seq, &content_id(&body), &[], 0)
+            .unwrap();
+        let at = logged.iter().position(|l| *l == (ORIGIN.to_owned(), *seq));
+        assert_eq!(
+            Some(proof.published.index),
+            at.map(|i| indexes[i]),
+            "batch {seq}: the index points elsewhere than the log"
+        );
+    }
     kill9(child);
 }
 
@@ -153,15 +170,17 @@ fn served_teks(addr: std::net::SocketAddr, list: &serde_json::Value, now: u64) -
 }
 
 /// The log as served: its checkpoint, the tree of its entries, and the
-/// (origin, sequence) of every batch publication it records.
+/// (origin, sequence) of every batch publication it records, with their
+/// entries' indexes.
 fn read_log(
     addr: std::net::SocketAddr,
     key: &NoteKey,
-) -> (Checkpoint, MemoryTree, Vec<(String, u64)>) {
+) -> (Checkpoint, MemoryTree, Vec<(String, u64)>, Vec<u64>) {
     let note = get(addr, "/v1/log/checkpoint").body;
     let cp = verify_checkpoint(&note, key, &[]).unwrap().checkpoint;
     let mut tree = MemoryTree::new();
     let mut logged = Vec::new();
+    let mut indexes = Vec::new();
     let mut start = 0;
     while start < cp.size {
         let j = get(
@@ -169,7 +188,7 @@ fn read_log(
             &format!("/v1/log/entries?start={start}&end={}", cp.size),
         )
         .json();
-        for e in j["entries"].as_array().unwrap() {
+        for (i, e) in j["entries"].as_array().unwrap().iter().enumerate() {
             let bytes = e.as_str().unwrap().as_bytes();
             tree.push(bytes);
             if let Event::Published {
@@ -177,9 +196,10 @@ fn read_log(
             } = Event::decode(bytes).unwrap()
             {
                 logged.push((origin, sequence));
+                indexes.push(start + i as u64);
             }
         }
         start = j["next"].as_u64().unwrap_or(cp.size);
     }
-    (cp, tree, logged)
+    (cp, tree, logged, indexes)
 }

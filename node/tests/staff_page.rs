@@ -1,14 +1,21 @@
 //! The case-worker pages of a gateway (SPEC.md §8.4) against the real gateway
 //! over real HTTP: log in, issue 3 codes, each redeems exactly once at
 //! `/v1/upload`, log out; refusals with their exact status and reason; the
-//! throttle; session expiry on an injected clock; the audit entries.
+//! throttle; session expiry on an injected clock; the audit entries. And the
+//! same pages in a real headless Chromium: a case worker logs in and issues
+//! codes through the forms, a cross-site form post is refused; screenshots are
+//! saved as test artifacts.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 
+use common::chromium::Browser;
 use common::*;
+use traceless_node::http::staff::COOKIE;
 use traceless_node::operators::{parse_roles, Actor, Staff};
 use traceless_node::{ManualClock, RunningNode};
 use traceless_protocol::log::Event;
@@ -320,6 +327,152 @@ async fn logins_are_throttled_and_sessions_expire() {
         c.set(t + 6);
         let r = login(addr, "cw", PASSWORD);
         assert_eq!(r.status, 303, "{}", r.text());
+    })
+    .await
+    .unwrap();
+}
+
+/// Serves `html` to every request on `ip` (another origin for the browser),
+/// one thread per connection (the browser may open some it never uses), from
+/// threads that live as long as the test binary.
+fn serve_page(ip: &str, html: String) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let html = std::sync::Arc::new(html);
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let html = html.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// The HTTP status of the page the browser shows, and its refusal's
+/// `data-reason`.
+fn shown_refusal(b: &mut Browser) -> (serde_json::Value, serde_json::Value) {
+    (
+        b.eval("performance.getEntriesByType('navigation')[0].responseStatus"),
+        b.eval("document.querySelector('#error')?.dataset.reason ?? null"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn case_worker_in_headless_chromium() {
+    if !chromium::available() {
+        return;
+    }
+    let g = staffed_gateway(&[("case-worker.7", "issue-codes")]).await;
+    let core = g.node.core.clone();
+    let addr = g.node.http_addr;
+    tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().unwrap();
+        let mut b = Browser::launch(profile.path(), 900, 700);
+        let home = format!("http://{addr}/staff/");
+        b.open(&home);
+        assert!(b.dom().contains("id=\"login\""));
+
+        // Log in through the form, typing as a person would.
+        b.type_into("#name", "case-worker.7");
+        b.type_into("#password", PASSWORD);
+        b.click_and_load("#login-button");
+        assert_eq!(b.eval("location.href"), home.as_str(), "303 to the home page");
+        assert_eq!(
+            b.eval("document.querySelector('#who').dataset.account"),
+            "case-worker.7"
+        );
+        let cookie = b.cookie(&home, COOKIE).unwrap();
+        assert_eq!(
+            (&cookie["httpOnly"], &cookie["secure"], &cookie["sameSite"]),
+            (&true.into(), &true.into(), &"Strict".into()),
+            "{cookie}"
+        );
+        // The page the browser got carries the session's CSRF token, in each
+        // of its forms: the one the node shows that session.
+        let tokens = b.eval("[...document.querySelectorAll('input[name=csrf]')].map(e => e.value)");
+        let tokens: Vec<&str> = tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(tokens.len(), 2, "issue and logout forms");
+        let csrf = tokens[0].to_owned();
+        assert!(csrf.len() >= 32 && tokens.iter().all(|t| *t == csrf), "{tokens:?}");
+        let session = format!("{COOKIE}={}", cookie["value"].as_str().unwrap());
+        let raw = http(addr, "GET", "/staff/", &[("Cookie", &session)], &[]);
+        assert!(raw
+            .text()
+            .contains(&format!("name=\"csrf\" value=\"{csrf}\"")));
+        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        b.screenshot(&artifacts.join("staff-home.png"));
+
+        // Issue 3 codes through the form; read them off the page.
+        let before = core.log.size().unwrap();
+        b.type_into("#count", "3");
+        b.click_and_load("#issue-button");
+        let codes: Vec<String> = b
+            .eval("[...document.querySelectorAll('#codes li.code code')].map(e => e.textContent)")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(codes.len(), 3, "{}", b.dom());
+        b.screenshot(&artifacts.join("staff-codes.png"));
+        eprintln!("screenshots saved to {}/staff-{{home,codes}}.png", artifacts.display());
+        assert_eq!(
+            Event::decode(&core.log.entry(before).unwrap().unwrap()).unwrap(),
+            Event::CodesIssued {
+                actor: "case-worker.7".into(),
+                count: 3,
+                at: NOW
+            }
+        );
+        // The codes the page shows are the ones issued: each redeems once.
+        for c in &codes {
+            let body = upload_body(c, keys_of_day(TODAY - 1, 1));
+            assert_eq!(http(addr, "POST", "/v1/upload", &[], &body).status, 200);
+            assert_eq!(http(addr, "POST", "/v1/upload", &[], &body).status, 403);
+        }
+
+        // Control: the same form, same site, without its token: refused.
+        b.open(&home);
+        b.eval("document.querySelector('#issue input[name=csrf]').remove()");
+        b.click_and_load("#issue-button");
+        assert_eq!(shown_refusal(&mut b), (403.into(), "csrf-token".into()));
+
+        // Another origin (127.0.0.2) posts the issue form, even with the
+        // session's token: refused as cross-site, nothing issued.
+        let evil = serve_page(
+            "127.0.0.2",
+            format!(
+                "<!doctype html><title>Win a prize</title><form method=\"post\" action=\"http://{addr}/staff/issue\">\
+                 <input type=\"hidden\" name=\"count\" value=\"5\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button id=\"go\" type=\"submit\">Claim</button></form>"
+            ),
+        );
+        b.open(&format!("http://{evil}/"));
+        b.click_and_load("#go");
+        assert_eq!(b.eval("location.href"), format!("http://{addr}/staff/issue").as_str());
+        assert_eq!(
+            shown_refusal(&mut b),
+            (403.into(), "origin".into()),
+            "{}",
+            b.dom()
+        );
+        assert_eq!(core.log.size().unwrap(), before + 1, "nothing else issued");
     })
     .await
     .unwrap();

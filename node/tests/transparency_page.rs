@@ -5,55 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use traceless_node::ManualClock;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Runs Chromium headless with `extra` args on `url`, bounded to 90 s; returns stdout.
-fn chromium(profile: &Path, extra: &[String], url: &str) -> String {
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
-        s
-    });
-    let end = Instant::now() + Duration::from_secs(90);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader.join().unwrap()
-}
 
 fn attr(dom: &str, marker: &str, name: &str) -> Option<String> {
     let at = dom.find(marker)?;
@@ -67,16 +21,7 @@ fn attr(dom: &str, marker: &str, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transparency_page_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        // Missing Chromium fails the test, unless the person running it says
-        // out loud that they skip it.
-        assert_eq!(
-            std::env::var("TRACELESS_SKIP_CHROMIUM").as_deref(),
-            Ok("1"),
-            "{CHROMIUM} is missing: install it with .ci/install-node.sh, or set \
-             TRACELESS_SKIP_CHROMIUM=1 to skip this test"
-        );
-        eprintln!("SKIPPED (TRACELESS_SKIP_CHROMIUM=1): {CHROMIUM} is missing");
+    if !chromium::available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +54,7 @@ async fn transparency_page_in_headless_chromium() {
     let profile = tempfile::tempdir().unwrap();
     let u = url.clone();
     let p = profile.path().to_owned();
-    let dom = tokio::task::spawn_blocking(move || chromium(&p, &["--dump-dom".into()], &u))
+    let dom = tokio::task::spawn_blocking(move || chromium::run(&p, &["--dump-dom".into()], &u))
         .await
         .unwrap();
     assert!(dom.contains("What this Traceless node holds"), "{dom}");
@@ -200,7 +145,7 @@ async fn transparency_page_in_headless_chromium() {
         format!("--screenshot={}", shot.display()),
         "--window-size=1000,1400".into(),
     ];
-    tokio::task::spawn_blocking(move || chromium(&p, &args, &url))
+    tokio::task::spawn_blocking(move || chromium::run(&p, &args, &url))
         .await
         .unwrap();
     let png = std::fs::read(&shot).unwrap();

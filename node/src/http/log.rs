@@ -1,17 +1,19 @@
 //! `/v1/log/*`: the node's transparency log (SPEC.md §8.3). Checkpoints are C2SP
 //! signed notes (`text/plain`); proofs are JSON lists of hex hashes, leaf side
-//! first; entries are the leaves' text. A size or index the log cannot answer
-//! for is a 400 that says which.
+//! first; entries are the leaves' text; a batch's publication proof is
+//! protobuf. A size or index the log cannot answer for is a 404 that says
+//! which; an unparsable number or origin a 400.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use traceless_protocol::log::{hex_hash, leaf_hash};
+use traceless_protocol::wire::validate_origin;
 
 use super::api::ApiError;
 use super::HttpState;
@@ -160,4 +162,44 @@ pub async fn equivocations(State(http): Shared) -> Json<serde_json::Value> {
         })
         .collect();
     Json(json!({ "equivocations": caught }))
+}
+
+/// `GET /v1/log/proof/batch/{origin}/{sequence}`: the [`PublicationProof`]
+/// (`application/x-protobuf`) that this node's log holds the batch's
+/// publication and, once deleted, its deletion (SPEC.md §8.3.1).
+///
+/// [`PublicationProof`]: traceless_protocol::log::PublicationProof
+pub async fn batch_proof(
+    State(http): Shared,
+    Path((origin, sequence)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    validate_origin(&origin)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("origin `{origin}`: {e}")))?;
+    let digits = sequence.bytes().all(|b| b.is_ascii_digit());
+    let sequence: u64 = sequence.parse().ok().filter(|_| digits).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("sequence `{sequence}` is not a decimal number from 0 to 2^64-1"),
+        )
+    })?;
+    let witnessed = http.federation.witnessing().own_note();
+    let o = origin.clone();
+    let proof = read_log(&http, move |log| {
+        log.publication_proof(&o, sequence, witnessed)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("this node's log holds no batch {origin}/{sequence}"),
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-protobuf"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        proof.encode(),
+    )
+        .into_response())
 }

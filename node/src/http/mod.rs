@@ -67,6 +67,10 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
         .route("/v1/log/entries", get(log::entries))
+        .route(
+            "/v1/log/proof/batch/{origin}/{sequence}",
+            get(log::batch_proof),
+        )
         .route("/v1/witness/equivocations", get(log::equivocations))
         .route("/v1/upload", post(api::upload))
         .route("/v1/relay/{origin}", post(api::relay_upload))

@@ -15,14 +15,21 @@
 //! record is also a log entry: [`TransparencyLog::log_deletions`] appends the
 //! records the log does not hold yet, which at open migrates an old chain and
 //! after a crash between retention's commit and its log entry catches up.
+//!
+//! Batch entries are indexed under [`LOG_INDEX`] by (origin, sequence), in the
+//! same write as the entry: the publication of each batch, and the deletion
+//! record that covers it, one key per batch (a lookup is one read; ranges of
+//! different records and days interleave by sequence, and the keys are never
+//! more than the batches published). [`TransparencyLog::index_existing`] indexes
+//! a log written before the index existed, once, at start.
 
 use std::sync::Mutex;
 
 use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::log::tree::{self, completed_by_append, PerfectHashes};
 use traceless_protocol::log::{
-    leaf_hash, log_origin, Checkpoint, DeletionKind, Event, Hash, LogError, NoteKey,
-    PublicationForm,
+    leaf_hash, log_origin, verify_checkpoint, Checkpoint, DeletionKind, Event, Hash, LogError,
+    LogInclusion, NoteKey, PublicationForm, PublicationProof,
 };
 use traceless_protocol::wire::SignedDeletionRecord;
 
@@ -30,7 +37,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TrustEntry;
 use crate::storage::keyspace::{
-    log_hash_key, log_leaf_key, log_meta_key, split_log_leaf_key, LOG_LEAF,
+    log_hash_key, log_index_key, log_leaf_key, log_meta_key, split_index_key, split_log_leaf_key,
+    LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_LEAF,
 };
 use crate::storage::{BatchMeta, BatchStore, FilterMeta, StorageError};
 
@@ -43,6 +51,8 @@ const DELETIONS_LOGGED: &str = "deletions";
 const BATCHES_LOGGED: &str = "batches ";
 /// Bookkeeping: digest of the last trust list logged.
 const TRUST_DIGEST: &str = "trust";
+/// Bookkeeping: present once every entry is in the batch index.
+const INDEXED: &str = "indexed";
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +172,143 @@ impl TransparencyLog {
         if let Some(name) = index_as {
             ops.insert(log_meta_key(name), &index.to_be_bytes()[..]);
         }
+        for key in self.batch_index_keys(event)? {
+            ops.insert(key, &index.to_be_bytes()[..]);
+        }
         self.db.apply_batch(ops)?;
         self.db.flush()?;
         Ok(index)
+    }
+
+    /// The batch-index keys that point at `event`'s entry: a batch publication's
+    /// own, or for a deletion record those of the logged publications its
+    /// batch ranges cover (ranges of kind batch, or of no kind in records from
+    /// before kinds were logged, as [`PublicationProof::verify`] reads them),
+    /// of the range's day and not yet indexed as deleted.
+    fn batch_index_keys(&self, event: &Event) -> Result<Vec<Vec<u8>>, LogStoreError> {
+        let (kinds, record) = match event {
+            Event::Published {
+                form: PublicationForm::Batch,
+                origin,
+                sequence,
+                ..
+            } => return Ok(vec![log_index_key(LOG_INDEX_PUBLISHED, origin, *sequence)]),
+            Event::Deleted { kinds, record } => (kinds, record),
+            _ => return Ok(Vec::new()),
+        };
+        let Ok(record) = record.verify() else {
+            tracing::error!("transparency log: a deletion record of this node does not verify");
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::new();
+        for (i, r) in record.deleted.iter().enumerate() {
+            if kinds.get(i).is_some_and(|k| *k != DeletionKind::Batch) {
+                continue;
+            }
+            let from = log_index_key(LOG_INDEX_PUBLISHED, &r.origin, r.first_sequence);
+            let to = log_index_key(LOG_INDEX_PUBLISHED, &r.origin, r.last_sequence);
+            for item in self.db.range(from..=to) {
+                let (k, v) = item?;
+                let (origin, sequence) =
+                    split_index_key(&k, 1).ok_or(StorageError::Corrupt("I"))?;
+                let deleted = log_index_key(LOG_INDEX_DELETED, &origin, sequence);
+                let same_day = match self.entry(be_u64(&v, "I")?)? {
+                    Some(e) => {
+                        matches!(Event::decode(&e), Ok(Event::Published { day, .. }) if day == r.day)
+                    }
+                    None => false,
+                };
+                if origin == r.origin && same_day && !self.db.contains_key(&deleted)? {
+                    keys.push(deleted);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Indexes every batch entry of a log written before the batch index
+    /// existed, in log order, once (a marker records that it is done; a crash
+    /// before it means the next start does it again, to the same keys).
+    /// Returns the number of entries indexed.
+    pub fn index_existing(&self) -> Result<u64, LogStoreError> {
+        if self.db.contains_key(log_meta_key(INDEXED))? {
+            return Ok(0);
+        }
+        let _guard = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        let mut indexed = 0;
+        for item in self.db.scan_prefix([LOG_LEAF]) {
+            let (k, data) = item?;
+            let index = split_log_leaf_key(&k).ok_or(StorageError::Corrupt("L"))?;
+            let Ok(event) = Event::decode(&data) else {
+                continue;
+            };
+            let keys = self.batch_index_keys(&event)?;
+            if keys.is_empty() {
+                continue;
+            }
+            let mut ops = sled::Batch::default();
+            for key in keys {
+                ops.insert(key, &index.to_be_bytes()[..]);
+            }
+            self.db.apply_batch(ops)?;
+            indexed += 1;
+        }
+        self.db.insert(log_meta_key(INDEXED), &[1u8][..])?;
+        self.db.flush()?;
+        Ok(indexed)
+    }
+
+    fn indexed(&self, kind: u8, origin: &str, sequence: u64) -> Result<Option<u64>, LogStoreError> {
+        self.db
+            .get(log_index_key(kind, origin, sequence))?
+            .map(|v| be_u64(&v, "I"))
+            .transpose()
+    }
+
+    /// The proof that this log holds the publication of batch
+    /// `origin`/`sequence` and, once logged, the deletion that covers it (none
+    /// if the log never recorded the batch). Both are proven against
+    /// `witnessed` (this node's latest announced checkpoint, with the
+    /// cosignatures it holds) when that covers them, else against a checkpoint
+    /// of the current size.
+    pub fn publication_proof(
+        &self,
+        origin: &str,
+        sequence: u64,
+        witnessed: Option<Vec<u8>>,
+    ) -> Result<Option<PublicationProof>, LogStoreError> {
+        let Some(published) = self.indexed(LOG_INDEX_PUBLISHED, origin, sequence)? else {
+            return Ok(None);
+        };
+        let deleted = self.indexed(LOG_INDEX_DELETED, origin, sequence)?;
+        let needed = deleted.map_or(published, |d| d.max(published)) + 1;
+        let witnessed = witnessed.and_then(|note| {
+            let size = verify_checkpoint(&note, &self.note_key(), &[])
+                .ok()?
+                .checkpoint
+                .size;
+            (size >= needed).then_some((size, note))
+        });
+        let (size, checkpoint) = match witnessed {
+            Some(w) => w,
+            None => {
+                let (cp, note) = self.checkpoint()?;
+                (cp.size, note)
+            }
+        };
+        let inclusion = |index: u64| -> Result<LogInclusion, LogStoreError> {
+            Ok(LogInclusion {
+                index,
+                entry: self.entry(index)?.ok_or(StorageError::Corrupt("L"))?,
+                path: self.prove_inclusion(index, size)?,
+            })
+        };
+        Ok(Some(PublicationProof {
+            node_id: self.key.verifying_key().to_bytes(),
+            checkpoint,
+            published: inclusion(published)?,
+            deleted: deleted.map(inclusion).transpose()?,
+        }))
     }
 
     /// Entry `index`'s leaf data.
@@ -239,11 +383,7 @@ impl TransparencyLog {
 
     fn meta_u64(&self, name: &str) -> Result<u64, LogStoreError> {
         Ok(match self.db.get(log_meta_key(name))? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt("M"))?,
-            ),
+            Some(v) => be_u64(&v, "M")?,
             None => 0,
         })
     }
@@ -339,6 +479,13 @@ impl TransparencyLog {
     }
 }
 
+/// A stored big-endian u64 (a value under prefix `what`).
+fn be_u64(v: &[u8], what: &'static str) -> Result<u64, LogStoreError> {
+    Ok(u64::from_be_bytes(
+        v.try_into().map_err(|_| StorageError::Corrupt(what))?,
+    ))
+}
+
 /// The bookkeeping name under which a deletion record's log index is kept.
 fn deletion_entry_name(record_index: u64) -> String {
     format!("deletion {record_index}")
@@ -421,6 +568,76 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A deletion record signed by `key` over `ranges`, chained to `chain`.
+    fn record(
+        key: &SigningKey,
+        chain: &[SignedDeletionRecord],
+        ranges: &[(u64, u64, u32)],
+    ) -> SignedDeletionRecord {
+        use traceless_protocol::wire::{DeletedRange, DeletionRecord};
+        DeletionRecord {
+            index: chain.len() as u64,
+            previous_hash: chain
+                .last()
+                .map_or(DeletionRecord::GENESIS_HASH, |r| r.hash()),
+            deleted_at: 1_728_100_000,
+            node_id: key.verifying_key().to_bytes(),
+            deleted: ranges
+                .iter()
+                .map(|&(first, last, day)| DeletedRange {
+                    origin: "a.health".into(),
+                    first_sequence: first,
+                    last_sequence: last,
+                    key_count: 3,
+                    day,
+                })
+                .collect(),
+        }
+        .sign(key)
+        .unwrap()
+    }
+
+    /// A deletion points at a batch only through a range of kind batch (or of
+    /// no kind) of the batch's origin and day: a filter range over the same
+    /// numbers, or a range of another day, does not.
+    #[test]
+    fn deletions_are_indexed_by_their_batch_ranges_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let log = TransparencyLog::open(db, key.clone());
+        for seq in 1..=3 {
+            log.append(&batch_event(&stored("a.health", seq).meta, 1))
+                .unwrap();
+        }
+        let deleted = |seq| {
+            log.publication_proof("a.health", seq, None)
+                .unwrap()
+                .unwrap()
+                .deleted
+                .map(|d| d.index)
+        };
+        let mut chain = vec![record(&key, &[], &[(1, 1, 20_000), (2, 3, 20_000)])];
+        let kinds = [DeletionKind::Batch, DeletionKind::Filter];
+        assert_eq!(log.log_deletions(&chain, &kinds).unwrap(), vec![3]);
+        assert_eq!([deleted(1), deleted(2), deleted(3)], [Some(3), None, None]);
+        // No kinds (a record from before they were logged): the day decides.
+        chain.push(record(&key, &chain, &[(2, 2, 19_999), (3, 3, 20_000)]));
+        assert_eq!(log.log_deletions(&chain, &[]).unwrap(), vec![4]);
+        assert_eq!(
+            [deleted(1), deleted(2), deleted(3)],
+            [Some(3), None, Some(4)]
+        );
+        assert!(log
+            .publication_proof("a.health", 4, None)
+            .unwrap()
+            .is_none());
+        assert!(log
+            .publication_proof("b.health", 1, None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! | [`WITNESS`] | `W kind origin` | witness state: kind `c` the latest note cosigned for a log, `e` evidence of its equivocation (see `crate::federation::witnessing`) |
 //! | [`OPERATOR`] | `A name` | operator account (see `crate::operators`) |
 //! | [`UPLOAD_STATS`] | `U day` | a gateway's real uploads and keys accepted that day |
+//! | [`LOG_INDEX`] | `I kind origin 0 sequence` | the log index of a batch's entry: kind `p` its publication, `d` its deletion (see `crate::log`) |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -79,6 +80,13 @@ pub const WITNESS_EVIDENCE: u8 = b'e';
 pub const OPERATOR: u8 = b'A';
 /// A gateway's accepted uploads and keys, by UTC day of acceptance.
 pub const UPLOAD_STATS: u8 = b'U';
+/// Log indexes of batch entries, by kind ([`LOG_INDEX_PUBLISHED`],
+/// [`LOG_INDEX_DELETED`]), origin and sequence.
+pub const LOG_INDEX: u8 = b'I';
+/// Log-index kind: the batch's publication entry.
+pub const LOG_INDEX_PUBLISHED: u8 = b'p';
+/// Log-index kind: the deletion entry covering the batch.
+pub const LOG_INDEX_DELETED: u8 = b'd';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -263,6 +271,11 @@ pub fn witness_key(kind: u8, origin: &str) -> Vec<u8> {
 /// The key of operator account `name`.
 pub fn operator_key(name: &str) -> Vec<u8> {
     numbered(OPERATOR, name.as_bytes())
+}
+
+/// The key of the log index of batch `origin`/`sequence`'s entry of `kind`.
+pub fn log_index_key(kind: u8, origin: &str, sequence: u64) -> Vec<u8> {
+    index_key(LOG_INDEX, &[kind], origin, sequence)
 }
 
 /// The key of day `day`'s upload statistics.

@@ -2,6 +2,7 @@
 //! 0, batches signed by a test authority, a minimal HTTP/1.1 client, bounded waits.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod chromium;
 pub mod process;
 mod rogue_peer;
 #[allow(unused_imports)] // only the gossip tests use them
@@ -259,6 +260,11 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The content id of batch bytes as served (SHA-256): what the log records.
+pub fn content_id(bytes: &[u8]) -> [u8; 32] {
+    sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), bytes)).into()
 }
 
 /// A key-form upload body with `code` (padded to the fixed length).
