@@ -325,7 +325,7 @@ fn clock_skew_small_is_tolerated_and_a_large_one_holds_back_and_raises_the_alarm
 /// gateway publishes: nothing forged is stored, the Sybils are graylisted after
 /// their first messages (the nodes read only a handful of what was sent), and
 /// every honest batch reaches every node. (The p99 ratio against the same
-/// run's baseline is a figure in docs/net.md, not asserted here.)
+/// run's baseline is asserted by the ignored full run below.)
 #[test]
 fn a_sybil_flood_is_rejected_and_graylisted_while_honest_batches_flow() {
     let mut s = scenario("net-flood.toml");
@@ -349,6 +349,27 @@ fn a_sybil_flood_is_rejected_and_graylisted_while_honest_batches_flow() {
     assert!(f.sent > 1000, "{f:?}");
     assert!(f.rejected_by_nodes >= 1, "{f:?}");
     assert!(f.rejected_by_nodes * 20 < f.sent, "not graylisted: {f:?}");
+}
+
+/// The full flood (`net-flood.toml`: 8 nodes, 7 Sybils, 10,000 malformed
+/// messages/s for 7 s): honest propagation p99 during the flood stays within 2x
+/// of the unflooded p99 measured before it in the same run (issue 19's bound; a
+/// ratio of two figures of one run, so machine speed cancels out). Ignored: a
+/// minute of CPU on both cores (`cargo test -p traceless-sim --test net --
+/// --ignored --nocapture full_flood`).
+#[test]
+#[ignore]
+fn full_flood_keeps_honest_p99_within_twice_the_same_runs_baseline() {
+    let r = run_it(&scenario("net-flood.toml"), &opts());
+    assert_converged(&r, scenario("net-flood.toml").uploads.per_gateway as u64);
+    let f = r.flood.as_ref().unwrap();
+    let ratio = f.flood_p99_ms / f.baseline_p99_ms;
+    eprintln!(
+        "flood p99 {:.0} ms / baseline p99 {:.0} ms = {ratio:.2} ({} sent)",
+        f.flood_p99_ms, f.baseline_p99_ms, f.sent
+    );
+    assert!(f.baseline_p99_ms > 0.0, "{f:?}");
+    assert!(ratio <= 2.0, "{f:?}");
 }
 
 /// A peer that advertises a thousand sequences and serves none is the only
