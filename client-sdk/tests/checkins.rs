@@ -466,27 +466,11 @@ fn run_venue_visit(prefix: &[&str]) -> String {
     let exe = tmp.path().join("venue_visit");
     compile_c("venue_visit", &exe);
     write_venue_inputs(tmp.path());
-    let mut cmd = match prefix.split_first() {
-        Some((p, rest)) => {
-            let mut c = std::process::Command::new(p);
-            c.args(rest).arg(&exe);
-            c
-        }
-        None => std::process::Command::new(&exe),
-    };
-    let out = cmd
-        .arg(tmp.path().join("phone"))
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "venue_visit failed: {stdout}\n{stderr}"
-    );
-    assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
-    stdout
+    run_c(
+        prefix,
+        &exe,
+        &[tmp.path().join("phone").as_os_str(), tmp.path().as_os_str()],
+    )
 }
 
 #[test]
@@ -510,18 +494,5 @@ fn a_c_program_checks_in_checks_out_and_matches_a_venue_warning() {
 
 #[test]
 fn the_venue_c_program_runs_clean_under_valgrind() {
-    let valgrind = std::process::Command::new("valgrind")
-        .arg("--version")
-        .output();
-    assert!(
-        valgrind.is_ok_and(|o| o.status.success()),
-        "valgrind is not installed (.ci/install-sdk.sh installs it)"
-    );
-    run_venue_visit(&[
-        "valgrind",
-        "--quiet",
-        "--error-exitcode=3",
-        "--leak-check=full",
-        "--errors-for-leak-kinds=definite,indirect",
-    ]);
+    run_venue_visit(&VALGRIND);
 }

@@ -389,25 +389,15 @@ fn c_walk(prefix: &[&str]) -> String {
     times.extend_from_slice(&published_at.to_le_bytes());
     std::fs::write(dir.join("times.bin"), times).unwrap();
     let run = |phase: &str| {
-        let mut cmd = match prefix.split_first() {
-            Some((p, rest)) => {
-                let mut c = std::process::Command::new(p);
-                c.args(rest).arg(&exe);
-                c
-            }
-            None => std::process::Command::new(&exe),
-        };
-        let out = cmd
-            .arg(dir.join("phone"))
-            .arg(dir)
-            .arg(phase)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{phase}: {stdout}\n{stderr}");
-        assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
-        stdout
+        run_c(
+            prefix,
+            &exe,
+            &[
+                dir.join("phone").as_os_str(),
+                dir.as_os_str(),
+                phase.as_ref(),
+            ],
+        )
     };
     let mut out = run("upload");
 
@@ -487,19 +477,6 @@ fn a_c_program_follows_its_upload_from_sync_to_deletion() {
 
 #[test]
 fn the_data_report_c_program_runs_clean_under_valgrind() {
-    let valgrind = std::process::Command::new("valgrind")
-        .arg("--version")
-        .output();
-    assert!(
-        valgrind.is_ok_and(|o| o.status.success()),
-        "valgrind is not installed (.ci/install-sdk.sh installs it)"
-    );
-    let out = c_walk(&[
-        "valgrind",
-        "--quiet",
-        "--error-exitcode=3",
-        "--leak-check=full",
-        "--errors-for-leak-kinds=definite,indirect",
-    ]);
+    let out = c_walk(&VALGRIND);
     assert!(out.contains("forgotten: uploaded=0"), "{out}");
 }

@@ -93,6 +93,45 @@ impl Authority {
     }
 }
 
+/// valgrind as the C programs run under it: memory errors and definite or
+/// indirect leaks fail the run (exit code 3).
+pub const VALGRIND: [&str; 5] = [
+    "valgrind",
+    "--quiet",
+    "--error-exitcode=3",
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite,indirect",
+];
+
+/// Runs `exe` with `args`, behind `prefix` (e.g. [`VALGRIND`], checked to be
+/// installed) if not empty; asserts it succeeded and printed "OK" last, and
+/// returns its output.
+pub fn run_c(prefix: &[&str], exe: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let installed = Command::new(p).arg("--version").output();
+            assert!(
+                installed.is_ok_and(|o| o.status.success()),
+                "{p} is not installed (.ci/install-sdk.sh installs it)"
+            );
+            let mut c = Command::new(p);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let out = cmd.args(args).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {stdout}\n{stderr}",
+        exe.display()
+    );
+    assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
+    stdout
+}
+
 /// Compiles `tests/c/<program>.c` with the system C compiler against the
 /// static library cargo built for this test run (it compiles the lib with
 /// every crate type into `target/<profile>/deps/`, beside the test executables).
