@@ -331,6 +331,7 @@ impl Sdk {
     /// trusted authorities, matches its keys against the stored sightings and
     /// keeps what matched. Rejects anything unsigned, untrusted, expired,
     /// malformed or already synced.
+    ///
     /// While [`Sdk::require_log_proofs`] is on, refuses every batch
     /// ([`SdkError::LogProofRequired`]): use [`Sdk::sync_batch_proven`].
     pub fn sync_batch(&mut self, bytes: &[u8]) -> Result<SyncReport> {
@@ -386,9 +387,8 @@ impl Sdk {
     }
 
     /// Notes the batch in the data report if it carries this phone's uploaded
-    /// keys, then matches it.
+    /// keys (once: noting is idempotent), then matches it.
     fn apply_batch(&mut self, now: u64, bytes: &[u8], verified: Verified) -> Result<SyncReport> {
-        sync::check_not_synced(&self.vault, &verified)?;
         if let Some((origin, sequence)) = &verified.cursor {
             data_report::note_batch(
                 &self.vault,

@@ -320,27 +320,70 @@ impl Client {
         }
     }
 
-    /// Asks each of `nodes` (base URLs) for the publication proof of every
-    /// batch in the phone's data report and records what verifies: where the
-    /// keys are, and once a node deleted them, when (SPEC.md §8.3.2). A node
-    /// that never held a batch (404) is skipped. Returns the proofs recorded.
+    /// `(sequence, day)` of every batch of the origin `node` lists.
+    fn listed(&self, node: &str) -> Result<Vec<(u64, u32)>, ClientError> {
+        let origin = &self.config.origin;
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let url = format!("{node}/v1/batches?origin={origin}&after={after}&limit=1000");
+            let list = self.json(&url)?;
+            let entries = list["batches"].as_array().cloned().unwrap_or_default();
+            for e in &entries {
+                let (Some(sequence), Some(day)) = (
+                    e["sequence"].as_u64(),
+                    e["day"].as_u64().and_then(|d| u32::try_from(d).ok()),
+                ) else {
+                    return Err(ClientError::BadAnswer {
+                        url,
+                        reason: "a batch without sequence or day".into(),
+                    });
+                };
+                out.push((sequence, day));
+            }
+            match list["next_after"].as_u64() {
+                Some(next) if next > after && !entries.is_empty() => after = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Asks each of `nodes` (base URLs) for publication proofs and records
+    /// what verifies for the phone's data report: where its keys are and, once
+    /// a node deleted them, when (SPEC.md §8.3.2). A node that never held a
+    /// batch (404) is skipped. Returns the proofs recorded.
     ///
-    /// Each request tells that node that this address asks about those
-    /// batches; SPEC.md §8.3.2 says what that reveals.
+    /// What a node learns from the requests: not which batches are this
+    /// phone's, only which key days it asks about. For each day of the report
+    /// it asks for every batch of that day the node still lists (and for the
+    /// report's own batches, which a node stops listing once deleted).
     pub fn refresh_data_report(
         &self,
         phone: &impl Phone,
         nodes: &[String],
     ) -> Result<usize, ClientError> {
         let report = phone.with(|s| s.data_report())?;
+        let own: Vec<_> = report
+            .publications
+            .iter()
+            .filter(|p| p.origin == self.config.origin)
+            .collect();
+        if own.is_empty() {
+            return Ok(0);
+        }
+        let days: std::collections::BTreeSet<u32> = own.iter().map(|p| p.day).collect();
         let mut recorded = 0;
         for node in nodes.iter().map(|n| base(n)) {
-            for p in report
-                .publications
-                .iter()
-                .filter(|p| p.origin == self.config.origin)
-            {
-                match self.publication_proof(&node, p.sequence) {
+            let mut wanted: std::collections::BTreeSet<u64> =
+                own.iter().map(|p| p.sequence).collect();
+            wanted.extend(
+                self.listed(&node)?
+                    .into_iter()
+                    .filter(|(_, day)| days.contains(day))
+                    .map(|(sequence, _)| sequence),
+            );
+            for sequence in wanted {
+                match self.publication_proof(&node, sequence) {
                     Ok(proof) => recorded += usize::from(self.note_presence(phone, &node, &proof)?),
                     Err(ClientError::Status { status: 404, .. }) => {}
                     Err(e) => return Err(e),
