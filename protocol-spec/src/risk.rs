@@ -124,8 +124,9 @@ pub struct RiskParameters {
 }
 
 impl Default for RiskParameters {
-    /// Defaults (SPEC.md §7.2 gives the sources): attenuation buckets 55/63 dB with
-    /// weights 1.0/0.5/0.0 and the 15-minute daily trigger (SwissCovid, CWA v2);
+    /// Defaults (SPEC.md §7.2 gives the sources): attenuation buckets 58/63 dB with
+    /// weights 1.0/0.4/0.0 and the 15-minute daily trigger (calibrated on the
+    /// simulator's city-100k from SwissCovid's and CWA v2's 55/63 dB, 1.0/0.5/0.0);
     /// scans above 73 dB dropped (CWA); transmission risk values and infectiousness
     /// by days since onset as in CWA's risk calculation v2.
     fn default() -> Self {
@@ -138,8 +139,8 @@ impl Default for RiskParameters {
             };
         }
         RiskParameters {
-            attenuation_thresholds_db: [55, 63],
-            attenuation_weights: [1.0, 0.5, 0.0],
+            attenuation_thresholds_db: [58, 63],
+            attenuation_weights: [1.0, 0.4, 0.0],
             max_attenuation_db: 73,
             transmission_risk_values: [0.0, 0.0, 0.0, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6],
             infectiousness,

@@ -22,17 +22,17 @@ fn window(day: u32, tr: u8, dso: i8, scans: &[(u8, u16)]) -> ExposureWindow {
 #[test]
 fn attenuation_buckets_weight_minutes() {
     let p = RiskParameters::default();
-    assert_eq!(p.attenuation_weight(54), 1.0);
-    assert_eq!(p.attenuation_weight(55), 0.5);
-    assert_eq!(p.attenuation_weight(62), 0.5);
+    assert_eq!(p.attenuation_weight(57), 1.0);
+    assert_eq!(p.attenuation_weight(58), 0.4);
+    assert_eq!(p.attenuation_weight(62), 0.4);
     assert_eq!(p.attenuation_weight(63), 0.0);
     assert_eq!(p.attenuation_weight(74), 0.0);
-    // 10 min near + 10 min medium + 10 min far = 15 weighted minutes.
+    // 10 min near + 10 min medium + 10 min far = 14 weighted minutes.
     let w = window(100, 5, 0, &[(50, 600), (60, 600), (70, 600)]);
     let days = p.daily_summaries(&[w]);
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].minutes, 30.0);
-    assert_eq!(days[0].weighted_minutes, 15.0);
+    assert_eq!(days[0].weighted_minutes, 14.0);
 }
 
 #[test]

@@ -49,6 +49,13 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Chooses the risk operating point over several runs' report.json (one
+    /// per seed) by the rule of SPEC.md §7.2, and prints each run's frontier.
+    Calibrate {
+        /// report.json files.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
     /// Drives sealed uploads (through a relay) and downloads against running nodes
     /// (loopback only), or against a gateway and relay of its own.
     Load(load::LoadArgs),
@@ -136,6 +143,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Calibrate { reports } => match traceless_sim::calibration::report(&reports) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Net(args) => ExitCode::from(traceless_sim::net::cli::main(args)),
         Command::Node { args } => ExitCode::from(traceless_sim::net::cli::node_main(args)),
         Command::Load(args) => match load::run(&args) {

@@ -294,24 +294,24 @@ impl Phone {
 }
 
 impl Phone {
-    /// The highest daily score of this phone's stored windows under `risk`
-    /// (the SDK's own configuration is restored afterwards).
-    pub fn max_day_score(&mut self, risk: &traceless_protocol::RiskParameters) -> f64 {
+    /// The daily summaries of this phone's stored windows scored under `risk`
+    /// (the SDK's own configuration is restored afterwards; none if the SDK
+    /// refuses `risk`).
+    pub fn day_scores(
+        &mut self,
+        risk: &traceless_protocol::RiskParameters,
+    ) -> Vec<traceless_protocol::DaySummary> {
         let saved = self.sdk.config().clone();
         let rescored = traceless_sdk::SdkConfig {
             risk: risk.clone(),
             ..saved.clone()
         };
         if self.sdk.set_config(rescored).is_err() {
-            return 0.0;
+            return Vec::new();
         }
-        let best = self
-            .sdk
-            .exposure_summary()
-            .map(|days| days.iter().map(|d| d.score).fold(0.0, f64::max))
-            .unwrap_or(0.0);
+        let days = self.sdk.exposure_summary().unwrap_or_default();
         let _ = self.sdk.set_config(saved);
-        best
+        days
     }
 }
 

@@ -164,17 +164,40 @@ pub fn write_all(r: &Report, dir: &Path) -> std::io::Result<Vec<String>> {
         .map_err(err)?;
         names.push(file.to_owned());
     }
-    if !r.calibration.is_empty() {
-        const COLORS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-        let series: Vec<Series<'_>> = r
-            .calibration
+    let cal = &r.calibration;
+    if !cal.curves.is_empty() {
+        // The default's and the baseline's curves and the grid's frontier, not
+        // every setting (report.json has them all).
+        let curve = |what: &str, p: &Option<crate::calibration::OperatingPoint>| {
+            let p = p.as_ref()?;
+            let c = cal.curves.iter().find(|c| c.setting == p.setting)?;
+            let mut pts: Vec<(f64, f64)> = (0..cal.thresholds.len())
+                .map(|t| cal.figures(c, t))
+                .filter(|f| f.recall > 0.0)
+                .map(|f| (f.recall, f.precision))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Some((
+                format!("{what} {} (at {})", c.setting.name, p.threshold),
+                pts,
+            ))
+        };
+        let frontier: Vec<(f64, f64)> = cal
+            .frontier
             .iter()
-            .zip(COLORS.iter().cycle())
-            .map(|(c, &color)| {
-                let pts = c.points.iter().map(|p| (p.recall, p.precision)).collect();
-                (c.setting.name.as_str(), pts, color)
-            })
+            .map(|p| (p.figures.recall, p.figures.precision))
             .collect();
+        type Named = (String, Vec<(f64, f64)>, RGBColor);
+        let named: Vec<Named> = [
+            (curve("default", &cal.default), BLUE),
+            (curve("before:", &cal.baseline), RED),
+        ]
+        .into_iter()
+        .filter_map(|(c, color)| c.map(|(name, pts)| (name, pts, color)))
+        .collect();
+        let mut series: Vec<Series<'_>> =
+            vec![("frontier of all settings and thresholds", frontier, BLACK)];
+        series.extend(named.iter().map(|(n, p, c)| (n.as_str(), p.clone(), *c)));
         line_chart(
             &dir.join("calibration-pr.svg"),
             "Precision against recall, one point per score threshold",

@@ -40,9 +40,9 @@ pub struct Report {
     pub sweep: Vec<SweepPoint>,
     /// The same scenario in each publication form: this run's first.
     pub forms: Vec<FormFigures>,
-    /// Precision–recall curves per attenuation-bucket setting, from this run's
-    /// stored windows (see [`crate::calibration`]).
-    pub calibration: Vec<crate::calibration::Curve>,
+    /// Precision–recall curves per attenuation-bucket setting of a grid, from
+    /// this run's stored windows (see [`crate::calibration`]).
+    pub calibration: crate::calibration::Calibration,
     /// Per simulated day.
     pub daily: Vec<Daily>,
     /// Run time and memory (not compared between runs).
@@ -253,6 +253,8 @@ pub struct RunFigures {
     pub world_seconds: f64,
     /// Seconds in the phone and network phase.
     pub phones_seconds: f64,
+    /// Of them, seconds rescoring the calibration grid.
+    pub calibration_seconds: f64,
     /// Peak resident memory, MiB (VmHWM).
     pub peak_rss_mib: f64,
     /// Rayon threads.
@@ -349,10 +351,12 @@ impl Report {
         }
         let _ = write!(
             s,
-            "  run {:.1} s (world {:.1} s, phones {:.1} s)  peak memory {:.0} MiB",
+            "  run {:.1} s (world {:.1} s, phones {:.1} s, of them calibration {:.2} s over {} settings)  peak memory {:.0} MiB",
             self.run.seconds,
             self.run.world_seconds,
             self.run.phones_seconds,
+            self.run.calibration_seconds,
+            self.calibration.curves.len(),
             self.run.peak_rss_mib
         );
         s

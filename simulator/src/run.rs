@@ -552,7 +552,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     bar.finish_and_clear();
 
     // Figures.
-    let calibration = crate::calibration::curves(&mut phones, &truth.close);
+    let t_calibration = Instant::now();
+    let calibration = crate::calibration::calibrate(&mut phones, &truth.close);
+    let calibration_seconds = t_calibration.elapsed().as_secs_f64();
     let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
     let tp = notified
         .iter()
@@ -653,6 +655,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             seconds: t0.elapsed().as_secs_f64(),
             world_seconds,
             phones_seconds,
+            calibration_seconds,
             peak_rss_mib: report::peak_rss_mib(),
             threads: rayon::current_num_threads(),
         },

@@ -94,6 +94,16 @@ fn demo_notifies_close_contacts_reproducibly_and_the_shortcut_is_exact() {
     assert_eq!(floor_days, 16.0 * all.network.keys as f64);
     assert_eq!(all.sdk_phones, all.app_users);
     assert_uploads_went_through_relays(&all);
+    // Rescoring the stored windows segment by segment under the default
+    // parameters gives exactly the phones' own notifications.
+    let d = all.calibration.default.as_ref().unwrap();
+    assert_eq!(
+        (d.figures.precision, d.figures.recall),
+        (o.precision, o.recall),
+        "{}",
+        all.headline()
+    );
+    assert!(!all.calibration.frontier.is_empty());
 
     // The report is written with its plots.
     let out = tempfile::tempdir().unwrap();
