@@ -3,7 +3,8 @@
 //! bytes `/v1/batches` serves, and after retention deleted the batch it carries
 //! the deletion, which verifies too; bad input is a 400 that says which part,
 //! an unknown batch a 404; a log from before the batch index is indexed at
-//! start; a relay that got the batch by gossip proves it with its own log, and
+//! start, and a batch stored before a crash but not logged is logged at the
+//! next start; a relay that got the batch by gossip proves it with its own log, and
 //! the gateway's proof is against a checkpoint its witness cosigned.
 #![allow(clippy::unwrap_used)]
 
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use common::*;
 use traceless_node::storage::keyspace::{log_meta_key, LOG_INDEX};
-use traceless_node::storage::SledStore;
+use traceless_node::storage::{BatchMeta, BatchStore, PutOutcome, SledStore, StoredBatch};
 use traceless_node::{upload_codes, ManualClock};
-use traceless_protocol::log::{NoteKey, PublicationProof, VerifiedPublication};
+use traceless_protocol::log::{Event, NoteKey, PublicationProof, VerifiedPublication};
+use traceless_protocol::Batch;
 
 fn proof_path(origin: &str, sequence: impl std::fmt::Display) -> String {
     format!("/v1/log/proof/batch/{origin}/{sequence}")
@@ -132,6 +134,68 @@ async fn a_batch_proof_verifies_while_stored_and_after_deletion() {
         );
     }
     assert_eq!(node.core.log.index_existing().unwrap(), 0, "indexed once");
+    node.shutdown().await;
+}
+
+/// A relay killed between storing a batch and appending its entry (the store
+/// written directly, as the crash leaves it): the next start logs it before
+/// serving, once, at the batch's creation time, and its proof verifies against
+/// the served bytes; a further start appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_before_a_crash_is_logged_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let a = authority();
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    node.core
+        .ingest(&signed_batch(&a, 5, TODAY - 3, 4, NOW - 86_400))
+        .unwrap();
+    node.shutdown().await;
+    let created_at = NOW - 2 * 86_400;
+    {
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let batch = Batch {
+            origin: ORIGIN.into(),
+            sequence: 2,
+            created_at,
+            day: TODAY - 4,
+            keys: keys_of_day(TODAY - 4, 3),
+        };
+        let bytes = batch.clone().sign(&a).unwrap().encode();
+        let meta = BatchMeta::of(&batch, &bytes);
+        assert_eq!(
+            store.put_batch(&StoredBatch { meta, bytes }).unwrap(),
+            PutOutcome::New
+        );
+    }
+
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    let (_, id) = served(node.http_addr, 2);
+    let p = proof(node.http_addr, 2);
+    let v = verify(&p, 2, &id);
+    assert_eq!((v.published_at, v.key_count), (created_at, 3));
+    let logged = |node: &traceless_node::RunningNode| {
+        let entries = node.core.log.all_entries().unwrap();
+        let batches: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| match Event::decode(e).unwrap() {
+                Event::Published { sequence, .. } => Some(sequence),
+                _ => None,
+            })
+            .collect();
+        (entries.len(), batches)
+    };
+    let (size, batches) = logged(&node);
+    assert_eq!(batches, vec![5, 2], "each batch logged once");
+    node.shutdown().await;
+
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    assert_eq!(
+        logged(&node),
+        (size, batches),
+        "a second start appends nothing"
+    );
+    assert_eq!(proof(node.http_addr, 2).published, p.published);
     node.shutdown().await;
 }
 
