@@ -347,3 +347,51 @@ fn proof_lookup_and_indexing_against_baselines() {
         );
     }
 }
+
+/// The start-up check for batches stored but not logged, on a store of 1,000
+/// and 10,000 batches all logged (every start after a clean stop), against
+/// listing the store's batches alone (what it cannot do without). Figures only,
+/// as ratios of the same run.
+///
+/// `cargo test -p traceless-node --test publication_proof -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement: ~1 minute"]
+fn unlogged_batch_check_at_start_against_listing_the_store() {
+    use traceless_node::log::TransparencyLog;
+    use traceless_protocol::ed25519_dalek::SigningKey;
+    for size in [1_000u64, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let batches: Vec<StoredBatch> = (1..=size)
+            .map(|sequence| StoredBatch {
+                meta: BatchMeta {
+                    origin: ORIGIN.into(),
+                    sequence,
+                    day: TODAY - 1,
+                    key_count: 10,
+                    created_at: NOW,
+                    visible_from: 0,
+                    expires_at: u64::MAX,
+                    content_id: [sequence as u8; 32],
+                },
+                bytes: vec![sequence as u8; 64],
+            })
+            .collect();
+        store.put_batches(&batches).unwrap();
+        let log = TransparencyLog::open(store.db(), SigningKey::from_bytes(&[9; 32]));
+        assert_eq!(log.log_unlogged_batches(&store).unwrap().len() as u64, size);
+        let n = 20;
+        let check = per_call(n, |_| {
+            assert!(log.log_unlogged_batches(&store).unwrap().is_empty());
+        });
+        let listing = per_call(n, |_| {
+            assert_eq!(store.all_batches().unwrap().len() as u64, size);
+        });
+        eprintln!(
+            "store of {size} logged batches: start-up check {:.2} ms, listing the store {:.2} ms (ratio {:.2})",
+            check * 1e3,
+            listing * 1e3,
+            check / listing
+        );
+    }
+}
