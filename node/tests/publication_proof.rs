@@ -267,6 +267,20 @@ async fn gateway_and_relay_each_prove_the_batch_in_their_own_log() {
     relay.shutdown().await;
 }
 
+/// The metadata of the measurements' batch `sequence`.
+fn measured_meta(sequence: u64) -> BatchMeta {
+    BatchMeta {
+        origin: ORIGIN.into(),
+        sequence,
+        day: TODAY - 1,
+        key_count: 10,
+        created_at: NOW,
+        visible_from: 0,
+        expires_at: u64::MAX,
+        content_id: [sequence as u8; 32],
+    }
+}
+
 /// Mean seconds per call of `f` over `n` calls.
 fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
     let t = std::time::Instant::now();
@@ -286,26 +300,15 @@ fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
 #[ignore = "measurement: ~1 minute"]
 fn proof_lookup_and_indexing_against_baselines() {
     use traceless_node::log::{batch_event, TransparencyLog};
-    use traceless_node::storage::BatchMeta;
     use traceless_protocol::ed25519_dalek::SigningKey;
     let key = SigningKey::from_bytes(&[9; 32]);
-    let meta = |sequence| BatchMeta {
-        origin: ORIGIN.into(),
-        sequence,
-        day: TODAY - 1,
-        key_count: 10,
-        created_at: NOW,
-        visible_from: 0,
-        expires_at: u64::MAX,
-        content_id: [sequence as u8; 32],
-    };
     for size in [1_000u64, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let log = TransparencyLog::open(db.clone(), key.clone());
         let t = std::time::Instant::now();
         for seq in 0..size {
-            log.append(&batch_event(&meta(seq), NOW)).unwrap();
+            log.append(&batch_event(&measured_meta(seq), NOW)).unwrap();
         }
         let append = t.elapsed().as_secs_f64();
         let n = 2_000;
@@ -364,16 +367,7 @@ fn unlogged_batch_check_at_start_against_listing_the_store() {
         let store = SledStore::open(&dir.path().join("db")).unwrap();
         let batches: Vec<StoredBatch> = (1..=size)
             .map(|sequence| StoredBatch {
-                meta: BatchMeta {
-                    origin: ORIGIN.into(),
-                    sequence,
-                    day: TODAY - 1,
-                    key_count: 10,
-                    created_at: NOW,
-                    visible_from: 0,
-                    expires_at: u64::MAX,
-                    content_id: [sequence as u8; 32],
-                },
+                meta: measured_meta(sequence),
                 bytes: vec![sequence as u8; 64],
             })
             .collect();
