@@ -176,6 +176,10 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     };
     let log = TransparencyLog::open(sled_store.db(), core_keys.node_key.clone());
     log.index_existing()?;
+    // A batch stored just before a crash and not logged yet (a relay's from
+    // gossip or catch-up, a gateway's own): logged before anything is served, or
+    // the node does not start (SPEC.md §8.3).
+    log.log_unlogged_batches(&sled_store)?;
     log.log_deletions(&sled_store.deletion_log()?, &[])?;
     log.log_trust_list(
         trust_digest(&config.trust),
@@ -209,8 +213,6 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         announce_tx,
     ));
     core.import_codes();
-    // Logs a batch published just before a crash (stored, not yet logged).
-    core.record_own_batches();
     // Marks the gateway's first period and takes the first public snapshot before
     // anything is served.
     core.run_period()

@@ -3,7 +3,8 @@
 //! bytes `/v1/batches` serves, and after retention deleted the batch it carries
 //! the deletion, which verifies too; bad input is a 400 that says which part,
 //! an unknown batch a 404; a log from before the batch index is indexed at
-//! start; a relay that got the batch by gossip proves it with its own log, and
+//! start, and a batch stored before a crash but not logged is logged at the
+//! next start; a relay that got the batch by gossip proves it with its own log, and
 //! the gateway's proof is against a checkpoint its witness cosigned.
 #![allow(clippy::unwrap_used)]
 
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use common::*;
 use traceless_node::storage::keyspace::{log_meta_key, LOG_INDEX};
-use traceless_node::storage::SledStore;
+use traceless_node::storage::{BatchMeta, BatchStore, PutOutcome, SledStore, StoredBatch};
 use traceless_node::{upload_codes, ManualClock};
-use traceless_protocol::log::{NoteKey, PublicationProof, VerifiedPublication};
+use traceless_protocol::log::{Event, NoteKey, PublicationProof, VerifiedPublication};
+use traceless_protocol::Batch;
 
 fn proof_path(origin: &str, sequence: impl std::fmt::Display) -> String {
     format!("/v1/log/proof/batch/{origin}/{sequence}")
@@ -135,6 +137,68 @@ async fn a_batch_proof_verifies_while_stored_and_after_deletion() {
     node.shutdown().await;
 }
 
+/// A relay killed between storing a batch and appending its entry (the store
+/// written directly, as the crash leaves it): the next start logs it before
+/// serving, once, at the batch's creation time, and its proof verifies against
+/// the served bytes; a further start appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_before_a_crash_is_logged_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let a = authority();
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    node.core
+        .ingest(&signed_batch(&a, 5, TODAY - 3, 4, NOW - 86_400))
+        .unwrap();
+    node.shutdown().await;
+    let created_at = NOW - 2 * 86_400;
+    {
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let batch = Batch {
+            origin: ORIGIN.into(),
+            sequence: 2,
+            created_at,
+            day: TODAY - 4,
+            keys: keys_of_day(TODAY - 4, 3),
+        };
+        let bytes = batch.clone().sign(&a).unwrap().encode();
+        let meta = BatchMeta::of(&batch, &bytes);
+        assert_eq!(
+            store.put_batch(&StoredBatch { meta, bytes }).unwrap(),
+            PutOutcome::New
+        );
+    }
+
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    let (_, id) = served(node.http_addr, 2);
+    let p = proof(node.http_addr, 2);
+    let v = verify(&p, 2, &id);
+    assert_eq!((v.published_at, v.key_count), (created_at, 3));
+    let logged = |node: &traceless_node::RunningNode| {
+        let entries = node.core.log.all_entries().unwrap();
+        let batches: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| match Event::decode(e).unwrap() {
+                Event::Published { sequence, .. } => Some(sequence),
+                _ => None,
+            })
+            .collect();
+        (entries.len(), batches)
+    };
+    let (size, batches) = logged(&node);
+    assert_eq!(batches, vec![5, 2], "each batch logged once");
+    node.shutdown().await;
+
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    assert_eq!(
+        logged(&node),
+        (size, batches),
+        "a second start appends nothing"
+    );
+    assert_eq!(proof(node.http_addr, 2).published, p.published);
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateway_and_relay_each_prove_the_batch_in_their_own_log() {
     let clock = ManualClock::new(NOW);
@@ -203,6 +267,20 @@ async fn gateway_and_relay_each_prove_the_batch_in_their_own_log() {
     relay.shutdown().await;
 }
 
+/// The metadata of the measurements' batch `sequence`.
+fn measured_meta(sequence: u64) -> BatchMeta {
+    BatchMeta {
+        origin: ORIGIN.into(),
+        sequence,
+        day: TODAY - 1,
+        key_count: 10,
+        created_at: NOW,
+        visible_from: 0,
+        expires_at: u64::MAX,
+        content_id: [sequence as u8; 32],
+    }
+}
+
 /// Mean seconds per call of `f` over `n` calls.
 fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
     let t = std::time::Instant::now();
@@ -222,26 +300,15 @@ fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {
 #[ignore = "measurement: ~1 minute"]
 fn proof_lookup_and_indexing_against_baselines() {
     use traceless_node::log::{batch_event, TransparencyLog};
-    use traceless_node::storage::BatchMeta;
     use traceless_protocol::ed25519_dalek::SigningKey;
     let key = SigningKey::from_bytes(&[9; 32]);
-    let meta = |sequence| BatchMeta {
-        origin: ORIGIN.into(),
-        sequence,
-        day: TODAY - 1,
-        key_count: 10,
-        created_at: NOW,
-        visible_from: 0,
-        expires_at: u64::MAX,
-        content_id: [sequence as u8; 32],
-    };
     for size in [1_000u64, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let log = TransparencyLog::open(db.clone(), key.clone());
         let t = std::time::Instant::now();
         for seq in 0..size {
-            log.append(&batch_event(&meta(seq), NOW)).unwrap();
+            log.append(&batch_event(&measured_meta(seq), NOW)).unwrap();
         }
         let append = t.elapsed().as_secs_f64();
         let n = 2_000;
@@ -280,6 +347,45 @@ fn proof_lookup_and_indexing_against_baselines() {
             migrate,
             append,
             migrate / append
+        );
+    }
+}
+
+/// The start-up check for batches stored but not logged, on a store of 1,000
+/// and 10,000 batches all logged (every start after a clean stop), against
+/// listing the store's batches alone (what it cannot do without). Figures only,
+/// as ratios of the same run.
+///
+/// `cargo test -p traceless-node --test publication_proof -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement: ~1 minute"]
+fn unlogged_batch_check_at_start_against_listing_the_store() {
+    use traceless_node::log::TransparencyLog;
+    use traceless_protocol::ed25519_dalek::SigningKey;
+    for size in [1_000u64, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let batches: Vec<StoredBatch> = (1..=size)
+            .map(|sequence| StoredBatch {
+                meta: measured_meta(sequence),
+                bytes: vec![sequence as u8; 64],
+            })
+            .collect();
+        store.put_batches(&batches).unwrap();
+        let log = TransparencyLog::open(store.db(), SigningKey::from_bytes(&[9; 32]));
+        assert_eq!(log.log_unlogged_batches(&store).unwrap().len() as u64, size);
+        let n = 20;
+        let check = per_call(n, |_| {
+            assert!(log.log_unlogged_batches(&store).unwrap().is_empty());
+        });
+        let listing = per_call(n, |_| {
+            assert_eq!(store.all_batches().unwrap().len() as u64, size);
+        });
+        eprintln!(
+            "store of {size} logged batches: start-up check {:.2} ms, listing the store {:.2} ms (ratio {:.2})",
+            check * 1e3,
+            listing * 1e3,
+            check / listing
         );
     }
 }

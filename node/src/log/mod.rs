@@ -21,7 +21,9 @@
 //! record that covers it, one key per batch (a lookup is one read; ranges of
 //! different records and days interleave by sequence, and the keys are never
 //! more than the batches published). [`TransparencyLog::index_existing`] indexes
-//! a log written before the index existed, once, at start.
+//! a log written before the index existed, once, at start; then
+//! [`TransparencyLog::log_unlogged_batches`] logs the stored batches the index
+//! does not know (stored, then a crash before their entry).
 
 use std::sync::Mutex;
 
@@ -417,9 +419,11 @@ impl TransparencyLog {
 
     /// Logs `origin`'s stored batches above the last one logged, in sequence
     /// order, each at its `created_at` (for a gateway's own batches: the period
-    /// boundary) and each append with the new high-water mark. Called after each
-    /// publication and at start, so a batch stored just before a crash is logged
-    /// at the next start, and none twice. Returns the indexes appended.
+    /// boundary) and each append with the new high-water mark; a batch the index
+    /// holds already (logged by [`TransparencyLog::log_unlogged_batches`]) only
+    /// moves the mark. Called after each publication (a failed append is
+    /// retried at the next), never logging a batch twice. Returns the indexes
+    /// appended.
     pub fn log_batches_of(
         &self,
         store: &dyn BatchStore,
@@ -436,6 +440,13 @@ impl TransparencyLog {
             let end = last.sequence;
             for m in &page {
                 let mark = m.sequence.to_be_bytes().to_vec();
+                if self
+                    .indexed(LOG_INDEX_PUBLISHED, origin, m.sequence)?
+                    .is_some()
+                {
+                    self.db.insert(log_meta_key(&name), mark)?;
+                    continue;
+                }
                 out.push(self.append_with(
                     &batch_event(m, m.created_at),
                     &[(&name, mark)],
@@ -444,6 +455,34 @@ impl TransparencyLog {
             }
             logged = end;
         }
+    }
+
+    /// Logs every stored batch whose publication the batch index does not
+    /// hold, in (origin, sequence) order: at start, after
+    /// [`TransparencyLog::index_existing`] and before anything is served, for
+    /// the batches a relay stored from gossip or catch-up and crashed before
+    /// logging (they arrive out of order, so no high-water mark finds them). One
+    /// index read per stored batch, no scan of the log; a second call appends
+    /// nothing. Returns the indexes appended.
+    pub fn log_unlogged_batches(&self, store: &dyn BatchStore) -> Result<Vec<u64>, LogStoreError> {
+        let mut out = Vec::new();
+        for m in store.all_batches()? {
+            if self
+                .indexed(LOG_INDEX_PUBLISHED, &m.origin, m.sequence)?
+                .is_some()
+            {
+                continue;
+            }
+            // At the batch's `created_at`, not now: when the node stored it was
+            // lost in the crash, and now (the restart, maybe days later) would
+            // claim a later publication than happened. `created_at` is signed by
+            // the authority, no later than the store (ingest refuses batches from
+            // the future, beyond the clock-skew allowance), and what the gateway
+            // reconciliation uses, so the entry is the same whichever start
+            // writes it.
+            out.push(self.append_with(&batch_event(&m, m.created_at), &[], None)?);
+        }
+        Ok(out)
     }
 
     /// The log index of deletion record `record_index`'s entry (none for records
@@ -638,6 +677,59 @@ mod tests {
             .publication_proof("b.health", 1, None)
             .unwrap()
             .is_none());
+    }
+
+    /// A relay's batches stored out of order and killed before their entries
+    /// (the store written directly, as the crash leaves it) are logged at the
+    /// next open, once each, at their creation time, with proofs that verify;
+    /// the gateway's mark then skips what was logged so.
+    #[test]
+    fn batches_a_relay_stored_before_a_crash_are_logged_once_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let open = || {
+            let store = SledStore::open(&dir.path().join("db")).unwrap();
+            let log = TransparencyLog::open(store.db(), key.clone());
+            assert_eq!(log.index_existing().unwrap(), 0);
+            (store, log)
+        };
+        let (store, log) = open();
+        store.put_batch(&stored("b.health", 7)).unwrap();
+        log.append(&batch_event(&stored("b.health", 7).meta, 5))
+            .unwrap();
+        for (origin, seq) in [("b.health", 9), ("a.health", 4), ("b.health", 2)] {
+            store.put_batch(&stored(origin, seq)).unwrap();
+        }
+        assert!(log
+            .publication_proof("b.health", 9, None)
+            .unwrap()
+            .is_none());
+        drop((store, log));
+
+        let (store, log) = open();
+        assert_eq!(log.log_unlogged_batches(&store).unwrap(), vec![1, 2, 3]);
+        let t = 1_728_000_000;
+        assert_eq!(
+            published(&log),
+            vec![
+                ("b.health".into(), 7, 5),
+                ("a.health".into(), 4, t + 4 * 3600),
+                ("b.health".into(), 2, t + 2 * 3600),
+                ("b.health".into(), 9, t + 9 * 3600),
+            ]
+        );
+        for (origin, seq) in [("a.health", 4), ("b.health", 2), ("b.health", 9)] {
+            let proof = log.publication_proof(origin, seq, None).unwrap().unwrap();
+            let v = proof.verify(origin, seq, &[seq as u8; 32], &[], 0).unwrap();
+            assert_eq!((v.published_at, v.deleted), (t + seq * 3600, None));
+        }
+        // A gateway of b.health: its mark moves past them, logging none again.
+        assert!(log.log_batches_of(&store, "b.health").unwrap().is_empty());
+        drop((store, log));
+
+        let (store, log) = open();
+        assert!(log.log_unlogged_batches(&store).unwrap().is_empty());
+        assert_eq!(log.size().unwrap(), 4, "a second open appends nothing");
     }
 
     #[test]
