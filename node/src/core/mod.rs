@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod metrics;
 pub mod publication;
+pub mod warnings;
 
 use std::sync::{Arc, Mutex};
 
@@ -223,6 +224,12 @@ impl Core {
             Some(g) => g.publish_period(self.store.as_ref(), publishing)?,
             None => None,
         };
+        // Traced venue warnings, queued before this boundary (SPEC.md §12.10).
+        if self.gateway.is_some() {
+            if let Err(e) = self.publish_warnings(publishing) {
+                tracing::error!("publishing venue warnings failed: {e}");
+            }
+        }
         if let (Some(g), Some(r)) = (&self.gateway, &report) {
             if r.periods > 1 {
                 tracing::warn!(
@@ -446,6 +453,9 @@ impl Core {
         )?;
         if r.is_some() {
             self.metrics.retention_deletions.inc();
+        }
+        if let Err(e) = self.warning_retention() {
+            tracing::error!("venue warning retention failed: {e}");
         }
         Ok(r)
     }
