@@ -202,3 +202,93 @@ async fn a_trace_the_gateway_cannot_complete_queues_nothing() {
     assert!(warnings_listed(node.http_addr).is_empty());
     node.shutdown().await;
 }
+
+/// Over real libp2p: a gateway's warning batch, published at its boundary,
+/// reaches a relay by gossip and is served there byte for byte; a rogue's
+/// forged batch on the warning topic is rejected (its sender penalised), not
+/// stored and not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn warnings_reach_a_relay_by_gossip_and_forged_ones_do_not() {
+    use libp2p::gossipsub::IdentTopic;
+    use std::time::Duration;
+    use traceless_node::federation::behaviour::WARNING_TOPIC;
+
+    let clock = ManualClock::new(NOW);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gateway = start_node(gateway_config(d1.path()), &clock).await;
+    let relay = start_relay(d2.path(), &clock, &gateway.p2p_addrs, 1).await;
+    assert!(wait_for_peers(&relay, 1).await);
+    let seal = traceless_node::keys::gateway_seal_key(d1.path()).unwrap();
+    let venue = create_venue(
+        &VenueDescription::new("Café Nord", "Nordstraße 5", 9, 30, 120),
+        &seal.public_bytes(),
+    )
+    .unwrap();
+    let h0 = (NOW / 3600 - 2) * 3600;
+    let visitor = seal_visit(&venue.entry, h0 + 60, h0 + 3000);
+    let pre = venue.trace_secret.pre_trace(h0, h0 + 3600, NOW).unwrap();
+    gateway
+        .core
+        .trace_venue(&pre, "Please get tested", 6)
+        .unwrap();
+
+    // Gossipsub needs a mesh before a publish reaches the relay.
+    let meshed = wait_until(Duration::from_secs(20), || {
+        gateway.core.metrics.mesh_peers(WARNING_TOPIC) >= 1
+            && relay.core.metrics.mesh_peers(WARNING_TOPIC) >= 1
+    })
+    .await;
+    assert!(meshed, "no gossipsub mesh on the warning topic");
+    next_period(&gateway.core, &clock);
+    let on_gateway = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/0")).body;
+    let arrived = wait_until(Duration::from_secs(20), || {
+        relay.core.warning_files().get(ORIGIN, 0).unwrap().is_some()
+    })
+    .await;
+    assert!(arrived, "the warning batch did not reach the relay");
+    // Served by the relay from its boundary on, the same bytes.
+    next_period(&relay.core, &clock);
+    let r = get(relay.http_addr, &format!("/v1/warnings/{ORIGIN}/0"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, on_gateway);
+    let batch = SignedWarningBatch::decode(&r.body)
+        .unwrap()
+        .verify(&trust())
+        .unwrap();
+    assert_eq!(match_records(&visitor, &batch.warnings).len(), 1);
+
+    // A rogue gossips a batch signed by an untrusted key.
+    let mut evil = attacker(&relay.p2p_addrs[0], WARNING_TOPIC).await;
+    let evil_id = *evil.local_peer_id();
+    let rogue = AuthorityKey::generate(ORIGIN, 2);
+    let forged = WarningBatch {
+        origin: ORIGIN.into(),
+        sequence: 7,
+        created_at: clock.now(),
+        warnings: batch.warnings.clone(),
+    }
+    .sign(&rogue)
+    .unwrap()
+    .encode();
+    let before = relay.core.metrics.gossip_rejected.get();
+    evil.behaviour_mut()
+        .publish(IdentTopic::new(WARNING_TOPIC), forged)
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while relay.core.metrics.gossip_rejected.get() == before
+        && tokio::time::Instant::now() < deadline
+    {
+        pump(&mut evil, Duration::from_millis(100)).await;
+    }
+    assert_eq!(relay.core.metrics.gossip_rejected.get(), before + 1);
+    assert!(relay.core.warning_files().get(ORIGIN, 7).unwrap().is_none());
+    assert!(gateway
+        .core
+        .warning_files()
+        .get(ORIGIN, 7)
+        .unwrap()
+        .is_none());
+    assert!(relay.peer_score(evil_id).await.unwrap_or(0.0) < 0.0);
+    relay.shutdown().await;
+    gateway.shutdown().await;
+}

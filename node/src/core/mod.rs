@@ -45,6 +45,8 @@ pub enum Announcement {
     Batch(Vec<u8>),
     /// A new revision of a stored day filter.
     Filter(Vec<u8>),
+    /// A venue warning batch this gateway just published.
+    Warnings(Vec<u8>),
 }
 
 /// Logs what a code import did (rejected lines are logged where they are kept);

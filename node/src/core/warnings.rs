@@ -122,6 +122,11 @@ impl Core {
             sequence += 1;
         }
         files.commit_publication(g.origin(), &signed, sequence, &queued)?;
+        for (_, bytes) in &signed {
+            let _ = self
+                .announce
+                .send(super::Announcement::Warnings(bytes.clone()));
+        }
         for (m, _) in &signed {
             tracing::info!(
                 sequence = m.sequence,
