@@ -380,10 +380,10 @@ fn unlogged_batch_check_at_start_against_listing_the_store() {
             .collect();
         store.put_batches(&batches).unwrap();
         let log = TransparencyLog::open(store.db(), SigningKey::from_bytes(&[9; 32]));
-        assert_eq!(log.log_unlogged_batches(&store).unwrap().len() as u64, size);
+        assert_eq!(log.log_unlogged(&store).unwrap().len() as u64, size);
         let n = 20;
         let check = per_call(n, |_| {
-            assert!(log.log_unlogged_batches(&store).unwrap().is_empty());
+            assert!(log.log_unlogged(&store).unwrap().is_empty());
         });
         let listing = per_call(n, |_| {
             assert_eq!(store.all_batches().unwrap().len() as u64, size);

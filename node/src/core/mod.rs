@@ -550,9 +550,9 @@ impl Core {
     }
 
     /// Appends an event to the transparency log. A failed append is logged and
-    /// left for the operator: what it records is stored already (a batch's
-    /// entry is appended at the next start, see
-    /// [`TransparencyLog::log_unlogged_batches`]).
+    /// left for the operator: what it records is stored already (a batch's or
+    /// a filter revision's entry is appended at the next start, see
+    /// [`TransparencyLog::log_unlogged`]).
     pub fn record(&self, event: &Event) {
         if let Err(e) = self.log.append(event) {
             tracing::error!("transparency log append failed: {e}");
