@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod metrics;
 pub mod publication;
+pub mod warnings;
 
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +47,8 @@ pub enum Announcement {
     Batch(Vec<u8>),
     /// A new revision of a stored day filter.
     Filter(Vec<u8>),
+    /// A venue warning batch this gateway just published.
+    Warnings(Vec<u8>),
 }
 
 /// Logs what a code import did (rejected lines are logged where they are kept);
@@ -227,6 +230,12 @@ impl Core {
             (Some(g), Some(publishing)) => g.publish_period(self.store.as_ref(), publishing)?,
             _ => None,
         };
+        // Traced venue warnings, queued before this boundary (SPEC.md §12.10).
+        if let (Some(_), Some(publishing)) = (&self.gateway, publishing) {
+            if let Err(e) = self.publish_warnings(publishing) {
+                tracing::error!("publishing venue warnings failed: {e}");
+            }
+        }
         if let (Some(g), Some(r), Some(publishing)) = (&self.gateway, &report, publishing) {
             if r.periods > 1 {
                 tracing::warn!(
@@ -456,6 +465,9 @@ impl Core {
         )?;
         if r.is_some() {
             self.metrics.retention_deletions.inc();
+        }
+        if let Err(e) = self.warning_retention() {
+            tracing::error!("venue warning retention failed: {e}");
         }
         Ok(r)
     }

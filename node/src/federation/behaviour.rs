@@ -44,6 +44,8 @@ use crate::storage::content_id;
 pub const BATCH_TOPIC: &str = "traceless/v1/batches";
 /// The gossip topic of signed day filters (newest revisions).
 pub const FILTER_TOPIC: &str = "traceless/v1/filters";
+/// The gossip topic of signed venue warning batches (SPEC.md §12.10).
+pub const WARNING_TOPIC: &str = "traceless/v1/venue-warnings";
 /// Catch-up protocol name.
 pub const CATCHUP_PROTOCOL: &str = "/traceless/catchup/1.0.0";
 /// Identify protocol version.
@@ -95,6 +97,11 @@ pub fn batch_topic() -> IdentTopic {
     IdentTopic::new(BATCH_TOPIC)
 }
 
+/// The venue-warning gossip topic.
+pub fn warning_topic() -> IdentTopic {
+    IdentTopic::new(WARNING_TOPIC)
+}
+
 /// The day-filter gossip topic.
 pub fn filter_topic() -> IdentTopic {
     IdentTopic::new(FILTER_TOPIC)
@@ -116,6 +123,7 @@ pub fn gossipsub_config(heartbeat: Duration) -> Result<gossipsub::Config, String
         .max_transmit_size(MAX_GOSSIP_RPC_LEN)
         .max_transmit_size_for_topic(MAX_GOSSIP_MESSAGE_LEN, batch_topic().hash())
         .max_transmit_size_for_topic(MAX_GOSSIP_FILTER_MESSAGE_LEN, filter_topic().hash())
+        .max_transmit_size_for_topic(MAX_GOSSIP_RPC_LEN, warning_topic().hash())
         .max_transmit_size_for_topic(MAX_WITNESS_MESSAGE_LEN + 1024, checkpoint_topic().hash())
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
@@ -146,6 +154,7 @@ pub fn score_params(ip_colocation_penalty: bool) -> (PeerScoreParams, PeerScoreT
     };
     params.topics.insert(batch_topic().hash(), topic.clone());
     params.topics.insert(filter_topic().hash(), topic.clone());
+    params.topics.insert(warning_topic().hash(), topic.clone());
     params.topics.insert(checkpoint_topic().hash(), topic);
     (params, PeerScoreThresholds::default())
 }
@@ -163,7 +172,12 @@ impl Behaviour {
                 .map_err(str::to_owned)?;
         let (params, thresholds) = score_params(ip_colocation_penalty);
         gossipsub.with_peer_score(params, thresholds)?;
-        for topic in [batch_topic(), filter_topic(), checkpoint_topic()] {
+        for topic in [
+            batch_topic(),
+            filter_topic(),
+            warning_topic(),
+            checkpoint_topic(),
+        ] {
             gossipsub.subscribe(&topic).map_err(|e| e.to_string())?;
         }
 

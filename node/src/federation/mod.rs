@@ -23,12 +23,15 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use self::behaviour::{batch_topic, checkpoint_topic, filter_topic, Behaviour, BehaviourEvent};
+use self::behaviour::{
+    batch_topic, checkpoint_topic, filter_topic, warning_topic, Behaviour, BehaviourEvent,
+};
 use self::catchup::{Catchup, CatchupRequest, CatchupResponse};
 use self::relay::{Relay, RelayRequest, RelayResponse};
 use self::witness::WitnessError;
 use self::witnessing::{Book, BookConfig, Verdict};
 use crate::config::P2pConfig;
+use crate::core::warnings::WarningIngestError;
 use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
 use crate::storage::{FilterPutOutcome, PutOutcome};
 
@@ -163,6 +166,11 @@ pub struct Started {
 enum Done {
     Gossip(MessageId, PeerId, Result<Ingested, IngestError>),
     FilterGossip(MessageId, PeerId, Result<IngestedFilter, IngestError>),
+    WarningGossip(
+        MessageId,
+        PeerId,
+        Result<crate::storage::warnings::WarningPut, WarningIngestError>,
+    ),
     Catchup(PeerId, Vec<Result<Ingested, IngestError>>),
     CatchupFilters(PeerId, Vec<Result<IngestedFilter, IngestError>>),
     Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
@@ -412,6 +420,7 @@ impl Federation {
                 Some(a) = announcements.recv() => match a {
                     Announcement::Batch(bytes) => self.publish(bytes),
                     Announcement::Filter(bytes) => self.publish_filter(bytes),
+                    Announcement::Warnings(bytes) => self.publish_to(warning_topic(), bytes),
                 },
                 Some(done) = done_rx.recv() => self.finish(done),
                 event = self.swarm.select_next_some() => self.on_event(event, &done_tx),
@@ -481,6 +490,18 @@ impl Federation {
             .behaviour_mut()
             .gossipsub
             .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    fn publish_to(&mut self, topic: gossipsub::IdentTopic, bytes: Vec<u8>) {
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {
+                self.core.metrics.gossip_published.inc();
+            }
+            Err(gossipsub::PublishError::Duplicate) => {
+                self.core.metrics.gossip_publish_duplicate.inc();
+            }
+            Err(e) => tracing::debug!("gossip publish warnings: {e}"),
+        }
     }
 
     fn publish_filter(&mut self, bytes: Vec<u8>) {
@@ -656,6 +677,36 @@ impl Federation {
                 });
                 self.report_gossip(id, source, forward, "batch");
             }
+            Done::WarningGossip(id, source, result) => {
+                use crate::storage::warnings::WarningPut;
+                let m = &self.core.metrics;
+                // Only a new batch is forwarded; a bad signature, bad bytes or
+                // an expired batch penalises the sender; one from the future
+                // (a skewed clock) is dropped quietly.
+                let acceptance = match &result {
+                    Ok(WarningPut::New) => {
+                        m.gossip_accepted.inc();
+                        MessageAcceptance::Accept
+                    }
+                    Ok(_) | Err(WarningIngestError::Future { .. }) => {
+                        m.gossip_ignored.inc();
+                        MessageAcceptance::Ignore
+                    }
+                    Err(WarningIngestError::Storage(e)) => {
+                        tracing::error!("storing gossiped warnings failed: {e}");
+                        MessageAcceptance::Ignore
+                    }
+                    Err(e) => {
+                        m.gossip_rejected.inc();
+                        tracing::info!(peer = %source, "rejected gossiped warnings: {e}");
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
             Done::FilterGossip(id, source, result) => {
                 // A revision not higher than the one held is not forwarded.
                 let forward = result.as_ref().map(|f| f.outcome == FilterPutOutcome::New);
@@ -754,7 +805,12 @@ impl Federation {
     fn record_mesh(&self) {
         let g = &self.swarm.behaviour().gossipsub;
         let m = &self.core.metrics;
-        for topic in [batch_topic(), filter_topic(), checkpoint_topic()] {
+        for topic in [
+            batch_topic(),
+            filter_topic(),
+            warning_topic(),
+            checkpoint_topic(),
+        ] {
             let hash = topic.hash();
             m.set_mesh_peers(hash.as_str(), g.mesh_peers(&hash).count() as u64);
         }
@@ -835,7 +891,12 @@ impl Federation {
                 }
                 let s = self.core.clone();
                 let done = done.clone();
-                if message.topic == filter_topic().hash() {
+                if message.topic == warning_topic().hash() {
+                    tokio::task::spawn_blocking(move || {
+                        let r = s.ingest_warnings(&message.data).map(|(put, _)| put);
+                        let _ = done.send(Done::WarningGossip(message_id, propagation_source, r));
+                    });
+                } else if message.topic == filter_topic().hash() {
                     tokio::task::spawn_blocking(move || {
                         let r = s.ingest_filter(&message.data);
                         let _ = done.send(Done::FilterGossip(message_id, propagation_source, r));

@@ -7,6 +7,7 @@ pub mod log;
 pub mod server;
 pub mod staff;
 pub mod transparency;
+pub mod warnings;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/origins", get(api::origins))
         .route("/v1/batches", get(api::list_batches))
         .route("/v1/batches/{origin}/{sequence}", get(api::get_batch))
+        .route("/v1/warnings", get(warnings::list))
+        .route("/v1/warnings/{origin}/{sequence}", get(warnings::get))
         .route("/v1/filters", get(api::list_filters))
         .route("/v1/filters/{origin}/{day}", get(api::get_filter))
         .route(

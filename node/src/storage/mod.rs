@@ -48,6 +48,7 @@ pub mod sled_store;
 pub mod summary;
 pub mod sweep;
 pub mod traits;
+pub mod warnings;
 
 pub use files::{
     files_dir, BATCH_FILE_PREFIX, ENTRY_KEY_FILE_PREFIX, FILTER_FILE_PREFIX, PENDING_FILE_PREFIX,

@@ -4,6 +4,7 @@
 //! exists, and the poster holds no secret.
 
 mod poster;
+pub mod trace;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ pub enum VenueCommand {
     /// the last one counts.
     #[command(args_override_self = true)]
     Create(CreateArgs),
+    /// Health authority: complete a venue owner's pre-trace on this gateway's
+    /// data dir; prints the venue and window (never a visitor) and queues the
+    /// warnings for the gateway's next period boundary.
+    Trace(trace::TraceArgs),
 }
 
 /// What a venue says about itself, and for which authority it is traced.
@@ -73,6 +78,10 @@ pub fn run(command: &VenueCommand) -> Result<(), String> {
                  apart from it (print it, or store it offline): it is needed, with the \
                  health authority, to warn this venue's visitors."
             );
+            Ok(())
+        }
+        VenueCommand::Trace(args) => {
+            println!("{}", trace::run(args)?);
             Ok(())
         }
     }

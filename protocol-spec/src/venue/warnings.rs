@@ -156,24 +156,9 @@ impl SignedWarningBatch {
 
     /// Verifies the signature under the trust list, then decodes the body.
     pub fn verify(&self, trust: &TrustList) -> Result<WarningBatch, VenueError> {
-        let body = pb::WarningBatchBody::decode(self.body.as_slice()).map_err(|e| {
-            VenueError::Malformed {
-                what: "WarningBatchBody",
-                reason: e.to_string(),
-            }
-        })?;
-        if body.encode_to_vec() != self.body {
-            return Err(VenueError::NonCanonical("WarningBatchBody"));
-        }
-        if body.version != 1 {
-            return Err(VenueError::UnsupportedVersion {
-                what: "WarningBatchBody",
-                found: body.version,
-                supported: 1,
-            });
-        }
+        let origin = body_origin(&self.body)?;
         let key = trust
-            .get(&body.origin, self.key_id)
+            .get(&origin, self.key_id)
             .map_err(VenueError::Signature)?;
         verify(
             key,
@@ -183,12 +168,50 @@ impl SignedWarningBatch {
             "venue warnings",
         )
         .map_err(VenueError::Signature)?;
-        if body.warnings.len() > MAX_WARNINGS {
-            return Err(VenueError::TooMany {
-                len: body.warnings.len(),
-                max: MAX_WARNINGS,
+        WarningBatch::decode_body(&self.body)
+    }
+}
+
+fn decode_pb_body(bytes: &[u8]) -> Result<pb::WarningBatchBody, VenueError> {
+    let body = pb::WarningBatchBody::decode(bytes).map_err(|e| VenueError::Malformed {
+        what: "WarningBatchBody",
+        reason: e.to_string(),
+    })?;
+    if body.encode_to_vec() != bytes {
+        return Err(VenueError::NonCanonical("WarningBatchBody"));
+    }
+    if body.version != 1 {
+        return Err(VenueError::UnsupportedVersion {
+            what: "WarningBatchBody",
+            found: body.version,
+            supported: 1,
+        });
+    }
+    if body.warnings.len() > MAX_WARNINGS {
+        return Err(VenueError::TooMany {
+            len: body.warnings.len(),
+            max: MAX_WARNINGS,
+        });
+    }
+    Ok(body)
+}
+
+fn body_origin(bytes: &[u8]) -> Result<String, VenueError> {
+    Ok(decode_pb_body(bytes)?.origin)
+}
+
+impl WarningBatch {
+    /// Decodes a canonical `WarningBatchBody` without any signature: for bodies
+    /// a node wrote itself (a gateway's queue of traced warnings), or after
+    /// [`SignedWarningBatch::verify`] checked the signature.
+    pub fn decode_body(bytes: &[u8]) -> Result<WarningBatch, VenueError> {
+        if bytes.len() > MAX_BATCH_LEN {
+            return Err(VenueError::PayloadTooLong {
+                len: bytes.len(),
+                max: MAX_BATCH_LEN,
             });
         }
+        let body = decode_pb_body(bytes)?;
         Ok(WarningBatch {
             origin: body.origin,
             sequence: body.sequence,

@@ -1,0 +1,186 @@
+//! Venue warnings through the node (SPEC.md §12.10): a gateway completes an
+//! owner's pre-trace, queues the warnings durably, and publishes them only at
+//! its period boundaries as `SignedWarningBatch`es with `createdAt` = the
+//! boundary and their own per-origin sequence; every node stores verified
+//! batches, serves them, and deletes them 14 days after `createdAt`.
+
+use traceless_protocol::venue::{
+    PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch, MAX_WARNINGS,
+};
+
+use super::Core;
+use crate::storage::warnings::{
+    meta_of, WarningFiles, WarningMeta, WarningPut, WARNING_RETENTION_SECS,
+};
+use crate::storage::StorageError;
+
+/// Why a trace was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// Only a gateway (which holds the venue authority key) traces.
+    #[error("only a gateway traces venues")]
+    NotAGateway,
+    /// The pre-trace or the window was refused.
+    #[error("trace refused: {0}")]
+    Venue(#[from] VenueError),
+    /// Queueing failed: nothing will be published.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why a warning batch from a peer was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WarningIngestError {
+    /// Bad bytes, untrusted signer or bad signature.
+    #[error("invalid warning batch: {0}")]
+    Invalid(#[from] VenueError),
+    /// `createdAt` is later than now plus the clock tolerance.
+    #[error("warning batch created at {created_at}, in the future (now {now})")]
+    Future {
+        /// Its `createdAt`.
+        created_at: u64,
+        /// This node's now.
+        now: u64,
+    },
+    /// Older than the retention period: it would be deleted at once.
+    #[error("warning batch created at {created_at} is past retention (now {now})")]
+    Expired {
+        /// Its `createdAt`.
+        created_at: u64,
+        /// This node's now.
+        now: u64,
+    },
+    /// Storage failed; not acknowledged.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Completes `pre` with `gateway`'s venue authority key and queues the
+/// warnings in `files` for the next boundary after `now`; returns what the
+/// tracer may see and how many hour slots were traced.
+pub fn trace_into(
+    gateway: &crate::gateway::Gateway,
+    files: &WarningFiles,
+    pre: &PreTrace,
+    message: &str,
+    risk_level: u32,
+    now: u64,
+) -> Result<(TraceView, usize), TraceError> {
+    let traced = gateway.trace_venue(pre, message, risk_level, now)?;
+    let slots = traced.warnings.len();
+    files.enqueue(traced.warnings, now)?;
+    Ok((traced.view, slots))
+}
+
+impl Core {
+    /// This node's warning files.
+    pub fn warning_files(&self) -> WarningFiles {
+        WarningFiles::at(&self.config.data_dir)
+    }
+
+    /// The health authority traces a venue (gateways only): see [`trace_into`].
+    pub fn trace_venue(
+        &self,
+        pre: &PreTrace,
+        message: &str,
+        risk_level: u32,
+    ) -> Result<(TraceView, usize), TraceError> {
+        let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
+        let (view, slots) = trace_into(
+            g,
+            &self.warning_files(),
+            pre,
+            message,
+            risk_level,
+            self.now(),
+        )?;
+        tracing::info!(slots, "venue traced");
+        Ok((view, slots))
+    }
+
+    /// At a boundary: signs every trace queued before it into warning batches
+    /// created at `boundary` (at most [`MAX_WARNINGS`] each), stores them and
+    /// empties the queue. Nothing when nothing was queued.
+    pub fn publish_warnings(&self, boundary: u64) -> Result<Vec<WarningMeta>, TraceError> {
+        let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
+        let files = self.warning_files();
+        let (warnings, queued) = files.queued_before(boundary)?;
+        if queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sequence = files.next_sequence(g.origin())?;
+        let mut signed = Vec::new();
+        for chunk in warnings.chunks(MAX_WARNINGS) {
+            let batch = WarningBatch {
+                origin: g.origin().to_owned(),
+                sequence,
+                created_at: boundary,
+                warnings: chunk.to_vec(),
+            };
+            let bytes = g.sign_warnings(&batch)?.encode();
+            signed.push((meta_of(&batch, &bytes), bytes));
+            sequence += 1;
+        }
+        files.commit_publication(g.origin(), &signed, sequence, &queued)?;
+        for (_, bytes) in &signed {
+            let _ = self
+                .announce
+                .send(super::Announcement::Warnings(bytes.clone()));
+        }
+        for (m, _) in &signed {
+            tracing::info!(
+                sequence = m.sequence,
+                warnings = m.warnings,
+                boundary,
+                "published venue warnings"
+            );
+        }
+        Ok(signed.into_iter().map(|(m, _)| m).collect())
+    }
+
+    /// Validates a `SignedWarningBatch` from a peer (canonical bytes, trusted
+    /// authority signature, not in the future, not past retention) and stores
+    /// its exact bytes. Trusted only for its signature, never for its sender.
+    pub fn ingest_warnings(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(WarningPut, WarningMeta), WarningIngestError> {
+        let now = self.now();
+        let signed = SignedWarningBatch::decode(bytes)?;
+        if signed.encode() != bytes {
+            return Err(VenueError::NonCanonical("SignedWarningBatch").into());
+        }
+        let batch = signed.verify(&self.trust)?;
+        if batch.created_at > now.saturating_add(self.config.clock.tolerance_secs) {
+            return Err(WarningIngestError::Future {
+                created_at: batch.created_at,
+                now,
+            });
+        }
+        if batch.created_at.saturating_add(WARNING_RETENTION_SECS) <= now {
+            return Err(WarningIngestError::Expired {
+                created_at: batch.created_at,
+                now,
+            });
+        }
+        let meta = meta_of(&batch, bytes);
+        let put = self.warning_files().put(&meta, bytes)?;
+        if put == WarningPut::Conflict {
+            tracing::warn!(origin = %meta.origin, sequence = meta.sequence,
+                "authority signed two different warning batches under one sequence; keeping the first");
+        }
+        Ok((put, meta))
+    }
+
+    /// Deletes warning batches past retention (14 days after `createdAt`).
+    pub fn warning_retention(&self) -> Result<Vec<WarningMeta>, StorageError> {
+        let deleted = self.warning_files().delete_expired(self.safe_now())?;
+        if !deleted.is_empty() {
+            tracing::info!(
+                count = deleted.len(),
+                "deleted venue warning batches past retention"
+            );
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,306 @@
+//! Venue warnings on a node (SPEC.md §12.10), in files of their own under
+//! `<data_dir>/warnings/`, not in sled: sled keeps removed records in its log,
+//! and a warning batch past retention, or a traced trace waiting for its
+//! boundary, must really be gone once deleted.
+//!
+//! - `queue/q-<traced_at>-<random>`: a gateway's traced warnings waiting for
+//!   the next period boundary, as a canonical unsigned `WarningBatchBody`
+//!   (origin "", sequence 0, `createdAt` = trace time);
+//! - `published/w-<hex origin>-<sequence>`: the exact `SignedWarningBatch`
+//!   bytes, as published or received;
+//! - `next-<hex origin>`: a gateway's next warning sequence (BE64), kept apart
+//!   so that retention deleting old batches never reuses a number.
+
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use traceless_protocol::venue::{SignedWarningBatch, TraceWarning, WarningBatch};
+
+use super::StorageError;
+
+/// How long a warning batch is kept after its `createdAt` (as key batches).
+pub const WARNING_RETENTION_SECS: u64 = 14 * 86_400;
+
+/// A stored warning batch's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningMeta {
+    /// Authority id.
+    pub origin: String,
+    /// Per-origin sequence.
+    pub sequence: u64,
+    /// Publication time (a period boundary of its gateway).
+    pub created_at: u64,
+    /// Warnings in it.
+    pub warnings: usize,
+    /// SHA-256 of the signed bytes (the ETag).
+    pub content_id: [u8; 32],
+}
+
+/// What storing a received batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningPut {
+    /// Stored.
+    New,
+    /// The same bytes were held already.
+    Duplicate,
+    /// Other bytes are held under this (origin, sequence): the first is kept.
+    Conflict,
+}
+
+/// The warning files of one data directory.
+#[derive(Debug, Clone)]
+pub struct WarningFiles {
+    dir: PathBuf,
+}
+
+fn io(e: std::io::Error) -> StorageError {
+    StorageError::Io(e)
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+fn remove_durably(paths: &[PathBuf]) -> Result<(), StorageError> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        if let Some(d) = p.parent() {
+            dirs.insert(d.to_owned());
+        }
+    }
+    for d in dirs {
+        std::fs::File::open(&d)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Metadata of verified signed bytes.
+pub fn meta_of(batch: &WarningBatch, bytes: &[u8]) -> WarningMeta {
+    WarningMeta {
+        origin: batch.origin.clone(),
+        sequence: batch.sequence,
+        created_at: batch.created_at,
+        warnings: batch.warnings.len(),
+        content_id: Sha256::digest(bytes).into(),
+    }
+}
+
+/// Metadata of stored signed bytes (verified when they were stored).
+pub fn read_meta(bytes: &[u8]) -> Result<WarningMeta, StorageError> {
+    let signed = SignedWarningBatch::decode(bytes)
+        .map_err(|_| StorageError::Corrupt("stored warning batch"))?;
+    let batch = WarningBatch::decode_body(&signed.body)
+        .map_err(|_| StorageError::Corrupt("stored warning batch"))?;
+    Ok(meta_of(&batch, bytes))
+}
+
+impl WarningFiles {
+    /// The warning files of `data_dir` (directories made on first use).
+    pub fn at(data_dir: &Path) -> Self {
+        WarningFiles {
+            dir: data_dir.join("warnings"),
+        }
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.dir.join("queue")
+    }
+
+    fn published_dir(&self) -> PathBuf {
+        self.dir.join("published")
+    }
+
+    fn ensure(&self) -> Result<(), StorageError> {
+        std::fs::create_dir_all(self.queue_dir()).map_err(io)?;
+        std::fs::create_dir_all(self.published_dir()).map_err(io)
+    }
+
+    fn batch_path(&self, origin: &str, sequence: u64) -> PathBuf {
+        self.published_dir()
+            .join(format!("w-{}-{sequence:020}", hex::encode(origin)))
+    }
+
+    /// Queues traced warnings durably for the first boundary after `traced_at`.
+    pub fn enqueue(&self, warnings: Vec<TraceWarning>, traced_at: u64) -> Result<(), StorageError> {
+        self.ensure()?;
+        let body = WarningBatch {
+            origin: String::new(),
+            sequence: 0,
+            created_at: traced_at,
+            warnings,
+        }
+        .encode_body();
+        let mut r = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut r);
+        let path = self
+            .queue_dir()
+            .join(format!("q-{traced_at:020}-{}", hex::encode(r)));
+        write_durably(&path, &body)
+    }
+
+    /// Queued traces with a trace time before `boundary`, oldest first, with
+    /// their files (removed by [`Self::commit_publication`]).
+    pub fn queued_before(
+        &self,
+        boundary: u64,
+    ) -> Result<(Vec<TraceWarning>, Vec<PathBuf>), StorageError> {
+        let mut files = Vec::new();
+        match std::fs::read_dir(self.queue_dir()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(io(e)),
+            Ok(rd) => {
+                for entry in rd {
+                    let path = entry.map_err(io)?.path();
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let Some(at) = name
+                        .as_deref()
+                        .and_then(|n| n.strip_prefix("q-"))
+                        .and_then(|n| n.split('-').next())
+                        .and_then(|t| t.parse::<u64>().ok())
+                    else {
+                        continue;
+                    };
+                    if at < boundary {
+                        files.push((at, path));
+                    }
+                }
+            }
+        }
+        files.sort();
+        let mut warnings = Vec::new();
+        let mut paths = Vec::new();
+        for (_, path) in files {
+            let bytes = std::fs::read(&path).map_err(io)?;
+            let body = WarningBatch::decode_body(&bytes)
+                .map_err(|_| StorageError::Corrupt("queued warnings"))?;
+            warnings.extend(body.warnings);
+            paths.push(path);
+        }
+        Ok((warnings, paths))
+    }
+
+    /// The next warning sequence of `origin` (0 for a first batch).
+    pub fn next_sequence(&self, origin: &str) -> Result<u64, StorageError> {
+        let path = self.dir.join(format!("next-{}", hex::encode(origin)));
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(e)),
+            Ok(b) => Ok(u64::from_be_bytes(
+                b.try_into()
+                    .map_err(|_| StorageError::Corrupt("warning sequence"))?,
+            )),
+        }
+    }
+
+    /// Stores a gateway's own signed batches, advances its sequence, then
+    /// removes the queued files they came from, in that order: a crash before
+    /// the sequence moved republishes the same numbers with the same traces
+    /// (the batch files are rewritten); a crash after it, before the removal,
+    /// publishes those traces once more under new numbers, which phones
+    /// match once per visit and window (SPEC.md §12.6). No trace is lost.
+    pub fn commit_publication(
+        &self,
+        origin: &str,
+        batches: &[(WarningMeta, Vec<u8>)],
+        next_sequence: u64,
+        queued: &[PathBuf],
+    ) -> Result<(), StorageError> {
+        self.ensure()?;
+        for (m, bytes) in batches {
+            write_durably(&self.batch_path(&m.origin, m.sequence), bytes)?;
+        }
+        write_durably(
+            &self.dir.join(format!("next-{}", hex::encode(origin))),
+            &next_sequence.to_be_bytes(),
+        )?;
+        remove_durably(queued)
+    }
+
+    /// Stores a verified batch received from a peer (exact bytes).
+    pub fn put(&self, meta: &WarningMeta, bytes: &[u8]) -> Result<WarningPut, StorageError> {
+        self.ensure()?;
+        let path = self.batch_path(&meta.origin, meta.sequence);
+        match std::fs::read(&path) {
+            Ok(held) if held == bytes => Ok(WarningPut::Duplicate),
+            Ok(_) => Ok(WarningPut::Conflict),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_durably(&path, bytes)?;
+                Ok(WarningPut::New)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The signed bytes of one batch.
+    pub fn get(&self, origin: &str, sequence: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        match std::fs::read(self.batch_path(origin, sequence)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Every stored batch (of `origin` if given), by origin then sequence.
+    /// The bytes were verified when stored; their bodies are read again here.
+    pub fn list(&self, origin: Option<&str>) -> Result<Vec<WarningMeta>, StorageError> {
+        let rd = match std::fs::read_dir(self.published_dir()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+            Ok(rd) => rd,
+        };
+        let prefix = origin.map(|o| format!("w-{}-", hex::encode(o)));
+        let mut out = Vec::new();
+        for entry in rd {
+            let path = entry.map_err(io)?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !name.starts_with("w-") || name.ends_with(".tmp") {
+                continue;
+            }
+            if prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
+                continue;
+            }
+            out.push(read_meta(&std::fs::read(&path).map_err(io)?)?);
+        }
+        out.sort_by(|a, b| (&a.origin, a.sequence).cmp(&(&b.origin, b.sequence)));
+        Ok(out)
+    }
+
+    /// Deletes every batch created more than [`WARNING_RETENTION_SECS`] before
+    /// `now`; returns what was deleted.
+    pub fn delete_expired(&self, now: u64) -> Result<Vec<WarningMeta>, StorageError> {
+        let expired: Vec<WarningMeta> = self
+            .list(None)?
+            .into_iter()
+            .filter(|m| m.created_at.saturating_add(WARNING_RETENTION_SECS) <= now)
+            .collect();
+        let paths: Vec<PathBuf> = expired
+            .iter()
+            .map(|m| self.batch_path(&m.origin, m.sequence))
+            .collect();
+        remove_durably(&paths)?;
+        Ok(expired)
+    }
+}

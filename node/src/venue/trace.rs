@@ -1,0 +1,97 @@
+//! `traceless-node venue trace`: the health authority completes a venue
+//! owner's pre-trace on its gateway's data dir (SPEC.md §12.5, §12.10). The
+//! tracer sees the venue description, address, room and window, never a
+//! visitor; the warnings are queued durably and the running gateway publishes
+//! them at its next period boundary.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use traceless_protocol::venue::{complete_trace, PreTrace, TraceView};
+use traceless_protocol::GatewaySealKey;
+
+use crate::config::{Config, Role};
+use crate::storage::warnings::WarningFiles;
+
+/// A trace on a gateway's data dir.
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// The gateway's configuration (its data dir holds the venue authority key).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The owner's pre-trace (`PreTrace` protobuf, as the owner's tool writes it).
+    #[arg(long)]
+    pub pre_trace: PathBuf,
+    /// What visitors are told (at most 500 characters).
+    #[arg(long)]
+    pub message: String,
+    /// Transmission risk level, 0-8.
+    #[arg(long, default_value_t = 5)]
+    pub risk: u32,
+}
+
+/// What the tracer is shown: the venue and the window, and how many hours.
+pub fn describe(view: &TraceView, slots: usize) -> String {
+    let room = if view.room.is_empty() {
+        String::new()
+    } else {
+        format!(", room {}", view.room)
+    };
+    format!(
+        "traced {} ({}{room}) from {} to {} (unix seconds): {slots} hour(s) queued for the next publication",
+        view.description, view.address, view.window_start, view.window_end
+    )
+}
+
+/// Completes the trace with `seal` and queues it in `files`.
+pub fn trace_with(
+    seal: &GatewaySealKey,
+    files: &WarningFiles,
+    pre_trace: &[u8],
+    message: &str,
+    risk: u32,
+    now: u64,
+) -> Result<(TraceView, usize), String> {
+    let pre = PreTrace::decode(pre_trace).map_err(|e| format!("pre-trace refused: {e}"))?;
+    let traced = complete_trace(&pre, seal, message, risk, now)
+        .map_err(|e| format!("trace refused: {e}"))?;
+    let slots = traced.warnings.len();
+    files
+        .enqueue(traced.warnings, now)
+        .map_err(|e| format!("queueing the warnings failed: {e}"))?;
+    Ok((traced.view, slots))
+}
+
+/// Runs `venue trace` at the system clock's now.
+pub fn run(args: &TraceArgs) -> Result<String, String> {
+    let config = Config::load(&args.config).map_err(|e| e.to_string())?;
+    if config.role != Role::Gateway {
+        return Err(format!(
+            "{} is not a gateway's configuration: only a gateway holds the venue authority key",
+            args.config.display()
+        ));
+    }
+    let key_path = config.data_dir.join("gateway-seal.key");
+    if !key_path.exists() {
+        return Err(format!(
+            "{} does not exist: start the gateway once (it makes its key) before tracing",
+            key_path.display()
+        ));
+    }
+    let seal = crate::keys::gateway_seal_key(&config.data_dir).map_err(|e| e.to_string())?;
+    let pre = std::fs::read(&args.pre_trace)
+        .map_err(|e| format!("reading {}: {e}", args.pre_trace.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let (view, slots) = trace_with(
+        &seal,
+        &WarningFiles::at(&config.data_dir),
+        &pre,
+        &args.message,
+        args.risk,
+        now,
+    )?;
+    Ok(describe(&view, slots))
+}
