@@ -609,7 +609,11 @@ mod tests {
         assert_eq!(expected.len(), 400, "one run per token");
         for day in [DAY, DAY + 1] {
             let records = storage.scan(Table::Sightings, &day.to_be_bytes()).unwrap();
-            assert!(records.len() <= SEGMENTS_PER_DAY as usize, "{}", records.len());
+            assert!(
+                records.len() <= SEGMENTS_PER_DAY as usize,
+                "{}",
+                records.len()
+            );
             assert!(records.len() > 1, "tokens are spread over segments");
         }
 
@@ -633,9 +637,20 @@ mod tests {
             ..Caps::default()
         };
         record(&mut vault, &mut counters, &caps, &sighting(0, DAY, 20_000)).unwrap();
-        record(&mut vault, &mut counters, &caps, &sighting(1_000, DAY, 20_000)).unwrap();
+        record(
+            &mut vault,
+            &mut counters,
+            &caps,
+            &sighting(1_000, DAY, 20_000),
+        )
+        .unwrap();
         assert!(matches!(
-            record(&mut vault, &mut counters, &caps, &sighting(1_001, DAY, 20_000)),
+            record(
+                &mut vault,
+                &mut counters,
+                &caps,
+                &sighting(1_001, DAY, 20_000)
+            ),
             Err(SdkError::OverCapacity(_))
         ));
         assert_eq!(loaded(&vault).len(), expected.len() + 2);

@@ -124,9 +124,15 @@ fn main() {
             .trim()
     );
     for (label, rate) in [
-        ("baseline: SHA-256 compressions (sha2::compress256)", compressions),
+        (
+            "baseline: SHA-256 compressions (sha2::compress256)",
+            compressions,
+        ),
         ("phone: probe observations, each token once", probe),
-        ("phone: probe observations, tokens heard 3 times", r[rescanned_slot]),
+        (
+            "phone: probe observations, tokens heard 3 times",
+            r[rescanned_slot],
+        ),
     ] {
         println!("  {label:<52} {rate:>12.0} /s");
     }

@@ -439,7 +439,8 @@ fn summary() {
     let sha_share = 6.0 / sha;
     let aes_share = 1.0 / r[schedules] + MAX_TOKENS_PER_KEY as f64 / aes;
     let ceiling = (sha_share + aes_share)
-        / (sha_share / (r[sha_threads] / r[sha_lanes]) + aes_share / (r[aes_threads] / r[aes_wide]));
+        / (sha_share / (r[sha_threads] / r[sha_lanes])
+            + aes_share / (r[aes_threads] / r[aes_wide]));
     row(
         &format!("  ceiling: the floor on {threads} cores"),
         floor * ceiling,

@@ -12,6 +12,12 @@
 //! observed within the drift tolerance of `d`, which is all an RPI of an interval of
 //! `d` can match. A key's probes then touch one small table (32 KiB for 1,500
 //! tokens a day, in L1), and a key of a day without observations probes nothing.
+//! The probe loop is instantiated per table size (2^6 to 2^20 slots), so that a
+//! slot is the top bits of one multiply, in bounds by construction: per RPI a
+//! load, an XOR, a multiply, a shift, a byte load and two compares
+//! (`benches/matcher.rs` prints the gain over one generic loop with a mask and
+//! a bounds check: 1.10x probing). Measured and not kept: 8 slots per token
+//! instead of 16 (tables half the size pass twice the RPIs: 0.93x).
 //!
 //! Observed tokens are attacker-chosen (anyone can broadcast), so the exact map
 //! uses SipHash with a per-index random key (std `RandomState`), and a token's
@@ -126,7 +132,10 @@ impl SlotHash {
     fn slot(self, bits: u32, rpi: &[u8; 16]) -> (usize, u8) {
         let (lo, _) = rpi.split_first_chunk::<8>().expect("16 bytes");
         let x = u64::from_le_bytes(*lo) ^ self.xor;
-        ((x.wrapping_mul(self.mul) >> (64 - bits)) as usize, x as u8 | 1)
+        (
+            (x.wrapping_mul(self.mul) >> (64 - bits)) as usize,
+            x as u8 | 1,
+        )
     }
 }
 

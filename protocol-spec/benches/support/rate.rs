@@ -105,4 +105,3 @@ impl<'a> Contest<'a> {
         best
     }
 }
-
