@@ -176,10 +176,10 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     };
     let log = TransparencyLog::open(sled_store.db(), core_keys.node_key.clone());
     log.index_existing()?;
-    // A batch stored just before a crash and not logged yet (a relay's from
-    // gossip or catch-up, a gateway's own): logged before anything is served, or
-    // the node does not start (SPEC.md §8.3).
-    log.log_unlogged_batches(&sled_store)?;
+    // A batch or filter revision stored just before a crash and not logged yet
+    // (a relay's from gossip or catch-up, a gateway's own): logged before
+    // anything is served, or the node does not start (SPEC.md §8.3).
+    log.log_unlogged(&sled_store)?;
     log.log_deletions(&sled_store.deletion_log()?, &[])?;
     log.log_trust_list(
         trust_digest(&config.trust),

@@ -76,6 +76,12 @@ pub struct PeerClockConfig {
     pub tolerance_secs: u64,
     /// Samples older than this (by the node's own clock) are dropped.
     pub max_age_secs: u64,
+    /// At start, irreversible acts wait up to this long (on the monotonic
+    /// clock) for `startup_samples` samples.
+    pub startup_wait_secs: u64,
+    /// Samples that end the start-up wait: [`MIN_CLOCK_PEERS`], or fewer for
+    /// a node configured with fewer peers (0: no wait, a node without peers).
+    pub startup_samples: usize,
 }
 
 /// One peer's clock, as last sampled.
@@ -208,6 +214,8 @@ pub struct PeerClocks {
     config: PeerClockConfig,
     monotonic: SharedClock,
     samples: Mutex<HashMap<PeerId, Sample>>,
+    /// The monotonic clock at start.
+    started: u64,
     /// The alarm as last logged, so that a change is logged once.
     logged_alarm: Mutex<bool>,
 }
@@ -217,6 +225,7 @@ impl PeerClocks {
     pub fn new(config: PeerClockConfig, monotonic: SharedClock) -> Self {
         PeerClocks {
             config,
+            started: monotonic.now(),
             monotonic,
             samples: Mutex::new(HashMap::new()),
             logged_alarm: Mutex::new(false),
@@ -299,15 +308,22 @@ impl PeerClocks {
     }
 
     /// The clock for irreversible acts: `min(own, peers' lower median +
-    /// tolerance)`, or the own clock while the peers' is unknown.
-    pub fn conservative_now(&self, own_now: u64) -> u64 {
+    /// tolerance)`; while the peers' is unknown, none (hold) until
+    /// `startup_samples` samples or `startup_wait_secs` after start, the own
+    /// clock after. A starting node
+    /// whose clock runs ahead would otherwise publish a boundary its peers
+    /// have not reached before it has heard from any of them.
+    pub fn conservative_now(&self, own_now: u64) -> Option<u64> {
         let d = self.fresh(own_now);
         if d.len() < MIN_CLOCK_PEERS {
-            return own_now;
+            let waited = self.monotonic.now().saturating_sub(self.started);
+            let waiting =
+                d.len() < self.config.startup_samples && waited < self.config.startup_wait_secs;
+            return (!waiting).then_some(own_now);
         }
         let lower = i128::from(d[(d.len() - 1) / 2]);
         let peers_plus_tol = i128::from(own_now) + lower + i128::from(self.config.tolerance_secs);
-        u64::try_from(peers_plus_tol.clamp(0, i128::from(own_now))).unwrap_or(own_now)
+        Some(u64::try_from(peers_plus_tol.clamp(0, i128::from(own_now))).unwrap_or(own_now))
     }
 
     /// Logs the alarm when it starts or ends (once per change).
@@ -350,6 +366,8 @@ mod tests {
     const CONFIG: PeerClockConfig = PeerClockConfig {
         tolerance_secs: 600,
         max_age_secs: 300,
+        startup_wait_secs: 0,
+        startup_samples: 0,
     };
 
     /// Peers at `T + offset` each, sampled now on the monotonic `age`.
@@ -374,13 +392,13 @@ mod tests {
                 peers: 3
             }
         );
-        assert_eq!(c.conservative_now(own), T + 600);
+        assert_eq!(c.conservative_now(own), Some(T + 600));
         let alert = c.status(own).alert().unwrap();
         assert!(alert.contains("3 h ahead"), "{alert}");
         // The peers' time moves on with the monotonic clock: 100 s later they
         // are at T + 100, whatever our wall clock says.
         age.advance(100);
-        assert_eq!(c.conservative_now(own), T + 700);
+        assert_eq!(c.conservative_now(own), Some(T + 700));
         // A clock within the tolerance: no alarm, the own clock rules.
         let within = clocks(&[-30, 0, 40], &ManualClock::new(0));
         assert_eq!(
@@ -390,10 +408,10 @@ mod tests {
                 peers: 3
             }
         );
-        assert_eq!(within.conservative_now(T + 300), T + 300);
+        assert_eq!(within.conservative_now(T + 300), Some(T + 300));
         // Behind only delays: the own clock is used, and the alarm is raised.
         let behind = clocks(&[3 * 3600, 3 * 3600], &ManualClock::new(0));
-        assert_eq!(behind.conservative_now(T), T);
+        assert_eq!(behind.conservative_now(T), Some(T));
         assert!(behind.status(T).alert().unwrap().contains("3 h behind"));
     }
 
@@ -404,14 +422,14 @@ mod tests {
         let c = clocks(&[0], &age);
         assert_eq!(c.status(own), ClockStatus::Unknown { peers: 1 });
         assert!(!c.status(own).alarm());
-        assert_eq!(c.conservative_now(own), own);
+        assert_eq!(c.conservative_now(own), Some(own));
         // The same peer twice is still one sample.
         let p = PeerId::random();
         let c = clocks(&[], &age);
         c.record(p, T);
         c.record(p, T);
         assert_eq!(c.status(own), ClockStatus::Unknown { peers: 1 });
-        assert_eq!(c.conservative_now(own), own);
+        assert_eq!(c.conservative_now(own), Some(own));
     }
 
     #[test]
@@ -424,7 +442,7 @@ mod tests {
             let s = c.status(T);
             assert!(matches!(s, ClockStatus::Agrees { .. }), "{lie}: {s:?}");
             assert!(s.offset().abs() <= 20, "{lie}: {s:?}");
-            assert_eq!(c.conservative_now(T), T);
+            assert_eq!(c.conservative_now(T), Some(T));
         }
         // Our clock is 3 h ahead and the liars back it: the honest majority
         // still raises the alarm and holds us back.
@@ -432,10 +450,10 @@ mod tests {
         let c = clocks(&[-10, 0, 10, 3 * 3600, 3 * 3600], &age);
         assert!(matches!(c.status(own), ClockStatus::Ahead { .. }));
         // The median is the highest honest clock, T + 10.
-        assert_eq!(c.conservative_now(own), T + 10 + 600);
+        assert_eq!(c.conservative_now(own), Some(T + 10 + 600));
         // Whatever the peers say, the conservative clock is never ahead of ours.
         let c = clocks(&[86_400, 86_400, 86_400], &age);
-        assert_eq!(c.conservative_now(T), T);
+        assert_eq!(c.conservative_now(T), Some(T));
         assert_eq!(
             c.status(T),
             ClockStatus::Behind {
@@ -443,6 +461,45 @@ mod tests {
                 peers: 3
             }
         );
+    }
+
+    /// A starting node with peers holds irreversible acts until two peers'
+    /// clocks are sampled (then a clock 3 h ahead is held back to theirs, not
+    /// used), or until the wait ends with none (then its own clock decides).
+    #[test]
+    fn a_starting_node_waits_for_its_peers_clocks_before_acting() {
+        let own = T + 3 * 3600;
+        let config = PeerClockConfig {
+            startup_wait_secs: 120,
+            startup_samples: MIN_CLOCK_PEERS,
+            ..CONFIG
+        };
+        let age = ManualClock::new(1_000);
+        let c = PeerClocks::new(config, std::sync::Arc::new(age.clone()));
+        assert_eq!(c.conservative_now(own), None);
+        c.record(PeerId::random(), T);
+        age.advance(119);
+        assert_eq!(c.conservative_now(own), None, "one sample is not enough");
+        c.record(PeerId::random(), T + 119);
+        assert_eq!(c.conservative_now(own), Some(T + 119 + 600));
+
+        let lone = PeerClocks::new(config, std::sync::Arc::new(age.clone()));
+        age.advance(119);
+        assert_eq!(lone.conservative_now(own), None);
+        age.advance(1);
+        assert_eq!(lone.conservative_now(own), Some(own), "the wait is bounded");
+
+        // A node configured with one peer waits for that one.
+        let one = PeerClocks::new(
+            PeerClockConfig {
+                startup_samples: 1,
+                ..config
+            },
+            std::sync::Arc::new(age.clone()),
+        );
+        assert_eq!(one.conservative_now(own), None);
+        one.record(PeerId::random(), T);
+        assert_eq!(one.conservative_now(own), Some(own));
     }
 
     #[test]
@@ -455,7 +512,7 @@ mod tests {
         assert!(c.status(own).alarm(), "still fresh at max age");
         age.advance(1);
         assert_eq!(c.status(own), ClockStatus::Unknown { peers: 0 });
-        assert_eq!(c.conservative_now(own), own);
+        assert_eq!(c.conservative_now(own), Some(own));
     }
 
     #[test]
@@ -470,7 +527,7 @@ mod tests {
             c.status(jumped),
             ClockStatus::Ahead { offset, .. } if offset == 3 * 86_400
         ));
-        assert_eq!(c.conservative_now(jumped), T + 600);
+        assert_eq!(c.conservative_now(jumped), Some(T + 600));
     }
 
     #[test]

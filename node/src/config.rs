@@ -184,6 +184,29 @@ pub struct P2pConfig {
     pub upload_gateways: Vec<UploadGateway>,
 }
 
+impl P2pConfig {
+    /// How many distinct peers the node is configured to dial (bootstrap and
+    /// upload gateways): addresses with the same `/p2p/<id>` are one peer, an
+    /// address without one counts as one.
+    pub fn configured_peers(&self) -> usize {
+        let addrs = self
+            .bootstrap
+            .iter()
+            .chain(self.upload_gateways.iter().map(|g| &g.address));
+        let mut ids = std::collections::BTreeSet::new();
+        let mut anonymous = 0;
+        for a in addrs {
+            match a.split_once("/p2p/") {
+                Some((_, id)) => {
+                    ids.insert(id.split('/').next().unwrap_or(id));
+                }
+                None => anonymous += 1,
+            }
+        }
+        ids.len() + anonymous
+    }
+}
+
 /// Where sealed uploads for one origin go.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -354,6 +377,11 @@ pub struct ClockConfig {
     pub tolerance_secs: u64,
     /// Seconds after which a peer's clock sample is dropped.
     pub sample_max_age_secs: u64,
+    /// A node with peers to bootstrap from holds releases, publications and
+    /// deletions at start until it has sampled two peers' clocks (one if it
+    /// has one bootstrap peer), or for at most this many seconds (then its
+    /// own clock decides, as for a node without peers).
+    pub startup_wait_secs: u64,
 }
 
 impl Default for ClockConfig {
@@ -361,6 +389,7 @@ impl Default for ClockConfig {
         ClockConfig {
             tolerance_secs: 600,
             sample_max_age_secs: 600,
+            startup_wait_secs: 120,
         }
     }
 }
@@ -558,6 +587,26 @@ pool_max_keys = 1000000
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer listed with its TCP and QUIC addresses is one peer.
+    #[test]
+    fn configured_peers_are_counted_by_peer_id() {
+        let id = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let p2p = P2pConfig {
+            bootstrap: vec![
+                format!("/ip4/127.0.0.1/tcp/4001/p2p/{id}"),
+                format!("/ip4/127.0.0.1/udp/4001/quic-v1/p2p/{id}"),
+                "/ip4/127.0.0.2/tcp/4001".into(),
+            ],
+            upload_gateways: vec![UploadGateway {
+                origin: "a.health".into(),
+                address: format!("/ip4/127.0.0.1/tcp/4001/p2p/{id}"),
+            }],
+            ..P2pConfig::default()
+        };
+        assert_eq!(p2p.configured_peers(), 2);
+        assert_eq!(P2pConfig::default().configured_peers(), 0);
+    }
 
     #[test]
     fn origins_are_checked() {

@@ -21,7 +21,9 @@ use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
 use self::answer::RelayResponse;
 use self::metrics::Metrics;
 use self::publication::Schedule;
-use crate::clock::{ClockStatus, Monotonic, PeerClockConfig, PeerClocks, SharedClock};
+use crate::clock::{
+    ClockStatus, Monotonic, PeerClockConfig, PeerClocks, SharedClock, MIN_CLOCK_PEERS,
+};
 use crate::config::{Config, Role};
 use crate::gateway::{Gateway, PeriodReport, RebuildError, UploadError, UploadReceipt};
 use crate::issuer::Issuer;
@@ -174,6 +176,8 @@ impl Core {
             PeerClockConfig {
                 tolerance_secs: config.clock.tolerance_secs,
                 max_age_secs: config.clock.sample_max_age_secs,
+                startup_wait_secs: config.clock.startup_wait_secs,
+                startup_samples: config.p2p.configured_peers().min(MIN_CLOCK_PEERS),
             },
             Arc::new(Monotonic::new()),
         );
@@ -217,13 +221,13 @@ impl Core {
         let boundary = self.public_now();
         self.peer_clocks.log_change(&self.clock_status());
         // A boundary the peers' clock has not reached is not published yet
-        // (SPEC.md §2.1).
-        let publishing = self.schedule().boundary_at(self.safe_now());
-        let report = match &self.gateway {
-            Some(g) => g.publish_period(self.store.as_ref(), publishing)?,
-            None => None,
+        // (SPEC.md §2.1); nothing is while the peers' clock is awaited.
+        let publishing = self.safe_now().map(|t| self.schedule().boundary_at(t));
+        let report = match (&self.gateway, publishing) {
+            (Some(g), Some(publishing)) => g.publish_period(self.store.as_ref(), publishing)?,
+            _ => None,
         };
-        if let (Some(g), Some(r)) = (&self.gateway, &report) {
+        if let (Some(g), Some(r), Some(publishing)) = (&self.gateway, &report, publishing) {
             if r.periods > 1 {
                 tracing::warn!(
                     periods = r.periods,
@@ -298,9 +302,9 @@ impl Core {
     }
 
     /// Now for irreversible acts (releasing embargoed batches, publishing a
-    /// period, deleting): `min(own clock, peers' median + tolerance)`
-    /// (SPEC.md §2.1).
-    pub fn safe_now(&self) -> u64 {
+    /// period, deleting): `min(own clock, peers' median + tolerance)`, or none
+    /// while a starting node waits for its peers' clocks (SPEC.md §2.1).
+    pub fn safe_now(&self) -> Option<u64> {
         self.peer_clocks.conservative_now(self.now())
     }
 
@@ -417,7 +421,10 @@ impl Core {
     /// announced) to gossip. Returns the batches announced.
     pub fn release_due(&self) -> Result<Vec<BatchMeta>, StorageError> {
         let _guard = self.release_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let due = self.store.held_due(self.safe_now())?;
+        let Some(now) = self.safe_now() else {
+            return Ok(Vec::new());
+        };
+        let due = self.store.held_due(now)?;
         for m in &due {
             if let Some(b) = self.store.get_batch(&m.origin, m.sequence)? {
                 let _ = self.announce.send(Announcement::Batch(b.bytes));
@@ -437,12 +444,15 @@ impl Core {
             .retention_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let Some(now) = self.safe_now() else {
+            return Ok(None);
+        };
         let r = retention::run(
             self.store.as_ref(),
             &self.log,
             &self.node_key,
             self.gateway.as_ref().map(|g| g.origin()),
-            self.safe_now(),
+            now,
         )?;
         if r.is_some() {
             self.metrics.retention_deletions.inc();
@@ -538,9 +548,9 @@ impl Core {
     }
 
     /// Appends an event to the transparency log. A failed append is logged and
-    /// left for the operator: what it records is stored already (a batch's
-    /// entry is appended at the next start, see
-    /// [`TransparencyLog::log_unlogged_batches`]).
+    /// left for the operator: what it records is stored already (a batch's or
+    /// a filter revision's entry is appended at the next start, see
+    /// [`TransparencyLog::log_unlogged`]).
     pub fn record(&self, event: &Event) {
         if let Err(e) = self.log.append(event) {
             tracing::error!("transparency log append failed: {e}");

@@ -16,14 +16,15 @@
 //! records the log does not hold yet, which at open migrates an old chain and
 //! after a crash between retention's commit and its log entry catches up.
 //!
-//! Batch entries are indexed under [`LOG_INDEX`] by (origin, sequence), in the
-//! same write as the entry: the publication of each batch, and the deletion
-//! record that covers it, one key per batch (a lookup is one read; ranges of
+//! Publication entries are indexed under [`LOG_INDEX`], in the same write as
+//! the entry: each batch's publication and the deletion record that covers it
+//! by (origin, sequence), one key per batch (a lookup is one read; ranges of
 //! different records and days interleave by sequence, and the keys are never
-//! more than the batches published). [`TransparencyLog::index_existing`] indexes
-//! a log written before the index existed, once, at start; then
-//! [`TransparencyLog::log_unlogged_batches`] logs the stored batches the index
-//! does not know (stored, then a crash before their entry).
+//! more than the batches published), and each filter revision's publication by
+//! (origin, day, revision). [`TransparencyLog::index_existing`] indexes a log
+//! written before an index kind existed, once, at start; then
+//! [`TransparencyLog::log_unlogged`] logs the stored batches and filters the
+//! index does not know (stored, then a crash before their entry).
 
 use std::sync::Mutex;
 
@@ -39,10 +40,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TrustEntry;
 use crate::storage::keyspace::{
-    log_hash_key, log_index_key, log_leaf_key, log_meta_key, split_index_key, split_log_leaf_key,
-    LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_LEAF,
+    log_filter_index_key, log_hash_key, log_index_key, log_leaf_key, log_meta_key, split_index_key,
+    split_log_leaf_key, LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_LEAF,
 };
-use crate::storage::{BatchMeta, BatchStore, FilterMeta, StorageError};
+use crate::storage::{BatchMeta, BatchStore, FilterMeta, FilterStore, StorageError};
 
 /// Most entries one `/v1/log/entries` answer holds.
 pub const MAX_ENTRIES_PER_REQUEST: u64 = 256;
@@ -53,8 +54,11 @@ const DELETIONS_LOGGED: &str = "deletions";
 const BATCHES_LOGGED: &str = "batches ";
 /// Bookkeeping: digest of the last trust list logged.
 const TRUST_DIGEST: &str = "trust";
-/// Bookkeeping: present once every entry is in the batch index.
-const INDEXED: &str = "indexed";
+/// Bookkeeping: present once every entry is in the index. Its name changes
+/// with each new index kind (`indexed` held batches only; `indexed 2` adds
+/// filter revisions), so an older log is indexed again, once: re-indexing
+/// writes the same keys it wrote before.
+const INDEXED: &str = "indexed 2";
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +178,7 @@ impl TransparencyLog {
         if let Some(name) = index_as {
             ops.insert(log_meta_key(name), &index.to_be_bytes()[..]);
         }
-        for key in self.batch_index_keys(event)? {
+        for key in self.index_keys(event)? {
             ops.insert(key, &index.to_be_bytes()[..]);
         }
         self.db.apply_batch(ops)?;
@@ -182,12 +186,13 @@ impl TransparencyLog {
         Ok(index)
     }
 
-    /// The batch-index keys that point at `event`'s entry: a batch publication's
-    /// own, or for a deletion record those of the logged publications its
-    /// batch ranges cover (ranges of kind batch, or of no kind in records from
-    /// before kinds were logged, as [`PublicationProof::verify`] reads them),
-    /// of the range's day and not yet indexed as deleted.
-    fn batch_index_keys(&self, event: &Event) -> Result<Vec<Vec<u8>>, LogStoreError> {
+    /// The index keys that point at `event`'s entry: a batch's or a filter
+    /// revision's publication's own, or for a deletion record those of the
+    /// logged batch publications its batch ranges cover (ranges of kind batch,
+    /// or of no kind in records from before kinds were logged, as
+    /// [`PublicationProof::verify`] reads them), of the range's day and not yet
+    /// indexed as deleted.
+    fn index_keys(&self, event: &Event) -> Result<Vec<Vec<u8>>, LogStoreError> {
         let (kinds, record) = match event {
             Event::Published {
                 form: PublicationForm::Batch,
@@ -195,6 +200,13 @@ impl TransparencyLog {
                 sequence,
                 ..
             } => return Ok(vec![log_index_key(LOG_INDEX_PUBLISHED, origin, *sequence)]),
+            Event::Published {
+                form: PublicationForm::Filter,
+                origin,
+                sequence,
+                day,
+                ..
+            } => return Ok(vec![log_filter_index_key(origin, *day, *sequence)]),
             Event::Deleted { kinds, record } => (kinds, record),
             _ => return Ok(Vec::new()),
         };
@@ -228,9 +240,10 @@ impl TransparencyLog {
         Ok(keys)
     }
 
-    /// Indexes every batch entry of a log written before the batch index
-    /// existed, in log order, once (a marker records that it is done; a crash
-    /// before it means the next start does it again, to the same keys).
+    /// Indexes every publication and deletion entry of a log written before
+    /// the index (or its newest kind) existed, in log order, once (a marker
+    /// records that it is done; a crash before it means the next start does it
+    /// again, to the same keys).
     /// Returns the number of entries indexed.
     pub fn index_existing(&self) -> Result<u64, LogStoreError> {
         if self.db.contains_key(log_meta_key(INDEXED))? {
@@ -244,7 +257,7 @@ impl TransparencyLog {
             let Ok(event) = Event::decode(&data) else {
                 continue;
             };
-            let keys = self.batch_index_keys(&event)?;
+            let keys = self.index_keys(&event)?;
             if keys.is_empty() {
                 continue;
             }
@@ -420,7 +433,7 @@ impl TransparencyLog {
     /// Logs `origin`'s stored batches above the last one logged, in sequence
     /// order, each at its `created_at` (for a gateway's own batches: the period
     /// boundary) and each append with the new high-water mark; a batch the index
-    /// holds already (logged by [`TransparencyLog::log_unlogged_batches`]) only
+    /// holds already (logged by [`TransparencyLog::log_unlogged`]) only
     /// moves the mark. Called after each publication (a failed append is
     /// retried at the next), never logging a batch twice. Returns the indexes
     /// appended.
@@ -457,32 +470,46 @@ impl TransparencyLog {
         }
     }
 
-    /// Logs every stored batch whose publication the batch index does not
-    /// hold, in (origin, sequence) order: at start, after
-    /// [`TransparencyLog::index_existing`] and before anything is served, for
-    /// the batches a relay stored from gossip or catch-up and crashed before
-    /// logging (they arrive out of order, so no high-water mark finds them). One
-    /// index read per stored batch, no scan of the log; a second call appends
-    /// nothing. Returns the indexes appended.
-    pub fn log_unlogged_batches(&self, store: &dyn BatchStore) -> Result<Vec<u64>, LogStoreError> {
-        let mut out = Vec::new();
+    /// Logs every stored batch and filter revision whose publication the index
+    /// does not hold, batches in (origin, sequence) order, then filters in
+    /// (origin, day) order: at start, after [`TransparencyLog::index_existing`]
+    /// and before anything is served, for what a node stored (a relay from
+    /// gossip or catch-up, a gateway from its own rebuild) and crashed before
+    /// logging (relays receive them out of order, so no high-water mark finds
+    /// them). One index read per stored batch or filter, no scan of the log; a
+    /// second call appends nothing. Only the revision a node holds of each day
+    /// filter is stored, so a revision replaced before the crash is not
+    /// recovered. Returns the indexes appended.
+    pub fn log_unlogged<S>(&self, store: &S) -> Result<Vec<u64>, LogStoreError>
+    where
+        S: BatchStore + FilterStore + ?Sized,
+    {
+        // Each at its signed `created_at`, not now: when the node stored it was
+        // lost in the crash, and now (the restart, maybe days later) would
+        // claim a later publication than happened. `created_at` is signed by
+        // the authority, no later than the store (ingest refuses what comes
+        // from the future, beyond the clock-skew allowance), and what the
+        // gateway reconciliation uses, so the entry is the same whichever start
+        // writes it.
+        let mut events = Vec::new();
         for m in store.all_batches()? {
             if self
                 .indexed(LOG_INDEX_PUBLISHED, &m.origin, m.sequence)?
-                .is_some()
+                .is_none()
             {
-                continue;
+                events.push(batch_event(&m, m.created_at));
             }
-            // At the batch's `created_at`, not now: when the node stored it was
-            // lost in the crash, and now (the restart, maybe days later) would
-            // claim a later publication than happened. `created_at` is signed by
-            // the authority, no later than the store (ingest refuses batches from
-            // the future, beyond the clock-skew allowance), and what the gateway
-            // reconciliation uses, so the entry is the same whichever start
-            // writes it.
-            out.push(self.append_with(&batch_event(&m, m.created_at), &[], None)?);
         }
-        Ok(out)
+        for m in store.all_filters()? {
+            let key = log_filter_index_key(&m.origin, m.day, m.revision);
+            if !self.db.contains_key(key)? {
+                events.push(filter_event(&m, m.created_at));
+            }
+        }
+        events
+            .iter()
+            .map(|event| self.append_with(event, &[], None))
+            .collect()
     }
 
     /// The log index of deletion record `record_index`'s entry (none for records
@@ -575,7 +602,7 @@ pub fn filter_event(m: &FilterMeta, at: u64) -> Event {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::storage::{SledStore, StoredBatch};
+    use crate::storage::{SledStore, StoredBatch, StoredFilter};
 
     fn stored(origin: &str, sequence: u64) -> StoredBatch {
         StoredBatch {
@@ -707,7 +734,7 @@ mod tests {
         drop((store, log));
 
         let (store, log) = open();
-        assert_eq!(log.log_unlogged_batches(&store).unwrap(), vec![1, 2, 3]);
+        assert_eq!(log.log_unlogged(&store).unwrap(), vec![1, 2, 3]);
         let t = 1_728_000_000;
         assert_eq!(
             published(&log),
@@ -728,8 +755,88 @@ mod tests {
         drop((store, log));
 
         let (store, log) = open();
-        assert!(log.log_unlogged_batches(&store).unwrap().is_empty());
+        assert!(log.log_unlogged(&store).unwrap().is_empty());
         assert_eq!(log.size().unwrap(), 4, "a second open appends nothing");
+    }
+
+    fn stored_filter(origin: &str, day: u32, revision: u64) -> StoredFilter {
+        StoredFilter {
+            meta: FilterMeta {
+                origin: origin.into(),
+                day,
+                revision,
+                first_revision: revision,
+                created_at: 1_728_000_000 + revision * 3600,
+                entries: 10 * revision,
+                content_id: [revision as u8; 32],
+                len: 40,
+            },
+            bytes: vec![revision as u8; 40],
+        }
+    }
+
+    /// Filter revisions stored and killed before their entries are logged at
+    /// the next open, once each, at their creation time; a revision that was
+    /// logged is not logged again; and a log indexed before filter revisions
+    /// were (the old marker, no filter keys) is indexed again, once, so its
+    /// logged revision is not appended twice.
+    #[test]
+    fn filters_stored_before_a_crash_are_logged_once_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let open = || {
+            let store = SledStore::open(&dir.path().join("db")).unwrap();
+            let log = TransparencyLog::open(store.db(), key.clone());
+            let indexed = log.index_existing().unwrap();
+            (store, log, indexed)
+        };
+        let (store, log, _) = open();
+        store
+            .put_filter(&stored_filter("a.health", 20_000, 2))
+            .unwrap();
+        log.append(&filter_event(&stored_filter("a.health", 20_000, 2).meta, 5))
+            .unwrap();
+        // A log from before filter keys: the logged revision's key is gone and
+        // only the old marker is there.
+        log.db
+            .remove(log_filter_index_key("a.health", 20_000, 2))
+            .unwrap();
+        log.db.remove(log_meta_key(INDEXED)).unwrap();
+        log.db.insert(log_meta_key("indexed"), &[1u8][..]).unwrap();
+        store
+            .put_filter(&stored_filter("b.health", 20_001, 3))
+            .unwrap();
+        store.put_batch(&stored("a.health", 1)).unwrap();
+        drop((store, log));
+
+        let (store, log, indexed) = open();
+        assert_eq!(indexed, 1, "the old log's filter entry is indexed");
+        assert_eq!(log.log_unlogged(&store).unwrap(), vec![1, 2]);
+        let t = 1_728_000_000;
+        assert_eq!(
+            published(&log),
+            vec![
+                ("a.health".into(), 2, 5),
+                ("a.health".into(), 1, t + 3600),
+                ("b.health".into(), 3, t + 3 * 3600),
+            ]
+        );
+        let filter = Event::decode(&log.entry(2).unwrap().unwrap()).unwrap();
+        assert!(matches!(
+            filter,
+            Event::Published {
+                form: PublicationForm::Filter,
+                day: 20_001,
+                key_count: 30,
+                ..
+            }
+        ));
+        drop((store, log));
+
+        let (store, log, indexed) = open();
+        assert_eq!(indexed, 0, "indexed once");
+        assert!(log.log_unlogged(&store).unwrap().is_empty());
+        assert_eq!(log.size().unwrap(), 3, "a second open appends nothing");
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! | [`WITNESS`] | `W kind origin` | witness state: kind `c` the latest note cosigned for a log, `e` evidence of its equivocation (see `crate::federation::witnessing`) |
 //! | [`OPERATOR`] | `A name` | operator account (see `crate::operators`) |
 //! | [`UPLOAD_STATS`] | `U day` | a gateway's real uploads and keys accepted that day |
-//! | [`LOG_INDEX`] | `I kind origin 0 sequence` | the log index of a batch's entry: kind `p` its publication, `d` its deletion (see `crate::log`) |
+//! | [`LOG_INDEX`] | `I kind origin 0 sequence`, `I f day origin 0 revision` | the log index of a batch's entry: kind `p` its publication, `d` its deletion; kind `f` a filter revision's publication (see `crate::log`) |
 
 use traceless_protocol::filter::FILTER_ENTRY_LEN;
 
@@ -87,6 +87,8 @@ pub const LOG_INDEX: u8 = b'I';
 pub const LOG_INDEX_PUBLISHED: u8 = b'p';
 /// Log-index kind: the deletion entry covering the batch.
 pub const LOG_INDEX_DELETED: u8 = b'd';
+/// Log-index kind: a filter revision's publication entry.
+pub const LOG_INDEX_FILTER: u8 = b'f';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
@@ -276,6 +278,13 @@ pub fn operator_key(name: &str) -> Vec<u8> {
 /// The key of the log index of batch `origin`/`sequence`'s entry of `kind`.
 pub fn log_index_key(kind: u8, origin: &str, sequence: u64) -> Vec<u8> {
     index_key(LOG_INDEX, &[kind], origin, sequence)
+}
+
+/// The log-index key of revision `revision` of `origin`'s filter of `day`.
+pub fn log_filter_index_key(origin: &str, day: u32, revision: u64) -> Vec<u8> {
+    let mut lead = vec![LOG_INDEX_FILTER];
+    lead.extend_from_slice(&day.to_be_bytes());
+    index_key(LOG_INDEX, &lead, origin, revision)
 }
 
 /// The key of day `day`'s upload statistics.
