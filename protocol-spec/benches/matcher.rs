@@ -213,28 +213,21 @@ fn hkdf_interleaved(keys: &[DiagnosisKey]) {
 /// The matcher's probing alone: every key's 144 probes at its rolling start, keys in
 /// rolling-start order as the matcher visits them, on RPIs derived beforehand (8
 /// keys' worth, in L1 as the matcher's own are).
+/// `generic`: through the generic probe loop (a mask and a bounds check per probe).
 fn probe_only(
     index: &ObservationIndex<'_>,
     sorted_keys: &[DiagnosisKey],
     pool: &[Vec<aes::Block>],
+    generic: bool,
 ) {
     let mut hits = Vec::new();
     for (k, key) in sorted_keys.iter().enumerate() {
-        index.probe(&pool[k % pool.len()], key.rolling_start, &mut hits);
-        hits.clear();
-    }
-    black_box(&hits);
-}
-
-/// [`probe_only`] through the generic probe loop (mask and bounds check per probe).
-fn probe_only_generic(
-    index: &ObservationIndex<'_>,
-    sorted_keys: &[DiagnosisKey],
-    pool: &[Vec<aes::Block>],
-) {
-    let mut hits = Vec::new();
-    for (k, key) in sorted_keys.iter().enumerate() {
-        index.probe_generic(&pool[k % pool.len()], key.rolling_start, &mut hits);
+        let rpis = &pool[k % pool.len()];
+        if generic {
+            index.probe_generic(rpis, key.rolling_start, &mut hits);
+        } else {
+            index.probe(rpis, key.rolling_start, &mut hits);
+        }
         hits.clear();
     }
     black_box(&hits);
@@ -302,16 +295,16 @@ fn summary() {
     let derive = c.add(KEYS, Timer::ThreadCpu, || derive_only(keys));
     let derive_single = c.add(KEYS, Timer::ThreadCpu, || derive_one_by_one(keys));
     let probes = c.add(KEYS, Timer::ThreadCpu, || {
-        probe_only(&index, &sorted_keys, &pool)
+        probe_only(&index, &sorted_keys, &pool, false)
     });
     let fast = c.add(KEYS, Timer::ThreadCpu, || {
         drop(black_box(match_keys(&index, keys)))
     });
     let probes_generic = c.add(KEYS, Timer::ThreadCpu, || {
-        probe_only_generic(&index, &sorted_keys, &pool)
+        probe_only(&index, &sorted_keys, &pool, true)
     });
     let probes_8 = c.add(KEYS, Timer::ThreadCpu, || {
-        probe_only(&index_8, &sorted_keys, &pool)
+        probe_only(&index_8, &sorted_keys, &pool, false)
     });
     let fast_8 = c.add(KEYS, Timer::ThreadCpu, || {
         drop(black_box(match_keys(&index_8, keys)))
