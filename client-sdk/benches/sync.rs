@@ -337,8 +337,8 @@ fn main() {
         let started = Stopwatch::start();
         std::hint::black_box(ObservationIndex::new(&observations));
         parts[3] = parts[3].min(started.stop());
-        // Reading the sealed sighting records without opening them: what loading
-        // costs at least while each token of a day is a record of its own.
+        // Reading the sealed sighting records (segments of a day's tokens)
+        // without opening them: what loading costs at least.
         let storage = SledStorage::open(tmp.path()).expect("storage opens");
         let started = Stopwatch::start();
         let records: usize = (FIRST_DAY..FIRST_DAY + DAYS)
@@ -350,7 +350,7 @@ fn main() {
             })
             .sum();
         parts[4] = parts[4].min(started.stop());
-        assert_eq!(records, TOKENS);
+        assert!(records <= DAYS as usize * 32, "{records} sighting records");
     }
 
     let rate = |secs: f64| KEYS as f64 / secs;

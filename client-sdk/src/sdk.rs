@@ -123,6 +123,7 @@ impl Sdk {
     ) -> Result<Self> {
         config.validate()?;
         let vault = Vault::open(storage, master_key)?;
+        sightings::migrate(&vault)?;
         // No retention pass here: the first call that reads the clock runs it
         // (`now`), so that a host can set its clock (a test, a simulation)
         // before anything is shredded by the system's time.

@@ -1,12 +1,24 @@
 //! Received advertisements, aggregated per token into exposure windows and kept
-//! sealed under the day's key. Raw scans are not kept: each token of a day is one
-//! record holding its sighting runs (SPEC.md §7.1: first and last sighting,
-//! count, shortest gap, strongest RSSI).
+//! sealed under the day's key. Raw scans are not kept: each token of a day has its
+//! sighting runs (SPEC.md §7.1: first and last sighting, count, shortest gap,
+//! strongest RSSI).
+//!
+//! The tokens of a day are stored in [`SEGMENTS_PER_DAY`] sealed *segments*, not
+//! one record each: token `x` of day `D` lives in segment
+//! `HMAC(index_key_D, "sighting" || 0x00 || x)[0] % SEGMENTS_PER_DAY`, stored under
+//! `BE32(D) || HMAC(index_key_D, "sighting-segment" || 0x00 || segment)[..16]`.
+//! Loading 14 days of a busy phone then opens a few hundred records instead of
+//! 20,000 (reading them was a third of a cold sync), and recording a sighting
+//! rewrites one segment (~2 KB for 1,500 tokens a day). What the disk shows is
+//! no more than before: per day, a bounded number of sealed records whose total
+//! size grows with the tokens heard (one record per token showed their number
+//! exactly); the segment a token falls in is keyed, so neither a token nor a
+//! segment number is ever visible. A store written one record per token is
+//! rewritten into segments when it is opened ([`migrate`]).
 //!
 //! Tokens heard over the air are chosen by whoever broadcasts them, so what they
 //! can make a phone store is capped ([`Caps`]): distinct tokens per interval and
-//! per day, and scan instances per token. The record's storage key is an HMAC of
-//! the token under the day's index key, never the token itself.
+//! per day, and scan instances per token.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -117,6 +129,125 @@ pub(crate) struct TokenRecord {
 }
 
 const LABEL: &[u8] = b"sighting";
+const SEGMENT_LABEL: &[u8] = b"sighting-segment";
+
+/// Sealed segments the tokens of one day are spread over.
+pub(crate) const SEGMENTS_PER_DAY: u8 = 32;
+
+/// [`Table::Meta`] key present once the sightings are stored in segments.
+const LAYOUT_KEY: &[u8] = b"sightings-layout";
+const LAYOUT_SEGMENTS: &[u8] = b"segments-v1";
+
+/// The tokens of one day that fall in one segment, sorted by token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Segment {
+    pub tokens: Vec<TokenRecord>,
+}
+
+impl Segment {
+    /// Where `rpi` is (`Ok`) or would go (`Err`).
+    fn find(&self, rpi: &[u8; 16]) -> std::result::Result<usize, usize> {
+        self.tokens.binary_search_by(|t| t.rpi.cmp(rpi))
+    }
+
+    fn decode(plain: &[u8]) -> Result<Self> {
+        postcard::from_bytes(plain).map_err(|e| SdkError::Corrupt(e.to_string()))
+    }
+}
+
+/// The storage keys of the segments of `day`, by segment number.
+fn segment_keys(vault: &Vault, day: u32) -> Result<Vec<[u8; 20]>> {
+    (0..SEGMENTS_PER_DAY)
+        .map(|s| vault.record_key(day, SEGMENT_LABEL, &[s]))
+        .collect()
+}
+
+/// The segment number of token `rpi` of `day`.
+fn segment_of(vault: &Vault, day: u32, rpi: &[u8; 16]) -> Result<u8> {
+    Ok(vault.record_key(day, LABEL, rpi)?[4] % SEGMENTS_PER_DAY)
+}
+
+/// The segment stored under `key`; empty if absent or unreadable (an unreadable
+/// segment can never be decrypted, so it is replaced).
+fn read_segment(vault: &Vault, key: &[u8]) -> Segment {
+    vault
+        .get(Table::Sightings, key)
+        .ok()
+        .flatten()
+        .and_then(|plain| Segment::decode(&plain).ok())
+        .unwrap_or_default()
+}
+
+fn write_segment(vault: &Vault, key: &[u8], segment: &Segment) -> Result<()> {
+    let bytes = zeroize::Zeroizing::new(
+        postcard::to_stdvec(segment).expect("encoding to memory cannot fail"),
+    );
+    vault.put(Table::Sightings, key, &bytes)
+}
+
+/// The sighting records of `day`: readable segments (with the number of
+/// unreadable ones), anything else under the day's prefix counted unreadable.
+fn day_segments(vault: &Vault, day: u32) -> Result<(Vec<Segment>, usize)> {
+    let keys = segment_keys(vault, day)?;
+    let mut segments = Vec::new();
+    let mut unreadable = 0;
+    for (key, plain) in vault.scan_day(Table::Sightings, day)? {
+        if !keys.iter().any(|k| k[..] == key[..]) {
+            unreadable += 1;
+            continue;
+        }
+        match plain.and_then(|p| Segment::decode(&p)) {
+            Ok(s) => segments.push(s),
+            Err(_) => unreadable += 1,
+        }
+    }
+    Ok((segments, unreadable))
+}
+
+/// Rewrites a store of one sealed record per (day, token) into segments, once
+/// (a [`Table::Meta`] marker says it is done). Idempotent if interrupted: the
+/// segments are written and flushed before the old records are removed, and an
+/// old record whose token a segment already holds is not merged again. Old
+/// records that do not open are left for the day's shredding to remove.
+pub(crate) fn migrate(vault: &Vault) -> Result<()> {
+    let storage = vault.storage();
+    if storage.get(Table::Meta, LAYOUT_KEY)?.is_some() {
+        return Ok(());
+    }
+    for day in vault.live_days() {
+        let keys = segment_keys(vault, day)?;
+        let mut old = Vec::new();
+        let mut segments: Vec<Option<Segment>> = vec![None; keys.len()];
+        for (key, plain) in vault.scan_day(Table::Sightings, day)? {
+            if keys.iter().any(|k| k[..] == key[..]) {
+                continue;
+            }
+            let Ok(record) = plain.and_then(|p| {
+                postcard::from_bytes::<TokenRecord>(&p)
+                    .map_err(|e| SdkError::Corrupt(e.to_string()))
+            }) else {
+                continue;
+            };
+            let s = segment_of(vault, day, &record.rpi)? as usize;
+            let segment = segments[s].get_or_insert_with(|| read_segment(vault, &keys[s]));
+            if let Err(at) = segment.find(&record.rpi) {
+                segment.tokens.insert(at, record);
+            }
+            old.push(key);
+        }
+        for (key, segment) in keys.iter().zip(&segments) {
+            if let Some(segment) = segment {
+                write_segment(vault, key, segment)?;
+            }
+        }
+        storage.flush()?;
+        for key in old {
+            storage.remove(Table::Sightings, &key)?;
+        }
+    }
+    storage.put(Table::Meta, LAYOUT_KEY, LAYOUT_SEGMENTS)?;
+    storage.flush()
+}
 
 impl TokenRecord {
     /// Adds a report; `false` if it would exceed the per-token cap.
@@ -165,8 +296,9 @@ impl Counters {
         match self.per_day.entry(day) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => {
-                let stored = vault.storage().scan(Table::Sightings, &day.to_be_bytes())?;
-                Ok(e.insert(stored.len() as u32))
+                let (segments, _) = day_segments(vault, day)?;
+                let tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
+                Ok(e.insert(tokens as u32))
             }
         }
     }
@@ -178,7 +310,8 @@ impl Counters {
     }
 }
 
-/// Records one sighting into its token's record. The caller has checked the time.
+/// Records one sighting into its token's record, in its segment. The caller has
+/// checked the time.
 pub(crate) fn record(
     vault: &mut Vault,
     counters: &mut Counters,
@@ -188,16 +321,17 @@ pub(crate) fn record(
     let day = day_of_unix(s.seen_at);
     vault.ensure_day(day)?;
     let rpi = s.advertisement.rpi.0;
-    let key = vault.record_key(day, LABEL, &rpi)?;
-    // An unreadable old record is replaced: it can never be decrypted anyway.
-    let existing = vault
-        .get(Table::Sightings, &key)
-        .ok()
-        .flatten()
-        .and_then(|bytes| postcard::from_bytes::<TokenRecord>(&bytes).ok());
-    let mut record = match existing {
-        Some(r) => r,
-        None => {
+    let key = vault.record_key(day, SEGMENT_LABEL, &[segment_of(vault, day, &rpi)?])?;
+    let mut segment = read_segment(vault, &key);
+    match segment.find(&rpi) {
+        Ok(i) => {
+            if !segment.tokens[i].add(s, caps.scans_per_token) {
+                return Err(SdkError::OverCapacity(
+                    "too many scan instances of one token",
+                ));
+            }
+        }
+        Err(at) => {
             let interval = interval_number(s.seen_at);
             let in_interval = counters.per_interval.get(&interval).copied().unwrap_or(0);
             if in_interval >= caps.tokens_per_interval {
@@ -210,22 +344,22 @@ pub(crate) fn record(
                     "too many distinct tokens on this day",
                 ));
             }
-            *counters.per_interval.entry(interval).or_insert(0) += 1;
-            *counters.day_count(vault, day)? += 1;
-            TokenRecord {
+            let mut record = TokenRecord {
                 rpi,
                 aem: s.advertisement.aem.0,
                 scans: Vec::new(),
+            };
+            if !record.add(s, caps.scans_per_token) {
+                return Err(SdkError::OverCapacity(
+                    "too many scan instances of one token",
+                ));
             }
+            *counters.per_interval.entry(interval).or_insert(0) += 1;
+            *counters.day_count(vault, day)? += 1;
+            segment.tokens.insert(at, record);
         }
-    };
-    if !record.add(s, caps.scans_per_token) {
-        return Err(SdkError::OverCapacity(
-            "too many scan instances of one token",
-        ));
     }
-    let bytes = postcard::to_stdvec(&record).expect("encoding to memory cannot fail");
-    vault.put(Table::Sightings, &key, &bytes)
+    write_segment(vault, &key, &segment)
 }
 
 /// Where an observation came from, to finish scoring it after a match.
@@ -337,17 +471,9 @@ pub(crate) fn load(
     let mut sources = Vec::new();
     let mut unreadable = 0;
     for day in vault.live_days() {
-        for (_, plain) in vault.scan_day(Table::Sightings, day)? {
-            let record = match plain.and_then(|p| {
-                postcard::from_bytes::<TokenRecord>(&p)
-                    .map_err(|e| SdkError::Corrupt(e.to_string()))
-            }) {
-                Ok(r) => r,
-                Err(_) => {
-                    unreadable += 1;
-                    continue;
-                }
-            };
+        let (segments, bad) = day_segments(vault, day)?;
+        unreadable += bad;
+        for record in segments.iter().flat_map(|s| &s.tokens) {
             for scan in &record.scans {
                 let tx = scan.tx_power.unwrap_or(assumed_tx_power);
                 let run = scan.run();
@@ -386,4 +512,147 @@ pub(crate) fn duration_s(runs: &[SightingRun], scan_period_s: u16) -> Vec<u16> {
 /// `attenuation = TX power - RSSI`, clamped to 0..=255 dB.
 pub(crate) fn attenuation(tx_power_dbm: i8, rssi_dbm: i8) -> u8 {
     (i16::from(tx_power_dbm) - i16::from(rssi_dbm)).clamp(0, 255) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use traceless_protocol::{Advertisement, Aem};
+
+    use super::*;
+    use crate::storage::{MemoryStorage, Storage};
+    use crate::vault::MasterKey;
+
+    const DAY: u32 = 20_000;
+
+    fn sighting(token: u16, day: u32, at: u64) -> Sighting {
+        let mut rpi = [0u8; 16];
+        rpi[..2].copy_from_slice(&token.to_le_bytes());
+        rpi[15] = 0xa5;
+        Sighting {
+            advertisement: Advertisement {
+                rpi: Rpi(rpi),
+                aem: Aem([token as u8; 4]),
+            },
+            rssi_dbm: -60,
+            tx_power_dbm: None,
+            seen_at: u64::from(day) * 86_400 + at,
+        }
+    }
+
+    /// Writes `s` as the one-record-per-token layout did: the token's record
+    /// under `BE32(day) || HMAC(index_key, "sighting" || 0 || token)[..16]`.
+    fn put_legacy(vault: &mut Vault, s: &Sighting) {
+        let day = day_of_unix(s.seen_at);
+        vault.ensure_day(day).unwrap();
+        let key = vault
+            .record_key(day, LABEL, &s.advertisement.rpi.0)
+            .unwrap();
+        let mut record = vault
+            .get(Table::Sightings, &key)
+            .unwrap()
+            .map(|p| postcard::from_bytes::<TokenRecord>(&p).unwrap())
+            .unwrap_or(TokenRecord {
+                rpi: s.advertisement.rpi.0,
+                aem: s.advertisement.aem.0,
+                scans: Vec::new(),
+            });
+        assert!(record.add(s, 32));
+        vault
+            .put(
+                Table::Sightings,
+                &key,
+                &postcard::to_stdvec(&record).unwrap(),
+            )
+            .unwrap();
+    }
+
+    /// (token, interval, duration) of every loaded observation, sorted.
+    fn loaded(vault: &Vault) -> Vec<(Rpi, u32, u16)> {
+        let set = load(vault, 60, -8).unwrap();
+        assert_eq!(set.unreadable, 0);
+        let mut seen: Vec<_> = set
+            .observations()
+            .iter()
+            .map(|o| (o.rpi, o.interval, o.duration_s))
+            .collect();
+        seen.sort_unstable();
+        seen
+    }
+
+    /// A store of one record per token is rewritten into at most
+    /// `SEGMENTS_PER_DAY` records a day holding the same observations; migrating
+    /// again, or again after a crash left the old records beside the segments,
+    /// changes nothing; new sightings then join the migrated tokens.
+    #[test]
+    fn one_record_per_token_is_migrated_into_segments() {
+        let storage = Arc::new(MemoryStorage::new());
+        let mut vault = Vault::open(storage.clone(), &MasterKey([3; 32])).unwrap();
+        let sightings: Vec<Sighting> = (0..400u16)
+            .flat_map(|t| {
+                let day = DAY + u32::from(t % 2);
+                let at = 600 * u64::from(t % 144);
+                [sighting(t, day, at), sighting(t, day, at + 30)]
+            })
+            .collect();
+        for s in &sightings {
+            put_legacy(&mut vault, s);
+        }
+        let legacy = storage.scan(Table::Sightings, &[]).unwrap();
+        assert_eq!(legacy.len(), 400);
+        // The legacy layout loads as unreadable records: the migration is needed.
+        assert_eq!(load(&vault, 60, -8).unwrap().unreadable, 400);
+
+        migrate(&vault).unwrap();
+        let expected = loaded(&vault);
+        assert_eq!(expected.len(), 400, "one run per token");
+        for day in [DAY, DAY + 1] {
+            let records = storage.scan(Table::Sightings, &day.to_be_bytes()).unwrap();
+            assert!(
+                records.len() <= SEGMENTS_PER_DAY as usize,
+                "{}",
+                records.len()
+            );
+            assert!(records.len() > 1, "tokens are spread over segments");
+        }
+
+        migrate(&vault).unwrap();
+        assert_eq!(loaded(&vault), expected, "a second migration is a no-op");
+
+        // A crash between writing the segments and removing the old records.
+        for (key, value) in &legacy {
+            storage.put(Table::Sightings, key, value).unwrap();
+        }
+        storage.remove(Table::Meta, LAYOUT_KEY).unwrap();
+        migrate(&vault).unwrap();
+        assert_eq!(loaded(&vault), expected, "old records are not merged twice");
+        assert!(storage.scan(Table::Sightings, &[]).unwrap().len() <= 2 * 32);
+
+        // Recording goes on in the segments: a known token is not counted again,
+        // a new one is counted against the day's cap with the migrated ones.
+        let mut counters = Counters::default();
+        let caps = Caps {
+            tokens_per_day: 201,
+            ..Caps::default()
+        };
+        record(&mut vault, &mut counters, &caps, &sighting(0, DAY, 20_000)).unwrap();
+        record(
+            &mut vault,
+            &mut counters,
+            &caps,
+            &sighting(1_000, DAY, 20_000),
+        )
+        .unwrap();
+        assert!(matches!(
+            record(
+                &mut vault,
+                &mut counters,
+                &caps,
+                &sighting(1_001, DAY, 20_000)
+            ),
+            Err(SdkError::OverCapacity(_))
+        ));
+        assert_eq!(loaded(&vault).len(), expected.len() + 2);
+    }
 }

@@ -23,7 +23,7 @@ use crate::error::{Result, SdkError};
 /// The key spaces the SDK uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Table {
-    /// Aggregated sightings, one sealed record per (day, token).
+    /// Aggregated sightings, sealed per day in segments of tokens.
     Sightings,
     /// The phone's own TEKs, sealed per day.
     OwnKeys,

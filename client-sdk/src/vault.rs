@@ -19,7 +19,9 @@
 //! ```
 //!
 //! Storage keys never carry a token or a TEK in clear: a record about token `x` of
-//! day `D` is stored under `BE32(D) || HMAC-SHA256(index_key, label || x)[..16]`.
+//! day `D` is stored under `BE32(D) || HMAC-SHA256(index_key, label || 0x00 || x)[..16]`.
+//! Sightings are grouped: the record is that of one of a day's segments of tokens
+//! (`x` is the segment number, see [`crate::sightings`]), not of one token.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

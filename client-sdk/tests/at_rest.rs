@@ -178,6 +178,8 @@ fn damaged_files_give_clear_errors_and_are_not_overwritten() {
     );
 }
 
+/// A damaged record (one segment of a day's tokens) is counted; the tokens of
+/// the other segments still load.
 #[test]
 fn a_damaged_record_is_counted_and_the_rest_still_works() {
     let clock = ManualClock::new(at(DAY0, 600));
@@ -189,17 +191,24 @@ fn a_damaged_record_is_counted_and_the_rest_still_works() {
         Arc::new(clock.clone()),
     )
     .unwrap();
-    p.record_sighting(&[3u8; 20], -60, None, clock.now())
-        .unwrap();
-    p.record_sighting(&[4u8; 20], -60, None, clock.now())
-        .unwrap();
+    // Tokens until they fill at least two records.
+    let mut tokens = 0;
+    while tokens < 4 || storage.scan(Table::Sightings, &[]).unwrap().len() < 2 {
+        p.record_sighting(&[tokens; 20], -60, None, clock.now())
+            .unwrap();
+        tokens += 1;
+    }
     let (key, mut value) = storage.scan(Table::Sightings, &[]).unwrap().remove(0);
     let last = value.len() - 1;
     value[last] ^= 1;
     storage.put(Table::Sightings, &key, &value).unwrap();
     let status = p.status().unwrap();
     assert_eq!(status.unreadable_records, 1);
-    assert_eq!(status.scan_instances, 1);
+    assert!(
+        (1..usize::from(tokens)).contains(&status.scan_instances),
+        "{} of {tokens} tokens left",
+        status.scan_instances
+    );
 }
 
 /// Child half of the crash test: records, flushes, says so, then waits to be killed.

@@ -4,9 +4,12 @@
 //! heard in several scans), the gateway's entry derivation and filter build, the
 //! probe's building blocks alone (one SHA-256 compression; one entry hash through
 //! the `Digest` API), and raw AES-128 blocks as the common baseline of the matcher
-//! bench. Rates are per second of thread CPU time (`support/rate.rs`). The probe
-//! line to watch: observations/s x entries per observation / compressions/s, the
-//! share of the probe's time spent in SHA-256. Also prints the size figures: bits per
+//! bench. Rates are per second of thread CPU time (`support/rate.rs`); the probe
+//! and its SHA-256 baseline are timed round-robin in the same run (best of 10
+//! slices of 0.1 s each, as the matcher bench does), so that both see the same
+//! machine. The lines to watch: observations/s / compressions/s, and
+//! observations/s x entries per observation / compressions/s, the share of the
+//! probe's time spent in SHA-256. Also prints the size figures: bits per
 //! entry against the Bloom optimum for the measured fill, and bytes per
 //! published interval in filter form and key form.
 //!
@@ -24,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use traceless_protocol::filter::*;
 use traceless_protocol::*;
 
-use support::rate;
+use support::{rate, Contest, Timer};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -37,21 +40,6 @@ fn main() {
     let aes = rate("baseline: raw AES-128 blocks", 1024, || {
         cipher.encrypt_blocks(black_box(&mut blocks));
     });
-    let compressions = {
-        #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
-        let block = sha2::digest::generic_array::GenericArray::clone_from_slice(&[0x5a; 64]);
-        let mut state = [0x6a09_e667u32; 8];
-        rate(
-            "baseline: SHA-256 compressions (sha2::compress256)",
-            1_000,
-            || {
-                for _ in 0..1_000 {
-                    sha2::compress256(&mut state, std::slice::from_ref(&block));
-                }
-                black_box(&state);
-            },
-        )
-    };
     let sha = rate(
         "baseline: entry hash via Digest (SHA-256 of 46 bytes)",
         1,
@@ -92,14 +80,6 @@ fn main() {
         })
         .collect();
     let published = interval_start_seconds(first + 200);
-    let probe = rate("phone: probe observations, each token once", 10_000, || {
-        black_box(probe_filter(
-            &filter,
-            day,
-            published,
-            black_box(&observations),
-        ));
-    });
     // The usual case: each token heard in 3 scans of consecutive intervals.
     let rescanned: Vec<Observation> = observations
         .chunks(3)
@@ -111,13 +91,51 @@ fn main() {
             })
         })
         .collect();
-    rate(
-        "phone: probe observations, tokens heard 3 times",
-        10_000,
-        || {
-            black_box(probe_filter(&filter, day, published, black_box(&rescanned)));
-        },
+    // The probe and its SHA-256 baseline round-robin, as the matcher bench times
+    // its figures: best of 10 slices of 0.1 s each, thread CPU time, so both see
+    // the same machine conditions.
+    #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
+    let block = sha2::digest::generic_array::GenericArray::clone_from_slice(&[0x5a; 64]);
+    let mut state = [0x6a09_e667u32; 8];
+    let mut c = Contest::default();
+    let sha_slot = c.add(1_000, Timer::ThreadCpu, || {
+        for _ in 0..1_000 {
+            sha2::compress256(&mut state, std::slice::from_ref(&block));
+        }
+        black_box(&state);
+    });
+    let probe_slot = c.add(observations.len(), Timer::ThreadCpu, || {
+        black_box(probe_filter(
+            &filter,
+            day,
+            published,
+            black_box(&observations),
+        ));
+    });
+    let rescanned_slot = c.add(rescanned.len(), Timer::ThreadCpu, || {
+        black_box(probe_filter(&filter, day, published, black_box(&rescanned)));
+    });
+    let r = c.run(10);
+    let (compressions, probe) = (r[sha_slot], r[probe_slot]);
+    println!(
+        "  round-robin, best of 10 slices of 0.1 s (thread CPU time); load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
+    for (label, rate) in [
+        (
+            "baseline: SHA-256 compressions (sha2::compress256)",
+            compressions,
+        ),
+        ("phone: probe observations, each token once", probe),
+        (
+            "phone: probe observations, tokens heard 3 times",
+            r[rescanned_slot],
+        ),
+    ] {
+        println!("  {label:<52} {rate:>12.0} /s");
+    }
 
     let ones: u64 = filter
         .bitmap()
@@ -131,6 +149,14 @@ fn main() {
     println!("ratios and sizes:");
     println!("  probe / raw AES block        {:>8.4}", probe / aes);
     println!("  probe / entry hash           {:>8.4}", probe / sha);
+    println!(
+        "  probe / SHA-256 compressions {:>8.4}  (observations/s per compression/s, same run)",
+        probe / compressions
+    );
+    println!(
+        "  3-scan probe / compressions  {:>8.4}",
+        r[rescanned_slot] / compressions
+    );
     // Each observation probes every interval within ±12 of it on the day: 25, fewer
     // at the day's edges.
     let per_observation: f64 = observations

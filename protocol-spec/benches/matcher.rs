@@ -24,8 +24,9 @@
 #[path = "support/rate.rs"]
 mod support;
 
+use support::{Contest, Timer};
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use criterion::{criterion_group, Criterion, Throughput};
@@ -130,61 +131,6 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// What a measurement is timed by.
-#[derive(Clone, Copy)]
-enum Timer {
-    /// CPU time of the measuring thread: single-threaded work, unaffected by
-    /// other processes taking turns on the core (this machine is shared).
-    ThreadCpu,
-    /// Wall-clock time: work spread over threads (affected by machine load).
-    Wall,
-}
-
-impl Timer {
-    fn now(self) -> Duration {
-        match self {
-            Timer::ThreadCpu => support::thread_cpu_time(),
-            Timer::Wall => EPOCH.elapsed(),
-        }
-    }
-}
-
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-
-/// Round-robin timing: each measurement runs for a ~0.1 s slice in every round and
-/// keeps its best rate, so all of them see the same machine conditions.
-#[derive(Default)]
-struct Contest<'a> {
-    runs: Vec<Run<'a>>,
-}
-
-/// Units of work per call, its timer, and the work.
-type Run<'a> = (usize, Timer, Box<dyn FnMut() + 'a>);
-
-impl<'a> Contest<'a> {
-    /// Adds `run`, which does `units` units of work per call; returns its slot.
-    fn add(&mut self, units: usize, timer: Timer, run: impl FnMut() + 'a) -> usize {
-        self.runs.push((units, timer, Box::new(run)));
-        self.runs.len() - 1
-    }
-
-    /// Best units per second of each run, by slot.
-    fn run(mut self, rounds: usize) -> Vec<f64> {
-        let mut best = vec![0.0f64; self.runs.len()];
-        for (_, _, run) in &mut self.runs {
-            run(); // warm-up
-        }
-        for _ in 0..rounds {
-            for ((units, timer, run), best) in self.runs.iter_mut().zip(&mut best) {
-                let (calls, secs) =
-                    support::time_slice(|| timer.now(), Duration::from_millis(100), &mut *run);
-                *best = best.max((calls * *units) as f64 / secs);
-            }
-        }
-        best
-    }
-}
-
 /// `N` independent SHA-256 states, 1,000 compressions each in turn (N = 1 is one
 /// dependent chain), as `sha2::compress256` runs on this CPU: (compressions, run).
 #[allow(deprecated)] // sha2 0.10's compress256 takes generic-array 0.14 blocks.
@@ -267,14 +213,21 @@ fn hkdf_interleaved(keys: &[DiagnosisKey]) {
 /// The matcher's probing alone: every key's 144 probes at its rolling start, keys in
 /// rolling-start order as the matcher visits them, on RPIs derived beforehand (8
 /// keys' worth, in L1 as the matcher's own are).
+/// `generic`: through the generic probe loop (a mask and a bounds check per probe).
 fn probe_only(
     index: &ObservationIndex<'_>,
     sorted_keys: &[DiagnosisKey],
     pool: &[Vec<aes::Block>],
+    generic: bool,
 ) {
     let mut hits = Vec::new();
     for (k, key) in sorted_keys.iter().enumerate() {
-        index.probe(&pool[k % pool.len()], key.rolling_start, &mut hits);
+        let rpis = &pool[k % pool.len()];
+        if generic {
+            index.probe_generic(rpis, key.rolling_start, &mut hits);
+        } else {
+            index.probe(rpis, key.rolling_start, &mut hits);
+        }
         hits.clear();
     }
     black_box(&hits);
@@ -303,6 +256,8 @@ fn row(name: &str, r: f64, ratio: Option<(f64, &str)>) {
 fn summary() {
     let f = fixture();
     let index = ObservationIndex::new(&f.observations);
+    // Lever: tag tables of 8 slots per token (half the size, twice the passes).
+    let index_8 = ObservationIndex::with_slots_per_token(&f.observations[..], 8);
     let big = big_observations(&f);
     let big_index = ObservationIndex::new(&big);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -340,10 +295,19 @@ fn summary() {
     let derive = c.add(KEYS, Timer::ThreadCpu, || derive_only(keys));
     let derive_single = c.add(KEYS, Timer::ThreadCpu, || derive_one_by_one(keys));
     let probes = c.add(KEYS, Timer::ThreadCpu, || {
-        probe_only(&index, &sorted_keys, &pool)
+        probe_only(&index, &sorted_keys, &pool, false)
     });
     let fast = c.add(KEYS, Timer::ThreadCpu, || {
         drop(black_box(match_keys(&index, keys)))
+    });
+    let probes_generic = c.add(KEYS, Timer::ThreadCpu, || {
+        probe_only(&index, &sorted_keys, &pool, true)
+    });
+    let probes_8 = c.add(KEYS, Timer::ThreadCpu, || {
+        probe_only(&index_8, &sorted_keys, &pool, false)
+    });
+    let fast_8 = c.add(KEYS, Timer::ThreadCpu, || {
+        drop(black_box(match_keys(&index_8, keys)))
     });
     let parallel = c.add(KEYS, Timer::Wall, || {
         drop(black_box(match_keys_parallel(&index, keys, threads)))
@@ -444,9 +408,41 @@ fn summary() {
         Some((r[fast] / r[derive], "of derivation (target 0.85)")),
     );
     row(
+        "  lever: probing, one generic loop",
+        r[probes_generic],
+        Some((r[probes_generic] / r[probes], "x per-size loops (kept)")),
+    );
+    row(
+        "  lever: probing, 8 tag slots per token",
+        r[probes_8],
+        Some((r[probes_8] / r[probes], "x 16 slots (kept)")),
+    );
+    row(
+        "  lever: fast matcher, 8 tag slots per token",
+        r[fast_8],
+        Some((r[fast_8] / r[fast], "x 16 slots (kept)")),
+    );
+    row(
         &format!("fast matcher, {threads} cores"),
         r[parallel],
         Some((r[parallel] / r[fast], "x 1 core (target 1.9 on 2)")),
+    );
+    // What the primitives alone allow on all cores: the floor's SHA-256 share
+    // scaled as SHA-256 scales, its AES share (blocks and schedule) as AES does.
+    let sha_share = 6.0 / sha;
+    let aes_share = 1.0 / r[schedules] + MAX_TOKENS_PER_KEY as f64 / aes;
+    let ceiling = (sha_share + aes_share)
+        / (sha_share / (r[sha_threads] / r[sha_lanes])
+            + aes_share / (r[aes_threads] / r[aes_wide]));
+    row(
+        &format!("  ceiling: the floor on {threads} cores"),
+        floor * ceiling,
+        Some((ceiling, "x 1 core: what the primitives allow")),
+    );
+    row(
+        &format!("  fast matcher, {threads} cores / 1, against that"),
+        r[parallel],
+        Some((r[parallel] / r[fast] / ceiling, "of the ceiling's ratio")),
     );
     row(
         &format!("fast matcher, 1 core, {BIG_OBSERVATIONS} tokens"),

@@ -12,6 +12,12 @@
 //! observed within the drift tolerance of `d`, which is all an RPI of an interval of
 //! `d` can match. A key's probes then touch one small table (32 KiB for 1,500
 //! tokens a day, in L1), and a key of a day without observations probes nothing.
+//! The probe loop is instantiated per table size (2^6 to 2^20 slots), so that a
+//! slot is the top bits of one multiply, in bounds by construction: per RPI a
+//! load, an XOR, a multiply, a shift, a byte load and two compares
+//! (`benches/matcher.rs` prints the gain over one generic loop with a mask and
+//! a bounds check: 1.10x probing). Measured and not kept: 8 slots per token
+//! instead of 16 (tables half the size pass twice the RPIs: 0.93x).
 //!
 //! Observed tokens are attacker-chosen (anyone can broadcast), so the exact map
 //! uses SipHash with a per-index random key (std `RandomState`), and a token's
@@ -116,18 +122,20 @@ impl SlotHash {
         }
     }
 
-    /// The slot (in a table of `mask + 1` slots, a power of two up to 2^32) and the
-    /// tag of `rpi`: `x = first 8 bytes ^ xor`, slot = bits 32.. of `x * mul`
-    /// (multiply-shift, universal over the low 48 bits of `x`; tokens equal there
-    /// get the same slot and tag), tag = the low byte of `x`, made odd. Derived
-    /// RPIs are AES outputs, uniform in every bit, so slot and tag are uniform and
-    /// independent for them.
+    /// The slot (in a table of `1 << bits` slots, `bits` in 1..=63) and the tag
+    /// of `rpi`: `x = first 8 bytes ^ xor`, slot = the top `bits` bits of
+    /// `x * mul` (multiply-shift, universal over the low 48 bits of `x`; tokens
+    /// equal there get the same slot and tag), tag = the low byte of `x`, made
+    /// odd. Derived RPIs are AES outputs, uniform in every bit, so slot and tag
+    /// are uniform and independent for them.
     #[inline(always)]
-    fn slot(self, mask: usize, rpi: &[u8; 16]) -> (usize, u8) {
+    fn slot(self, bits: u32, rpi: &[u8; 16]) -> (usize, u8) {
         let (lo, _) = rpi.split_first_chunk::<8>().expect("16 bytes");
         let x = u64::from_le_bytes(*lo) ^ self.xor;
-        let slot = (x.wrapping_mul(self.mul) >> 32) as usize & mask;
-        (slot, x as u8 | 1)
+        (
+            (x.wrapping_mul(self.mul) >> (64 - bits)) as usize,
+            x as u8 | 1,
+        )
     }
 }
 
@@ -142,16 +150,60 @@ impl DayTable<'_> {
     /// Calls `hit(j)` for every `j` whose RPI `rpis[j]` may be in the table. Hits
     /// are rare (~0.15 % of random RPIs), so `hit` should be out of line: the loop
     /// then keeps its few values in registers.
+    ///
+    /// The loop is instantiated per table size ([`scan_sized`]), so that the
+    /// slot is a shift by a constant that the compiler knows to be in bounds: no
+    /// mask and no bounds check per probe.
+    /// `sized: false` runs the generic loop instead (a benchmark's lever).
     #[inline]
-    fn scan(&self, rpis: &[Block], mut hit: impl FnMut(usize)) {
-        let (tags, hash) = (self.tags, self.hash);
-        let mask = tags.len() - 1;
-        for (j, block) in rpis.iter().enumerate() {
-            let (slot, tag) = hash.slot(mask, block.as_ref());
-            let held = tags[slot];
-            if held == tag || held == SHARED {
-                hit(j);
-            }
+    fn scan(&self, rpis: &[Block], sized: bool, hit: impl FnMut(usize)) {
+        if !sized {
+            return scan_any(self.tags, self.hash, rpis, hit);
+        }
+        macro_rules! sized {
+            ($($bits:literal)*) => {
+                match self.tags.len().trailing_zeros() {
+                    $($bits => scan_sized::<$bits, { 1 << $bits }>(
+                        self.tags.try_into().expect("a table of 1 << bits slots"),
+                        self.hash,
+                        rpis,
+                        hit,
+                    ),)*
+                    _ => scan_any(self.tags, self.hash, rpis, hit),
+                }
+            };
+        }
+        sized!(6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+    }
+}
+
+/// [`DayTable::scan`] on a table of `N = 1 << BITS` slots.
+#[inline]
+fn scan_sized<const BITS: u32, const N: usize>(
+    tags: &[u8; N],
+    hash: SlotHash,
+    rpis: &[Block],
+    mut hit: impl FnMut(usize),
+) {
+    for (j, block) in rpis.iter().enumerate() {
+        let (slot, tag) = hash.slot(BITS, block.as_ref());
+        let held = tags[slot];
+        if (held == tag) | (held == SHARED) {
+            hit(j);
+        }
+    }
+}
+
+/// [`DayTable::scan`] on a table of any power-of-two size (a mask and a bounds
+/// check per probe).
+fn scan_any(tags: &[u8], hash: SlotHash, rpis: &[Block], mut hit: impl FnMut(usize)) {
+    let bits = tags.len().trailing_zeros();
+    let mask = tags.len() - 1;
+    for (j, block) in rpis.iter().enumerate() {
+        let (slot, tag) = hash.slot(bits, block.as_ref());
+        let held = tags[slot & mask];
+        if (held == tag) | (held == SHARED) {
+            hit(j);
         }
     }
 }
@@ -177,6 +229,14 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     /// `as_ref` must return the same observations for as long as the index holds
     /// the container.
     pub fn owning(observations: O) -> Self {
+        Self::with_slots_per_token(observations, SLOTS_PER_TOKEN)
+    }
+
+    /// [`ObservationIndex::owning`] with `slots` (≥ 1) tag-table slots per token
+    /// before rounding up instead of 16: fewer make smaller tables that pass more
+    /// random RPIs. For benchmarks weighing that trade; matches the same.
+    #[doc(hidden)]
+    pub fn with_slots_per_token(observations: O, slots: usize) -> Self {
         let held = observations.as_ref();
         let hash = SlotHash::random();
         let mut exact = HashMap::with_capacity(held.len());
@@ -202,7 +262,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
         let mut tags = Vec::new();
         let mut days = Vec::new();
         for tokens in day_tokens.chunk_by(|a, b| a.0 == b.0) {
-            let bits = (tokens.len() * SLOTS_PER_TOKEN)
+            let bits = (tokens.len() * slots.max(1))
                 .next_power_of_two()
                 .trailing_zeros()
                 .max(MIN_SLOT_BITS);
@@ -213,9 +273,8 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             };
             tags.resize(tags.len() + (1 << bits), EMPTY);
             let table = &mut tags[slot.first as usize..];
-            let mask = (1 << bits) - 1;
             for (_, rpi) in tokens {
-                let (i, tag) = hash.slot(mask, &rpi.0);
+                let (i, tag) = hash.slot(bits, &rpi.0);
                 table[i] = match table[i] {
                     EMPTY => tag,
                     held if held == tag => tag,
@@ -278,6 +337,19 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
     /// each day's RPIs against that day's tag table: the probing half of
     /// [`match_keys`], public so that benchmarks can time it apart.
     pub fn probe(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>) {
+        self.probe_with(rpis, start, out, true)
+    }
+
+    /// [`ObservationIndex::probe`] through the generic loop (a mask and a
+    /// bounds check per probe), not the one instantiated per table size: for
+    /// benchmarks weighing that lever. Finds the same.
+    #[doc(hidden)]
+    pub fn probe_generic(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>) {
+        self.probe_with(rpis, start, out, false)
+    }
+
+    #[inline]
+    fn probe_with(&self, rpis: &[Block], start: EnIntervalNumber, out: &mut Vec<u32>, sized: bool) {
         // Intervals past u32::MAX do not exist (the reference stops there too).
         let rpis = &rpis[..rpis.len().min((u32::MAX - start) as usize)];
         let mut j = 0;
@@ -287,7 +359,7 @@ impl<O: AsRef<[Observation]>> ObservationIndex<'_, O> {
             let day_end = (day_start_interval(day + 1) - start) as usize;
             let end = day_end.min(rpis.len());
             if let Some(table) = self.day_table(day) {
-                table.scan(&rpis[j..end], |k| {
+                table.scan(&rpis[j..end], sized, |k| {
                     self.collect(&Rpi(rpis[j + k].into()), first + k as u32, out)
                 });
             }

@@ -2,7 +2,7 @@
 //! thread: this machine is shared, and wall-clock rates of single-threaded work
 //! sink with the load of other processes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// CPU time the calling thread has used.
 pub fn thread_cpu_time() -> Duration {
@@ -48,4 +48,60 @@ pub fn rate(label: &str, per_iter: usize, mut f: impl FnMut()) -> f64 {
     let r = (calls * per_iter) as f64 / secs;
     println!("  {label:<52} {r:>12.0} /s");
     r
+}
+
+/// What a measurement is timed by.
+#[allow(dead_code)] // not every bench including this file times by the wall clock
+#[derive(Clone, Copy)]
+pub enum Timer {
+    /// CPU time of the measuring thread: single-threaded work, unaffected by
+    /// other processes taking turns on the core (this machine is shared).
+    ThreadCpu,
+    /// Wall-clock time: work spread over threads (affected by machine load).
+    Wall,
+}
+
+impl Timer {
+    pub fn now(self) -> Duration {
+        match self {
+            Timer::ThreadCpu => thread_cpu_time(),
+            Timer::Wall => EPOCH.elapsed(),
+        }
+    }
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Round-robin timing: each measurement runs for a ~0.1 s slice in every round and
+/// keeps its best rate, so all of them see the same machine conditions.
+#[derive(Default)]
+pub struct Contest<'a> {
+    runs: Vec<Run<'a>>,
+}
+
+/// Units of work per call, its timer, and the work.
+type Run<'a> = (usize, Timer, Box<dyn FnMut() + 'a>);
+
+impl<'a> Contest<'a> {
+    /// Adds `run`, which does `units` units of work per call; returns its slot.
+    pub fn add(&mut self, units: usize, timer: Timer, run: impl FnMut() + 'a) -> usize {
+        self.runs.push((units, timer, Box::new(run)));
+        self.runs.len() - 1
+    }
+
+    /// Best units per second of each run, by slot.
+    pub fn run(mut self, rounds: usize) -> Vec<f64> {
+        let mut best = vec![0.0f64; self.runs.len()];
+        for (_, _, run) in &mut self.runs {
+            run(); // warm-up
+        }
+        for _ in 0..rounds {
+            for ((units, timer, run), best) in self.runs.iter_mut().zip(&mut best) {
+                let (calls, secs) =
+                    time_slice(|| timer.now(), Duration::from_millis(100), &mut *run);
+                *best = best.max((calls * *units) as f64 / secs);
+            }
+        }
+        best
+    }
 }
