@@ -172,9 +172,14 @@ impl Core {
         Ok((put, meta))
     }
 
-    /// Deletes warning batches past retention (14 days after `createdAt`).
+    /// Deletes warning batches past retention (14 days after `createdAt`), at
+    /// the clock for irreversible acts (none while a starting node waits for
+    /// its peers' clocks).
     pub fn warning_retention(&self) -> Result<Vec<WarningMeta>, StorageError> {
-        let deleted = self.warning_files().delete_expired(self.safe_now())?;
+        let Some(now) = self.safe_now() else {
+            return Ok(Vec::new());
+        };
+        let deleted = self.warning_files().delete_expired(now)?;
         if !deleted.is_empty() {
             tracing::info!(
                 count = deleted.len(),
