@@ -1,6 +1,9 @@
 //! The timing loops the hand-rolled benches share, on the CPU time of the measuring
 //! thread: this machine is shared, and wall-clock rates of single-threaded work
 //! sink with the load of other processes.
+//!
+//! Each bench includes this file as its own module and uses a part of it.
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
