@@ -324,7 +324,17 @@ async fn relays_get_filters_by_gossip_and_serve_identical_bytes() {
         );
         assert_eq!(served(n, day).unwrap().0, g1, "bit-identical");
     }
-    assert!(r2.core.metrics.gossip_accepted.get() >= 1);
+    // The store is written before the gossip verdict is counted: wait for it.
+    assert!(
+        wait_until(Duration::from_secs(5), || r2
+            .core
+            .metrics
+            .gossip_accepted
+            .get()
+            >= 1)
+        .await,
+        "r2 got the filter by gossip"
+    );
 
     // A second upload: revision 2 replaces revision 1 everywhere.
     let second = key_of(day);
