@@ -271,16 +271,10 @@ impl Gateway {
         crate::federation::witnessing::Binding::sign(&self.key, log_origin)
     }
 
-    /// Completes an owner's pre-trace with this gateway's seal key, which is
-    /// the venue authority key (SPEC.md §12.5, §12.10).
-    pub fn trace_venue(
-        &self,
-        pre: &traceless_protocol::venue::PreTrace,
-        message: &str,
-        risk_level: u32,
-        now: u64,
-    ) -> Result<traceless_protocol::venue::Traced, traceless_protocol::venue::VenueError> {
-        traceless_protocol::venue::complete_trace(pre, &self.seal_key, message, risk_level, now)
+    /// This gateway's seal key, which is the venue authority key that
+    /// completes owners' pre-traces (SPEC.md §12.5, §12.10).
+    pub(crate) fn venue_authority_key(&self) -> &GatewaySealKey {
+        &self.seal_key
     }
 
     /// Signs a warning batch with the authority key.

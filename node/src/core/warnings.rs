@@ -5,8 +5,9 @@
 //! batches, serves them, and deletes them 14 days after `createdAt`.
 
 use traceless_protocol::venue::{
-    PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch, MAX_WARNINGS,
+    complete_trace, PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch, MAX_WARNINGS,
 };
+use traceless_protocol::GatewaySealKey;
 
 use super::Core;
 use crate::storage::warnings::{
@@ -55,18 +56,19 @@ pub enum WarningIngestError {
     Storage(#[from] StorageError),
 }
 
-/// Completes `pre` with `gateway`'s venue authority key and queues the
-/// warnings in `files` for the next boundary after `now`; returns what the
-/// tracer may see and how many hour slots were traced.
+/// Completes `pre` with the venue authority key `seal` (a gateway's seal key)
+/// and queues the warnings in `files` for the next boundary after `now`;
+/// returns what the tracer may see and how many hour slots were traced. The
+/// running gateway and the `venue trace` command both trace through this.
 pub fn trace_into(
-    gateway: &crate::gateway::Gateway,
+    seal: &GatewaySealKey,
     files: &WarningFiles,
     pre: &PreTrace,
     message: &str,
     risk_level: u32,
     now: u64,
 ) -> Result<(TraceView, usize), TraceError> {
-    let traced = gateway.trace_venue(pre, message, risk_level, now)?;
+    let traced = complete_trace(pre, seal, message, risk_level, now)?;
     let slots = traced.warnings.len();
     files.enqueue(traced.warnings, now)?;
     Ok((traced.view, slots))
@@ -87,7 +89,7 @@ impl Core {
     ) -> Result<(TraceView, usize), TraceError> {
         let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
         let (view, slots) = trace_into(
-            g,
+            g.venue_authority_key(),
             &self.warning_files(),
             pre,
             message,
@@ -122,12 +124,10 @@ impl Core {
             sequence += 1;
         }
         files.commit_publication(g.origin(), &signed, sequence, &queued)?;
-        for (_, bytes) in &signed {
+        for (m, bytes) in &signed {
             let _ = self
                 .announce
                 .send(super::Announcement::Warnings(bytes.clone()));
-        }
-        for (m, _) in &signed {
             tracing::info!(
                 sequence = m.sequence,
                 warnings = m.warnings,
@@ -146,11 +146,8 @@ impl Core {
         bytes: &[u8],
     ) -> Result<(WarningPut, WarningMeta), WarningIngestError> {
         let now = self.now();
-        let signed = SignedWarningBatch::decode(bytes)?;
-        if signed.encode() != bytes {
-            return Err(VenueError::NonCanonical("SignedWarningBatch").into());
-        }
-        let batch = signed.verify(&self.trust)?;
+        // `decode` refuses bytes that do not re-encode identically.
+        let batch = SignedWarningBatch::decode(bytes)?.verify(&self.trust)?;
         if batch.created_at > now.saturating_add(self.config.clock.tolerance_secs) {
             return Err(WarningIngestError::Future {
                 created_at: batch.created_at,

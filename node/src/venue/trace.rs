@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use traceless_protocol::venue::{complete_trace, PreTrace, TraceView};
+use traceless_protocol::venue::{PreTrace, TraceView};
 use traceless_protocol::GatewaySealKey;
 
 use crate::config::{Config, Role};
+use crate::core::warnings::trace_into;
 use crate::storage::warnings::WarningFiles;
 
 /// A trace on a gateway's data dir.
@@ -43,7 +44,8 @@ pub fn describe(view: &TraceView, slots: usize) -> String {
     )
 }
 
-/// Completes the trace with `seal` and queues it in `files`.
+/// Decodes the owner's pre-trace, completes it with `seal` and queues it in
+/// `files` (see [`trace_into`]).
 pub fn trace_with(
     seal: &GatewaySealKey,
     files: &WarningFiles,
@@ -53,13 +55,7 @@ pub fn trace_with(
     now: u64,
 ) -> Result<(TraceView, usize), String> {
     let pre = PreTrace::decode(pre_trace).map_err(|e| format!("pre-trace refused: {e}"))?;
-    let traced = complete_trace(&pre, seal, message, risk, now)
-        .map_err(|e| format!("trace refused: {e}"))?;
-    let slots = traced.warnings.len();
-    files
-        .enqueue(traced.warnings, now)
-        .map_err(|e| format!("queueing the warnings failed: {e}"))?;
-    Ok((traced.view, slots))
+    trace_into(seal, files, &pre, message, risk, now).map_err(|e| e.to_string())
 }
 
 /// Runs `venue trace` at the system clock's now.
