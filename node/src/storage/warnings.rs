@@ -75,6 +75,14 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The name of a warning file at `path`, or none for a temporary file that
+/// [`write_durably`] left behind (a crash before its rename): never read as a
+/// queued trace or a stored batch.
+fn stored_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    (!name.ends_with(".tmp")).then_some(name)
+}
+
 fn remove_durably(paths: &[PathBuf]) -> Result<(), StorageError> {
     let mut dirs = std::collections::BTreeSet::new();
     for p in paths {
@@ -171,7 +179,7 @@ impl WarningFiles {
             Ok(rd) => {
                 for entry in rd {
                     let path = entry.map_err(io)?.path();
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let name = stored_name(&path);
                     let Some(at) = name
                         .as_deref()
                         .and_then(|n| n.strip_prefix("q-"))
@@ -272,13 +280,9 @@ impl WarningFiles {
         let mut out = Vec::new();
         for entry in rd {
             let path = entry.map_err(io)?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !name.starts_with("w-") || name.ends_with(".tmp") {
+            let Some(name) = stored_name(&path).filter(|n| n.starts_with("w-")) else {
                 continue;
-            }
+            };
             if prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
                 continue;
             }
@@ -302,5 +306,25 @@ impl WarningFiles {
             .collect();
         remove_durably(&paths)?;
         Ok(expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A half-written queue file a crash left before its rename is not read
+    /// as a queued trace (it would not decode and would block publication).
+    #[test]
+    fn a_temporary_file_left_in_the_queue_is_not_a_queued_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = WarningFiles::at(dir.path());
+        files.enqueue(Vec::new(), 100).unwrap();
+        let left = files.queue_dir().join(format!("q-{:020}-00.tmp", 50));
+        std::fs::write(&left, b"half").unwrap();
+        let (_, queued) = files.queued_before(200).unwrap();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert!(!queued.contains(&left));
     }
 }
