@@ -286,7 +286,7 @@ fn main() {
                 .collect();
             let mut seed = [0u8; FILTER_SEED_LEN];
             rng.fill_bytes(&mut seed);
-            DayFilter {
+            let part = DayFilter {
                 origin: "bench.health".into(),
                 day: FIRST_DAY + d,
                 revision: 1,
@@ -295,7 +295,9 @@ fn main() {
             }
             .sign(&authority)
             .expect("signs")
-            .encode()
+            .encode();
+            // As a node serves it: one part in a `FilterParts`.
+            traceless_protocol::FilterParts { parts: vec![part] }.encode()
         })
         .collect();
     let filter_entries = per_day * 144;

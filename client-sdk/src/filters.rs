@@ -1,19 +1,19 @@
 //! Filter form on the phone (SPEC.md §5.8): verify a downloaded day filter,
 //! probe the stored sightings against it, and keep what hit.
 //!
-//! A day filter of `(origin, day)` is rebuilt by its gateway under increasing
-//! revisions, each a superset of the last. The phone keeps, sealed in
-//! [`Table::Filters`]:
+//! A day filter of `(origin, day)` grows by signed *parts* (version 2): part `r`
+//! holds only the entries that became publishable after part `r - 1`. The phone
+//! keeps, sealed in [`Table::Filters`]:
 //!
 //! ```text
-//! revision of (origin, day)        under day `day`:  record_key(day, "filter-revision", origin)
+//! parts held of (origin, day)      under day `day`:  record_key(day, "filter-revision", origin)
 //! hits of (origin, day) heard on h under day `h`:    record_key(h, "filter-hits", origin || 0x00 || BE32(day))
 //! ```
 //!
 //! `h` is `day - 1`, `day` or `day + 1` (tokens drift by up to 12 intervals), and
 //! a hit is sealed under the day it was heard so that it is shredded with the
-//! sighting it repeats. A newer revision *replaces* the hits of its
-//! `(origin, day)`; an older or equal one is ignored. Every hit is one scan
+//! sighting it repeats. A part not held yet (in any order) *adds* its hits to
+//! those of its `(origin, day)`; a part held already is ignored. Every hit is one scan
 //! instance `(RPI, first seen)`: when windows are built, a scan instance that
 //! hit several filters (two origins, or two days' filters through drift) counts
 //! once, and a scan instance already in a key-form window (the same TEK
@@ -48,12 +48,16 @@ const KEY_MATCHED_LABEL: &[u8] = b"key-matched";
 /// One record of [`Table::Filters`].
 #[derive(Serialize, Deserialize)]
 enum FilterRecord {
-    /// The revision held for an (origin, day).
+    /// A version-1 whole-day filter's revision held for an (origin, day):
+    /// read as holding no part (version-1 filters are served no more; the
+    /// hits they gave are kept, parts add to them).
     Revision(u64),
     /// The scan instances of one day that hit an (origin, day)'s filter.
     Hits(Vec<FilterHit>),
     /// The scan instances of one day that are in key-form windows, sorted.
     KeyMatched(Vec<ScanId>),
+    /// The part numbers held for an (origin, day), ascending.
+    Parts(Vec<u64>),
 }
 
 /// A scan instance: its token and when it began.
@@ -95,21 +99,34 @@ pub(crate) fn verify(bytes: &[u8], trust: &TrustList, now: u64) -> Result<DayFil
     Ok(SignedFilter::decode(bytes)?.verify(trust, now)?)
 }
 
-/// The revision held for `(origin, day)`, if any.
-pub(crate) fn revision(vault: &Vault, origin: &str, day: u32) -> Result<Option<u64>> {
+/// The parts held for `(origin, day)`, ascending.
+pub(crate) fn parts(vault: &Vault, origin: &str, day: u32) -> Result<Vec<u64>> {
     if !vault.has_day(day) {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let key = vault.record_key(day, REVISION_LABEL, origin.as_bytes())?;
     match vault.get(Table::Filters, &key)? {
-        None => Ok(None),
+        None => Ok(Vec::new()),
         Some(bytes) => match postcard::from_bytes(&bytes) {
-            Ok(FilterRecord::Revision(r)) => Ok(Some(r)),
+            Ok(FilterRecord::Parts(p)) => Ok(p),
+            Ok(FilterRecord::Revision(_)) => Ok(Vec::new()),
             _ => Err(crate::SdkError::Corrupt(format!(
-                "filter revision of {origin}, day {day}: the record is damaged"
+                "filter parts of {origin}, day {day}: the record is damaged"
             ))),
         },
     }
+}
+
+/// The highest `r` such that every part `1..=r` of `(origin, day)` is held, if
+/// any: the host fetches the parts after it.
+pub(crate) fn revision(vault: &Vault, origin: &str, day: u32) -> Result<Option<u64>> {
+    let held = parts(vault, origin, day)?;
+    let prefix = held
+        .iter()
+        .zip(1u64..)
+        .take_while(|(p, want)| **p == *want)
+        .count() as u64;
+    Ok((prefix > 0).then_some(prefix))
 }
 
 /// The stored scan instances that hit `filter`: those heard on the filter's day
@@ -145,9 +162,10 @@ pub(crate) fn probe(filter: &DayFilter, set: &ObservationSet) -> Vec<FilterHit> 
     .collect()
 }
 
-/// Replaces the hits of `filter`'s `(origin, day)` by `hits` and records its
-/// revision. Returns how many days (of hearing) gained hits.
+/// Adds `hits` to those of `filter`'s `(origin, day)` and records the part as
+/// held. Returns how many days (of hearing) gained hits.
 pub(crate) fn store(vault: &mut Vault, filter: &DayFilter, hits: Vec<FilterHit>) -> Result<usize> {
+    let mut held = parts(vault, &filter.origin, filter.day)?;
     let mut by_day: BTreeMap<u32, Vec<FilterHit>> = BTreeMap::new();
     for h in hits {
         by_day
@@ -157,36 +175,32 @@ pub(crate) fn store(vault: &mut Vault, filter: &DayFilter, hits: Vec<FilterHit>)
     }
     let item = hits_item(&filter.origin, filter.day);
     let mut grown = 0;
-    for heard in filter.day.saturating_sub(1)..=filter.day.saturating_add(1) {
+    for (heard, new) in by_day {
         if !vault.has_day(heard) {
             continue;
         }
         let key = vault.record_key(heard, HITS_LABEL, &item)?;
-        match by_day.remove(&heard) {
-            Some(mut new) => {
-                new.sort_unstable();
-                new.dedup();
-                let before = match read_lenient(vault, &key) {
-                    Some(FilterRecord::Hits(old)) => old.len(),
-                    _ => 0,
-                };
-                if new.len() > before {
-                    grown += 1;
-                }
-                vault.put(Table::Filters, &key, &encode(&FilterRecord::Hits(new)))?;
-            }
-            None => vault.storage().remove(Table::Filters, &key)?,
+        let mut all = match read_lenient(vault, &key) {
+            Some(FilterRecord::Hits(old)) => old,
+            _ => Vec::new(),
+        };
+        let before = all.len();
+        all.extend(new);
+        all.sort_unstable();
+        all.dedup();
+        if all.len() > before {
+            grown += 1;
+            vault.put(Table::Filters, &key, &encode(&FilterRecord::Hits(all)))?;
         }
     }
-    // The revision lives under the filter's day; a filter that verified lies
+    // The parts live under the filter's day; a filter that verified lies
     // inside the retention window, so its day's key slot is free or its own.
+    if let Err(at) = held.binary_search(&filter.revision) {
+        held.insert(at, filter.revision);
+    }
     vault.ensure_day(filter.day)?;
     let key = vault.record_key(filter.day, REVISION_LABEL, filter.origin.as_bytes())?;
-    vault.put(
-        Table::Filters,
-        &key,
-        &encode(&FilterRecord::Revision(filter.revision)),
-    )?;
+    vault.put(Table::Filters, &key, &encode(&FilterRecord::Parts(held)))?;
     Ok(grown)
 }
 
@@ -227,7 +241,7 @@ pub(crate) fn load_windows(vault: &Vault) -> Result<(Vec<ExposureWindow>, usize)
                     }
                 }
                 Some(FilterRecord::KeyMatched(list)) => key_matched.extend(list),
-                Some(FilterRecord::Revision(_)) => {}
+                Some(FilterRecord::Revision(_) | FilterRecord::Parts(_)) => {}
                 None => unreadable += 1,
             }
         }

@@ -23,10 +23,11 @@
 //! In the filter form (SPEC.md §5.8) the patient leaves out chosen times
 //! ([`Sdk::sealed_filter_upload`], [`Sdk::filter_diagnosis_upload`]: a mask of
 //! intervals per key instead of whole days) and the gateway publishes
-//! unlinkable entries in one signed Bloom filter per origin and day;
-//! [`Sdk::sync_filter`] probes the stored sightings against it and merges the
-//! hits into the same exposure summary ([`Sdk::filter_revision`] tells the app
-//! which revision it holds, so it skips unchanged filters).
+//! unlinkable entries in signed Bloom filters per origin and day, one part per
+//! publication boundary holding only what is new; [`Sdk::sync_filter`] probes
+//! the stored sightings against a part and merges the hits into the same
+//! exposure summary ([`Sdk::filter_revision`] tells the app which parts it
+//! holds, so it fetches only later ones).
 //!
 //! What it reveals: the app learns per day only "exposed for M minutes, score S";
 //! the node that serves batches learns nothing (every phone downloads the same

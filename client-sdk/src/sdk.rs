@@ -10,8 +10,8 @@ use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
 use traceless_protocol::{
     day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, ExportKeyCertificate,
-    IntervalMask, SharedClock, SignedExportKey, SignedRiskConfig, TokenPublicKey, TokenRequest,
-    TokenResponse, TrustList, UploadToken, WireError, RETENTION_DAYS,
+    FilterParts, IntervalMask, SharedClock, SignedExportKey, SignedRiskConfig, TokenPublicKey,
+    TokenRequest, TokenResponse, TrustList, UploadToken, WireError, RETENTION_DAYS,
 };
 
 use zeroize::Zeroizing;
@@ -466,43 +466,55 @@ impl Sdk {
         sync::cursor(&self.vault, origin)
     }
 
-    /// Verifies a signed day filter (SPEC.md §5.8, bytes as downloaded from any
-    /// node) against the trusted authorities and probes the stored sightings of
-    /// its day and the day either side against it. A revision newer than the one
-    /// held for its (origin, day) replaces that (origin, day)'s hits, which feed
+    /// Syncs the body of `GET /v1/filters/{origin}/{day}[?after=r]` (SPEC.md
+    /// §5.8, §6.1): a `FilterParts` of signed parts of day filters, from any
+    /// node. Every part is verified against the trusted authorities first; then
+    /// the stored sightings of each part's day and the day either side (only
+    /// those recorded before the part's `created_at`) are probed against each
+    /// part not held yet. Parts may arrive in any order and in any response: a
+    /// new part adds its hits to its (origin, day)'s, which feed
     /// [`Sdk::exposure_summary`] like key matches (a scan instance that hit
-    /// several filters counts once); a revision not newer is ignored (the report
-    /// is all zeros). Rejects anything unsigned, untrusted, expired or malformed,
+    /// several parts or filters counts once); a part held already is skipped.
+    /// The report sums the new parts (all zeros if none was new). Rejects the
+    /// whole body if any part is unsigned, untrusted, expired or malformed,
     /// changing nothing.
     pub fn sync_filter(&mut self, bytes: &[u8]) -> Result<SyncReport> {
         let now = self.now()?;
-        let filter = filters::verify(bytes, &self.trust, now)?;
-        if filter.day < day_of_unix(now).saturating_sub(RETENTION_DAYS) {
-            // Verified in its last second, but its day is no longer kept here.
-            return Err(WireError::Expired {
-                expired_at: filter.expires_at(),
-                now,
+        let mut verified = Vec::new();
+        for part in FilterParts::decode(bytes)?.parts {
+            let filter = filters::verify(&part, &self.trust, now)?;
+            if filter.day < day_of_unix(now).saturating_sub(RETENTION_DAYS) {
+                // Verified in its last second, but its day is no longer kept here.
+                return Err(WireError::Expired {
+                    expired_at: filter.expires_at(),
+                    now,
+                }
+                .into());
             }
-            .into());
+            verified.push(filter);
         }
-        let held = filters::revision(&self.vault, &filter.origin, filter.day)?;
-        if held.is_some_and(|r| r >= filter.revision) {
-            return Ok(SyncReport {
-                keys: 0,
-                new_windows: 0,
-            });
+        let mut report = SyncReport {
+            keys: 0,
+            new_windows: 0,
+        };
+        for filter in verified {
+            let held = filters::parts(&self.vault, &filter.origin, filter.day)?;
+            if held.binary_search(&filter.revision).is_ok() {
+                continue;
+            }
+            let hits = filters::probe(&filter, self.observations()?);
+            report.new_windows += filters::store(&mut self.vault, &filter, hits)?;
+            report.keys += usize::try_from(filter.filter.entries()).unwrap_or(usize::MAX);
         }
-        let hits = filters::probe(&filter, self.observations()?);
-        let new_windows = filters::store(&mut self.vault, &filter, hits)?;
-        self.vault.storage().flush()?;
-        Ok(SyncReport {
-            keys: usize::try_from(filter.filter.entries()).unwrap_or(usize::MAX),
-            new_windows,
-        })
+        if report.keys > 0 {
+            self.vault.storage().flush()?;
+        }
+        Ok(report)
     }
 
-    /// The revision of the day filter of `(origin, day)` held (synced), if any:
-    /// the host need not download a filter whose revision is not newer.
+    /// The highest part `r` of the day filter of `(origin, day)` such that every
+    /// part `1..=r` is held (synced), if any: the host downloads only the parts
+    /// after it (`GET /v1/filters/{origin}/{day}?after=r`).
     pub fn filter_revision(&self, origin: &str, day: u32) -> Result<Option<u64>> {
         filters::revision(&self.vault, origin, day)
     }

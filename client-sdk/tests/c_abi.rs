@@ -58,6 +58,11 @@ fn write_inputs(dir: &Path) {
     .sign(&authority.key)
     .unwrap()
     .encode();
+    // As a node serves it: the part in a `FilterParts`.
+    let filter = traceless_protocol::FilterParts {
+        parts: vec![filter],
+    }
+    .encode();
     let mut trust = b"c.health\0".to_vec();
     trust.extend_from_slice(&authority.key.key_id.to_le_bytes());
     trust.extend_from_slice(authority.key.verifying_key().as_bytes());

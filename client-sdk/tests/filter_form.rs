@@ -12,15 +12,15 @@ use common::*;
 use rand::RngCore;
 use traceless_protocol::ed25519_dalek::Signer;
 use traceless_protocol::filter::{
-    entry_publishable, filter_entries, FILTER_SEED_LEN, INTERVAL_MASK_LEN,
+    entry_publishable, filter_entries, FILTER_HASHES, FILTER_SEED_LEN, INTERVAL_MASK_LEN,
 };
 use traceless_protocol::token::TokenIssueRequest;
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::{
     day_of_interval, day_start_interval, interval_number, interval_start_seconds, AuthorityKey,
-    Clock, DayFilter, DaySummary, DiagnosisKey, EntryFilter, FilterEntry, GatewaySealKey,
-    IntervalMask, ManualClock, SignedFilter, Tek, TokenKey, Upload, UploadToken, WireError,
-    FILTER_CONTEXT, SEALED_UPLOAD_LEN,
+    Clock, DayFilter, DaySummary, DiagnosisKey, EntryFilter, FilterEntry, FilterParts,
+    GatewaySealKey, IntervalMask, ManualClock, SignedFilter, Tek, TokenKey, Upload, UploadToken,
+    WireError, FILTER_CONTEXT, SEALED_UPLOAD_LEN,
 };
 use traceless_sdk::{Sdk, SdkConfig, SdkError};
 
@@ -79,6 +79,14 @@ fn day_filter(
     .encode()
 }
 
+/// What a node serves for one part: a `FilterParts` of that part alone.
+fn one(part: &[u8]) -> Vec<u8> {
+    FilterParts {
+        parts: vec![part.to_vec()],
+    }
+    .encode()
+}
+
 /// A filter of every DAY0 entry of `upload` that a gateway may publish at `now`.
 fn publish(authority: &AuthorityKey, upload: &Upload, revision: u64, now: u64) -> Vec<u8> {
     day_filter(authority, upload, DAY0, revision, now, |i| {
@@ -130,7 +138,7 @@ fn a_phone_matches_the_chosen_intervals_and_not_the_excluded_ones() {
     let filter_without_b = publish(&authority, &without_b, 1, now);
     let filter_everything = publish(&authority, &everything, 2, now);
 
-    let report = bob.sync_filter(&filter_without_b).unwrap();
+    let report = bob.sync_filter(&one(&filter_without_b)).unwrap();
     assert!(report.keys > 100, "{report:?}");
     assert_eq!(report.new_windows, 1);
     assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(1));
@@ -141,14 +149,20 @@ fn a_phone_matches_the_chosen_intervals_and_not_the_excluded_ones() {
 
     // Bob's minutes are visit A's alone: Erin, who heard only A, gets the same
     // from the filter of everything.
-    erin.sync_filter(&filter_everything).unwrap();
+    erin.sync_filter(&one(&filter_everything)).unwrap();
     assert_eq!(minutes(&mut erin), summary[0].minutes);
 
     // Carol heard only visit B: nothing from the filter that leaves it out,
     // exposure from the one that does not.
-    assert_eq!(carol.sync_filter(&filter_without_b).unwrap().new_windows, 0);
+    assert_eq!(
+        carol
+            .sync_filter(&one(&filter_without_b))
+            .unwrap()
+            .new_windows,
+        0
+    );
     assert!(carol.exposure_summary().unwrap().is_empty());
-    carol.sync_filter(&filter_everything).unwrap();
+    carol.sync_filter(&one(&filter_everything)).unwrap();
     assert!(minutes(&mut carol) >= 25.0);
 }
 
@@ -174,58 +188,110 @@ fn a_sighting_recorded_after_the_filter_was_created_does_not_match() {
     let filter = day_filter(&authority, &upload, DAY0, 1, at(DAY0, 9 * 60 + 12), |_| {
         true
     });
-    assert_eq!(eve.sync_filter(&filter).unwrap().new_windows, 1);
+    assert_eq!(eve.sync_filter(&one(&filter)).unwrap().new_windows, 1);
     assert_eq!(minutes(&mut eve), 5.0);
-    assert_eq!(frank.sync_filter(&filter).unwrap().new_windows, 0);
+    assert_eq!(frank.sync_filter(&one(&filter)).unwrap().new_windows, 0);
     assert!(frank.exposure_summary().unwrap().is_empty());
     assert_eq!(frank.filter_revision(ORIGIN, DAY0).unwrap(), Some(1));
 }
 
 #[test]
-fn newer_revisions_replace_older_ones_and_nothing_is_counted_twice() {
+fn parts_add_up_in_any_order_to_one_filter_of_all_entries() {
     let clock = ManualClock::new(at(DAY0, VISIT_A.0));
     let authority = AuthorityKey::generate(ORIGIN, 1);
     let mut alice = phone(&clock);
     let mut bob = trusting(&clock, &authority);
     let mut carol = trusting(&clock, &authority);
-    hear(&clock, &mut alice, &mut [&mut bob, &mut carol], 30);
+    let mut dave = trusting(&clock, &authority);
+    hear(
+        &clock,
+        &mut alice,
+        &mut [&mut bob, &mut carol, &mut dave],
+        30,
+    );
     clock.set(at(DAY0, VISIT_B.0));
-    hear(&clock, &mut alice, &mut [&mut bob, &mut carol], 30);
+    hear(
+        &clock,
+        &mut alice,
+        &mut [&mut bob, &mut carol, &mut dave],
+        30,
+    );
     let now = at(DAY0 + 1, 8 * 60);
     clock.set(now);
     let upload = alice.filter_diagnosis_upload(CODE, DAY0, &[]).unwrap();
     let upload = Upload::decode(&upload, now).unwrap();
-    // Revision 1 was built before visit B's entries arrived; 2 and 3 hold all.
+    // Part 1 holds the morning's entries, part 2 (an hour later) only the rest:
+    // disjoint, as a gateway builds them.
     let noon = day_start_interval(DAY0) + 72;
-    let rev1 = day_filter(&authority, &upload, DAY0, 1, now - 3600, |i| i < noon);
-    let rev2 = publish(&authority, &upload, 2, now);
-    let rev3 = publish(&authority, &upload, 3, now);
+    let part1 = day_filter(&authority, &upload, DAY0, 1, now - 3600, |i| i < noon);
+    let part2 = day_filter(&authority, &upload, DAY0, 2, now, |i| i >= noon);
+    // One filter of every entry, the version-1 shape, for comparison.
+    let whole = publish(&authority, &upload, 1, now);
+    dave.sync_filter(&one(&whole)).unwrap();
+    let want = dave.exposure_summary().unwrap();
+    let one_visit = minutes(&mut dave) / 2.0;
+    assert!(one_visit >= 25.0, "{want:?}");
 
-    // Carol syncs in order: revision 2 replaces 1 rather than adding to it.
-    carol.sync_filter(&rev1).unwrap();
-    let visit_a = minutes(&mut carol);
-    assert!(visit_a >= 25.0);
-    carol.sync_filter(&rev2).unwrap();
-    let both = minutes(&mut carol);
-    // The two visits are alike; revision 2 added to 1 would make three.
-    assert_eq!(both, 2.0 * visit_a, "{visit_a} then {both}");
-
-    // Bob gets the newest first: older and equal revisions are ignored, a newer
-    // one (fresh seed, same entries) changes nothing.
-    let r = bob.sync_filter(&rev2).unwrap();
+    // Carol in order: part 2 adds visit B to part 1's visit A.
+    let r = carol.sync_filter(&one(&part1)).unwrap();
+    assert_eq!(r.new_windows, 1);
+    assert_eq!(minutes(&mut carol), one_visit);
+    assert_eq!(carol.filter_revision(ORIGIN, DAY0).unwrap(), Some(1));
+    let r = carol.sync_filter(&one(&part2)).unwrap();
     assert!(r.keys > 0 && r.new_windows == 1, "{r:?}");
-    let summary: Vec<DaySummary> = bob.exposure_summary().unwrap();
-    assert_eq!(minutes(&mut bob), both);
-    for stale in [&rev1, &rev2] {
-        let r = bob.sync_filter(stale).unwrap();
+    assert_eq!(carol.filter_revision(ORIGIN, DAY0).unwrap(), Some(2));
+    assert_eq!(carol.exposure_summary().unwrap(), want);
+
+    // Bob gets part 2 first: he holds no prefix until part 1 arrives, and then
+    // the same as Carol. A part held already is ignored.
+    bob.sync_filter(&one(&part2)).unwrap();
+    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), None);
+    assert_eq!(minutes(&mut bob), one_visit);
+    bob.sync_filter(&one(&part1)).unwrap();
+    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(2));
+    assert_eq!(bob.exposure_summary().unwrap(), want);
+    for again in [&part1, &part2] {
+        let r = bob.sync_filter(&one(again)).unwrap();
         assert_eq!((r.keys, r.new_windows), (0, 0));
         assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(2));
-        assert_eq!(bob.exposure_summary().unwrap(), summary);
+        assert_eq!(bob.exposure_summary().unwrap(), want);
     }
-    let r = bob.sync_filter(&rev3).unwrap();
-    assert!(r.keys > 0 && r.new_windows == 0, "{r:?}");
-    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(3));
-    assert_eq!(bob.exposure_summary().unwrap(), summary);
+}
+
+#[test]
+fn each_part_is_probed_only_with_sightings_recorded_before_it() {
+    let clock = ManualClock::new(at(DAY0, 9 * 60));
+    let authority = AuthorityKey::generate(ORIGIN, 1);
+    let mut alice = phone(&clock);
+    let mut eve = trusting(&clock, &authority);
+    let mut frank = trusting(&clock, &authority);
+    // Eve hears Alice's token of 09:00-09:10, Frank her token of 09:10-09:20.
+    clock.set(at(DAY0, 9 * 60 + 5));
+    let ad = alice.advertisement().unwrap().to_bytes();
+    eve.record_sighting(&ad, -60, None, clock.now()).unwrap();
+    clock.set(at(DAY0, 9 * 60 + 15));
+    let ad = alice.advertisement().unwrap().to_bytes();
+    frank.record_sighting(&ad, -60, None, clock.now()).unwrap();
+    clock.set(at(DAY0, 9 * 60 + 20));
+    let upload = alice.filter_diagnosis_upload(CODE, DAY0, &[]).unwrap();
+    let upload = Upload::decode(&upload, clock.now()).unwrap();
+    // Gateways that ignored the embargo: part 1 at 09:12 holds 09:00-09:10,
+    // part 2 at 09:40 holds 09:10-09:20.
+    let split = day_start_interval(DAY0) + 55;
+    let part1 = day_filter(&authority, &upload, DAY0, 1, at(DAY0, 9 * 60 + 12), |i| {
+        i < split
+    });
+    let part2 = day_filter(&authority, &upload, DAY0, 2, at(DAY0, 9 * 60 + 40), |i| {
+        i >= split
+    });
+    // Frank's sighting (09:15) is after part 1 and before part 2, and its token
+    // is in part 2; Eve's (09:05) is before both, and its token in part 1.
+    assert_eq!(frank.sync_filter(&one(&part1)).unwrap().new_windows, 0);
+    assert!(frank.exposure_summary().unwrap().is_empty());
+    assert_eq!(frank.sync_filter(&one(&part2)).unwrap().new_windows, 1);
+    assert_eq!(minutes(&mut frank), 5.0);
+    assert_eq!(eve.sync_filter(&one(&part1)).unwrap().new_windows, 1);
+    assert_eq!(minutes(&mut eve), 5.0);
 }
 
 #[test]
@@ -249,10 +315,10 @@ fn a_key_and_a_filter_of_the_same_sightings_count_once_in_either_order() {
     dave.sync_batch(&batch).unwrap();
     let key_only = dave.exposure_summary().unwrap();
     assert!(key_only[0].minutes >= 25.0);
-    assert_eq!(dave.sync_filter(&filter).unwrap().new_windows, 1);
+    assert_eq!(dave.sync_filter(&one(&filter)).unwrap().new_windows, 1);
     assert_eq!(dave.exposure_summary().unwrap(), key_only);
 
-    erin.sync_filter(&filter).unwrap();
+    erin.sync_filter(&one(&filter)).unwrap();
     assert_eq!(minutes(&mut erin), key_only[0].minutes);
     erin.sync_batch(&batch).unwrap();
     // The key form's window wins: it knows the sender's TX power and risk level.
@@ -288,7 +354,7 @@ impl RawBody {
                 varint(out, v);
             }
         };
-        num(&mut out, 1, 1);
+        num(&mut out, 1, 2);
         let bytes = |out: &mut Vec<u8>, field: u64, b: &[u8]| {
             varint(out, (field << 3) | 2);
             varint(out, b.len() as u64);
@@ -357,17 +423,17 @@ fn bad_filters_are_rejected_with_a_reason_and_change_nothing() {
         ("untrusted origin", untrusted, "not in the trust list"),
         (
             "wrong-size bitmap",
-            body(5, 40, &bitmap[1..]).signed(&authority),
+            body(5, FILTER_HASHES, &bitmap[1..]).signed(&authority),
             "bitmap",
         ),
         (
             "wrong hash count",
-            body(5, 39, bitmap).signed(&authority),
+            body(5, FILTER_HASHES - 1, bitmap).signed(&authority),
             "hash",
         ),
     ];
     for (what, bytes, reason) in cases {
-        match bob.sync_filter(&bytes) {
+        match bob.sync_filter(&one(&bytes)) {
             Err(e @ SdkError::Rejected(_)) => {
                 assert!(e.to_string().contains(reason), "{what}: {e}")
             }
@@ -379,16 +445,48 @@ fn bad_filters_are_rejected_with_a_reason_and_change_nothing() {
         );
         assert!(bob.exposure_summary().unwrap().is_empty(), "{what}");
     }
+    // A response with a good part and a forged one is rejected whole, and one
+    // that is no `FilterParts` at all likewise.
+    let mixed = FilterParts {
+        parts: vec![good.clone(), forged.encode()],
+    }
+    .encode();
+    for (what, bytes, reason) in [
+        ("a forged part beside a good one", mixed, "signature"),
+        ("no envelope", vec![0xff, 0xff], "filter parts"),
+    ] {
+        match bob.sync_filter(&bytes) {
+            Err(e @ SdkError::Rejected(_)) => {
+                assert!(e.to_string().contains(reason), "{what}: {e}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(bob.exposure_summary().unwrap().is_empty(), "{what}");
+    }
+    // A version-1 filter (the whole-day form) is refused by version.
+    let mut v1 = body(5, FILTER_HASHES, bitmap).encode(ORIGIN);
+    v1[1] = 1;
+    let message = [FILTER_CONTEXT, &[0], &v1].concat();
+    let v1 = SignedFilter {
+        body: v1,
+        key_id: authority.key_id,
+        signature: authority.signing_key.sign(&message).to_bytes(),
+    };
+    match bob.sync_filter(&one(&v1.encode())) {
+        Err(SdkError::Rejected(WireError::UnsupportedVersion { found: 1, .. })) => {}
+        other => panic!("version 1: {other:?}"),
+    }
     // After all that, the well-formed control of the hand-encoded bodies is
     // accepted.
-    bob.sync_filter(&body(5, 40, bitmap).signed(&authority))
+    bob.sync_filter(&one(&body(5, FILTER_HASHES, bitmap).signed(&authority)))
         .unwrap();
-    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(5));
+    // Part 5 alone: no complete run from part 1, so the host asks for all.
+    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), None);
     assert!(minutes(&mut bob) >= 25.0);
 
     // Past retention: the filter is refused.
     clock.set(at(DAY0 + 16, 0));
-    match bob.sync_filter(&good) {
+    match bob.sync_filter(&one(&good)) {
         Err(SdkError::Rejected(WireError::Expired { .. })) => {}
         other => panic!("expired: {other:?}"),
     }
@@ -546,7 +644,7 @@ fn filter_hits_and_revisions_expire_with_retention() {
     clock.set(now);
     let upload = alice.filter_diagnosis_upload(CODE, DAY0, &[]).unwrap();
     let filter = publish(&authority, &Upload::decode(&upload, now).unwrap(), 1, now);
-    bob.sync_filter(&filter).unwrap();
+    bob.sync_filter(&one(&filter)).unwrap();
     assert!(!bob.exposure_summary().unwrap().is_empty());
     clock.set(at(DAY0 + 15, 60));
     assert!(bob.expire().unwrap().contains(&DAY0));
@@ -593,8 +691,8 @@ fn filter_hits_and_revisions_are_sealed_on_disk_and_survive_reopening() {
     let now = at(DAY0 + 1, 8 * 60);
     clock.set(now);
     let upload = alice.filter_diagnosis_upload(CODE, DAY0, &[]).unwrap();
-    let filter = publish(&authority, &Upload::decode(&upload, now).unwrap(), 4, now);
-    bob.sync_filter(&filter).unwrap();
+    let filter = publish(&authority, &Upload::decode(&upload, now).unwrap(), 1, now);
+    bob.sync_filter(&one(&filter)).unwrap();
     let summary = bob.exposure_summary().unwrap();
     assert!(!summary.is_empty());
     drop(bob);
@@ -607,6 +705,6 @@ fn filter_hits_and_revisions_are_sealed_on_disk_and_survive_reopening() {
         "the filter's origin is on disk in clear"
     );
     let mut bob = open();
-    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(4));
+    assert_eq!(bob.filter_revision(ORIGIN, DAY0).unwrap(), Some(1));
     assert_eq!(bob.exposure_summary().unwrap(), summary);
 }

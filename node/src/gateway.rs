@@ -15,7 +15,7 @@ use rand::rngs::OsRng;
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use traceless_protocol::filter::{
-    entry_publishable, filter_entries, FILTER_SEED_LEN, MAX_FILTER_ENTRIES,
+    entry_publishable, filter_entries, FILTER_SEED_LEN, MAX_FILTER_ENTRIES, MAX_FILTER_PARTS,
 };
 use traceless_protocol::wire::filter_expires_at;
 use traceless_protocol::{
@@ -27,7 +27,7 @@ use crate::config::PublicationConfig;
 use crate::core::publication::{self, Schedule, Shapes};
 use crate::export_keys::GatewayPublication;
 use crate::storage::{
-    BatchMeta, FilterMeta, FilterPutOutcome, GatewayCommit, PublishedPeriod, StorageError, Store,
+    BatchMeta, FilterMeta, GatewayCommit, PublishedPeriod, PutOutcome, StorageError, Store,
     StoredBatch, StoredEntry, StoredFilter,
 };
 use crate::upload_codes::{self, CodeError, RateLimiter};
@@ -486,11 +486,12 @@ impl Gateway {
         Ok(receipt)
     }
 
-    /// Folds each day's publishable entries into a new filter revision when they
-    /// differ from what the newest stored revision folded: a fresh random seed,
-    /// `revision = previous + 1`, `created_at = now`, signed and stored. Returns
-    /// the new filters (to gossip). Entries are only ever added to a day until
-    /// retention removes the whole day, so comparing counts finds every change.
+    /// Folds each day's entries that are publishable at `now` and in no part yet
+    /// into the day's next part (SPEC.md §5.8): a fresh random seed, `revision`
+    /// one above the last part, `created_at = now` (a period boundary), signed
+    /// and stored with its entries marked as folded, in one write. Returns the
+    /// new parts (to gossip). A day at [`MAX_FILTER_PARTS`] gets no more parts
+    /// (not reached at hourly boundaries; counted and logged if it is).
     pub fn rebuild_filters(
         &self,
         store: &dyn Store,
@@ -502,28 +503,33 @@ impl Gateway {
             if filter_expires_at(day) <= now {
                 continue; // retention's now
             }
-            let entries: Vec<_> = store
-                .filter_entries_of_day(day)?
+            let new: Vec<StoredEntry> = store
+                .unfolded_entries_of_day(day)?
                 .into_iter()
                 .filter(|e| entry_publishable(e.interval, now))
-                .map(|e| e.entry)
                 .collect();
-            if entries.is_empty() {
+            if new.is_empty() {
                 continue;
             }
-            let previous = store.filter_meta(&self.key.origin, day)?;
-            if previous
-                .as_ref()
-                .is_some_and(|p| p.entries == entries.len() as u64)
-            {
+            let revision = store
+                .filter_parts(&self.key.origin, day)?
+                .last()
+                .map_or(1, |p| p.revision + 1);
+            if revision > MAX_FILTER_PARTS {
+                tracing::error!(
+                    day,
+                    entries = new.len(),
+                    "day filter has {MAX_FILTER_PARTS} parts: entries left unpublished"
+                );
                 continue;
             }
             let mut seed = [0u8; FILTER_SEED_LEN];
             OsRng.fill_bytes(&mut seed);
+            let entries: Vec<_> = new.iter().map(|e| e.entry).collect();
             let filter = DayFilter {
                 origin: self.key.origin.clone(),
                 day,
-                revision: previous.map_or(1, |p| p.revision + 1),
+                revision,
                 created_at: now,
                 filter: EntryFilter::build(&entries, seed)?,
             };
@@ -532,7 +538,7 @@ impl Gateway {
                 meta: FilterMeta::of(&filter, &bytes),
                 bytes,
             };
-            if store.put_filter(&stored)? == FilterPutOutcome::New {
+            if store.put_built_filter(&stored, &new)? == PutOutcome::New {
                 built.push(stored);
             }
         }

@@ -5,9 +5,9 @@
 //! and the same record, with the kind of each range, to the transparency log
 //! (`crate::log`). Nothing else about a deleted batch or filter is kept.
 //!
-//! `DeletedRange` has no kind field, so a deleted day filter is logged as a range
-//! of its origin and day whose `first_sequence..=last_sequence` are the filter's
-//! revisions this node held and whose `key_count` is its entry count (on the
+//! `DeletedRange` has no kind field, so a deleted day filter is logged as ranges
+//! of its origin and day whose `first_sequence..=last_sequence` are runs of the
+//! part revisions this node held and whose `key_count` is their entries (on the
 //! gateway: the entries it deleted). Filter ranges follow the batch ranges of the
 //! same record.
 
@@ -39,30 +39,37 @@ pub enum RetentionError {
 /// The ranges a deletion record lists: per origin and day, runs of consecutive
 /// sequence numbers, so that a range never covers a batch that was not deleted.
 pub fn deleted_ranges(batches: &[BatchMeta]) -> Vec<DeletedRange> {
+    runs_of(
+        batches
+            .iter()
+            .map(|b| (b.origin.as_str(), b.day, b.sequence, b.key_count)),
+    )
+}
+
+/// Per (origin, day), runs of consecutive numbers (sequences or part revisions)
+/// with the sum of their counts.
+fn runs_of<'a>(items: impl Iterator<Item = (&'a str, u32, u64, u64)>) -> Vec<DeletedRange> {
     let mut groups: BTreeMap<(&str, u32), Vec<(u64, u64)>> = BTreeMap::new();
-    for b in batches {
-        groups
-            .entry((b.origin.as_str(), b.day))
-            .or_default()
-            .push((b.sequence, b.key_count));
+    for (origin, day, n, count) in items {
+        groups.entry((origin, day)).or_default().push((n, count));
     }
     let mut out = Vec::new();
-    for ((origin, day), mut seqs) in groups {
-        seqs.sort_unstable();
+    for ((origin, day), mut numbers) in groups {
+        numbers.sort_unstable();
         let mut run: Option<DeletedRange> = None;
-        for (seq, keys) in seqs {
+        for (n, count) in numbers {
             match &mut run {
-                Some(r) if r.last_sequence + 1 == seq => {
-                    r.last_sequence = seq;
-                    r.key_count += keys;
+                Some(r) if r.last_sequence + 1 == n => {
+                    r.last_sequence = n;
+                    r.key_count += count;
                 }
                 _ => {
                     out.extend(run.take());
                     run = Some(DeletedRange {
                         origin: origin.to_owned(),
-                        first_sequence: seq,
-                        last_sequence: seq,
-                        key_count: keys,
+                        first_sequence: n,
+                        last_sequence: n,
+                        key_count: count,
                         day,
                     });
                 }
@@ -73,43 +80,40 @@ pub fn deleted_ranges(batches: &[BatchMeta]) -> Vec<DeletedRange> {
     out
 }
 
-/// The ranges a deletion record lists for expired filters and filter entries:
-/// one per (origin, day) with the revision range held and the entry count. A
-/// gateway's entries of a day are counted in its own filter's range (or, if no
-/// filter of that day was ever built, in a range of revision 1).
+/// The ranges a deletion record lists for expired filter parts and filter
+/// entries: per (origin, day), runs of the part revisions held with their
+/// entries. A gateway's entries of a day are counted in the range of its own
+/// parts (its parts are 1..=n; if no part of that day was ever built, in a
+/// range of revision 1).
 pub fn deleted_filter_ranges(
     filters: &[FilterMeta],
     entry_days: &[(u32, u64)],
     gateway_origin: Option<&str>,
 ) -> Vec<DeletedRange> {
-    let mut ranges: BTreeMap<(String, u32), DeletedRange> = BTreeMap::new();
-    for f in filters {
-        ranges.insert(
-            (f.origin.clone(), f.day),
-            DeletedRange {
-                origin: f.origin.clone(),
-                first_sequence: f.first_revision.max(1),
-                last_sequence: f.revision.max(1),
-                key_count: f.entries,
-                day: f.day,
-            },
-        );
-    }
+    let mut ranges = runs_of(
+        filters
+            .iter()
+            .map(|f| (f.origin.as_str(), f.day, f.revision, f.entries)),
+    );
     if let Some(origin) = gateway_origin {
         for &(day, entries) in entry_days {
-            let r = ranges
-                .entry((origin.to_owned(), day))
-                .or_insert_with(|| DeletedRange {
+            match ranges
+                .iter_mut()
+                .find(|r| r.origin == origin && r.day == day)
+            {
+                Some(r) => r.key_count = r.key_count.max(entries),
+                None => ranges.push(DeletedRange {
                     origin: origin.to_owned(),
                     first_sequence: 1,
                     last_sequence: 1,
-                    key_count: 0,
+                    key_count: entries,
                     day,
-                });
-            r.key_count = r.key_count.max(entries);
+                }),
+            }
         }
+        ranges.sort_by(|a, b| (&a.origin, a.day).cmp(&(&b.origin, b.day)));
     }
-    ranges.into_values().collect()
+    ranges
 }
 
 /// Deletes every batch, day filter and filter entry due at `now` (its last key's validity ended more than

@@ -45,7 +45,6 @@ fn filter(origin: &str, day: u32, revision: u64, entries: u64) -> StoredFilter {
             origin: origin.into(),
             day,
             revision,
-            first_revision: revision,
             created_at: NOW - 3600,
             entries,
             content_id: [revision as u8; 32],
@@ -93,7 +92,7 @@ fn maintained_summary_equals_a_full_scan_through_every_kind_of_write() {
     let s = check(&store, NOW, "300 batches, duplicates, 20 embargoed");
     assert_eq!(s.batches, 300);
     assert!(s.embargoed_keys() > 0, "control: some keys are embargoed");
-    // Day filters: a new revision replaces the old one's figures.
+    // Parts of day filters: each counts, the second beside the first.
     store.put_filter(&filter(ORIGIN, TODAY - 3, 1, 40)).unwrap();
     store.put_filter(&filter(ORIGIN, TODAY - 3, 2, 55)).unwrap();
     store.put_filter(&filter(ORIGIN, TODAY - 17, 1, 9)).unwrap();

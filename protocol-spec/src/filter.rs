@@ -1,5 +1,6 @@
 //! Filter form (SPEC.md §5.8): chosen intervals of a diagnosis key published as
-//! unlinkable hashed entries folded into one Bloom filter per origin and day.
+//! unlinkable hashed entries folded into Bloom filters, one per origin, day and
+//! part (each part holds the entries that became publishable since the last).
 //!
 //! The gateway derives the RPI of every interval the patient chose, hashes
 //! `(RPI, interval)` into a [`FilterEntry`] and forgets the TEK. Entries of one key
@@ -12,10 +13,10 @@
 //!   differs between 32- and 64-bit phones. Items here write raw bytes only.
 //! - Its positions beyond the first two are `h0 + t·h1`: when `h1` shares factors
 //!   with the bitmap size (always a multiple of 8) they collapse onto a few bits.
-//!   Measured with 40 hashes at 58 bits per entry: 26 false positives in 2·10^7
+//!   Measured (version 1) with 40 hashes at 58 bits per entry: 26 false positives in 2·10^7
 //!   probes at 1,000 entries (1.3·10^-6, against 7.9·10^-13 in theory). So the crate
-//!   runs with ONE hash per item and each entry goes in as 40 items `entry || t`:
-//!   40 independent SipHash-1-3 positions.
+//!   runs with ONE hash per item and each entry goes in as 48 items `entry || t`:
+//!   48 independent SipHash-1-3 positions.
 //!
 //! Headers are validated before the crate sees them (it panics on a zero-length
 //! bitmap). `tests/filter_vectors.rs` recomputes bit positions from the SPEC text
@@ -40,14 +41,20 @@ use crate::matcher::Observation;
 pub const FILTER_ENTRY_CONTEXT: &[u8] = b"traceless/v1/filter-entry";
 /// Length of one entry: SHA-256 truncated to 128 bits.
 pub const FILTER_ENTRY_LEN: usize = 16;
-/// Hash functions per entry, `k = ceil(log2(1 / ε))` for the false-positive target ε
-/// of SPEC.md §5.8 (one false alarm per million phones over 14 days).
-pub const FILTER_HASHES: u32 = 40;
+/// Most parts one (origin, day) may have over its life (SPEC.md §5.8): at most one
+/// part an hour while the day accepts entries (16 days of 24 boundaries). A phone
+/// probes an observation against up to this many parts, so each part is sized
+/// for the budget divided by it.
+pub const MAX_FILTER_PARTS: u64 = 384;
+/// Hash functions per entry, `k = ceil(log2(P_max / ε))` for the false-positive
+/// target ε of SPEC.md §5.8 (one false alarm per million phones over 14 days)
+/// shared by [`MAX_FILTER_PARTS`] parts.
+pub const FILTER_HASHES: u32 = 48;
 /// Bitmap bits per entry, `ceil(k / ln 2)`: the Bloom optimum for `k` hashes.
-pub const FILTER_BITS_PER_ENTRY: u64 = 58;
-/// Most entries in one day's filter (a 3.6 MB bitmap).
+pub const FILTER_BITS_PER_ENTRY: u64 = 70;
+/// Most entries in one part (a 4.4 MB bitmap).
 pub const MAX_FILTER_ENTRIES: u64 = 500_000;
-/// Length of the per-revision hash seed: one SipHash-1-3 key.
+/// Length of the per-part hash seed: one SipHash-1-3 key.
 pub const FILTER_SEED_LEN: usize = 16;
 /// Bytes of a mask of chosen intervals: one bit per interval of a key's day.
 pub const INTERVAL_MASK_LEN: usize = (INTERVALS_PER_DAY as usize).div_ceil(8);
@@ -225,7 +232,7 @@ pub fn filter_entries(
         .collect()
 }
 
-/// Bitmap bytes of a filter of `entries` entries: `ceil(n · 58 / 8)`, at least 1.
+/// Bitmap bytes of a filter of `entries` entries: `ceil(n · 70 / 8)`, at least 1.
 pub fn filter_bitmap_len(entries: u64) -> u64 {
     (entries.max(1) * FILTER_BITS_PER_ENTRY).div_ceil(8)
 }
@@ -274,7 +281,7 @@ impl EntryFilter {
         if hashes != FILTER_HASHES {
             return Err(WireError::invalid(
                 "hashes",
-                format!("{hashes} hash functions; version 1 filters use {FILTER_HASHES}"),
+                format!("{hashes} hash functions; version 2 filters use {FILTER_HASHES}"),
             ));
         }
         let seed: [u8; FILTER_SEED_LEN] = seed.try_into().map_err(|_| {
@@ -440,12 +447,32 @@ mod tests {
         let g = EntryFilter::from_parts(100, FILTER_HASHES, &f.seed(), f.bitmap()).unwrap();
         assert!(e.iter().all(|x| g.contains(x)));
         let err = |r: Result<EntryFilter, WireError>| r.unwrap_err().to_string();
-        assert!(err(EntryFilter::from_parts(100, 39, &f.seed(), f.bitmap())).contains("hash"));
-        assert!(err(EntryFilter::from_parts(101, 40, &f.seed(), f.bitmap())).contains("bitmap"));
-        assert!(err(EntryFilter::from_parts(0, 40, &f.seed(), &[])).contains("entry_count"));
-        assert!(err(EntryFilter::from_parts(100, 40, &[0; 15], f.bitmap())).contains("seed"));
+        assert!(err(EntryFilter::from_parts(100, 40, &f.seed(), f.bitmap())).contains("hash"));
+        assert!(err(EntryFilter::from_parts(
+            101,
+            FILTER_HASHES,
+            &f.seed(),
+            f.bitmap()
+        ))
+        .contains("bitmap"));
+        assert!(
+            err(EntryFilter::from_parts(0, FILTER_HASHES, &f.seed(), &[])).contains("entry_count")
+        );
+        assert!(err(EntryFilter::from_parts(
+            100,
+            FILTER_HASHES,
+            &[0; 15],
+            f.bitmap()
+        ))
+        .contains("seed"));
         let full = vec![0xff; f.bitmap().len()];
-        assert!(err(EntryFilter::from_parts(100, 40, &f.seed(), &full)).contains("bits set"));
+        assert!(err(EntryFilter::from_parts(
+            100,
+            FILTER_HASHES,
+            &f.seed(),
+            &full
+        ))
+        .contains("bits set"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub const BATCH_CONTEXT: &[u8] = b"traceless/v1/batch";
 /// Signing context of deletion-log entries.
 pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
 /// Signing context of day filters.
-pub const FILTER_CONTEXT: &[u8] = b"traceless/v1/filter";
+pub const FILTER_CONTEXT: &[u8] = b"traceless/v2/filter";
 /// Signing context of risk configurations.
 pub const RISK_CONFIG_CONTEXT: &[u8] = b"traceless/v1/risk-config";
 /// Signing context of export key certificates.

@@ -166,9 +166,85 @@ fn signed_filters_verify_and_every_tampering_is_rejected() {
     assert!(mutated(&|m| m.hashes = 20).contains("hash functions"));
     assert!(mutated(&|m| m.seed.push(0)).contains("seed"));
     assert!(mutated(&|m| m.bitmap.clear()).contains("bitmap"));
-    assert!(mutated(&|m| m.version = 2).contains("version"));
+    assert!(mutated(&|m| m.version = 3).contains("version"));
+    // Typed: a version-1 body (one whole-day filter of 40 hashes) is not a part,
+    // and a part number past the most a day can have is refused.
+    let decoded = |f: &dyn Fn(&mut pb::FilterBody)| {
+        let mut m = <pb::FilterBody as prost::Message>::decode(body.as_slice()).unwrap();
+        f(&mut m);
+        DayFilter::decode_body(&prost::Message::encode_to_vec(&m), NOW)
+    };
+    assert!(matches!(
+        decoded(&|m| m.version = 1),
+        Err(WireError::UnsupportedVersion {
+            found: 1,
+            supported: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        decoded(&|m| m.revision = MAX_FILTER_PARTS + 1),
+        Err(WireError::InvalidField {
+            field: "revision",
+            ..
+        })
+    ));
+    assert!(matches!(
+        decoded(&|m| m.revision = 0),
+        Err(WireError::InvalidField {
+            field: "revision",
+            ..
+        })
+    ));
+    assert!(decoded(&|m| m.revision = MAX_FILTER_PARTS).is_ok());
+    assert!(matches!(
+        decoded(&|m| m.hashes = 40),
+        Err(WireError::InvalidField {
+            field: "hashes",
+            ..
+        })
+    ));
     assert!(matches!(
         SignedFilter::decode(&vec![0; MAX_SIGNED_FILTER_LEN + 1]),
+        Err(WireError::Oversized { .. })
+    ));
+}
+
+/// The envelope of several parts keeps each part's bytes exactly, in order;
+/// an empty one is the empty body; anything not canonical or oversized is
+/// refused by kind.
+#[test]
+fn filter_parts_carry_parts_byte_for_byte() {
+    let authority = AuthorityKey::generate("example.health", 1);
+    let entries: Vec<FilterEntry> = (0..5u8).map(|i| FilterEntry([i; 16])).collect();
+    let signed: Vec<Vec<u8>> = (1..=3)
+        .map(|r| {
+            day_filter(&entries[..r as usize], r, 1_728_000_000 + r)
+                .sign(&authority)
+                .unwrap()
+                .encode()
+        })
+        .collect();
+    let parts = FilterParts {
+        parts: signed.clone(),
+    };
+    let bytes = parts.encode();
+    assert_eq!(FilterParts::decode(&bytes).unwrap().parts, signed);
+    assert!(FilterParts::default().encode().is_empty());
+    assert_eq!(FilterParts::decode(&[]).unwrap(), FilterParts::default());
+    // An unknown field after the parts: not canonical.
+    let mut odd = bytes.clone();
+    odd.extend_from_slice(&[0x12, 0x01, 0x00]);
+    assert!(matches!(
+        FilterParts::decode(&odd),
+        Err(WireError::NonCanonical("filter parts"))
+    ));
+    assert!(matches!(
+        FilterParts::decode(&[0xff]),
+        Err(WireError::Malformed { .. })
+    ));
+    assert!(matches!(
+        FilterParts::decode(&vec![0; MAX_FILTER_PARTS_LEN + 1]),
         Err(WireError::Oversized { .. })
     ));
 }

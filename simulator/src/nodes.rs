@@ -307,15 +307,15 @@ impl Nodes {
         })
     }
 
-    /// Folds the gateway's newly publishable filter entries into new revisions of
+    /// Folds the gateway's newly publishable filter entries into new parts of
     /// their day filters at the clock's time and gossips them (the gateway's own
     /// job does this on its period; the simulator calls it at the sync hour).
     pub fn rebuild_filters(&self) {
         let _ = self.gateway.core.rebuild_filters();
     }
 
-    /// Waits until every relay stores the gateway's newest revision of every day
-    /// filter; returns the milliseconds that took, or `None` after 15 s.
+    /// Waits until every relay stores every part of every day filter the
+    /// gateway holds; returns the milliseconds that took, or `None` after 15 s.
     pub fn wait_for_filters(&self) -> Option<f64> {
         let want = self.gateway.core.store.all_filters().unwrap_or_default();
         let started = Instant::now();
@@ -325,10 +325,10 @@ impl Nodes {
                 want.iter().all(|f| {
                     r.core
                         .store
-                        .filter_meta(&f.origin, f.day)
+                        .get_filter(&f.origin, f.day, f.revision)
                         .ok()
                         .flatten()
-                        .is_some_and(|m| m.revision >= f.revision)
+                        .is_some()
                 })
             });
             if done {

@@ -33,7 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rayon::prelude::*;
 use traceless_protocol::{
-    interval_number, Batch, DayFilter, SignedBatch, SignedFilter, TokenDeriver,
+    interval_number, Batch, DayFilter, FilterParts, SignedBatch, SignedFilter, TokenDeriver,
 };
 use traceless_sdk::SdkConfig;
 
@@ -189,7 +189,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut all_batches: Vec<Vec<u8>> = Vec::new();
     // Filter form: the newest filter of each day, revisions downloaded, the
     // revision each relay's phones hold per day, and when each uploader uploaded.
-    let mut latest_filters: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    // Every part of every day filter downloaded (their `SignedFilter` bytes).
+    let mut all_parts: Vec<Vec<u8>> = Vec::new();
     let mut filter_revisions = 0u64;
     let mut filter_seen: Vec<HashMap<u32, u64>> = vec![HashMap::new(); relays.len()];
     let mut uploaded_at: HashMap<PersonId, u64> = HashMap::new();
@@ -492,16 +493,15 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                         new_filters = filters;
                     }
                 }
-                filter_revisions += new_filters.len() as u64;
-                day_floor = new_filters
+                // Parts are disjoint: each new part's entries are new today.
+                let parts: Vec<Vec<u8>> = new_filters
                     .iter()
-                    .map(|(day, b)| {
-                        let now = filter_entries(b, sync_at);
-                        let before = latest_filters
-                            .get(day)
-                            .map_or(0, |b| filter_entries(b, sync_at));
-                        now.saturating_sub(before) as f64 * FILTER_FLOOR_BYTES
-                    })
+                    .flat_map(|(_, body)| FilterParts::decode(body).map_or(Vec::new(), |p| p.parts))
+                    .collect();
+                filter_revisions += parts.len() as u64;
+                day_floor = parts
+                    .iter()
+                    .map(|p| filter_entries(p, sync_at) as f64 * FILTER_FLOOR_BYTES)
                     .sum();
                 // A filter names no uploader: the delay runs from the earliest
                 // upload, by an uploader this phone heard, before the sync.
@@ -520,7 +520,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                         .collect();
                     phone.sync(sync_at + 60, &list);
                 });
-                latest_filters.extend(new_filters);
+                all_parts.extend(parts);
                 per_phone_day(&bytes_per_relay, &users_per_relay, app.len())
             }
         };
@@ -587,8 +587,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 privacy::link_keys(&logs, &sniffed, &all_batches, end_time, uploaders)
             }
             Publication::Filter => {
-                let filters: Vec<Vec<u8>> = latest_filters.values().cloned().collect();
-                privacy::link_filters(&logs, &sniffed, &filters, end_time, uploaders)
+                privacy::link_filters(&logs, &sniffed, &all_parts, end_time, uploaders)
             }
         }
     };
@@ -673,9 +672,10 @@ fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: us
         / (app_users.max(1) as f64)
 }
 
-/// Lists the day filters of a relay and downloads, over HTTP, every one whose
-/// revision is newer than `seen` holds for its day (updating it); returns the
-/// filters by day and the bytes received on the wire.
+/// Lists the day filters of a relay and downloads, over HTTP, the parts of each
+/// day above the highest revision `seen` holds for it (updating it), as a phone
+/// does; returns the response bodies (`FilterParts`) by day and the bytes
+/// received on the wire.
 fn download_filters(
     addr: std::net::SocketAddr,
     seen: &mut HashMap<u32, u64>,
@@ -700,14 +700,34 @@ fn download_filters(
         .unwrap_or_default();
     let mut out = Vec::new();
     for (day, revision, url) in entries {
-        if seen.get(&day).is_some_and(|&r| r >= revision) {
-            continue;
-        }
-        let b = http::request(addr, "GET", &url, b"")?;
-        bytes += b.wire_bytes as u64;
-        if b.status == 200 {
-            seen.insert(day, revision);
-            out.push((day, b.body));
+        // Bounded: each round gets at least one part above `held`, or stops.
+        for _ in 0..=traceless_protocol::filter::MAX_FILTER_PARTS {
+            let held = seen.get(&day).copied().unwrap_or(0);
+            if held >= revision {
+                break;
+            }
+            let b = http::request(addr, "GET", &format!("{url}?after={held}"), b"")?;
+            bytes += b.wire_bytes as u64;
+            let Some(parts) = (b.status == 200)
+                .then(|| FilterParts::decode(&b.body).ok())
+                .flatten()
+            else {
+                break;
+            };
+            let top = parts
+                .parts
+                .iter()
+                .filter_map(|p| SignedFilter::decode(p).ok())
+                .filter_map(|p| DayFilter::decode_body(&p.body, u64::MAX / 2).ok())
+                .map(|f| f.revision)
+                .max();
+            match top {
+                Some(top) if top > held => {
+                    seen.insert(day, top);
+                    out.push((day, b.body));
+                }
+                _ => break,
+            }
         }
     }
     Ok((out, bytes))
@@ -718,8 +738,9 @@ fn download_filters(
 const KEY_FLOOR_BYTES: f64 = 16.0;
 
 /// Payload floor of one filter entry: the Bloom optimum at the filter's
-/// false-positive target, `1.44 · log2(1/ε)` = 58 bits (SPEC.md §5.8).
-const FILTER_FLOOR_BYTES: f64 = traceless_protocol::filter::FILTER_BITS_PER_ENTRY as f64 / 8.0;
+/// false-positive target of one whole-day filter, `1.44 · log2(1/ε)` = 58 bits
+/// (SPEC.md §5.8; parts spend 70, sized for the budget shared by 384 parts).
+const FILTER_FLOOR_BYTES: f64 = 58.0 / 8.0;
 
 /// `a / b`, or 0 when `b` is 0.
 fn ratio_f(a: f64, b: f64) -> f64 {
@@ -746,7 +767,7 @@ fn filter_entries(bytes: &[u8], now: u64) -> u64 {
         .map_or(0, |f| f.filter.entries())
 }
 
-/// A downloaded day filter: its day and signed bytes.
+/// A download of parts of a day filter: its day and the `FilterParts` body.
 type DownloadedFilter = (u32, Vec<u8>);
 
 /// A downloaded batch: sequence number and signed bytes.

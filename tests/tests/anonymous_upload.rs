@@ -375,7 +375,7 @@ async fn a_filter_form_upload_publishes_only_chosen_intervals_and_keeps_no_key()
         assert_eq!(
             common::sync_filters_from(net.relay.http_addr, ORIGIN, phone),
             0,
-            "an unchanged revision is not downloaded again"
+            "parts held are not downloaded again"
         );
     }
     let bob_days = bob.exposure_summary().unwrap();

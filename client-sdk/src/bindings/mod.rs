@@ -509,7 +509,8 @@ impl TracelessSdk {
         self.with(|sdk| sdk.sync_batch(&bytes)).map(Into::into)
     }
 
-    /// Verifies and probes one signed day filter (filter form).
+    /// Verifies and probes the parts of a day filter in a downloaded body of
+    /// `GET /v1/filters/{origin}/{day}` (filter form).
     pub fn sync_filter(&self, bytes: Vec<u8>) -> Result<SyncResult, TracelessError> {
         self.with(|sdk| sdk.sync_filter(&bytes)).map(Into::into)
     }

@@ -1,7 +1,7 @@
 //! The host side of the network, for apps that do not bring their own (cargo
 //! feature `client`, off by default): given node URLs it pages through the
 //! batch list from the SDK's cursor and hands each batch to the SDK, fetches
-//! day filters whose revision is newer (with their ETag), buys upload tokens
+//! the parts of day filters it lacks (with their ETag), buys upload tokens
 //! from the issuer, and posts sealed uploads and dummies through a relay that
 //! is neither the gateway nor the download node. Blocking HTTP over rustls
 //! ([`http`]), bounded retries with back-off; no libp2p, no QUIC.
@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
+use traceless_protocol::filter::MAX_FILTER_PARTS;
 use traceless_protocol::TokenPublicKey;
 
 use crate::{Sdk, SdkError};
@@ -96,7 +97,7 @@ pub struct ClientConfig {
 pub struct SyncTotals {
     /// Batches synced.
     pub batches: usize,
-    /// Day filters synced.
+    /// Downloads of day-filter parts synced.
     pub filters: usize,
     /// Keys (and filter entries) matched.
     pub keys: usize,
@@ -212,8 +213,8 @@ impl Client {
     }
 
     /// Downloads everything new for the origin and syncs it: every page of
-    /// batches after the SDK's cursor, then each day filter whose revision is
-    /// newer than the one held.
+    /// batches after the SDK's cursor, then the parts of each day filter above
+    /// those the phone holds.
     pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
         let node = &self.config.download_node;
@@ -276,22 +277,33 @@ impl Client {
                     reason: "a filter without day, revision or url".into(),
                 });
             };
-            if phone.with(|s| s.filter_revision(origin, day))? >= Some(revision) {
-                continue;
-            }
-            let url = self.absolute(path);
-            let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
-            let answer = self.http.get(&url, etag.as_deref())?;
-            if answer.status == 304 {
-                continue;
-            }
-            let tag = answer.etag.clone();
-            let bytes = Self::expect_ok(&url, answer)?;
-            if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
-                totals.filters += 1;
-            }
-            if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
-                tags.insert(url, tag);
+            // Each round asks for the parts above the phone's complete prefix
+            // and stops when that no longer grows (a node lacking a part in
+            // between) or reaches the listed revision.
+            let mut held = phone.with(|s| s.filter_revision(origin, day))?;
+            for _ in 0..=MAX_FILTER_PARTS {
+                if held >= Some(revision) {
+                    break;
+                }
+                let url = format!("{}?after={}", self.absolute(path), held.unwrap_or(0));
+                let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
+                let answer = self.http.get(&url, etag.as_deref())?;
+                if answer.status == 304 {
+                    break;
+                }
+                let tag = answer.etag.clone();
+                let bytes = Self::expect_ok(&url, answer)?;
+                if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
+                    totals.filters += 1;
+                }
+                if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
+                    tags.insert(url, tag);
+                }
+                let now_held = phone.with(|s| s.filter_revision(origin, day))?;
+                if now_held <= held {
+                    break;
+                }
+                held = now_held;
             }
         }
         Ok(totals)

@@ -7,7 +7,7 @@
  * usage: full_day DIR INPUT_DIR
  *   INPUT_DIR/heard.bin     records of (LE64 unix time, 20-byte advertisement)
  *   INPUT_DIR/batch.bin     a signed batch holding the neighbour's key
- *   INPUT_DIR/filter.bin    a signed day filter of the neighbour's intervals
+ *   INPUT_DIR/filter.bin    a day filter of the neighbour's intervals, as served
  *   INPUT_DIR/authority.bin origin NUL, LE32 key id, 32-byte Ed25519 public key
  *   INPUT_DIR/times.bin     LE64 day start, LE64 publication time
  *   INPUT_DIR/risk.bin      a signed risk configuration raising the threshold to 1000

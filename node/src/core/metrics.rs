@@ -69,13 +69,16 @@ pub struct Metrics {
     pub tokens_issued: Counter,
     /// Retention runs that deleted something.
     pub retention_deletions: Counter,
-    /// Day filters received (gossip or catch-up) and stored: a higher revision.
+    /// Day-filter parts received (gossip or catch-up) and stored: new here.
     pub filters_stored: Counter,
-    /// Day filters received whose revision was not higher than the one held.
-    pub filters_stale: Counter,
-    /// Day filters received and rejected as invalid (sender penalised).
+    /// Day-filter parts received that were held already.
+    pub filters_duplicate: Counter,
+    /// Day-filter parts received that differ from the part held under their
+    /// origin, day and revision (the authority signed two; the first is kept).
+    pub filters_conflicting: Counter,
+    /// Day-filter parts received and rejected as invalid (sender penalised).
     pub filters_rejected: Counter,
-    /// Day-filter revisions this gateway built and signed.
+    /// Day-filter parts this gateway built and signed.
     pub filters_built: Counter,
     /// Logs caught equivocating (SPEC.md §8.3).
     pub log_equivocations: Counter,
@@ -149,7 +152,8 @@ impl Metrics {
             tokens_issued: Counter::default(),
             retention_deletions: Counter::default(),
             filters_stored: Counter::default(),
-            filters_stale: Counter::default(),
+            filters_duplicate: Counter::default(),
+            filters_conflicting: Counter::default(),
             filters_rejected: Counter::default(),
             filters_built: Counter::default(),
             log_equivocations: Counter::default(),
@@ -170,7 +174,7 @@ impl Metrics {
         {
             let mut root = m.registry();
             let r = root.sub_registry_with_prefix("traceless");
-            let counters: [(&str, &str, &Counter); 26] = [
+            let counters: [(&str, &str, &Counter); 27] = [
                 (
                     "witness_request_bytes",
                     "Bytes of add-checkpoint requests and answers this node sent (note and proof).",
@@ -279,22 +283,27 @@ impl Metrics {
                 ),
                 (
                     "filters_stored",
-                    "Day filters received with a higher revision and stored.",
+                    "Day-filter parts received and stored (new here).",
                     &m.filters_stored,
                 ),
                 (
-                    "filters_stale",
-                    "Day filters received whose revision was not higher than the one held.",
-                    &m.filters_stale,
+                    "filters_duplicate",
+                    "Day-filter parts received that were held already.",
+                    &m.filters_duplicate,
+                ),
+                (
+                    "filters_conflicting",
+                    "Day-filter parts received that differ from the part held under their origin, day and revision (the first is kept).",
+                    &m.filters_conflicting,
                 ),
                 (
                     "filters_rejected",
-                    "Day filters received and rejected as invalid.",
+                    "Day-filter parts received and rejected as invalid.",
                     &m.filters_rejected,
                 ),
                 (
                     "filters_built",
-                    "Day-filter revisions this gateway built and signed.",
+                    "Day-filter parts this gateway built and signed.",
                     &m.filters_built,
                 ),
             ];
@@ -318,10 +327,10 @@ impl Metrics {
                 ),
                 (
                     "filters",
-                    "Day filters stored (newest revision per origin and day).",
+                    "Parts of day filters stored (every part of every origin and day).",
                     &s.filters,
                 ),
-                ("filter_entries", "Entries in the stored day filters.", &s.filter_entries),
+                ("filter_entries", "Entries in the stored parts of day filters.", &s.filter_entries),
                 (
                     "gateway_filter_entries",
                     "Filter-form entries this gateway holds (published or still embargoed).",

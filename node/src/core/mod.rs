@@ -30,8 +30,7 @@ use crate::gateway::{Gateway, PeriodReport, RebuildError, UploadError, UploadRec
 use crate::issuer::Issuer;
 use crate::log::{batch_event, filter_event, TransparencyLog};
 use crate::storage::{
-    BatchMeta, FilterMeta, FilterPutOutcome, PutOutcome, StorageError, Store, StoreSummary,
-    StoredBatch, StoredFilter,
+    BatchMeta, FilterMeta, PutOutcome, StorageError, Store, StoreSummary, StoredBatch, StoredFilter,
 };
 use crate::{retention, upload_codes};
 
@@ -140,11 +139,11 @@ pub struct CoreKeys {
     pub node_key: SigningKey,
 }
 
-/// Result of ingesting one day filter.
+/// Result of ingesting one part of a day filter.
 #[derive(Clone, Debug)]
 pub struct IngestedFilter {
-    /// New (a higher revision than the one held) or stale.
-    pub outcome: FilterPutOutcome,
+    /// New, duplicate or conflicting.
+    pub outcome: PutOutcome,
     /// The filter's metadata.
     pub meta: FilterMeta,
 }
@@ -379,9 +378,9 @@ impl Core {
         })
     }
 
-    /// Validates a `SignedFilter` from a peer (size, shape, hash parameters, trust
-    /// list, signature, freshness) and stores its exact bytes if its revision is
-    /// higher than the one held for its (origin, day).
+    /// Validates a `SignedFilter` part from a peer (size, shape, hash parameters,
+    /// trust list, signature, freshness) and stores its exact bytes unless a part
+    /// with its origin, day and revision is held.
     pub fn ingest_filter(&self, bytes: &[u8]) -> Result<IngestedFilter, IngestError> {
         let now = self.now();
         let filter = SignedFilter::decode(bytes)?.verify(&self.trust, now)?;
@@ -391,18 +390,23 @@ impl Core {
             bytes: bytes.to_vec(),
         })?;
         match outcome {
-            FilterPutOutcome::New => {
+            PutOutcome::New => {
                 self.metrics.filters_stored.inc();
                 self.record(&filter_event(&meta, now));
             }
-            FilterPutOutcome::Stale => {
-                self.metrics.filters_stale.inc();
+            PutOutcome::Duplicate => {
+                self.metrics.filters_duplicate.inc();
+            }
+            PutOutcome::Conflict => {
+                self.metrics.filters_conflicting.inc();
+                tracing::warn!(origin = %meta.origin, day = meta.day, revision = meta.revision,
+                    "a different part under a held part's origin, day and revision; the first is kept");
             }
         }
         Ok(IngestedFilter { outcome, meta })
     }
 
-    /// On a gateway: folds filter entries publishable now into new revisions of
+    /// On a gateway: folds filter entries publishable now into new parts of
     /// their day filters (see [`Gateway::rebuild_filters`]) and gossips them.
     /// Returns the new filters. Safe to call at any time; the period job does
     /// the same at each boundary.
@@ -420,7 +424,7 @@ impl Core {
             self.metrics.filters_built.inc();
             self.record(&filter_event(&f.meta, self.now()));
             tracing::info!(origin = %f.meta.origin, day = f.meta.day, revision = f.meta.revision,
-                entries = f.meta.entries, "built day filter");
+                entries = f.meta.entries, "built a part of a day filter");
             let _ = self.announce.send(Announcement::Filter(f.bytes.clone()));
         }
         built.into_iter().map(|f| f.meta).collect()

@@ -1,7 +1,7 @@
 //! Catch-up after downtime or a partition: a peer tells which sequence numbers it
 //! serves per origin, and we fetch the ones we lack. Fetched batches go through
-//! exactly the checks gossip does. Day filters likewise: a peer lists the newest
-//! revision it holds per (origin, day), and we fetch those above ours.
+//! exactly the checks gossip does. Day filters likewise: a peer lists the parts
+//! it holds per (origin, day), and we fetch the parts we lack.
 //!
 //! A summary is attacker-chosen (up to 33 MiB from one peer). Without limits it
 //! became about a million outbound requests. Here: origins outside the trust list
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+use traceless_protocol::filter::MAX_FILTER_PARTS;
 use traceless_protocol::TrustList;
 
 use crate::storage::{StorageError, Store};
@@ -28,7 +29,7 @@ pub const MAX_FETCH: usize = 64;
 pub const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Most sequence numbers enumerated per origin and round.
 pub const MAX_MISSING_PER_ROUND: usize = 4096;
-/// Most day filters asked for in one fetch (each up to 4 MiB).
+/// Most day-filter parts asked for in one fetch (each up to 5 MiB).
 pub const MAX_FILTER_FETCH: usize = 8;
 
 /// A catch-up request.
@@ -43,11 +44,10 @@ pub enum CatchupRequest {
         /// Sequence numbers (at most [`MAX_FETCH`]).
         sequences: Vec<u64>,
     },
-    /// Which day filters do you hold (newest revisions)?
+    /// Which parts of day filters do you hold?
     FilterSummary,
-    /// Send the newest revisions of these (origin, day) filters (at most
-    /// [`MAX_FILTER_FETCH`]).
-    FetchFilters(Vec<(String, u32)>),
+    /// Send these (origin, day, revision) parts (at most [`MAX_FILTER_FETCH`]).
+    FetchFilters(Vec<(String, u32, u64)>),
     /// What time is it on your clock (SPEC.md §2.1)?
     Time,
 }
@@ -61,6 +61,18 @@ pub struct OriginSummary {
     pub runs: Vec<(u64, u64)>,
 }
 
+/// Per (origin, day), the parts of its day filter a node holds, as inclusive
+/// runs of revisions.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilterDaySummary {
+    /// Authority id.
+    pub origin: String,
+    /// UTC day.
+    pub day: u32,
+    /// Inclusive `(first, last)` runs of part revisions.
+    pub runs: Vec<(u64, u64)>,
+}
+
 /// A catch-up response.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum CatchupResponse {
@@ -68,8 +80,8 @@ pub enum CatchupResponse {
     Summary(Vec<OriginSummary>),
     /// `SignedBatch` encodings (those found and visible, within the size cap).
     Batches(Vec<serde_bytes::ByteBuf>),
-    /// Answer to [`CatchupRequest::FilterSummary`]: (origin, day, revision).
-    FilterSummary(Vec<(String, u32, u64)>),
+    /// Answer to [`CatchupRequest::FilterSummary`].
+    FilterSummary(Vec<FilterDaySummary>),
     /// `SignedFilter` encodings (those found and unexpired, within the size cap).
     Filters(Vec<serde_bytes::ByteBuf>),
     /// The request was refused.
@@ -280,29 +292,58 @@ impl Catchup {
     }
 }
 
-/// What day filters this node holds: the newest unexpired revision per (origin, day).
-pub fn filter_summary(
-    store: &dyn Store,
-    now: u64,
-) -> Result<Vec<(String, u32, u64)>, StorageError> {
-    Ok(store
-        .all_filters()?
+/// The parts of day filters this node holds (unexpired), per (origin, day).
+pub fn filter_summary(store: &dyn Store, now: u64) -> Result<Vec<FilterDaySummary>, StorageError> {
+    let mut by_day: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
+    for f in store.all_filters()? {
+        if now <= f.expires_at() {
+            by_day
+                .entry((f.origin, f.day))
+                .or_default()
+                .push(f.revision);
+        }
+    }
+    Ok(by_day
         .into_iter()
-        .filter(|f| now <= f.expires_at())
-        .map(|f| (f.origin, f.day, f.revision))
+        .map(|((origin, day), revisions)| FilterDaySummary {
+            origin,
+            day,
+            runs: runs(revisions.into_iter()),
+        })
         .collect())
 }
 
-/// The fetches needed to get the filter revisions a peer holds above ours.
+/// The fetches needed to get the parts a peer holds and we lack: only for
+/// origins in `trust`, runs clipped to the revisions a part may have, and at
+/// most `max_fetches` of them (the rest is fetched in later rounds).
 pub fn missing_filters(
     store: &dyn Store,
-    theirs: &[(String, u32, u64)],
+    theirs: &[FilterDaySummary],
+    trust: &TrustList,
+    max_fetches: usize,
 ) -> Result<Vec<CatchupRequest>, StorageError> {
+    let trusted: BTreeSet<&str> = trust.entries().into_iter().map(|(o, _, _)| o).collect();
+    let most = max_fetches.saturating_mul(MAX_FILTER_FETCH);
     let mut lacking = Vec::new();
-    for (origin, day, revision) in theirs {
-        let ours = store.filter_meta(origin, *day)?.map_or(0, |m| m.revision);
-        if *revision > ours {
-            lacking.push((origin.clone(), *day));
+    for t in theirs
+        .iter()
+        .filter(|t| trusted.contains(t.origin.as_str()))
+    {
+        let ours: BTreeSet<u64> = store
+            .filter_parts(&t.origin, t.day)?
+            .into_iter()
+            .map(|m| m.revision)
+            .collect();
+        let wanted: BTreeSet<u64> = t
+            .runs
+            .iter()
+            .flat_map(|&(first, last)| first.max(1)..=last.min(MAX_FILTER_PARTS))
+            .filter(|r| !ours.contains(r))
+            .collect();
+        lacking.extend(wanted.into_iter().map(|r| (t.origin.clone(), t.day, r)));
+        if lacking.len() >= most {
+            lacking.truncate(most);
+            break;
         }
     }
     Ok(lacking
@@ -334,8 +375,8 @@ pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupR
         CatchupRequest::FetchFilters(wanted) => (|| {
             let mut out = Vec::new();
             let mut bytes = 0;
-            for (origin, day) in wanted {
-                if let Some(f) = store.get_filter(origin, *day)? {
+            for (origin, day, revision) in wanted {
+                if let Some(f) = store.get_filter(origin, *day, *revision)? {
                     if now > f.meta.expires_at() {
                         continue;
                     }
@@ -400,6 +441,47 @@ mod tests {
         assert!(reqs.iter().all(|r| matches!(r,
             CatchupRequest::Fetch { origin, sequences }
                 if origin == "trusted.health" && sequences.len() == MAX_FETCH)));
+    }
+
+    /// A filter summary of a million days of untrusted origins and runs up to
+    /// `u64::MAX` becomes at most one round of fetches, of trusted parts that
+    /// can exist (revisions 1..=384), skipping the parts held.
+    #[test]
+    fn a_hostile_filter_summary_becomes_one_bounded_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::SledStore::open(&dir.path().join("db")).unwrap();
+        let key = traceless_protocol::AuthorityKey::generate("trusted.health", 1);
+        let mut trust = TrustList::new();
+        trust.insert("trusted.health", 1, key.verifying_key());
+        let mut theirs: Vec<FilterDaySummary> = (0..1_000_000)
+            .map(|i| FilterDaySummary {
+                origin: format!("x{}", i % 1000),
+                day: i / 1000,
+                runs: vec![(0, u64::MAX)],
+            })
+            .collect();
+        theirs.push(FilterDaySummary {
+            origin: "trusted.health".into(),
+            day: 20_000,
+            runs: vec![(0, 2), (380, u64::MAX)],
+        });
+        let reqs = missing_filters(&store, &theirs, &trust, 100).unwrap();
+        let wanted: Vec<u64> = reqs
+            .iter()
+            .flat_map(|r| match r {
+                CatchupRequest::FetchFilters(w) => w.clone(),
+                other => panic!("{other:?}"),
+            })
+            .map(|(origin, day, r)| {
+                assert_eq!((origin.as_str(), day), ("trusted.health", 20_000));
+                r
+            })
+            .collect();
+        assert_eq!(wanted, vec![1, 2, 380, 381, 382, 383, 384]);
+        assert_eq!(reqs.len(), 1);
+        // At most `max_fetches` requests.
+        let one = missing_filters(&store, &theirs, &trust, 0).unwrap();
+        assert!(one.is_empty());
     }
 
     #[test]

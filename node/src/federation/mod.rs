@@ -33,7 +33,7 @@ use self::witnessing::{Book, BookConfig, Verdict};
 use crate::config::P2pConfig;
 use crate::core::warnings::WarningIngestError;
 use crate::core::{Announcement, Core, IngestError, Ingested, IngestedFilter};
-use crate::storage::{FilterPutOutcome, PutOutcome};
+use crate::storage::PutOutcome;
 
 /// Application penalty per invalid batch received through catch-up.
 const CATCHUP_PENALTY: f64 = -10.0;
@@ -708,8 +708,8 @@ impl Federation {
                     .report_message_validation_result(&id, &source, acceptance);
             }
             Done::FilterGossip(id, source, result) => {
-                // A revision not higher than the one held is not forwarded.
-                let forward = result.as_ref().map(|f| f.outcome == FilterPutOutcome::New);
+                // A part held already (or a conflicting one) is not forwarded.
+                let forward = result.as_ref().map(|f| f.outcome == PutOutcome::New);
                 if matches!(forward, Err(IngestError::Invalid(_))) {
                     self.core.metrics.filters_rejected.inc();
                 }
@@ -743,7 +743,7 @@ impl Federation {
             Done::CatchupFilters(peer, results) => {
                 for r in results {
                     match r {
-                        // Counted in `filters_stored` / `filters_stale` by ingest.
+                        // Counted in `filters_stored` / `filters_duplicate` by ingest.
                         Ok(_) => {}
                         Err(IngestError::Invalid(e)) => {
                             self.core.metrics.catchup_rejected.inc();
@@ -970,12 +970,16 @@ impl Federation {
                         }
                         CatchupResponse::FilterSummary(theirs) => {
                             tokio::task::spawn_blocking(move || {
-                                let mut reqs = catchup::missing_filters(s.store.as_ref(), &theirs)
-                                    .unwrap_or_else(|e| {
-                                        tracing::error!("filter catch-up: {e}");
-                                        Vec::new()
-                                    });
-                                reqs.truncate(max_fetches);
+                                let reqs = catchup::missing_filters(
+                                    s.store.as_ref(),
+                                    &theirs,
+                                    &s.trust,
+                                    max_fetches,
+                                )
+                                .unwrap_or_else(|e| {
+                                    tracing::error!("filter catch-up: {e}");
+                                    Vec::new()
+                                });
                                 let _ = done.send(Done::Missing(peer, reqs));
                             });
                         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
+use traceless_protocol::wire::{FilterParts, MAX_FILTER_PARTS_LEN, UPLOAD_REQUEST_LEN};
 use traceless_protocol::SEALED_UPLOAD_LEN;
 
 use crate::core::answer;
@@ -265,40 +265,56 @@ pub(super) fn signed_bytes(
         .into_response()
 }
 
-/// One day filter in a listing.
+/// One day filter in a listing: the parts this node holds of one origin's day.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct FilterListEntry {
     /// Authority id.
     pub origin: String,
     /// UTC day of the entries.
     pub day: u32,
-    /// Revision (the newest this node holds).
+    /// The highest part revision held.
     pub revision: u64,
-    /// Publication time claimed by the authority.
+    /// Number of parts held (fewer than `revision` while a relay lacks some).
+    pub parts: u64,
+    /// Publication time of the newest part held.
     pub created_at: u64,
-    /// Entries folded into the filter.
+    /// Entries in the parts held.
     pub entries: u64,
-    /// Length of the `SignedFilter` encoding.
+    /// Sum of the parts' `SignedFilter` encodings.
     pub bytes: u64,
-    /// Where to fetch it.
+    /// Where to fetch the parts (`?after=r` for those above `r`).
     pub url: String,
-    /// Hex SHA-256 of the `SignedFilter` encoding (the ETag, unquoted).
+    /// ETag of that URL without `after` (all parts), unquoted.
     pub etag: String,
 }
 
-impl From<&FilterMeta> for FilterListEntry {
-    fn from(m: &FilterMeta) -> Self {
-        FilterListEntry {
-            origin: m.origin.clone(),
-            day: m.day,
-            revision: m.revision,
-            created_at: m.created_at,
-            entries: m.entries,
-            bytes: m.len,
-            url: format!("/v1/filters/{}/{}", m.origin, m.day),
-            etag: hex::encode(m.content_id),
-        }
+impl FilterListEntry {
+    /// The entry of one (origin, day)'s parts, by ascending revision (not empty).
+    fn of(parts: &[FilterMeta]) -> Option<Self> {
+        let last = parts.last()?;
+        Some(FilterListEntry {
+            origin: last.origin.clone(),
+            day: last.day,
+            revision: last.revision,
+            parts: parts.len() as u64,
+            created_at: parts.iter().map(|p| p.created_at).max().unwrap_or(0),
+            entries: parts.iter().map(|p| p.entries).sum(),
+            bytes: parts.iter().map(|p| p.len).sum(),
+            url: format!("/v1/filters/{}/{}", last.origin, last.day),
+            etag: hex::encode(parts_etag(parts)),
+        })
     }
+}
+
+/// The validator of a response of parts: SHA-256 over their content ids in
+/// order, so the listing names it from metadata alone.
+fn parts_etag(parts: &[FilterMeta]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update(p.content_id);
+    }
+    h.finalize().into()
 }
 
 /// Query of `GET /v1/filters`.
@@ -307,51 +323,78 @@ pub struct FilterQuery {
     origin: Option<String>,
 }
 
-/// `GET /v1/filters[?origin=..]`: the newest revision of every stored, unexpired
-/// day filter, by origin then day.
+/// `GET /v1/filters[?origin=..]`: per origin and day (in that order), the parts
+/// of its day filter this node holds, unexpired.
 pub async fn list_filters(
     State(http): Shared,
     Query(q): Query<FilterQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
     let now = s.now();
-    let filters: Vec<FilterListEntry> = blocking(move || Ok(s.store.all_filters()?))
+    let parts: Vec<FilterMeta> = blocking(move || Ok(s.store.all_filters()?))
         .await?
-        .iter()
+        .into_iter()
         .filter(|m| q.origin.as_ref().is_none_or(|o| *o == m.origin))
         .filter(|m| now <= m.expires_at())
-        .map(FilterListEntry::from)
+        .collect();
+    let filters: Vec<FilterListEntry> = parts
+        .chunk_by(|a, b| (&a.origin, a.day) == (&b.origin, b.day))
+        .filter_map(FilterListEntry::of)
         .collect();
     Ok(Json(json!({ "filters": filters })))
 }
 
-/// `GET /v1/filters/{origin}/{day}`: the exact `SignedFilter` bytes of the newest
-/// revision held, with its content id as ETag. Not immutable: a higher revision
-/// replaces it, so caches revalidate.
+/// Query of `GET /v1/filters/{origin}/{day}`.
+#[derive(Deserialize)]
+pub struct PartsQuery {
+    /// Only parts with a revision above this (the phone holds `1..=after`).
+    #[serde(default)]
+    after: u64,
+}
+
+/// `GET /v1/filters/{origin}/{day}[?after=r]`: a `FilterParts` of the exact
+/// `SignedFilter` bytes of the parts held above revision `r`, ascending, up to
+/// `MAX_FILTER_PARTS_LEN` (at least one part; ask again after the last one
+/// received). No part above `r`: an empty body. 404 if no part of the day is
+/// held. Not immutable: parts are added, so caches revalidate.
 pub async fn get_filter(
     State(http): Shared,
     Path((origin, day)): Path<(String, u32)>,
+    Query(q): Query<PartsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let f = blocking(move || {
-        s.store
-            .get_filter(&origin, day)?
-            .filter(|f| s.now() <= f.meta.expires_at())
-            .ok_or_else(|| {
-                not_found(format!(
-                    "no filter of {origin} for day {day} is served here"
-                ))
-            })
+    let (tag, parts) = blocking(move || {
+        let held: Vec<FilterMeta> = s
+            .store
+            .filter_parts(&origin, day)?
+            .into_iter()
+            .filter(|f| s.now() <= f.expires_at())
+            .collect();
+        if held.is_empty() {
+            return Err(not_found(format!(
+                "no filter of {origin} for day {day} is served here"
+            )));
+        }
+        let mut parts = FilterParts::default();
+        let mut sent = Vec::new();
+        let mut len = 0;
+        for m in held.into_iter().filter(|m| m.revision > q.after) {
+            // Each element costs its length plus at most 6 bytes of tag and length.
+            len += m.len as usize + 6;
+            if len > MAX_FILTER_PARTS_LEN && !sent.is_empty() {
+                break;
+            }
+            // Retention may delete the day between the listing and the read.
+            if let Some(f) = s.store.get_filter(&origin, day, m.revision)? {
+                parts.parts.push(f.bytes);
+                sent.push(m);
+            }
+        }
+        Ok((parts_etag(&sent), parts.encode()))
     })
     .await?;
-    // A newer revision replaces this one: caches revalidate.
-    Ok(signed_bytes(
-        &headers,
-        &f.meta.content_id,
-        "no-cache",
-        f.bytes,
-    ))
+    Ok(signed_bytes(&headers, &tag, "no-cache", parts))
 }
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings

@@ -88,7 +88,7 @@ Page generated {now_text}.</p>
     if days.is_empty() {
         h.push_str("<p id=\"no-days\">This node holds no keys at the moment.</p>\n");
     } else {
-        h.push_str("<table id=\"days\"><thead><tr><th>Day the keys were used</th><th>Keys</th><th>Held back (embargo)</th><th>Filters</th><th>Filter entries</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
+        h.push_str("<table id=\"days\"><thead><tr><th>Day the keys were used</th><th>Keys</th><th>Held back (embargo)</th><th>Filter parts</th><th>Filter entries</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
         for (day, d) in days.iter().rev() {
             let _ = writeln!(
                 h,
@@ -118,7 +118,7 @@ Page generated {now_text}.</p>
             k = p.min_keys,
         );
     }
-    h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
+    h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Each publication period adds a part holding only what is new. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
     h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");
 
     let _ = writeln!(
@@ -130,7 +130,7 @@ Page generated {now_text}.</p>
     if log.is_empty() {
         h.push_str("<p id=\"no-deletions\">Nothing has been deleted yet.</p>\n");
     } else {
-        h.push_str("<table id=\"deletions\"><thead><tr><th>#</th><th>When</th><th>Authority</th><th>Day of the keys</th><th>Keys (or filter entries) deleted</th><th>Batches (or filter revisions)</th></tr></thead><tbody>\n");
+        h.push_str("<table id=\"deletions\"><thead><tr><th>#</th><th>When</th><th>Authority</th><th>Day of the keys</th><th>Keys (or filter entries) deleted</th><th>Batches (or filter parts)</th></tr></thead><tbody>\n");
         for e in log.iter().rev() {
             let Ok(r) = e.verify() else { continue };
             for d in &r.deleted {

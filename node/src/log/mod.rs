@@ -470,16 +470,14 @@ impl TransparencyLog {
         }
     }
 
-    /// Logs every stored batch and filter revision whose publication the index
-    /// does not hold, batches in (origin, sequence) order, then filters in
-    /// (origin, day) order: at start, after [`TransparencyLog::index_existing`]
+    /// Logs every stored batch and part of a day filter whose publication the
+    /// index does not hold, batches in (origin, sequence) order, then parts in
+    /// (origin, day, revision) order: at start, after [`TransparencyLog::index_existing`]
     /// and before anything is served, for what a node stored (a relay from
     /// gossip or catch-up, a gateway from its own rebuild) and crashed before
     /// logging (relays receive them out of order, so no high-water mark finds
-    /// them). One index read per stored batch or filter, no scan of the log; a
-    /// second call appends nothing. Only the revision a node holds of each day
-    /// filter is stored, so a revision replaced before the crash is not
-    /// recovered. Returns the indexes appended.
+    /// them). One index read per stored batch or part, no scan of the log; a
+    /// second call appends nothing. Returns the indexes appended.
     pub fn log_unlogged<S>(&self, store: &S) -> Result<Vec<u64>, LogStoreError>
     where
         S: BatchStore + FilterStore + ?Sized,
@@ -585,7 +583,8 @@ pub fn batch_event(m: &BatchMeta, at: u64) -> Event {
     }
 }
 
-/// The event of a filter revision this node stored.
+/// The event of a part of a day filter this node stored (its revision in
+/// `sequence`).
 pub fn filter_event(m: &FilterMeta, at: u64) -> Event {
     Event::Published {
         form: PublicationForm::Filter,
@@ -765,7 +764,6 @@ mod tests {
                 origin: origin.into(),
                 day,
                 revision,
-                first_revision: revision,
                 created_at: 1_728_000_000 + revision * 3600,
                 entries: 10 * revision,
                 content_id: [revision as u8; 32],

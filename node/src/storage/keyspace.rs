@@ -17,9 +17,10 @@
 //! | [`PENDING`] | `p release_at random8` | empty (the key is in a file) |
 //! | [`SEQUENCE`] | `s origin` | the gateway's next sequence number |
 //! | [`SPENT_TOKEN`] | `t epoch sha256(input)` | empty |
-//! | [`FILTER`] | `f origin 0 day` | filter metadata |
+//! | [`FILTER`] | `g origin 0 day revision` | metadata of one part of a day filter |
+//! | [`LEGACY_FILTER`] | `f origin 0 day` | a version-1 day filter (old databases; removed at open) |
 //! | [`ENTRY_COUNT`] | `k day` | number of entries of the day |
-//! | [`ENTRY`] | `n day interval sealed-entry` | empty |
+//! | [`ENTRY`] | `n day interval sealed-entry` | empty, or the part that folded it (big-endian u64) |
 //! | [`LEGACY_BATCH_BODY`] | `x origin 0 sequence` | batch bytes (old databases; migrated away at open) |
 //! | [`PUBLISHED_PERIOD`] | `q` | the gateway's last published period boundary and padding keys so far |
 //! | [`LOG_LEAF`] | `L index` | transparency-log entry (leaf data) |
@@ -52,8 +53,10 @@ pub const PENDING: u8 = b'p';
 pub const SEQUENCE: u8 = b's';
 /// Spent upload tokens, by epoch and input hash.
 pub const SPENT_TOKEN: u8 = b't';
-/// Day-filter metadata, by origin and day.
-pub const FILTER: u8 = b'f';
+/// Day-filter part metadata, by origin, day and revision.
+pub const FILTER: u8 = b'g';
+/// Version-1 day-filter metadata, by origin and day (removed at open).
+pub const LEGACY_FILTER: u8 = b'f';
 /// Filter-entry counts, by day.
 pub const ENTRY_COUNT: u8 = b'k';
 /// Sealed filter entries, by day and interval.
@@ -148,9 +151,9 @@ pub fn numbered(prefix: u8, n: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The metadata key of a day filter.
-pub fn filter_key(origin: &str, day: u32) -> Vec<u8> {
-    let mut k = Vec::with_capacity(origin.len() + 6);
+/// `g origin 0 day`: the scan prefix of one day filter's parts.
+pub fn filter_day_prefix(origin: &str, day: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(origin.len() + 14);
     k.push(FILTER);
     k.extend_from_slice(origin.as_bytes());
     k.push(0);
@@ -158,17 +161,25 @@ pub fn filter_key(origin: &str, day: u32) -> Vec<u8> {
     k
 }
 
-/// Origin and day of a filter key.
-pub fn split_filter_key(k: &[u8]) -> Option<(String, u32)> {
+/// The metadata key of part `revision` of a day filter.
+pub fn filter_key(origin: &str, day: u32, revision: u64) -> Vec<u8> {
+    let mut k = filter_day_prefix(origin, day);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
+}
+
+/// Origin, day and revision of a filter key.
+pub fn split_filter_key(k: &[u8]) -> Option<(String, u32, u64)> {
     let k = k.get(1..)?;
-    let split = k.len().checked_sub(5)?;
+    let split = k.len().checked_sub(13)?;
     let (origin, rest) = k.split_at(split);
-    let (zero, day) = rest.split_first()?;
+    let (zero, rest) = rest.split_first()?;
     if *zero != 0 || origin.is_empty() {
         return None;
     }
-    let day = u32::from_be_bytes(day.try_into().ok()?);
-    Some((String::from_utf8(origin.to_vec()).ok()?, day))
+    let day = u32::from_be_bytes(rest[..4].try_into().ok()?);
+    let revision = u64::from_be_bytes(rest[4..].try_into().ok()?);
+    Some((String::from_utf8(origin.to_vec()).ok()?, day, revision))
 }
 
 /// `n || day || interval || sealed entry`: entries sort by day, interval and the
@@ -312,7 +323,10 @@ mod tests {
         assert_eq!(split_batch_key(&k), Some(("o.health".into(), 7)));
         let k = index_key(HELD_INDEX, &9u64.to_be_bytes(), "o.health", 7);
         assert_eq!(split_index_key(&k, 8), Some(("o.health".into(), 7)));
-        let k = filter_key("o.health", 19_000);
-        assert_eq!(split_filter_key(&k), Some(("o.health".into(), 19_000)));
+        let k = filter_key("o.health", 19_000, 3);
+        assert_eq!(split_filter_key(&k), Some(("o.health".into(), 19_000, 3)));
+        assert!(k.starts_with(&filter_day_prefix("o.health", 19_000)));
+        // A version-1 key (`origin 0 day`, no revision) is not a part's key.
+        assert_eq!(split_filter_key(&k[..k.len() - 8]), None);
     }
 }

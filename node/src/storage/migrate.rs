@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use super::files::{remove_dir_bounded, replaced_dir, rewrite_dir, write_all_durably};
-use super::keyspace::{split_batch_key, LEGACY_BATCH_BODY, PENDING};
+use super::keyspace::{
+    split_batch_key, LEGACY_BATCH_BODY, LEGACY_FILTER, LOG_INDEX, LOG_INDEX_FILTER, PENDING,
+};
 use super::sled_store::{open_sled, SledStore};
 use super::StorageError;
 
@@ -72,5 +74,33 @@ impl SledStore {
             "moved batch bodies and held keys out of sled into files; database rewritten"
         );
         Ok(true)
+    }
+
+    /// Removes version-1 day filters (SPEC.md §5.8): their metadata, and the
+    /// log-index keys of their publications, so that the parts that replace them
+    /// (the gateway refolds every entry into part 1 at its next boundary, relays
+    /// fetch the parts) are logged under the same (origin, day, revision). Their
+    /// files are orphans then, removed by the sweep that follows at open. The
+    /// log keeps their publication entries. Returns how many were removed.
+    pub(super) fn drop_legacy_filters(&self) -> Result<usize, StorageError> {
+        let mut ops = sled::Batch::default();
+        let mut n = 0;
+        for item in self.db.scan_prefix([LEGACY_FILTER]) {
+            ops.remove(item?.0);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        for item in self.db.scan_prefix([LOG_INDEX, LOG_INDEX_FILTER]) {
+            ops.remove(item?.0);
+        }
+        self.db.apply_batch(ops)?;
+        self.db.flush()?;
+        tracing::info!(
+            filters = n,
+            "removed version-1 day filters; their entries are republished as parts"
+        );
+        Ok(n)
     }
 }

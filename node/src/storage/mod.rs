@@ -19,7 +19,8 @@
 //!
 //! - each batch's signed bytes (its TEKs) in a file of their own, deleted at
 //!   retention; sled keeps only the batch's metadata and indexes;
-//! - each day filter's signed bytes in a file of their own, deleted at retention;
+//! - each part of a day filter's signed bytes in a file of their own, deleted
+//!   at retention;
 //! - each embargoed key a gateway holds in a file of its own, deleted when the
 //!   key is released into a batch; sled keeps only its release time;
 //! - a random per-day key under which that day's filter entries are stored
@@ -54,8 +55,8 @@ pub use files::{
     files_dir, BATCH_FILE_PREFIX, ENTRY_KEY_FILE_PREFIX, FILTER_FILE_PREFIX, PENDING_FILE_PREFIX,
 };
 pub use records::{
-    content_id, BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit,
-    PendingKey, PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    content_id, BatchMeta, CodeRecord, Expired, FilterMeta, GatewayCommit, PendingKey,
+    PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 pub use sled_store::SledStore;
 pub use summary::{DaySummary, StoreSummary};
@@ -86,7 +87,10 @@ pub enum StorageError {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::files::{replaced_dir, rewrite_dir, write_durably};
-    use super::keyspace::{batch_key, batch_key_with, pending_key, LEGACY_BATCH_BODY};
+    use super::keyspace::{
+        batch_key, batch_key_with, log_filter_index_key, pending_key, LEGACY_BATCH_BODY,
+        LEGACY_FILTER,
+    };
     use super::migrate::finish_replacement;
     use super::records::encode_key;
     use super::*;
@@ -181,6 +185,115 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].key, key);
         assert!(store.db.get(&due[0].id).unwrap().unwrap().is_empty());
+    }
+
+    fn part(day: u32, revision: u64, fill: u8) -> StoredFilter {
+        StoredFilter {
+            meta: FilterMeta {
+                origin: "test.health".into(),
+                day,
+                revision,
+                created_at: 1_728_000_000,
+                entries: 2,
+                content_id: [fill; 32],
+                len: 3,
+            },
+            bytes: vec![fill; 3],
+        }
+    }
+
+    /// A gateway's data dir with a version-1 day filter (its `f` record, its
+    /// file and its log-index key) opens with all three gone and the day's
+    /// entries unfolded; a part then folds the entries it names and no others,
+    /// and a second part under the same revision is a duplicate or a conflict.
+    #[test]
+    fn version_1_filters_are_dropped_at_open_and_their_entries_fold_into_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let day = 20_000;
+        let entries: Vec<StoredEntry> = (0..3u8)
+            .map(|i| StoredEntry {
+                day,
+                interval: day * 144 + u32::from(i),
+                entry: traceless_protocol::FilterEntry([i; 16]),
+            })
+            .collect();
+        let v1_file;
+        {
+            let store = SledStore::open(&path).unwrap();
+            store
+                .commit_gateway(&GatewayCommit {
+                    filter_entries: entries.clone(),
+                    ..Default::default()
+                })
+                .unwrap();
+            let mut k = vec![LEGACY_FILTER];
+            k.extend_from_slice(b"test.health\0");
+            k.extend_from_slice(&day.to_be_bytes());
+            store.db.insert(k, vec![0u8; 72]).unwrap();
+            v1_file = store.filter_file("test.health", day, 1);
+            write_durably(&v1_file, b"a version-1 filter").unwrap();
+            store
+                .db
+                .insert(
+                    log_filter_index_key("test.health", day, 1),
+                    &7u64.to_be_bytes()[..],
+                )
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open_after_drop(&path).unwrap();
+        assert_eq!(store.db.scan_prefix([LEGACY_FILTER]).count(), 0);
+        assert!(!store
+            .db
+            .contains_key(log_filter_index_key("test.health", day, 1))
+            .unwrap());
+        assert!(!v1_file.exists(), "the version-1 file is swept");
+        assert!(store.all_filters().unwrap().is_empty());
+        assert_eq!(store.unfolded_entries_of_day(day).unwrap(), entries);
+
+        let first = part(day, 1, 1);
+        assert_eq!(
+            store.put_built_filter(&first, &entries[..2]).unwrap(),
+            PutOutcome::New
+        );
+        assert_eq!(store.unfolded_entries_of_day(day).unwrap(), entries[2..]);
+        assert_eq!(store.put_filter(&first).unwrap(), PutOutcome::Duplicate);
+        assert_eq!(
+            store.put_filter(&part(day, 1, 2)).unwrap(),
+            PutOutcome::Conflict
+        );
+        assert_eq!(store.put_filter(&part(day, 2, 3)).unwrap(), PutOutcome::New);
+        let held: Vec<u64> = store
+            .filter_parts("test.health", day)
+            .unwrap()
+            .iter()
+            .map(|m| m.revision)
+            .collect();
+        assert_eq!(held, vec![1, 2]);
+        assert_eq!(
+            store.get_filter("test.health", day, 1).unwrap().unwrap(),
+            first
+        );
+        // A part may fold only entries of its own day.
+        let other_day = StoredEntry {
+            day: day + 1,
+            ..entries[2]
+        };
+        assert!(matches!(
+            store.put_built_filter(&part(day, 3, 4), &[other_day]),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(store.get_filter("test.health", day, 3).unwrap().is_none());
+        drop(store);
+        // Reopened: parts, folds and no orphan sweep of the parts' files.
+        let store = SledStore::open_after_drop(&path).unwrap();
+        assert_eq!(store.unfolded_entries_of_day(day).unwrap(), entries[2..]);
+        assert_eq!(store.filter_parts("test.health", day).unwrap().len(), 2);
+        assert_eq!(
+            store.get_filter("test.health", day, 1).unwrap().unwrap(),
+            first
+        );
     }
 
     /// A replacement a crash interrupted: before the swap, the rewrite is

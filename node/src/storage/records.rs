@@ -95,34 +95,32 @@ pub struct StoredBatch {
     pub bytes: Vec<u8>,
 }
 
-/// Result of storing a batch.
+/// Result of storing a batch or a part of a day filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutOutcome {
     /// Stored now, and flushed.
     New,
-    /// The identical batch was already stored.
+    /// The identical batch (or part) was already stored.
     Duplicate,
-    /// Another batch with the same origin and sequence is stored (the authority
-    /// signed two different batches under one number); the first one is kept.
+    /// Another batch with the same origin and sequence (or part with the same
+    /// origin, day and revision) is stored: the authority signed two different
+    /// ones under one number. The first one is kept.
     Conflict,
 }
 
-/// What is known about a stored day filter without reading its bytes. A node
-/// keeps only the newest revision per (origin, day).
+/// What is known about one stored part of a day filter without reading its
+/// bytes. A node keeps every part of a day until the day's retention.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterMeta {
     /// Authority id.
     pub origin: String,
     /// UTC day of the entries.
     pub day: u32,
-    /// Revision of the stored (newest) filter.
+    /// Part number (1..=384).
     pub revision: u64,
-    /// The first revision this node stored for (origin, day): with `revision`,
-    /// the range the deletion log records.
-    pub first_revision: u64,
-    /// Publication time claimed by the authority.
+    /// Publication time claimed by the authority (a period boundary).
     pub created_at: u64,
-    /// Entries folded into the filter.
+    /// Entries folded into the part.
     pub entries: u64,
     /// SHA-256 of the `SignedFilter` encoding: ETag and gossip message id.
     pub content_id: [u8; 32],
@@ -131,13 +129,12 @@ pub struct FilterMeta {
 }
 
 impl FilterMeta {
-    /// Metadata of a verified filter and its exact signed bytes.
+    /// Metadata of a verified part and its exact signed bytes.
     pub fn of(filter: &DayFilter, signed_bytes: &[u8]) -> Self {
         FilterMeta {
             origin: filter.origin.clone(),
             day: filter.day,
             revision: filter.revision,
-            first_revision: filter.revision,
             created_at: filter.created_at,
             entries: filter.filter.entries(),
             content_id: content_id(signed_bytes),
@@ -145,22 +142,16 @@ impl FilterMeta {
         }
     }
 
-    /// Unix seconds after which retention deletes the filter.
+    /// Unix seconds after which retention deletes the part.
     pub fn expires_at(&self) -> u64 {
         filter_expires_at(self.day)
     }
 
-    const LEN: usize = 8 * 5 + 32;
+    const LEN: usize = 8 * 3 + 32;
 
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(Self::LEN);
-        for n in [
-            self.revision,
-            self.first_revision,
-            self.created_at,
-            self.entries,
-            self.len,
-        ] {
+        for n in [self.created_at, self.entries, self.len] {
             v.extend_from_slice(&n.to_be_bytes());
         }
         v.extend_from_slice(&self.content_id);
@@ -168,8 +159,8 @@ impl FilterMeta {
     }
 
     pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
-        let bad = || StorageError::Corrupt("f");
-        let (origin, day) = split_filter_key(key).ok_or_else(bad)?;
+        let bad = || StorageError::Corrupt("g");
+        let (origin, day, revision) = split_filter_key(key).ok_or_else(bad)?;
         if v.len() != Self::LEN {
             return Err(bad());
         }
@@ -177,32 +168,22 @@ impl FilterMeta {
         Ok(FilterMeta {
             origin,
             day,
-            revision: u64_at(0),
-            first_revision: u64_at(8),
-            created_at: u64_at(16),
-            entries: u64_at(24),
-            len: u64_at(32),
-            content_id: v[40..72].try_into().map_err(|_| bad())?,
+            revision,
+            created_at: u64_at(0),
+            entries: u64_at(8),
+            len: u64_at(16),
+            content_id: v[24..56].try_into().map_err(|_| bad())?,
         })
     }
 }
 
-/// A day filter as stored: its metadata and exact signed bytes.
+/// A part of a day filter as stored: its metadata and exact signed bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredFilter {
     /// Metadata.
     pub meta: FilterMeta,
     /// The `SignedFilter` encoding, served byte for byte.
     pub bytes: Vec<u8>,
-}
-
-/// Result of storing a day filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FilterPutOutcome {
-    /// Stored (replacing a lower revision, if any), and flushed.
-    New,
-    /// A revision at least as high is stored already; nothing changed.
-    Stale,
 }
 
 /// One filter entry a gateway holds: the UTC day, the interval and the entry.

@@ -98,6 +98,7 @@ impl SledStore {
         } else {
             store
         };
+        store.drop_legacy_filters()?;
         store.remove_orphan_files()?;
         *store.tally() = Tally::rebuild(&store)?;
         Ok(store)
@@ -131,24 +132,6 @@ impl SledStore {
     pub(super) fn filter_file(&self, origin: &str, day: u32, revision: u64) -> PathBuf {
         self.files
             .join(format!("{}{revision}", filter_file_stem(origin, day)))
-    }
-
-    /// Deletes every file of (origin, day): the stored revision and any orphan.
-    pub(super) fn remove_filter_files(&self, origin: &str, day: u32) -> Result<(), StorageError> {
-        let stem = filter_file_stem(origin, day);
-        let Ok(dir) = std::fs::read_dir(&self.files) else {
-            return Ok(());
-        };
-        for item in dir {
-            let path = item?.path();
-            if path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&stem))
-            {
-                std::fs::remove_file(&path)?;
-            }
-        }
-        Ok(())
     }
 
     /// Makes the deletions in the files directory durable.
@@ -383,56 +366,87 @@ impl BatchStore for SledStore {
     }
 }
 
-impl FilterStore for SledStore {
-    fn put_filter(&self, filter: &StoredFilter) -> Result<FilterPutOutcome, StorageError> {
+impl SledStore {
+    /// Stores a part and marks the entries it folds (the gateway's own parts),
+    /// in one flushed write. The file goes first: metadata never points at a
+    /// part that is not on disk.
+    fn put_part(
+        &self,
+        filter: &StoredFilter,
+        folded: &[StoredEntry],
+    ) -> Result<PutOutcome, StorageError> {
         let _guard = self.lock();
         let m = &filter.meta;
-        let mut meta = m.clone();
-        let mut old_revision = None;
-        if let Some(old) = self.filter_meta(&m.origin, m.day)? {
-            if old.revision >= m.revision {
-                return Ok(FilterPutOutcome::Stale);
-            }
-            meta.first_revision = old.first_revision.min(m.revision);
-            old_revision = Some(old.revision);
+        let key = filter_key(&m.origin, m.day, m.revision);
+        if let Some(v) = self.db.get(&key)? {
+            let held = FilterMeta::decode(&key, &v)?;
+            return Ok(if held.content_id == m.content_id {
+                PutOutcome::Duplicate
+            } else {
+                PutOutcome::Conflict
+            });
         }
-        // The file first: metadata never points at a revision that is not on disk.
+        if folded.iter().any(|e| e.day != m.day) {
+            return Err(StorageError::Corrupt("n: folded into another day's part"));
+        }
         write_durably(
             &self.filter_file(&m.origin, m.day, m.revision),
             &filter.bytes,
         )?;
-        self.db
-            .insert(filter_key(&m.origin, m.day), meta.encode())?;
-        self.tally().filter_stored(&meta);
-        self.db.flush()?;
-        if let Some(old) = old_revision {
-            remove_if_present(&self.filter_file(&m.origin, m.day, old))?;
+        let mut ops = sled::Batch::default();
+        ops.insert(key, m.encode());
+        if !folded.is_empty() {
+            let cipher = self
+                .entry_cipher(m.day, false)?
+                .ok_or(StorageError::Corrupt("entry key"))?;
+            for e in folded {
+                ops.insert(
+                    Self::sealed_entry_key(&cipher, e),
+                    &m.revision.to_be_bytes()[..],
+                );
+            }
         }
-        Ok(FilterPutOutcome::New)
+        self.db.apply_batch(ops)?;
+        self.tally().filter_stored(m);
+        self.db.flush()?;
+        Ok(PutOutcome::New)
+    }
+}
+
+impl FilterStore for SledStore {
+    fn put_filter(&self, filter: &StoredFilter) -> Result<PutOutcome, StorageError> {
+        self.put_part(filter, &[])
     }
 
-    fn get_filter(&self, origin: &str, day: u32) -> Result<Option<StoredFilter>, StorageError> {
-        let Some(meta) = self.filter_meta(origin, day)? else {
+    fn get_filter(
+        &self,
+        origin: &str,
+        day: u32,
+        revision: u64,
+    ) -> Result<Option<StoredFilter>, StorageError> {
+        let key = filter_key(origin, day, revision);
+        let Some(v) = self.db.get(&key)? else {
             return Ok(None);
         };
-        // `None` if replaced or deleted between reading the metadata and the file.
-        Ok(
-            read_if_present(&self.filter_file(origin, day, meta.revision))?
-                .map(|bytes| StoredFilter { meta, bytes }),
-        )
+        let meta = FilterMeta::decode(&key, &v)?;
+        // `None` if retention deleted it between reading the metadata and the file.
+        Ok(read_if_present(&self.filter_file(origin, day, revision))?
+            .map(|bytes| StoredFilter { meta, bytes }))
     }
 
-    fn filter_meta(&self, origin: &str, day: u32) -> Result<Option<FilterMeta>, StorageError> {
-        let key = filter_key(origin, day);
-        self.db
-            .get(&key)?
-            .map(|v| FilterMeta::decode(&key, &v))
-            .transpose()
+    fn filter_parts(&self, origin: &str, day: u32) -> Result<Vec<FilterMeta>, StorageError> {
+        self.filter_metas(&filter_day_prefix(origin, day))
     }
 
     fn all_filters(&self) -> Result<Vec<FilterMeta>, StorageError> {
+        self.filter_metas(&[FILTER])
+    }
+}
+
+impl SledStore {
+    fn filter_metas(&self, prefix: &[u8]) -> Result<Vec<FilterMeta>, StorageError> {
         self.db
-            .scan_prefix([FILTER])
+            .scan_prefix(prefix)
             .map(|item| {
                 let (k, v) = item?;
                 FilterMeta::decode(&k, &v)
@@ -639,17 +653,27 @@ impl GatewayStore for SledStore {
             .collect()
     }
 
-    fn filter_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError> {
+    fn unfolded_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError> {
         let Some(cipher) = self.entry_cipher(day, false)? else {
             return Ok(Vec::new());
         };
-        let mut entries: Vec<StoredEntry> = self
-            .db
-            .scan_prefix(entry_day_prefix(day))
-            .map(|item| Self::open_entry_key(&cipher, day, &item?.0))
-            .collect::<Result<_, StorageError>>()?;
+        let mut entries = Vec::new();
+        for item in self.db.scan_prefix(entry_day_prefix(day)) {
+            let (k, folded_by) = item?;
+            if folded_by.is_empty() {
+                entries.push(Self::open_entry_key(&cipher, day, &k)?);
+            }
+        }
         entries.sort_unstable();
         Ok(entries)
+    }
+
+    fn put_built_filter(
+        &self,
+        filter: &StoredFilter,
+        folded: &[StoredEntry],
+    ) -> Result<PutOutcome, StorageError> {
+        self.put_part(filter, folded)
     }
 
     fn has_filter_entry(&self, entry: &StoredEntry) -> Result<bool, StorageError> {
@@ -713,7 +737,7 @@ impl RetentionStore for SledStore {
             ));
         }
         for f in &expired.filters {
-            ops.remove(filter_key(&f.origin, f.day));
+            ops.remove(filter_key(&f.origin, f.day, f.revision));
         }
         for &(day, _) in &expired.entry_days {
             for item in self.db.scan_prefix(entry_day_prefix(day)) {
@@ -729,7 +753,7 @@ impl RetentionStore for SledStore {
                 tally.batch_removed(m);
             }
             for f in &expired.filters {
-                tally.filter_removed(&f.origin, f.day);
+                tally.filter_removed(f);
             }
             for &(day, _) in &expired.entry_days {
                 tally.entries_removed(day);
@@ -743,7 +767,7 @@ impl RetentionStore for SledStore {
             remove_if_present(&self.batch_file(&m.origin, m.sequence))?;
         }
         for f in &expired.filters {
-            self.remove_filter_files(&f.origin, f.day)?;
+            remove_if_present(&self.filter_file(&f.origin, f.day, f.revision))?;
         }
         let mut keys = self.entry_keys.lock().unwrap_or_else(|e| e.into_inner());
         for &(day, _) in &expired.entry_days {

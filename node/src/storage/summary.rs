@@ -27,7 +27,7 @@ pub struct DaySummary {
     pub embargoed_keys: u64,
     /// When the last of the day's keys will be deleted.
     pub deleted_by: u64,
-    /// Day filters (filter form) held, one per authority.
+    /// Parts of day filters (filter form) held, of every authority.
     pub filters: u64,
     /// Entries in those filters.
     pub filter_entries: u64,
@@ -47,7 +47,7 @@ pub struct StoreSummary {
     pub keys: u64,
     /// Entries in the deletion log.
     pub deletion_log_entries: u64,
-    /// Day filters stored.
+    /// Parts of day filters stored.
     pub filters: u64,
     /// Entries in the stored day filters.
     pub filter_entries: u64,
@@ -121,8 +121,9 @@ pub struct Tally {
     sequences: BTreeMap<String, BTreeSet<u64>>,
     /// Batches not yet seen visible: (visible_from, origin, sequence) → (day, keys).
     unseen: BTreeMap<(u64, String, u64), (u32, u64)>,
-    /// (origin, day) → (entries, expires_at) of the stored day filters.
-    filters: BTreeMap<(String, u32), (u64, u64)>,
+    /// (origin, day, revision) → (entries, expires_at) of the stored parts of
+    /// day filters.
+    filters: BTreeMap<(String, u32, u64), (u64, u64)>,
     /// Filter-form entries per day (gateway).
     gateway_entries: BTreeMap<u32, u64>,
     deletion_log: u64,
@@ -189,15 +190,17 @@ impl Tally {
             .remove(&(m.visible_from, m.origin.clone(), m.sequence));
     }
 
-    /// A day filter was stored (a new revision replaces the old one's figures).
+    /// A part of a day filter was stored.
     pub fn filter_stored(&mut self, f: &FilterMeta) {
-        self.filters
-            .insert((f.origin.clone(), f.day), (f.entries, f.expires_at()));
+        self.filters.insert(
+            (f.origin.clone(), f.day, f.revision),
+            (f.entries, f.expires_at()),
+        );
     }
 
-    /// A day filter was deleted (retention).
-    pub fn filter_removed(&mut self, origin: &str, day: u32) {
-        self.filters.remove(&(origin.to_owned(), day));
+    /// A part of a day filter was deleted (retention).
+    pub fn filter_removed(&mut self, f: &FilterMeta) {
+        self.filters.remove(&(f.origin.clone(), f.day, f.revision));
     }
 
     /// Filter-form entries were added to a day (gateway).
@@ -258,7 +261,7 @@ impl Tally {
                 d.embargoed_keys += keys;
             }
         }
-        for ((_, day), &(entries, expires_at)) in &self.filters {
+        for ((_, day, _), &(entries, expires_at)) in &self.filters {
             s.filters += 1;
             s.filter_entries += entries;
             let d = s.days.entry(*day).or_default();

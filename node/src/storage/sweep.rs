@@ -5,9 +5,8 @@
 use super::files::{
     parse_batch_file, parse_filter_file, ENTRY_KEY_FILE_PREFIX, PENDING_FILE_PREFIX,
 };
-use super::keyspace::{batch_key, entry_count_key, numbered, PENDING};
+use super::keyspace::{batch_key, entry_count_key, filter_key, numbered, PENDING};
 use super::sled_store::SledStore;
-use super::traits::FilterStore;
 use super::StorageError;
 
 impl SledStore {
@@ -33,8 +32,7 @@ impl SledStore {
                     Err(_) => false,
                 }
             } else if let Some((origin, day, revision)) = parse_filter_file(&name) {
-                self.filter_meta(&origin, day)?
-                    .is_some_and(|m| m.revision == revision)
+                self.db.contains_key(filter_key(&origin, day, revision))?
             } else if let Some(day) = name.strip_prefix(ENTRY_KEY_FILE_PREFIX) {
                 day.parse::<u32>()
                     .ok()

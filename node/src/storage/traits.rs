@@ -6,8 +6,8 @@
 use traceless_protocol::wire::SignedDeletionRecord;
 
 use super::records::{
-    BatchMeta, CodeRecord, Expired, FilterMeta, FilterPutOutcome, GatewayCommit, PendingKey,
-    PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    BatchMeta, CodeRecord, Expired, FilterMeta, GatewayCommit, PendingKey, PublishedPeriod,
+    PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 use super::summary::StoreSummary;
 use super::StorageError;
@@ -41,16 +41,23 @@ pub trait BatchStore {
     fn mark_released(&self, batches: &[BatchMeta]) -> Result<(), StorageError>;
 }
 
-/// Day filters: ingest and serving (newest revision per origin and day).
+/// Day filters: ingest and serving of their parts (SPEC.md §5.8). Parts never
+/// replace one another: every part is kept until its day's retention.
 pub trait FilterStore {
-    /// Stores a verified day filter if its revision is higher than the stored
-    /// one for its (origin, day), replacing that one, durably.
-    fn put_filter(&self, filter: &StoredFilter) -> Result<FilterPutOutcome, StorageError>;
-    /// The newest stored filter of (origin, day).
-    fn get_filter(&self, origin: &str, day: u32) -> Result<Option<StoredFilter>, StorageError>;
-    /// Metadata of the newest stored filter of (origin, day).
-    fn filter_meta(&self, origin: &str, day: u32) -> Result<Option<FilterMeta>, StorageError>;
-    /// Metadata of every stored filter, by origin then day.
+    /// Stores a verified part durably, unless the same part is stored already
+    /// (`Duplicate`) or another part with its origin, day and revision
+    /// (`Conflict`: the first one is kept).
+    fn put_filter(&self, filter: &StoredFilter) -> Result<PutOutcome, StorageError>;
+    /// A stored part.
+    fn get_filter(
+        &self,
+        origin: &str,
+        day: u32,
+        revision: u64,
+    ) -> Result<Option<StoredFilter>, StorageError>;
+    /// Metadata of the stored parts of (origin, day), by ascending revision.
+    fn filter_parts(&self, origin: &str, day: u32) -> Result<Vec<FilterMeta>, StorageError>;
+    /// Metadata of every stored part, by origin, day and revision.
     fn all_filters(&self) -> Result<Vec<FilterMeta>, StorageError>;
 }
 
@@ -90,8 +97,16 @@ pub trait GatewayStore {
     fn purge_spent_tokens(&self, keep: &[u32]) -> Result<usize, StorageError>;
     /// Days with stored filter entries (gateway), with their entry counts, ascending.
     fn filter_entry_days(&self) -> Result<Vec<(u32, u64)>, StorageError>;
-    /// The stored entries of one day, by interval then entry.
-    fn filter_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError>;
+    /// The stored entries of one day that no part folded yet, by interval then
+    /// entry.
+    fn unfolded_entries_of_day(&self, day: u32) -> Result<Vec<StoredEntry>, StorageError>;
+    /// Stores a part this gateway built and marks the entries it folds, in one
+    /// atomic, flushed write (so no entry is folded twice or never).
+    fn put_built_filter(
+        &self,
+        filter: &StoredFilter,
+        folded: &[StoredEntry],
+    ) -> Result<PutOutcome, StorageError>;
     /// Whether an entry is stored.
     fn has_filter_entry(&self, entry: &StoredEntry) -> Result<bool, StorageError>;
 }

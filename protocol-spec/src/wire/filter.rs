@@ -1,28 +1,33 @@
-//! Signed day filters of filter-form entries (SPEC.md §5.8).
+//! Signed parts of day filters of filter-form entries (SPEC.md §5.8).
 
 use prost::Message;
 
-use super::{
-    check_reencodes, check_version, decode_limited, pb, signature_bytes, validate_origin,
-    PROTOCOL_VERSION,
-};
+use super::{check_reencodes, decode_limited, pb, signature_bytes, validate_origin};
 use crate::error::WireError;
-use crate::filter::{EntryFilter, FILTER_EMBARGO_INTERVALS, FILTER_HASHES, MAX_FILTER_ENTRIES};
+use crate::filter::{
+    EntryFilter, FILTER_EMBARGO_INTERVALS, FILTER_HASHES, MAX_FILTER_ENTRIES, MAX_FILTER_PARTS,
+};
 use crate::interval::{day_start_interval, interval_start_seconds, RETENTION_DAYS};
 use crate::signing::{self, AuthorityKey, TrustList, FILTER_CONTEXT, SIGNATURE_LEN};
 use crate::wire::MAX_CLOCK_SKEW_SECONDS;
 
-/// Largest encoded [`SignedFilter`] accepted: a full filter plus headers.
-pub const MAX_SIGNED_FILTER_LEN: usize = 4 << 20;
+/// Largest encoded [`SignedFilter`] accepted: a full part plus headers.
+pub const MAX_SIGNED_FILTER_LEN: usize = 5 << 20;
 
-/// One origin's filter of one UTC day, at one revision.
+/// Version of `FilterBody`: 2 since a day filter grows by parts (SPEC.md §5.8,
+/// §9). Every other signed message is still version 1.
+pub const FILTER_VERSION: u32 = 2;
+
+/// One part of one origin's filter of one UTC day: the entries that became
+/// publishable after the previous part.
 #[derive(Clone, Debug)]
 pub struct DayFilter {
     /// Authority id of the gateway that built the filter.
     pub origin: String,
     /// UTC day whose intervals the entries belong to.
     pub day: u32,
-    /// Rebuild counter from 1; a higher revision replaces a lower one.
+    /// Part number, 1..=[`MAX_FILTER_PARTS`]; parts of a day hold disjoint
+    /// entries and a phone probes all of them.
     pub revision: u64,
     /// Publication time, unix seconds: observations after it are not probed.
     pub created_at: u64,
@@ -44,7 +49,7 @@ impl DayFilter {
     /// The canonical body encoding.
     pub fn encode_body(&self) -> Vec<u8> {
         pb::FilterBody {
-            version: PROTOCOL_VERSION,
+            version: FILTER_VERSION,
             origin: self.origin.clone(),
             day: self.day,
             revision: self.revision,
@@ -62,10 +67,22 @@ impl DayFilter {
     pub fn decode_body(bytes: &[u8], now_unix: u64) -> Result<DayFilter, WireError> {
         const WHAT: &str = "filter body";
         let body: pb::FilterBody = decode_limited(WHAT, bytes, MAX_SIGNED_FILTER_LEN)?;
-        check_version(WHAT, body.version)?;
+        if body.version != FILTER_VERSION {
+            return Err(WireError::UnsupportedVersion {
+                what: WHAT,
+                found: body.version,
+                supported: FILTER_VERSION,
+            });
+        }
         validate_origin(&body.origin)?;
-        if body.revision == 0 {
-            return Err(WireError::invalid("revision", "starts at 1"));
+        if body.revision == 0 || body.revision > MAX_FILTER_PARTS {
+            return Err(WireError::invalid(
+                "revision",
+                format!(
+                    "part {} of a day; parts are 1..={MAX_FILTER_PARTS}",
+                    body.revision
+                ),
+            ));
         }
         if body.created_at > now_unix.saturating_add(MAX_CLOCK_SKEW_SECONDS) {
             return Err(WireError::TimeInFuture {
@@ -132,7 +149,7 @@ pub struct SignedFilter {
     pub body: Vec<u8>,
     /// Trust-list key id of the signer.
     pub key_id: u32,
-    /// Ed25519 signature over `"traceless/v1/filter" || 0x00 || body`.
+    /// Ed25519 signature over `"traceless/v2/filter" || 0x00 || body`.
     pub signature: [u8; SIGNATURE_LEN],
 }
 
@@ -175,5 +192,40 @@ impl SignedFilter {
             });
         }
         Ok(filter)
+    }
+}
+
+/// Largest [`FilterParts`] response a node sends or a phone accepts: a node stops
+/// adding parts before this (always sending at least one) and the phone asks
+/// again after the last revision it got.
+pub const MAX_FILTER_PARTS_LEN: usize = 32 << 20;
+
+/// Several parts of one day filter in one download (SPEC.md §6.1): the exact
+/// `SignedFilter` encodings, by ascending revision. Each part is verified on
+/// its own ([`SignedFilter::decode`], [`SignedFilter::verify`]); the envelope
+/// carries no signature of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterParts {
+    /// `SignedFilter` encodings.
+    pub parts: Vec<Vec<u8>>,
+}
+
+impl FilterParts {
+    /// Protobuf encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        pb::FilterParts {
+            parts: self.parts.clone(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes the envelope (size, shape and canonical encoding); the parts
+    /// themselves are checked by [`SignedFilter::decode`] one by one.
+    pub fn decode(bytes: &[u8]) -> Result<FilterParts, WireError> {
+        const WHAT: &str = "filter parts";
+        let m: pb::FilterParts = decode_limited(WHAT, bytes, MAX_FILTER_PARTS_LEN)?;
+        let parts = FilterParts { parts: m.parts };
+        check_reencodes(WHAT, &parts.encode(), bytes)?;
+        Ok(parts)
     }
 }

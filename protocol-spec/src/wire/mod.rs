@@ -19,7 +19,10 @@ pub use deletion::{
 pub use export_key::{
     validate_region, ExportKeyCertificate, SignedExportKey, MAX_SIGNED_EXPORT_KEY_LEN,
 };
-pub use filter::{filter_expires_at, DayFilter, SignedFilter, MAX_SIGNED_FILTER_LEN};
+pub use filter::{
+    filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_FILTER_PARTS_LEN,
+    MAX_SIGNED_FILTER_LEN,
+};
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
 

@@ -70,9 +70,9 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     synced
 }
 
-/// What a host app does to sync the filter form: list `origin`'s day filters,
-/// download each whose revision the SDK does not hold yet, hand it to the SDK.
-/// Returns how many it synced.
+/// What a host app does to sync the filter form: list `origin`'s day filters
+/// and, for each, download the parts above the SDK's complete prefix and hand
+/// them to the SDK. Returns how many downloads it synced.
 #[allow(dead_code)] // each test binary compiles this module; one of them uses it
 pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let list = request(node, "GET", &format!("/v1/filters?origin={origin}"), b"")
@@ -83,10 +83,16 @@ pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usi
     for entry in list["filters"].as_array().unwrap() {
         let day = entry["day"].as_u64().unwrap() as u32;
         let revision = entry["revision"].as_u64().unwrap();
-        if phone.filter_revision(origin, day).unwrap() >= Some(revision) {
+        let held = phone.filter_revision(origin, day).unwrap();
+        if held >= Some(revision) {
             continue;
         }
-        let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
+        let url = format!(
+            "{}?after={}",
+            entry["url"].as_str().unwrap(),
+            held.unwrap_or(0)
+        );
+        let bytes = request(node, "GET", &url, b"").unwrap();
         assert_eq!(bytes.status, 200);
         phone.sync_filter(&bytes.body).unwrap();
         synced += 1;
