@@ -189,10 +189,12 @@ pub(crate) fn encode_dummy() -> Result<Vec<u8>> {
 }
 
 /// An exponentially distributed delay with `rate_per_day` events per day, in
-/// seconds (at least 1): the gaps of a Poisson process.
-pub fn poisson_gap_seconds(rate_per_day: f64) -> u64 {
+/// seconds (at least 1), drawn from `rng`: the gaps of a Poisson process. The
+/// SDK draws its dummy schedule from the operating system's CSPRNG; a
+/// simulation passes a seeded one to be reproducible.
+pub fn poisson_gap_seconds(rng: &mut impl RngCore, rate_per_day: f64) -> u64 {
     // 53 random bits give a uniform in (0, 1]; -ln(u)/rate is Exp(rate).
-    let u = ((OsRng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
     let days = -u.ln() / rate_per_day;
     (days * 86_400.0).clamp(1.0, 1e12) as u64
 }
@@ -211,7 +213,7 @@ pub(crate) fn next_dummy_at(vault: &Vault, now: u64, rate_per_day: f64) -> Resul
 
 /// Draws and stores the next dummy upload time after `now`.
 pub(crate) fn schedule_next_dummy(vault: &Vault, now: u64, rate_per_day: f64) -> Result<u64> {
-    let at = now.saturating_add(poisson_gap_seconds(rate_per_day));
+    let at = now.saturating_add(poisson_gap_seconds(&mut OsRng, rate_per_day));
     vault
         .storage()
         .put(Table::Meta, NEXT_DUMMY_KEY, &at.to_be_bytes())?;

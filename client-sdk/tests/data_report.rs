@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
@@ -17,7 +18,7 @@ use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::log::*;
 use traceless_protocol::wire::{DeletedRange, DeletionRecord};
 use traceless_protocol::{Clock, DiagnosisKey, ManualClock, Tek, Upload};
-use traceless_sdk::{MasterKey, Sdk, SdkConfig, SdkError, SideFile, SledStorage, Storage};
+use traceless_sdk::{MasterKey, Sdk, SdkConfig, SdkError, SideFile, SledStorage, Storage, Table};
 
 const CODE: &[u8] = b"TESTCODE0001";
 const DELETED_AT: u64 = (DAY0 as u64 + 16) * 86_400;
@@ -374,6 +375,113 @@ fn the_report_survives_reopening_and_is_destroyed_when_forgotten_or_old() {
         storage.read_side(SideFile::DataReport).unwrap().len(),
         full.len()
     );
+}
+
+/// Real sled storage that counts the writes of the data-report file.
+struct CountingStorage {
+    inner: SledStorage,
+    report_writes: AtomicUsize,
+}
+
+impl CountingStorage {
+    fn writes(&self) -> usize {
+        self.report_writes.load(Ordering::SeqCst)
+    }
+}
+
+impl Storage for CountingStorage {
+    fn get(&self, table: Table, key: &[u8]) -> traceless_sdk::Result<Option<Vec<u8>>> {
+        self.inner.get(table, key)
+    }
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> traceless_sdk::Result<()> {
+        self.inner.put(table, key, value)
+    }
+    fn remove(&self, table: Table, key: &[u8]) -> traceless_sdk::Result<()> {
+        self.inner.remove(table, key)
+    }
+    fn scan(&self, table: Table, prefix: &[u8]) -> traceless_sdk::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(table, prefix)
+    }
+    fn flush(&self) -> traceless_sdk::Result<()> {
+        self.inner.flush()
+    }
+    fn read_keyring(&self) -> traceless_sdk::Result<Vec<u8>> {
+        self.inner.read_keyring()
+    }
+    fn write_keyring(&self, offset: u64, bytes: &[u8]) -> traceless_sdk::Result<()> {
+        self.inner.write_keyring(offset, bytes)
+    }
+    fn read_side(&self, file: SideFile) -> traceless_sdk::Result<Vec<u8>> {
+        self.inner.read_side(file)
+    }
+    fn write_side(&self, file: SideFile, bytes: &[u8]) -> traceless_sdk::Result<()> {
+        if file == SideFile::DataReport {
+            self.report_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.write_side(file, bytes)
+    }
+}
+
+/// The report file is written only when the report changes: a new store seals
+/// its empty report once; opening the store again, the daily retention pass and
+/// syncing a batch without the phone's keys (or one already noted) write
+/// nothing. Every write seals under a fresh nonce, so the file's bytes show a
+/// rewrite too.
+#[test]
+fn the_report_file_is_written_only_when_the_report_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey([9; 32]);
+    let clock = ManualClock::new(at(DAY0, 600));
+    let open = || {
+        let storage = Arc::new(CountingStorage {
+            inner: SledStorage::open(dir.path()).unwrap(),
+            report_writes: AtomicUsize::new(0),
+        });
+        let sdk = Sdk::with_storage(
+            storage.clone(),
+            &master,
+            SdkConfig::default(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        (sdk, storage)
+    };
+    let file = || std::fs::read(dir.path().join(SideFile::DataReport.name())).unwrap();
+
+    let (sdk, storage) = open();
+    assert_eq!(storage.writes(), 1, "a new store seals its empty report");
+    drop((sdk, storage));
+    let sealed_empty = file();
+
+    let (mut alice, storage) = open();
+    alice.advertisement().unwrap();
+    assert_eq!(storage.writes(), 0, "reopening and the retention pass");
+    assert_eq!(file(), sealed_empty);
+
+    let mut w = world(clock.clone(), alice);
+    assert_eq!(storage.writes(), 1, "the upload is noted");
+    w.alice.sync_batch(&w.theirs).unwrap();
+    assert_eq!(storage.writes(), 1, "a stranger's batch changes nothing");
+    w.alice.sync_batch(&w.ours).unwrap();
+    assert_eq!(storage.writes(), 2, "the batch with our key is noted");
+    let _ = w.alice.sync_batch(&w.ours);
+    assert_eq!(storage.writes(), 2, "noted once");
+    let report = w.alice.data_report().unwrap();
+    drop((w, storage));
+    let full = file();
+    assert_ne!(full, sealed_empty);
+
+    let (mut alice, storage) = open();
+    assert_eq!(alice.data_report().unwrap(), report);
+    clock.advance(86_400);
+    alice.advertisement().unwrap();
+    assert_eq!(alice.data_report().unwrap(), report);
+    assert_eq!(
+        storage.writes(),
+        0,
+        "reopening and a new day's retention pass"
+    );
+    assert_eq!(file(), full);
 }
 
 /// Runs `tests/c/data_report.c` (behind `prefix`, e.g. valgrind) through both

@@ -308,7 +308,7 @@ fn upload_bundles_have_one_length_honour_exclusions_and_the_infectious_window() 
 fn dummy_uploads_follow_a_poisson_schedule_of_the_configured_rate() {
     let n = 20_000;
     let mean_days = (0..n)
-        .map(|_| traceless_sdk::poisson_gap_seconds(0.2) as f64 / 86_400.0)
+        .map(|_| traceless_sdk::poisson_gap_seconds(&mut rand::rngs::OsRng, 0.2) as f64 / 86_400.0)
         .sum::<f64>()
         / n as f64;
     // Mean gap 5 days; the standard error of the mean of 20,000 draws is 0.035 days.

@@ -82,6 +82,15 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
     // OS's randomness) and the figures count real keys; padding costs about
     // 1.05 k keys a period on top (SPEC.md §6.4).
     c.publication.min_keys = 0;
+    // Every node reads the one simulated clock, so the peers' clock (SPEC.md
+    // §2.1) can only be wrong here: its samples age on wall time while the
+    // simulator moves the clock hours at a time, so after a move the gateway
+    // would publish, release and delete at a boundary the samples had reached,
+    // and catch up whenever the next sample (every second of wall time)
+    // arrived: batches would split and merge differently from run to run.
+    // Irreversible acts go by the simulated clock itself.
+    c.clock.tolerance_secs = u64::MAX;
+    c.clock.startup_wait_secs = 0;
     c.trust.push(TrustEntry {
         origin: ORIGIN.into(),
         key_id: authority.key_id,

@@ -3,6 +3,9 @@
 //! received advertisement, buy an upload token with the patient's code and build
 //! the sealed diagnosis upload (the anonymous path, SPEC.md §5.6–5.7), build
 //! sealed dummy uploads, sync downloaded batches and read the exposure summary.
+//! The dummy schedule is the SDK's Poisson process, drawn from the scenario
+//! seed rather than the operating system's randomness (as the SDK draws it), so
+//! that the dummies a run sends, like every other figure, follow from its seed.
 //! Phones that do not run an SDK instance (see
 //! [`SdkPhones`](crate::scenario::SdkPhones)) still broadcast EN-compatible tokens
 //! of their own random daily keys, so listeners hear realistic noise.
@@ -13,13 +16,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::RngCore;
+use rand_chacha::ChaCha8Rng;
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::{
     interval_start_seconds, ManualClock, Metadata, Tek, TokenPublicKey, ADVERTISEMENT_LEN,
 };
-use traceless_sdk::{Sdk, SdkConfig, SdkError};
+use traceless_sdk::{poisson_gap_seconds, Sdk, SdkConfig, SdkError};
 
 use crate::http::{self, HttpError};
+use crate::nodes::ORIGIN;
 use crate::population::PersonId;
 use crate::scenario::Publication;
 use crate::seed::{rng, Stream};
@@ -112,6 +117,9 @@ pub struct Phone {
     sdk: Sdk,
     clock: ManualClock,
     publication: Publication,
+    /// The dummy schedule's stream, and when the next dummy is due.
+    dummy_rng: ChaCha8Rng,
+    next_dummy_at: u64,
     /// Syncs every batch (rather than only batches of uploaders it heard).
     pub full_sync: bool,
     /// Uploaders this phone received an advertisement from.
@@ -135,24 +143,32 @@ pub struct Phone {
 }
 
 impl Phone {
-    /// A fresh phone at unix time `now`, trusting `authority`.
+    /// A fresh phone at unix time `now`, trusting `authority` for [`ORIGIN`],
+    /// its dummy schedule drawn from `seed`.
     pub fn new(
         person: PersonId,
         now: u64,
         config: SdkConfig,
-        origin: &str,
         authority: traceless_protocol::ed25519_dalek::VerifyingKey,
         full_sync: bool,
         publication: Publication,
+        seed: u64,
     ) -> Result<Phone, traceless_sdk::SdkError> {
         let clock = ManualClock::new(now);
+        let mut dummy_rng = rng(seed, Stream::Dummy, &[u64::from(person)]);
+        let next_dummy_at = now.saturating_add(poisson_gap_seconds(
+            &mut dummy_rng,
+            config.dummy_uploads_per_day,
+        ));
         let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
-        sdk.trust_authority(origin, 1, authority)?;
+        sdk.trust_authority(ORIGIN, 1, authority)?;
         Ok(Phone {
             person,
             sdk,
             clock,
             publication,
+            dummy_rng,
+            next_dummy_at,
             full_sync,
             heard_uploaders: HashSet::new(),
             notified_at: None,
@@ -169,7 +185,8 @@ impl Phone {
     /// The advertisements of `intervals` (ascending), as the SDK produces them at
     /// each interval's start; an upload due at `upload.0` is built on the way
     /// (buying its token from the issuer then; the SDK then switches to a fresh
-    /// key); then the sealed dummy uploads the SDK schedules before `day_end`.
+    /// key); then the sealed dummy uploads due before `day_end` on the phone's
+    /// seeded schedule.
     pub fn broadcast(
         &mut self,
         intervals: &[u32],
@@ -197,16 +214,17 @@ impl Phone {
         }
         let mut dummies = Vec::new();
         for _ in 0..64 {
-            match self.sdk.next_dummy_upload_at() {
-                Ok(at) if at < day_end => {
-                    self.clock.set(at.max(day_end - 86_400));
-                    match self.sdk.sealed_dummy_upload(&gateway.seal) {
-                        Ok(d) => dummies.push((at, d)),
-                        Err(_) => break,
-                    }
-                }
-                _ => break,
+            let at = self.next_dummy_at;
+            if at >= day_end {
+                break;
             }
+            self.clock.set(at.max(day_end - 86_400));
+            match self.sdk.sealed_dummy_upload(&gateway.seal) {
+                Ok(d) => dummies.push((at, d)),
+                Err(_) => break,
+            }
+            let rate = self.sdk.config().dummy_uploads_per_day;
+            self.next_dummy_at = at.saturating_add(poisson_gap_seconds(&mut self.dummy_rng, rate));
         }
         Broadcast {
             ads,

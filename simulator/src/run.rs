@@ -167,10 +167,10 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 p,
                 day0,
                 config.clone(),
-                ORIGIN,
                 authority,
                 full_all || sample.contains(&p),
                 s.app.publication,
+                s.seed,
             )
         })
         .collect::<Result<_, _>>()?;
@@ -358,8 +358,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             if *real {
                 // Embargo releases happen at the clock values the simulator sets,
                 // whether this call or the nodes' own timer gets there first.
-                // Dummies (carrying no keys) leave the clock alone: their times
-                // come from the SDK's OS-random schedule, not from the seed.
+                // Dummies (carrying no keys) leave the clock alone: a day's
+                // dummies run past the sync hour, which the clock must not.
                 nodes.clock.set(*at);
                 for q in nodes.release_due() {
                     watch.published(q);

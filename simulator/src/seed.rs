@@ -25,6 +25,8 @@ pub enum Stream {
     Phone = 7,
     /// Sniffer placement.
     Sniffers = 8,
+    /// A phone's dummy-upload schedule.
+    Dummy = 9,
 }
 
 /// SplitMix64 finaliser.

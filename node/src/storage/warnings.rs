@@ -17,7 +17,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use traceless_protocol::venue::{SignedWarningBatch, TraceWarning, WarningBatch};
 
-use super::StorageError;
+use super::{files, StorageError};
 
 /// How long a warning batch is kept after its `createdAt` (as key batches).
 pub const WARNING_RETENTION_SECS: u64 = 14 * 86_400;
@@ -54,25 +54,19 @@ pub struct WarningFiles {
     dir: PathBuf,
 }
 
-fn io(e: std::io::Error) -> StorageError {
-    StorageError::Io(e)
-}
-
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over
+/// `path` and syncs the directory: a reader sees the old bytes or the new, never
+/// half of them (the `next-` files are rewritten in place of the old).
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    std::fs::rename(&tmp, path)?;
+    files::sync_parent(path)
 }
 
 /// The name of a warning file at `path`, or none for a temporary file that
@@ -83,21 +77,16 @@ fn stored_name(path: &Path) -> Option<String> {
     (!name.ends_with(".tmp")).then_some(name)
 }
 
+/// Deletes `paths` (gone already is fine), then syncs each directory once.
 fn remove_durably(paths: &[PathBuf]) -> Result<(), StorageError> {
-    let mut dirs = std::collections::BTreeSet::new();
     for p in paths {
-        match std::fs::remove_file(p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
-        if let Some(d) = p.parent() {
-            dirs.insert(d.to_owned());
-        }
+        files::remove_if_present(p)?;
     }
-    for d in dirs {
-        std::fs::File::open(&d)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+    let mut synced = std::collections::BTreeSet::new();
+    for p in paths {
+        if p.parent().is_some_and(|d| synced.insert(d)) {
+            files::sync_parent(p)?;
+        }
     }
     Ok(())
 }
@@ -139,8 +128,9 @@ impl WarningFiles {
     }
 
     fn ensure(&self) -> Result<(), StorageError> {
-        std::fs::create_dir_all(self.queue_dir()).map_err(io)?;
-        std::fs::create_dir_all(self.published_dir()).map_err(io)
+        std::fs::create_dir_all(self.queue_dir())?;
+        std::fs::create_dir_all(self.published_dir())?;
+        Ok(())
     }
 
     fn batch_path(&self, origin: &str, sequence: u64) -> PathBuf {
@@ -175,10 +165,10 @@ impl WarningFiles {
         let mut files = Vec::new();
         match std::fs::read_dir(self.queue_dir()) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(e.into()),
             Ok(rd) => {
                 for entry in rd {
-                    let path = entry.map_err(io)?.path();
+                    let path = entry?.path();
                     let name = stored_name(&path);
                     let Some(at) = name
                         .as_deref()
@@ -198,7 +188,7 @@ impl WarningFiles {
         let mut warnings = Vec::new();
         let mut paths = Vec::new();
         for (_, path) in files {
-            let bytes = std::fs::read(&path).map_err(io)?;
+            let bytes = std::fs::read(&path)?;
             let body = WarningBatch::decode_body(&bytes)
                 .map_err(|_| StorageError::Corrupt("queued warnings"))?;
             warnings.extend(body.warnings);
@@ -210,10 +200,9 @@ impl WarningFiles {
     /// The next warning sequence of `origin` (0 for a first batch).
     pub fn next_sequence(&self, origin: &str) -> Result<u64, StorageError> {
         let path = self.dir.join(format!("next-{}", hex::encode(origin)));
-        match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(io(e)),
-            Ok(b) => Ok(u64::from_be_bytes(
+        match files::read_if_present(&path)? {
+            None => Ok(0),
+            Some(b) => Ok(u64::from_be_bytes(
                 b.try_into()
                     .map_err(|_| StorageError::Corrupt("warning sequence"))?,
             )),
@@ -255,17 +244,13 @@ impl WarningFiles {
                 write_durably(&path, bytes)?;
                 Ok(WarningPut::New)
             }
-            Err(e) => Err(io(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The signed bytes of one batch.
     pub fn get(&self, origin: &str, sequence: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        match std::fs::read(self.batch_path(origin, sequence)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
+        files::read_if_present(&self.batch_path(origin, sequence))
     }
 
     /// Every stored batch (of `origin` if given), by origin then sequence.
@@ -273,20 +258,20 @@ impl WarningFiles {
     pub fn list(&self, origin: Option<&str>) -> Result<Vec<WarningMeta>, StorageError> {
         let rd = match std::fs::read_dir(self.published_dir()) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(e.into()),
             Ok(rd) => rd,
         };
         let prefix = origin.map(|o| format!("w-{}-", hex::encode(o)));
         let mut out = Vec::new();
         for entry in rd {
-            let path = entry.map_err(io)?.path();
+            let path = entry?.path();
             let Some(name) = stored_name(&path).filter(|n| n.starts_with("w-")) else {
                 continue;
             };
             if prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
                 continue;
             }
-            out.push(read_meta(&std::fs::read(&path).map_err(io)?)?);
+            out.push(read_meta(&std::fs::read(&path)?)?);
         }
         out.sort_by(|a, b| (&a.origin, a.sequence).cmp(&(&b.origin, b.sequence)));
         Ok(out)
