@@ -1,7 +1,8 @@
 //! The host side of the network, for apps that do not bring their own (cargo
 //! feature `client`, off by default): given node URLs it pages through the
 //! batch list from the SDK's cursor and hands each batch to the SDK, fetches
-//! day filters whose revision is newer (with their ETag), buys upload tokens
+//! day filters whose revision is newer (with their ETag), fetches the venue
+//! warning batches above the SDK's warning cursor ([`warnings`]), buys upload tokens
 //! from the issuer, and posts sealed uploads and dummies through a relay that
 //! is neither the gateway nor the download node. Blocking HTTP over rustls
 //! ([`http`]), bounded retries with back-off; no libp2p, no QUIC.
@@ -11,6 +12,7 @@
 //! blocked by a slow network.
 
 pub mod http;
+mod warnings;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -102,6 +104,10 @@ pub struct SyncTotals {
     pub keys: usize,
     /// New exposure windows found.
     pub new_windows: usize,
+    /// Venue warning batches synced.
+    pub warning_batches: usize,
+    /// New venue matches (check-ins at a traced venue and hour) found.
+    pub venue_matches: usize,
     /// Downloads the SDK rejected (skipped; the rest still synced).
     pub rejected: usize,
 }
@@ -119,7 +125,8 @@ pub struct GatewayKeys {
 pub struct Client {
     config: ClientConfig,
     http: Http,
-    /// ETag of each day filter downloaded, by URL.
+    /// ETag of each revalidated download (day filters, risk configuration,
+    /// warning batches), by URL.
     etags: Mutex<HashMap<String, String>>,
 }
 
@@ -179,6 +186,20 @@ impl Client {
         })
     }
 
+    /// GET `url` with the ETag of its last download kept, if any (304 then
+    /// if unchanged).
+    fn get_revalidated(&self, url: &str) -> Result<Answer, ClientError> {
+        let etag = self.etags.lock().ok().and_then(|t| t.get(url).cloned());
+        self.http.get(url, etag.as_deref())
+    }
+
+    /// Keeps `url`'s ETag for [`Client::get_revalidated`].
+    fn keep_etag(&self, url: String, tag: Option<String>) {
+        if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
+            tags.insert(url, tag);
+        }
+    }
+
     /// A download's URL: relative paths are on the download node.
     fn absolute(&self, url: &str) -> String {
         if url.starts_with('/') {
@@ -213,7 +234,8 @@ impl Client {
 
     /// Downloads everything new for the origin and syncs it: every page of
     /// batches after the SDK's cursor, then each day filter whose revision is
-    /// newer than the one held.
+    /// newer than the one held, then each venue warning batch above the SDK's
+    /// warning cursor ([`Client::sync_warnings`]).
     pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
         let node = &self.config.download_node;
@@ -280,8 +302,7 @@ impl Client {
                 continue;
             }
             let url = self.absolute(path);
-            let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
-            let answer = self.http.get(&url, etag.as_deref())?;
+            let answer = self.get_revalidated(&url)?;
             if answer.status == 304 {
                 continue;
             }
@@ -290,10 +311,12 @@ impl Client {
             if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
                 totals.filters += 1;
             }
-            if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
-                tags.insert(url, tag);
-            }
+            self.keep_etag(url, tag);
         }
+        let warnings = self.sync_warnings(phone)?;
+        totals.warning_batches = warnings.warning_batches;
+        totals.venue_matches = warnings.venue_matches;
+        totals.rejected += warnings.rejected;
         Ok(totals)
     }
 
@@ -455,17 +478,14 @@ impl Client {
             "{}/v1/risk-config?origin={}",
             self.config.download_node, self.config.origin
         );
-        let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
-        let answer = self.http.get(&url, etag.as_deref())?;
+        let answer = self.get_revalidated(&url)?;
         if answer.status == 304 || answer.status == 404 {
             return Ok(None);
         }
         let tag = answer.etag.clone();
         let bytes = Self::expect_ok(&url, answer)?;
         let revision = phone.with(|s| s.apply_risk_config(&bytes))?;
-        if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
-            tags.insert(url, tag);
-        }
+        self.keep_etag(url, tag);
         Ok(Some(revision))
     }
 
