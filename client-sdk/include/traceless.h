@@ -885,6 +885,17 @@ enum TlStatus tl_sdk_sync_venue_warnings(struct TlSdk *sdk,
                                          size_t *out_new);
 
 /**
+ * Writes to `*out` the first venue warning sequence of `origin` the phone has
+ * not synced: 0 if none is synced (warning sequences start at 0), else one
+ * above the highest synced. List `GET /v1/warnings?origin=` and download the
+ * batches from that sequence on.
+ *
+ * # Safety
+ * `origin` is a NUL-terminated string; `out` is writable.
+ */
+enum TlStatus tl_sdk_warning_next(struct TlSdk *sdk, const char *origin, uint64_t *out);
+
+/**
  * Counts cosignatures of the relay whose Ed25519 node key is the 32 bytes at
  * `public_key` on the checkpoints of publication proofs (SPEC.md §8.3.1). Not
  * kept across opens, like the trust list.

@@ -1440,6 +1440,31 @@ pub unsafe extern "C" fn tl_sdk_sync_venue_warnings(
     }
 }
 
+/// Writes to `*out` the first venue warning sequence of `origin` the phone has
+/// not synced: 0 if none is synced (warning sequences start at 0), else one
+/// above the highest synced. List `GET /v1/warnings?origin=` and download the
+/// batches from that sequence on.
+///
+/// # Safety
+/// `origin` is a NUL-terminated string; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_warning_next(
+    sdk: *mut TlSdk,
+    origin: *const c_char,
+    out: *mut u64,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let origin = string(origin, "origin")?;
+            non_null(out, "out")?;
+            let next = s.warning_cursor(origin)?.map_or(0, |c| c.saturating_add(1));
+            write_out(out, next);
+            Ok(())
+        })
+    }
+}
+
 /// Counts cosignatures of the relay whose Ed25519 node key is the 32 bytes at
 /// `public_key` on the checkpoints of publication proofs (SPEC.md §8.3.1). Not
 /// kept across opens, like the trust list.

@@ -569,12 +569,21 @@ impl Sdk {
     /// trusted authorities and matches it against the sealed check-in records,
     /// locally; matches feed [`Sdk::exposure_summary`] as
     /// [`ExposureKind::Venue`](traceless_protocol::ExposureKind). Returns how
-    /// many matches are new. [`SdkError::Venue`] for a batch malformed, unsigned
-    /// or signed by an untrusted key: nothing is stored then.
+    /// many matches are new, and raises [`Sdk::warning_cursor`] to its sequence
+    /// (a batch synced again adds no match twice). [`SdkError::Venue`] for a
+    /// batch malformed, unsigned or signed by an untrusted key: nothing is
+    /// stored then, the cursor included.
     pub fn sync_venue_warnings(&mut self, bytes: &[u8]) -> Result<usize> {
         let now = self.now()?;
         checkins::tick(&mut self.vault, now)?;
         checkins::sync_warnings(&mut self.vault, &self.trust, bytes)
+    }
+
+    /// The highest venue warning batch sequence synced from `origin` (warning
+    /// sequences start at 0): a host lists `GET /v1/warnings?origin=` and
+    /// downloads only the batches above it. `None` if none was synced.
+    pub fn warning_cursor(&self, origin: &str) -> Result<Option<u64>> {
+        checkins::cursor::get(&self.vault, origin)
     }
 
     /// Asks for `count` anonymous upload tokens of the issuing key of `epoch`:

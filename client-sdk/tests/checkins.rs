@@ -418,6 +418,63 @@ fn a_seized_phone_holds_no_venue_name_qr_bytes_or_identity_and_check_ins_survive
     );
 }
 
+/// The warning cursor: none before any batch, untouched by a refused batch,
+/// raised by a synced one and never lowered by an older one, kept across
+/// reopening.
+#[test]
+fn the_warning_cursor_follows_synced_batches_only_and_survives_reopen() {
+    let health = Health::new();
+    let v = health.venue(NAME);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("phone");
+    let clock = ManualClock::new(at(DAY0, 10 * 60));
+    let mut sdk = open(&dir, &clock);
+    health.trusted_by(&mut sdk);
+    sdk.check_in(&v.url).unwrap();
+    clock.advance(30 * 60);
+    sdk.check_out().unwrap();
+    clock.set(at(DAY0 + 1, 0));
+    let origin = health.sign.origin.clone();
+    assert_eq!(sdk.warning_cursor(&origin).unwrap(), None);
+
+    let batch = health.warn(&v, at(DAY0, 600), at(DAY0, 660), 8, clock.now());
+    let mut forged = batch.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        venue_err(sdk.sync_venue_warnings(&forged)),
+        VenueError::Signature(WireError::BadSignature(_))
+    ));
+    assert_eq!(sdk.warning_cursor(&origin).unwrap(), None, "refused");
+    assert!(venue_days(&mut sdk).is_empty());
+
+    assert_eq!(sdk.sync_venue_warnings(&batch).unwrap(), 1);
+    assert_eq!(sdk.warning_cursor(&origin).unwrap(), Some(1));
+    let body = SignedWarningBatch::decode(&batch)
+        .unwrap()
+        .verify(&trust_of(&health))
+        .unwrap();
+    let older = WarningBatch {
+        sequence: 0,
+        warnings: Vec::new(),
+        ..body
+    }
+    .sign(&health.sign)
+    .unwrap()
+    .encode();
+    assert_eq!(sdk.sync_venue_warnings(&older).unwrap(), 0);
+    assert_eq!(sdk.warning_cursor(&origin).unwrap(), Some(1), "not lowered");
+    assert_eq!(sdk.warning_cursor("other.health").unwrap(), None);
+    drop(sdk);
+    let sdk = open(&dir, &clock);
+    assert_eq!(sdk.warning_cursor(&origin).unwrap(), Some(1), "kept");
+}
+
+fn trust_of(health: &Health) -> traceless_protocol::TrustList {
+    let mut trust = traceless_protocol::TrustList::new();
+    trust.insert(&health.sign.origin, 1, health.sign.verifying_key());
+    trust
+}
+
 #[test]
 fn check_ins_and_their_matches_are_shredded_with_their_day() {
     let health = Health::new();

@@ -536,7 +536,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() != 2545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844:
+    if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 55683:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() != 33806:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -611,6 +611,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness() != 64418:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor() != 52722:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open() != 39805:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -777,6 +779,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certif
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_witness.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_constructor_tracelesssdk_open.restype = ctypes.c_uint16
@@ -1054,6 +1059,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness.argtypes = 
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_trust_witness.restype = None
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_constructor_tracelesssdk_open.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -1766,18 +1777,20 @@ class NetworkSync:
     """
     What one network sync did.
 """
-    def __init__(self, *, batches:int, filters:int, keys:int, new_windows:int, rejected:int):
+    def __init__(self, *, batches:int, filters:int, keys:int, new_windows:int, warning_batches:int, venue_matches:int, rejected:int):
         self.batches = batches
         self.filters = filters
         self.keys = keys
         self.new_windows = new_windows
+        self.warning_batches = warning_batches
+        self.venue_matches = venue_matches
         self.rejected = rejected
         
         
 
     
     def __str__(self):
-        return "NetworkSync(batches={}, filters={}, keys={}, new_windows={}, rejected={})".format(self.batches, self.filters, self.keys, self.new_windows, self.rejected)
+        return "NetworkSync(batches={}, filters={}, keys={}, new_windows={}, warning_batches={}, venue_matches={}, rejected={})".format(self.batches, self.filters, self.keys, self.new_windows, self.warning_batches, self.venue_matches, self.rejected)
     def __eq__(self, other):
         if self.batches != other.batches:
             return False
@@ -1786,6 +1799,10 @@ class NetworkSync:
         if self.keys != other.keys:
             return False
         if self.new_windows != other.new_windows:
+            return False
+        if self.warning_batches != other.warning_batches:
+            return False
+        if self.venue_matches != other.venue_matches:
             return False
         if self.rejected != other.rejected:
             return False
@@ -1799,6 +1816,8 @@ class _UniffiFfiConverterTypeNetworkSync(_UniffiConverterRustBuffer):
             filters=_UniffiFfiConverterUInt64.read(buf),
             keys=_UniffiFfiConverterUInt64.read(buf),
             new_windows=_UniffiFfiConverterUInt64.read(buf),
+            warning_batches=_UniffiFfiConverterUInt64.read(buf),
+            venue_matches=_UniffiFfiConverterUInt64.read(buf),
             rejected=_UniffiFfiConverterUInt64.read(buf),
         )
 
@@ -1808,6 +1827,8 @@ class _UniffiFfiConverterTypeNetworkSync(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.check_lower(value.filters)
         _UniffiFfiConverterUInt64.check_lower(value.keys)
         _UniffiFfiConverterUInt64.check_lower(value.new_windows)
+        _UniffiFfiConverterUInt64.check_lower(value.warning_batches)
+        _UniffiFfiConverterUInt64.check_lower(value.venue_matches)
         _UniffiFfiConverterUInt64.check_lower(value.rejected)
 
     @staticmethod
@@ -1816,6 +1837,8 @@ class _UniffiFfiConverterTypeNetworkSync(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.filters, buf)
         _UniffiFfiConverterUInt64.write(value.keys, buf)
         _UniffiFfiConverterUInt64.write(value.new_windows, buf)
+        _UniffiFfiConverterUInt64.write(value.warning_batches, buf)
+        _UniffiFfiConverterUInt64.write(value.venue_matches, buf)
         _UniffiFfiConverterUInt64.write(value.rejected, buf)
 
 class _UniffiFfiConverterSequenceUInt32(_UniffiConverterRustBuffer):
@@ -2914,6 +2937,12 @@ class TracelessSdkProtocol(typing.Protocol):
         on publication proofs' checkpoints. Not kept across opens.
 """
         raise NotImplementedError
+    def warning_cursor(self, origin: str) -> typing.Optional[int]:
+        """
+        The highest venue warning batch sequence synced from `origin`, if any
+        (sequences start at 0): download only the batches listed above it.
+"""
+        raise NotImplementedError
 
 class TracelessSdk(TracelessSdkProtocol):
     """
@@ -3626,6 +3655,25 @@ class TracelessSdk(TracelessSdkProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def warning_cursor(self, origin: str) -> typing.Optional[int]:
+        """
+        The highest venue warning batch sequence synced from `origin`, if any
+        (sequences start at 0): download only the batches listed above it.
+"""
+        
+        _UniffiFfiConverterString.check_lower(origin)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(origin),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
 
 
 
@@ -3675,7 +3723,8 @@ class TracelessClientProtocol(typing.Protocol):
         raise NotImplementedError
     def sync(self, sdk: TracelessSdk) -> NetworkSync:
         """
-        Downloads and syncs every new batch and newer day filter.
+        Downloads and syncs every new batch, newer day filter and venue
+        warning batch above the SDK's warning cursor.
 """
         raise NotImplementedError
     def trust_export_keys(self, sdk: TracelessSdk) -> int:
@@ -3788,7 +3837,8 @@ class TracelessClient(TracelessClientProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def sync(self, sdk: TracelessSdk) -> NetworkSync:
         """
-        Downloads and syncs every new batch and newer day filter.
+        Downloads and syncs every new batch, newer day filter and venue
+        warning batch above the SDK's warning cursor.
 """
         
         _UniffiFfiConverterTypeTracelessSdk.check_lower(sdk)

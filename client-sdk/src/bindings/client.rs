@@ -62,6 +62,10 @@ pub struct NetworkSync {
     pub keys: u64,
     /// New exposure windows.
     pub new_windows: u64,
+    /// Venue warning batches synced.
+    pub warning_batches: u64,
+    /// New venue matches found.
+    pub venue_matches: u64,
     /// Downloads the SDK rejected and skipped.
     pub rejected: u64,
 }
@@ -91,7 +95,8 @@ impl TracelessClient {
         Ok(Arc::new(TracelessClient(Client::new(config)?)))
     }
 
-    /// Downloads and syncs every new batch and newer day filter.
+    /// Downloads and syncs every new batch, newer day filter and venue
+    /// warning batch above the SDK's warning cursor.
     pub fn sync(&self, sdk: Arc<TracelessSdk>) -> Result<NetworkSync, TracelessError> {
         let t = self.0.sync(sdk.as_ref())?;
         Ok(NetworkSync {
@@ -99,6 +104,8 @@ impl TracelessClient {
             filters: t.filters as u64,
             keys: t.keys as u64,
             new_windows: t.new_windows as u64,
+            warning_batches: t.warning_batches as u64,
+            venue_matches: t.venue_matches as u64,
             rejected: t.rejected as u64,
         })
     }

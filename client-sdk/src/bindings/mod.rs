@@ -573,6 +573,12 @@ impl TracelessSdk {
             .map(|n| n as u64)
     }
 
+    /// The highest venue warning batch sequence synced from `origin`, if any
+    /// (sequences start at 0): download only the batches listed above it.
+    pub fn warning_cursor(&self, origin: String) -> Result<Option<u64>, TracelessError> {
+        self.with(|sdk| sdk.warning_cursor(&origin))
+    }
+
     /// Destroys days past retention and drops decrypted sightings from memory;
     /// returns the days destroyed.
     pub fn expire(&self) -> Result<Vec<u32>, TracelessError> {

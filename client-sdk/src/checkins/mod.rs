@@ -18,6 +18,7 @@
 //!                                          || BE64 window start || BE64 window end || BE32 risk level
 //! ```
 
+pub(crate) mod cursor;
 mod open;
 
 use std::collections::BTreeMap;
@@ -247,7 +248,8 @@ pub(crate) fn list(vault: &mut Vault, now: u64) -> Result<Vec<CheckIn>> {
 
 /// Verifies a warning batch against the trust list and trial-decrypts the
 /// records of each warning's day with its key; stores each new match under the
-/// day of the visit. Returns how many matches are new. Refused batches store nothing.
+/// day of the visit, then raises the origin's [`cursor`] to the batch's
+/// sequence. Returns how many matches are new. Refused batches store nothing.
 pub(crate) fn sync_warnings(vault: &mut Vault, trust: &TrustList, bytes: &[u8]) -> Result<usize> {
     let batch = SignedWarningBatch::decode(bytes)?.verify(trust)?;
     let mut days: Vec<u32> = batch.warnings.iter().map(|w| w.day).collect();
@@ -281,6 +283,9 @@ pub(crate) fn sync_warnings(vault: &mut Vault, trust: &TrustList, bytes: &[u8]) 
         }
         vault.put(Table::Checkins, &key, &plain)?;
     }
+    // Matches first: a crash in between syncs the batch again, which adds none twice.
+    vault.storage().flush()?;
+    cursor::advance(vault, &batch.origin, batch.sequence)?;
     vault.storage().flush()?;
     Ok(new)
 }

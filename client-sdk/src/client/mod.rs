@@ -1,7 +1,8 @@
 //! The host side of the network, for apps that do not bring their own (cargo
 //! feature `client`, off by default): given node URLs it pages through the
 //! batch list from the SDK's cursor and hands each batch to the SDK, fetches
-//! the parts of day filters it lacks (with their ETag), buys upload tokens
+//! the parts of day filters it lacks (with their ETag), fetches the venue
+//! warning batches above the SDK's warning cursor ([`warnings`]), buys upload tokens
 //! from the issuer, and posts sealed uploads and dummies through a relay that
 //! is neither the gateway nor the download node. Blocking HTTP over rustls
 //! ([`http`]), bounded retries with back-off; no libp2p, no QUIC.
@@ -11,6 +12,7 @@
 //! blocked by a slow network.
 
 pub mod http;
+mod warnings;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -103,6 +105,10 @@ pub struct SyncTotals {
     pub keys: usize,
     /// New exposure windows found.
     pub new_windows: usize,
+    /// Venue warning batches synced.
+    pub warning_batches: usize,
+    /// New venue matches (check-ins at a traced venue and hour) found.
+    pub venue_matches: usize,
     /// Downloads the SDK rejected (skipped; the rest still synced).
     pub rejected: usize,
 }
@@ -120,7 +126,8 @@ pub struct GatewayKeys {
 pub struct Client {
     config: ClientConfig,
     http: Http,
-    /// ETag of each day filter downloaded, by URL.
+    /// ETag of each revalidated download (day filters, risk configuration,
+    /// warning batches), by URL.
     etags: Mutex<HashMap<String, String>>,
 }
 
@@ -180,6 +187,20 @@ impl Client {
         })
     }
 
+    /// GET `url` with the ETag of its last download kept, if any (304 then
+    /// if unchanged).
+    fn get_revalidated(&self, url: &str) -> Result<Answer, ClientError> {
+        let etag = self.etags.lock().ok().and_then(|t| t.get(url).cloned());
+        self.http.get(url, etag.as_deref())
+    }
+
+    /// Keeps `url`'s ETag for [`Client::get_revalidated`].
+    fn keep_etag(&self, url: String, tag: Option<String>) {
+        if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
+            tags.insert(url, tag);
+        }
+    }
+
     /// A download's URL: relative paths are on the download node.
     fn absolute(&self, url: &str) -> String {
         if url.starts_with('/') {
@@ -214,7 +235,8 @@ impl Client {
 
     /// Downloads everything new for the origin and syncs it: every page of
     /// batches after the SDK's cursor, then the parts of each day filter above
-    /// those the phone holds.
+    /// those the phone holds, then each venue warning batch above the SDK's
+    /// warning cursor ([`Client::sync_warnings`]).
     pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
         let node = &self.config.download_node;
@@ -286,8 +308,7 @@ impl Client {
                     break;
                 }
                 let url = format!("{}?after={}", self.absolute(path), held.unwrap_or(0));
-                let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
-                let answer = self.http.get(&url, etag.as_deref())?;
+                let answer = self.get_revalidated(&url)?;
                 if answer.status == 304 {
                     break;
                 }
@@ -296,9 +317,7 @@ impl Client {
                 if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
                     totals.filters += 1;
                 }
-                if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
-                    tags.insert(url, tag);
-                }
+                self.keep_etag(url, tag);
                 let now_held = phone.with(|s| s.filter_revision(origin, day))?;
                 if now_held <= held {
                     break;
@@ -306,6 +325,10 @@ impl Client {
                 held = now_held;
             }
         }
+        let warnings = self.sync_warnings(phone)?;
+        totals.warning_batches = warnings.warning_batches;
+        totals.venue_matches = warnings.venue_matches;
+        totals.rejected += warnings.rejected;
         Ok(totals)
     }
 
@@ -467,17 +490,14 @@ impl Client {
             "{}/v1/risk-config?origin={}",
             self.config.download_node, self.config.origin
         );
-        let etag = self.etags.lock().ok().and_then(|t| t.get(&url).cloned());
-        let answer = self.http.get(&url, etag.as_deref())?;
+        let answer = self.get_revalidated(&url)?;
         if answer.status == 304 || answer.status == 404 {
             return Ok(None);
         }
         let tag = answer.etag.clone();
         let bytes = Self::expect_ok(&url, answer)?;
         let revision = phone.with(|s| s.apply_risk_config(&bytes))?;
-        if let (Some(tag), Ok(mut tags)) = (tag, self.etags.lock()) {
-            tags.insert(url, tag);
-        }
+        self.keep_etag(url, tag);
         Ok(Some(revision))
     }
 

@@ -72,9 +72,17 @@ int main(int argc, char **argv) {
     /* The next morning: another venue's warnings match nothing, this one's do. */
     CHECK(tl_sdk_set_time(sdk, published_at));
     size_t new_matches = 99;
+    uint64_t next_warning = 99;
+    CHECK(tl_sdk_warning_next(sdk, "de.rki", &next_warning));
+    EXPECT(next_warning == 0);
     EXPECT(tl_sdk_sync_venue_warnings(sdk, (const uint8_t *)"junk", 4, NULL) == TL_ERR_VENUE);
+    CHECK(tl_sdk_warning_next(sdk, "de.rki", &next_warning));
+    EXPECT(next_warning == 0);
     CHECK(tl_sdk_sync_venue_warnings(sdk, other, other_len, &new_matches));
     EXPECT(new_matches == 0);
+    /* Both batches are sequence 1: list from 2 on next time. */
+    CHECK(tl_sdk_warning_next(sdk, "de.rki", &next_warning));
+    EXPECT(next_warning == 2);
     TlSummary summary;
     CHECK(tl_sdk_exposure_summary(sdk, &summary));
     EXPECT(summary.len == 0);

@@ -735,6 +735,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_forget_data_report(
@@ -860,6 +862,8 @@ internal object UniffiLib {
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_authority(`ptr`: Long,`origin`: RustBuffer.ByValue,`keyId`: Int,`publicKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(`ptr`: Long,`certificate`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor(`ptr`: Long,`origin`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_data_report(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1100,6 +1104,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() and 0xFFFF) != 34779) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor() and 0xFFFF) != 52722) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report() and 0xFFFF) != 20753) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1124,7 +1131,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() and 0xFFFF) != 2545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() and 0xFFFF) != 7844) {
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_sync() and 0xFFFF) != 55683) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() and 0xFFFF) != 33806) {
@@ -1959,7 +1966,8 @@ public interface TracelessClientInterface {
     fun `runDummySchedule`(`sdk`: TracelessSdk, `now`: kotlin.ULong): kotlin.Boolean
     
     /**
-     * Downloads and syncs every new batch and newer day filter.
+     * Downloads and syncs every new batch, newer day filter and venue
+     * warning batch above the SDK's warning cursor.
      */
     fun `sync`(`sdk`: TracelessSdk): NetworkSync
     
@@ -2144,7 +2152,8 @@ open class TracelessClient: Disposable, AutoCloseable, TracelessClientInterface
 
     
     /**
-     * Downloads and syncs every new batch and newer day filter.
+     * Downloads and syncs every new batch, newer day filter and venue
+     * warning batch above the SDK's warning cursor.
      */
     @Throws(TracelessException::class)override fun `sync`(`sdk`: TracelessSdk): NetworkSync {
             return FfiConverterTypeNetworkSync.lift(
@@ -2517,6 +2526,12 @@ public interface TracelessSdkInterface {
      * validity: no key is trusted then. Call `trust_authority` first.
      */
     fun `trustExportCertificate`(`certificate`: kotlin.ByteArray): ExportKeyInfo
+    
+    /**
+     * The highest venue warning batch sequence synced from `origin`, if any
+     * (sequences start at 0): download only the batches listed above it.
+     */
+    fun `warningCursor`(`origin`: kotlin.String): kotlin.ULong?
     
     /**
      * Where this phone's uploaded keys went.
@@ -3173,6 +3188,25 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
 
     
     /**
+     * The highest venue warning batch sequence synced from `origin`, if any
+     * (sequences start at 0): download only the batches listed above it.
+     */
+    @Throws(TracelessException::class)override fun `warningCursor`(`origin`: kotlin.String): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor(
+        it,
+        
+        FfiConverterString.lower(`origin`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Where this phone's uploaded keys went.
      */
     @Throws(TracelessException::class)override fun `dataReport`(): DataReport {
@@ -3792,6 +3826,16 @@ data class NetworkSync (
     var `newWindows`: kotlin.ULong
     , 
     /**
+     * Venue warning batches synced.
+     */
+    var `warningBatches`: kotlin.ULong
+    , 
+    /**
+     * New venue matches found.
+     */
+    var `venueMatches`: kotlin.ULong
+    , 
+    /**
      * Downloads the SDK rejected and skipped.
      */
     var `rejected`: kotlin.ULong
@@ -3816,6 +3860,8 @@ public object FfiConverterTypeNetworkSync: FfiConverterRustBuffer<NetworkSync> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -3824,6 +3870,8 @@ public object FfiConverterTypeNetworkSync: FfiConverterRustBuffer<NetworkSync> {
             FfiConverterULong.allocationSize(value.`filters`) +
             FfiConverterULong.allocationSize(value.`keys`) +
             FfiConverterULong.allocationSize(value.`newWindows`) +
+            FfiConverterULong.allocationSize(value.`warningBatches`) +
+            FfiConverterULong.allocationSize(value.`venueMatches`) +
             FfiConverterULong.allocationSize(value.`rejected`)
     )
 
@@ -3832,6 +3880,8 @@ public object FfiConverterTypeNetworkSync: FfiConverterRustBuffer<NetworkSync> {
             FfiConverterULong.write(value.`filters`, buf)
             FfiConverterULong.write(value.`keys`, buf)
             FfiConverterULong.write(value.`newWindows`, buf)
+            FfiConverterULong.write(value.`warningBatches`, buf)
+            FfiConverterULong.write(value.`venueMatches`, buf)
             FfiConverterULong.write(value.`rejected`, buf)
     }
 }

@@ -827,7 +827,8 @@ public protocol TracelessClientProtocol: AnyObject, Sendable {
     func runDummySchedule(sdk: TracelessSdk, now: UInt64) throws  -> Bool
     
     /**
-     * Downloads and syncs every new batch and newer day filter.
+     * Downloads and syncs every new batch, newer day filter and venue
+     * warning batch above the SDK's warning cursor.
      */
     func sync(sdk: TracelessSdk) throws  -> NetworkSync
     
@@ -951,7 +952,8 @@ open func runDummySchedule(sdk: TracelessSdk, now: UInt64)throws  -> Bool  {
 }
     
     /**
-     * Downloads and syncs every new batch and newer day filter.
+     * Downloads and syncs every new batch, newer day filter and venue
+     * warning batch above the SDK's warning cursor.
      */
 open func sync(sdk: TracelessSdk)throws  -> NetworkSync  {
     return try  FfiConverterTypeNetworkSync_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
@@ -1221,6 +1223,12 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
      * validity: no key is trusted then. Call `trust_authority` first.
      */
     func trustExportCertificate(certificate: Data) throws  -> ExportKeyInfo
+    
+    /**
+     * The highest venue warning batch sequence synced from `origin`, if any
+     * (sequences start at 0): download only the batches listed above it.
+     */
+    func warningCursor(origin: String) throws  -> UInt64?
     
     /**
      * Where this phone's uploaded keys went.
@@ -1714,6 +1722,20 @@ open func trustExportCertificate(certificate: Data)throws  -> ExportKeyInfo  {
     uniffi_traceless_sdk_fn_method_tracelesssdk_trust_export_certificate(
             self.uniffiCloneHandle(),
         FfiConverterData.lower(certificate),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The highest venue warning batch sequence synced from `origin`, if any
+     * (sequences start at 0): download only the batches listed above it.
+     */
+open func warningCursor(origin: String)throws  -> UInt64?  {
+    return try  FfiConverterOptionUInt64.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_warning_cursor(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(origin),uniffiCallStatus
     )
 })
 }
@@ -2433,6 +2455,14 @@ public struct NetworkSync: Equatable, Hashable {
      */
     public var newWindows: UInt64
     /**
+     * Venue warning batches synced.
+     */
+    public var warningBatches: UInt64
+    /**
+     * New venue matches found.
+     */
+    public var venueMatches: UInt64
+    /**
      * Downloads the SDK rejected and skipped.
      */
     public var rejected: UInt64
@@ -2453,12 +2483,20 @@ public struct NetworkSync: Equatable, Hashable {
          * New exposure windows.
          */newWindows: UInt64, 
         /**
+         * Venue warning batches synced.
+         */warningBatches: UInt64, 
+        /**
+         * New venue matches found.
+         */venueMatches: UInt64, 
+        /**
          * Downloads the SDK rejected and skipped.
          */rejected: UInt64) {
         self.batches = batches
         self.filters = filters
         self.keys = keys
         self.newWindows = newWindows
+        self.warningBatches = warningBatches
+        self.venueMatches = venueMatches
         self.rejected = rejected
     }
 
@@ -2482,6 +2520,8 @@ public struct FfiConverterTypeNetworkSync: FfiConverterRustBuffer {
                 filters: FfiConverterUInt64.read(from: &buf), 
                 keys: FfiConverterUInt64.read(from: &buf), 
                 newWindows: FfiConverterUInt64.read(from: &buf), 
+                warningBatches: FfiConverterUInt64.read(from: &buf), 
+                venueMatches: FfiConverterUInt64.read(from: &buf), 
                 rejected: FfiConverterUInt64.read(from: &buf)
         )
     }
@@ -2491,6 +2531,8 @@ public struct FfiConverterTypeNetworkSync: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.filters, into: &buf)
         FfiConverterUInt64.write(value.keys, into: &buf)
         FfiConverterUInt64.write(value.newWindows, into: &buf)
+        FfiConverterUInt64.write(value.warningBatches, into: &buf)
+        FfiConverterUInt64.write(value.venueMatches, into: &buf)
         FfiConverterUInt64.write(value.rejected, into: &buf)
     }
 }
@@ -3701,6 +3743,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_trust_export_certificate() != 34779) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_warning_cursor() != 52722) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_data_report() != 20753) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3725,7 +3770,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_run_dummy_schedule() != 2545) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 7844) {
+    if (uniffi_traceless_sdk_checksum_method_tracelessclient_sync() != 55683) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelessclient_trust_export_keys() != 33806) {
