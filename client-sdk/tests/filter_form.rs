@@ -18,9 +18,9 @@ use traceless_protocol::token::TokenIssueRequest;
 use traceless_protocol::wire::UPLOAD_REQUEST_LEN;
 use traceless_protocol::{
     day_of_interval, day_start_interval, interval_number, interval_start_seconds, AuthorityKey,
-    Clock, DayFilter, DaySummary, DiagnosisKey, EntryFilter, FilterEntry, FilterParts,
-    GatewaySealKey, IntervalMask, ManualClock, SignedFilter, Tek, TokenKey, Upload, UploadToken,
-    WireError, FILTER_CONTEXT, SEALED_UPLOAD_LEN,
+    Clock, DayFilter, DiagnosisKey, EntryFilter, FilterEntry, FilterParts, GatewaySealKey,
+    IntervalMask, ManualClock, SignedFilter, Tek, TokenKey, Upload, UploadToken, WireError,
+    FILTER_CONTEXT, SEALED_UPLOAD_LEN,
 };
 use traceless_sdk::{Sdk, SdkConfig, SdkError};
 

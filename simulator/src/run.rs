@@ -25,7 +25,7 @@
 //! way. The relay's answer is a fixed status, so the batches an upload published
 //! are read off the gateway's sequence counter around it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
