@@ -603,11 +603,12 @@ enum TlStatus tl_sdk_sync_export(struct TlSdk *sdk,
                                  struct TlSyncReport *out);
 
 /**
- * Verifies a downloaded signed day filter (filter form) and probes the stored
- * sightings against it; `out` (may be NULL) gets counts: the filter's entries
- * and the days that gained hits, or zeros if its revision is not newer than
- * the one held (nothing is done then). `TL_ERR_REJECTED` for anything
- * unsigned, untrusted, expired or malformed.
+ * Syncs a downloaded body of `GET /v1/filters/{origin}/{day}` (filter form):
+ * verifies every signed part in it and probes the stored sightings against
+ * each part not held yet; parts may come in any order. `out` (may be NULL)
+ * gets counts summed over the new parts: their entries and the days that
+ * gained hits (zeros if every part is held already). `TL_ERR_REJECTED`, and
+ * nothing done, if any part is unsigned, untrusted, expired or malformed.
  *
  * # Safety
  * `filter` points to `len` bytes; `out` is NULL or writable.
@@ -618,9 +619,9 @@ enum TlStatus tl_sdk_sync_filter(struct TlSdk *sdk,
                                  struct TlSyncReport *out);
 
 /**
- * Writes the revision held of the day filter of `origin` and UTC `day` to
- * `*out` (0 if none; revisions start at 1): a filter whose revision is not
- * newer need not be downloaded.
+ * Writes to `*out` the highest part `r` of the day filter of `origin` and UTC
+ * `day` such that parts `1..=r` are all held (0 if none; parts start at 1):
+ * only the parts after `r` need be downloaded.
  *
  * # Safety
  * `origin` is a NUL-terminated string; `out` is writable.

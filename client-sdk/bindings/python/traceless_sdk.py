@@ -596,7 +596,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export() != 21592:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 36050:
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 22286:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() != 40995:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -2888,7 +2888,8 @@ class TracelessSdkProtocol(typing.Protocol):
         raise NotImplementedError
     def sync_filter(self, bytes: bytes) -> SyncResult:
         """
-        Verifies and probes one signed day filter (filter form).
+        Verifies and probes the parts of a day filter in a downloaded body of
+        `GET /v1/filters/{origin}/{day}` (filter form).
 """
         raise NotImplementedError
     def sync_venue_warnings(self, bytes: bytes) -> int:
@@ -3487,7 +3488,8 @@ class TracelessSdk(TracelessSdkProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def sync_filter(self, bytes: bytes) -> SyncResult:
         """
-        Verifies and probes one signed day filter (filter form).
+        Verifies and probes the parts of a day filter in a downloaded body of
+        `GET /v1/filters/{origin}/{day}` (filter form).
 """
         
         _UniffiFfiConverterBytes.check_lower(bytes)

@@ -1083,7 +1083,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export() and 0xFFFF) != 21592) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() and 0xFFFF) != 36050) {
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() and 0xFFFF) != 22286) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() and 0xFFFF) != 40995) {
@@ -2483,7 +2483,8 @@ public interface TracelessSdkInterface {
     fun `syncExport`(`zip`: kotlin.ByteArray): SyncResult
     
     /**
-     * Verifies and probes one signed day filter (filter form).
+     * Verifies and probes the parts of a day filter in a downloaded body of
+     * `GET /v1/filters/{origin}/{day}` (filter form).
      */
     fun `syncFilter`(`bytes`: kotlin.ByteArray): SyncResult
     
@@ -3048,7 +3049,8 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
 
     
     /**
-     * Verifies and probes one signed day filter (filter form).
+     * Verifies and probes the parts of a day filter in a downloaded body of
+     * `GET /v1/filters/{origin}/{day}` (filter form).
      */
     @Throws(TracelessException::class)override fun `syncFilter`(`bytes`: kotlin.ByteArray): SyncResult {
             return FfiConverterTypeSyncResult.lift(

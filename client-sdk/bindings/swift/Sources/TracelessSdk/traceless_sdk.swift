@@ -1180,7 +1180,8 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
     func syncExport(zip: Data) throws  -> SyncResult
     
     /**
-     * Verifies and probes one signed day filter (filter form).
+     * Verifies and probes the parts of a day filter in a downloaded body of
+     * `GET /v1/filters/{origin}/{day}` (filter form).
      */
     func syncFilter(bytes: Data) throws  -> SyncResult
     
@@ -1622,7 +1623,8 @@ open func syncExport(zip: Data)throws  -> SyncResult  {
 }
     
     /**
-     * Verifies and probes one signed day filter (filter form).
+     * Verifies and probes the parts of a day filter in a downloaded body of
+     * `GET /v1/filters/{origin}/{day}` (filter form).
      */
 open func syncFilter(bytes: Data)throws  -> SyncResult  {
     return try  FfiConverterTypeSyncResult_lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
@@ -3722,7 +3724,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_export() != 21592) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 36050) {
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_filter() != 22286) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sync_venue_warnings() != 40995) {
