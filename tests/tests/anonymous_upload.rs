@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use traceless_node::config::{GatewayConfig, TokenKeyFile, UploadGateway};
-use traceless_node::storage::FilterStore;
 use traceless_node::{upload_codes, Config, Role, RunningNode};
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::*;
