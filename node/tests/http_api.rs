@@ -65,6 +65,37 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].as_str().unwrap().contains("no batch"));
 
+    // Every batch above a cursor in one request, byte for byte, revalidated by
+    // an ETag over the batches it carries.
+    let all = get(addr, &format!("/v1/batches/{ORIGIN}"));
+    assert_eq!(all.status, 200);
+    assert_eq!(
+        BatchList::decode(&all.body).unwrap().batches,
+        vec![b1.clone(), b2.clone()]
+    );
+    assert_eq!(all.header("cache-control"), Some("no-cache"));
+    let tag = all.header("etag").unwrap().to_owned();
+    let r = http(
+        addr,
+        "GET",
+        &format!("/v1/batches/{ORIGIN}?after=0"),
+        &[("If-None-Match", &tag)],
+        &[],
+    );
+    assert_eq!(r.status, 304);
+    let above_1 = get(addr, &format!("/v1/batches/{ORIGIN}?after=1"));
+    assert_eq!(BatchList::decode(&above_1.body).unwrap().batches, vec![b2]);
+    assert_ne!(above_1.header("etag").unwrap(), tag);
+    let none = get(addr, &format!("/v1/batches/{ORIGIN}?after=2"));
+    assert_eq!((none.status, none.body.len()), (200, 0));
+    let r = get(addr, "/v1/batches/Not_An_Origin");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("origin"), "{}", r.text());
+    assert_eq!(
+        get(addr, &format!("/v1/batches/{ORIGIN}?after=x")).status,
+        400
+    );
+
     // These batches carry no export signature: no GAEN export is served.
     let r = get(addr, &format!("/v1/exports/{ORIGIN}/1"));
     assert_eq!(r.status, 404);
@@ -174,6 +205,21 @@ async fn gateway_upload_codes_embargo_and_retention() {
                 );
             }
         }
+        teks.sort();
+        // The batch list serves exactly the batches served one by one.
+        let list = get(addr, &format!("/v1/batches/{ORIGIN}"));
+        let mut listed: Vec<Tek> = BatchList::decode(&list.body)
+            .unwrap()
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let b = SignedBatch::decode(b).unwrap();
+                Batch::decode_body(&b.body, st.now()).unwrap().keys
+            })
+            .map(|k| k.tek)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, teks);
         teks
     };
     // Pooled until the period's boundary (SPEC.md §6.4).

@@ -89,8 +89,8 @@ pub use signing::{
 };
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
 pub use wire::{
-    validate_origin, Batch, BatchAttachments, DayFilter, ExportKeyCertificate, FilterParts,
-    RiskConfig, SignedBatch, SignedExportKey, SignedFilter, SignedRiskConfig, Upload,
+    validate_origin, Batch, BatchAttachments, BatchList, DayFilter, ExportKeyCertificate,
+    FilterParts, RiskConfig, SignedBatch, SignedExportKey, SignedFilter, SignedRiskConfig, Upload,
 };
 
 /// Re-exported so that users name the same key types this crate does.

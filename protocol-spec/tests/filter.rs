@@ -244,7 +244,7 @@ fn filter_parts_carry_parts_byte_for_byte() {
         Err(WireError::Malformed { .. })
     ));
     assert!(matches!(
-        FilterParts::decode(&vec![0; MAX_FILTER_PARTS_LEN + 1]),
+        FilterParts::decode(&vec![0; MAX_LIST_LEN + 1]),
         Err(WireError::Oversized { .. })
     ));
 }

@@ -618,3 +618,44 @@ fn padding_with_a_shortest_form_length_is_rejected() {
         })
     ));
 }
+
+/// A batch list carries the exact `SignedBatch` bytes, in order, and nothing
+/// else: padding or an unknown field is refused by kind, as are garbage and
+/// an oversized body.
+#[test]
+fn batch_lists_carry_batches_byte_for_byte() {
+    let (key, trust) = authority();
+    let signed: Vec<Vec<u8>> = (1..=3u8)
+        .map(|i| {
+            let mut b = batch(simple_keys(i));
+            b.sequence = u64::from(i);
+            b.sign(&key).unwrap().encode()
+        })
+        .collect();
+    let list = BatchList {
+        batches: signed.clone(),
+    };
+    let bytes = list.encode();
+    let back = BatchList::decode(&bytes).unwrap();
+    assert_eq!(back.batches, signed);
+    for (i, b) in back.batches.iter().enumerate() {
+        let got = SignedBatch::decode(b).unwrap().verify(&trust, NOW).unwrap();
+        assert_eq!(got.sequence, i as u64 + 1);
+    }
+    assert!(BatchList::default().encode().is_empty());
+    assert_eq!(BatchList::decode(&[]).unwrap(), BatchList::default());
+    let mut odd = bytes.clone();
+    odd.extend_from_slice(&[0x12, 0x01, 0x00]);
+    assert!(matches!(
+        BatchList::decode(&odd),
+        Err(WireError::NonCanonical("batch list"))
+    ));
+    assert!(matches!(
+        BatchList::decode(&[0xff]),
+        Err(WireError::Malformed { .. })
+    ));
+    assert!(matches!(
+        BatchList::decode(&vec![0; MAX_LIST_LEN + 1]),
+        Err(WireError::Oversized { .. })
+    ));
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use traceless_protocol::wire::{FilterParts, MAX_FILTER_PARTS_LEN, UPLOAD_REQUEST_LEN};
+use traceless_protocol::wire::{BatchList, FilterParts, MAX_LIST_LEN, UPLOAD_REQUEST_LEN};
 use traceless_protocol::SEALED_UPLOAD_LEN;
 
 use crate::core::answer;
@@ -200,6 +200,50 @@ pub async fn list_batches(
     ))
 }
 
+/// Query of `GET /v1/batches/{origin}` and `GET /v1/filters/{origin}/{day}`.
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    /// Only batches with a sequence (parts with a revision) above this: the
+    /// phone's cursor (the parts `1..=after` it holds).
+    #[serde(default)]
+    after: u64,
+}
+
+/// How many batches one `GET /v1/batches/{origin}` reads at most, as a listing
+/// page does; the phone asks again after the last one it got.
+const LIST_BATCHES: usize = 1000;
+
+/// `GET /v1/batches/{origin}[?after=s]`: a `BatchList` of the exact
+/// `SignedBatch` bytes of the origin's served batches above sequence `s`,
+/// ascending, stopping before the first one still under embargo (as the
+/// listing does), at most 1,000 and up to `MAX_LIST_LEN` (at least one). Nothing
+/// above `s`: an empty body. One request instead of a listing and a request
+/// per batch (SPEC.md §6.1). Not immutable: batches are added, so caches
+/// revalidate.
+pub async fn get_batches(
+    State(http): Shared,
+    Path(origin): Path<String>,
+    Query(q): Query<AfterQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    traceless_protocol::validate_origin(&origin)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let s = http.core.clone();
+    let (tag, list) = blocking(move || {
+        let now = s.now();
+        let metas = s.store.list_batches(&origin, q.after, LIST_BATCHES)?;
+        let visible = metas.into_iter().take_while(|m| m.is_visible(now));
+        let (tag, batches) = up_to_list_len(visible, |m| {
+            Ok(s.store
+                .get_batch(&m.origin, m.sequence)?
+                .map(|b| (b.meta.content_id, b.bytes)))
+        })?;
+        Ok((tag, BatchList { batches }.encode()))
+    })
+    .await?;
+    Ok(signed_bytes(&headers, &tag, "no-cache", list))
+}
+
 fn etag(content_id: &[u8; 32]) -> String {
     format!("\"{}\"", hex::encode(content_id))
 }
@@ -309,12 +353,44 @@ impl FilterListEntry {
 /// The validator of a response of parts: SHA-256 over their content ids in
 /// order, so the listing names it from metadata alone.
 fn parts_etag(parts: &[FilterMeta]) -> [u8; 32] {
+    ids_etag(parts.iter().map(|p| &p.content_id))
+}
+
+/// SHA-256 over content ids in order: the ETag of a response that carries
+/// several signed messages (SPEC.md §6.1).
+fn ids_etag<'a>(ids: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for p in parts {
-        h.update(p.content_id);
+    for id in ids {
+        h.update(id);
     }
     h.finalize().into()
+}
+
+/// Reads the exact bytes of `metas` in order with `read` (`None`: deleted by
+/// retention since the listing, skipped) until the next would take the body
+/// past [`MAX_LIST_LEN`], always at least one; returns them with their
+/// [`ids_etag`].
+fn up_to_list_len<M>(
+    metas: impl IntoIterator<Item = M>,
+    mut read: impl FnMut(&M) -> Result<Option<([u8; 32], Vec<u8>)>, StorageError>,
+) -> Result<([u8; 32], Vec<Vec<u8>>), ApiError> {
+    let mut ids = Vec::new();
+    let mut out = Vec::new();
+    let mut len = 0;
+    for m in metas {
+        let Some((id, bytes)) = read(&m)? else {
+            continue;
+        };
+        // Each element costs its length plus at most 6 bytes of tag and length.
+        len += bytes.len() + 6;
+        if len > MAX_LIST_LEN && !out.is_empty() {
+            break;
+        }
+        ids.push(id);
+        out.push(bytes);
+    }
+    Ok((ids_etag(&ids), out))
 }
 
 /// Query of `GET /v1/filters`.
@@ -344,23 +420,15 @@ pub async fn list_filters(
     Ok(Json(json!({ "filters": filters })))
 }
 
-/// Query of `GET /v1/filters/{origin}/{day}`.
-#[derive(Deserialize)]
-pub struct PartsQuery {
-    /// Only parts with a revision above this (the phone holds `1..=after`).
-    #[serde(default)]
-    after: u64,
-}
-
 /// `GET /v1/filters/{origin}/{day}[?after=r]`: a `FilterParts` of the exact
 /// `SignedFilter` bytes of the parts held above revision `r`, ascending, up to
-/// `MAX_FILTER_PARTS_LEN` (at least one part; ask again after the last one
+/// `MAX_LIST_LEN` (at least one part; ask again after the last one
 /// received). No part above `r`: an empty body. 404 if no part of the day is
 /// held. Not immutable: parts are added, so caches revalidate.
 pub async fn get_filter(
     State(http): Shared,
     Path((origin, day)): Path<(String, u32)>,
-    Query(q): Query<PartsQuery>,
+    Query(q): Query<AfterQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
@@ -376,22 +444,13 @@ pub async fn get_filter(
                 "no filter of {origin} for day {day} is served here"
             )));
         }
-        let mut parts = FilterParts::default();
-        let mut sent = Vec::new();
-        let mut len = 0;
-        for m in held.into_iter().filter(|m| m.revision > q.after) {
-            // Each element costs its length plus at most 6 bytes of tag and length.
-            len += m.len as usize + 6;
-            if len > MAX_FILTER_PARTS_LEN && !sent.is_empty() {
-                break;
-            }
-            // Retention may delete the day between the listing and the read.
-            if let Some(f) = s.store.get_filter(&origin, day, m.revision)? {
-                parts.parts.push(f.bytes);
-                sent.push(m);
-            }
-        }
-        Ok((parts_etag(&sent), parts.encode()))
+        let above = held.into_iter().filter(|m| m.revision > q.after);
+        let (tag, parts) = up_to_list_len(above, |m| {
+            Ok(s.store
+                .get_filter(&origin, day, m.revision)?
+                .map(|f| (m.content_id, f.bytes)))
+        })?;
+        Ok((tag, FilterParts { parts }.encode()))
     })
     .await?;
     Ok(signed_bytes(&headers, &tag, "no-cache", parts))

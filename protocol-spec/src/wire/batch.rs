@@ -5,8 +5,8 @@ use prost::Message;
 use super::export_key::{ExportKeyCertificate, SignedExportKey};
 use super::risk_config::SignedRiskConfig;
 use super::{
-    check_reencodes, check_version, decode_limited, pb, signature_bytes, validate_origin,
-    PROTOCOL_VERSION,
+    check_reencodes, check_version, decode_limited, decode_list, pb, signature_bytes,
+    validate_origin, PROTOCOL_VERSION,
 };
 use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::{KeyOrderFault, WireError};
@@ -351,6 +351,34 @@ pub struct SignedBatch {
     pub key_id: u32,
     /// Ed25519 signature over `"traceless/v1/batch" || 0x00 || body`.
     pub signature: [u8; SIGNATURE_LEN],
+}
+
+/// Batches of one origin in one download (SPEC.md §6.1): the exact
+/// `SignedBatch` encodings, by ascending sequence, at most
+/// [`MAX_LIST_LEN`](super::MAX_LIST_LEN). Each batch is verified on its own
+/// ([`SignedBatch::decode`], [`SignedBatch::verify`]); the envelope carries no
+/// signature of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchList {
+    /// `SignedBatch` encodings.
+    pub batches: Vec<Vec<u8>>,
+}
+
+impl BatchList {
+    /// Protobuf encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        pb::BatchList {
+            batches: self.batches.clone(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes the envelope (size, shape and canonical encoding); the batches
+    /// themselves are checked by [`SignedBatch::decode`] one by one.
+    pub fn decode(bytes: &[u8]) -> Result<BatchList, WireError> {
+        let batches = decode_list("batch list", bytes, |m: pb::BatchList| m.batches)?;
+        Ok(BatchList { batches })
+    }
 }
 
 impl SignedBatch {

@@ -2,7 +2,7 @@
 
 use prost::Message;
 
-use super::{check_reencodes, decode_limited, pb, signature_bytes, validate_origin};
+use super::{check_reencodes, decode_limited, decode_list, pb, signature_bytes, validate_origin};
 use crate::error::WireError;
 use crate::filter::{
     EntryFilter, FILTER_EMBARGO_INTERVALS, FILTER_HASHES, MAX_FILTER_ENTRIES, MAX_FILTER_PARTS,
@@ -195,14 +195,10 @@ impl SignedFilter {
     }
 }
 
-/// Largest [`FilterParts`] response a node sends or a phone accepts: a node stops
-/// adding parts before this (always sending at least one) and the phone asks
-/// again after the last revision it got.
-pub const MAX_FILTER_PARTS_LEN: usize = 32 << 20;
-
 /// Several parts of one day filter in one download (SPEC.md §6.1): the exact
-/// `SignedFilter` encodings, by ascending revision. Each part is verified on
-/// its own ([`SignedFilter::decode`], [`SignedFilter::verify`]); the envelope
+/// `SignedFilter` encodings, by ascending revision, at most
+/// [`MAX_LIST_LEN`](super::MAX_LIST_LEN). Each part is verified
+/// on its own ([`SignedFilter::decode`], [`SignedFilter::verify`]); the envelope
 /// carries no signature of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FilterParts {
@@ -222,10 +218,7 @@ impl FilterParts {
     /// Decodes the envelope (size, shape and canonical encoding); the parts
     /// themselves are checked by [`SignedFilter::decode`] one by one.
     pub fn decode(bytes: &[u8]) -> Result<FilterParts, WireError> {
-        const WHAT: &str = "filter parts";
-        let m: pb::FilterParts = decode_limited(WHAT, bytes, MAX_FILTER_PARTS_LEN)?;
-        let parts = FilterParts { parts: m.parts };
-        check_reencodes(WHAT, &parts.encode(), bytes)?;
-        Ok(parts)
+        let parts = decode_list("filter parts", bytes, |m: pb::FilterParts| m.parts)?;
+        Ok(FilterParts { parts })
     }
 }

@@ -9,8 +9,8 @@ mod risk_config;
 mod upload;
 
 pub use batch::{
-    Batch, BatchAttachments, ExportAttestation, Publication, SignedBatch, MAX_BATCH_KEYS,
-    MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN,
+    Batch, BatchAttachments, BatchList, ExportAttestation, Publication, SignedBatch,
+    MAX_BATCH_KEYS, MAX_CLOCK_SKEW_SECONDS, MAX_SIGNED_BATCH_LEN,
 };
 pub use deletion::{
     verify_deletion_log, DeletedRange, DeletionRecord, SignedDeletionRecord,
@@ -20,8 +20,7 @@ pub use export_key::{
     validate_region, ExportKeyCertificate, SignedExportKey, MAX_SIGNED_EXPORT_KEY_LEN,
 };
 pub use filter::{
-    filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_FILTER_PARTS_LEN,
-    MAX_SIGNED_FILTER_LEN,
+    filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_SIGNED_FILTER_LEN,
 };
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
@@ -74,6 +73,30 @@ pub(crate) fn decode_limited<M: Message + Default>(
         });
     }
     M::decode(bytes).map_err(|e| WireError::malformed(what, e))
+}
+
+/// Largest download of several signed messages in one body ([`FilterParts`],
+/// [`BatchList`]) that a node sends or a phone accepts: a node stops adding
+/// messages before this (always sending at least one) and the phone asks again
+/// after the last one it got.
+pub const MAX_LIST_LEN: usize = 32 << 20;
+
+/// Decodes a download of signed messages (a protobuf `repeated bytes` at field 1,
+/// [`FilterParts`] or [`BatchList`]): size, shape and canonical encoding; the
+/// messages themselves are checked one by one by their own decoders.
+pub(crate) fn decode_list<M: Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+    items: impl FnOnce(M) -> Vec<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, WireError> {
+    let m: M = decode_limited(what, bytes, MAX_LIST_LEN)?;
+    let items = items(m);
+    let encoded = pb::FilterParts {
+        parts: items.clone(),
+    }
+    .encode_to_vec();
+    check_reencodes(what, &encoded, bytes)?;
+    Ok(items)
 }
 
 /// Checks the `version` field of a message.
