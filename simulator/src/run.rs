@@ -33,7 +33,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rayon::prelude::*;
 use traceless_protocol::{
-    interval_number, Batch, DayFilter, FilterParts, SignedBatch, SignedFilter, TokenDeriver,
+    interval_number, Batch, BatchList, DayFilter, FilterParts, SignedBatch, SignedFilter,
+    TokenDeriver,
 };
 use traceless_sdk::SdkConfig;
 
@@ -773,40 +774,37 @@ type DownloadedFilter = (u32, Vec<u8>);
 /// A downloaded batch: sequence number and signed bytes.
 type Downloaded = (u64, Vec<u8>);
 
-/// Lists and downloads, over HTTP, every batch of a relay after `cursor`
-/// (moving it on); returns the batches and the bytes received on the wire.
+/// Downloads, over HTTP, every batch of a relay after `cursor` (moving it on),
+/// as the host client does (`GET /v1/batches/{origin}?after=`); returns the
+/// batches and the bytes received on the wire.
 fn download_new(
     addr: std::net::SocketAddr,
     cursor: &mut u64,
 ) -> Result<(Vec<Downloaded>, u64), RunError> {
     let mut out = Vec::new();
     let mut bytes = 0u64;
+    // Bounded: each round moves the cursor past at least one batch, or stops.
     for _ in 0..10_000 {
-        let path = format!("/v1/batches?origin={ORIGIN}&after={cursor}&limit=1000");
-        let list = http::request(addr, "GET", &path, b"")?;
-        bytes += list.wire_bytes as u64;
-        let entries: Vec<(u64, String)> = list
-            .try_json()
-            .and_then(|j| {
-                j["batches"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|e| {
-                            Some((e["sequence"].as_u64()?, e["url"].as_str()?.to_owned()))
-                        })
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        if entries.is_empty() {
-            break;
-        }
-        for (seq, url) in entries {
-            let b = http::request(addr, "GET", &url, b"")?;
-            bytes += b.wire_bytes as u64;
+        let path = format!("/v1/batches/{ORIGIN}?after={cursor}");
+        let b = http::request(addr, "GET", &path, b"")?;
+        bytes += b.wire_bytes as u64;
+        let batches = (b.status == 200)
+            .then(|| BatchList::decode(&b.body).ok())
+            .flatten()
+            .map_or(Vec::new(), |l| l.batches);
+        let before = *cursor;
+        for batch in batches {
+            let Some(seq) = SignedBatch::decode(&batch)
+                .ok()
+                .and_then(|sb| sb.claimed_sequence())
+            else {
+                continue;
+            };
             *cursor = (*cursor).max(seq);
-            if b.status == 200 {
-                out.push((seq, b.body));
-            }
+            out.push((seq, batch));
+        }
+        if *cursor <= before {
+            break;
         }
     }
     Ok((out, bytes))

@@ -19,7 +19,11 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 use traceless_protocol::filter::MAX_FILTER_PARTS;
-use traceless_protocol::TokenPublicKey;
+
+/// Most `GET /v1/batches/{origin}` rounds of one sync: each brings up to 1,000
+/// batches, so this covers any retention window's worth.
+const MAX_BATCH_ROUNDS: usize = 10_000;
+use traceless_protocol::{BatchList, SignedBatch, TokenPublicKey};
 
 use crate::{Sdk, SdkError};
 pub use http::HttpOptions;
@@ -243,48 +247,42 @@ impl Client {
         let mut totals = SyncTotals::default();
         let proofs = phone.with(|s| Ok(s.log_proofs_required()))? > 0;
         let mut after = phone.with(|s| s.cursor(origin))?.unwrap_or(0);
-        loop {
-            let url = format!("{node}/v1/batches?origin={origin}&after={after}");
-            let list = self.json(&url)?;
-            let entries = list["batches"].as_array().cloned().unwrap_or_default();
-            if entries.is_empty() {
-                break;
-            }
-            for entry in &entries {
-                let Some(path) = entry["url"].as_str() else {
-                    return Err(ClientError::BadAnswer {
-                        url,
-                        reason: "a batch without url".into(),
-                    });
+        // Bounded: each round moves the cursor past at least one batch, or stops.
+        for _ in 0..MAX_BATCH_ROUNDS {
+            let url = format!("{node}/v1/batches/{origin}?after={after}");
+            let body = Self::expect_ok(&url, self.http.get(&url, None)?)?;
+            let list = BatchList::decode(&body).map_err(|e| ClientError::BadAnswer {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut highest = after;
+            for bytes in &list.batches {
+                let claimed = SignedBatch::decode(bytes).ok();
+                let Some(sequence) = claimed.and_then(|b| b.claimed_sequence()) else {
+                    totals.rejected += 1;
+                    continue;
                 };
-                let url = self.absolute(path);
-                let bytes = Self::expect_ok(&url, self.http.get(&url, None)?)?;
+                highest = highest.max(sequence);
                 let synced = if proofs {
-                    let Some(sequence) = entry["sequence"].as_u64() else {
-                        return Err(ClientError::BadAnswer {
-                            url,
-                            reason: "a batch without sequence".into(),
-                        });
-                    };
                     let proof = self.publication_proof(node, sequence)?;
-                    let synced = self
-                        .hand_over(phone, &mut totals, |s| s.sync_batch_proven(&bytes, &proof))?;
+                    let synced =
+                        self.hand_over(phone, &mut totals, |s| s.sync_batch_proven(bytes, &proof))?;
                     // A batch of this phone's own upload: the download node holds it.
                     if synced {
                         self.note_presence(phone, node, &proof)?;
                     }
                     synced
                 } else {
-                    self.hand_over(phone, &mut totals, |s| s.sync_batch(&bytes))?
+                    self.hand_over(phone, &mut totals, |s| s.sync_batch(bytes))?
                 };
                 if synced {
                     totals.batches += 1;
                 }
             }
-            match list["next_after"].as_u64() {
-                Some(next) if next > after => after = next,
-                _ => break,
+            if highest <= after {
+                break;
             }
+            after = highest;
         }
         let url = format!("{node}/v1/filters?origin={origin}");
         let list = self.json(&url)?;

@@ -406,6 +406,15 @@ impl SignedBatch {
         Ok(batch)
     }
 
+    /// The sequence number the body claims, read without validating or
+    /// verifying anything (`None` if the body is no `BatchBody`): for moving a
+    /// download cursor past a batch, whatever its verification says.
+    pub fn claimed_sequence(&self) -> Option<u64> {
+        pb::BatchBody::decode(self.body.as_slice())
+            .ok()
+            .map(|b| b.sequence)
+    }
+
     /// Validates the body, checks the signer against `trust` and the signature, and
     /// rejects a batch whose keys are all past retention at `now_unix`.
     pub fn verify(&self, trust: &TrustList, now_unix: u64) -> Result<Batch, WireError> {

@@ -47,27 +47,24 @@ pub async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     None
 }
 
-/// What a host app does to sync: list new batches of `origin` after the SDK's
-/// cursor, download each, hand it to the SDK. Returns how many it synced.
+/// What a host app does to sync: download the batches of `origin` after the
+/// SDK's cursor in one `BatchList` and hand each to the SDK. Returns how many
+/// it synced.
 pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let after = phone.cursor(origin).unwrap().unwrap_or(0);
-    let list = request(
+    let r = request(
         node,
         "GET",
-        &format!("/v1/batches?origin={origin}&after={after}"),
+        &format!("/v1/batches/{origin}?after={after}"),
         b"",
     )
-    .unwrap()
-    .try_json()
     .unwrap();
-    let mut synced = 0;
-    for entry in list["batches"].as_array().unwrap() {
-        let bytes = request(node, "GET", entry["url"].as_str().unwrap(), b"").unwrap();
-        assert_eq!(bytes.status, 200);
-        phone.sync_batch(&bytes.body).unwrap();
-        synced += 1;
+    assert_eq!(r.status, 200);
+    let list = traceless_protocol::BatchList::decode(&r.body).unwrap();
+    for bytes in &list.batches {
+        phone.sync_batch(bytes).unwrap();
     }
-    synced
+    list.batches.len()
 }
 
 /// What a host app does to sync the filter form: list `origin`'s day filters
