@@ -152,3 +152,73 @@ fn refused_arguments_say_why_and_write_nothing() {
         Err(VenueError::Text { .. })
     ));
 }
+
+fn venue_pre_trace(secret: &Path, from: u64, to: u64, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_traceless-node"))
+        .args(["venue", "pre-trace", "--secret"])
+        .arg(secret)
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// The owner's half: `venue pre-trace` turns the trace secret file into a
+/// pre-trace of a past window that the authority's key completes into valid
+/// trace keys for exactly that venue and those hours; a window in the future,
+/// a damaged secret or an existing output file is refused and writes nothing.
+#[test]
+fn the_owners_pre_trace_file_is_completed_by_the_authority_and_nobody_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("poster");
+    let authority = GatewaySealKey::generate();
+    assert!(venue_create(&out, NAME, &authority, &[]).status.success());
+    let secret = out.join("trace-secret.txt");
+    // Three hours of a past window (the command reads the system clock; any
+    // day of 2023 is in its past).
+    let from = 1_700_000_000 / 3600 * 3600;
+    let file = tmp.path().join("pre-trace.bin");
+    let run = venue_pre_trace(&secret, from, from + 3 * 3600, &file);
+    assert!(run.status.success(), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("3 hour(s)"));
+    let pre = traceless_protocol::venue::PreTrace::decode(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(pre.keys.len(), 3);
+    let now = from + 86_400;
+    let traced =
+        traceless_protocol::venue::complete_trace(&pre, &authority, "Please get tested", 5, now)
+            .unwrap();
+    assert_eq!(traced.view.description, NAME);
+    assert_eq!(
+        (traced.view.window_start, traced.view.window_end),
+        (from, from + 3 * 3600)
+    );
+    assert_eq!(traced.warnings.len(), 3);
+    // Another authority's key opens nothing.
+    assert!(matches!(
+        traceless_protocol::venue::complete_trace(&pre, &GatewaySealKey::generate(), "x", 5, now),
+        Err(VenueError::SealedKey)
+    ));
+
+    // Refusals, each with its reason, and no file written.
+    let never = tmp.path().join("never.bin");
+    let future = u64::from(u32::MAX);
+    let damaged = tmp.path().join("damaged.txt");
+    std::fs::write(&damaged, "traceless-trace:1:AAAA\n").unwrap();
+    for (secret, from, to, reason) in [
+        (&secret, future - 3600, future, "ends in the future"),
+        (&secret, from, from + 25 * 3600, "more than 24 hours"),
+        (&secret, from + 3600, from, "ends before it starts"),
+        (&damaged, from, from + 3600, "trace secret refused"),
+    ] {
+        let run = venue_pre_trace(secret, from, to, &never);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{reason}: accepted");
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+        assert!(!never.exists());
+    }
+    let before = std::fs::read(&file).unwrap();
+    let again = venue_pre_trace(&secret, from, from + 3600, &file);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}

@@ -10,7 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use traceless_protocol::venue::{create_venue, CreatedVenue, VenueDescription};
+use traceless_protocol::venue::{
+    create_venue, CreatedVenue, PreTrace, TraceSecret, VenueDescription,
+};
 
 pub use poster::{poster_html, poster_svg};
 
@@ -23,6 +25,9 @@ pub enum VenueCommand {
     /// the last one counts.
     #[command(args_override_self = true)]
     Create(CreateArgs),
+    /// Venue owner: write the pre-trace of a time window (at most 24 hours,
+    /// already over) from the trace secret, to hand to the health authority.
+    PreTrace(PreTraceArgs),
     /// Health authority: complete a venue owner's pre-trace on this gateway's
     /// data dir; prints the venue and window (never a visitor) and queues the
     /// warnings for the gateway's next period boundary.
@@ -65,6 +70,60 @@ pub struct CreateArgs {
     pub out: PathBuf,
 }
 
+/// The owner's half of a trace of one window.
+#[derive(Args, Debug)]
+pub struct PreTraceArgs {
+    /// The trace secret file `venue create` wrote (`trace-secret.txt`), or a
+    /// file holding the trace QR's text.
+    #[arg(long)]
+    pub secret: PathBuf,
+    /// Window start, unix seconds.
+    #[arg(long)]
+    pub from: u64,
+    /// Window end, unix seconds (not in the future; at most 24 hours after --from).
+    #[arg(long)]
+    pub to: u64,
+    /// File to write (not overwritten if it exists).
+    #[arg(long, default_value = "pre-trace.bin")]
+    pub out: PathBuf,
+}
+
+/// The encoded pre-trace of `[from, to)` from the text of a trace secret file
+/// (the `traceless-trace:1:` line; `#` lines are comments), as of `now`.
+pub fn pre_trace(secret_file: &str, from: u64, to: u64, now: u64) -> Result<PreTrace, String> {
+    let line = secret_file
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or("the secret file holds no trace secret line")?;
+    let secret = TraceSecret::from_text(line).map_err(|e| format!("trace secret refused: {e}"))?;
+    secret
+        .pre_trace(from, to, now)
+        .map_err(|e| format!("window refused: {e}"))
+}
+
+/// Runs `venue pre-trace` at `now`: writes the file, owner-only, and says what
+/// it covers.
+fn write_pre_trace(args: &PreTraceArgs, now: u64) -> Result<String, String> {
+    let text = std::fs::read_to_string(&args.secret)
+        .map_err(|e| format!("reading {}: {e}", args.secret.display()))?;
+    let pre = pre_trace(&text, args.from, args.to, now)?;
+    write_new(&args.out, &pre.encode(), true).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            format!("{} exists; not overwriting it", args.out.display())
+        }
+        _ => format!("{}: {e}", args.out.display()),
+    })?;
+    Ok(format!(
+        "wrote {}: {} hour(s) from {} to {} (unix seconds). Give it to the health \
+         authority; it shows the authority this venue and window, and no visitor.",
+        args.out.display(),
+        pre.keys.len(),
+        pre.window_start,
+        pre.window_end
+    ))
+}
+
 /// Runs a venue command.
 pub fn run(command: &VenueCommand) -> Result<(), String> {
     match command {
@@ -78,6 +137,10 @@ pub fn run(command: &VenueCommand) -> Result<(), String> {
                  apart from it (print it, or store it offline): it is needed, with the \
                  health authority, to warn this venue's visitors."
             );
+            Ok(())
+        }
+        VenueCommand::PreTrace(args) => {
+            println!("{}", write_pre_trace(args, trace::system_now()?)?);
             Ok(())
         }
         VenueCommand::Trace(args) => {
@@ -154,7 +217,8 @@ fn trace_secret_text(venue: &VenueDescription, secret: &str) -> String {
         "# Trace secret of \"{}\", {}.\n\
          # Keep it apart from the poster. If the health authority asks you to\n\
          # warn visitors of a time window, give it the pre-trace made from this\n\
-         # line; the authority alone cannot warn anyone, nor can you alone.\n\
+         # file (traceless-node venue pre-trace --secret <this file> --from <unix>\n\
+         # --to <unix>); the authority alone cannot warn anyone, nor can you alone.\n\
          {secret}\n",
         venue.description, venue.address
     )

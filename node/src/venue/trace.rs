@@ -77,10 +77,7 @@ pub fn run(args: &TraceArgs) -> Result<String, String> {
     let seal = crate::keys::gateway_seal_key(&config.data_dir).map_err(|e| e.to_string())?;
     let pre = std::fs::read(&args.pre_trace)
         .map_err(|e| format!("reading {}: {e}", args.pre_trace.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
+    let now = system_now()?;
     let (view, slots) = trace_with(
         &seal,
         &WarningFiles::at(&config.data_dir),
@@ -90,4 +87,12 @@ pub fn run(args: &TraceArgs) -> Result<String, String> {
         now,
     )?;
     Ok(describe(&view, slots))
+}
+
+/// The system clock, read once at a venue command's entry point and passed on.
+pub(super) fn system_now() -> Result<u64, String> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs())
 }
