@@ -887,7 +887,7 @@ enum TlStatus tl_sdk_sync_venue_warnings(struct TlSdk *sdk,
 
 /**
  * Writes to `*out` the first venue warning sequence of `origin` the phone has
- * not synced: 0 if none is synced (warning sequences start at 0), else one
+ * not synced: 1 if none is synced (warning sequences start at 1), else one
  * above the highest synced. List `GET /v1/warnings?origin=` and download the
  * batches from that sequence on.
  *

@@ -1441,7 +1441,7 @@ pub unsafe extern "C" fn tl_sdk_sync_venue_warnings(
 }
 
 /// Writes to `*out` the first venue warning sequence of `origin` the phone has
-/// not synced: 0 if none is synced (warning sequences start at 0), else one
+/// not synced: 1 if none is synced (warning sequences start at 1), else one
 /// above the highest synced. List `GET /v1/warnings?origin=` and download the
 /// batches from that sequence on.
 ///
@@ -1458,7 +1458,7 @@ pub unsafe extern "C" fn tl_sdk_warning_next(
         with_sdk(sdk, |s| {
             let origin = string(origin, "origin")?;
             non_null(out, "out")?;
-            let next = s.warning_cursor(origin)?.map_or(0, |c| c.saturating_add(1));
+            let next = s.warning_cursor(origin)?.map_or(1, |c| c.saturating_add(1));
             write_out(out, next);
             Ok(())
         })

@@ -180,6 +180,7 @@ fn retention_now(
     let log = crate::log::TransparencyLog::open(store.db(), node_key.clone());
     crate::retention::run(
         &store,
+        &crate::storage::warnings::WarningFiles::at(&config.data_dir),
         &log,
         &node_key,
         config.gateway.as_ref().map(|g| g.origin.as_str()),

@@ -3,7 +3,9 @@
 //! filter entries at the end of their day's retention; each run that deletes
 //! something appends a signed, hash-chained entry to the public deletion log,
 //! and the same record, with the kind of each range, to the transparency log
-//! (`crate::log`). Nothing else about a deleted batch or filter is kept.
+//! (`crate::log`). Nothing else about a deleted batch or filter is kept. Venue
+//! warning batches go 14 days after their `createdAt`, in the same record
+//! (ranges of kind `warnings`).
 //!
 //! `DeletedRange` has no kind field, so a deleted day filter is logged as ranges
 //! of its origin and day whose `first_sequence..=last_sequence` are runs of the
@@ -19,6 +21,7 @@ use traceless_protocol::wire::{DeletedRange, DeletionRecord};
 use traceless_protocol::WireError;
 
 use crate::log::{LogStoreError, TransparencyLog};
+use crate::storage::warnings::{WarningFiles, WarningMeta};
 use crate::storage::{BatchMeta, Expired, FilterMeta, StorageError, Store};
 
 /// Why a retention run failed (nothing was deleted then).
@@ -116,10 +119,27 @@ pub fn deleted_filter_ranges(
     ranges
 }
 
+/// The ranges a deletion record lists for expired venue warning batches: per
+/// (origin, day of `createdAt`), runs of warning sequences with their warnings.
+pub fn deleted_warning_ranges(batches: &[WarningMeta]) -> Vec<DeletedRange> {
+    runs_of(
+        batches
+            .iter()
+            .map(|w| (w.origin.as_str(), w.day(), w.sequence, w.warnings as u64)),
+    )
+}
+
 /// Deletes every batch, day filter and filter entry due at `now` (its last key's validity ended more than
-/// `RETENTION_DAYS` ago) and logs it. Returns the new log entry, if any.
+/// `RETENTION_DAYS` ago) and every venue warning batch 14 days old, and logs it.
+/// Returns the new log entry, if any.
+///
+/// Warning batches live in files, not in sled: their files are removed after
+/// the record is stored, so a crash in between leaves a record naming batches
+/// still on disk, which the next run deletes and records again (never a
+/// deletion without a record).
 pub fn run(
     store: &dyn Store,
+    warnings: &WarningFiles,
     tlog: &TransparencyLog,
     node_key: &SigningKey,
     gateway_origin: Option<&str>,
@@ -128,7 +148,8 @@ pub fn run(
     // Due means `now > expires_at`, the same boundary at which batch and filter
     // verification start refusing them, so a deleted one cannot come back.
     let due: Expired = store.expired(now.saturating_sub(1))?;
-    if due.is_empty() {
+    let due_warnings = warnings.expired(now)?;
+    if due.is_empty() && due_warnings.is_empty() {
         return Ok(None);
     }
     let mut deleted = deleted_ranges(&due.batches);
@@ -145,6 +166,10 @@ pub fn run(
         });
         deleted.push(r);
     }
+    for r in deleted_warning_ranges(&due_warnings) {
+        kinds.push(DeletionKind::Warnings);
+        deleted.push(r);
+    }
     let log = store.deletion_log()?;
     let record = DeletionRecord {
         index: log.len() as u64,
@@ -157,13 +182,15 @@ pub fn run(
     };
     let signed = record.sign(node_key)?;
     store.delete_and_log(&due, &signed)?;
+    warnings.delete(&due_warnings)?;
     tlog.log_deletions(&store.deletion_log()?, &kinds)?;
     tracing::info!(
         batches = due.batches.len(),
         keys = due.batches.iter().map(|b| b.key_count).sum::<u64>(),
         filters = due.filters.len(),
         filter_entries = due.entry_days.iter().map(|d| d.1).sum::<u64>(),
-        "retention deleted expired batches and filters"
+        warning_batches = due_warnings.len(),
+        "retention deleted expired batches, filters and warnings"
     );
     Ok(Some(record))
 }

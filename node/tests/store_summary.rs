@@ -137,7 +137,9 @@ fn maintained_summary_equals_a_full_scan_through_every_kind_of_write() {
     let node_key = SigningKey::from_bytes(&[3; 32]);
     let at = filter_expires_at(TODAY - 13) + 10;
     let log = traceless_node::log::TransparencyLog::open(store.db(), node_key.clone());
-    let deleted = traceless_node::retention::run(&store, &log, &node_key, None, at).unwrap();
+    let warnings = traceless_node::storage::warnings::WarningFiles::at(dir.path());
+    let deleted =
+        traceless_node::retention::run(&store, &warnings, &log, &node_key, None, at).unwrap();
     assert!(deleted.is_some(), "control: retention deleted something");
     let s = check(&store, at, "retention");
     assert_eq!(s.deletion_log_entries, 1);

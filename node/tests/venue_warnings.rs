@@ -25,6 +25,41 @@ fn trust() -> TrustList {
     t
 }
 
+/// The node's transparency-log entries about venue warnings: publications as
+/// `(sequence, day, warnings, content id, at)` and deletion ranges as
+/// `(first, last, warnings, day)`.
+type Published = Vec<(u64, u32, u64, [u8; 32], u64)>;
+fn warning_entries(core: &traceless_node::Core) -> (Published, Vec<(u64, u64, u64, u32)>) {
+    use traceless_protocol::log::{DeletionKind, Event, PublicationForm};
+    let (mut published, mut deleted) = (Vec::new(), Vec::new());
+    for e in core.log.all_entries().unwrap() {
+        match Event::decode(&e).unwrap() {
+            Event::Published {
+                form: PublicationForm::Warning,
+                origin,
+                sequence,
+                day,
+                key_count,
+                content_id,
+                at,
+            } => {
+                assert_eq!(origin, ORIGIN);
+                published.push((sequence, day, key_count, content_id, at));
+            }
+            Event::Deleted { kinds, record } => {
+                let record = record.verify().unwrap();
+                for (kind, r) in kinds.iter().zip(&record.deleted) {
+                    if *kind == DeletionKind::Warnings {
+                        deleted.push((r.first_sequence, r.last_sequence, r.key_count, r.day));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (published, deleted)
+}
+
 fn warnings_listed(addr: std::net::SocketAddr) -> Vec<serde_json::Value> {
     get(addr, "/v1/warnings").json()["warnings"]
         .as_array()
@@ -63,7 +98,7 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
     // Nothing public moves before the boundary, even with the period job run.
     core.run_period().unwrap();
     assert!(warnings_listed(addr).is_empty());
-    assert_eq!(get(addr, &format!("/v1/warnings/{ORIGIN}/0")).status, 404);
+    assert_eq!(get(addr, &format!("/v1/warnings/{ORIGIN}/1")).status, 404);
 
     let boundary = core.schedule().publication_of(NOW);
     next_period(&core, &clock);
@@ -83,7 +118,7 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
         .unwrap()
         .verify(&trust())
         .unwrap();
-    assert_eq!((batch.sequence, batch.created_at), (0, boundary));
+    assert_eq!((batch.sequence, batch.created_at), (1, boundary));
     assert_eq!(match_records(&visitor, &batch.warnings).len(), 1);
     assert!(match_records(&other_hour, &batch.warnings).is_empty());
     let again = http(
@@ -98,6 +133,24 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
     // The queue was emptied: the next boundary publishes nothing more.
     next_period(&core, &clock);
     assert_eq!(warnings_listed(addr).len(), 1);
+    // The publication is in the transparency log, at the boundary, by content id.
+    let day = u32::try_from(boundary / 86_400).unwrap();
+    let content: [u8; 32] = hex::decode(listed[0]["content_id"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        warning_entries(&core).0,
+        vec![(1, day, 1, content, boundary)]
+    );
+    // The transparency page has its row, and nothing that names the venue.
+    let page = get(addr, "/").text();
+    let row = format!(
+        "data-origin=\"{ORIGIN}\" data-sequence=\"1\" data-warnings=\"1\" data-created-at=\"{boundary}\" data-deleted-by=\"{}\"",
+        boundary + 14 * 86_400
+    );
+    assert!(page.contains(&row), "{page}");
+    assert!(!page.contains("Apotheke") && !page.contains("Marktplatz"));
 
     // Bad routes: typed 400 and 404.
     assert_eq!(get(addr, &format!("/v1/warnings/{ORIGIN}/x")).status, 400);
@@ -153,6 +206,11 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
         Err(WarningIngestError::Invalid(_))
     ));
     assert_eq!(warnings_listed(addr).len(), 1, "nothing refused was stored");
+    assert_eq!(
+        warning_entries(&core).0.len(),
+        1,
+        "nothing refused was logged"
+    );
     // A valid one from a peer is stored once.
     let good = forged.sign(&authority()).unwrap().encode();
     assert_eq!(core.ingest_warnings(&good).unwrap().0, WarningPut::New);
@@ -160,16 +218,32 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
         core.ingest_warnings(&good).unwrap().0,
         WarningPut::Duplicate
     );
+    let logged = warning_entries(&core).0;
+    assert_eq!(logged.len(), 2, "a duplicate is not logged again");
+    assert_eq!((logged[1].0, logged[1].4), (5, forged.created_at));
 
     // Retention: 14 days after the boundary, both are gone, files and all.
     clock.set(boundary + 14 * 86_400 - 1);
     core.run_retention().unwrap();
     next_period(&core, &clock);
     assert_eq!(warnings_listed(addr).len(), 2);
+    assert!(warning_entries(&core).1.is_empty(), "nothing deleted yet");
     clock.set(clock.now() + 14 * 86_400);
     core.run_retention().unwrap();
     next_period(&core, &clock);
     assert!(warnings_listed(addr).is_empty());
+    assert!(get(addr, "/").text().contains("id=\"no-warnings\""));
+    // The deletion is in the signed record and the log, one range per run of
+    // sequences and day, of kind `warnings`.
+    let forged_day = u32::try_from(forged.created_at / 86_400).unwrap();
+    let mut ranges = warning_entries(&core).1;
+    ranges.sort_unstable();
+    let mut expected = vec![(1, 1, 1, day), (5, 5, 1, forged_day)];
+    expected.sort_unstable();
+    assert_eq!(ranges, expected);
+    // Run again: nothing more to delete, nothing logged twice.
+    core.run_retention().unwrap();
+    assert_eq!(warning_entries(&core).1.len(), 2);
     let left: Vec<_> = files_under(&dir.path().join("warnings"))
         .into_iter()
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("w-"))
@@ -240,15 +314,19 @@ async fn warnings_reach_a_relay_by_gossip_and_forged_ones_do_not() {
     .await;
     assert!(meshed, "no gossipsub mesh on the warning topic");
     next_period(&gateway.core, &clock);
-    let on_gateway = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/0")).body;
+    let on_gateway = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/1")).body;
     let arrived = wait_until(Duration::from_secs(20), || {
-        relay.core.warning_files().get(ORIGIN, 0).unwrap().is_some()
+        relay.core.warning_files().get(ORIGIN, 1).unwrap().is_some()
     })
     .await;
     assert!(arrived, "the warning batch did not reach the relay");
+    // The relay logs what it stored, at the batch's own `createdAt`.
+    let on_relay = warning_entries(&relay.core).0;
+    assert_eq!(on_relay.len(), 1);
+    assert_eq!(on_relay, warning_entries(&gateway.core).0);
     // Served by the relay from its boundary on, the same bytes.
     next_period(&relay.core, &clock);
-    let r = get(relay.http_addr, &format!("/v1/warnings/{ORIGIN}/0"));
+    let r = get(relay.http_addr, &format!("/v1/warnings/{ORIGIN}/1"));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, on_gateway);
     let batch = SignedWarningBatch::decode(&r.body)

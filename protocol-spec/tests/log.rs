@@ -594,3 +594,42 @@ fn measure_proofs_of_a_million_entry_log() {
         per_hash * 1e6,
     );
 }
+
+/// Venue warning publications and deletions (SPEC.md §8.3, §12.10): the
+/// entry's exact text, read back; a misspelt kind is refused.
+#[test]
+fn warning_entries_read_back_as_specified() {
+    let published = Event::Published {
+        form: PublicationForm::Warning,
+        origin: "de.rki".into(),
+        sequence: 4,
+        day: 20_251,
+        key_count: 3,
+        content_id: [0xef; 32],
+        at: 1_750_003_600,
+    };
+    let bytes = published.encode();
+    assert_eq!(
+        bytes,
+        format!(
+            "published warning de.rki 4 20251 3 {} 1750003600\n",
+            "ef".repeat(32)
+        )
+        .into_bytes()
+    );
+    assert_eq!(Event::decode(&bytes).unwrap(), published);
+    let deleted = Event::Deleted {
+        kinds: vec![DeletionKind::Batch, DeletionKind::Warnings],
+        record: deletion_record(),
+    };
+    let bytes = deleted.encode();
+    assert!(bytes.starts_with(b"deleted batch,warnings "));
+    assert_eq!(Event::decode(&bytes).unwrap(), deleted);
+    let misspelt = String::from_utf8(bytes)
+        .unwrap()
+        .replace("warnings", "warning");
+    assert!(matches!(
+        Event::decode(misspelt.as_bytes()),
+        Err(LogError::Malformed { .. })
+    ));
+}

@@ -162,7 +162,7 @@ fn a_phone_at_the_traced_venue_and_hour_is_warned_through_the_host_client_and_no
 
     // The gateway serves the batch tampered (one signature bit): refused by
     // kind, counted, nothing stored, the cursor unmoved.
-    let file = stored(&tmp.path().join("gateway"), 0);
+    let file = stored(&tmp.path().join("gateway"), 1);
     let honest = std::fs::read(&file).unwrap();
     let mut tampered = honest.clone();
     *tampered.last_mut().unwrap() ^= 1;
@@ -170,7 +170,7 @@ fn a_phone_at_the_traced_venue_and_hour_is_warned_through_the_host_client_and_no
     let served = request(
         nodes.gateway.http_addr,
         "GET",
-        &format!("/v1/warnings/{ORIGIN}/0"),
+        &format!("/v1/warnings/{ORIGIN}/1"),
         b"",
     )
     .unwrap();
@@ -202,7 +202,7 @@ fn a_phone_at_the_traced_venue_and_hour_is_warned_through_the_host_client_and_no
     for phone in [&anna, &ben] {
         assert_eq!(
             phone.lock().unwrap().warning_cursor(ORIGIN).unwrap(),
-            Some(0)
+            Some(1)
         );
     }
 
@@ -217,7 +217,7 @@ fn a_phone_at_the_traced_venue_and_hour_is_warned_through_the_host_client_and_no
     assert_eq!(sync(&client(&gateway), &anna), (0, 0, 0));
     assert_eq!(venue_days(&anna).len(), 1, "the match survives reopening");
 
-    // A second trace (Ben's hour) is batch 1: each phone downloads only it.
+    // A second trace (Ben's hour) is batch 2: each phone downloads only it.
     let boundary = trace_and_publish(&nodes, &secret, at(10, 0), at(11, 0));
     clock.set(boundary);
     assert_eq!(sync(&client(&gateway), &anna), (1, 0, 0));
@@ -227,7 +227,7 @@ fn a_phone_at_the_traced_venue_and_hour_is_warned_through_the_host_client_and_no
     for phone in [&anna, &ben] {
         assert_eq!(
             phone.lock().unwrap().warning_cursor(ORIGIN).unwrap(),
-            Some(1)
+            Some(2)
         );
     }
     nodes.shutdown();

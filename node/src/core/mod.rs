@@ -462,6 +462,7 @@ impl Core {
         };
         let r = retention::run(
             self.store.as_ref(),
+            &self.warning_files(),
             &self.log,
             &self.node_key,
             self.gateway.as_ref().map(|g| g.origin()),
@@ -469,9 +470,6 @@ impl Core {
         )?;
         if r.is_some() {
             self.metrics.retention_deletions.inc();
-        }
-        if let Err(e) = self.warning_retention() {
-            tracing::error!("venue warning retention failed: {e}");
         }
         Ok(r)
     }

@@ -2,7 +2,9 @@
 //! owner's pre-trace, queues the warnings durably, and publishes them only at
 //! its period boundaries as `SignedWarningBatch`es with `createdAt` = the
 //! boundary and their own per-origin sequence; every node stores verified
-//! batches, serves them, and deletes them 14 days after `createdAt`.
+//! batches, serves them, logs each in its transparency log, and deletes them
+//! 14 days after `createdAt` in the retention run (`crate::retention`), which
+//! logs the deletion.
 
 use traceless_protocol::venue::{
     complete_trace, PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch, MAX_WARNINGS,
@@ -10,6 +12,7 @@ use traceless_protocol::venue::{
 use traceless_protocol::GatewaySealKey;
 
 use super::Core;
+use crate::log::warning_event;
 use crate::storage::warnings::{
     meta_of, WarningFiles, WarningMeta, WarningPut, WARNING_RETENTION_SECS,
 };
@@ -125,6 +128,7 @@ impl Core {
         }
         files.commit_publication(g.origin(), &signed, sequence, &queued)?;
         for (m, bytes) in &signed {
+            self.record(&warning_event(m));
             let _ = self
                 .announce
                 .send(super::Announcement::Warnings(bytes.clone()));
@@ -162,27 +166,13 @@ impl Core {
         }
         let meta = meta_of(&batch, bytes);
         let put = self.warning_files().put(&meta, bytes)?;
+        if put == WarningPut::New {
+            self.record(&warning_event(&meta));
+        }
         if put == WarningPut::Conflict {
             tracing::warn!(origin = %meta.origin, sequence = meta.sequence,
                 "authority signed two different warning batches under one sequence; keeping the first");
         }
         Ok((put, meta))
-    }
-
-    /// Deletes warning batches past retention (14 days after `createdAt`), at
-    /// the clock for irreversible acts (none while a starting node waits for
-    /// its peers' clocks).
-    pub fn warning_retention(&self) -> Result<Vec<WarningMeta>, StorageError> {
-        let Some(now) = self.safe_now() else {
-            return Ok(Vec::new());
-        };
-        let deleted = self.warning_files().delete_expired(now)?;
-        if !deleted.is_empty() {
-            tracing::info!(
-                count = deleted.len(),
-                "deleted venue warning batches past retention"
-            );
-        }
-        Ok(deleted)
     }
 }

@@ -1,6 +1,7 @@
 //! The transparency page at `/`: in plain words, what this node holds (key counts
 //! per day, never a person), when each day's data will be deleted, what was
-//! deleted, which authorities it trusts and which peers it federates with.
+//! deleted, which venue warnings it holds (never which venue), which
+//! authorities it trusts and which peers it federates with.
 //! Server-rendered HTML without scripts; figures carry `data-*` attributes so
 //! that tests (and anyone) can read them back.
 
@@ -17,6 +18,7 @@ use traceless_protocol::log::hex_hash;
 use crate::core::Core;
 use crate::http::api::{blocking, ApiError};
 use crate::http::HttpState;
+use crate::storage::warnings::{WarningMeta, WARNING_RETENTION_SECS};
 
 type Shared = State<Arc<HttpState>>;
 
@@ -31,8 +33,14 @@ fn esc(s: &str) -> String {
 pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
     let s = http.core.clone();
     let s2 = s.clone();
-    let (snapshot, log) =
-        blocking(move || Ok((s2.public_snapshot(), s2.store.deletion_log()?))).await?;
+    let (snapshot, log, warnings) = blocking(move || {
+        Ok((
+            s2.public_snapshot(),
+            s2.store.deletion_log()?,
+            s2.warning_files().list(None)?,
+        ))
+    })
+    .await?;
     let summary = &snapshot.summary;
     let days = &summary.days;
     let view = http.federation.peers();
@@ -119,6 +127,7 @@ Page generated {now_text}.</p>
         );
     }
     h.push_str("<p class=\"muted\">A filter holds, instead of whole keys, scrambled entries for just the 10-minute periods a person chose to share; a phone can test what it heard against it but cannot read anything out of it. Each publication period adds a part holding only what is new. Filters are listed at <a href=\"/v1/filters\">/v1/filters</a>.</p>\n");
+    warnings_section(&mut h, &warnings, now);
     h.push_str("<p class=\"muted\">Keys are deleted 14 days after the day they were used. Every deletion is recorded below, signed by this node, so anyone can check that it happened.</p>\n");
 
     let _ = writeln!(
@@ -337,4 +346,31 @@ pub async fn statistics(State(http): Shared) -> Result<axum::Json<serde_json::Va
         "withhold_seconds": crate::operators::statistics::WITHHOLD_SECONDS,
         "days": days,
     })))
+}
+
+/// The venue warning batches held as of `as_of` (the snapshot's boundary):
+/// when each was published, how many hours of venues it warns about, when it
+/// goes. Never a venue: its identity is sealed in the warning itself.
+fn warnings_section(h: &mut String, warnings: &[WarningMeta], as_of: u64) {
+    let shown: Vec<&WarningMeta> = warnings.iter().filter(|w| w.created_at <= as_of).collect();
+    h.push_str("<h2>Venue warnings</h2>\n<p class=\"muted\">When a health authority and a venue's owner together warn the people who were at a place at certain hours, the warning is published here for phones to check. It does not say which place: only a phone that was there can read it. Each row is one publication; each hour of a place counts as one warning. Listed at <a href=\"/v1/warnings\">/v1/warnings</a>.</p>\n");
+    if shown.is_empty() {
+        h.push_str("<p id=\"no-warnings\">This node holds no venue warnings at the moment.</p>\n");
+        return;
+    }
+    h.push_str("<table id=\"warnings\"><thead><tr><th>Published</th><th>Authority</th><th>Hours warned about</th><th>Deleted automatically by</th></tr></thead><tbody>\n");
+    for w in shown {
+        let deleted_by = w.created_at.saturating_add(WARNING_RETENTION_SECS);
+        let _ = writeln!(
+            h,
+            "<tr class=\"warning\" data-origin=\"{origin}\" data-sequence=\"{seq}\" data-warnings=\"{n}\" data-created-at=\"{at}\" data-deleted-by=\"{deleted_by}\"><td>{published}</td><td>{origin}</td><td class=\"n\">{n}</td><td>{deleted}</td></tr>",
+            origin = esc(&w.origin),
+            seq = w.sequence,
+            n = w.warnings,
+            at = w.created_at,
+            published = datetime_of_unix(w.created_at),
+            deleted = datetime_of_unix(deleted_by),
+        );
+    }
+    h.push_str("</tbody></table>\n");
 }

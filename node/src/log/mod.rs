@@ -43,6 +43,7 @@ use crate::storage::keyspace::{
     log_filter_index_key, log_hash_key, log_index_key, log_leaf_key, log_meta_key, split_index_key,
     split_log_leaf_key, LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_LEAF,
 };
+use crate::storage::warnings::WarningMeta;
 use crate::storage::{BatchMeta, BatchStore, FilterMeta, FilterStore, StorageError};
 
 /// Most entries one `/v1/log/entries` answer holds.
@@ -594,6 +595,19 @@ pub fn filter_event(m: &FilterMeta, at: u64) -> Event {
         key_count: m.entries,
         content_id: m.content_id,
         at,
+    }
+}
+
+/// The event of a venue warning batch this node stored, at its `createdAt`.
+pub fn warning_event(m: &WarningMeta) -> Event {
+    Event::Published {
+        form: PublicationForm::Warning,
+        origin: m.origin.clone(),
+        sequence: m.sequence,
+        day: m.day(),
+        key_count: m.warnings as u64,
+        content_id: m.content_id,
+        at: m.created_at,
     }
 }
 

@@ -37,6 +37,13 @@ pub struct WarningMeta {
     pub content_id: [u8; 32],
 }
 
+impl WarningMeta {
+    /// UTC day of `created_at`: the day its deletion record names.
+    pub fn day(&self) -> u32 {
+        u32::try_from(self.created_at / 86_400).unwrap_or(u32::MAX)
+    }
+}
+
 /// What storing a received batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarningPut {
@@ -197,11 +204,12 @@ impl WarningFiles {
         Ok((warnings, paths))
     }
 
-    /// The next warning sequence of `origin` (0 for a first batch).
+    /// The next warning sequence of `origin` (1 for a first batch, as key
+    /// batches number from 1, so that deletion ranges can name it).
     pub fn next_sequence(&self, origin: &str) -> Result<u64, StorageError> {
         let path = self.dir.join(format!("next-{}", hex::encode(origin)));
         match files::read_if_present(&path)? {
-            None => Ok(0),
+            None => Ok(1),
             Some(b) => Ok(u64::from_be_bytes(
                 b.try_into()
                     .map_err(|_| StorageError::Corrupt("warning sequence"))?,
@@ -277,20 +285,23 @@ impl WarningFiles {
         Ok(out)
     }
 
-    /// Deletes every batch created more than [`WARNING_RETENTION_SECS`] before
-    /// `now`; returns what was deleted.
-    pub fn delete_expired(&self, now: u64) -> Result<Vec<WarningMeta>, StorageError> {
-        let expired: Vec<WarningMeta> = self
+    /// Every batch created at least [`WARNING_RETENTION_SECS`] before `now`:
+    /// due for deletion.
+    pub fn expired(&self, now: u64) -> Result<Vec<WarningMeta>, StorageError> {
+        Ok(self
             .list(None)?
             .into_iter()
             .filter(|m| m.created_at.saturating_add(WARNING_RETENTION_SECS) <= now)
-            .collect();
-        let paths: Vec<PathBuf> = expired
+            .collect())
+    }
+
+    /// Removes the files of `batches`, durably (a batch already gone is fine).
+    pub fn delete(&self, batches: &[WarningMeta]) -> Result<(), StorageError> {
+        let paths: Vec<PathBuf> = batches
             .iter()
             .map(|m| self.batch_path(&m.origin, m.sequence))
             .collect();
-        remove_durably(&paths)?;
-        Ok(expired)
+        remove_durably(&paths)
     }
 }
 

@@ -26,6 +26,28 @@ pub enum PublicationForm {
     Batch,
     /// A revision of a signed day filter (its `revision` as sequence).
     Filter,
+    /// A signed venue warning batch (its warning `sequence`; `key_count` its
+    /// warnings, one per traced hour slot; `day` the day of its `createdAt`).
+    Warning,
+}
+
+impl PublicationForm {
+    fn word(self) -> &'static str {
+        match self {
+            PublicationForm::Batch => "batch",
+            PublicationForm::Filter => "filter",
+            PublicationForm::Warning => "warning",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, LogError> {
+        Ok(match s {
+            "batch" => PublicationForm::Batch,
+            "filter" => PublicationForm::Filter,
+            "warning" => PublicationForm::Warning,
+            _ => return Err(bad(format!("unknown publication form {s:?}"))),
+        })
+    }
 }
 
 /// What a deletion removed.
@@ -39,6 +61,9 @@ pub enum DeletionKind {
     Entries,
     /// Upload codes.
     Codes,
+    /// Venue warning batches (ranges of warning sequences, `key_count` their
+    /// warnings, `day` the day of their `createdAt`).
+    Warnings,
 }
 
 impl DeletionKind {
@@ -48,6 +73,7 @@ impl DeletionKind {
             DeletionKind::Filter => "filter",
             DeletionKind::Entries => "entries",
             DeletionKind::Codes => "codes",
+            DeletionKind::Warnings => "warnings",
         }
     }
 
@@ -57,6 +83,7 @@ impl DeletionKind {
             "filter" => DeletionKind::Filter,
             "entries" => DeletionKind::Entries,
             "codes" => DeletionKind::Codes,
+            "warnings" => DeletionKind::Warnings,
             _ => return Err(bad(format!("unknown deletion kind {s:?}"))),
         })
     }
@@ -250,10 +277,7 @@ impl Event {
                 content_id,
                 at,
             } => {
-                let form = match form {
-                    PublicationForm::Batch => "batch",
-                    PublicationForm::Filter => "filter",
-                };
+                let form = form.word();
                 format!(
                     "published {form} {origin} {sequence} {day} {key_count} {} {at}",
                     hex_hash(content_id)
@@ -311,11 +335,7 @@ impl Event {
         let fields: Vec<&str> = line.split(' ').collect();
         let event = match fields.as_slice() {
             ["published", form, origin, sequence, day, keys, content, at] => {
-                let form = match *form {
-                    "batch" => PublicationForm::Batch,
-                    "filter" => PublicationForm::Filter,
-                    _ => return Err(bad(format!("unknown publication form {form:?}"))),
-                };
+                let form = PublicationForm::parse(form)?;
                 validate_origin(origin).map_err(|e| bad(e.to_string()))?;
                 Event::Published {
                     form,
