@@ -370,3 +370,56 @@ async fn warnings_reach_a_relay_by_gossip_and_forged_ones_do_not() {
     relay.shutdown().await;
     gateway.shutdown().await;
 }
+
+/// Over real libp2p: a relay that was not there when the gateway gossiped its
+/// warning batch fetches it by catch-up (by origin and warning sequence), byte
+/// for byte, and logs it; a batch queued but not yet published is not offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
+    use std::time::Duration;
+
+    let clock = ManualClock::new(NOW);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gateway = start_node(gateway_config(d1.path()), &clock).await;
+    let seal = traceless_node::keys::gateway_seal_key(d1.path()).unwrap();
+    let venue = create_venue(
+        &VenueDescription::new("Bäckerei Süd", "Südring 2", 9, 30, 120),
+        &seal.public_bytes(),
+    )
+    .unwrap();
+    let h0 = (NOW / 3600 - 2) * 3600;
+    let pre = venue.trace_secret.pre_trace(h0, h0 + 3600, NOW).unwrap();
+    gateway.core.trace_venue(&pre, "Please get tested", 5).unwrap();
+    next_period(&gateway.core, &clock);
+    let published = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/1")).body;
+    assert!(!published.is_empty());
+    // A second trace, queued and not yet at its boundary.
+    let pre = venue
+        .trace_secret
+        .pre_trace(h0 - 3600, h0, clock.now())
+        .unwrap();
+    gateway.core.trace_venue(&pre, "Please get tested", 5).unwrap();
+
+    let relay = start_relay(d2.path(), &clock, &gateway.p2p_addrs, 1).await;
+    assert!(wait_for_peers(&relay, 1).await);
+    let arrived = wait_until(Duration::from_secs(20), || {
+        relay.core.warning_files().get(ORIGIN, 1).unwrap().is_some()
+    })
+    .await;
+    assert!(arrived, "catch-up did not bring the warning batch");
+    assert_eq!(
+        relay.core.warning_files().get(ORIGIN, 1).unwrap().unwrap(),
+        published
+    );
+    assert_eq!(warning_entries(&relay.core).0.len(), 1);
+    // Another round (catch-up runs every second here) brings nothing unpublished.
+    let rounds = relay.core.metrics.catchup_rounds.get();
+    let more = wait_until(Duration::from_secs(10), || {
+        relay.core.metrics.catchup_rounds.get() >= rounds + 8
+    })
+    .await;
+    assert!(more, "catch-up rounds stopped");
+    assert_eq!(relay.core.warning_files().list(None).unwrap().len(), 1);
+    relay.shutdown().await;
+    gateway.shutdown().await;
+}

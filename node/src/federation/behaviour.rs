@@ -47,7 +47,7 @@ pub const FILTER_TOPIC: &str = "traceless/v2/filters";
 /// The gossip topic of signed venue warning batches (SPEC.md §12.10).
 pub const WARNING_TOPIC: &str = "traceless/v1/venue-warnings";
 /// Catch-up protocol name (2: day filters are fetched by part, SPEC.md §5.8).
-pub const CATCHUP_PROTOCOL: &str = "/traceless/catchup/2.0.0";
+pub const CATCHUP_PROTOCOL: &str = "/traceless/catchup/2.1.0";
 /// Identify protocol version.
 pub const IDENTIFY_PROTOCOL: &str = "/traceless/1.0.0";
 /// Kademlia protocol name (a private DHT, not the public IPFS one).

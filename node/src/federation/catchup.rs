@@ -1,7 +1,8 @@
 //! Catch-up after downtime or a partition: a peer tells which sequence numbers it
 //! serves per origin, and we fetch the ones we lack. Fetched batches go through
 //! exactly the checks gossip does. Day filters likewise: a peer lists the parts
-//! it holds per (origin, day), and we fetch the parts we lack.
+//! it holds per (origin, day), and we fetch the parts we lack; venue warning
+//! batches by origin and warning sequence, as batches.
 //!
 //! A summary is attacker-chosen (up to 33 MiB from one peer). Without limits it
 //! became about a million outbound requests. Here: origins outside the trust list
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use traceless_protocol::filter::MAX_FILTER_PARTS;
 use traceless_protocol::TrustList;
 
+use crate::storage::warnings::WarningFiles;
 use crate::storage::{StorageError, Store};
 
 /// Most sequence numbers asked for in one fetch.
@@ -50,6 +52,15 @@ pub enum CatchupRequest {
     FetchFilters(Vec<(String, u32, u64)>),
     /// What time is it on your clock (SPEC.md §2.1)?
     Time,
+    /// Which venue warning batches do you serve (SPEC.md §12.10)?
+    WarningSummary,
+    /// Send these warning batches of one origin.
+    FetchWarnings {
+        /// Authority id.
+        origin: String,
+        /// Warning sequence numbers (at most [`MAX_FETCH`]).
+        sequences: Vec<u64>,
+    },
 }
 
 /// Per origin, the sequence numbers a node serves, as inclusive runs.
@@ -89,6 +100,11 @@ pub enum CatchupResponse {
     /// Answer to [`CatchupRequest::Time`]: the answering node's own clock,
     /// unix seconds.
     Time(u64),
+    /// Answer to [`CatchupRequest::WarningSummary`]: per origin, the warning
+    /// sequences served (published by the answering node's boundary).
+    WarningSummary(Vec<OriginSummary>),
+    /// `SignedWarningBatch` encodings (those found and public, within the size cap).
+    Warnings(Vec<serde_bytes::ByteBuf>),
 }
 
 fn runs(seqs: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
@@ -104,19 +120,39 @@ fn runs(seqs: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
 
 /// What this node serves: visible batches only (embargoed ones are never served).
 pub fn summary(store: &dyn Store, now: u64) -> Result<Vec<OriginSummary>, StorageError> {
-    let mut by_origin: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for m in store.all_batches()? {
-        if m.is_visible(now) {
-            by_origin.entry(m.origin).or_default().push(m.sequence);
-        }
+    let served = store
+        .all_batches()?
+        .into_iter()
+        .filter(|m| m.is_visible(now));
+    Ok(origin_summaries(served.map(|m| (m.origin, m.sequence))))
+}
+
+/// The venue warning batches this node serves: those public at `as_of`, its
+/// current boundary (as `GET /v1/warnings` lists them).
+pub fn warning_summary(
+    files: &WarningFiles,
+    as_of: u64,
+) -> Result<Vec<OriginSummary>, StorageError> {
+    let served = files
+        .list(None)?
+        .into_iter()
+        .filter(|m| m.created_at <= as_of);
+    Ok(origin_summaries(served.map(|m| (m.origin, m.sequence))))
+}
+
+/// Per origin, runs of the sequences given.
+fn origin_summaries(items: impl Iterator<Item = (String, u64)>) -> Vec<OriginSummary> {
+    let mut by_origin: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (origin, sequence) in items {
+        by_origin.entry(origin).or_default().insert(sequence);
     }
-    Ok(by_origin
+    by_origin
         .into_iter()
         .map(|(origin, seqs)| OriginSummary {
             origin,
             runs: runs(seqs.into_iter()),
         })
-        .collect())
+        .collect()
 }
 
 /// The fetches needed to get what a peer serves and we lack: only for origins in
@@ -127,11 +163,51 @@ pub fn missing(
     trust: &TrustList,
     max_fetches: usize,
 ) -> Result<Vec<CatchupRequest>, StorageError> {
-    let trusted: BTreeSet<&str> = trust.entries().into_iter().map(|(o, _, _)| o).collect();
     let mut ours: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for m in store.all_batches()? {
         ours.entry(m.origin).or_default().insert(m.sequence);
     }
+    Ok(missing_of(
+        &ours,
+        theirs,
+        trust,
+        max_fetches,
+        |origin, sequences| CatchupRequest::Fetch { origin, sequences },
+    ))
+}
+
+/// [`missing`] for venue warning batches: the warning sequences a peer
+/// serves and `files` lacks.
+pub fn missing_warnings(
+    files: &WarningFiles,
+    theirs: &[OriginSummary],
+    trust: &TrustList,
+    max_fetches: usize,
+) -> Result<Vec<CatchupRequest>, StorageError> {
+    let mut ours: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for m in files.list(None)? {
+        ours.entry(m.origin).or_default().insert(m.sequence);
+    }
+    Ok(missing_of(
+        &ours,
+        theirs,
+        trust,
+        max_fetches,
+        |origin, sequences| CatchupRequest::FetchWarnings { origin, sequences },
+    ))
+}
+
+/// The fetches (made by `fetch` from an origin and at most [`MAX_FETCH`]
+/// sequences) for what `theirs` lists and `ours` lacks, trusted origins only,
+/// at most `max_fetches`.
+fn missing_of(
+    ours: &BTreeMap<String, BTreeSet<u64>>,
+    theirs: &[OriginSummary],
+    trust: &TrustList,
+    max_fetches: usize,
+    fetch: impl Fn(String, Vec<u64>) -> CatchupRequest,
+) -> Vec<CatchupRequest> {
+    let trusted: BTreeSet<&str> = trust.entries().into_iter().map(|(o, _, _)| o).collect();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for s in theirs {
@@ -151,13 +227,10 @@ pub fn missing(
             .take(MAX_MISSING_PER_ROUND.min((max_fetches - out.len()) * MAX_FETCH))
             .collect();
         for chunk in lacking.chunks(MAX_FETCH) {
-            out.push(CatchupRequest::Fetch {
-                origin: s.origin.clone(),
-                sequences: chunk.to_vec(),
-            });
+            out.push(fetch(s.origin.clone(), chunk.to_vec()));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Catch-up limits.
@@ -352,10 +425,48 @@ pub fn missing_filters(
         .collect())
 }
 
-/// Answers a request from the store.
-pub fn answer(store: &dyn Store, request: &CatchupRequest, now: u64) -> CatchupResponse {
+/// Answers a request from the store and the warning files; `public_now` is
+/// the node's current boundary, as of which warnings are public.
+pub fn answer(
+    store: &dyn Store,
+    warnings: &WarningFiles,
+    request: &CatchupRequest,
+    now: u64,
+    public_now: u64,
+) -> CatchupResponse {
     let result = match request {
         CatchupRequest::Time => return CatchupResponse::Time(now),
+        CatchupRequest::WarningSummary => {
+            warning_summary(warnings, public_now).map(CatchupResponse::WarningSummary)
+        }
+        CatchupRequest::FetchWarnings { sequences, .. } if sequences.len() > MAX_FETCH => {
+            return CatchupResponse::Refused(format!(
+                "asked for {} warning batches; at most {MAX_FETCH} per request",
+                sequences.len()
+            ))
+        }
+        CatchupRequest::FetchWarnings { origin, sequences } => (|| {
+            let public: BTreeMap<u64, u64> = warnings
+                .list(Some(origin))?
+                .into_iter()
+                .map(|m| (m.sequence, m.created_at))
+                .collect();
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for seq in sequences {
+                if public.get(seq).is_none_or(|at| *at > public_now) {
+                    continue;
+                }
+                if let Some(b) = warnings.get(origin, *seq)? {
+                    bytes += b.len();
+                    if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
+                        break;
+                    }
+                    out.push(serde_bytes::ByteBuf::from(b));
+                }
+            }
+            Ok(CatchupResponse::Warnings(out))
+        })(),
         CatchupRequest::Summary => summary(store, now).map(CatchupResponse::Summary),
         CatchupRequest::Fetch { sequences, .. } if sequences.len() > MAX_FETCH => {
             return CatchupResponse::Refused(format!(

@@ -173,6 +173,10 @@ enum Done {
     ),
     Catchup(PeerId, Vec<Result<Ingested, IngestError>>),
     CatchupFilters(PeerId, Vec<Result<IngestedFilter, IngestError>>),
+    CatchupWarnings(
+        PeerId,
+        Vec<Result<crate::storage::warnings::WarningPut, WarningIngestError>>,
+    ),
     Answer(ResponseChannel<CatchupResponse>, CatchupResponse),
     Missing(PeerId, Vec<CatchupRequest>),
     RelayAnswer(PeerId, ResponseChannel<RelayResponse>, RelayResponse),
@@ -632,12 +636,13 @@ impl Federation {
     /// Asks a peer what batches and day filters it holds, unless a round with it
     /// is still in flight or it is backed off.
     fn catchup_with(&mut self, peer: PeerId) {
-        if !self.catchup.start_round(peer, 3, std::time::Instant::now()) {
+        if !self.catchup.start_round(peer, 4, std::time::Instant::now()) {
             return;
         }
         let c = &mut self.swarm.behaviour_mut().catchup;
         c.send_request(&peer, CatchupRequest::Summary);
         c.send_request(&peer, CatchupRequest::FilterSummary);
+        c.send_request(&peer, CatchupRequest::WarningSummary);
         // The peer's clock, for the conservative clock (SPEC.md §2.1).
         c.send_request(&peer, CatchupRequest::Time);
     }
@@ -757,6 +762,24 @@ impl Federation {
                     }
                 }
             }
+            Done::CatchupWarnings(peer, results) => {
+                for r in results {
+                    match r {
+                        // A skewed clock, ours or theirs, is no fault of the peer's.
+                        Ok(_)
+                        | Err(WarningIngestError::Future { .. })
+                        | Err(WarningIngestError::Expired { .. }) => {}
+                        Err(WarningIngestError::Invalid(e)) => {
+                            self.core.metrics.catchup_rejected.inc();
+                            tracing::info!(%peer, "rejected warnings from catch-up: {e}");
+                            self.penalise(peer);
+                        }
+                        Err(WarningIngestError::Storage(e)) => {
+                            tracing::error!("storing caught-up warnings failed: {e}")
+                        }
+                    }
+                }
+            }
             Done::Answer(channel, response) => {
                 let _ = self
                     .swarm
@@ -786,6 +809,7 @@ impl Federation {
                     let asked = match &r {
                         CatchupRequest::Fetch { sequences, .. } => sequences.len(),
                         CatchupRequest::FetchFilters(wanted) => wanted.len(),
+                        CatchupRequest::FetchWarnings { sequences, .. } => sequences.len(),
                         _ => 0,
                     };
                     let id = self.swarm.behaviour_mut().catchup.send_request(&peer, r);
@@ -920,7 +944,13 @@ impl Federation {
                     let book = self.book.clone();
                     let done = done.clone();
                     tokio::task::spawn_blocking(move || {
-                        let response = catchup::answer(s.store.as_ref(), &request, s.now());
+                        let response = catchup::answer(
+                            s.store.as_ref(),
+                            &s.warning_files(),
+                            &request,
+                            s.now(),
+                            s.public_now(),
+                        );
                         let response = checkpoints::withhold(&book, &request, response);
                         let _ = done.send(Done::Answer(channel, response));
                     });
@@ -931,8 +961,9 @@ impl Federation {
                 } => {
                     let s = self.core.clone();
                     let done = done.clone();
-                    if let CatchupResponse::Batches(items) | CatchupResponse::Filters(items) =
-                        &response
+                    if let CatchupResponse::Batches(items)
+                    | CatchupResponse::Filters(items)
+                    | CatchupResponse::Warnings(items) = &response
                     {
                         let bytes = items.iter().map(|b| b.len()).sum();
                         let served = items.len();
@@ -987,6 +1018,30 @@ impl Federation {
                             tokio::task::spawn_blocking(move || {
                                 let results = filters.iter().map(|f| s.ingest_filter(f)).collect();
                                 let _ = done.send(Done::CatchupFilters(peer, results));
+                            });
+                        }
+                        CatchupResponse::WarningSummary(theirs) => {
+                            tokio::task::spawn_blocking(move || {
+                                let reqs = catchup::missing_warnings(
+                                    &s.warning_files(),
+                                    &theirs,
+                                    &s.trust,
+                                    max_fetches,
+                                )
+                                .unwrap_or_else(|e| {
+                                    tracing::error!("warning catch-up: {e}");
+                                    Vec::new()
+                                });
+                                let _ = done.send(Done::Missing(peer, reqs));
+                            });
+                        }
+                        CatchupResponse::Warnings(batches) => {
+                            tokio::task::spawn_blocking(move || {
+                                let results = batches
+                                    .iter()
+                                    .map(|b| s.ingest_warnings(b).map(|(put, _)| put))
+                                    .collect();
+                                let _ = done.send(Done::CatchupWarnings(peer, results));
                             });
                         }
                         CatchupResponse::Time(theirs) => {
