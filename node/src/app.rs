@@ -176,10 +176,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
     };
     let log = TransparencyLog::open(sled_store.db(), core_keys.node_key.clone());
     log.index_existing()?;
-    // A batch or filter revision stored just before a crash and not logged yet
+    // A batch, filter revision or warning batch stored just before a crash and not logged yet
     // (a relay's from gossip or catch-up, a gateway's own): logged before
     // anything is served, or the node does not start (SPEC.md §8.3).
     log.log_unlogged(&sled_store)?;
+    log.log_unlogged_warnings(&crate::storage::warnings::WarningFiles::at(
+        &config.data_dir,
+    ))?;
     log.log_deletions(&sled_store.deletion_log()?, &[])?;
     log.log_trust_list(
         trust_digest(&config.trust),

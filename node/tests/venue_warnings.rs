@@ -389,7 +389,10 @@ async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
     .unwrap();
     let h0 = (NOW / 3600 - 2) * 3600;
     let pre = venue.trace_secret.pre_trace(h0, h0 + 3600, NOW).unwrap();
-    gateway.core.trace_venue(&pre, "Please get tested", 5).unwrap();
+    gateway
+        .core
+        .trace_venue(&pre, "Please get tested", 5)
+        .unwrap();
     next_period(&gateway.core, &clock);
     let published = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/1")).body;
     assert!(!published.is_empty());
@@ -398,7 +401,10 @@ async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
         .trace_secret
         .pre_trace(h0 - 3600, h0, clock.now())
         .unwrap();
-    gateway.core.trace_venue(&pre, "Please get tested", 5).unwrap();
+    gateway
+        .core
+        .trace_venue(&pre, "Please get tested", 5)
+        .unwrap();
 
     let relay = start_relay(d2.path(), &clock, &gateway.p2p_addrs, 1).await;
     assert!(wait_for_peers(&relay, 1).await);
@@ -420,6 +426,20 @@ async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
     .await;
     assert!(more, "catch-up rounds stopped");
     assert_eq!(relay.core.warning_files().list(None).unwrap().len(), 1);
+    relay.shutdown().await;
+
+    // A batch the relay stored and was killed before logging (written into its
+    // data dir while it is down): logged at the next start, at its `createdAt`,
+    // before the node serves anything; catch-up then finds it held.
+    next_period(&gateway.core, &clock);
+    let second = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/2")).body;
+    let meta = traceless_node::storage::warnings::read_meta(&second).unwrap();
+    let files = traceless_node::storage::warnings::WarningFiles::at(d2.path());
+    assert_eq!(files.put(&meta, &second).unwrap(), WarningPut::New);
+    let relay = start_relay(d2.path(), &clock, &gateway.p2p_addrs, 1).await;
+    let logged = warning_entries(&relay.core).0;
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!((logged[1].0, logged[1].4), (2, meta.created_at));
     relay.shutdown().await;
     gateway.shutdown().await;
 }

@@ -41,9 +41,9 @@ use sha2::{Digest, Sha256};
 use crate::config::TrustEntry;
 use crate::storage::keyspace::{
     log_filter_index_key, log_hash_key, log_index_key, log_leaf_key, log_meta_key, split_index_key,
-    split_log_leaf_key, LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_LEAF,
+    split_log_leaf_key, LOG_INDEX_DELETED, LOG_INDEX_PUBLISHED, LOG_INDEX_WARNING, LOG_LEAF,
 };
-use crate::storage::warnings::WarningMeta;
+use crate::storage::warnings::{WarningFiles, WarningMeta};
 use crate::storage::{BatchMeta, BatchStore, FilterMeta, FilterStore, StorageError};
 
 /// Most entries one `/v1/log/entries` answer holds.
@@ -59,7 +59,7 @@ const TRUST_DIGEST: &str = "trust";
 /// with each new index kind (`indexed` held batches only; `indexed 2` adds
 /// filter revisions), so an older log is indexed again, once: re-indexing
 /// writes the same keys it wrote before.
-const INDEXED: &str = "indexed 2";
+const INDEXED: &str = "indexed 3";
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +208,12 @@ impl TransparencyLog {
                 day,
                 ..
             } => return Ok(vec![log_filter_index_key(origin, *day, *sequence)]),
+            Event::Published {
+                form: PublicationForm::Warning,
+                origin,
+                sequence,
+                ..
+            } => return Ok(vec![log_index_key(LOG_INDEX_WARNING, origin, *sequence)]),
             Event::Deleted { kinds, record } => (kinds, record),
             _ => return Ok(Vec::new()),
         };
@@ -509,6 +515,22 @@ impl TransparencyLog {
             .iter()
             .map(|event| self.append_with(event, &[], None))
             .collect()
+    }
+
+    /// [`TransparencyLog::log_unlogged`] for venue warning batches: logs, at
+    /// their `createdAt`, the batches in `files` whose publication entry the
+    /// index lacks (stored just before a crash). Returns the indexes appended.
+    pub fn log_unlogged_warnings(&self, files: &WarningFiles) -> Result<Vec<u64>, LogStoreError> {
+        let mut out = Vec::new();
+        for m in files.list(None)? {
+            if self
+                .indexed(LOG_INDEX_WARNING, &m.origin, m.sequence)?
+                .is_none()
+            {
+                out.push(self.append_with(&warning_event(&m), &[], None)?);
+            }
+        }
+        Ok(out)
     }
 
     /// The log index of deletion record `record_index`'s entry (none for records

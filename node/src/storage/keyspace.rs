@@ -92,6 +92,9 @@ pub const LOG_INDEX_PUBLISHED: u8 = b'p';
 pub const LOG_INDEX_DELETED: u8 = b'd';
 /// Log-index kind: a filter revision's publication entry.
 pub const LOG_INDEX_FILTER: u8 = b'f';
+/// Log-index kind: a venue warning batch's publication entry (by origin and
+/// warning sequence).
+pub const LOG_INDEX_WARNING: u8 = b'w';
 
 /// `origin 0 sequence`: the tail shared by batch keys and batch indexes.
 fn batch_ref(origin: &str, sequence: u64) -> Vec<u8> {
