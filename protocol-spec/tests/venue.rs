@@ -648,3 +648,64 @@ fn presence_risk_follows_cwa() {
         .score(&[m(h(10, 0), h(11, 0), h(14, 0), h(15, 0), 5)])
         .is_empty());
 }
+
+/// Warnings with large sealed details (the authority's longest message) are
+/// split into batches by bytes, not only by count: each signed batch is within
+/// the limit every node accepts, in order, none lost; signing them all as one
+/// is refused by kind.
+#[test]
+fn warning_batches_are_split_by_bytes_not_only_by_count() {
+    let w = world();
+    let pre = w
+        .venue
+        .trace_secret
+        .pre_trace(h(10, 0), h(11, 0), NOW)
+        .expect("pre");
+    let long = "x".repeat(MAX_MESSAGE_CHARS);
+    let one = complete_trace(&pre, &w.authority, &long, 5, NOW)
+        .expect("trace")
+        .warnings
+        .remove(0);
+    let per_warning = one.sealed_details.len() + 32 + 48 + 12;
+    let n = MAX_BODY_LEN / per_warning + 100;
+    assert!(
+        n < MAX_WARNINGS,
+        "control: the count alone allows one batch"
+    );
+    let warnings = vec![one; n];
+    let key = AuthorityKey::generate("de.rki", 1);
+    let whole = WarningBatch {
+        origin: "de.rki".into(),
+        sequence: 1,
+        created_at: NOW,
+        warnings: warnings.clone(),
+    };
+    assert!(matches!(
+        whole.sign(&key),
+        Err(VenueError::PayloadTooLong {
+            max: MAX_BODY_LEN,
+            ..
+        })
+    ));
+    let runs = batch_runs(&warnings);
+    assert!(runs.len() >= 2, "{} runs", runs.len());
+    assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), n);
+    let mut trust = TrustList::new();
+    trust.insert("de.rki", 1, key.verifying_key());
+    for (i, run) in runs.iter().enumerate() {
+        let batch = WarningBatch {
+            origin: "de.rki".into(),
+            sequence: i as u64 + 1,
+            created_at: NOW,
+            warnings: run.to_vec(),
+        };
+        let wire = batch.sign(&key).expect("within the limit").encode();
+        assert!(wire.len() <= MAX_BATCH_LEN);
+        let back = SignedWarningBatch::decode(&wire)
+            .expect("decode")
+            .verify(&trust)
+            .expect("verify");
+        assert_eq!(back.warnings.len(), run.len());
+    }
+    assert!(batch_runs(&[]).is_empty());
+}

@@ -7,7 +7,7 @@
 //! logs the deletion.
 
 use traceless_protocol::venue::{
-    complete_trace, PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch, MAX_WARNINGS,
+    batch_runs, complete_trace, PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch,
 };
 use traceless_protocol::GatewaySealKey;
 
@@ -104,7 +104,8 @@ impl Core {
     }
 
     /// At a boundary: signs every trace queued before it into warning batches
-    /// created at `boundary` (at most [`MAX_WARNINGS`] each), stores them and
+    /// created at `boundary` (as many as [`batch_runs`] needs, so that each is
+    /// within the count and byte limits every node accepts), stores them and
     /// empties the queue. Nothing when nothing was queued.
     pub fn publish_warnings(&self, boundary: u64) -> Result<Vec<WarningMeta>, TraceError> {
         let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
@@ -115,7 +116,7 @@ impl Core {
         }
         let mut sequence = files.next_sequence(g.origin())?;
         let mut signed = Vec::new();
-        for chunk in warnings.chunks(MAX_WARNINGS) {
+        for chunk in batch_runs(&warnings) {
             let batch = WarningBatch {
                 origin: g.origin().to_owned(),
                 sequence,

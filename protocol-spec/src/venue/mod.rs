@@ -66,6 +66,9 @@ pub use setup::{
 };
 pub use trace::{
     complete_trace, trace_self_reported, PreTrace, ReportedStay, TraceView, TraceWarning, Traced,
-    MAX_TRACE_SLOTS,
+    MAX_MESSAGE_CHARS, MAX_TRACE_SLOTS,
 };
-pub use warnings::{SignedWarningBatch, WarningBatch, MAX_WARNINGS, VENUE_WARNINGS_CONTEXT};
+pub use warnings::{
+    batch_runs, SignedWarningBatch, WarningBatch, MAX_BATCH_LEN, MAX_BODY_LEN, MAX_WARNINGS,
+    VENUE_WARNINGS_CONTEXT,
+};

@@ -19,6 +19,35 @@ pub const VENUE_WARNINGS_CONTEXT: &[u8] = b"traceless/v1/venue-warnings";
 pub const MAX_WARNINGS: usize = 20_000;
 /// Largest signed batch on the wire.
 pub const MAX_BATCH_LEN: usize = MAX_WARNINGS * 160 + 1024;
+/// Largest body [`WarningBatch::sign`] signs: with the envelope around it
+/// (signature, key id, framing: under 128 bytes) the batch stays within
+/// [`MAX_BATCH_LEN`], so every node accepts what a gateway signs.
+pub const MAX_BODY_LEN: usize = MAX_BATCH_LEN - 128;
+
+/// Splits `warnings`, in order, into runs that each make one batch within the
+/// limits: at most [`MAX_WARNINGS`] warnings and a body of at most
+/// [`MAX_BODY_LEN`] bytes for any origin (up to 64 characters) and sequence.
+/// Warnings vary in size (the sealed details hold the authority's message), so
+/// a count alone does not bound the bytes.
+pub fn batch_runs(warnings: &[TraceWarning]) -> Vec<&[TraceWarning]> {
+    // version, origin (64 characters), sequence and createdAt with their tags.
+    const HEADER: usize = 2 + 66 + 11 + 11;
+    let mut runs = Vec::new();
+    let (mut start, mut len) = (0, HEADER);
+    for (i, w) in warnings.iter().enumerate() {
+        let n = to_pb(w).encoded_len();
+        let framed = 1 + prost::length_delimiter_len(n) + n;
+        if i > start && (i - start == MAX_WARNINGS || len + framed > MAX_BODY_LEN) {
+            runs.push(&warnings[start..i]);
+            (start, len) = (i, HEADER);
+        }
+        len += framed;
+    }
+    if start < warnings.len() {
+        runs.push(&warnings[start..]);
+    }
+    runs
+}
 
 /// The content of a warning batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +141,12 @@ impl WarningBatch {
             });
         }
         let body = self.encode_body();
+        if body.len() > MAX_BODY_LEN {
+            return Err(VenueError::PayloadTooLong {
+                len: body.len(),
+                max: MAX_BODY_LEN,
+            });
+        }
         let signature = sign(&key.signing_key, VENUE_WARNINGS_CONTEXT, &body).to_vec();
         Ok(SignedWarningBatch {
             body,
