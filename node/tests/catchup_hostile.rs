@@ -100,6 +100,8 @@ async fn a_hostile_summary_causes_a_bounded_number_of_requests_and_a_penalty() {
                     }
                     CatchupRequest::FetchFilters(_) => CatchupResponse::Filters(Vec::new()),
                     CatchupRequest::Time => CatchupResponse::Time(NOW),
+                    CatchupRequest::WarningSummary => CatchupResponse::WarningSummary(Vec::new()),
+                    CatchupRequest::FetchWarnings { .. } => CatchupResponse::Warnings(Vec::new()),
                 };
                 let _ = attacker.behaviour_mut().send_response(channel, response);
             }

@@ -89,6 +89,8 @@ pub async fn withholder(
                     CatchupRequest::FilterSummary => CatchupResponse::FilterSummary(Vec::new()),
                     CatchupRequest::FetchFilters(_) => CatchupResponse::Filters(Vec::new()),
                     CatchupRequest::Time => CatchupResponse::Time(super::run::now_unix()),
+                    CatchupRequest::WarningSummary => CatchupResponse::WarningSummary(Vec::new()),
+                    CatchupRequest::FetchWarnings { .. } => CatchupResponse::Warnings(Vec::new()),
                 };
                 let _ = swarm.behaviour_mut().send_response(channel, response);
             }
