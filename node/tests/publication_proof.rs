@@ -126,7 +126,7 @@ async fn a_batch_proof_verifies_while_stored_and_after_deletion() {
         for k in db.scan_prefix([LOG_INDEX]).keys() {
             db.remove(k.unwrap()).unwrap();
         }
-        db.remove(log_meta_key("indexed 2")).unwrap().unwrap();
+        db.remove(log_meta_key("indexed 3")).unwrap().unwrap();
         db.flush().unwrap();
         assert_eq!(db.scan_prefix([LOG_INDEX]).count(), 0, "control");
     }
