@@ -67,7 +67,7 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
 
     // Every batch above a cursor in one request, byte for byte, revalidated by
     // an ETag over the batches it carries.
-    let all = get(addr, &format!("/v1/batches/{ORIGIN}"));
+    let all = get(addr, &format!("/v1/batch-list/{ORIGIN}"));
     assert_eq!(all.status, 200);
     assert_eq!(
         BatchList::decode(&all.body).unwrap().batches,
@@ -78,21 +78,21 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     let r = http(
         addr,
         "GET",
-        &format!("/v1/batches/{ORIGIN}?after=0"),
+        &format!("/v1/batch-list/{ORIGIN}?after=0"),
         &[("If-None-Match", &tag)],
         &[],
     );
     assert_eq!(r.status, 304);
-    let above_1 = get(addr, &format!("/v1/batches/{ORIGIN}?after=1"));
+    let above_1 = get(addr, &format!("/v1/batch-list/{ORIGIN}?after=1"));
     assert_eq!(BatchList::decode(&above_1.body).unwrap().batches, vec![b2]);
     assert_ne!(above_1.header("etag").unwrap(), tag);
-    let none = get(addr, &format!("/v1/batches/{ORIGIN}?after=2"));
+    let none = get(addr, &format!("/v1/batch-list/{ORIGIN}?after=2"));
     assert_eq!((none.status, none.body.len()), (200, 0));
-    let r = get(addr, "/v1/batches/Not_An_Origin");
+    let r = get(addr, "/v1/batch-list/Not_An_Origin");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("origin"), "{}", r.text());
     assert_eq!(
-        get(addr, &format!("/v1/batches/{ORIGIN}?after=x")).status,
+        get(addr, &format!("/v1/batch-list/{ORIGIN}?after=x")).status,
         400
     );
 
@@ -207,7 +207,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
         }
         teks.sort();
         // The batch list serves exactly the batches served one by one.
-        let list = get(addr, &format!("/v1/batches/{ORIGIN}"));
+        let list = get(addr, &format!("/v1/batch-list/{ORIGIN}"));
         let mut listed: Vec<Tek> = BatchList::decode(&list.body)
             .unwrap()
             .batches

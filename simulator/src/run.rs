@@ -775,7 +775,7 @@ type DownloadedFilter = (u32, Vec<u8>);
 type Downloaded = (u64, Vec<u8>);
 
 /// Downloads, over HTTP, every batch of a relay after `cursor` (moving it on),
-/// as the host client does (`GET /v1/batches/{origin}?after=`); returns the
+/// as the host client does (`GET /v1/batch-list/{origin}?after=`); returns the
 /// batches and the bytes received on the wire.
 fn download_new(
     addr: std::net::SocketAddr,
@@ -785,7 +785,7 @@ fn download_new(
     let mut bytes = 0u64;
     // Bounded: each round moves the cursor past at least one batch, or stops.
     for _ in 0..10_000 {
-        let path = format!("/v1/batches/{ORIGIN}?after={cursor}");
+        let path = format!("/v1/batch-list/{ORIGIN}?after={cursor}");
         let b = http::request(addr, "GET", &path, b"")?;
         bytes += b.wire_bytes as u64;
         let batches = (b.status == 200)

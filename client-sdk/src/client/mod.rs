@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 use traceless_protocol::filter::MAX_FILTER_PARTS;
 
-/// Most `GET /v1/batches/{origin}` rounds of one sync: each brings up to 1,000
+/// Most `GET /v1/batch-list/{origin}` rounds of one sync: each brings up to 1,000
 /// batches, so this covers any retention window's worth.
 const MAX_BATCH_ROUNDS: usize = 10_000;
 use traceless_protocol::{BatchList, SignedBatch, TokenPublicKey};
@@ -249,7 +249,7 @@ impl Client {
         let mut after = phone.with(|s| s.cursor(origin))?.unwrap_or(0);
         // Bounded: each round moves the cursor past at least one batch, or stops.
         for _ in 0..MAX_BATCH_ROUNDS {
-            let url = format!("{node}/v1/batches/{origin}?after={after}");
+            let url = format!("{node}/v1/batch-list/{origin}?after={after}");
             let body = Self::expect_ok(&url, self.http.get(&url, None)?)?;
             let list = BatchList::decode(&body).map_err(|e| ClientError::BadAnswer {
                 url: url.clone(),

@@ -200,7 +200,7 @@ pub async fn list_batches(
     ))
 }
 
-/// Query of `GET /v1/batches/{origin}` and `GET /v1/filters/{origin}/{day}`.
+/// Query of `GET /v1/batch-list/{origin}` and `GET /v1/filters/{origin}/{day}`.
 #[derive(Deserialize)]
 pub struct AfterQuery {
     /// Only batches with a sequence (parts with a revision) above this: the
@@ -209,11 +209,11 @@ pub struct AfterQuery {
     after: u64,
 }
 
-/// How many batches one `GET /v1/batches/{origin}` reads at most, as a listing
+/// How many batches one `GET /v1/batch-list/{origin}` reads at most, as a listing
 /// page does; the phone asks again after the last one it got.
 const LIST_BATCHES: usize = 1000;
 
-/// `GET /v1/batches/{origin}[?after=s]`: a `BatchList` of the exact
+/// `GET /v1/batch-list/{origin}[?after=s]`: a `BatchList` of the exact
 /// `SignedBatch` bytes of the origin's served batches above sequence `s`,
 /// ascending, stopping before the first one still under embargo (as the
 /// listing does), at most 1,000 and up to `MAX_LIST_LEN` (at least one). Nothing

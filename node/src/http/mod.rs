@@ -54,7 +54,7 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/v1/origins", get(api::origins))
         .route("/v1/batches", get(api::list_batches))
-        .route("/v1/batches/{origin}", get(api::get_batches))
+        .route("/v1/batch-list/{origin}", get(api::get_batches))
         .route("/v1/batches/{origin}/{sequence}", get(api::get_batch))
         .route("/v1/warnings", get(warnings::list))
         .route("/v1/warnings/{origin}/{sequence}", get(warnings::get))

@@ -55,7 +55,7 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let r = request(
         node,
         "GET",
-        &format!("/v1/batches/{origin}?after={after}"),
+        &format!("/v1/batch-list/{origin}?after={after}"),
         b"",
     )
     .unwrap();
