@@ -54,9 +54,11 @@ sed -i -e 's/listen = "127.0.0.1:8080"/listen = "127.0.0.1:0"/' \
     "$WORK/relay/node.toml"
 echo "$ENTRY" >>"$WORK/relay/node.toml"
 
-# Starts a node; prints its HTTP base URL once it is up.
+# Starts a node and sets the variable named $2 to its HTTP base URL once it
+# is up. Runs in this shell, not in a command substitution: the node's PID must
+# reach PIDS here, or the cleanup would leave the node running.
 start() {
-    local dir="$1"
+    local dir="$1" var="$2"
     mkfifo "$dir/out"
     RUST_LOG=warn "$BIN" run --config "$dir/node.toml" >"$dir/out" 2>"$dir/log" &
     PIDS+=($!)
@@ -64,10 +66,12 @@ start() {
     local line
     read -r -t 30 line <&"$fd"
     cat <&"$fd" >/dev/null &
-    echo "${line#traceless-node: HTTP on }" | sed 's#/$##'
+    PIDS+=($!)
+    line="${line#traceless-node: HTTP on }"
+    printf -v "$var" '%s' "${line%/}"
 }
-GW_URL="$(start "$WORK/gw")"
-RELAY_URL="$(start "$WORK/relay")"
+start "$WORK/gw" GW_URL
+start "$WORK/relay" RELAY_URL
 echo "== api checks: gateway $GW_URL, relay $RELAY_URL, $EXAMPLES examples per operation"
 
 status=0
