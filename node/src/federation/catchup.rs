@@ -140,13 +140,18 @@ pub fn warning_summary(
     Ok(origin_summaries(served.map(|m| (m.origin, m.sequence))))
 }
 
-/// Per origin, runs of the sequences given.
-fn origin_summaries(items: impl Iterator<Item = (String, u64)>) -> Vec<OriginSummary> {
+/// The sequences given, per origin.
+fn held(items: impl Iterator<Item = (String, u64)>) -> BTreeMap<String, BTreeSet<u64>> {
     let mut by_origin: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for (origin, sequence) in items {
         by_origin.entry(origin).or_default().insert(sequence);
     }
     by_origin
+}
+
+/// Per origin, runs of the sequences given.
+fn origin_summaries(items: impl Iterator<Item = (String, u64)>) -> Vec<OriginSummary> {
+    held(items)
         .into_iter()
         .map(|(origin, seqs)| OriginSummary {
             origin,
@@ -163,10 +168,12 @@ pub fn missing(
     trust: &TrustList,
     max_fetches: usize,
 ) -> Result<Vec<CatchupRequest>, StorageError> {
-    let mut ours: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    for m in store.all_batches()? {
-        ours.entry(m.origin).or_default().insert(m.sequence);
-    }
+    let ours = held(
+        store
+            .all_batches()?
+            .into_iter()
+            .map(|m| (m.origin, m.sequence)),
+    );
     Ok(missing_of(
         &ours,
         theirs,
@@ -184,10 +191,12 @@ pub fn missing_warnings(
     trust: &TrustList,
     max_fetches: usize,
 ) -> Result<Vec<CatchupRequest>, StorageError> {
-    let mut ours: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    for m in files.list(None)? {
-        ours.entry(m.origin).or_default().insert(m.sequence);
-    }
+    let ours = held(
+        files
+            .list(None)?
+            .into_iter()
+            .map(|m| (m.origin, m.sequence)),
+    );
     Ok(missing_of(
         &ours,
         theirs,
