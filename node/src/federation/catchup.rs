@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use traceless_protocol::filter::MAX_FILTER_PARTS;
 use traceless_protocol::TrustList;
 
-use crate::storage::warnings::WarningFiles;
+use crate::storage::warnings::{read_meta, WarningFiles};
 use crate::storage::{StorageError, Store};
 
 /// Most sequence numbers asked for in one fetch.
@@ -434,6 +434,26 @@ pub fn missing_filters(
         .collect())
 }
 
+/// The messages `found` yields in order (`None`: not held, or not to be
+/// served), up to [`MAX_RESPONSE_BYTES`] (always the first one found).
+fn capped(
+    found: impl Iterator<Item = Result<Option<Vec<u8>>, StorageError>>,
+) -> Result<Vec<serde_bytes::ByteBuf>, StorageError> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for item in found {
+        let Some(b) = item? else {
+            continue;
+        };
+        bytes += b.len();
+        if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
+            break;
+        }
+        out.push(serde_bytes::ByteBuf::from(b));
+    }
+    Ok(out)
+}
+
 /// Answers a request from the store and the warning files; `public_now` is
 /// the node's current boundary, as of which warnings are public.
 pub fn answer(
@@ -454,28 +474,16 @@ pub fn answer(
                 sequences.len()
             ))
         }
-        CatchupRequest::FetchWarnings { origin, sequences } => (|| {
-            let public: BTreeMap<u64, u64> = warnings
-                .list(Some(origin))?
-                .into_iter()
-                .map(|m| (m.sequence, m.created_at))
-                .collect();
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for seq in sequences {
-                if public.get(seq).is_none_or(|at| *at > public_now) {
-                    continue;
-                }
-                if let Some(b) = warnings.get(origin, *seq)? {
-                    bytes += b.len();
-                    if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
-                        break;
-                    }
-                    out.push(serde_bytes::ByteBuf::from(b));
-                }
-            }
-            Ok(CatchupResponse::Warnings(out))
-        })(),
+        CatchupRequest::FetchWarnings { origin, sequences } => {
+            capped(sequences.iter().map(|&seq| {
+                let Some(bytes) = warnings.get(origin, seq)? else {
+                    return Ok(None);
+                };
+                // Public from its `createdAt` on, as `GET /v1/warnings` serves it.
+                Ok((read_meta(&bytes)?.created_at <= public_now).then_some(bytes))
+            }))
+            .map(CatchupResponse::Warnings)
+        }
         CatchupRequest::Summary => summary(store, now).map(CatchupResponse::Summary),
         CatchupRequest::Fetch { sequences, .. } if sequences.len() > MAX_FETCH => {
             return CatchupResponse::Refused(format!(
@@ -492,40 +500,22 @@ pub fn answer(
                 wanted.len()
             ))
         }
-        CatchupRequest::FetchFilters(wanted) => (|| {
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for (origin, day, revision) in wanted {
-                if let Some(f) = store.get_filter(origin, *day, *revision)? {
-                    if now > f.meta.expires_at() {
-                        continue;
-                    }
-                    bytes += f.bytes.len();
-                    if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
-                        break;
-                    }
-                    out.push(serde_bytes::ByteBuf::from(f.bytes));
-                }
-            }
-            Ok(CatchupResponse::Filters(out))
-        })(),
-        CatchupRequest::Fetch { origin, sequences } => (|| {
-            let mut out = Vec::new();
-            let mut bytes = 0;
-            for &seq in sequences {
-                if let Some(b) = store.get_batch(origin, seq)? {
-                    if !b.meta.is_visible(now) {
-                        continue;
-                    }
-                    bytes += b.bytes.len();
-                    if bytes > MAX_RESPONSE_BYTES && !out.is_empty() {
-                        break;
-                    }
-                    out.push(serde_bytes::ByteBuf::from(b.bytes));
-                }
-            }
-            Ok(CatchupResponse::Batches(out))
-        })(),
+        CatchupRequest::FetchFilters(wanted) => {
+            capped(wanted.iter().map(|(origin, day, revision)| {
+                Ok(store
+                    .get_filter(origin, *day, *revision)?
+                    .filter(|f| now <= f.meta.expires_at())
+                    .map(|f| f.bytes))
+            }))
+            .map(CatchupResponse::Filters)
+        }
+        CatchupRequest::Fetch { origin, sequences } => capped(sequences.iter().map(|&seq| {
+            Ok(store
+                .get_batch(origin, seq)?
+                .filter(|b| b.meta.is_visible(now))
+                .map(|b| b.bytes))
+        }))
+        .map(CatchupResponse::Batches),
     };
     result.unwrap_or_else(|e: StorageError| CatchupResponse::Refused(format!("storage: {e}")))
 }
