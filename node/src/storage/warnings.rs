@@ -40,7 +40,7 @@ pub struct WarningMeta {
 impl WarningMeta {
     /// UTC day of `created_at`: the day its deletion record names.
     pub fn day(&self) -> u32 {
-        u32::try_from(self.created_at / 86_400).unwrap_or(u32::MAX)
+        traceless_protocol::day_of_unix(self.created_at)
     }
 }
 

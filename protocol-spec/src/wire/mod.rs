@@ -90,13 +90,8 @@ pub(crate) fn decode_list<M: Message + Default>(
     items: impl FnOnce(M) -> Vec<Vec<u8>>,
 ) -> Result<Vec<Vec<u8>>, WireError> {
     let m: M = decode_limited(what, bytes, MAX_LIST_LEN)?;
-    let items = items(m);
-    let encoded = pb::FilterParts {
-        parts: items.clone(),
-    }
-    .encode_to_vec();
-    check_reencodes(what, &encoded, bytes)?;
-    Ok(items)
+    check_reencodes(what, &m.encode_to_vec(), bytes)?;
+    Ok(items(m))
 }
 
 /// Checks the `version` field of a message.
