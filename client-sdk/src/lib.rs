@@ -123,5 +123,6 @@ pub use sdk::{Sdk, Status};
 pub use sightings::{Caps, Sighting};
 pub use storage::{MemoryStorage, SideFile, SledStorage, Storage, Table};
 pub use sync::SyncReport;
-pub use upload::{poisson_gap_seconds, transmission_risk, UPLOAD_CODE_LEN};
+pub use traceless_protocol::transmission_risk;
+pub use upload::{poisson_gap_seconds, UPLOAD_CODE_LEN};
 pub use vault::MasterKey;

@@ -790,6 +790,55 @@ impl Sdk {
         self.sealed_upload(gateway_key, onset_day, Form::Filter { exclude })
     }
 
+    /// The self-reported venue stays of a positive diagnosis (SPEC.md §12.11):
+    /// the sealed stay reports of the visits to self-reported venues from two
+    /// days before `onset_day` on, packed into as few uploads as fit the fixed
+    /// length (six one-hour stays each), each authorized by one stored token
+    /// (spent durably) and sealed to `gateway_key`. Every upload is the length of
+    /// every other sealed upload, real or dummy; the host sends each through a
+    /// relay like a key upload, ideally spread out in time. Empty when there is
+    /// nothing to report. `InvalidArgument`, before any token is spent, when
+    /// fewer tokens are stored than the uploads need.
+    pub fn sealed_stay_uploads(
+        &mut self,
+        gateway_key: &[u8; 32],
+        onset_day: u32,
+    ) -> Result<Vec<Vec<u8>>> {
+        let now = self.now()?;
+        if onset_day > day_of_unix(now) {
+            return Err(SdkError::InFuture {
+                what: "symptom onset",
+                at: u64::from(onset_day) * 86_400,
+                now,
+            });
+        }
+        let reports = checkins::stay_reports(&mut self.vault, now, onset_day)?;
+        let needed = upload::encode_stays(onset_day, &reports, |_| tokens::random(0))?.len();
+        let mut held = tokens::all(&self.vault)?;
+        // In the order single uploads spend them (`tokens::next`).
+        held.sort_by_key(|(day, t)| (std::cmp::Reverse(t.epoch), *day));
+        if held.len() < needed {
+            return Err(SdkError::InvalidArgument(format!(
+                "the stays need {needed} uploads, each with a token; {} are stored: request more tokens first",
+                held.len()
+            )));
+        }
+        let mut spent = Vec::new();
+        let requests = upload::encode_stays(onset_day, &reports, |i| {
+            let (day, token) = held[i];
+            spent.push((day, token));
+            token
+        })?;
+        let mut sealed = Vec::with_capacity(requests.len());
+        for request in requests {
+            sealed.push(upload::seal(gateway_key, &Zeroizing::new(request))?);
+        }
+        for (day, token) in spent {
+            tokens::remove(&self.vault, day, &token)?;
+        }
+        Ok(sealed)
+    }
+
     /// A dummy upload request: same length as a real one. Also draws the next
     /// dummy time.
     pub fn dummy_upload(&mut self) -> Result<Vec<u8>> {

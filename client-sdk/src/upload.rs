@@ -8,10 +8,10 @@
 //! Transport is the caller's.
 
 use rand_core::{OsRng, RngCore};
-use traceless_protocol::wire::{Upload, MAX_UPLOAD_KEYS};
+use traceless_protocol::wire::{Stays, Upload, MAX_UPLOAD_KEYS, MAX_UPLOAD_STAYS};
 use traceless_protocol::{
-    interval_number, interval_start_seconds, seal_upload, DiagnosisKey, IntervalMask, Tek,
-    UploadToken, INTERVALS_PER_DAY, MAX_DAYS_SINCE_ONSET, SEALED_UPLOAD_LEN,
+    interval_number, interval_start_seconds, seal_upload, transmission_risk, DiagnosisKey,
+    IntervalMask, Tek, UploadToken, INTERVALS_PER_DAY, MAX_DAYS_SINCE_ONSET, SEALED_UPLOAD_LEN,
 };
 
 use crate::error::{Result, SdkError};
@@ -24,18 +24,6 @@ use crate::vault::Vault;
 pub const UPLOAD_CODE_LEN: usize = 49;
 
 const NEXT_DUMMY_KEY: &[u8] = b"schedule/next-dummy-upload";
-
-/// Transmission risk level published for a key `dso` days from symptom onset:
-/// highest around onset, lower further away (levels as in SPEC.md §7.2's table,
-/// where 1-2 weigh zero).
-pub fn transmission_risk(days_since_onset: i32) -> u8 {
-    match days_since_onset {
-        -2..=2 => 6,
-        -3 | 3..=5 => 5,
-        6..=9 => 4,
-        _ => 3,
-    }
-}
 
 /// The diagnosis keys of `own` (keys of days `first_day..=today`), minus the
 /// excluded days, with days since onset relative to `onset_day`.
@@ -144,8 +132,45 @@ pub(crate) fn encode(
         keys,
         dummy: false,
         filter_intervals: masks,
+        stays: Default::default(),
     }
     .encode_padded()?)
+}
+
+/// Splits sealed stay reports into padded stay uploads (SPEC.md §12.11), as
+/// many reports to an upload as fit the fixed length, each authorized by the
+/// token `token(i)` gives the `i`-th upload.
+pub(crate) fn encode_stays(
+    onset_day: u32,
+    reports: &[Vec<u8>],
+    mut token: impl FnMut(usize) -> UploadToken,
+) -> Result<Vec<Vec<u8>>> {
+    let request = |token, reports: &[Vec<u8>]| {
+        Upload {
+            token: Some(token),
+            stays: Stays {
+                onset_day,
+                reports: reports.to_vec(),
+            },
+            ..Default::default()
+        }
+        .encode_padded()
+    };
+    let mut out = Vec::new();
+    let mut rest = reports;
+    while !rest.is_empty() {
+        let t = token(out.len());
+        // The longest prefix that fits: a token's encoding has one length.
+        let fits = (1..=rest.len().min(MAX_UPLOAD_STAYS))
+            .take_while(|&n| request(t, &rest[..n]).is_ok())
+            .last()
+            .ok_or_else(|| {
+                SdkError::InvalidArgument("a stay report does not fit an upload".into())
+            })?;
+        out.push(request(t, &rest[..fits])?);
+        rest = &rest[fits..];
+    }
+    Ok(out)
 }
 
 /// Encodes a dummy of a token-authorized upload: `token` (random, see
@@ -157,6 +182,7 @@ pub(crate) fn encode_token_dummy(token: UploadToken) -> Result<Vec<u8>> {
         keys: Vec::new(),
         dummy: true,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()?)
 }
@@ -184,6 +210,7 @@ pub(crate) fn encode_dummy() -> Result<Vec<u8>> {
         keys: Vec::new(),
         dummy: true,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()?)
 }

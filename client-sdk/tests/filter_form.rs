@@ -627,6 +627,7 @@ fn a_sealed_filter_upload_spends_a_token_and_is_as_long_as_every_other_upload() 
             .collect(),
         dummy: false,
         filter_intervals: vec![IntervalMask::all(144); 15],
+        stays: Default::default(),
     };
     assert_eq!(worst.encode_padded().unwrap().len(), UPLOAD_REQUEST_LEN);
 }

@@ -17,7 +17,10 @@ use sha2::{Digest, Sha256};
 use traceless_protocol::filter::{
     entry_publishable, filter_entries, FILTER_SEED_LEN, MAX_FILTER_ENTRIES, MAX_FILTER_PARTS,
 };
-use traceless_protocol::wire::filter_expires_at;
+use traceless_protocol::venue::{
+    self_reported_master, trace_stays, MasterPublic, MasterSecret, StayReport, VenueError,
+};
+use traceless_protocol::wire::{filter_expires_at, Stays};
 use traceless_protocol::{
     day_of_interval, AuthorityKey, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
     IntervalMask, TokenKey, Upload, WireError,
@@ -26,11 +29,16 @@ use traceless_protocol::{
 use crate::config::PublicationConfig;
 use crate::core::publication::{self, Schedule, Shapes};
 use crate::export_keys::GatewayPublication;
+use crate::storage::warnings::WarningFiles;
 use crate::storage::{
     BatchMeta, FilterMeta, GatewayCommit, PublishedPeriod, PutOutcome, StorageError, Store,
     StoredBatch, StoredEntry, StoredFilter,
 };
 use crate::upload_codes::{self, CodeError, RateLimiter};
+
+/// The message of warnings from self-reported stays: no tracer wrote it.
+pub const SELF_REPORTED_MESSAGE: &str =
+    "Someone who tested positive reported being at this place while you were there.";
 
 /// Why an upload was refused; each says what the client did wrong.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +94,11 @@ pub enum UploadError {
         /// `publication.pool_max_keys`.
         max: u64,
     },
+    /// A self-reported stay breaks a rule of SPEC.md §12.11 (or its report does
+    /// not open with this gateway's key): nothing was queued and the token was
+    /// not spent.
+    #[error("self-reported stays refused: {0}")]
+    Stay(#[from] VenueError),
     /// A filter-form upload would push a day's filter past its size limit.
     #[error("day {day}'s filter is full: it holds {stored} entries, this upload adds {adding}, and a filter holds at most {max}; nothing was stored")]
     FilterFull {
@@ -131,12 +144,14 @@ pub struct UploadReceipt {
     pub expired: usize,
     /// Filter entries derived from a filter-form upload (its keys are not stored).
     pub filter_entries: usize,
+    /// Venue warnings queued from self-reported stays (SPEC.md §12.11).
+    pub stay_warnings: usize,
 }
 
 impl UploadReceipt {
     /// Whether this is a dummy's receipt (nothing pooled or derived).
     pub fn is_dummy(&self) -> bool {
-        self.pooled == 0 && self.expired == 0 && self.filter_entries == 0
+        self.pooled == 0 && self.expired == 0 && self.filter_entries == 0 && self.stay_warnings == 0
     }
 }
 
@@ -187,6 +202,8 @@ pub struct Gateway {
     key: AuthorityKey,
     limiter: RateLimiter,
     seal_key: GatewaySealKey,
+    // The venue key of self-reported codes, derived from `seal_key` (§12.11).
+    venue_master: MasterSecret,
     token_keys: BTreeMap<u32, TokenKey>,
     schedule_config: PublicationConfig,
     // Serialises the pool: uploads, token redemption, period publication; holds
@@ -235,6 +252,7 @@ impl Gateway {
         Gateway {
             key,
             limiter: RateLimiter::new(uploads_per_minute, now),
+            venue_master: self_reported_master(&seal_key),
             seal_key,
             token_keys: token_keys.into_iter().map(|k| (k.epoch, k)).collect(),
             schedule_config: schedule,
@@ -259,6 +277,11 @@ impl Gateway {
     /// The public key phones seal uploads to.
     pub fn seal_public_key(&self) -> [u8; 32] {
         self.seal_key.public_bytes()
+    }
+
+    /// The `mpk` of this gateway's self-reported codes (SPEC.md §12.11).
+    pub fn venue_public_key(&self) -> MasterPublic {
+        self.venue_master.public()
     }
 
     /// The token keys by epoch.
@@ -302,6 +325,7 @@ impl Gateway {
     pub fn accept(
         &self,
         store: &dyn Store,
+        queue: &WarningFiles,
         body: &[u8],
         now: u64,
     ) -> Result<UploadReceipt, UploadError> {
@@ -316,6 +340,9 @@ impl Gateway {
             consume_code: Some(code),
             ..Default::default()
         };
+        if !upload.stays.reports.is_empty() {
+            return self.stage_stays(store, queue, &upload.stays, now, &mut commit);
+        }
         self.stage(
             store,
             &mut pool,
@@ -334,6 +361,7 @@ impl Gateway {
     pub fn accept_sealed(
         &self,
         store: &dyn Store,
+        queue: &WarningFiles,
         sealed: &[u8],
         now: u64,
     ) -> Result<UploadReceipt, UploadError> {
@@ -370,6 +398,9 @@ impl Gateway {
             spend_token: Some((token.epoch, id)),
             ..Default::default()
         };
+        if !upload.dummy && !upload.stays.reports.is_empty() {
+            return self.stage_stays(store, queue, &upload.stays, now, &mut commit);
+        }
         let keys = if upload.dummy {
             Vec::new()
         } else {
@@ -423,6 +454,40 @@ impl Gateway {
         } else {
             self.stage_entries(store, keys, masks, now, commit)
         }
+    }
+
+    /// Opens an upload's stay reports, checks them together (SPEC.md §12.11) and
+    /// queues their warnings for the next boundary, durably, before the code or
+    /// token is spent: a crash in between leaves a retry that queues them again
+    /// (phones keep one match per visit and window), never a spent token whose
+    /// stays are lost. Any refusal queues nothing and spends nothing.
+    fn stage_stays(
+        &self,
+        store: &dyn Store,
+        queue: &WarningFiles,
+        stays: &Stays,
+        now: u64,
+        commit: &mut GatewayCommit,
+    ) -> Result<UploadReceipt, UploadError> {
+        let reports = stays
+            .reports
+            .iter()
+            .map(|r| StayReport::open(r, &self.seal_key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let warnings = trace_stays(
+            &self.venue_master,
+            &reports,
+            stays.onset_day,
+            SELF_REPORTED_MESSAGE,
+            now,
+        )?;
+        let stay_warnings = warnings.len();
+        queue.enqueue(warnings, now)?;
+        store.commit_gateway(commit)?;
+        Ok(UploadReceipt {
+            stay_warnings,
+            ..Default::default()
+        })
     }
 
     /// Derives the entries of every chosen interval and commits them with the
@@ -709,13 +774,16 @@ mod tests {
                 keys,
                 dummy: false,
                 filter_intervals: masks,
+                stays: Default::default(),
             }
             .encode_padded()
             .unwrap()
         };
+        let queue = WarningFiles::at(dir.path());
         let err = gateway
             .accept(
                 &store,
+                &queue,
                 &body(vec![key(other), key(full)], vec![two, two]),
                 now,
             )
@@ -734,7 +802,7 @@ mod tests {
         let mut one = IntervalMask::default();
         one.set(1, true);
         let receipt = gateway
-            .accept(&store, &body(vec![key(full)], vec![one]), now)
+            .accept(&store, &queue, &body(vec![key(full)], vec![one]), now)
             .unwrap();
         assert_eq!(receipt.filter_entries, 1);
         assert_eq!(

@@ -96,6 +96,7 @@ fn a_short_code_read_out_over_the_phone_authorises_one_upload() {
             keys: keys_of_day(day_of_unix(now) - 2, 1),
             dummy: false,
             filter_intervals: Vec::new(),
+            stays: Default::default(),
         }
         .encode_padded()
         .unwrap()

@@ -127,6 +127,7 @@ fn sigterm_exits_0_and_acknowledged_uploads_survive_it() {
         keys: keys.clone(),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();
@@ -181,6 +182,7 @@ fn a_trace_log_holds_no_client_address() {
             keys: keys_of_day(day_of_unix(now_secs()) - 2, 1),
             dummy: false,
             filter_intervals: Vec::new(),
+            stays: Default::default(),
         }
         .encode_padded()
         .unwrap();

@@ -62,6 +62,7 @@ fn filter_upload(
         keys: keys.to_vec(),
         dummy: false,
         filter_intervals: masks.to_vec(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap()

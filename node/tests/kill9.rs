@@ -77,6 +77,7 @@ fn kill_9_right_after_an_acknowledged_upload_at(now: u64) {
             keys,
             dummy: false,
             filter_intervals: Vec::new(),
+            stays: Default::default(),
         }
         .encode_padded()
         .unwrap();
@@ -154,6 +155,7 @@ fn kill_9_right_after_an_acknowledged_upload_at(now: u64) {
         keys: keys_of_day(today - 2, 1),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();

@@ -51,6 +51,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
                 keys: keys.clone(),
                 dummy: false,
                 filter_intervals: Vec::new(),
+                stays: Default::default(),
             }
             .encode_padded()
             .unwrap();

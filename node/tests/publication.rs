@@ -371,6 +371,7 @@ impl SealedNet {
             keys,
             dummy,
             filter_intervals: Vec::new(),
+            stays: Default::default(),
         }
         .encode_padded()
         .unwrap();

@@ -58,6 +58,7 @@ fn pool_ingest_and_a_100k_key_period() {
                 keys: upload_keys(i),
                 dummy: false,
                 filter_intervals: Vec::new(),
+                stays: Default::default(),
             }
             .encode_padded()
             .unwrap()

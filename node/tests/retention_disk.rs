@@ -23,6 +23,7 @@ fn upload(node: &RunningNode, code: &str, keys: &[DiagnosisKey]) {
         keys: keys.to_vec(),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();

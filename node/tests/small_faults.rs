@@ -44,6 +44,7 @@ async fn a_gateways_page_and_metrics_agree_and_count_no_pooled_key() {
         keys: keys_of_day(TODAY, 1),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();

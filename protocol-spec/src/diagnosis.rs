@@ -12,6 +12,19 @@ pub const MAX_TRANSMISSION_RISK: u8 = 8;
 /// Largest magnitude of days since onset of symptoms.
 pub const MAX_DAYS_SINCE_ONSET: i8 = 14;
 
+/// Transmission risk level of a key, or a reported stay (§12.11), `dso` days
+/// from symptom onset: highest around onset, lower further away (levels as in
+/// SPEC.md §7.2's table, where 1-2 weigh zero). Phones and gateways use this one
+/// table.
+pub fn transmission_risk(days_since_onset: i32) -> u8 {
+    match days_since_onset {
+        -2..=2 => 6,
+        -3 | 3..=5 => 5,
+        6..=9 => 4,
+        _ => 3,
+    }
+}
+
 /// A diagnosis key: the TEK of an infectious day with what the authority knows about it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DiagnosisKey {

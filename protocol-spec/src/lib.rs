@@ -69,7 +69,7 @@ pub mod wire;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use derive::{TokenDeriver, HKDF_LANES, MAX_TOKENS_PER_KEY};
-pub use diagnosis::{DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
+pub use diagnosis::{transmission_risk, DiagnosisKey, MAX_DAYS_SINCE_ONSET, MAX_TRANSMISSION_RISK};
 pub use error::{KeyOrderFault, WireError};
 pub use export::{ExportFile, ExportSigner, ECDSA_P256_SHA256_OID, EXPORT_HEADER};
 pub use exposure::{

@@ -68,6 +68,22 @@ impl GatewaySealKey {
         self.public.to_bytes().into()
     }
 
+    /// Opens `enc ‖ ciphertext` of [`hpke_seal`] under `info` and `aad`; `None`
+    /// when it was not sealed to this key with them, or was altered.
+    pub(crate) fn hpke_open(&self, info: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let enc =
+            <HpkeKem as KemTrait>::EncappedKey::from_bytes(sealed.get(..SEAL_KEY_LEN)?).ok()?;
+        hpke::single_shot_open::<HpkeAead, HpkeKdf, HpkeKem>(
+            &OpModeR::Base,
+            &self.secret,
+            &enc,
+            info,
+            &sealed[SEAL_KEY_LEN..],
+            aad,
+        )
+        .ok()
+    }
+
     /// Opens a sealed upload: the fixed-length upload request inside.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, WireError> {
         if sealed.len() != SEALED_UPLOAD_LEN {
@@ -86,17 +102,10 @@ impl GatewaySealKey {
                 supported: u32::from(SEALED_VERSION),
             });
         }
-        let enc = <HpkeKem as KemTrait>::EncappedKey::from_bytes(&sealed[1..1 + SEAL_KEY_LEN])
-            .map_err(hpke_error("enc"))?;
-        hpke::single_shot_open::<HpkeAead, HpkeKdf, HpkeKem>(
-            &OpModeR::Base,
-            &self.secret,
-            &enc,
-            SEALED_UPLOAD_INFO,
-            &sealed[1 + SEAL_KEY_LEN..],
-            &sealed[..1],
-        )
-        .map_err(|_| WireError::BadSignature("sealed upload (wrong gateway key or tampered)"))
+        self.hpke_open(SEALED_UPLOAD_INFO, &sealed[..1], &sealed[1..])
+            .ok_or(WireError::BadSignature(
+                "sealed upload (wrong gateway key or tampered)",
+            ))
     }
 }
 
@@ -111,22 +120,37 @@ pub fn seal_upload(
             format!("is {} bytes, not {UPLOAD_REQUEST_LEN}", request.len()),
         ));
     }
-    let pk = <HpkeKem as KemTrait>::PublicKey::from_bytes(gateway_public)
-        .map_err(hpke_error("gateway public key"))?;
     let header = [SEALED_VERSION];
+    let mut out = header.to_vec();
+    out.extend(
+        hpke_seal(gateway_public, SEALED_UPLOAD_INFO, &header, request)
+            .ok_or_else(|| WireError::invalid("gateway public key", "not an X25519 key"))?,
+    );
+    debug_assert_eq!(out.len(), SEALED_UPLOAD_LEN);
+    Ok(out)
+}
+
+/// HPKE base-mode single-shot seal of `pt` to the X25519 key `public` under
+/// `info` and `aad`: `enc (32) ‖ ciphertext ‖ tag (16)`. The one sealing path of
+/// uploads (§5.7), venue authority shares (§12.4) and stay reports (§12.11).
+/// `None` if `public` is not a key.
+pub(crate) fn hpke_seal(
+    public: &[u8; SEAL_KEY_LEN],
+    info: &[u8],
+    aad: &[u8],
+    pt: &[u8],
+) -> Option<Vec<u8>> {
+    let pk = <HpkeKem as KemTrait>::PublicKey::from_bytes(public).ok()?;
     let (enc, ciphertext) = hpke::single_shot_seal::<HpkeAead, HpkeKdf, HpkeKem, _>(
         &OpModeS::Base,
         &pk,
-        SEALED_UPLOAD_INFO,
-        request,
-        &header,
+        info,
+        pt,
+        aad,
         &mut OsRng,
     )
-    .map_err(hpke_error("seal"))?;
-    let mut out = Vec::with_capacity(SEALED_UPLOAD_LEN);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&enc.to_bytes());
+    .ok()?;
+    let mut out = enc.to_bytes().to_vec();
     out.extend_from_slice(&ciphertext);
-    debug_assert_eq!(out.len(), SEALED_UPLOAD_LEN);
-    Ok(out)
+    Some(out)
 }

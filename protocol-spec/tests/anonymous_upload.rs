@@ -98,6 +98,7 @@ fn sealed_uploads_open_only_at_their_gateway_and_all_have_one_length() {
         }],
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();

@@ -49,6 +49,7 @@ fn a_full_filter_form_upload_with_a_token_fits_the_fixed_length() {
             output: [0xff; 64],
         }),
         filter_intervals: keys.iter().map(|_| IntervalMask::all(144)).collect(),
+        stays: Default::default(),
         keys,
         ..Default::default()
     };
@@ -67,6 +68,7 @@ fn uploads_with_masks_outside_their_keys_are_rejected_whole() {
             upload_code: b"code".to_vec(),
             keys,
             filter_intervals: masks,
+            stays: Default::default(),
             ..Default::default()
         }
         .encode_padded()

@@ -63,6 +63,7 @@ fn compute() -> Value {
         keys: keys()[..2].to_vec(),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     };
 
     // Deletion log of two entries by a fixed node key.

@@ -334,55 +334,185 @@ fn negate_g1(bytes: &[u8; 48]) -> Vec<u8> {
 
 #[test]
 fn a_photo_of_the_qr_and_an_upload_token_cannot_notify_an_honest_venue() {
-    // The attacker photographs the poster, computes what a phone would upload on
-    // the self-reported path, and the gateway completes keys with its own key.
+    // The attacker photographs a basic poster, computes what a phone would
+    // report on the self-reported path, and the gateway makes keys with its own
+    // venue key: they open no record of the honest venue.
     let w = world();
     let records = seal_visit(&w.venue.entry, h(10, 5), h(10, 50));
     let payload = w.venue.entry.payload();
-    let nonces = VenueNonces::derive(payload);
     let slot = Slot::new(h(10, 0), 3600).expect("slot");
-    let stay = ReportedStay {
-        preid: preid(payload, &nonces),
-        slot,
-        timekey: timekey(slot, &nonces),
+    let forged = StayReport {
         arrival: h(10, 0),
         departure: h(11, 0),
+        notification_key: VenueNonces::derive(payload).notification_key,
+        identities: vec![identity(payload, slot)],
     };
-    let gateway_venue_key = MasterSecret::generate();
-    let (_, id, key) = trace_self_reported(&gateway_venue_key, &stay);
-    assert_eq!(id, identity(payload, slot));
-    let forged = TraceWarning {
-        identity: id,
-        key,
-        day: 20_000,
-        sealed_details: vec![0; 40],
-        nonce: [0; 12],
-    };
-    assert!(match_records(&records, &[forged]).is_empty());
+    let sealed = forged.seal(&w.authority.public_bytes()).expect("seals");
+    let opened = StayReport::open(&sealed, &w.authority).expect("the gateway opens it");
+    let master = self_reported_master(&w.authority);
+    let warnings = trace_stays(&master, &[opened], 20_000, "forged", NOW).expect("traced");
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].identity, identity(payload, slot));
+    assert!(match_records(&records, &warnings).is_empty());
+}
+
+struct SelfReported {
+    gateway: GatewaySealKey,
+    code: EntryCode,
+}
+
+fn self_reported() -> SelfReported {
+    let gateway = GatewaySealKey::generate();
+    let venue = VenueDescription::new("Hoftor Nord", "Gartenweg 2", 0, 30, 180);
+    let code = create_self_reported(
+        &venue,
+        &self_reported_master(&gateway).public(),
+        &gateway.public_bytes(),
+    )
+    .expect("code");
+    SelfReported { gateway, code }
+}
+
+fn stay(s: &SelfReported, arrival: u64, departure: u64) -> StayReport {
+    let sealed = seal_stay(&s.code, arrival, departure)
+        .expect("seals")
+        .expect("a self-reported code has a report");
+    assert_eq!(
+        sealed.len(),
+        sealed_stay_len(Slot::hours_of(arrival, departure).len())
+    );
+    StayReport::open(&sealed, &s.gateway).expect("opens")
 }
 
 #[test]
-fn self_reported_codes_are_traced_by_the_gateway_key_alone() {
-    let gateway_venue_key = MasterSecret::generate();
-    let code = EntryCode::build(
-        &bakery(),
-        &gateway_venue_key.public(),
-        VenueKind::SelfReported,
+fn self_reported_stays_become_warnings_only_for_visitors_of_that_hour() {
+    let s = self_reported();
+    let url = s.code.to_url(BASE);
+    let scanned = EntryCode::from_url(&url).expect("parses");
+    assert_eq!(
+        scanned.kind,
+        VenueKind::SelfReported {
+            report_key: s.gateway.public_bytes()
+        }
+    );
+    // The case stayed 10:20-11:40 (two hour slots); onset the next day.
+    let case = stay(&s, h(10, 20), h(11, 40));
+    assert_eq!(case.identities.len(), 2);
+    let warnings = trace_stays(
+        &self_reported_master(&s.gateway),
+        &[case],
+        20_001,
+        "self-reported",
+        NOW,
     )
-    .expect("code");
-    let payload = code.payload();
-    let nonces = VenueNonces::derive(payload);
-    let slot = Slot::new(h(10, 0), 3600).expect("slot");
-    let stay = ReportedStay {
-        preid: preid(payload, &nonces),
-        slot,
-        timekey: timekey(slot, &nonces),
-        arrival: h(10, 0),
-        departure: h(11, 0),
+    .expect("traced");
+    assert_eq!(warnings.len(), 2);
+    let overlapping = seal_visit(&scanned, h(11, 0), h(11, 30));
+    let hits = match_records(&overlapping, &warnings);
+    assert_eq!(hits.len(), 1, "one match per visit and window");
+    assert_eq!(
+        (hits[0].window_start, hits[0].window_end),
+        (h(10, 20), h(11, 40))
+    );
+    assert_eq!(hits[0].risk_level, 6, "one day before onset");
+    assert!(PresenceRisk::default().score(&hits)[0].high_risk);
+    // Same venue, another hour; another self-reported venue, same hour.
+    assert!(match_records(&seal_visit(&scanned, h(14, 0), h(15, 0)), &warnings).is_empty());
+    let other = self_reported();
+    assert!(match_records(&seal_visit(&other.code, h(11, 0), h(11, 30)), &warnings).is_empty());
+    // A basic venue has no report; a report opens only with its gateway's key.
+    assert_eq!(
+        seal_stay(&world().venue.entry, h(10, 0), h(11, 0)),
+        Ok(None)
+    );
+    let sealed = seal_stay(&s.code, h(10, 0), h(11, 0))
+        .expect("seals")
+        .expect("report");
+    assert_eq!(
+        StayReport::open(&sealed, &other.gateway),
+        Err(VenueError::NotForThisKey)
+    );
+}
+
+#[test]
+fn bad_self_reported_stays_are_refused_with_their_reason() {
+    let s = self_reported();
+    let master = self_reported_master(&s.gateway);
+    let trace = |stays: Vec<StayReport>, onset: u32| {
+        trace_stays(&master, &stays, onset, "m", NOW).map(|w| w.len())
     };
-    let (_, id, key) = trace_self_reported(&gateway_venue_key, &stay);
-    let records = seal_visit(&code, h(10, 5), h(10, 50));
-    assert!(key.decrypt(&id, &records[0].ciphertext).is_ok());
+    let window = |r: Result<usize, VenueError>| match r {
+        Err(VenueError::BadWindow { reason, .. }) => reason,
+        other => panic!("expected BadWindow, got {other:?}"),
+    };
+    assert_eq!(
+        window(trace(vec![stay(&s, NOW - 600, NOW + 600)], 20_000)),
+        "ends in the future"
+    );
+    assert_eq!(
+        window(trace(vec![stay(&s, h(10, 0), h(11, 0))], 20_001 + 2)),
+        "symptom onset is in the future"
+    );
+    // Onset three days after the stay: it began before the infectious window.
+    let onset = 20_000 + STAY_DAYS_BEFORE_ONSET + 1;
+    let later = u64::from(onset) * 86_400 + 3600;
+    assert_eq!(
+        window(
+            trace_stays(&master, &[stay(&s, h(10, 0), h(11, 0))], onset, "m", later)
+                .map(|w| w.len())
+        ),
+        "begins before the infectious window or past retention"
+    );
+    assert_eq!(
+        trace(
+            vec![stay(&s, h(10, 0), h(11, 0)), stay(&s, h(10, 30), h(12, 0))],
+            20_000
+        ),
+        Err(VenueError::StayOverlap {
+            first_end: h(11, 0),
+            second_start: h(10, 30)
+        })
+    );
+    let day: Vec<StayReport> = (0..21).map(|i| stay(&s, h(i, 0), h(i, 30))).collect();
+    assert_eq!(
+        trace(day, 20_000),
+        Err(VenueError::TooManyStays {
+            day: 20_000,
+            max: MAX_STAYS_PER_DAY
+        })
+    );
+    let twenty: Vec<StayReport> = (0..20).map(|i| stay(&s, h(i, 0), h(i, 30))).collect();
+    assert_eq!(trace(twenty, 20_000), Ok(20), "twenty a day are fine");
+    assert!(matches!(
+        seal_stay(&s.code, h(11, 0), h(10, 0)),
+        Err(VenueError::BadWindow { .. })
+    ));
+}
+
+#[test]
+fn a_code_carries_a_report_key_exactly_when_it_is_self_reported() {
+    let with_key = country_with(|c| c.report_key = vec![7; 32]);
+    assert_eq!(
+        EntryCode::from_payload(&with_key),
+        Err(VenueError::Length {
+            what: "reportKey",
+            len: 32,
+            expected: 0
+        })
+    );
+    let s = self_reported();
+    let mut p = pb::QrCodePayload::decode(s.code.payload()).expect("decode");
+    let mut c = pb::TracelessLocationData::decode(p.country_data.as_slice()).expect("decode");
+    c.report_key = vec![7; 31];
+    p.country_data = c.encode_to_vec();
+    assert_eq!(
+        EntryCode::from_payload(&p.encode_to_vec()),
+        Err(VenueError::Length {
+            what: "reportKey",
+            len: 31,
+            expected: 32
+        })
+    );
 }
 
 #[test]

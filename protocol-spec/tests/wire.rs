@@ -71,7 +71,7 @@ proptest! {
         code in prop::collection::vec(any::<u8>(), 0..=MAX_UPLOAD_CODE_LEN),
         dummy in any::<bool>(),
     ) {
-        let upload = Upload { upload_code: code, token: None, dummy: dummy || keys.is_empty(), keys, filter_intervals: Vec::new() };
+        let upload = Upload { upload_code: code, token: None, dummy: dummy || keys.is_empty(), keys, filter_intervals: Vec::new(), stays: Default::default() };
         let bytes = upload.encode_padded().unwrap();
         prop_assert_eq!(bytes.len(), UPLOAD_REQUEST_LEN);
         prop_assert_eq!(Upload::decode(&bytes, NOW).unwrap(), upload);
@@ -324,6 +324,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
         keys: simple_keys(2),
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     }
     .encode_padded()
     .unwrap();
@@ -355,6 +356,7 @@ fn truncated_and_oversized_inputs_are_rejected() {
         keys: vec![simple_keys(1)[0].clone(); MAX_UPLOAD_KEYS + 1],
         dummy: false,
         filter_intervals: Vec::new(),
+        stays: Default::default(),
     };
     assert!(matches!(
         too_many.encode_padded(),
@@ -658,4 +660,59 @@ fn batch_lists_carry_batches_byte_for_byte() {
         BatchList::decode(&vec![0; MAX_LIST_LEN + 1]),
         Err(WireError::Oversized { .. })
     ));
+}
+
+/// Stays travel alone in a real upload (SPEC.md §5.4, §12.11): each report of a
+/// sealed stay's length, at most `MAX_UPLOAD_STAYS`, with the day of onset.
+#[test]
+fn stay_uploads_carry_sealed_reports_alone() {
+    use traceless_protocol::venue::sealed_stay_len;
+    let stays = |n: usize, len: usize, onset_day: u32| Stays {
+        onset_day,
+        reports: vec![vec![5; len]; n],
+    };
+    let decode = |u: Upload| Upload::decode(&u.encode_padded().expect("fits"), NOW);
+    let good = Upload {
+        stays: stays(6, sealed_stay_len(1), 20_000),
+        ..Default::default()
+    };
+    assert_eq!(decode(good.clone()).expect("decodes"), good);
+    let field = |r: Result<Upload, WireError>| match r {
+        Err(WireError::InvalidField { field, .. }) => field,
+        other => panic!("expected InvalidField, got {other:?}"),
+    };
+    let with_keys = Upload {
+        keys: simple_keys(1),
+        ..good.clone()
+    };
+    assert_eq!(field(decode(with_keys)), "stays");
+    let dummy = Upload {
+        dummy: true,
+        ..good.clone()
+    };
+    assert_eq!(field(decode(dummy)), "stays");
+    let odd = Upload {
+        stays: stays(1, sealed_stay_len(1) + 1, 20_000),
+        ..Default::default()
+    };
+    assert_eq!(field(decode(odd)), "stays");
+    let no_onset = Upload {
+        stays: stays(1, sealed_stay_len(1), 0),
+        ..Default::default()
+    };
+    assert_eq!(field(decode(no_onset)), "onset_day");
+    let onset_alone = Upload {
+        keys: simple_keys(1),
+        stays: stays(0, 0, 20_000),
+        ..Default::default()
+    };
+    assert_eq!(field(decode(onset_alone)), "onset_day");
+    let many = Upload {
+        stays: stays(MAX_UPLOAD_STAYS + 1, sealed_stay_len(1), 20_000),
+        ..Default::default()
+    };
+    assert!(
+        many.encode_padded().is_err(),
+        "nine one-hour reports do not fit the fixed length"
+    );
 }

@@ -16,7 +16,13 @@
 //! diary  ("venue-diary", times)        = 0x03 || BE64 arrival || BE64 departure   day of arrival
 //! match  ("venue-match", times)        = 0x04 || BE64 arrival || BE64 departure
 //!                                          || BE64 window start || BE64 window end || BE32 risk level
+//! stay   ("venue-stay", random item)   = 0x05 || BE64 arrival || BE64 departure
+//!                                          || sealed stay report                    day of arrival
 //! ```
+//!
+//! A stay row exists only for a self-reported venue (SPEC.md §12.11): its
+//! report is sealed to the gateway, which alone opens it, when the phone's
+//! user, once diagnosed, uploads it.
 
 pub(crate) mod cursor;
 mod open;
@@ -25,8 +31,9 @@ use std::collections::BTreeMap;
 
 use rand_core::{OsRng, RngCore};
 use traceless_protocol::venue::{
-    match_records, seal_visit, EntryCode, PresenceRisk, SealedRecord, SignedWarningBatch,
-    VenueError, VisitMatch,
+    match_records, seal_stay, seal_visit, EntryCode, PresenceRisk, SealedRecord,
+    SignedWarningBatch, VenueError, VenueKind, VisitMatch, MAX_STAYS_PER_DAY,
+    STAY_DAYS_BEFORE_ONSET,
 };
 use traceless_protocol::{day_of_unix, DaySummary, ExposureKind, TrustList, RETENTION_DAYS};
 
@@ -38,6 +45,7 @@ use open::OpenCheckIn;
 const RECORD: u8 = 2;
 const DIARY: u8 = 3;
 const MATCH: u8 = 4;
+const STAY: u8 = 5;
 const DIARY_LEN: usize = 1 + 16;
 const MATCH_LEN: usize = 1 + 32 + 4;
 /// How far back a user may move the arrival of the open check-in.
@@ -122,6 +130,20 @@ pub(crate) fn check_in(vault: &mut Vault, now: u64, url: &str) -> Result<CheckIn
     if let Some(open) = open::read(vault)? {
         close(vault, now, &open, now.max(open.arrival))?;
     }
+    if matches!(entry.kind, VenueKind::SelfReported { .. }) {
+        let day = day_of_unix(now);
+        if stays(vault)?
+            .iter()
+            .filter(|s| day_of_unix(s.0) == day)
+            .count()
+            >= MAX_STAYS_PER_DAY
+        {
+            return Err(SdkError::Venue(VenueError::TooManyStays {
+                day,
+                max: MAX_STAYS_PER_DAY,
+            }));
+        }
+    }
     let open = OpenCheckIn {
         arrival: now,
         departure: None,
@@ -148,6 +170,16 @@ pub(crate) fn edit(
             arrival,
             end,
             "arrival is in the future or over a day ago",
+        ));
+    }
+    if list(vault, now)?
+        .iter()
+        .any(|c| c.state == CheckInState::Closed && c.departure > arrival)
+    {
+        return Err(bad_window(
+            arrival,
+            end,
+            "arrival overlaps an earlier check-in",
         ));
     }
     let max_stay = u64::from(open.entry.venue.max_stay_minutes) * 60;
@@ -214,6 +246,16 @@ fn close(vault: &mut Vault, now: u64, open: &OpenCheckIn, departure: u64) -> Res
         let times = [open.arrival.to_be_bytes(), departure.to_be_bytes()].concat();
         let key = vault.record_key(day, b"venue-diary", &times)?;
         vault.put(Table::Checkins, &key, &[&[DIARY][..], &times].concat())?;
+        if let Some(report) = seal_stay(&open.entry, open.arrival, departure)? {
+            let mut item = [0u8; 16];
+            OsRng.fill_bytes(&mut item);
+            let key = vault.record_key(day, b"venue-stay", &item)?;
+            vault.put(
+                Table::Checkins,
+                &key,
+                &[&[STAY][..], &times, &report].concat(),
+            )?;
+        }
     }
     vault.storage().flush()?;
     open::destroy(vault)
@@ -232,6 +274,29 @@ fn rows(vault: &Vault, tag: u8, len: Option<usize>) -> Result<Vec<(u32, Vec<u8>)
         }
     }
     Ok(out)
+}
+
+/// Every stay report held: arrival, departure and the sealed report.
+fn stays(vault: &Vault) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    Ok(rows(vault, STAY, None)?
+        .into_iter()
+        .filter(|(_, r)| r.len() > 16)
+        .map(|(_, r)| (be64(&r), be64(&r[8..]), r[16..].to_vec()))
+        .collect())
+}
+
+/// The sealed stay reports a diagnosis with symptom onset on `onset_day`
+/// uploads: stays arriving from [`STAY_DAYS_BEFORE_ONSET`] days before onset
+/// (the gateway refuses earlier ones), by arrival.
+pub(crate) fn stay_reports(vault: &mut Vault, now: u64, onset_day: u32) -> Result<Vec<Vec<u8>>> {
+    tick(vault, now)?;
+    let from = u64::from(onset_day.saturating_sub(STAY_DAYS_BEFORE_ONSET)) * 86_400;
+    let mut held: Vec<_> = stays(vault)?
+        .into_iter()
+        .filter(|(arrival, departure, _)| *arrival >= from && *departure <= now)
+        .collect();
+    held.sort_by_key(|s| s.0);
+    Ok(held.into_iter().map(|s| s.2).collect())
 }
 
 /// The phone's own check-ins, newest first.
@@ -394,5 +459,54 @@ mod tests {
             }
         }
         assert_eq!(opened, 3, "two hour records and one diary line");
+    }
+
+    #[test]
+    fn a_self_reported_stay_keeps_no_identity_key_or_payload_the_master_key_opens() {
+        use traceless_protocol::venue::{
+            create_self_reported, identity, self_reported_master, Slot, StayReport, VenueNonces,
+        };
+        let gateway = GatewaySealKey::generate();
+        let v = VenueDescription::new("Hoftor Nord", "Gartenweg 2", 0, 15, 120);
+        let code = create_self_reported(
+            &v,
+            &self_reported_master(&gateway).public(),
+            &gateway.public_bytes(),
+        )
+        .expect("code");
+        let mut vault =
+            Vault::open(Arc::new(MemoryStorage::new()), &MasterKey([9; 32])).expect("vault");
+        let (arrival, departure) = (20_000 * 86_400 + 36_600, 20_000 * 86_400 + 40_000);
+        check_in(&mut vault, arrival, &code.to_url("https://t.example/c")).expect("in");
+        check_out(&mut vault, departure).expect("out");
+        let mut secrets: Vec<Vec<u8>> = Slot::hours_of(arrival, departure)
+            .into_iter()
+            .map(|s| identity(code.payload(), s).to_vec())
+            .collect();
+        secrets.push(
+            VenueNonces::derive(code.payload())
+                .notification_key
+                .to_vec(),
+        );
+        secrets.extend(code.payload().chunks(16).map(<[u8]>::to_vec));
+        let mut rows = 0;
+        for day in vault.live_days() {
+            for (_, plain) in vault.scan_day(Table::Checkins, day).expect("scan") {
+                let plain = plain.expect("opens");
+                rows += 1;
+                for s in &secrets {
+                    assert!(
+                        !contains(&plain, s),
+                        "a row holds an identity, key or payload"
+                    );
+                }
+            }
+        }
+        assert_eq!(rows, 4, "two hour records, a diary line and a stay report");
+        // Control: the gateway opens the report, and it holds those identities.
+        let held = stays(&vault).expect("stays");
+        let report = StayReport::open(&held[0].2, &gateway).expect("the gateway opens it");
+        assert_eq!(report.identities.len(), 2);
+        assert!(contains(&report.identities.concat(), &secrets[0]));
     }
 }

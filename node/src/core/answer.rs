@@ -63,7 +63,8 @@ pub fn refusal(e: &UploadError) -> RelayResponse {
     match e {
         UploadError::Malformed(_)
         | UploadError::MissingToken
-        | UploadError::NothingToPublish { .. } => RelayResponse::Malformed,
+        | UploadError::NothingToPublish { .. }
+        | UploadError::Stay(_) => RelayResponse::Malformed,
         UploadError::Code(CodeError::Malformed) => RelayResponse::Malformed,
         UploadError::Code(_)
         | UploadError::TokenEpoch(_)

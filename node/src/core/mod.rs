@@ -512,7 +512,7 @@ impl Core {
     /// before this returns; it is published at a later period boundary.
     pub fn accept_upload(&self, body: &[u8]) -> Result<UploadReceipt, UploadError> {
         let gateway = self.gateway.as_ref().ok_or(UploadError::NotAGateway)?;
-        let result = gateway.accept(self.store.as_ref(), body, self.now());
+        let result = gateway.accept(self.store.as_ref(), &self.warning_files(), body, self.now());
         let m = &self.metrics;
         // Real and dummy uploads are counted together: a public counter that
         // split them would tell each period's real uploads from the cover.
@@ -534,7 +534,12 @@ impl Core {
         let Some(gateway) = self.gateway.as_ref().filter(|g| g.origin() == origin) else {
             return RelayResponse::WrongGateway;
         };
-        let result = gateway.accept_sealed(self.store.as_ref(), sealed, self.now());
+        let result = gateway.accept_sealed(
+            self.store.as_ref(),
+            &self.warning_files(),
+            sealed,
+            self.now(),
+        );
         let m = &self.metrics;
         // Relayed uploads are counted only as relayed: the public counters never
         // split them into real and dummy.

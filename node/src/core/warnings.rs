@@ -6,6 +6,7 @@
 //! 14 days after `createdAt` in the retention run (`crate::retention`), which
 //! logs the deletion.
 
+use rand::seq::SliceRandom;
 use traceless_protocol::venue::{
     batch_runs, complete_trace, PreTrace, SignedWarningBatch, TraceView, VenueError, WarningBatch,
 };
@@ -110,7 +111,9 @@ impl Core {
     pub fn publish_warnings(&self, boundary: u64) -> Result<Vec<WarningMeta>, TraceError> {
         let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
         let files = self.warning_files();
-        let (warnings, queued) = files.queued_before(boundary)?;
+        let (mut warnings, queued) = files.queued_before(boundary)?;
+        // Shuffled together: no run of warnings says which trace or upload it was.
+        warnings.shuffle(&mut rand::rngs::OsRng);
         if queued.is_empty() {
             return Ok(Vec::new());
         }

@@ -639,6 +639,7 @@ pub async fn gateway_keys(State(http): Shared) -> Result<Json<serde_json::Value>
     Ok(Json(json!({
         "origin": g.origin(),
         "seal_public_key": hex::encode(g.seal_public_key()),
+        "venue_public_key": hex::encode(g.venue_public_key().to_bytes()),
         "token_keys": g.token_keys().map(|k| json!({
             "epoch": k.epoch,
             "public_key": hex::encode(k.public_key().key),

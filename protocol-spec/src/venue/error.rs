@@ -158,4 +158,23 @@ pub enum VenueError {
         /// The limit.
         max: usize,
     },
+    /// Two reported stays of one upload overlap in time (nobody is in two
+    /// places at once).
+    #[error(
+        "a reported stay begins at {second_start}, before the previous one ends at {first_end}"
+    )]
+    StayOverlap {
+        /// End of the earlier stay.
+        first_end: u64,
+        /// Start of the later one.
+        second_start: u64,
+    },
+    /// More stays reported for one day than anyone checks in at.
+    #[error("more than {max} stays reported for day {day}")]
+    TooManyStays {
+        /// UTC day.
+        day: u32,
+        /// The limit.
+        max: usize,
+    },
 }

@@ -38,6 +38,7 @@ pub mod ibe;
 mod identity;
 mod payload;
 mod record;
+mod report;
 mod risk;
 mod setup;
 mod trace;
@@ -56,17 +57,21 @@ pub use identity::{
     SLOT_SECONDS,
 };
 pub use payload::{
-    EntryCode, VenueDescription, VenueKind, MAX_PAYLOAD_LEN, MAX_TEXT_CHARS, MAX_URL_LEN,
-    PAYLOAD_VERSION,
+    EntryCode, VenueDescription, VenueKind, MAX_PAYLOAD_LEN, MAX_STAY_MINUTES, MAX_TEXT_CHARS,
+    MAX_URL_LEN, PAYLOAD_VERSION, REPORT_KEY_LEN,
 };
 pub use record::{match_records, seal_visit, SealedRecord, VisitMatch, RECORD_LEN};
+pub use report::{
+    seal_stay, sealed_stay_len, self_reported_master, trace_stays, StayReport, MAX_STAYS_PER_DAY,
+    MAX_STAY_SLOTS, STAY_DAYS_BEFORE_ONSET, STAY_REPORT_INFO,
+};
 pub use risk::{PresenceRisk, VenueExposureDay};
 pub use setup::{
-    create_room, create_venue, generate_passphrase, CreatedVenue, Organisation, TraceSecret,
+    create_room, create_self_reported, create_venue, generate_passphrase, CreatedVenue,
+    Organisation, TraceSecret,
 };
 pub use trace::{
-    complete_trace, trace_self_reported, PreTrace, ReportedStay, TraceView, TraceWarning, Traced,
-    MAX_MESSAGE_CHARS, MAX_TRACE_SLOTS,
+    complete_trace, PreTrace, TraceView, TraceWarning, Traced, MAX_MESSAGE_CHARS, MAX_TRACE_SLOTS,
 };
 pub use warnings::{
     batch_runs, SignedWarningBatch, WarningBatch, MAX_BATCH_LEN, MAX_BODY_LEN, MAX_WARNINGS,

@@ -27,6 +27,8 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const SEED_LEN: usize = 32;
 /// Longest stay, minutes (CWA: auto check-out at most 23:45 after arrival; we allow a day).
 pub const MAX_STAY_MINUTES: u32 = 1440;
+/// Length of a self-reported code's report key (an X25519 public key).
+pub const REPORT_KEY_LEN: usize = 32;
 /// Highest CWA `TraceLocationType`.
 pub const MAX_VENUE_TYPE: u32 = 12;
 
@@ -35,15 +37,19 @@ pub const MAX_VENUE_TYPE: u32 = 12;
 pub enum VenueKind {
     /// CrowdNotifier basic: owner and health authority together.
     Basic,
-    /// Server-based: the gateway's venue key alone (user-made codes, self-reported).
-    SelfReported,
+    /// Server-based: the gateway's venue key alone (codes for places with no
+    /// owner in reach; a diagnosed visitor reports the stay, SPEC.md §12.11).
+    SelfReported {
+        /// The gateway's X25519 key that stay reports are sealed to.
+        report_key: [u8; REPORT_KEY_LEN],
+    },
 }
 
 impl VenueKind {
     fn code(self) -> u32 {
         match self {
             VenueKind::Basic => 1,
-            VenueKind::SelfReported => 2,
+            VenueKind::SelfReported { .. } => 2,
         }
     }
 }
@@ -173,6 +179,10 @@ impl EntryCode {
             room: venue.room.clone(),
             default_stay_minutes: venue.default_stay_minutes,
             max_stay_minutes: venue.max_stay_minutes,
+            report_key: match kind {
+                VenueKind::Basic => Vec::new(),
+                VenueKind::SelfReported { report_key } => report_key.to_vec(),
+            },
         };
         let payload = pb::QrCodePayload {
             version: PAYLOAD_VERSION,
@@ -231,16 +241,6 @@ impl EntryCode {
                 expected: SEED_LEN,
             });
         }
-        let kind = match cn.r#type {
-            1 => VenueKind::Basic,
-            2 => VenueKind::SelfReported,
-            found => {
-                return Err(VenueError::BadType {
-                    what: "crowdNotifierData.type",
-                    found,
-                })
-            }
-        };
         let country = pb::TracelessLocationData::decode(p.country_data.as_slice())
             .map_err(malformed("TracelessLocationData"))?;
         check_version("TracelessLocationData", country.version, INNER_VERSION)?;
@@ -255,6 +255,25 @@ impl EntryCode {
             max_stay_minutes: country.max_stay_minutes,
         };
         venue.validate()?;
+        let kind = match (cn.r#type, country.report_key.len()) {
+            (1, 0) => VenueKind::Basic,
+            (2, REPORT_KEY_LEN) => VenueKind::SelfReported {
+                report_key: country.report_key.try_into().expect("checked length"),
+            },
+            (1 | 2, len) => {
+                return Err(VenueError::Length {
+                    what: "reportKey",
+                    len,
+                    expected: if cn.r#type == 1 { 0 } else { REPORT_KEY_LEN },
+                })
+            }
+            (found, _) => {
+                return Err(VenueError::BadType {
+                    what: "crowdNotifierData.type",
+                    found,
+                })
+            }
+        };
         let master_public = MasterPublic::from_bytes(&cn.public_key)?;
         Ok(EntryCode {
             payload: payload.to_vec(),

@@ -6,7 +6,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use prost::Message;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
@@ -15,7 +14,7 @@ use super::ibe::{MasterPublic, MasterSecret, SCALAR_LEN};
 use super::payload::{EntryCode, VenueDescription, VenueKind};
 use super::pb;
 use super::VenueError;
-use crate::sealed::{HpkeAead, HpkeKdf, HpkeKem};
+use crate::sealed::hpke_seal;
 use crate::GatewaySealKey;
 
 /// HPKE `info` of the sealed authority key share.
@@ -27,20 +26,8 @@ pub const SEALED_HA_KEY_LEN: usize = 32 + SCALAR_LEN + 16;
 pub const MIN_PASSPHRASE_CHARS: usize = 40;
 
 fn seal_ha_key(msk_ha: &MasterSecret, authority: &[u8; 32]) -> Result<Vec<u8>, VenueError> {
-    let pk = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(authority)
-        .map_err(|_| VenueError::BadPoint("authority key"))?;
-    let (enc, ct) = hpke::single_shot_seal::<HpkeAead, HpkeKdf, HpkeKem, _>(
-        &OpModeS::Base,
-        &pk,
-        HA_KEY_INFO,
-        &msk_ha.to_bytes(),
-        &[],
-        &mut OsRng,
-    )
-    .map_err(|_| VenueError::SealedKey)?;
-    let mut out = enc.to_bytes().to_vec();
-    out.extend_from_slice(&ct);
-    Ok(out)
+    hpke_seal(authority, HA_KEY_INFO, &[], &msk_ha.to_bytes())
+        .ok_or(VenueError::BadPoint("authority key"))
 }
 
 /// Opens a sealed authority key share with the authority's key.
@@ -55,19 +42,11 @@ pub(crate) fn open_ha_key(
             expected: SEALED_HA_KEY_LEN,
         });
     }
-    let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(&authority.secret_bytes())
-        .map_err(|_| VenueError::SealedKey)?;
-    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&sealed[..32])
-        .map_err(|_| VenueError::SealedKey)?;
-    let pt = hpke::single_shot_open::<HpkeAead, HpkeKdf, HpkeKem>(
-        &OpModeR::Base,
-        &sk,
-        &enc,
-        HA_KEY_INFO,
-        &sealed[32..],
-        &[],
-    )
-    .map_err(|_| VenueError::SealedKey)?;
+    let pt = zeroize::Zeroizing::new(
+        authority
+            .hpke_open(HA_KEY_INFO, &[], sealed)
+            .ok_or(VenueError::SealedKey)?,
+    );
     MasterSecret::from_bytes(&pt)
 }
 
@@ -257,4 +236,23 @@ impl Organisation {
 /// A room of a managed set: the organisation's `mpk`, a fresh seed.
 pub fn create_room(org: &Organisation, room: &VenueDescription) -> Result<EntryCode, VenueError> {
     EntryCode::build(room, &org.master_public, VenueKind::Basic)
+}
+
+/// A self-reported code (CrowdNotifier server-based, SPEC.md §12.11) for a place
+/// with no owner in reach: `mpk` is the gateway's venue key
+/// ([`self_reported_master`](super::self_reported_master)'s public half) and
+/// `report_key` its X25519 seal key, both from `GET /v1/gateway-keys`. There is
+/// no trace secret: a diagnosed visitor reports the stay.
+pub fn create_self_reported(
+    venue: &VenueDescription,
+    venue_key: &MasterPublic,
+    report_key: &[u8; 32],
+) -> Result<EntryCode, VenueError> {
+    EntryCode::build(
+        venue,
+        venue_key,
+        VenueKind::SelfReported {
+            report_key: *report_key,
+        },
+    )
 }

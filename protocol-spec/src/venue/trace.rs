@@ -11,7 +11,7 @@ use chacha20poly1305::ChaCha20Poly1305;
 use prost::Message;
 use rand_core::{OsRng, RngCore};
 
-use super::ibe::{IdentityKey, MasterSecret};
+use super::ibe::IdentityKey;
 use super::identity::{identity_from_parts, preid, timekey, Slot, VenueNonces};
 use super::payload::{EntryCode, VenueKind};
 use super::pb;
@@ -185,13 +185,13 @@ pub struct Traced {
 }
 
 pub(crate) fn seal_details(
-    nonces: &VenueNonces,
+    notification_key: &[u8; 32],
     details: &pb::WarningDetails,
     id: &[u8; 32],
 ) -> ([u8; 12], Vec<u8>) {
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
-    let ct = ChaCha20Poly1305::new(&nonces.notification_key.into())
+    let ct = ChaCha20Poly1305::new(notification_key.into())
         .encrypt(
             &nonce.into(),
             Payload {
@@ -223,7 +223,7 @@ pub(crate) fn open_details(
     })
 }
 
-fn details(
+pub(crate) fn details(
     start: u64,
     end: u64,
     message: &str,
@@ -285,7 +285,7 @@ pub fn complete_trace(
                 slot_start: slot.start,
             });
         }
-        let (nonce, sealed_details) = seal_details(&nonces, &details, &id);
+        let (nonce, sealed_details) = seal_details(&nonces.notification_key, &details, &id);
         warnings.push(TraceWarning {
             identity: id,
             key,
@@ -302,30 +302,4 @@ pub fn complete_trace(
         window_end: pre.window_end,
     };
     Ok(Traced { view, warnings })
-}
-
-/// One stay a diagnosed person reports for a self-reported venue (server-based
-/// variant): what the phone kept, never the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportedStay {
-    /// The venue's pre-identity.
-    pub preid: [u8; 32],
-    /// The hour slot.
-    pub slot: Slot,
-    /// `timekey` of that slot.
-    pub timekey: [u8; 32],
-    /// Arrival, unix seconds (rounded by the phone).
-    pub arrival: u64,
-    /// Departure.
-    pub departure: u64,
-}
-
-/// The gateway's trace of a self-reported stay under its own venue key (the
-/// whole `msk` of every self-reported code of its region).
-pub fn trace_self_reported(
-    server: &MasterSecret,
-    stay: &ReportedStay,
-) -> (Slot, [u8; 32], IdentityKey) {
-    let id = identity_from_parts(&stay.preid, stay.slot, &stay.timekey);
-    (stay.slot, id, server.identity_key(&id))
 }

@@ -23,7 +23,9 @@ pub use filter::{
     filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_SIGNED_FILTER_LEN,
 };
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
-pub use upload::{Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, UPLOAD_REQUEST_LEN};
+pub use upload::{
+    Stays, Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, MAX_UPLOAD_STAYS, UPLOAD_REQUEST_LEN,
+};
 
 /// Protocol version spoken by this implementation (the `version` fields).
 pub const PROTOCOL_VERSION: u32 = 1;

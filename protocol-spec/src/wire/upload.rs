@@ -8,11 +8,14 @@ use crate::diagnosis::{key_from_wire, DiagnosisKey};
 use crate::error::WireError;
 use crate::filter::IntervalMask;
 use crate::token::{UploadToken, TOKEN_INPUT_LEN, TOKEN_OUTPUT_LEN};
+use crate::venue::{sealed_stay_len, MAX_STAY_SLOTS};
 
 /// Exact encoded length of every upload request, real or dummy.
 pub const UPLOAD_REQUEST_LEN: usize = 1024;
 /// Most keys in one upload (14 infectious days plus today).
 pub const MAX_UPLOAD_KEYS: usize = 16;
+/// Most sealed stay reports in one upload (six one-hour stays fit the fixed length).
+pub const MAX_UPLOAD_STAYS: usize = 8;
 /// Longest authorization code.
 pub const MAX_UPLOAD_CODE_LEN: usize = 64;
 
@@ -35,6 +38,18 @@ pub struct Upload {
     /// Filter form (SPEC.md §5.8): the intervals to publish, one mask per key in
     /// the order of `keys`. Empty for the key form.
     pub filter_intervals: Vec<IntervalMask>,
+    /// Self-reported venue stays (SPEC.md §12.11); none in a key upload.
+    pub stays: Stays,
+}
+
+/// The self-reported stays of an upload: sealed stay reports only the gateway
+/// opens, and the day of symptom onset they are checked against.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Stays {
+    /// UTC day of symptom onset.
+    pub onset_day: u32,
+    /// Sealed stay reports ([`crate::venue::seal_stay`]).
+    pub reports: Vec<Vec<u8>>,
 }
 
 impl Upload {
@@ -84,6 +99,8 @@ impl Upload {
                 output: t.output.to_vec(),
             }),
             filter_intervals: self.filter_intervals.iter().map(|m| m.0.to_vec()).collect(),
+            stays: self.stays.reports.clone(),
+            onset_day: self.stays.onset_day,
             padding: Vec::new(),
         };
         // SPEC.md §5.4: the padding field is appended with its length `p` as a
@@ -141,7 +158,8 @@ impl Upload {
                 max: MAX_UPLOAD_KEYS,
             });
         }
-        if !m.dummy && m.keys.is_empty() {
+        let stays = decode_stays(&m)?;
+        if !m.dummy && m.keys.is_empty() && stays.reports.is_empty() {
             return Err(WireError::Empty(WHAT));
         }
         let keys: Vec<DiagnosisKey> = m
@@ -182,8 +200,50 @@ impl Upload {
             keys,
             dummy: m.dummy,
             filter_intervals,
+            stays,
         })
     }
+}
+
+/// Stays: none, or up to [`MAX_UPLOAD_STAYS`] reports of a sealed stay's
+/// length in a real upload without keys, with the day of onset.
+fn decode_stays(m: &pb::UploadRequest) -> Result<Stays, WireError> {
+    if m.stays.is_empty() {
+        if m.onset_day != 0 {
+            return Err(WireError::invalid("onset_day", "set without stays"));
+        }
+        return Ok(Stays::default());
+    }
+    if m.dummy || !m.keys.is_empty() {
+        return Err(WireError::invalid(
+            "stays",
+            "travel in a real upload of their own, without keys",
+        ));
+    }
+    if m.stays.len() > MAX_UPLOAD_STAYS {
+        return Err(WireError::invalid(
+            "stays",
+            format!("{} reports, at most {MAX_UPLOAD_STAYS}", m.stays.len()),
+        ));
+    }
+    let lengths = (1..=MAX_STAY_SLOTS).map(sealed_stay_len);
+    if let Some(bad) = m
+        .stays
+        .iter()
+        .find(|r| !lengths.clone().any(|l| l == r.len()))
+    {
+        return Err(WireError::invalid(
+            "stays",
+            format!("a report of {} bytes is no sealed stay's length", bad.len()),
+        ));
+    }
+    if m.onset_day == 0 {
+        return Err(WireError::invalid("onset_day", "missing for stays"));
+    }
+    Ok(Stays {
+        onset_day: m.onset_day,
+        reports: m.stays.clone(),
+    })
 }
 
 /// Filter-form masks: none (key form), or exactly one valid mask per key.
