@@ -520,7 +520,7 @@ async fn sniffed_rpis_uploaded_as_teks_publish_none_of_the_victims_entries() {
         let body = filter_upload("", Some(token), &keys, &masks);
         let sealed = seal_upload(&seal, &body).unwrap();
         let receipt = gateway
-            .accept_sealed(st.store.as_ref(), &sealed, NOW)
+            .accept_sealed(st.store.as_ref(), &st.warning_files(), &sealed, NOW)
             .unwrap();
         assert!(receipt.filter_entries > 0);
         uploaded.extend(chunk.iter().cloned());
@@ -594,7 +594,8 @@ async fn no_tek_or_rpi_reaches_the_disk_or_the_log() {
         &[mask(10..90)],
     );
     let sealed = seal_upload(&g.seal_public_key(), &body).unwrap();
-    g.accept_sealed(st.store.as_ref(), &sealed, NOW).unwrap();
+    g.accept_sealed(st.store.as_ref(), &st.warning_files(), &sealed, NOW)
+        .unwrap();
     clock.set(NOW + 3600);
     st.rebuild_filters().unwrap();
     let (signed, f) = newest(&node, TODAY - 2).unwrap();

@@ -33,6 +33,7 @@ fn pool_ingest_and_a_100k_key_period() {
     let uploads = KEYS / PER_UPLOAD;
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("db")).unwrap();
+    let queue = traceless_node::storage::warnings::WarningFiles::at(dir.path());
     let (codes, records) = upload_codes::issue(uploads, NOW + 86_400);
     store.insert_codes(&records).unwrap();
     let gateway = Gateway::new(
@@ -80,7 +81,7 @@ fn pool_ingest_and_a_100k_key_period() {
 
     let started = Instant::now();
     for body in &bodies {
-        gateway.accept(&store, body, NOW).unwrap();
+        gateway.accept(&store, &queue, body, NOW).unwrap();
     }
     let ingest_rate = (uploads * PER_UPLOAD) as f64 / started.elapsed().as_secs_f64();
 

@@ -124,6 +124,9 @@ pub struct GatewayKeys {
     pub seal: [u8; 32],
     /// The issuer's token keys, oldest first.
     pub tokens: Vec<TokenPublicKey>,
+    /// The `mpk` of the gateway's self-reported codes (SPEC.md §12.11), if it
+    /// publishes one.
+    pub venue: Option<[u8; 96]>,
 }
 
 /// The host's network client.
@@ -446,7 +449,20 @@ impl Client {
             let key = hex32(&k["public_key"]).ok_or_else(|| bad("token public_key"))?;
             tokens.push(TokenPublicKey { epoch, key });
         }
-        Ok(GatewayKeys { seal, tokens })
+        let venue = match &v["venue_public_key"] {
+            Value::Null => None,
+            key => Some(
+                key.as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| bad("venue_public_key"))?,
+            ),
+        };
+        Ok(GatewayKeys {
+            seal,
+            tokens,
+            venue,
+        })
     }
 
     /// Fetches the export keys listed by the download node (`GET
@@ -540,6 +556,19 @@ impl Client {
         let seal = self.gateway_keys()?.seal;
         let sealed = phone.with(|s| s.sealed_diagnosis_upload(&seal, onset_day, exclude_days))?;
         self.post_sealed(&sealed)
+    }
+
+    /// Seals the self-reported venue stays of a diagnosis with symptom onset on
+    /// `onset_day` (one stored token per upload, see
+    /// [`Sdk::sealed_stay_uploads`]) and posts each through the relay; returns
+    /// how many uploads were sent (0: nothing to report).
+    pub fn upload_stays(&self, phone: &impl Phone, onset_day: u32) -> Result<usize, ClientError> {
+        let seal = self.gateway_keys()?.seal;
+        let uploads = phone.with(|s| s.sealed_stay_uploads(&seal, onset_day))?;
+        for sealed in &uploads {
+            self.post_sealed(sealed)?;
+        }
+        Ok(uploads.len())
     }
 
     /// The dummy schedule: if the next dummy upload is due at `now`, sends one
