@@ -222,3 +222,147 @@ fn the_owners_pre_trace_file_is_completed_by_the_authority_and_nobody_else() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("not overwriting"));
     assert_eq!(std::fs::read(&file).unwrap(), before);
 }
+
+fn the_code_on(svg: &str) -> EntryCode {
+    let texts = decode_qr(svg, 4.0);
+    assert_eq!(texts.len(), 1);
+    EntryCode::from_url(&texts[0]).unwrap()
+}
+
+/// A set of rooms from one passphrase (SPEC.md §12.4, managed): a poster per
+/// room whose code a real decoder reads as that room, one owner-only
+/// passphrase, and a pre-trace of one room that the authority completes into
+/// keys that open that room's records and not another's. A wrong passphrase
+/// makes keys the authority refuses; an unknown room writes nothing.
+#[test]
+fn a_room_set_traces_each_room_from_one_passphrase() {
+    use traceless_protocol::venue::{complete_trace, match_records, seal_visit, PreTrace};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("rooms");
+    let authority = GatewaySealKey::generate();
+    let rooms = ["--room", "Saal 1", "--room", "Saal 2"];
+    let run = venue_create(&out, "Volkshochschule", &authority, &rooms);
+    assert!(run.status.success(), "{run:?}");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "passphrase.txt",
+            "room-1-poster.html",
+            "room-1-poster.svg",
+            "room-2-poster.html",
+            "room-2-poster.svg",
+            "rooms.txt"
+        ]
+    );
+    let codes: Vec<EntryCode> = ["room-1-poster.svg", "room-2-poster.svg"]
+        .iter()
+        .map(|f| the_code_on(&std::fs::read_to_string(out.join(f)).unwrap()))
+        .collect();
+    assert_eq!(
+        codes
+            .iter()
+            .map(|c| c.venue.room.as_str())
+            .collect::<Vec<_>>(),
+        ["Saal 1", "Saal 2"]
+    );
+    assert_eq!(codes[0].master_public, codes[1].master_public, "one set");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("passphrase.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the passphrase is owner-only");
+    }
+
+    let (from, to) = (1_700_000_000 - 1_700_000_000 % 3600, 1_700_003_600);
+    let pre_trace = |passphrase: &Path, room: &str, file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_traceless-node"))
+            .args(["venue", "pre-trace", "--secret"])
+            .arg(passphrase)
+            .arg("--rooms")
+            .arg(out.join("rooms.txt"))
+            .args(["--room", room])
+            .args(["--from", &from.to_string(), "--to", &to.to_string()])
+            .arg("--out")
+            .arg(tmp.path().join(file))
+            .output()
+            .unwrap()
+    };
+    let run = pre_trace(&out.join("passphrase.txt"), "Saal 2", "pre.bin");
+    assert!(run.status.success(), "{run:?}");
+    let pre = PreTrace::decode(&std::fs::read(tmp.path().join("pre.bin")).unwrap()).unwrap();
+    let traced = complete_trace(&pre, &authority, "Bitte testen", 5, to + 60).unwrap();
+    assert_eq!(traced.view.room, "Saal 2");
+    let visit = |c: &EntryCode| seal_visit(c, from + 600, from + 2400);
+    assert_eq!(match_records(&visit(&codes[1]), &traced.warnings).len(), 1);
+    assert!(match_records(&visit(&codes[0]), &traced.warnings).is_empty());
+
+    let unknown = pre_trace(&out.join("passphrase.txt"), "Saal 3", "none.bin");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no room \"Saal 3\""));
+    assert!(!tmp.path().join("none.bin").exists());
+    let wrong = tmp.path().join("wrong.txt");
+    std::fs::write(&wrong, "x".repeat(52)).unwrap();
+    assert!(pre_trace(&wrong, "Saal 2", "wrong.bin").status.success());
+    let pre = PreTrace::decode(&std::fs::read(tmp.path().join("wrong.bin")).unwrap()).unwrap();
+    assert!(matches!(
+        complete_trace(&pre, &authority, "x", 5, to + 60),
+        Err(VenueError::TraceKeyInvalid { .. })
+    ));
+}
+
+/// `--self-reported` (SPEC.md §12.11): from the gateway's saved keys, a poster
+/// whose code carries the gateway's venue key and report key, and no secret.
+#[test]
+fn a_self_reported_poster_carries_the_gateways_keys_and_no_secret() {
+    use traceless_protocol::venue::{self_reported_master, VenueKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = GatewaySealKey::generate();
+    let keys = tmp.path().join("gateway-keys.json");
+    let mpk = self_reported_master(&gateway).public();
+    std::fs::write(
+        &keys,
+        format!(
+            r#"{{"origin":"x","seal_public_key":"{}","venue_public_key":"{}"}}"#,
+            hex::encode(gateway.public_bytes()),
+            hex::encode(mpk.to_bytes())
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("gate");
+    let run = Command::new(env!("CARGO_BIN_EXE_traceless-node"))
+        .args(["venue", "create", "--name", "Hoftor Nord"])
+        .args(["--address", "Gartenweg 2"])
+        .arg("--self-reported")
+        .arg(&keys)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2, "posters only");
+    let code = the_code_on(&std::fs::read_to_string(out.join("poster.svg")).unwrap());
+    assert_eq!(
+        code.kind,
+        VenueKind::SelfReported {
+            report_key: gateway.public_bytes()
+        }
+    );
+    assert_eq!(code.master_public, mpk);
+    // With an authority key too: refused, nothing written.
+    let both = venue_create(
+        &tmp.path().join("both"),
+        "Hoftor",
+        &gateway,
+        &["--self-reported", keys.to_str().unwrap()],
+    );
+    assert!(!both.status.success());
+    assert!(!tmp.path().join("both").exists());
+}

@@ -69,7 +69,9 @@ fn create_venue(out: &Path, authority_key: [u8; 32]) -> (String, TraceSecret) {
         max_stay: 120,
         valid_from: None,
         valid_to: None,
-        authority_key: hex::encode(authority_key),
+        authority_key: Some(hex::encode(authority_key)),
+        self_reported: None,
+        rooms: Vec::new(),
         base_url: BASE_URL.into(),
         out: out.to_owned(),
     })
