@@ -734,6 +734,24 @@ enum TlStatus tl_sdk_sealed_filter_upload(struct TlSdk *sdk,
                                           struct TlBuffer *out);
 
 /**
+ * Builds the self-reported venue stays of a positive diagnosis (SPEC.md
+ * §12.11): the stays at self-reported venues from two days before `onset_day`
+ * on, in as few sealed uploads as fit, one stored token each (spent durably),
+ * sealed to the gateway's X25519 key (32 bytes at `gateway_key`). `*out` gets
+ * the uploads one after another, each exactly [`TL_SEALED_UPLOAD_LEN`] bytes
+ * (empty: nothing to report); post each to a relay.
+ * `TL_ERR_INVALID_ARGUMENT`, with no token spent, if fewer tokens are stored
+ * than the uploads need.
+ *
+ * # Safety
+ * `gateway_key` points to 32 bytes; `out` is writable.
+ */
+enum TlStatus tl_sdk_sealed_stay_uploads(struct TlSdk *sdk,
+                                         const uint8_t *gateway_key,
+                                         uint32_t onset_day,
+                                         struct TlBuffer *out);
+
+/**
  * Builds a sealed dummy upload to the gateway key (32 bytes at `gateway_key`),
  * the same length as a real sealed one, and draws the next dummy time.
  *

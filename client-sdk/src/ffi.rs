@@ -1086,6 +1086,36 @@ pub unsafe extern "C" fn tl_sdk_sealed_filter_upload(
     }
 }
 
+/// Builds the self-reported venue stays of a positive diagnosis (SPEC.md
+/// §12.11): the stays at self-reported venues from two days before `onset_day`
+/// on, in as few sealed uploads as fit, one stored token each (spent durably),
+/// sealed to the gateway's X25519 key (32 bytes at `gateway_key`). `*out` gets
+/// the uploads one after another, each exactly [`TL_SEALED_UPLOAD_LEN`] bytes
+/// (empty: nothing to report); post each to a relay.
+/// `TL_ERR_INVALID_ARGUMENT`, with no token spent, if fewer tokens are stored
+/// than the uploads need.
+///
+/// # Safety
+/// `gateway_key` points to 32 bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_sealed_stay_uploads(
+    sdk: *mut TlSdk,
+    gateway_key: *const u8,
+    onset_day: u32,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            non_null(out, "out")?;
+            let key = key32(gateway_key, "gateway_key")?;
+            let uploads = s.sealed_stay_uploads(&key, onset_day)?;
+            write_out(out, into_buffer(uploads.concat()));
+            Ok(())
+        })
+    }
+}
+
 /// Builds a sealed dummy upload to the gateway key (32 bytes at `gateway_key`),
 /// the same length as a real sealed one, and draws the next dummy time.
 ///

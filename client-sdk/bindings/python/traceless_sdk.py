@@ -586,6 +586,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() != 64761:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads() != 35414:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() != 33392:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_status() != 13126:
@@ -740,6 +742,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_dummy_upload
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown.restype = ctypes.c_uint16
@@ -977,6 +982,13 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload.argt
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -2858,6 +2870,14 @@ class TracelessSdkProtocol(typing.Protocol):
         ended interval minus those overlapping `exclude`.
 """
         raise NotImplementedError
+    def sealed_stay_uploads(self, gateway_key: bytes,onset_day: int) -> typing.List[bytes]:
+        """
+        A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+        as few sealed uploads as fit, one stored token each: post each to a
+        relay. Empty when there is nothing to report; an error, with no token
+        spent, when fewer tokens are stored than the uploads need.
+"""
+        raise NotImplementedError
     def shutdown(self, ) -> None:
         """
         Makes everything durable and releases the store; later calls fail with
@@ -3393,6 +3413,30 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sealed_stay_uploads(self, gateway_key: bytes,onset_day: int) -> typing.List[bytes]:
+        """
+        A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+        as few sealed uploads as fit, one stored token each: post each to a
+        relay. Empty when there is nothing to report; an error, with no token
+        spent, when fewer tokens are stored than the uploads need.
+"""
+        
+        _UniffiFfiConverterBytes.check_lower(gateway_key)
+
+        _UniffiFfiConverterUInt32.check_lower(onset_day)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterBytes.lower(gateway_key),
+            _UniffiFfiConverterUInt32.lower(onset_day),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceBytes.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -648,6 +648,19 @@ impl TracelessSdk {
         self.with(|sdk| sdk.sealed_filter_upload(&key, onset_day, &ranges))
     }
 
+    /// A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+    /// as few sealed uploads as fit, one stored token each: post each to a
+    /// relay. Empty when there is nothing to report; an error, with no token
+    /// spent, when fewer tokens are stored than the uploads need.
+    pub fn sealed_stay_uploads(
+        &self,
+        gateway_key: Vec<u8>,
+        onset_day: u32,
+    ) -> Result<Vec<Vec<u8>>, TracelessError> {
+        let key = fixed::<32>(&gateway_key, "gateway key")?;
+        self.with(|sdk| sdk.sealed_stay_uploads(&key, onset_day))
+    }
+
     /// Cover traffic: the same length as a real sealed upload. Also draws the
     /// next dummy time.
     pub fn sealed_dummy_upload(&self, gateway_key: Vec<u8>) -> Result<Vec<u8>, TracelessError> {

@@ -713,6 +713,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_status(
@@ -840,6 +842,8 @@ internal object UniffiLib {
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_dummy_upload(`ptr`: Long,`gatewayKey`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_filter_upload(`ptr`: Long,`gatewayKey`: RustBuffer.ByValue,`onsetDay`: Int,`exclude`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads(`ptr`: Long,`gatewayKey`: RustBuffer.ByValue,`onsetDay`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1069,6 +1073,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() and 0xFFFF) != 64761) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads() and 0xFFFF) != 35414) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() and 0xFFFF) != 33392) {
@@ -2461,6 +2468,14 @@ public interface TracelessSdkInterface {
     fun `sealedFilterUpload`(`gatewayKey`: kotlin.ByteArray, `onsetDay`: kotlin.UInt, `exclude`: List<TimeRange>): kotlin.ByteArray
     
     /**
+     * A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+     * as few sealed uploads as fit, one stored token each: post each to a
+     * relay. Empty when there is nothing to report; an error, with no token
+     * spent, when fewer tokens are stored than the uploads need.
+     */
+    fun `sealedStayUploads`(`gatewayKey`: kotlin.ByteArray, `onsetDay`: kotlin.UInt): List<kotlin.ByteArray>
+    
+    /**
      * Makes everything durable and releases the store; later calls fail with
      * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
      * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
@@ -2970,6 +2985,28 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
         FfiConverterByteArray.lower(`gatewayKey`),
         FfiConverterUInt.lower(`onsetDay`),
         FfiConverterSequenceTypeTimeRange.lower(`exclude`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+     * as few sealed uploads as fit, one stored token each: post each to a
+     * relay. Empty when there is nothing to report; an error, with no token
+     * spent, when fewer tokens are stored than the uploads need.
+     */
+    @Throws(TracelessException::class)override fun `sealedStayUploads`(`gatewayKey`: kotlin.ByteArray, `onsetDay`: kotlin.UInt): List<kotlin.ByteArray> {
+            return FfiConverterSequenceByteArray.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads(
+        it,
+        
+        FfiConverterByteArray.lower(`gatewayKey`),
+        FfiConverterUInt.lower(`onsetDay`),_status)
 }
     }
     )

@@ -1158,6 +1158,14 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
     func sealedFilterUpload(gatewayKey: Data, onsetDay: UInt32, exclude: [TimeRange]) throws  -> Data
     
     /**
+     * A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+     * as few sealed uploads as fit, one stored token each: post each to a
+     * relay. Empty when there is nothing to report; an error, with no token
+     * spent, when fewer tokens are stored than the uploads need.
+     */
+    func sealedStayUploads(gatewayKey: Data, onsetDay: UInt32) throws  -> [Data]
+    
+    /**
      * Makes everything durable and releases the store; later calls fail with
      * `Closed`. Shutting down twice is harmless. (Not `close`: that is the
      * generated Kotlin object's `AutoCloseable.close`, which frees the handle.)
@@ -1567,6 +1575,23 @@ open func sealedFilterUpload(gatewayKey: Data, onsetDay: UInt32, exclude: [TimeR
         FfiConverterData.lower(gatewayKey),
         FfiConverterUInt32.lower(onsetDay),
         FfiConverterSequenceTypeTimeRange.lower(exclude),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A positive diagnosis's self-reported venue stays (SPEC.md §12.11), in
+     * as few sealed uploads as fit, one stored token each: post each to a
+     * relay. Empty when there is nothing to report; an error, with no token
+     * spent, when fewer tokens are stored than the uploads need.
+     */
+open func sealedStayUploads(gatewayKey: Data, onsetDay: UInt32)throws  -> [Data]  {
+    return try  FfiConverterSequenceData.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_sealed_stay_uploads(
+            self.uniffiCloneHandle(),
+        FfiConverterData.lower(gatewayKey),
+        FfiConverterUInt32.lower(onsetDay),uniffiCallStatus
     )
 })
 }
@@ -3710,6 +3735,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_filter_upload() != 64761) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_sealed_stay_uploads() != 35414) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_shutdown() != 33392) {
