@@ -1,8 +1,9 @@
 #![no_main]
 //! The venue decoders of untrusted bytes: warning batches (phones, nodes),
-//! pre-traces (the authority's gateway), trace secrets (the owner's tool).
+//! pre-traces (the authority's gateway), trace secrets (the owner's tool),
+//! opened stay reports (the gateway, SPEC.md §12.11).
 use libfuzzer_sys::fuzz_target;
-use traceless_protocol::venue::{PreTrace, SignedWarningBatch, TraceSecret};
+use traceless_protocol::venue::{PreTrace, SignedWarningBatch, StayReport, TraceSecret};
 use traceless_protocol::TrustList;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,4 +15,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(PreTrace::decode(&pre.encode()), Ok(pre));
     }
     let _ = TraceSecret::decode(data);
+    if let Ok(report) = StayReport::decode(data) {
+        assert_eq!(report.encode(), data);
+    }
 });

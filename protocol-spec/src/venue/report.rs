@@ -115,7 +115,8 @@ impl StayReport {
         sealed.ok_or(VenueError::BadPoint("reportKey"))
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The plaintext a sealed report holds (see the module's layout).
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + 32 * self.identities.len());
         out.extend_from_slice(&self.arrival.to_be_bytes());
         out.extend_from_slice(&self.departure.to_be_bytes());
@@ -137,7 +138,9 @@ impl StayReport {
         report
     }
 
-    fn decode(plain: &[u8]) -> Result<StayReport, VenueError> {
+    /// Decodes and checks a report's plaintext (what [`StayReport::open`] does
+    /// after opening).
+    pub fn decode(plain: &[u8]) -> Result<StayReport, VenueError> {
         let short = || VenueError::Length {
             what: "stay report",
             len: plain.len(),
