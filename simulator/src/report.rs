@@ -378,6 +378,8 @@ pub struct RunFigures {
     pub phones_seconds: f64,
     /// Of them, seconds rescoring the calibration grid.
     pub calibration_seconds: f64,
+    /// Of them, seconds computing the check-in figures (privacy scans included).
+    pub checkin_figures_seconds: f64,
     /// Peak resident memory, MiB (VmHWM).
     pub peak_rss_mib: f64,
     /// Rayon threads.

@@ -656,6 +656,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let t_calibration = Instant::now();
     let calibration = crate::calibration::calibrate(&mut phones, &truth.close);
     let calibration_seconds = t_calibration.elapsed().as_secs_f64();
+    let t_checkins = Instant::now();
     let checkins = if checkin_on {
         all_batches.iter().for_each(|b| observed.push(b.clone()));
         let input = venue_figures::Input {
@@ -678,6 +679,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     } else {
         report::CheckInFigures::default()
     };
+    let checkin_figures_seconds = t_checkins.elapsed().as_secs_f64();
     let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
     let tp = notified
         .iter()
@@ -779,6 +781,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             world_seconds,
             phones_seconds,
             calibration_seconds,
+            checkin_figures_seconds,
             peak_rss_mib: report::peak_rss_mib(),
             threads: rayon::current_num_threads(),
         },
