@@ -603,11 +603,11 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             let mut new_warnings = Vec::new();
             let mut bytes_per_relay = vec![0u64; relays.len()];
             for (r, &addr) in relays.iter().enumerate() {
-                let (w, bytes, bodies) = venues::download_warnings(addr, &mut warning_cursors[r])?;
-                bytes_per_relay[r] = bytes;
-                observed.extend(bodies);
+                let got = venues::download_warnings(addr, &mut warning_cursors[r])?;
+                bytes_per_relay[r] = got.wire_bytes;
+                observed.extend(got.bodies);
                 if r == 0 {
-                    new_warnings = w;
+                    new_warnings = got.batches;
                 }
             }
             warning_day = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());

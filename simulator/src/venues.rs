@@ -302,14 +302,24 @@ pub fn trace_case(
 /// A downloaded warning batch: sequence and signed bytes.
 pub type WarningDownload = (u64, Vec<u8>);
 
+/// What one download of a relay's warnings brought.
+#[derive(Debug, Default)]
+pub struct Downloaded {
+    /// New batches, by ascending sequence.
+    pub batches: Vec<WarningDownload>,
+    /// HTTP bytes received on the wire.
+    pub wire_bytes: u64,
+    /// Every response body (what a network observer sees).
+    pub bodies: Vec<Vec<u8>>,
+}
+
 /// Lists a relay's warning batches (`GET /v1/warnings?origin=`) and downloads,
 /// by ascending sequence, each above `cursor` (moving it on), as the host
-/// client does; returns them, the bytes on the wire and every response body
-/// (what a network observer sees).
+/// client does.
 pub fn download_warnings(
     addr: std::net::SocketAddr,
     cursor: &mut u64,
-) -> Result<(Vec<WarningDownload>, u64, Vec<Vec<u8>>), http::HttpError> {
+) -> Result<Downloaded, http::HttpError> {
     let list = http::request(addr, "GET", &format!("/v1/warnings?origin={ORIGIN}"), b"")?;
     let mut bytes = list.wire_bytes as u64;
     let mut entries: Vec<(u64, String)> = list
@@ -337,7 +347,11 @@ pub fn download_warnings(
         }
         bodies.push(b.body);
     }
-    Ok((out, bytes, bodies))
+    Ok(Downloaded {
+        batches: out,
+        wire_bytes: bytes,
+        bodies,
+    })
 }
 
 /// How each checked-in phone relates to the traced stays (ground truth).
