@@ -321,6 +321,9 @@ pub struct CheckInFigures {
     /// Venue warning download per phone per day (list and batches, HTTP
     /// bytes on the wire), mean over days, every app user counted.
     pub warning_bytes_per_phone_per_day: f64,
+    /// Of it, the warning list's: `GET /v1/warnings?origin=` has no cursor,
+    /// so it names every batch held (14 days) at every sync.
+    pub warning_list_bytes_per_phone_per_day: f64,
     /// Warning batches phones synced, and refused.
     pub warning_batches_synced: u64,
     /// Warning batches phones' SDKs refused.
@@ -478,14 +481,15 @@ impl Report {
         if v.adoption > 0.0 {
             let _ = writeln!(
                 s,
-                "  check-ins ({:.0} % of app users): {} check-ins at {} venues, {} case stays traced ({} hours, {} warning batches), warnings {:.0} B/phone/day",
+                "  check-ins ({:.0} % of app users): {} check-ins at {} venues, {} case stays traced ({} hours, {} warning batches), warnings {:.0} B/phone/day ({:.0} B of it the list)",
                 v.adoption * 100.0,
                 v.check_ins,
                 v.venues_with_codes,
                 v.traced_stays,
                 v.traced_hours,
                 v.warning_batches,
-                v.warning_bytes_per_phone_per_day
+                v.warning_bytes_per_phone_per_day,
+                v.warning_list_bytes_per_phone_per_day
             );
             let _ = writeln!(
                 s,

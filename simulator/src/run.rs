@@ -195,6 +195,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut trace_errors = 0usize;
     let mut warning_cursors = vec![0u64; nodes.relays.len()];
     let mut warning_total = 0f64;
+    let mut warning_list_total = 0f64;
     let mut warning_timeouts = 0u32;
     // Every body a network observer between phones and relays sees (uploads,
     // key batches and warning downloads), scanned at the end.
@@ -602,15 +603,18 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             }
             let mut new_warnings = Vec::new();
             let mut bytes_per_relay = vec![0u64; relays.len()];
+            let mut list_per_relay = vec![0u64; relays.len()];
             for (r, &addr) in relays.iter().enumerate() {
                 let got = venues::download_warnings(addr, &mut warning_cursors[r])?;
                 bytes_per_relay[r] = got.wire_bytes;
+                list_per_relay[r] = got.list_bytes;
                 observed.extend(got.bodies);
                 if r == 0 {
                     new_warnings = got.batches;
                 }
             }
             warning_day = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
+            warning_list_total += per_phone_day(&list_per_relay, &users_per_relay, app.len());
             let list: Vec<&[u8]> = new_warnings.iter().map(|(_, b)| b.as_slice()).collect();
             phones
                 .par_iter_mut()
@@ -669,6 +673,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             trace_errors,
             warning_batches,
             warning_bytes: warning_total / f64::from(s.days),
+            warning_list_bytes: warning_list_total / f64::from(s.days),
             warning_timeouts,
             node_dirs: &node_dirs,
             observed: &observed,

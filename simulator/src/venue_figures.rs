@@ -58,6 +58,8 @@ pub struct Input<'a> {
     pub warning_batches: u64,
     /// Warning download per phone per day, mean.
     pub warning_bytes: f64,
+    /// Of it, the warning list's.
+    pub warning_list_bytes: f64,
     /// Days on which warnings had not reached every relay in time.
     pub warning_timeouts: u32,
     /// Node data directories, gateway first.
@@ -178,6 +180,7 @@ pub fn figures(mut i: Input<'_>, daily: &mut [Daily], day0: u64) -> CheckInFigur
             .filter(|p| p.venue_matches > 0 && p.venue_warned_at.is_none())
             .count(),
         warning_bytes_per_phone_per_day: i.warning_bytes,
+        warning_list_bytes_per_phone_per_day: i.warning_list_bytes,
         warning_batches_synced: i.phones.iter().map(|p| p.warning_batches).sum(),
         warning_sync_errors: i.phones.iter().map(|p| p.warning_errors).sum(),
         matching_ms_per_phone_per_day: i.phones.iter().map(|p| p.venue_ns as f64).sum::<f64>()

@@ -309,6 +309,8 @@ pub struct Downloaded {
     pub batches: Vec<WarningDownload>,
     /// HTTP bytes received on the wire.
     pub wire_bytes: u64,
+    /// Of them, the list's (`GET /v1/warnings?origin=` names every batch held).
+    pub list_bytes: u64,
     /// Every response body (what a network observer sees).
     pub bodies: Vec<Vec<u8>>,
 }
@@ -321,7 +323,8 @@ pub fn download_warnings(
     cursor: &mut u64,
 ) -> Result<Downloaded, http::HttpError> {
     let list = http::request(addr, "GET", &format!("/v1/warnings?origin={ORIGIN}"), b"")?;
-    let mut bytes = list.wire_bytes as u64;
+    let list_bytes = list.wire_bytes as u64;
+    let mut bytes = list_bytes;
     let mut entries: Vec<(u64, String)> = list
         .try_json()
         .and_then(|j| {
@@ -350,6 +353,7 @@ pub fn download_warnings(
     Ok(Downloaded {
         batches: out,
         wire_bytes: bytes,
+        list_bytes,
         bodies,
     })
 }

@@ -316,6 +316,11 @@ fn venue_check_ins_warn_the_overlapping_visitors_only_and_no_party_holds_a_visit
     assert_eq!(last.venue_warned as usize, c.warned);
     // Bytes: every phone lists warnings; batches came over HTTP.
     assert!(c.warning_bytes_per_phone_per_day > 0.0, "{head}");
+    assert!(
+        c.warning_list_bytes_per_phone_per_day > 0.0
+            && c.warning_list_bytes_per_phone_per_day < c.warning_bytes_per_phone_per_day,
+        "{head}"
+    );
     let days: f64 = r.daily.iter().map(|d| d.warning_bytes_per_phone).sum();
     assert!((days / f64::from(r.days) - c.warning_bytes_per_phone_per_day).abs() < 1e-6);
 
