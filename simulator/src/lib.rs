@@ -12,7 +12,10 @@
 //! the gateway and posted over HTTP to a relay, which forwards it over libp2p), lets
 //! the batches spread over libp2p, downloads them from the relays over HTTP, and
 //! reports precision and recall of notifications, delays, bytes, CPU, node
-//! storage, propagation, and what K Bluetooth sniffers could link.
+//! storage, propagation, and what K Bluetooth sniffers could link. Venue
+//! check-ins (a share of app users scans QR codes, cases' venues are traced
+//! through the gateway) report venue recall beside proximity recall and what a
+//! paper register would expose against each party.
 //!
 //! Every random choice comes from the scenario seed, so the same seed gives the
 //! same outcome (wall-time figures aside). `load` mode drives a running node over
@@ -38,6 +41,8 @@ pub mod run;
 pub mod scenario;
 pub mod seed;
 pub mod sweep;
+pub mod venue_figures;
+pub mod venues;
 
 pub use report::Report;
 pub use run::{run, RunError, RunOptions};

@@ -36,6 +36,9 @@ enum Command {
         /// Override the app adoption rate.
         #[arg(long)]
         adoption: Option<f64>,
+        /// Override the fraction of app users who check in at venues.
+        #[arg(long)]
+        checkin_adoption: Option<f64>,
         /// Override the number of initial infections.
         #[arg(long)]
         initial_infected: Option<u32>,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
             seed,
             population,
             adoption,
+            checkin_adoption,
             initial_infected,
             publication,
             no_sweep,
@@ -100,6 +104,9 @@ fn main() -> ExitCode {
             }
             if let Some(v) = adoption {
                 s.app.adoption = v;
+            }
+            if let Some(v) = checkin_adoption {
+                s.app.checkin_adoption = v;
             }
             if let Some(v) = initial_infected {
                 s.epidemic.initial_infected = v;

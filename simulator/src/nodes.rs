@@ -6,6 +6,7 @@
 //! token key and runs the authority's token issuer, which holds the upload codes;
 //! every relay forwards sealed uploads for the simulated origin to the gateway.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -348,6 +349,49 @@ impl Nodes {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Waits until every relay stores every venue warning batch the gateway
+    /// published (gossip, or catch-up); returns whether they all arrived
+    /// within 15 s.
+    pub fn wait_for_warnings(&self) -> bool {
+        let seqs = |n: &RunningNode| -> HashSet<u64> {
+            n.core
+                .warning_files()
+                .list(Some(ORIGIN))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.sequence)
+                .collect()
+        };
+        let want = seqs(&self.gateway);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.relays.iter().all(|r| want.is_subset(&seqs(r))) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Warning batches the gateway has published.
+    pub fn warning_batches(&self) -> u64 {
+        self.gateway
+            .core
+            .warning_files()
+            .list(Some(ORIGIN))
+            .map_or(0, |l| l.len() as u64)
+    }
+
+    /// Every node's data directory, gateway first.
+    pub fn data_dirs(&self) -> Vec<std::path::PathBuf> {
+        std::iter::once(&self.gateway)
+            .chain(&self.relays)
+            .map(|n| n.core.config.data_dir.clone())
+            .collect()
     }
 
     /// Runs retention on every node at the clock's time.

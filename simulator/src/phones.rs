@@ -19,7 +19,8 @@ use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 use traceless_protocol::sealed::SEAL_KEY_LEN;
 use traceless_protocol::{
-    interval_start_seconds, ManualClock, Metadata, Tek, TokenPublicKey, ADVERTISEMENT_LEN,
+    interval_start_seconds, ExposureKind, ManualClock, Metadata, Tek, TokenPublicKey,
+    ADVERTISEMENT_LEN,
 };
 use traceless_sdk::{poisson_gap_seconds, Sdk, SdkConfig, SdkError};
 
@@ -140,11 +141,32 @@ pub struct Phone {
     pub sync_ns: u64,
     /// Exposure windows found.
     pub windows: u64,
+    /// Whether this phone's user scans venue codes.
+    pub checks_in: bool,
+    /// Its own check-ins: (venue, arrival, departure) as the SDK closed them.
+    pub visits: Vec<(u32, u64, u64)>,
+    /// Check-ins or check-outs the SDK refused.
+    pub checkin_errors: u64,
+    /// Venue warning batches synced.
+    pub warning_batches: u64,
+    /// Venue warning batches the SDK refused.
+    pub warning_errors: u64,
+    /// Warnings that opened one of its records (same venue and hour).
+    pub venue_matches: u64,
+    /// When the exposure summary first showed a venue row (unix seconds).
+    pub venue_warned_at: Option<u64>,
+    /// Whether a venue row is high risk.
+    pub venue_high_risk: bool,
+    /// Nanoseconds spent in `sync_venue_warnings` and the summary.
+    pub venue_ns: u64,
 }
 
 impl Phone {
     /// A fresh phone at unix time `now`, trusting `authority` for [`ORIGIN`],
-    /// its dummy schedule drawn from `seed`.
+    /// its dummy schedule drawn from `seed`; its store in memory, or on disk
+    /// under `store` (sealed under a master key the files do not hold, as the
+    /// platform keystore holds it).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         person: PersonId,
         now: u64,
@@ -153,6 +175,8 @@ impl Phone {
         full_sync: bool,
         publication: Publication,
         seed: u64,
+        checks_in: bool,
+        store: Option<&std::path::Path>,
     ) -> Result<Phone, traceless_sdk::SdkError> {
         let clock = ManualClock::new(now);
         let mut dummy_rng = rng(seed, Stream::Dummy, &[u64::from(person)]);
@@ -160,7 +184,15 @@ impl Phone {
             &mut dummy_rng,
             config.dummy_uploads_per_day,
         ));
-        let mut sdk = Sdk::in_memory(config, Arc::new(clock.clone()))?;
+        let mut sdk = match store {
+            None => Sdk::in_memory(config, Arc::new(clock.clone()))?,
+            Some(dir) => Sdk::open(
+                dir,
+                &traceless_sdk::MasterKey([0x5a; 32]),
+                config,
+                Arc::new(clock.clone()),
+            )?,
+        };
         sdk.trust_authority(ORIGIN, 1, authority)?;
         Ok(Phone {
             person,
@@ -179,6 +211,15 @@ impl Phone {
             sync_errors: 0,
             sync_ns: 0,
             windows: 0,
+            checks_in,
+            visits: Vec::new(),
+            checkin_errors: 0,
+            warning_batches: 0,
+            warning_errors: 0,
+            venue_matches: 0,
+            venue_warned_at: None,
+            venue_high_risk: false,
+            venue_ns: 0,
         })
     }
 
@@ -302,7 +343,10 @@ impl Phone {
         }
         if self.notified_at.is_none() && self.windows > 0 {
             if let Ok(days) = self.sdk.exposure_summary() {
-                if days.iter().any(|d| d.high_risk) {
+                if days
+                    .iter()
+                    .any(|d| d.high_risk && d.kind == ExposureKind::Proximity)
+                {
                     self.notified_at = Some(now);
                 }
             }
@@ -312,6 +356,67 @@ impl Phone {
 }
 
 impl Phone {
+    /// Scans `url` (venue `venue`'s code) at `arrival` and checks out at
+    /// `departure`, each on the phone's clock at that time, as its user does.
+    pub fn visit(&mut self, venue: u32, url: &str, arrival: u64, departure: u64) {
+        self.clock.set(arrival);
+        if self.sdk.check_in(url).is_err() {
+            self.checkin_errors += 1;
+            return;
+        }
+        self.clock.set(departure);
+        match self.sdk.check_out() {
+            Ok(c) => self.visits.push((venue, c.arrival, c.departure)),
+            Err(_) => self.checkin_errors += 1,
+        }
+    }
+
+    /// Syncs downloaded venue warning batches at unix time `now` and reads the
+    /// exposure summary's venue rows.
+    pub fn sync_warnings(&mut self, now: u64, batches: &[&[u8]]) {
+        if batches.is_empty() || !self.checks_in {
+            return;
+        }
+        self.clock.set(now);
+        let t0 = Instant::now();
+        let mut new = 0;
+        for bytes in batches {
+            match self.sdk.sync_venue_warnings(bytes) {
+                Ok(n) => {
+                    self.warning_batches += 1;
+                    new += n as u64;
+                }
+                Err(_) => self.warning_errors += 1,
+            }
+        }
+        if new > 0 {
+            self.venue_matches += new;
+            if let Ok(days) = self.sdk.exposure_summary() {
+                let venue = days.iter().filter(|d| d.kind == ExposureKind::Venue);
+                for d in venue {
+                    self.venue_warned_at.get_or_insert(now);
+                    self.venue_high_risk |= d.high_risk;
+                }
+            }
+        }
+        self.venue_ns += t0.elapsed().as_nanos() as u64;
+    }
+
+    /// Check-ins the phone's own list names a venue for (only an open one
+    /// does; closed ones show their times only), for the seized-phone figure.
+    pub fn listed_with_venue(&mut self) -> usize {
+        self.sdk.check_ins().map_or(0, |l| {
+            l.iter()
+                .filter(|c| matches!(c.state, traceless_sdk::CheckInState::Open { .. }))
+                .count()
+        })
+    }
+
+    /// Makes the phone's store durable (before its files are inspected).
+    pub fn flush(&self) {
+        let _ = self.sdk.flush();
+    }
+
     /// The daily summaries of this phone's stored windows scored under `risk`
     /// (the SDK's own configuration is restored afterwards; none if the SDK
     /// refuses `risk`).

@@ -100,6 +100,30 @@ pub fn write_all(r: &Report, dir: &Path) -> std::io::Result<Vec<String>> {
     )
     .map_err(err)?;
     names.push("recall.svg".to_owned());
+    if r.checkins.adoption > 0.0 {
+        let exposed = r.checkins.exposed_checked_in.max(1) as f64;
+        line_chart(
+            &dir.join("venue-recall.svg"),
+            "Venue check-ins beside proximity: recall by day",
+            "simulated day",
+            "fraction",
+            Some(1.05),
+            &[
+                (
+                    "venue recall (venue row & overlapped a traced stay / overlapped, checked in)",
+                    day(&|d| f64::from(d.venue_true_positives) / exposed),
+                    BLUE,
+                ),
+                (
+                    "proximity recall (notified & truly close / truly close)",
+                    day(&|d| f64::from(d.true_positives) / truth),
+                    RED,
+                ),
+            ],
+        )
+        .map_err(err)?;
+        names.push("venue-recall.svg".to_owned());
+    }
     line_chart(
         &dir.join("epidemic.svg"),
         "Infections, uploads and notifications per day",

@@ -43,6 +43,9 @@ pub struct Report {
     /// Precision–recall curves per attenuation-bucket setting of a grid, from
     /// this run's stored windows (see [`crate::calibration`]).
     pub calibration: crate::calibration::Calibration,
+    /// Venue check-ins: recall of venue exposure, false alarms, bytes and the
+    /// privacy comparison with a paper register.
+    pub checkins: CheckInFigures,
     /// Per simulated day.
     pub daily: Vec<Daily>,
     /// Run time and memory (not compared between runs).
@@ -242,6 +245,129 @@ pub struct Daily {
     pub payload_floor_bytes: f64,
     /// Batches (or, in filter form, day-filter revisions) published so far.
     pub batches: u64,
+    /// Phones with a venue exposure row so far.
+    pub venue_warned: u32,
+    /// Of them, truly venue-exposed (ground truth at the end of the run).
+    pub venue_true_positives: u32,
+    /// Bytes of venue warnings (list and batches) a phone downloaded that day.
+    pub warning_bytes_per_phone: f64,
+}
+
+/// Venue check-ins (SPEC.md §12) against ground truth; see [`crate::venues`].
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CheckInFigures {
+    /// Fraction of app users who scan venue codes.
+    pub adoption: f64,
+    /// Venues in the city.
+    pub venues: u32,
+    /// Venues given an entry code (those an SDK phone checked in at).
+    pub venues_with_codes: usize,
+    /// SDK phones whose user checks in.
+    pub checkin_phones: usize,
+    /// Check-ins made (each checked out).
+    pub check_ins: u64,
+    /// Check-ins or check-outs the SDK refused, and venue codes refused.
+    pub check_in_errors: u64,
+    /// Case stays the authority traced (one owner pre-trace and one gateway
+    /// trace each): every check-in of an uploading case in its upload window.
+    pub traced_stays: usize,
+    /// Traces refused.
+    pub trace_errors: usize,
+    /// Warnings published (one per traced hour slot).
+    pub traced_hours: u64,
+    /// Warning batches the gateway published.
+    pub warning_batches: u64,
+    /// Ground truth: phones that checked in with a visit overlapping a traced
+    /// stay of another person at the same venue.
+    pub exposed_checked_in: usize,
+    /// Everyone (app or not, checked in or not) whose visit overlapped a traced stay.
+    pub exposed_all_people: usize,
+    /// Phones with a venue row in their exposure summary.
+    pub warned: usize,
+    /// Phones with a high-risk venue row.
+    pub warned_high_risk: usize,
+    /// Warned and exposed.
+    pub true_positives: usize,
+    /// `true_positives / exposed_checked_in`.
+    pub recall: f64,
+    /// Exposed phones with a high-risk venue row over `exposed_checked_in`.
+    pub recall_high_risk: f64,
+    /// `true_positives / exposed_all_people`: what check-ins reach of everyone
+    /// who was there.
+    pub population_coverage: f64,
+    /// Proximity recall of the same run ([`Outcome::recall`]), for comparison.
+    pub proximity_recall: f64,
+    /// Exposed phones the proximity path did not notify.
+    pub exposed_without_proximity_notification: usize,
+    /// Checked-in phones not exposed but in a stay's aerosol window (arrived
+    /// after the case left, within `min(stay, 30 min)`): warned on purpose.
+    pub aerosol_window_only: usize,
+    /// Of them, warned.
+    pub aerosol_window_warned: usize,
+    /// Checked-in phones at a traced venue on a traced day, neither exposed
+    /// nor in an aerosol window: same venue, another time.
+    pub same_venue_other_time: usize,
+    /// Of them, warned: false alarms from same venue, other time.
+    pub false_alarms_same_venue_other_time: usize,
+    /// Cases warned of their own traced stay (and of no one else's): the SDK
+    /// does not know which of its visits its user reported, so a case's
+    /// phone matches the trace of its own visit.
+    pub cases_warned_of_own_stay: usize,
+    /// Other warned phones with no visit at a traced venue and day at all.
+    pub false_alarms_elsewhere: usize,
+    /// Phones a warning opened a record of (same venue and hour) that got no
+    /// venue row: the presence-risk rule found no overlap.
+    pub decrypted_without_row: usize,
+    /// Venue warning download per phone per day (list and batches, HTTP
+    /// bytes on the wire), mean over days, every app user counted.
+    pub warning_bytes_per_phone_per_day: f64,
+    /// Of it, the warning list's: `GET /v1/warnings?origin=` has no cursor,
+    /// so it names every batch held (14 days) at every sync.
+    pub warning_list_bytes_per_phone_per_day: f64,
+    /// Warning batches phones synced, and refused.
+    pub warning_batches_synced: u64,
+    /// Warning batches phones' SDKs refused.
+    pub warning_sync_errors: u64,
+    /// CPU in `sync_venue_warnings` + summary per check-in phone per day, ms.
+    pub matching_ms_per_phone_per_day: f64,
+    /// Days on which a warning batch had not reached every relay within 15 s.
+    pub propagation_timeouts: u32,
+    /// What a paper register would expose against each party under Traceless.
+    pub privacy: VisitPrivacy,
+}
+
+/// The privacy comparison: a leaked paper register of the city's venues
+/// against what each party holds under Traceless.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct VisitPrivacy {
+    /// (person, visit) records a register at every venue would hold: every
+    /// venue visit of the simulated period.
+    pub paper_register_records: u64,
+    /// Distinct people in it.
+    pub paper_register_people: usize,
+    /// Of the records, visits by app users.
+    pub paper_register_app_user_records: u64,
+    /// Of the records, visits by people without the app.
+    pub paper_register_other_records: u64,
+    /// Each party under Traceless, measured.
+    pub parties: Vec<PartyExposure>,
+}
+
+/// What one party holds that names a visit.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PartyExposure {
+    /// Who.
+    pub party: String,
+    /// What was scanned.
+    pub scanned: String,
+    /// Bytes scanned (disk size varies by run: 0 in the comparison of runs).
+    pub scanned_bytes: u64,
+    /// Byte runs found that name a venue (name, address, QR payload, key,
+    /// preid, URL fragment): each would tie a record to a visit.
+    pub records_naming_a_visit: u64,
+    /// Whether the scanner found the same needles planted in clear (its
+    /// positive control); `None` where nothing was scanned.
+    pub control_found: Option<bool>,
 }
 
 /// Wall time and memory of the run.
@@ -255,6 +381,8 @@ pub struct RunFigures {
     pub phones_seconds: f64,
     /// Of them, seconds rescoring the calibration grid.
     pub calibration_seconds: f64,
+    /// Of them, seconds computing the check-in figures (privacy scans included).
+    pub checkin_figures_seconds: f64,
     /// Peak resident memory, MiB (VmHWM).
     pub peak_rss_mib: f64,
     /// Rayon threads.
@@ -349,6 +477,51 @@ impl Report {
                 f.sniffer_linked_fraction * 100.0
             );
         }
+        let v = &self.checkins;
+        if v.adoption > 0.0 {
+            let _ = writeln!(
+                s,
+                "  check-ins ({:.0} % of app users): {} check-ins at {} venues, {} case stays traced ({} hours, {} warning batches), warnings {:.0} B/phone/day ({:.0} B of it the list)",
+                v.adoption * 100.0,
+                v.check_ins,
+                v.venues_with_codes,
+                v.traced_stays,
+                v.traced_hours,
+                v.warning_batches,
+                v.warning_bytes_per_phone_per_day,
+                v.warning_list_bytes_per_phone_per_day
+            );
+            let _ = writeln!(
+                s,
+                "  venue recall {:.3} ({}/{} exposed, high risk {:.3}; {} of everyone there)  proximity recall {:.3}  \
+                 false alarms: same venue other time {}/{}, elsewhere {}  aerosol window warned {}/{}  cases warned of their own stay {}",
+                v.recall,
+                v.true_positives,
+                v.exposed_checked_in,
+                v.recall_high_risk,
+                v.exposed_all_people,
+                v.proximity_recall,
+                v.false_alarms_same_venue_other_time,
+                v.same_venue_other_time,
+                v.false_alarms_elsewhere,
+                v.aerosol_window_warned,
+                v.aerosol_window_only,
+                v.cases_warned_of_own_stay
+            );
+            let parties: Vec<String> = v
+                .privacy
+                .parties
+                .iter()
+                .map(|p| format!("{} {}", p.party, p.records_naming_a_visit))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  a paper register would expose {} visits of {} people; records naming a visit under Traceless: {}",
+                v.privacy.paper_register_records,
+                v.privacy.paper_register_people,
+                parties.join(", ")
+            );
+        }
         let _ = write!(
             s,
             "  run {:.1} s (world {:.1} s, phones {:.1} s, of them calibration {:.2} s over {} settings)  peak memory {:.0} MiB",
@@ -383,6 +556,9 @@ impl Report {
         for p in &plots {
             let _ = write!(html, "<h2>{}</h2><img src=\"{p}\" alt=\"{p}\">", esc(p));
         }
+        if self.checkins.adoption > 0.0 {
+            html.push_str(&self.checkin_section());
+        }
         let _ = write!(
             html,
             "<h2>All figures</h2><pre>{}</pre></body></html>",
@@ -390,6 +566,70 @@ impl Report {
         );
         std::fs::write(dir.join("report.html"), html)?;
         Ok(plots)
+    }
+}
+
+impl Report {
+    /// The HTML section on venue check-ins: recall and the privacy table.
+    fn checkin_section(&self) -> String {
+        let v = &self.checkins;
+        let mut h = String::new();
+        let _ = write!(
+            h,
+            "<h2>Venue check-ins</h2><p>{:.0} % of app users scan venue codes; the authority traced \
+             {} case stays ({} hour slots). Venue recall {:.3} ({} of {} checked-in phones that overlapped a \
+             traced stay got a venue row; high risk {:.3}); proximity recall {:.3}. Everyone who overlapped a \
+             traced stay: {} people (coverage {:.3}). False alarms: same venue, other time {} of {}; \
+             elsewhere {}. Aerosol window (after the case left, warned by the rule): {} of {}. \
+             Cases warned of their own traced stay: {}. \
+             Warnings cost {:.0} B per phone per day.</p>",
+            v.adoption * 100.0,
+            v.traced_stays,
+            v.traced_hours,
+            v.recall,
+            v.true_positives,
+            v.exposed_checked_in,
+            v.recall_high_risk,
+            v.proximity_recall,
+            v.exposed_all_people,
+            v.population_coverage,
+            v.false_alarms_same_venue_other_time,
+            v.same_venue_other_time,
+            v.false_alarms_elsewhere,
+            v.aerosol_window_warned,
+            v.aerosol_window_only,
+            v.cases_warned_of_own_stay,
+            v.warning_bytes_per_phone_per_day
+        );
+        let p = &v.privacy;
+        let _ = write!(
+            h,
+            "<table border=\"1\" cellpadding=\"4\"><tr><th>party</th><th>what</th>\
+             <th>records naming a visit</th><th>scanner control</th></tr>\
+             <tr><td>leaked paper register (every venue)</td><td>every visit: {} by app users, {} by others</td>\
+             <td>{} ({} people)</td><td></td></tr>",
+            p.paper_register_app_user_records,
+            p.paper_register_other_records,
+            p.paper_register_records,
+            p.paper_register_people
+        );
+        for x in &p.parties {
+            let control = match x.control_found {
+                Some(true) => "found the planted payload",
+                Some(false) => "MISSED the planted payload",
+                None => "",
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&x.party),
+                esc(&x.scanned),
+                x.records_naming_a_visit,
+                control
+            );
+        }
+        h.push_str("</table>");
+        h
     }
 }
 

@@ -49,6 +49,7 @@ use crate::privacy::{self, Logged};
 use crate::report::{self, Cost, Daily, NetworkFigures, Outcome, Report, RunFigures};
 use crate::scenario::{Publication, Scenario, SdkPhones};
 use crate::seed::{rng, Stream};
+use crate::{venue_figures, venues};
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -108,6 +109,12 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     };
     let before_onset = config.infectious_days_before_onset;
     let truth = epidemic::ground_truth(s, &pop, &outbreak, before_onset);
+    let checkin_on = s.app.checkin_adoption > 0.0;
+    let world = if checkin_on {
+        venues::World::build(s, &pop, &outbreak, before_onset)
+    } else {
+        venues::World::default()
+    };
     bar.inc(s.days.into());
     let world_seconds = t0.elapsed().as_secs_f64();
 
@@ -137,7 +144,10 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             .iter()
             .copied()
             .filter(|p| {
-                upload_of.contains_key(p) || truth.heard_uploader.contains(p) || sample.contains(p)
+                upload_of.contains_key(p)
+                    || truth.heard_uploader.contains(p)
+                    || sample.contains(p)
+                    || world.reachable.contains(p)
             })
             .collect(),
     };
@@ -146,6 +156,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         sidx[p as usize] = i as u32;
     }
 
+    let seized = venue_figures::seized_sample(&world, &sdk_people);
     let day0 = u64::from(s.start_day) * DAY_S;
     let tmp = tempfile::Builder::new()
         .prefix("traceless-sim-")
@@ -161,9 +172,11 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let gateway_keys = GatewayKeys::fetch(nodes.gateway.http_addr)?;
     let relay_path = format!("/v1/relay/{ORIGIN}");
     let full_all = s.app.sdk_phones == SdkPhones::All;
+    let phone_dirs = tmp.path().join("phones");
     let mut phones: Vec<Phone> = sdk_people
         .par_iter()
         .map(|&p| {
+            let dir = phone_dirs.join(format!("phone-{p}"));
             Phone::new(
                 p,
                 day0,
@@ -172,9 +185,21 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 full_all || sample.contains(&p),
                 s.app.publication,
                 s.seed,
+                world.adopters.contains(&p),
+                seized.contains(&p).then_some(dir.as_path()),
             )
         })
         .collect::<Result<_, _>>()?;
+    let mut registry = venues::Registry::new(gateway_keys.seal);
+    let mut traced: Vec<venues::Traced> = Vec::new();
+    let mut trace_errors = 0usize;
+    let mut warning_cursors = vec![0u64; nodes.relays.len()];
+    let mut warning_total = 0f64;
+    let mut warning_list_total = 0f64;
+    let mut warning_timeouts = 0u32;
+    // Every body a network observer between phones and relays sees (uploads,
+    // key batches and warning downloads), scanned at the end.
+    let mut observed: Vec<Vec<u8>> = Vec::new();
 
     let relays: Vec<_> = nodes.relays.iter().map(|r| r.http_addr).collect();
     let mut cursors = vec![0u64; relays.len()];
@@ -351,6 +376,30 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             }
         }
 
+        // Check-ins: each adopter scans the venue's code at arrival and checks
+        // out at departure, on its own clock (venues get codes on first use).
+        if checkin_on {
+            let mut today: Vec<Vec<(u32, u64, u64)>> = vec![Vec::new(); phones.len()];
+            for st in venues::stays_of(&plan.presence, day_start) {
+                let i = sidx[st.person as usize];
+                if i != NONE && phones[i as usize].checks_in && registry.ensure(st.venue).is_some()
+                {
+                    today[i as usize].push((st.venue, st.start, st.end));
+                }
+            }
+            let reg = &registry;
+            phones
+                .par_iter_mut()
+                .zip(today.par_iter())
+                .for_each(|(phone, list)| {
+                    for &(v, arrival, departure) in list {
+                        if let Some(venue) = reg.get(v) {
+                            phone.visit(v, &venue.url, arrival, departure);
+                        }
+                    }
+                });
+        }
+
         // Sealed uploads over HTTP, in time order, with the nodes' clock at each,
         // each to the relay its phone downloads from.
         bundles.sort_by_key(|b| (b.0, b.1));
@@ -367,6 +416,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 }
             }
             upload_sizes.insert(bundle.len());
+            if checkin_on {
+                observed.push(bundle.clone());
+            }
             let relay = relays[*person as usize % relays.len()];
             let next_before = nodes.gateway_next_sequence();
             let r = http::request(relay, "POST", &relay_path, bundle)?;
@@ -388,6 +440,22 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 for seq in next_before..nodes.gateway_next_sequence() {
                     watch.published(seq);
                     batch_upload_at.insert(seq, *at);
+                }
+                // The authority traces the case's own check-ins of its upload
+                // window, learnt in the interview (SPEC.md §12.5).
+                let i = sidx[*person as usize];
+                if checkin_on && i != NONE && phones[i as usize].checks_in {
+                    let u = &outbreak.uploads[upload_of[person]];
+                    let from = day0 + u64::from(*u.window(before_onset).start()) * DAY_S;
+                    let (t, refused) = venues::trace_case(
+                        &nodes,
+                        &registry,
+                        *person,
+                        &phones[i as usize].visits,
+                        from,
+                    );
+                    traced.extend(t);
+                    trace_errors += refused;
                 }
             } else {
                 uploads_refused += 1;
@@ -525,6 +593,34 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 per_phone_day(&bytes_per_relay, &users_per_relay, app.len())
             }
         };
+        // Venue warnings: published at the boundaries the clock passed, spread
+        // to every relay; each relay's list and new batches downloaded once
+        // over HTTP; phones that check in match them.
+        let mut warning_day = 0.0;
+        if checkin_on {
+            if !nodes.wait_for_warnings() {
+                warning_timeouts += 1;
+            }
+            let mut new_warnings = Vec::new();
+            let mut bytes_per_relay = vec![0u64; relays.len()];
+            let mut list_per_relay = vec![0u64; relays.len()];
+            for (r, &addr) in relays.iter().enumerate() {
+                let got = venues::download_warnings(addr, &mut warning_cursors[r])?;
+                bytes_per_relay[r] = got.wire_bytes;
+                list_per_relay[r] = got.list_bytes;
+                observed.extend(got.bodies);
+                if r == 0 {
+                    new_warnings = got.batches;
+                }
+            }
+            warning_day = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
+            warning_list_total += per_phone_day(&list_per_relay, &users_per_relay, app.len());
+            let list: Vec<&[u8]> = new_warnings.iter().map(|(_, b)| b.as_slice()).collect();
+            phones
+                .par_iter_mut()
+                .for_each(|phone| phone.sync_warnings(sync_at + 60, &list));
+        }
+        warning_total += warning_day;
         download_total += day_bytes;
         floor_total += day_floor;
         let notified = phones.iter().filter(|p| p.notified_at.is_some()).count() as u32;
@@ -541,6 +637,12 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             download_bytes_per_phone: day_bytes,
             payload_floor_bytes: day_floor,
             batches: all_batches.len() as u64 + filter_revisions,
+            venue_warned: phones
+                .iter()
+                .filter(|p| p.venue_warned_at.is_some())
+                .count() as u32,
+            venue_true_positives: 0,
+            warning_bytes_per_phone: warning_day,
         });
         bar.inc(1);
     }
@@ -549,6 +651,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let storage = nodes.storage();
     let upload_traffic = nodes.upload_traffic()?;
     let end_time = day0 + u64::from(s.days) * DAY_S;
+    let warning_batches = nodes.warning_batches();
+    let node_dirs = nodes.data_dirs();
     nodes.shutdown();
     bar.finish_and_clear();
 
@@ -556,6 +660,31 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let t_calibration = Instant::now();
     let calibration = crate::calibration::calibrate(&mut phones, &truth.close);
     let calibration_seconds = t_calibration.elapsed().as_secs_f64();
+    let t_checkins = Instant::now();
+    let checkins = if checkin_on {
+        all_batches.iter().for_each(|b| observed.push(b.clone()));
+        let input = venue_figures::Input {
+            s,
+            pop: &pop,
+            world: &world,
+            phones: &mut phones,
+            registry: &registry,
+            traced: &traced,
+            trace_errors,
+            warning_batches,
+            warning_bytes: warning_total / f64::from(s.days),
+            warning_list_bytes: warning_list_total / f64::from(s.days),
+            warning_timeouts,
+            node_dirs: &node_dirs,
+            observed: &observed,
+            close: &truth.close,
+            seized: &seized,
+        };
+        venue_figures::figures(input, &mut daily, day0)
+    } else {
+        report::CheckInFigures::default()
+    };
+    let checkin_figures_seconds = t_checkins.elapsed().as_secs_f64();
     let notified: Vec<&Phone> = phones.iter().filter(|p| p.notified_at.is_some()).collect();
     let tp = notified
         .iter()
@@ -650,12 +779,14 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         sweep: Vec::new(),
         forms: Vec::new(),
         calibration,
+        checkins,
         daily,
         run: RunFigures {
             seconds: t0.elapsed().as_secs_f64(),
             world_seconds,
             phones_seconds,
             calibration_seconds,
+            checkin_figures_seconds,
             peak_rss_mib: report::peak_rss_mib(),
             threads: rayon::current_num_threads(),
         },

@@ -271,6 +271,11 @@ pub struct App {
     pub sync_hour: u32,
     /// How uploads are published.
     pub publication: Publication,
+    /// Fraction of SDK phones whose user scans the venue's QR code on arrival
+    /// and checks out on leaving (SPEC.md §12), drawn once per person. The
+    /// authority traces the venues a diagnosed user checked in at. 0 (the
+    /// default): no check-ins, and runs of older scenario files are unchanged.
+    pub checkin_adoption: f64,
 }
 
 impl Default for App {
@@ -281,6 +286,7 @@ impl Default for App {
             full_sync_sample: 50,
             sync_hour: 23,
             publication: Publication::Keys,
+            checkin_adoption: 0.0,
         }
     }
 }
@@ -343,6 +349,9 @@ impl Scenario {
             return bad("days must be 1..=28");
         }
         let unit = |x: f64| (0.0..=1.0).contains(&x);
+        if !unit(self.app.checkin_adoption) {
+            return bad("app.checkin_adoption must be within 0..=1");
+        }
         if !unit(self.app.adoption)
             || !unit(self.epidemic.test_adherence)
             || !unit(self.epidemic.upload_adherence)
@@ -419,6 +428,8 @@ mod tests {
             "days = 100",
             "[app]\nadoption = 1.5",
             "[app]\nsync_hour = 8",
+            "[app]\ncheckin_adoption = 1.01",
+            "[app]\ncheckin_adoption = -0.1",
             "[epidemic]\ntest_delay_days = [3, 1]",
             "unknown_field = 1",
         ] {

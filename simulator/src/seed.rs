@@ -27,6 +27,8 @@ pub enum Stream {
     Sniffers = 8,
     /// A phone's dummy-upload schedule.
     Dummy = 9,
+    /// Who scans venue QR codes (check-in adoption).
+    CheckIn = 10,
 }
 
 /// SplitMix64 finaliser.

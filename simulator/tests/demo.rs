@@ -2,7 +2,11 @@
 //! finds truly close contacts, notifies nobody when nobody is infected, gives the
 //! same results for the same seed, and the contacts shortcut used at scale gives
 //! the same notifications as running an SDK on every phone. Every upload, real
-//! or dummy, goes sealed through a relay, never straight to the gateway.
+//! or dummy, goes sealed through a relay, never straight to the gateway. Venue
+//! check-ins warn exactly the phones that overlapped a traced stay (and some in
+//! its aerosol window), never one at the venue at another time, and no node,
+//! network observer or seized phone holds a byte run that names a venue, while
+//! the scanners find one planted in clear.
 
 #![allow(clippy::unwrap_used)]
 
@@ -67,6 +71,10 @@ fn deterministic(r: &Report) -> String {
     r.network.propagation_ms_p99 = 0.0;
     for n in &mut r.network.storage {
         n.disk_bytes = 0;
+    }
+    r.checkins.matching_ms_per_phone_per_day = 0.0;
+    for p in &mut r.checkins.privacy.parties {
+        p.scanned_bytes = 0;
     }
     serde_json::to_string(&r).unwrap()
 }
@@ -255,4 +263,112 @@ fn filter_form_notifies_contacts_and_links_no_paths() {
         "{}",
         filter.headline()
     );
+}
+
+/// Venue check-ins on the small demo: the authority traces the cases' own
+/// check-ins through the gateway, relays carry the warnings, and phones match
+/// them. Every phone that checked in and overlapped a traced stay of someone
+/// else gets a venue row (recall 1: case stays are 20 minutes or more, so the
+/// presence rule drops none); every other warned phone was in a stay's aerosol
+/// window; no phone at the same venue and day at another time is warned. The
+/// paper register would hold every visit; no party under Traceless holds a
+/// byte run naming a venue, while each scanner finds a payload planted in clear.
+#[test]
+fn venue_check_ins_warn_the_overlapping_visitors_only_and_no_party_holds_a_visit() {
+    let s = small_demo();
+    assert!(s.app.checkin_adoption > 0.0, "the demo scenario checks in");
+    let r = go(&s);
+    let c = &r.checkins;
+    let head = r.headline();
+    assert!(c.checkin_phones > 0 && c.check_ins > 0, "{head}");
+    assert_eq!(c.check_in_errors, 0, "{head}");
+    assert!(c.traced_stays > 0, "cases had checked in: {head}");
+    assert_eq!(c.trace_errors, 0, "{head}");
+    assert!(c.traced_hours >= c.traced_stays as u64, "{head}");
+    assert!(c.warning_batches > 0, "{head}");
+    assert_eq!(
+        (c.warning_sync_errors, c.propagation_timeouts),
+        (0, 0),
+        "{head}"
+    );
+    assert!(c.warning_batches_synced > 0, "{head}");
+    // Recall against the ground truth, exactly.
+    assert!(c.exposed_checked_in > 0, "{head}");
+    assert_eq!(c.true_positives, c.exposed_checked_in, "{head}");
+    assert_eq!(c.recall, 1.0, "{head}");
+    assert!(c.exposed_all_people >= c.exposed_checked_in, "{head}");
+    assert!(c.population_coverage > 0.0 && c.population_coverage <= 1.0);
+    // Every warning explained: overlap, the rule's aerosol window, or a
+    // case's own traced stay (the SDK does not know which visits were reported).
+    assert_eq!(
+        c.warned,
+        c.true_positives + c.aerosol_window_warned + c.cases_warned_of_own_stay,
+        "{head}"
+    );
+    assert!(c.cases_warned_of_own_stay <= c.traced_stays);
+    assert!(c.aerosol_window_warned <= c.aerosol_window_only);
+    // Same venue, other time: there are such phones, and none is warned.
+    assert!(c.same_venue_other_time > 0, "{head}");
+    assert_eq!(c.false_alarms_same_venue_other_time, 0, "{head}");
+    assert_eq!(c.false_alarms_elsewhere, 0, "{head}");
+    let last = r.daily.last().unwrap();
+    assert_eq!(last.venue_true_positives as usize, c.true_positives);
+    assert_eq!(last.venue_warned as usize, c.warned);
+    // Bytes: every phone lists warnings; batches came over HTTP.
+    assert!(c.warning_bytes_per_phone_per_day > 0.0, "{head}");
+    assert!(
+        c.warning_list_bytes_per_phone_per_day > 0.0
+            && c.warning_list_bytes_per_phone_per_day < c.warning_bytes_per_phone_per_day,
+        "{head}"
+    );
+    let days: f64 = r.daily.iter().map(|d| d.warning_bytes_per_phone).sum();
+    assert!((days / f64::from(r.days) - c.warning_bytes_per_phone_per_day).abs() < 1e-6);
+
+    // Privacy: the register holds every visit; nobody under Traceless a single one.
+    let p = &c.privacy;
+    assert!(p.paper_register_records > 0 && p.paper_register_people > 0);
+    assert_eq!(
+        p.paper_register_records,
+        p.paper_register_app_user_records + p.paper_register_other_records
+    );
+    assert!(p.paper_register_records >= c.check_ins);
+    let parties: Vec<&str> = p.parties.iter().map(|x| x.party.as_str()).collect();
+    for want in [
+        "gateway",
+        "relay 1",
+        "relay 2",
+        "network observer",
+        "seized phone (files)",
+    ] {
+        let x = p.parties.iter().find(|x| x.party == want);
+        let x = x.unwrap_or_else(|| panic!("{want} missing from {parties:?}"));
+        assert!(x.scanned_bytes > 0, "{want} scanned nothing");
+        assert_eq!(
+            x.control_found,
+            Some(true),
+            "{want}: the control was missed"
+        );
+    }
+    for x in &p.parties {
+        assert_eq!(x.records_naming_a_visit, 0, "{}: {x:?}", x.party);
+    }
+
+    // The report shows it.
+    let out = tempfile::tempdir().unwrap();
+    let plots = r.write(out.path()).unwrap();
+    assert!(plots.contains(&"venue-recall.svg".to_owned()));
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("Venue check-ins") && html.contains("paper register"));
+}
+
+/// Without check-in adoption nothing of it runs: no venue code, no trace, no
+/// warning download, and the report's check-in figures stay empty.
+#[test]
+fn no_check_in_adoption_no_codes_traces_or_warning_bytes() {
+    let mut s = contacts(&small_demo());
+    s.app.checkin_adoption = 0.0;
+    let r = go(&s);
+    assert_eq!(r.checkins, Default::default());
+    assert!(r.daily.iter().all(|d| d.warning_bytes_per_phone == 0.0));
+    assert!(r.outcome.uploads >= 3, "{}", r.headline());
 }
