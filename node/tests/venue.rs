@@ -271,6 +271,9 @@ fn a_room_set_traces_each_room_from_one_passphrase() {
         ["Saal 1", "Saal 2"]
     );
     assert_eq!(codes[0].master_public, codes[1].master_public, "one set");
+    assert!(std::fs::read_to_string(out.join("room-2-poster.svg"))
+        .unwrap()
+        .contains(">Saal 2</text>"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -356,6 +359,12 @@ fn a_self_reported_poster_carries_the_gateways_keys_and_no_secret() {
         }
     );
     assert_eq!(code.master_public, mpk);
+    let svg = std::fs::read_to_string(out.join("poster.svg")).unwrap();
+    assert!(
+        svg.contains("their phone reports the visit"),
+        "the poster says who warns"
+    );
+    assert!(!svg.contains("together publish"));
     // With an authority key too: refused, nothing written.
     let both = venue_create(
         &tmp.path().join("both"),

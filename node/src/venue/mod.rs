@@ -331,7 +331,7 @@ fn self_reported(venue: &VenueDescription, keys_file: &Path) -> Result<EntryCode
 type Files = Vec<(String, String, bool)>;
 
 fn posters(prefix: &str, entry: &EntryCode, base_url: &str) -> Result<Files, String> {
-    let svg = poster_svg(&entry.venue, &entry.to_url(base_url))?;
+    let svg = poster_svg(entry, &entry.to_url(base_url))?;
     Ok(vec![
         (format!("{prefix}poster.svg"), svg.clone(), false),
         (

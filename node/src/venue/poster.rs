@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use qrcode::{Color, EcLevel, QrCode};
-use traceless_protocol::venue::VenueDescription;
+use traceless_protocol::venue::{EntryCode, VenueDescription, VenueKind};
 
 use crate::clock::datetime_of_unix;
 
@@ -65,7 +65,8 @@ fn text(out: &mut String, y: f64, size: f64, weight: &str, line: &str) {
 }
 
 /// The poster as a standalone SVG document (millimetre units, A4).
-pub fn poster_svg(venue: &VenueDescription, url: &str) -> Result<String, String> {
+pub fn poster_svg(entry: &EntryCode, url: &str) -> Result<String, String> {
+    let venue = &entry.venue;
     let code = qr(url)?;
     let modules = code.width() + 2 * QUIET;
     let scale = QR_SIDE / modules as f64;
@@ -124,10 +125,18 @@ pub fn poster_svg(venue: &VenueDescription, url: &str) -> Result<String, String>
             ),
         );
     }
+    let who = match entry.kind {
+        VenueKind::Basic => {
+            "tests positive, the venue and the health authority together publish a warning for"
+        }
+        VenueKind::SelfReported { .. } => {
+            "tests positive, their phone reports the visit and the authority publishes a warning for"
+        }
+    };
     for (i, line) in [
         "No register: your visit stays on your phone, sealed. This venue, its owner and",
         "no server receive a list of visitors or a time of arrival. If someone who was here",
-        "tests positive, the venue and the health authority together publish a warning for",
+        who,
         "that time, and only phones that were here then recognise it, on the phone itself.",
     ]
     .iter()
