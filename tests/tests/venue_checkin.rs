@@ -10,14 +10,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use traceless_node::venue::{create, CreateArgs};
 use traceless_protocol::venue::{TraceSecret, VenueError};
 use traceless_protocol::{Clock, ExposureKind, ManualClock, WireError};
-use traceless_sdk::client::{Client, ClientConfig, HttpOptions, SyncTotals};
+use traceless_sdk::client::{Client, SyncTotals};
 use traceless_sdk::{MasterKey, Sdk, SdkConfig, SdkError};
 use traceless_sim::http::request;
 use traceless_sim::nodes::{Nodes, ORIGIN};
@@ -32,21 +33,9 @@ fn at(hour: u64, minute: u64) -> u64 {
     u64::from(DAY) * 86_400 + hour * 3600 + minute * 60
 }
 
+/// Only downloads here: the relay is never asked.
 fn client(gateway: &str) -> Client {
-    Client::new(ClientConfig {
-        download_node: gateway.into(),
-        // Only downloads here: the relay is never asked.
-        relay: "http://127.0.0.2:9".into(),
-        gateway: gateway.into(),
-        origin: ORIGIN.into(),
-        http: HttpOptions {
-            timeout: Duration::from_secs(10),
-            retries: 1,
-            backoff: Duration::from_millis(20),
-            pinned_certificates: Vec::new(),
-        },
-    })
-    .unwrap()
+    common::host_client(gateway, "http://127.0.0.2:9", gateway)
 }
 
 fn open_phone(dir: &Path, clock: &ManualClock, nodes: &Nodes) -> Mutex<Sdk> {

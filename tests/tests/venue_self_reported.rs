@@ -8,12 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
+use std::sync::{Arc, Mutex};
+
+use common::host_client;
 use traceless_protocol::venue::{create_self_reported, MasterPublic, VenueDescription};
 use traceless_protocol::{ExposureKind, ManualClock};
-use traceless_sdk::client::{Client, ClientConfig, ClientError, HttpOptions};
+use traceless_sdk::client::ClientError;
 use traceless_sdk::{Sdk, SdkConfig};
 use traceless_sim::http::request;
 use traceless_sim::nodes::{Nodes, ORIGIN};
@@ -22,22 +24,6 @@ const DAY: u32 = 19_675;
 
 fn at(hour: u64, minute: u64) -> u64 {
     u64::from(DAY) * 86_400 + hour * 3600 + minute * 60
-}
-
-fn client(download: &str, relay: &str, gateway: &str) -> Client {
-    Client::new(ClientConfig {
-        download_node: download.into(),
-        relay: relay.into(),
-        gateway: gateway.into(),
-        origin: ORIGIN.into(),
-        http: HttpOptions {
-            timeout: Duration::from_secs(10),
-            retries: 1,
-            backoff: Duration::from_millis(20),
-            pinned_certificates: Vec::new(),
-        },
-    })
-    .unwrap()
 }
 
 fn warnings_listed(nodes: &Nodes) -> Vec<u8> {
@@ -52,7 +38,7 @@ fn a_self_reported_stay_warns_who_was_there_that_hour_and_nobody_else() {
     let nodes = Nodes::start(tmp.path(), 1, at(9, 0), 1, 86_400).unwrap();
     let gateway = format!("http://{}", nodes.gateway.http_addr);
     let relay = format!("http://{}", nodes.relays[0].http_addr);
-    let net = client(&gateway, &relay, &gateway);
+    let net = host_client(&gateway, &relay, &gateway);
 
     // Anyone makes the gate's code from the gateway's published keys.
     let keys = net.gateway_keys().unwrap();
@@ -137,7 +123,7 @@ fn a_self_reported_stay_warns_who_was_there_that_hour_and_nobody_else() {
     assert_eq!(batches[0]["warning_count"], 1, "a replay queued nothing");
     for p in [&there, &later] {
         // A client per phone: a client's ETags are its phone's.
-        let t = client(&gateway, &relay, &gateway).sync(p).unwrap();
+        let t = host_client(&gateway, &relay, &gateway).sync(p).unwrap();
         assert_eq!((t.warning_batches, t.rejected), (1, 0));
     }
     let days = there.lock().unwrap().exposure_summary().unwrap();

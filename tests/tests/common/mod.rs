@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests that run real nodes.
 
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,7 +73,6 @@ pub fn sync_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
 /// What a host app does to sync the filter form: list `origin`'s day filters
 /// and, for each, download the parts above the SDK's complete prefix and hand
 /// them to the SDK. Returns how many downloads it synced.
-#[allow(dead_code)] // each test binary compiles this module; one of them uses it
 pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usize {
     let list = request(node, "GET", &format!("/v1/filters?origin={origin}"), b"")
         .unwrap()
@@ -95,4 +97,23 @@ pub fn sync_filters_from(node: SocketAddr, origin: &str, phone: &mut Sdk) -> usi
         synced += 1;
     }
     synced
+}
+
+/// A host client of the simulated origin: downloads from `download`, posts
+/// sealed uploads to `relay`, asks `gateway` for keys and tokens; short
+/// timeouts, bounded retries.
+pub fn host_client(download: &str, relay: &str, gateway: &str) -> traceless_sdk::client::Client {
+    traceless_sdk::client::Client::new(traceless_sdk::client::ClientConfig {
+        download_node: download.into(),
+        relay: relay.into(),
+        gateway: gateway.into(),
+        origin: traceless_sim::nodes::ORIGIN.into(),
+        http: traceless_sdk::client::HttpOptions {
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            backoff: Duration::from_millis(20),
+            pinned_certificates: Vec::new(),
+        },
+    })
+    .expect("a valid client configuration")
 }
