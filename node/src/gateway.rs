@@ -340,17 +340,7 @@ impl Gateway {
             consume_code: Some(code),
             ..Default::default()
         };
-        if !upload.stays.reports.is_empty() {
-            return self.stage_stays(store, queue, &upload.stays, now, &mut commit);
-        }
-        self.stage(
-            store,
-            &mut pool,
-            std::mem::take(&mut upload.keys),
-            &upload.filter_intervals,
-            now,
-            &mut commit,
-        )
+        self.stage(store, queue, &mut pool, &mut upload, now, &mut commit)
     }
 
     /// Accepts a sealed upload that a relay forwarded: opens it, redeems its
@@ -398,22 +388,11 @@ impl Gateway {
             spend_token: Some((token.epoch, id)),
             ..Default::default()
         };
-        if !upload.dummy && !upload.stays.reports.is_empty() {
-            return self.stage_stays(store, queue, &upload.stays, now, &mut commit);
+        if upload.dummy {
+            // Cover traffic: its work is done, nothing of it is kept.
+            upload.keys.clear();
         }
-        let keys = if upload.dummy {
-            Vec::new()
-        } else {
-            std::mem::take(&mut upload.keys)
-        };
-        self.stage(
-            store,
-            &mut pool,
-            keys,
-            &upload.filter_intervals,
-            now,
-            &mut commit,
-        )
+        self.stage(store, queue, &mut pool, &mut upload, now, &mut commit)
     }
 
     /// Charges the upload bucket for an authenticated real upload. Only uploads
@@ -439,20 +418,25 @@ impl Gateway {
     }
 
     /// The one path both authorizations take: a key-form upload's keys join the
-    /// pool, a filter-form upload's chosen intervals become entries.
+    /// pool, a filter-form upload's chosen intervals become entries, an upload of
+    /// self-reported stays queues their warnings.
     fn stage(
         &self,
         store: &dyn Store,
+        queue: &WarningFiles,
         pool: &mut PoolState,
-        keys: Vec<DiagnosisKey>,
-        masks: &[IntervalMask],
+        upload: &mut Upload,
         now: u64,
         commit: &mut GatewayCommit,
     ) -> Result<UploadReceipt, UploadError> {
-        if masks.is_empty() || keys.is_empty() {
+        if !upload.stays.reports.is_empty() {
+            return self.stage_stays(store, queue, &upload.stays, now, commit);
+        }
+        let keys = std::mem::take(&mut upload.keys);
+        if upload.filter_intervals.is_empty() || keys.is_empty() {
             self.stage_keys(store, pool, keys, now, commit)
         } else {
-            self.stage_entries(store, keys, masks, now, commit)
+            self.stage_entries(store, keys, &upload.filter_intervals, now, commit)
         }
     }
 
