@@ -165,7 +165,14 @@ async fn metrics_parse_as_openmetrics_with_every_family_and_libp2p_gossipsub() {
     }
     // The values are the node's own figures.
     assert_eq!(value(&families, "traceless_batches_stored"), 3.0);
-    assert_eq!(value(&families, "traceless_batches_duplicate"), 1.0);
+    // One duplicate is the test's own; the peer, catching up, may hand a batch
+    // back once more before the snapshot, so the exposition is checked against
+    // the node's own counter.
+    let duplicates = value(&families, "traceless_batches_duplicate");
+    assert!(
+        duplicates >= 1.0 && duplicates <= n1.core.metrics.batches_duplicate.get() as f64,
+        "{duplicates}"
+    );
     assert_eq!(value(&families, "traceless_batches"), 3.0);
     assert_eq!(value(&families, "traceless_keys"), 9.0);
     assert_eq!(value(&families, "traceless_embargoed_keys"), 2.0);
