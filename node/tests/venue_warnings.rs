@@ -159,6 +159,18 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
         get(addr, "/v1/warnings?origin=other.health").json()["warnings"],
         serde_json::json!([])
     );
+    // The cursor: only what lies above it is listed.
+    let above = |after: &str| {
+        get(addr, &format!("/v1/warnings?origin={ORIGIN}&after={after}")).json()["warnings"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((above("0"), above("1")), (1, 0));
+    assert_eq!(
+        get(addr, &format!("/v1/warnings?origin={ORIGIN}&after=x")).status,
+        400
+    );
 
     // A rogue's batch: signed by an untrusted key, not stored.
     let rogue = AuthorityKey {
@@ -315,11 +327,16 @@ async fn warnings_reach_a_relay_by_gossip_and_forged_ones_do_not() {
     assert!(meshed, "no gossipsub mesh on the warning topic");
     next_period(&gateway.core, &clock);
     let on_gateway = get(gateway.http_addr, &format!("/v1/warnings/{ORIGIN}/1")).body;
+    // Stored, then logged: wait for both (the file is written first).
     let arrived = wait_until(Duration::from_secs(20), || {
         relay.core.warning_files().get(ORIGIN, 1).unwrap().is_some()
+            && !warning_entries(&relay.core).0.is_empty()
     })
     .await;
-    assert!(arrived, "the warning batch did not reach the relay");
+    assert!(
+        arrived,
+        "the warning batch did not reach the relay's store and log"
+    );
     // The relay logs what it stored, at the batch's own `createdAt`.
     let on_relay = warning_entries(&relay.core).0;
     assert_eq!(on_relay.len(), 1);

@@ -321,8 +321,8 @@ pub struct CheckInFigures {
     /// Venue warning download per phone per day (list and batches, HTTP
     /// bytes on the wire), mean over days, every app user counted.
     pub warning_bytes_per_phone_per_day: f64,
-    /// Of it, the warning list's: `GET /v1/warnings?origin=` has no cursor,
-    /// so it names every batch held (14 days) at every sync.
+    /// Of it, the warning list's (`GET /v1/warnings?origin=&after=`: the
+    /// batches above the relay's cursor).
     pub warning_list_bytes_per_phone_per_day: f64,
     /// Warning batches phones synced, and refused.
     pub warning_batches_synced: u64,

@@ -309,20 +309,25 @@ pub struct Downloaded {
     pub batches: Vec<WarningDownload>,
     /// HTTP bytes received on the wire.
     pub wire_bytes: u64,
-    /// Of them, the list's (`GET /v1/warnings?origin=` names every batch held).
+    /// Of them, the list's (`GET /v1/warnings?origin=&after=`: the batches above the cursor).
     pub list_bytes: u64,
     /// Every response body (what a network observer sees).
     pub bodies: Vec<Vec<u8>>,
 }
 
-/// Lists a relay's warning batches (`GET /v1/warnings?origin=`) and downloads,
-/// by ascending sequence, each above `cursor` (moving it on), as the host
-/// client does.
+/// Lists a relay's warning batches above `cursor` (`GET
+/// /v1/warnings?origin=&after=`) and downloads them by ascending sequence
+/// (moving the cursor on), as the host client does.
 pub fn download_warnings(
     addr: std::net::SocketAddr,
     cursor: &mut u64,
 ) -> Result<Downloaded, http::HttpError> {
-    let list = http::request(addr, "GET", &format!("/v1/warnings?origin={ORIGIN}"), b"")?;
+    let list = http::request(
+        addr,
+        "GET",
+        &format!("/v1/warnings?origin={ORIGIN}&after={cursor}"),
+        b"",
+    )?;
     let list_bytes = list.wire_bytes as u64;
     let mut bytes = list_bytes;
     let mut entries: Vec<(u64, String)> = list

@@ -71,9 +71,14 @@ impl Client {
     /// counted as rejected and skipped, changing nothing on the phone.
     pub fn sync_warnings(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
-        let list_url = format!("{}/v1/warnings?origin={origin}", self.config.download_node);
-        let entries = listed(&list_url, origin, &self.json(&list_url)?)?;
         let cursor = phone.with(|s| s.warning_cursor(origin))?;
+        // Only what lies above the cursor is listed (SPEC.md §12.10).
+        let list_url = format!(
+            "{}/v1/warnings?origin={origin}&after={}",
+            self.config.download_node,
+            cursor.unwrap_or(0)
+        );
+        let entries = listed(&list_url, origin, &self.json(&list_url)?)?;
         let mut totals = SyncTotals::default();
         for entry in entries
             .into_iter()

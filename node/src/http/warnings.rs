@@ -46,9 +46,13 @@ impl From<&WarningMeta> for WarningEntry {
 #[derive(Deserialize)]
 pub struct WarningQuery {
     origin: Option<String>,
+    /// Only batches with a sequence above this: the phone's warning cursor.
+    #[serde(default)]
+    after: u64,
 }
 
-/// `GET /v1/warnings[?origin=..]`: held warning batches by origin and sequence.
+/// `GET /v1/warnings[?origin=..][&after=..]`: held warning batches by origin
+/// and sequence, those above `after` only.
 pub async fn list(
     State(http): Shared,
     Query(q): Query<WarningQuery>,
@@ -58,7 +62,7 @@ pub async fn list(
     let metas = blocking(move || Ok(s.warning_files().list(q.origin.as_deref())?)).await?;
     let entries: Vec<WarningEntry> = metas
         .iter()
-        .filter(|m| m.created_at <= as_of)
+        .filter(|m| m.created_at <= as_of && m.sequence > q.after)
         .map(WarningEntry::from)
         .collect();
     Ok(Json(json!({ "warnings": entries })))
