@@ -601,12 +601,14 @@ async fn indistinguishability(n: usize) -> (f64, Duration, f64, f64) {
     )
 }
 
-/// Smoke version: 60 real and 60 dummy uploads. With 60 held-out samples the
-/// accuracy of a coin is 50 % ± 6.5 % (1 σ), so the bound here is loose; the
-/// ignored test below measures the figure with 1,000 of each.
+/// Smoke version: 160 real and 160 dummy uploads. With 160 held-out samples
+/// the accuracy of a coin is 50 % ± 4 % (1 σ), and the best of three features
+/// is taken, so the bound here is loose (with 60 of each it was crossed by
+/// chance: 0.70 and 0.82 were seen on unchanged code); the ignored test below
+/// measures the figure with 1,000 of each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_and_dummy_uploads_are_indistinguishable_on_the_wire() {
-    let (accuracy, p50, _, _) = indistinguishability(60).await;
+    let (accuracy, p50, _, _) = indistinguishability(160).await;
     println!(
         "classifier accuracy {:.1} %, upload latency p50 {p50:?}",
         accuracy * 100.0
