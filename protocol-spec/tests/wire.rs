@@ -712,7 +712,13 @@ fn stay_uploads_carry_sealed_reports_alone() {
         ..Default::default()
     };
     assert!(
-        many.encode_padded().is_err(),
+        matches!(
+            many.encode_padded(),
+            Err(WireError::InvalidField {
+                field: "padding",
+                ..
+            })
+        ),
         "nine one-hour reports do not fit the fixed length"
     );
 }
