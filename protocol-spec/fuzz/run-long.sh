@@ -3,7 +3,10 @@
 # for RUNS executions (default 10^7), seeded with seeds/<target> (valid messages
 # from ../vectors) and dict/<target>.dict where present. Prints one line per
 # target: executions, coverage (libFuzzer's `cov:` edges and `ft:` features),
-# corpus size, crashes. Usage: ./run-long.sh [target ...]   (RUNS=N to change).
+# corpus size, crashes (libFuzzer's crash-, oom-, timeout- and leak- artifacts;
+# `slow-unit-` files are counted apart: a unit that took over 10 s, which a
+# paused or starved process also produces; rerun one to see its time).
+# Usage: ./run-long.sh [target ...]   (RUNS=N to change).
 #
 # No cargo-fuzz needed: the targets are built with the coverage instrumentation
 # cargo-fuzz passes (SanitizerCoverage with inline 8-bit counters, PC table and
@@ -28,7 +31,7 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v traceless-protocol-fuzz)
 fi
-printf '%-16s %12s %8s %8s %8s %8s\n' target execs cov ft corpus crashes
+printf '%-16s %12s %8s %8s %8s %8s %6s\n' target execs cov ft corpus crashes slow
 for t in "${targets[@]}"; do
     work="$OUT/corpus-$t"
     mkdir -p "$work" "$OUT/artifacts-$t"
@@ -46,7 +49,9 @@ for t in "${targets[@]}"; do
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     corpus=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
-    crashes=$(find "$OUT/artifacts-$t" -type f | wc -l)
-    printf '%-16s %12s %8s %8s %8s %8s%s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
-        "${corpus:-?}" "$crashes" "$([ $rc -ne 0 ] && echo "  (exit $rc, see $log)")"
+    crashes=$(find "$OUT/artifacts-$t" -type f \( -name 'crash-*' -o -name 'oom-*' \
+        -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l)
+    slow=$(find "$OUT/artifacts-$t" -type f -name 'slow-unit-*' | wc -l)
+    printf '%-16s %12s %8s %8s %8s %8s %6s%s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
+        "${corpus:-?}" "$crashes" "$slow" "$([ $rc -ne 0 ] && echo "  (exit $rc, see $log)")"
 done

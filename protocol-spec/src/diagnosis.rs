@@ -5,7 +5,7 @@ use crate::interval::{
     interval_number, interval_start_seconds, EnIntervalNumber, DRIFT_TOLERANCE_INTERVALS,
     INTERVALS_PER_DAY, RETENTION_DAYS,
 };
-use crate::keys::Tek;
+use crate::keys::{Tek, KEY_LEN};
 
 /// Highest transmission risk level.
 pub const MAX_TRANSMISSION_RISK: u8 = 8;
@@ -89,6 +89,39 @@ pub(crate) fn validate_fields(
             now,
         });
     }
+    Ok(())
+}
+
+/// Appends the keys of one wire group (`key_data` a whole number of 16-byte
+/// TEKs sharing the other fields) to `out`: [`key_from_wire`] for each, with
+/// the shared fields validated once.
+pub(crate) fn keys_from_wire_group(
+    out: &mut Vec<DiagnosisKey>,
+    key_data: &[u8],
+    rolling_start: u32,
+    rolling_period: u32,
+    transmission_risk: u32,
+    days_since_onset: i32,
+    now_unix: u64,
+) -> Result<(), WireError> {
+    if key_data.is_empty() || !key_data.len().is_multiple_of(KEY_LEN) {
+        return Err(WireError::KeyLength(key_data.len()));
+    }
+    let first = key_from_wire(
+        &key_data[..KEY_LEN],
+        rolling_start,
+        rolling_period,
+        transmission_risk,
+        days_since_onset,
+        now_unix,
+    )?;
+    out.extend(key_data.chunks_exact(KEY_LEN).map(|tek| DiagnosisKey {
+        tek: Tek(tek.try_into().expect("chunks of 16 bytes")),
+        rolling_start: first.rolling_start,
+        rolling_period: first.rolling_period,
+        transmission_risk: first.transmission_risk,
+        days_since_onset: first.days_since_onset,
+    }));
     Ok(())
 }
 

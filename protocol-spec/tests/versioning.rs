@@ -168,6 +168,50 @@ fn a_writer_sends_both_export_fields_and_the_fixed_64_byte_signature() {
     ));
 }
 
+/// The canonical check compares the body with its message re-encoded: the same
+/// message with its fields out of order, or one field written twice, decodes to
+/// the same batch and is refused.
+#[test]
+fn a_batch_body_encoded_any_other_way_is_refused_even_when_signed() {
+    let (key, trust) = authority();
+    for body in [batch().sign(&key).unwrap().body, attached(&key).body] {
+        let m = pb::BatchBody::decode(body.as_slice()).unwrap();
+        let day_first = [
+            pb::BatchBody {
+                day: m.day,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            pb::BatchBody {
+                day: 0,
+                ..m.clone()
+            }
+            .encode_to_vec(),
+        ]
+        .concat();
+        let day_twice = [
+            body.clone(),
+            pb::BatchBody {
+                day: m.day,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ]
+        .concat();
+        for variant in [day_first, day_twice] {
+            assert_eq!(pb::BatchBody::decode(variant.as_slice()).unwrap(), m);
+            assert_eq!(
+                signed(&key, variant).verify(&trust, NOW),
+                Err(WireError::NonCanonical("batch body"))
+            );
+        }
+        assert!(
+            signed(&key, body).verify(&trust, NOW).is_ok(),
+            "the control verifies"
+        );
+    }
+}
+
 #[test]
 fn a_field_version_1_does_not_know_is_refused_even_when_signed() {
     let (key, trust) = authority();

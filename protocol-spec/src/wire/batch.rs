@@ -8,7 +8,7 @@ use super::{
     check_reencodes, check_version, decode_limited, decode_list, pb, signature_bytes,
     validate_origin, PROTOCOL_VERSION,
 };
-use crate::diagnosis::{key_from_wire, DiagnosisKey};
+use crate::diagnosis::{keys_from_wire_group, DiagnosisKey};
 use crate::error::{KeyOrderFault, WireError};
 use crate::export::ExportFile;
 use crate::interval::day_of_interval;
@@ -202,18 +202,24 @@ impl Batch {
                     batch_day: body.day,
                 });
             }
-            for tek in g.key_data.chunks_exact(16) {
-                keys.push(key_from_wire(
-                    tek,
-                    g.rolling_start_interval_number,
-                    g.rolling_period,
-                    g.transmission_risk_level,
-                    g.days_since_onset_of_symptoms,
-                    now_unix,
-                )?);
-            }
+            keys_from_wire_group(
+                &mut keys,
+                &g.key_data,
+                g.rolling_start_interval_number,
+                g.rolling_period,
+                g.transmission_risk_level,
+                g.days_since_onset_of_symptoms,
+                now_unix,
+            )?;
         }
         let attachments = decode_attachments(&body)?;
+        // Canonical form: with the order checked above, the groups are exactly
+        // those `encode_body_with` makes of `keys`, and the attachments' own
+        // decoders checked their canonical form, so re-encoding the decoded
+        // message equals re-encoding the batch, without regrouping its keys.
+        if body.encode_to_vec() != bytes {
+            return Err(WireError::NonCanonical(WHAT));
+        }
         let batch = Batch {
             origin: body.origin,
             sequence: body.sequence,
@@ -221,9 +227,6 @@ impl Batch {
             day: body.day,
             keys,
         };
-        if batch.encode_body_with(&attachments) != bytes {
-            return Err(WireError::NonCanonical(WHAT));
-        }
         Ok((batch, attachments))
     }
 
@@ -331,8 +334,13 @@ fn check_key_order(groups: &[pb::KeyGroup]) -> Result<(), WireError> {
                 std::cmp::Ordering::Greater => return Err(fault(KeyOrderFault::GroupsUnsorted)),
             }
         }
-        for pair in g.key_data.chunks_exact(16).collect::<Vec<_>>().windows(2) {
-            match pair[0].cmp(pair[1]) {
+        // Big-endian u128s order as the byte strings do.
+        let teks = g
+            .key_data
+            .chunks_exact(16)
+            .map(|t| u128::from_be_bytes(t.try_into().expect("chunks of 16 bytes")));
+        for (a, b) in teks.clone().zip(teks.skip(1)) {
+            match a.cmp(&b) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => return Err(fault(KeyOrderFault::DuplicateKey)),
                 std::cmp::Ordering::Greater => return Err(fault(KeyOrderFault::KeysUnsorted)),
