@@ -169,7 +169,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<RunningNode, St
         source,
     })?;
     let trust = config.trust_list()?;
-    let sled_store = SledStore::open(&config.data_dir.join("db"))?;
+    let sled_store =
+        SledStore::open_with_cache(&config.data_dir.join("db"), config.storage.cache_bytes())?;
     let identity = keys::node_identity(&config.data_dir)?;
     let core_keys = CoreKeys {
         node_key: keys::deletion_log_key(&config.data_dir)?,

@@ -83,6 +83,32 @@ pub struct Config {
     pub clock: ClockConfig,
     /// Witnessing other nodes' logs (SPEC.md §8.3).
     pub witness: WitnessConfig,
+    /// The database.
+    pub storage: StorageConfig,
+}
+
+/// The database (`[storage]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Most memory sled's page cache holds, MiB: what the node's memory levels
+    /// off at, beside its fixed part, however large the store grows.
+    pub cache_mib: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            cache_mib: crate::storage::DEFAULT_CACHE_BYTES >> 20,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The bound in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mib << 20
+    }
 }
 
 /// Witnessing (SPEC.md §8.3).
@@ -129,6 +155,7 @@ impl Default for Config {
             publication: PublicationConfig::default(),
             witness: WitnessConfig::default(),
             clock: ClockConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -446,6 +473,11 @@ impl Config {
                 "retention.interval_secs must be 1..=3600".into(),
             ));
         }
+        if self.storage.cache_mib == 0 || self.storage.cache_mib > 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "storage.cache_mib must be 1..=1048576".into(),
+            ));
+        }
         if self.filters.rebuild_seconds == 0 || self.filters.rebuild_seconds > 86_400 {
             return Err(ConfigError::Invalid(
                 "filters.rebuild_seconds must be 1..=86400".into(),
@@ -573,6 +605,11 @@ interval_secs = 600
 # revision of each day's filter at every publication boundary ([publication]).
 rebuild_seconds = 600
 
+[storage]
+# Most memory the database's page cache holds, MiB: the node's memory levels off
+# at this plus its fixed part however large the store grows.
+cache_mib = 64
+
 [publication]
 # A gateway publishes the keys it accepted only at period boundaries, shuffled
 # together, every period padded with random keys to at least min_keys (plus a
@@ -641,5 +678,26 @@ mod tests {
         );
         assert!(EXAMPLE.contains("upload_gateways"));
         assert!(!EXAMPLE.contains(".zip"));
+    }
+
+    /// The page cache is bounded by default, well below sled's own 1 GiB, and
+    /// an unbounded or empty one is refused.
+    #[test]
+    fn the_database_cache_is_bounded() {
+        let c: Config = toml::from_str(EXAMPLE).expect("example parses");
+        assert_eq!(c.storage, StorageConfig::default());
+        assert_eq!(c.storage.cache_bytes(), 64 << 20);
+        let with = |mib: u64| {
+            toml::from_str::<Config>(&format!("[storage]\ncache_mib = {mib}\n"))
+                .expect("parses")
+                .validate()
+        };
+        assert!(with(1).is_ok());
+        for bad in [0, (1 << 20) + 1] {
+            assert!(matches!(
+                with(bad),
+                Err(ConfigError::Invalid(m)) if m.starts_with("storage.cache_mib")
+            ));
+        }
     }
 }

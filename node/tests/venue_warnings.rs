@@ -442,7 +442,7 @@ async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
     })
     .await;
     assert!(more, "catch-up rounds stopped");
-    assert_eq!(relay.core.warning_files().list(None).unwrap().len(), 1);
+    assert_eq!(relay.core.warning_files().list(None, 0).unwrap().len(), 1);
     relay.shutdown().await;
 
     // A batch the relay stored and was killed before logging (written into its

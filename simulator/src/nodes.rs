@@ -358,7 +358,7 @@ impl Nodes {
         let seqs = |n: &RunningNode| -> HashSet<u64> {
             n.core
                 .warning_files()
-                .list(Some(ORIGIN))
+                .list(Some(ORIGIN), 0)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|m| m.sequence)
@@ -382,7 +382,7 @@ impl Nodes {
         self.gateway
             .core
             .warning_files()
-            .list(Some(ORIGIN))
+            .list(Some(ORIGIN), 0)
             .map_or(0, |l| l.len() as u64)
     }
 

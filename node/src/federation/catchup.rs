@@ -134,7 +134,7 @@ pub fn warning_summary(
     as_of: u64,
 ) -> Result<Vec<OriginSummary>, StorageError> {
     let served = files
-        .list(None)?
+        .list(None, 0)?
         .into_iter()
         .filter(|m| m.created_at <= as_of);
     Ok(origin_summaries(served.map(|m| (m.origin, m.sequence))))
@@ -193,7 +193,7 @@ pub fn missing_warnings(
 ) -> Result<Vec<CatchupRequest>, StorageError> {
     let ours = held(
         files
-            .list(None)?
+            .list(None, 0)?
             .into_iter()
             .map(|m| (m.origin, m.sequence)),
     );

@@ -37,7 +37,7 @@ pub async fn page(State(http): Shared) -> Result<Html<String>, ApiError> {
         Ok((
             s2.public_snapshot(),
             s2.store.deletion_log()?,
-            s2.warning_files().list(None)?,
+            s2.warning_files().list(None, 0)?,
         ))
     })
     .await?;

@@ -59,10 +59,10 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = http.core.clone();
     let as_of = s.public_now();
-    let metas = blocking(move || Ok(s.warning_files().list(q.origin.as_deref())?)).await?;
+    let metas = blocking(move || Ok(s.warning_files().list(q.origin.as_deref(), q.after)?)).await?;
     let entries: Vec<WarningEntry> = metas
         .iter()
-        .filter(|m| m.created_at <= as_of && m.sequence > q.after)
+        .filter(|m| m.created_at <= as_of)
         .map(WarningEntry::from)
         .collect();
     Ok(Json(json!({ "warnings": entries })))

@@ -522,7 +522,7 @@ impl TransparencyLog {
     /// index lacks (stored just before a crash). Returns the indexes appended.
     pub fn log_unlogged_warnings(&self, files: &WarningFiles) -> Result<Vec<u64>, LogStoreError> {
         let mut out = Vec::new();
-        for m in files.list(None)? {
+        for m in files.list(None, 0)? {
             if self
                 .indexed(LOG_INDEX_WARNING, &m.origin, m.sequence)?
                 .is_none()

@@ -9,7 +9,7 @@ use super::files::{remove_dir_bounded, replaced_dir, rewrite_dir, write_all_dura
 use super::keyspace::{
     split_batch_key, LEGACY_BATCH_BODY, LEGACY_FILTER, LOG_INDEX, LOG_INDEX_FILTER, PENDING,
 };
-use super::sled_store::{open_sled, SledStore};
+use super::sled_store::{open_sled, SledStore, DEFAULT_CACHE_BYTES};
 use super::StorageError;
 
 /// Completes or undoes a database replacement a crash interrupted: a rewrite
@@ -54,7 +54,7 @@ impl SledStore {
             .map(|(_, path, v)| (path.clone(), v.as_ref()))
             .collect();
         write_all_durably(&files)?;
-        let fresh = open_sled(&rewrite_dir(dir))?;
+        let fresh = open_sled(&rewrite_dir(dir), DEFAULT_CACHE_BYTES)?;
         let mut ops = sled::Batch::default();
         for (n, item) in self.db.iter().enumerate() {
             let (k, v) = item?;

@@ -58,7 +58,7 @@ pub use records::{
     content_id, BatchMeta, CodeRecord, Expired, FilterMeta, GatewayCommit, PendingKey,
     PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 pub use summary::{DaySummary, StoreSummary};
 pub use traits::{
     BatchStore, CodeStore, FilterStore, GatewayStore, PoolStore, RetentionStore, Store,

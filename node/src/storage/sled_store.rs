@@ -31,11 +31,19 @@ pub struct SledStore {
     tally: Mutex<Tally>,
 }
 
-/// Opens the sled database in `dir`. sled's file lock refusing a second opener
-/// becomes [`StorageError::InUse`].
-pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
+/// The most sled's page cache holds unless configured (`[storage] cache_mib`).
+/// sled's own default, 1 GiB, let a node's memory grow with its store until
+/// then; batches and held keys live in files (SPEC.md §8.1), so sled holds
+/// only indexes, logs and small records, and 64 MiB keeps them hot.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Opens the sled database in `dir` with a page cache of at most
+/// `cache_bytes`. sled's file lock refusing a second opener becomes
+/// [`StorageError::InUse`].
+pub(super) fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StorageError> {
     sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_bytes)
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None)
         .open()
@@ -51,22 +59,28 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StorageError> {
 
 /// [`open_sled`] right after a handle on `dir` was dropped: sled's background
 /// threads hold its file lock briefly after the drop. Bounded (2 s).
-pub(super) fn open_sled_after_drop(dir: &Path) -> Result<sled::Db, StorageError> {
+pub(super) fn open_sled_after_drop(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StorageError> {
     for _ in 0..200 {
-        match open_sled(dir) {
+        match open_sled(dir, cache_bytes) {
             Err(StorageError::Db(_) | StorageError::InUse(_)) => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
             other => return other,
         }
     }
-    open_sled(dir)
+    open_sled(dir, cache_bytes)
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, its cache bounded by
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        Self::open_with(dir, open_sled)
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's page cache bounded by `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
+        Self::open_with(dir, cache_bytes, open_sled)
     }
 
     /// The database handle, for the transparency log's own prefixes
@@ -79,22 +93,23 @@ impl SledStore {
     /// reopening a database); see [`open_sled_after_drop`].
     #[cfg(test)]
     pub(super) fn open_after_drop(dir: &Path) -> Result<Self, StorageError> {
-        Self::open_with(dir, open_sled_after_drop)
+        Self::open_with(dir, DEFAULT_CACHE_BYTES, open_sled_after_drop)
     }
 
     fn open_with(
         dir: &Path,
-        open: fn(&Path) -> Result<sled::Db, StorageError>,
+        cache_bytes: u64,
+        open: fn(&Path, u64) -> Result<sled::Db, StorageError>,
     ) -> Result<Self, StorageError> {
         finish_replacement(dir)?;
-        let store = Self::with_db(open(dir)?, dir);
+        let store = Self::with_db(open(dir, cache_bytes)?, dir);
         let store = if store.migrate_to_files(dir)? {
             drop(store);
             std::fs::rename(dir, replaced_dir(dir))?;
             std::fs::rename(rewrite_dir(dir), dir)?;
             sync_parent(dir)?;
             remove_dir_bounded(&replaced_dir(dir))?;
-            Self::with_db(open_sled_after_drop(dir)?, dir)
+            Self::with_db(open_sled_after_drop(dir, cache_bytes)?, dir)
         } else {
             store
         };

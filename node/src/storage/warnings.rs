@@ -261,9 +261,11 @@ impl WarningFiles {
         files::read_if_present(&self.batch_path(origin, sequence))
     }
 
-    /// Every stored batch (of `origin` if given), by origin then sequence.
-    /// The bytes were verified when stored; their bodies are read again here.
-    pub fn list(&self, origin: Option<&str>) -> Result<Vec<WarningMeta>, StorageError> {
+    /// Every stored batch (of `origin` if given) with a sequence above
+    /// `after`, by origin then sequence. The bytes were verified when stored;
+    /// their bodies are read again here, and only theirs: the sequence is in
+    /// the file name, so a phone's cursor costs what lies above it.
+    pub fn list(&self, origin: Option<&str>, after: u64) -> Result<Vec<WarningMeta>, StorageError> {
         let rd = match std::fs::read_dir(self.published_dir()) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -279,6 +281,12 @@ impl WarningFiles {
             if prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
                 continue;
             }
+            let sequence = name
+                .rsplit_once('-')
+                .and_then(|(_, s)| s.parse::<u64>().ok());
+            if sequence.is_some_and(|s| s <= after) {
+                continue;
+            }
             out.push(read_meta(&std::fs::read(&path)?)?);
         }
         out.sort_by(|a, b| (&a.origin, a.sequence).cmp(&(&b.origin, b.sequence)));
@@ -289,7 +297,7 @@ impl WarningFiles {
     /// due for deletion.
     pub fn expired(&self, now: u64) -> Result<Vec<WarningMeta>, StorageError> {
         Ok(self
-            .list(None)?
+            .list(None, 0)?
             .into_iter()
             .filter(|m| m.created_at.saturating_add(WARNING_RETENTION_SECS) <= now)
             .collect())
@@ -322,5 +330,21 @@ mod tests {
         let (_, queued) = files.queued_before(200).unwrap();
         assert_eq!(queued.len(), 1, "{queued:?}");
         assert!(!queued.contains(&left));
+    }
+
+    /// A listing above a cursor reads no file at or below it (here a corrupt
+    /// one, which a full listing reports).
+    #[test]
+    fn a_listing_above_the_cursor_reads_nothing_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = WarningFiles::at(dir.path());
+        files.ensure().unwrap();
+        std::fs::write(files.batch_path("a.health", 1), b"not a batch").unwrap();
+        assert_eq!(files.list(Some("a.health"), 1).unwrap(), Vec::new());
+        assert_eq!(files.list(None, 1).unwrap(), Vec::new());
+        assert!(matches!(
+            files.list(Some("a.health"), 0),
+            Err(StorageError::Corrupt("stored warning batch"))
+        ));
     }
 }

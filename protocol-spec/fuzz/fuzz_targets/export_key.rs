@@ -11,6 +11,8 @@
 //! certificate is the trusted origin's, valid now, re-encodes to the signed
 //! body and re-signs to the same envelope; one flipped signature bit
 //! (position from the input) is always a bad signature.
+use std::sync::LazyLock;
+
 use ed25519_dalek::Signer;
 use libfuzzer_sys::fuzz_target;
 use traceless_protocol::{AuthorityKey, SignedExportKey, TrustList, WireError, EXPORT_KEY_CONTEXT};
@@ -39,31 +41,37 @@ fn signed(key: &AuthorityKey, body: &[u8]) -> SignedExportKey {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Built once: deriving the key pair per execution cost a scalar multiplication.
+static FIXTURE: LazyLock<(AuthorityKey, TrustList)> = LazyLock::new(|| {
     let key = authority();
     let mut trust = TrustList::new();
     trust.insert(ORIGIN, key.key_id, key.signing_key.verifying_key());
+    (key, trust)
+});
+
+fuzz_target!(|data: &[u8]| {
+    let (key, trust) = &*FIXTURE;
     let (mode, rest) = data.split_first().unwrap_or((&0, &[]));
     let envelope = if *mode < 0x40 {
         rest.to_vec()
     } else {
-        signed(&key, rest).encode()
+        signed(key, rest).encode()
     };
     let Ok(decoded) = SignedExportKey::decode(&envelope) else {
         return;
     };
     assert_eq!(decoded.encode(), envelope, "a decoded envelope re-encodes");
-    if let Ok(cert) = decoded.verify(&trust, NOW) {
+    if let Ok(cert) = decoded.verify(trust, NOW) {
         assert_eq!(cert.origin, ORIGIN);
         assert!(cert.not_before <= NOW && NOW < cert.not_after);
         assert_eq!(cert.encode_body(), decoded.body, "the body is canonical");
-        let again = cert.sign(&key).expect("the trusted origin's certificate");
+        let again = cert.sign(key).expect("the trusted origin's certificate");
         assert_eq!(again, decoded, "Ed25519 is deterministic");
         let mut forged = decoded.clone();
         let bit = usize::from(*mode) % (forged.signature.len() * 8);
         forged.signature[bit / 8] ^= 1 << (bit % 8);
         assert!(matches!(
-            forged.verify(&trust, NOW),
+            forged.verify(trust, NOW),
             Err(WireError::BadSignature("export key certificate"))
         ));
     }

@@ -7,6 +7,8 @@
 //!   nonzero, flip one byte of the sealed message, which must then never open;
 //! - odd: the rest, cut or zero-extended to the sealed length with the version
 //!   byte kept, never opens (arbitrary encapsulated keys and ciphertexts).
+use std::sync::LazyLock;
+
 use libfuzzer_sys::fuzz_target;
 use traceless_protocol::sealed::{seal_upload, SEALED_UPLOAD_LEN};
 use traceless_protocol::{GatewaySealKey, Upload};
@@ -15,8 +17,12 @@ mod shape;
 
 const NOW: u64 = 1_750_000_000;
 
+/// Built once: deriving the public key per execution cost an X25519 multiplication.
+static KEY: LazyLock<GatewaySealKey> =
+    LazyLock::new(|| GatewaySealKey::from_secret(&[7; 32]).expect("valid secret"));
+
 fuzz_target!(|data: &[u8]| {
-    let key = GatewaySealKey::from_secret(&[7; 32]).expect("valid secret");
+    let key = &*KEY;
     let (mode, rest) = data.split_first().unwrap_or((&0, &[]));
     if mode & 1 == 1 {
         let mut sealed = rest.to_vec();

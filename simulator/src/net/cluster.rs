@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use traceless_node::config::{Config, GatewayConfig, Role, TrustEntry};
+use traceless_node::config::{Config, GatewayConfig, Role, StorageConfig, TrustEntry};
 use traceless_protocol::AuthorityKey;
 
 use super::link::{Link, LinkParams};
@@ -142,6 +142,8 @@ pub struct ClusterPlan {
     pub codes_per_gateway: usize,
     /// Clock offset of some nodes, seconds (through libfaketime; see [`FAKETIME_LIB`]).
     pub skew_secs: Vec<(usize, i64)>,
+    /// Every node's database settings.
+    pub storage: StorageConfig,
 }
 
 /// libfaketime (Debian `faketime`), preloaded into a node whose clock is skewed.
@@ -216,6 +218,7 @@ impl Cluster {
             c.p2p.listen = vec![format!("/ip4/{}/tcp/{}", n.p2p.ip(), n.p2p.port())];
             c.p2p.kademlia = false;
             c.p2p.heartbeat_ms = plan.heartbeat_ms;
+            c.storage = plan.storage.clone();
             c.p2p.catchup_interval_secs = plan.catchup_interval_secs;
             c.p2p.bootstrap = links
                 .iter()

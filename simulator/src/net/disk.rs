@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use traceless_node::config::StorageConfig;
+
 use super::cluster::{Cluster, ClusterPlan};
 use super::link::LinkParams;
 use super::netns::Host;
@@ -145,6 +147,7 @@ pub fn run(
         heartbeat_ms: 200,
         codes_per_gateway: 5000,
         skew_secs: Vec::new(),
+        storage: StorageConfig::default(),
     };
     let mut cluster = Cluster::start(&plan, host, opts.program.clone(), dir, 1)?;
     let mut codes = cluster.codes[&origin].clone().into_iter();

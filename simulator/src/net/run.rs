@@ -169,6 +169,7 @@ pub fn run(s: &NetScenario, opts: &NetOptions, dir: &Path) -> Result<NetReport, 
         heartbeat_ms: s.heartbeat_ms,
         codes_per_gateway: s.uploads.per_gateway,
         skew_secs: Vec::new(),
+        storage: s.storage.clone(),
     };
     let started_setup = Instant::now();
     let mut cluster = Cluster::start(&plan, host, opts.program.clone(), dir, s.seed)?;

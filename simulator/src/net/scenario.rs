@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use traceless_node::config::StorageConfig;
+
 use super::link::LinkParams;
 use super::NetError;
 
@@ -169,6 +171,9 @@ pub struct NetScenario {
     /// Memory and file-descriptor sampling period, milliseconds.
     #[serde(default = "default_sample")]
     pub sample_ms: u64,
+    /// Every node's database settings (`[storage]`, as in the node's config).
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 impl NetScenario {

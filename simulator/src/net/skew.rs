@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use traceless_node::config::StorageConfig;
 use traceless_protocol::{
     day_of_interval, day_of_unix, day_start_interval, interval_number, RETENTION_DAYS,
 };
@@ -165,6 +166,7 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         heartbeat_ms: 200,
         codes_per_gateway: 4,
         skew_secs: vec![(0, skew_secs), (2, skew_secs)],
+        storage: StorageConfig::default(),
     };
     let cluster = Cluster::start(&plan, host, opts.program.clone(), dir, 1)?;
     let gw = cluster.nodes[0]

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use traceless_node::config::StorageConfig;
+
 use super::link::LinkParams;
 use super::report::{Growth, NetReport};
 use super::scenario::{Fault, NetScenario, Topology, Uploads};
@@ -29,6 +31,15 @@ pub struct SoakArgs {
     /// Seconds of warm-up before growth is measured.
     #[arg(long, default_value_t = 60.0)]
     pub warmup_s: f64,
+    /// Every node's database page cache, MiB (`[storage] cache_mib`; default
+    /// the node's).
+    #[arg(long)]
+    pub cache_mib: Option<u64>,
+    /// Minutes of uploads (default: the whole run). Stopping them earlier
+    /// keeps the store at one size while faults and downloads go on, so that
+    /// growth then is what time adds, not what the store adds.
+    #[arg(long)]
+    pub upload_minutes: Option<f64>,
 }
 
 /// The soak as a scenario.
@@ -72,7 +83,8 @@ pub fn scenario(a: &SoakArgs) -> NetScenario {
         inter_region: LinkParams::default(),
         gateways: vec![0],
         uploads: Uploads {
-            per_gateway: ((secs * 1000.0) / a.upload_interval_ms.max(1) as f64) as usize,
+            per_gateway: ((a.upload_minutes.unwrap_or(a.minutes).min(a.minutes) * 60_000.0)
+                / a.upload_interval_ms.max(1) as f64) as usize,
             interval_ms: a.upload_interval_ms,
             start_s: 0.0,
         },
@@ -81,6 +93,9 @@ pub fn scenario(a: &SoakArgs) -> NetScenario {
         heartbeat_ms: 200,
         settle_s: 60.0,
         sample_ms: 5000,
+        storage: StorageConfig {
+            cache_mib: a.cache_mib.unwrap_or(StorageConfig::default().cache_mib),
+        },
     }
 }
 
@@ -93,4 +108,34 @@ pub fn run_soak(
     let r = run(&scenario(a), opts, dir)?;
     let g = r.growth(a.warmup_s);
     Ok((r, g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_stop_where_asked_while_faults_run_to_the_end() {
+        let short = SoakArgs {
+            minutes: 10.0,
+            nodes: 4,
+            upload_interval_ms: 500,
+            fault_every_s: 60.0,
+            warmup_s: 60.0,
+            cache_mib: Some(8),
+            upload_minutes: Some(4.0),
+        };
+        let s = scenario(&short);
+        assert_eq!(s.uploads.per_gateway, 480);
+        assert_eq!(s.storage.cache_mib, 8);
+        let last_fault = s.faults.iter().map(Fault::at_s).fold(0.0, f64::max);
+        assert!((540.0..600.0).contains(&last_fault), "{last_fault}");
+        let whole = scenario(&SoakArgs {
+            cache_mib: None,
+            upload_minutes: None,
+            ..short
+        });
+        assert_eq!(whole.uploads.per_gateway, 1200);
+        assert_eq!(whole.storage, StorageConfig::default());
+    }
 }
