@@ -516,6 +516,17 @@ fn write_venue_inputs(dir: &Path) {
     let mut times = at(DAY0, 0).to_le_bytes().to_vec();
     times.extend_from_slice(&published_at.to_le_bytes());
     std::fs::write(dir.join("times.bin"), times).unwrap();
+    let gateway = GatewaySealKey::generate();
+    let place = VenueDescription::new("Hoftor Nord", "Gartenweg 2", 0, 15, 120);
+    let self_url = create_self_reported(
+        &place,
+        &self_reported_master(&gateway).public(),
+        &gateway.public_bytes(),
+    )
+    .unwrap()
+    .to_url("https://traceless.example/c");
+    std::fs::write(dir.join("self_url.txt"), self_url).unwrap();
+    std::fs::write(dir.join("gateway.bin"), gateway.public_bytes()).unwrap();
 }
 
 fn run_venue_visit(prefix: &[&str]) -> String {
@@ -547,6 +558,12 @@ fn a_c_program_checks_in_checks_out_and_matches_a_venue_warning() {
         "{out}"
     );
     assert!(out.contains("listed: 1 check-in, 45 min"), "{out}");
+    assert!(
+        out.contains(
+            "stays: invalid argument: the stays need 1 uploads, each with a token; 0 are stored"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 /*
  * A venue visit through the C ABI only: a refused code, check in from the
  * poster's URL, list, check out, warnings for another venue (nothing) and for
- * this one (a venue exposure), and the closed check-in listed by its times.
+ * this one (a venue exposure), the closed check-in listed by its times, and a
+ * stay at a self-reported venue, which a diagnosis cannot send without tokens.
  *
  * usage: venue_visit DIR INPUT_DIR
  *   INPUT_DIR/url.txt        the poster's entry URL
@@ -9,6 +10,8 @@
  *   INPUT_DIR/other.bin      a signed warning batch for another venue, same hour
  *   INPUT_DIR/authority.bin  origin NUL, LE32 key id, 32-byte Ed25519 public key
  *   INPUT_DIR/times.bin      LE64 day start, LE64 publication time
+ *   INPUT_DIR/self_url.txt   a self-reported venue's entry URL
+ *   INPUT_DIR/gateway.bin    that venue's gateway X25519 public key (32 bytes)
  * Prints what it saw and "OK" at the end; exits non-zero on failure.
  */
 #include <stdio.h>
@@ -21,8 +24,11 @@
 int main(int argc, char **argv) {
     EXPECT(argc == 3);
     const char *input = argv[2];
-    size_t url_len, warn_len, other_len, auth_len, times_len;
+    size_t url_len, warn_len, other_len, auth_len, times_len, self_url_len, gateway_len;
     char *url = (char *)read_file(input, "url.txt", &url_len);
+    char *self_url = (char *)read_file(input, "self_url.txt", &self_url_len);
+    unsigned char *gateway_key = read_file(input, "gateway.bin", &gateway_len);
+    EXPECT(gateway_len == TL_GATEWAY_KEY_LEN);
     unsigned char *warnings = read_file(input, "warnings.bin", &warn_len);
     unsigned char *other = read_file(input, "other.bin", &other_len);
     unsigned char *auth = read_file(input, "authority.bin", &auth_len);
@@ -108,9 +114,32 @@ int main(int argc, char **argv) {
     printf("listed: %zu check-in, %llu min\n", list.len,
            (unsigned long long)((list.items[0].departure - list.items[0].arrival) / 60));
     tl_check_ins_free(list);
+
+    /* Self-reported stays: none yet (the visit above was at a traced venue);
+     * after a stay at a self-reported venue, a diagnosis needs one token per
+     * upload and this phone holds none: refused, with the count in the reason. */
+    TlBuffer stays;
+    CHECK(tl_sdk_sealed_stay_uploads(sdk, gateway_key, day_start / 86400, &stays));
+    EXPECT(stays.len == 0);
+    tl_buffer_free(stays);
+    EXPECT(tl_sdk_sealed_stay_uploads(sdk, NULL, day_start / 86400, &stays) ==
+           TL_ERR_NULL_OR_ENCODING);
+    EXPECT(tl_sdk_sealed_stay_uploads(sdk, gateway_key, day_start / 86400, NULL) ==
+           TL_ERR_NULL_OR_ENCODING);
+    CHECK(tl_sdk_set_time(sdk, published_at + 3600));
+    CHECK(tl_sdk_check_in(sdk, self_url, NULL));
+    CHECK(tl_sdk_set_time(sdk, published_at + 3600 + 20 * 60));
+    CHECK(tl_sdk_check_out(sdk, NULL));
+    EXPECT(tl_sdk_sealed_stay_uploads(sdk, gateway_key, day_start / 86400, &stays) ==
+           TL_ERR_INVALID_ARGUMENT);
+    EXPECT(strstr(tl_last_error_message(), "need 1 uploads, each with a token; 0 are stored") !=
+           NULL);
+    printf("stays: %s\n", tl_last_error_message());
     tl_sdk_close(sdk);
 
     free(url);
+    free(self_url);
+    free(gateway_key);
     free(warnings);
     free(other);
     free(auth);
