@@ -1,6 +1,7 @@
 //! A minimal blocking HTTP/1.1 client for talking to Traceless nodes over
 //! loopback or the simulator's namespaces: one request per connection
-//! (`Connection: close`), `Content-Length` or chunked answers.
+//! (`Connection: close`), `Content-Length` or chunked answers, gzip bodies
+//! decoded (`wire_bytes` counts them as received).
 //!
 //! Written by hand rather than taken from a client crate because its users need
 //! what such crates hide on purpose: the exact bytes on the wire (the
@@ -125,12 +126,28 @@ fn parse(addr: SocketAddr, raw: Vec<u8>) -> Result<Response, Error> {
     } else {
         body
     };
+    let gzip = headers
+        .iter()
+        .any(|(k, v)| k == "content-encoding" && v.eq_ignore_ascii_case("gzip"));
+    let body = if gzip {
+        gunzip(&body).ok_or_else(bad)?
+    } else {
+        body
+    };
     Ok(Response {
         status,
         headers,
         body,
         wire_bytes: raw.len(),
     })
+}
+
+/// A gzip body's data, as an HTTP client that sent `Accept-Encoding: gzip`
+/// reads it; `None` if it is not gzip.
+fn gunzip(b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b).read_to_end(&mut out).ok()?;
+    Some(out)
 }
 
 /// A chunked body's data; `None` if it is cut or malformed.

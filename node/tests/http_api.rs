@@ -74,6 +74,29 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
         vec![b1.clone(), b2.clone()]
     );
     assert_eq!(all.header("cache-control"), Some("no-cache"));
+    assert_eq!(all.header("content-encoding"), None, "not asked for gzip");
+    // Asked for gzip (as phones' HTTP stacks do): gzip on the wire, the same
+    // bytes once decoded (the probe decodes), the same ETag.
+    let gz = http(
+        addr,
+        "GET",
+        &format!("/v1/batch-list/{ORIGIN}"),
+        &[("Accept-Encoding", "gzip")],
+        &[],
+    );
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("accept-encoding"));
+    assert_eq!(gz.body, all.body);
+    assert_eq!(gz.header("etag"), all.header("etag"));
+    // Errors stay plain JSON, whatever the client accepts.
+    for path in [
+        "/v1/batch-list/Not_An_Origin",
+        "/v1/batch-list/test.health?after=x",
+    ] {
+        let r = http(addr, "GET", path, &[("Accept-Encoding", "gzip")], &[]);
+        assert_eq!((r.status, r.header("content-encoding")), (400, None));
+        assert!(r.json()["error"].is_string(), "{}", r.text());
+    }
     let tag = all.header("etag").unwrap().to_owned();
     let r = http(
         addr,

@@ -18,7 +18,9 @@ pub enum HttpError {
     Probe(#[from] traceless_http_probe::Error),
 }
 
-/// One request over a fresh connection.
+/// One request over a fresh connection, accepting gzip as phones' HTTP stacks
+/// do (OkHttp, `URLSession`, the SDK's client); the body comes decoded and
+/// `wire_bytes` counts what crossed the wire.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -32,7 +34,7 @@ pub fn request(
         addr,
         method,
         path,
-        &[],
+        &[("Accept-Encoding", "gzip")],
         body,
         Duration::from_secs(30),
     )?)
