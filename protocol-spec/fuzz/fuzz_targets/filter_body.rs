@@ -6,23 +6,23 @@
 //! `SignedFilter::decode`.
 use libfuzzer_sys::fuzz_target;
 use traceless_protocol::filter::FilterEntry;
-use traceless_protocol::{DayFilter, FilterParts, SignedFilter, TrustList};
+use traceless_protocol::{DayFilter, FilterParts, SignedFilter};
+
+mod fixture;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(f) = DayFilter::decode_body(data, 1_750_000_000) {
         let _ = f.filter.contains(&FilterEntry([0; 16]));
         let _ = f.filter.contains(&FilterEntry([0xff; 16]));
     }
-    let mut trust = TrustList::new();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
-    trust.insert("fuzz", 1, key);
+    let trust = &*fixture::TRUST;
     if let Ok(signed) = SignedFilter::decode(data) {
-        let _ = signed.verify(&trust, 1_750_000_000);
+        let _ = signed.verify(trust, 1_750_000_000);
     }
     if let Ok(parts) = FilterParts::decode(data) {
         for part in parts.parts {
             if let Ok(signed) = SignedFilter::decode(&part) {
-                let _ = signed.verify(&trust, 1_750_000_000);
+                let _ = signed.verify(trust, 1_750_000_000);
             }
         }
     }

@@ -1,13 +1,13 @@
 #![no_main]
 //! `SignedRiskConfig::decode` then `verify` against a one-entry trust list.
 use libfuzzer_sys::fuzz_target;
-use traceless_protocol::{RiskParameters, SignedRiskConfig, TrustList};
+use traceless_protocol::{RiskParameters, SignedRiskConfig};
+
+mod fixture;
 
 fuzz_target!(|data: &[u8]| {
-    let mut trust = TrustList::new();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
-    trust.insert("fuzz", 1, key);
+    let trust = &*fixture::TRUST;
     if let Ok(config) = SignedRiskConfig::decode(data) {
-        let _ = config.verify(&trust, 1_750_000_000, &RiskParameters::default());
+        let _ = config.verify(trust, 1_750_000_000, &RiskParameters::default());
     }
 });
