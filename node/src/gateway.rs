@@ -211,6 +211,9 @@ pub struct Gateway {
     lock: Mutex<PoolState>,
     // Serialises filter rebuilds (the job and direct callers), apart from uploads.
     rebuild_lock: Mutex<()>,
+    // Serialises venue-warning publication (the job and direct callers): two
+    // at once would both read the queue and publish its traces twice.
+    pub(crate) warning_lock: Mutex<()>,
     // Signed into every batch besides the keys (export key, risk configuration).
     publication: GatewayPublication,
 }
@@ -258,6 +261,7 @@ impl Gateway {
             schedule_config: schedule,
             lock: Mutex::new(PoolState::default()),
             rebuild_lock: Mutex::new(()),
+            warning_lock: Mutex::new(()),
             publication: GatewayPublication::default(),
         }
     }

@@ -266,6 +266,44 @@ async fn traced_warnings_appear_at_the_boundary_match_the_visitor_and_expire() {
 
 /// A pre-trace for another gateway's key, or for a window not yet ended, is
 /// refused with its kind and queues nothing.
+/// Publications at one boundary from several threads at once (the period job
+/// and direct callers, as the simulator's) publish each queued trace once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publications_publish_each_trace_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = start_node(gateway_config(dir.path()), &clock).await;
+    let core = node.core.clone();
+    let seal = traceless_node::keys::gateway_seal_key(dir.path()).unwrap();
+    let h0 = (NOW / 3600 - 2) * 3600;
+    for name in ["Apotheke am Markt", "Bäckerei Sonnenschein", "Hoftor Nord"] {
+        let venue = create_venue(
+            &VenueDescription::new(name, "Marktplatz 3", 3, 15, 90),
+            &seal.public_bytes(),
+        )
+        .unwrap();
+        let pre = venue.trace_secret.pre_trace(h0, h0 + 3600, NOW).unwrap();
+        core.trace_venue(&pre, "Please get tested", 8).unwrap();
+    }
+    let boundary = core.schedule().publication_of(NOW);
+    let published: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| core.publish_warnings(boundary).unwrap()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().iter().map(|m| m.warnings).sum())
+            .collect()
+    });
+    assert_eq!(published.iter().sum::<usize>(), 3, "{published:?}");
+    let stored = core.warning_files().list(None, 0).unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.warnings).sum::<usize>(),
+        3,
+        "{stored:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_the_gateway_cannot_complete_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();

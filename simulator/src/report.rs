@@ -239,8 +239,12 @@ pub struct Daily {
     pub notified: u32,
     /// Notified and truly close, so far.
     pub true_positives: u32,
-    /// Bytes a phone downloaded that day.
+    /// Bytes a phone downloaded that day, on the wire.
     pub download_bytes_per_phone: f64,
+    /// The bodies of those downloads decoded (gzip undone, HTTP heads left
+    /// out): unlike the wire bytes, the same for two runs of one seed.
+    #[serde(default)]
+    pub download_body_bytes_per_phone: f64,
     /// That day's payload floor ([`Cost::payload_floor_bytes_per_phone_per_day`]).
     pub payload_floor_bytes: f64,
     /// Batches (or, in filter form, day-filter revisions) published so far.

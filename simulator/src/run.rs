@@ -499,13 +499,15 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             propagation_timeouts += 1;
         }
         let day_floor: f64;
+        let mut body_per_relay = vec![0u64; relays.len()];
         let day_bytes = match s.app.publication {
             Publication::Keys => {
                 let mut new_batches: Vec<Downloaded> = Vec::new();
                 let mut bytes_per_relay = vec![0u64; relays.len()];
                 for (r, &addr) in relays.iter().enumerate() {
-                    let (batches, bytes) = download_new(addr, &mut cursors[r])?;
-                    bytes_per_relay[r] = bytes;
+                    let (batches, traffic) = download_new(addr, &mut cursors[r])?;
+                    bytes_per_relay[r] = traffic.wire;
+                    body_per_relay[r] = traffic.body;
                     if r == 0 {
                         new_batches = batches;
                     }
@@ -556,8 +558,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 let mut new_filters = Vec::new();
                 let mut bytes_per_relay = vec![0u64; relays.len()];
                 for (r, &addr) in relays.iter().enumerate() {
-                    let (filters, bytes) = download_filters(addr, &mut filter_seen[r])?;
-                    bytes_per_relay[r] = bytes;
+                    let (filters, traffic) = download_filters(addr, &mut filter_seen[r])?;
+                    bytes_per_relay[r] = traffic.wire;
+                    body_per_relay[r] = traffic.body;
                     if r == 0 {
                         new_filters = filters;
                     }
@@ -635,6 +638,11 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             notified,
             true_positives: tp,
             download_bytes_per_phone: day_bytes,
+            download_body_bytes_per_phone: per_phone_day(
+                &body_per_relay,
+                &users_per_relay,
+                app.len(),
+            ),
             payload_floor_bytes: day_floor,
             batches: all_batches.len() as u64 + filter_revisions,
             venue_warned: phones
@@ -806,14 +814,13 @@ fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: us
 
 /// Lists the day filters of a relay and downloads, over HTTP, the parts of each
 /// day above the highest revision `seen` holds for it (updating it), as a phone
-/// does; returns the response bodies (`FilterParts`) by day and the bytes
-/// received on the wire.
+/// does; returns the response bodies (`FilterParts`) by day and the traffic.
 fn download_filters(
     addr: std::net::SocketAddr,
     seen: &mut HashMap<u32, u64>,
-) -> Result<(Vec<DownloadedFilter>, u64), RunError> {
+) -> Result<(Vec<DownloadedFilter>, Traffic), RunError> {
     let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
-    let mut bytes = list.wire_bytes as u64;
+    let mut traffic = Traffic::of(&list);
     let entries: Vec<(u32, u64, String)> = list
         .try_json()
         .and_then(|j| {
@@ -839,7 +846,7 @@ fn download_filters(
                 break;
             }
             let b = http::request(addr, "GET", &format!("{url}?after={held}"), b"")?;
-            bytes += b.wire_bytes as u64;
+            traffic.add(&b);
             let Some(parts) = (b.status == 200)
                 .then(|| FilterParts::decode(&b.body).ok())
                 .flatten()
@@ -862,7 +869,29 @@ fn download_filters(
             }
         }
     }
-    Ok((out, bytes))
+    Ok((out, traffic))
+}
+
+/// What a phone's downloads cost: the bytes on the wire (heads, framing, gzip
+/// bodies) and the bodies decoded. Only the second is a function of the seed:
+/// gzip's output length depends on the random keys and signatures it carries.
+#[derive(Clone, Copy, Default)]
+struct Traffic {
+    wire: u64,
+    body: u64,
+}
+
+impl Traffic {
+    fn of(r: &http::Response) -> Self {
+        let mut t = Traffic::default();
+        t.add(r);
+        t
+    }
+
+    fn add(&mut self, r: &http::Response) {
+        self.wire += r.wire_bytes as u64;
+        self.body += r.body.len() as u64;
+    }
 }
 
 /// Payload floor of one published key: its TEK (SPEC.md §4; the interval
@@ -907,18 +936,18 @@ type Downloaded = (u64, Vec<u8>);
 
 /// Downloads, over HTTP, every batch of a relay after `cursor` (moving it on),
 /// as the host client does (`GET /v1/batch-list/{origin}?after=`); returns the
-/// batches and the bytes received on the wire.
+/// batches and the traffic.
 fn download_new(
     addr: std::net::SocketAddr,
     cursor: &mut u64,
-) -> Result<(Vec<Downloaded>, u64), RunError> {
+) -> Result<(Vec<Downloaded>, Traffic), RunError> {
     let mut out = Vec::new();
-    let mut bytes = 0u64;
+    let mut traffic = Traffic::default();
     // Bounded: each round moves the cursor past at least one batch, or stops.
     for _ in 0..10_000 {
         let path = format!("/v1/batch-list/{ORIGIN}?after={cursor}");
         let b = http::request(addr, "GET", &path, b"")?;
-        bytes += b.wire_bytes as u64;
+        traffic.add(&b);
         let batches = (b.status == 200)
             .then(|| BatchList::decode(&b.body).ok())
             .flatten()
@@ -938,7 +967,7 @@ fn download_new(
             break;
         }
     }
-    Ok((out, bytes))
+    Ok((out, traffic))
 }
 
 /// Whose keys a batch holds: each key's tokens derived once and looked up among

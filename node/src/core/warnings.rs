@@ -110,6 +110,7 @@ impl Core {
     /// empties the queue. Nothing when nothing was queued.
     pub fn publish_warnings(&self, boundary: u64) -> Result<Vec<WarningMeta>, TraceError> {
         let g = self.gateway.as_ref().ok_or(TraceError::NotAGateway)?;
+        let _guard = g.warning_lock.lock().unwrap_or_else(|e| e.into_inner());
         let files = self.warning_files();
         let (mut warnings, queued) = files.queued_before(boundary)?;
         // Shuffled together: no run of warnings says which trace or upload it was.
