@@ -91,8 +91,8 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Most memory sled's page cache holds, MiB: what the node's memory levels
-    /// off at, beside its fixed part, however large the store grows.
+    /// Most memory sled's page cache holds, MiB (see `docs/operators.md`,
+    /// "Memory", for the rest of a node's memory).
     pub cache_mib: u64,
 }
 
@@ -606,8 +606,8 @@ interval_secs = 600
 rebuild_seconds = 600
 
 [storage]
-# Most memory the database's page cache holds, MiB: the node's memory levels off
-# at this plus its fixed part however large the store grows.
+# Most memory the database's page cache holds, MiB (sled's own default is
+# 1 GiB); lower it on a small machine.
 cache_mib = 64
 
 [publication]

@@ -43,7 +43,7 @@ pub struct HttpState {
 /// bytes) pass through. Fastest level: on such bodies it finds those repeats as
 /// well as the default level, at a fraction of a request's CPU. Only a 200
 /// `BatchList` is compressed: an error's body is rewritten as JSON by the
-/// layers outside this route ([`json_errors`]), which must find it plain.
+/// layers outside this route (`api::json_errors`), which must find it plain.
 fn batch_list_gzip(
 ) -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
     use axum::http::{header, Extensions, HeaderMap, StatusCode, Version};
