@@ -820,7 +820,8 @@ fn download_filters(
     seen: &mut HashMap<u32, u64>,
 ) -> Result<(Vec<DownloadedFilter>, Traffic), RunError> {
     let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
-    let mut traffic = Traffic::of(&list);
+    let mut traffic = Traffic::default();
+    traffic.add(&list);
     let entries: Vec<(u32, u64, String)> = list
         .try_json()
         .and_then(|j| {
@@ -882,12 +883,6 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn of(r: &http::Response) -> Self {
-        let mut t = Traffic::default();
-        t.add(r);
-        t
-    }
-
     fn add(&mut self, r: &http::Response) {
         self.wire += r.wire_bytes as u64;
         self.body += r.body.len() as u64;
