@@ -137,6 +137,9 @@ pub enum WireError {
     /// The signature does not verify.
     #[error("signature of {0} does not verify")]
     BadSignature(&'static str),
+    /// What travels does not hash to the digest that was signed.
+    #[error("{0} do not match the signed digest")]
+    DigestMismatch(&'static str),
     /// The hash chain of a deletion log is broken.
     #[error("deletion log entry {index} does not chain to the previous entry")]
     BrokenChain {

@@ -84,13 +84,14 @@ pub use reference::match_keys_reference;
 pub use risk::*;
 pub use sealed::{seal_upload, GatewaySealKey, SEALED_UPLOAD_LEN};
 pub use signing::{
-    AuthorityKey, TrustList, BATCH_CONTEXT, DELETION_CONTEXT, EXPORT_KEY_CONTEXT, FILTER_CONTEXT,
-    RISK_CONFIG_CONTEXT,
+    AuthorityKey, TrustList, BATCH_CONTEXT, BATCH_V2_CONTEXT, DELETION_CONTEXT, EXPORT_KEY_CONTEXT,
+    FILTER_CONTEXT, RISK_CONFIG_CONTEXT,
 };
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
 pub use wire::{
     validate_origin, Batch, BatchAttachments, BatchList, DayFilter, ExportKeyCertificate,
-    FilterParts, RiskConfig, SignedBatch, SignedExportKey, SignedFilter, SignedRiskConfig, Upload,
+    FilterParts, PeriodBatch, RiskConfig, SignedBatch, SignedExportKey, SignedFilter,
+    SignedPeriodBatch, SignedRiskConfig, Upload,
 };
 
 /// Re-exported so that users name the same key types this crate does.

@@ -13,6 +13,8 @@ use crate::error::WireError;
 
 /// Signing context of batches.
 pub const BATCH_CONTEXT: &[u8] = b"traceless/v1/batch";
+/// Context of period batch headers (SPEC.md §5.9).
+pub const BATCH_V2_CONTEXT: &[u8] = b"traceless/v2/batch";
 /// Signing context of deletion-log entries.
 pub const DELETION_CONTEXT: &[u8] = b"traceless/v1/deletion";
 /// Signing context of day filters.

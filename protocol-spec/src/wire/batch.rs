@@ -280,6 +280,47 @@ impl Batch {
     }
 }
 
+/// Verifies an export key certificate against `trust`, for `batch`'s origin
+/// and valid at its `created_at` (SPEC.md §6.2).
+pub(super) fn verify_export_certificate(
+    certificate: &SignedExportKey,
+    trust: &TrustList,
+    batch: &Batch,
+) -> Result<ExportKeyCertificate, WireError> {
+    let cert = certificate.verify(trust, batch.created_at)?;
+    if cert.origin != batch.origin {
+        return Err(WireError::invalid("export_key", "certifies another origin"));
+    }
+    Ok(cert)
+}
+
+/// Verifies an export signature (`r ‖ s`) over `batch`'s `export.bin`.
+pub(super) fn verify_export_signature(
+    batch: &Batch,
+    cert: &ExportKeyCertificate,
+    signature: &[u8],
+) -> Result<(), WireError> {
+    let signature =
+        Signature::from_slice(signature).map_err(|_| WireError::BadSignature("export.bin"))?;
+    cert.public_key
+        .verify(&ExportFile::of_batch(batch, cert).export_bin(), &signature)
+        .map_err(|_| WireError::BadSignature("export.bin"))
+}
+
+/// Verifies a risk configuration against `trust` and that it is `origin`'s.
+pub(super) fn verify_risk_config(
+    risk: &SignedRiskConfig,
+    trust: &TrustList,
+    origin: &str,
+    now_unix: u64,
+) -> Result<(), WireError> {
+    let config = risk.verify(trust, now_unix, &RiskParameters::default())?;
+    if config.origin != origin {
+        return Err(WireError::invalid("risk_config", "is another origin's"));
+    }
+    Ok(())
+}
+
 /// The attachments of a body, decoded: export key and signature both or neither.
 fn decode_attachments(body: &pb::BatchBody) -> Result<BatchAttachments, WireError> {
     let export = match (body.export_key.is_empty(), body.export_signature.is_empty()) {
@@ -441,24 +482,11 @@ impl SignedBatch {
     ) -> Result<(Batch, BatchAttachments), WireError> {
         let (batch, attachments) = self.verify_parts(trust, now_unix)?;
         if let Some(export) = &attachments.export {
-            let cert = export.certificate.verify(trust, batch.created_at)?;
-            if cert.origin != batch.origin {
-                return Err(WireError::invalid("export_key", "certifies another origin"));
-            }
-            let signature = Signature::from_slice(&export.signature)
-                .map_err(|_| WireError::BadSignature("export.bin"))?;
-            cert.public_key
-                .verify(
-                    &ExportFile::of_batch(&batch, &cert).export_bin(),
-                    &signature,
-                )
-                .map_err(|_| WireError::BadSignature("export.bin"))?;
+            let cert = verify_export_certificate(&export.certificate, trust, &batch)?;
+            verify_export_signature(&batch, &cert, &export.signature)?;
         }
         if let Some(risk) = &attachments.risk_config {
-            let config = risk.verify(trust, now_unix, &RiskParameters::default())?;
-            if config.origin != batch.origin {
-                return Err(WireError::invalid("risk_config", "is another origin's"));
-            }
+            verify_risk_config(risk, trust, &batch.origin, now_unix)?;
         }
         Ok((batch, attachments))
     }

@@ -5,6 +5,7 @@ mod batch;
 mod deletion;
 mod export_key;
 mod filter;
+mod period_batch;
 mod risk_config;
 mod upload;
 
@@ -21,6 +22,10 @@ pub use export_key::{
 };
 pub use filter::{
     filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_SIGNED_FILTER_LEN,
+};
+pub use period_batch::{
+    DayPart, DaySection, PeriodAttachments, PeriodBatch, PrunedDay, SignedPeriodBatch, DIGEST_LEN,
+    PERIOD_BATCH_VERSION,
 };
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{

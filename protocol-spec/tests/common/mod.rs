@@ -55,3 +55,27 @@ impl RngCore for FixedRng {
 }
 
 impl CryptoRng for FixedRng {}
+
+/// `key`'s certificate of the export key of secret `[5; 32]`, signer "262"
+/// "v1", region "XX", valid for `not_before..not_after`, with that key.
+pub fn export_certificate(
+    key: &traceless_protocol::AuthorityKey,
+    not_before: u64,
+    not_after: u64,
+) -> (traceless_protocol::SignedExportKey, p256::ecdsa::SigningKey) {
+    let export_key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).expect("fixed key");
+    let certificate = traceless_protocol::ExportKeyCertificate {
+        origin: key.origin.clone(),
+        signer: traceless_protocol::ExportSigner {
+            key_id: "262".into(),
+            key_version: "v1".into(),
+        },
+        region: "XX".into(),
+        public_key: *export_key.verifying_key(),
+        not_before,
+        not_after,
+    }
+    .sign(key)
+    .expect("the authority's own origin");
+    (certificate, export_key)
+}
