@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::log::{NoteKey, PublicationProof};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
@@ -359,7 +358,7 @@ impl Sdk {
         PublicationProof::decode(proof)?.verify(
             &origin,
             sequence,
-            &Sha256::digest(bytes).into(),
+            &verified.content_id,
             &self.witnesses,
             self.required_witnesses,
         )?;

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::{
     day_of_interval, exposure_windows, match_keys_parallel, DiagnosisKey, ExportFile,
-    ExposureWindow, KeyMatch, Metadata, ScanInstance, SignedBatch, TrustList, WireError,
+    ExposureWindow, KeyMatch, Metadata, PublishedBatch, ScanInstance, TrustList, WireError,
 };
 
 use crate::config::SdkConfig;
@@ -35,6 +35,9 @@ pub struct SyncReport {
 pub(crate) struct Verified {
     /// Bookkeeping key in [`Table::Meta`] that marks this download as synced.
     pub synced_key: Vec<u8>,
+    /// What a node's log names the download by (SPEC.md §8.3; the SHA-256 of
+    /// the bytes, of a period batch's header).
+    pub content_id: [u8; 32],
     /// Origin and sequence, when it is a batch (for the cursor).
     pub cursor: Option<(String, u64)>,
     /// Unix seconds from which the download's bookkeeping may be forgotten.
@@ -60,12 +63,15 @@ fn cursor_key(origin: &str) -> Vec<u8> {
 
 const SYNCED_PREFIX: &[u8] = b"synced/";
 
-/// Verifies a signed batch against the trust list.
+/// Verifies a signed batch of either version (SPEC.md §5.3, §5.9) against the
+/// trust list.
 pub(crate) fn verify_batch(bytes: &[u8], trust: &TrustList, now: u64) -> Result<Verified> {
-    let batch = SignedBatch::decode(bytes)?.verify(trust, now)?;
+    let signed = PublishedBatch::decode(bytes)?;
+    let batch = signed.verify(trust, now)?;
     Ok(Verified {
         synced_key: batch_synced_key(&batch.origin, batch.sequence),
-        expires_at: batch.expires_at(),
+        content_id: signed.id(),
+        expires_at: batch.expires_at,
         published_at: batch.created_at,
         cursor: Some((batch.origin, batch.sequence)),
         keys: batch.keys,
@@ -97,6 +103,7 @@ pub(crate) fn verify_export(bytes: &[u8], keys: &[ExportKey], now: u64) -> Resul
                 let digest = Sha256::digest(bytes);
                 return Ok(Verified {
                     synced_key: [b"synced/export/".as_slice(), &digest].concat(),
+                    content_id: digest.into(),
                     cursor: None,
                     expires_at,
                     published_at: file.end_timestamp,

@@ -90,8 +90,8 @@ pub use signing::{
 pub use token::{TokenKey, TokenPublicKey, TokenRequest, TokenResponse, UploadToken};
 pub use wire::{
     validate_origin, Batch, BatchAttachments, BatchList, DayFilter, ExportKeyCertificate,
-    FilterParts, PeriodBatch, RiskConfig, SignedBatch, SignedExportKey, SignedFilter,
-    SignedPeriodBatch, SignedRiskConfig, Upload,
+    FilterParts, PeriodBatch, PublishedBatch, RiskConfig, SignedBatch, SignedExportKey,
+    SignedFilter, SignedPeriodBatch, SignedRiskConfig, Upload,
 };
 
 /// Re-exported so that users name the same key types this crate does.

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use traceless_protocol::wire::{pb, DaySection, PrunedDay, Publication};
+use traceless_protocol::PublishedBatch;
 use traceless_protocol::*;
 
 mod common;
@@ -483,4 +484,57 @@ proptest! {
             prop_assert!(keys.contains(k));
         }
     }
+}
+
+#[test]
+fn a_published_batch_is_decoded_by_the_version_it_starts_with() {
+    let (signer, trust) = authority();
+    let period = exported(&signer);
+    let day = Batch {
+        origin: ORIGIN.into(),
+        sequence: 3,
+        created_at: NOW - 60,
+        day: day_of_unix(NOW) - 1,
+        keys: vec![key(11, day_of_unix(NOW) - 1, 0)],
+    }
+    .sign(&signer)
+    .unwrap();
+
+    let v2 = PublishedBatch::decode(&period.without_export_signatures().encode()).unwrap();
+    assert_eq!(v2.id(), period.id());
+    assert_eq!(v2.claimed_sequence(), Some(4));
+    let keys = v2.verify(&trust, NOW).unwrap();
+    assert_eq!((keys.sequence, keys.keys.len()), (4, 5));
+    let expiry = period
+        .verify(&trust, NOW)
+        .unwrap()
+        .days
+        .iter()
+        .map(|d| d.expires_at())
+        .max();
+    assert_eq!(Some(keys.expires_at), expiry);
+
+    let v1 = PublishedBatch::decode(&day.encode()).unwrap();
+    assert_eq!(v1, PublishedBatch::Day(day.clone()));
+    assert_eq!(v1.id(), <[u8; 32]>::from(Sha256::digest(day.encode())));
+    assert_eq!(
+        v1.verify(&trust, NOW).unwrap().keys,
+        day.verify(&trust, NOW).unwrap().keys
+    );
+
+    // Neither version: version 1's decoder says what is wrong.
+    assert!(matches!(
+        PublishedBatch::decode(b"not a batch"),
+        Err(WireError::Malformed { .. })
+    ));
+    let mut header = pb::PeriodBatchHeader::decode(period.header.as_slice()).unwrap();
+    header.version = 3;
+    let three = SignedPeriodBatch {
+        header: header.encode_to_vec(),
+        ..period
+    };
+    assert_eq!(
+        PublishedBatch::decode(&three.encode()),
+        Err(WireError::NonCanonical("signed batch"))
+    );
 }

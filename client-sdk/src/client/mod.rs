@@ -23,7 +23,7 @@ use traceless_protocol::filter::MAX_FILTER_PARTS;
 /// Most `GET /v1/batch-list/{origin}` rounds of one sync: each brings up to 1,000
 /// batches, so this covers any retention window's worth.
 const MAX_BATCH_ROUNDS: usize = 10_000;
-use traceless_protocol::{BatchList, SignedBatch, TokenPublicKey};
+use traceless_protocol::{BatchList, PublishedBatch, TokenPublicKey};
 
 use crate::{Sdk, SdkError};
 pub use http::HttpOptions;
@@ -260,7 +260,7 @@ impl Client {
             })?;
             let mut highest = after;
             for bytes in &list.batches {
-                let claimed = SignedBatch::decode(bytes).ok();
+                let claimed = PublishedBatch::decode(bytes).ok();
                 let Some(sequence) = claimed.and_then(|b| b.claimed_sequence()) else {
                     totals.rejected += 1;
                     continue;

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use traceless_protocol::wire::Publication;
 use traceless_protocol::{
-    day_of_interval, AuthorityKey, Batch, Clock, DiagnosisKey, ManualClock, Upload,
+    day_of_interval, AuthorityKey, Batch, Clock, DiagnosisKey, ManualClock, PeriodBatch, Upload,
 };
 use traceless_sdk::{Sdk, SdkConfig};
 
@@ -67,6 +68,21 @@ impl Authority {
         };
         self.next_sequence += 1;
         batch.sign(&self.key).expect("origin matches").encode()
+    }
+
+    /// What a gateway publishing period batches (SPEC.md §5.9) does with
+    /// upload bundles: one batch of all their keys, as phones are served it.
+    pub fn publish_period(&mut self, bundles: &[&[u8]], now: u64) -> Vec<u8> {
+        let keys = bundles
+            .iter()
+            .flat_map(|b| Upload::decode(b, now).expect("bundle decodes").keys)
+            .collect();
+        let batch = PeriodBatch::from_keys(self.key.origin.clone(), self.next_sequence, now, keys);
+        self.next_sequence += 1;
+        batch
+            .sign_with(&self.key, Publication::default())
+            .expect("origin matches")
+            .encode()
     }
 
     /// What a gateway does with an upload bundle: one batch per key day.
