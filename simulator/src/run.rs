@@ -43,6 +43,7 @@ use crate::epidemic::{self, DAY_S};
 use crate::http;
 use crate::mobility::day_plan;
 use crate::nodes::{Nodes, NodesError, ORIGIN};
+use crate::period_form::PeriodForm;
 use crate::phones::{Broadcast, GatewayKeys, Heard, NoiseKeys, Payload, Phone, UploadFailure};
 use crate::population::{PersonId, Population};
 use crate::privacy::{self, Logged};
@@ -233,6 +234,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut daily = Vec::new();
     let mut download_total = 0f64;
     let mut floor_total = 0f64;
+    let mut period_form = PeriodForm::default();
+    let mut period_form_total = 0f64;
     let mut deriver = TokenDeriver::new();
     let uploads_by_day: HashMap<u32, Vec<usize>> =
         outbreak
@@ -513,6 +516,15 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                     }
                 }
                 let day_bytes = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
+                // The same downloads with the list of period batches in place
+                // of the list of day batches (the HTTP heads unchanged).
+                let listed: Vec<&[u8]> = new_batches.iter().map(|(_, b)| b.as_slice()).collect();
+                let (periods, days) = period_form.list_lengths(&nodes, &listed, sync_at);
+                let projected: Vec<u64> = bytes_per_relay
+                    .iter()
+                    .map(|&wire| (wire + periods).saturating_sub(days))
+                    .collect();
+                period_form_total += per_phone_day(&projected, &users_per_relay, app.len());
                 day_floor = new_batches
                     .iter()
                     .map(|(_, b)| batch_keys(b, sync_at) * KEY_FLOOR_BYTES)
@@ -760,6 +772,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             download_bytes_per_phone_per_day: download_total / f64::from(s.days),
             payload_floor_bytes_per_phone_per_day: floor_total / f64::from(s.days),
             download_over_floor: ratio_f(download_total, floor_total),
+            period_form_bytes_per_phone_per_day: period_form_total / f64::from(s.days),
+            period_form_over_floor: ratio_f(period_form_total, floor_total),
             upload_bytes: upload_sizes.iter().copied().max().unwrap_or(0),
             upload_sizes_seen: upload_sizes.len(),
             dummy_uploads: dummies_sent,
