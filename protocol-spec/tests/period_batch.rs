@@ -25,7 +25,7 @@ fn authority() -> (AuthorityKey, TrustList) {
     (key, trust)
 }
 
-fn key(tek: u8, day: u32, dso: i8) -> DiagnosisKey {
+fn diagnosis_key(tek: u8, day: u32, dso: i8) -> DiagnosisKey {
     DiagnosisKey {
         tek: Tek([tek; 16]),
         rolling_start: day_start_interval(day),
@@ -38,15 +38,15 @@ fn key(tek: u8, day: u32, dso: i8) -> DiagnosisKey {
 /// Keys of three days, one of them valid for part of its day only.
 fn period() -> PeriodBatch {
     let today = day_of_unix(NOW);
-    let mut partial = key(9, today - 1, 1);
+    let mut partial = diagnosis_key(9, today - 1, 1);
     partial.rolling_start += 30;
     partial.rolling_period = 50;
     let keys = vec![
-        key(7, today - 10, -2),
-        key(3, today - 10, -3),
-        key(5, today - 4, 4),
+        diagnosis_key(7, today - 10, -2),
+        diagnosis_key(3, today - 10, -3),
+        diagnosis_key(5, today - 4, 4),
         partial,
-        key(1, today - 1, 0),
+        diagnosis_key(1, today - 1, 0),
     ];
     PeriodBatch::from_keys(ORIGIN, 4, NOW - 60, keys)
 }
@@ -153,10 +153,10 @@ fn from_keys_sorts_each_day_by_tek_and_keeps_one_key_per_tek() {
         1,
         NOW,
         vec![
-            key(9, today - 1, 0),
-            key(2, today - 1, 3),
-            key(9, today - 1, 1),
-            key(9, today - 2, 0),
+            diagnosis_key(9, today - 1, 0),
+            diagnosis_key(2, today - 1, 3),
+            diagnosis_key(9, today - 1, 1),
+            diagnosis_key(9, today - 2, 0),
         ],
     );
     let days: Vec<(u32, Vec<u8>, Vec<i8>)> = b
@@ -495,7 +495,7 @@ fn a_published_batch_is_decoded_by_the_version_it_starts_with() {
         sequence: 3,
         created_at: NOW - 60,
         day: day_of_unix(NOW) - 1,
-        keys: vec![key(11, day_of_unix(NOW) - 1, 0)],
+        keys: vec![diagnosis_key(11, day_of_unix(NOW) - 1, 0)],
     }
     .sign(&signer)
     .unwrap();
@@ -537,4 +537,38 @@ fn a_published_batch_is_decoded_by_the_version_it_starts_with() {
         PublishedBatch::decode(&three.encode()),
         Err(WireError::NonCanonical("signed batch"))
     );
+}
+
+#[test]
+fn a_batch_built_by_hand_is_signed_only_in_canonical_form() {
+    let (key, _) = authority();
+    let today = day_of_unix(NOW);
+    let mut wrong_day = period();
+    wrong_day.days[0]
+        .keys
+        .push(diagnosis_key(200, today - 2, 0));
+    assert_eq!(
+        wrong_day
+            .sign_with(&key, Publication::default())
+            .unwrap_err(),
+        WireError::WrongDay {
+            key_day: today - 2,
+            batch_day: today - 10
+        }
+    );
+    let mut unsorted = period();
+    unsorted.days[0].keys.reverse();
+    assert!(matches!(
+        unsorted.sign_with(&key, Publication::default()),
+        Err(WireError::InvalidField {
+            field: "key_data",
+            ..
+        })
+    ));
+    let mut days_unsorted = period();
+    days_unsorted.days.swap(0, 1);
+    assert!(matches!(
+        days_unsorted.sign_with(&key, Publication::default()),
+        Err(WireError::InvalidField { field: "days", .. })
+    ));
 }

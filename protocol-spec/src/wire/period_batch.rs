@@ -316,6 +316,28 @@ impl PeriodBatch {
         if self.days.is_empty() {
             return Err(WireError::Empty("period batch"));
         }
+        // What `from_keys` makes; a batch built by hand must be as canonical.
+        for d in &self.days {
+            if let Some(k) = d
+                .keys
+                .iter()
+                .find(|k| day_of_interval(k.rolling_start) != d.day)
+            {
+                return Err(WireError::WrongDay {
+                    key_day: day_of_interval(k.rolling_start),
+                    batch_day: d.day,
+                });
+            }
+            if d.keys.is_empty() || d.keys.windows(2).any(|w| w[0].tek >= w[1].tek) {
+                return Err(WireError::invalid(
+                    "key_data",
+                    "a day's TEKs must be one or more, strictly ascending",
+                ));
+            }
+        }
+        if self.days.windows(2).any(|w| w[0].day >= w[1].day) {
+            return Err(WireError::invalid("days", "must be strictly ascending"));
+        }
         let export = match publication.export {
             None => None,
             Some((certificate, export_key)) => {
