@@ -4,7 +4,9 @@
 //! as the node's compression layer), over the payload floor of 16 bytes per
 //! published key. The same keys in both forms: each period holds the uploads
 //! of `uploads` patients (onset 1–5 days back, keys from two days before onset
-//! to yesterday, metadata as the SDK sets it), signed with an export key.
+//! to yesterday, metadata as the SDK sets it), signed with an export key,
+//! and in the last rows padded as a gateway pads each period (SPEC.md §6.4;
+//! the floor then counts the padding keys, which phones download too).
 //! HTTP heads are not counted (the simulator counts them).
 //!
 //! Run: `cargo bench -p traceless-protocol --bench batch_size`.
@@ -45,6 +47,31 @@ fn period_keys(rng: &mut impl Rng, uploads: usize, today: u32) -> Vec<DiagnosisK
     keys
 }
 
+/// SPEC.md §6.4's padding to `k`: `max(0, k - real) + 0..=k/10` fresh TEKs,
+/// each with the metadata of a random real key of the period (before any: a
+/// whole-day key 2-13 days back, risk 0, onset 0).
+fn pad(rng: &mut impl Rng, keys: &mut Vec<DiagnosisKey>, k: usize, today: u32) {
+    if k == 0 {
+        return;
+    }
+    let real = keys.len();
+    let extra = k.saturating_sub(real) + rng.gen_range(0..=k / 10);
+    for _ in 0..extra {
+        let mut key = match real {
+            0 => DiagnosisKey {
+                tek: Tek([0; 16]),
+                rolling_start: day_start_interval(today - rng.gen_range(2..=13)),
+                rolling_period: 144,
+                transmission_risk: 0,
+                days_since_onset: 0,
+            },
+            n => keys[rng.gen_range(0..n)].clone(),
+        };
+        key.tek = Tek(rng.gen());
+        keys.push(key);
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -76,17 +103,22 @@ fn main() {
         "traceless-protocol batch sizes: key form per phone per day over the floor (16 B per key)"
     );
     println!(
-        "{:>8} {:>8} {:>11} {:>10} {:>14} {:>14} {:>8}",
-        "periods", "uploads", "keys/day", "floor B", "v1 day batches", "v2 periods", "v2/v1"
+        "{:>8} {:>8} {:>4} {:>11} {:>10} {:>14} {:>14} {:>8}",
+        "periods", "uploads", "k", "keys/day", "floor B", "v1 day batches", "v2 periods", "v2/v1"
     );
-    for (periods, uploads) in [
-        (1, 1),
-        (1, 3),
-        (24, 1),
-        (4, 10),
-        (4, 25),
-        (24, 10),
-        (24, 50),
+    // (periods a day, uploads a period, padding k): the last rows pad every
+    // hourly period to the default k = 140 (SPEC.md §6.4).
+    for (periods, uploads, k) in [
+        (1, 1, 0),
+        (1, 3, 0),
+        (24, 1, 0),
+        (4, 10, 0),
+        (4, 25, 0),
+        (24, 10, 0),
+        (24, 50, 0),
+        (24, 0, 140),
+        (24, 1, 140),
+        (24, 5, 140),
     ] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let (mut v1, mut v2, mut floor) = (0usize, 0usize, 0usize);
@@ -97,7 +129,8 @@ fn main() {
             let (mut list1, mut list2) = (BatchList::default(), BatchList::default());
             for p in 0..periods {
                 let created_at = u64::from(today) * 86_400 + p * (86_400 / periods);
-                let keys = period_keys(&mut rng, uploads, today);
+                let mut keys = period_keys(&mut rng, uploads, today);
+                pad(&mut rng, &mut keys, k, today);
                 floor += 16 * keys.len();
                 let period = PeriodBatch::from_keys(ORIGIN, seq2, created_at, keys);
                 seq2 += 1;
@@ -118,7 +151,7 @@ fn main() {
         }
         let per_day = |b: usize| b as f64 / f64::from(days);
         println!(
-            "{periods:>8} {uploads:>8} {:>11.0} {:>10.0} {:>13.2}x {:>13.2}x {:>8.2}",
+            "{periods:>8} {uploads:>8} {k:>4} {:>11.0} {:>10.0} {:>13.2}x {:>13.2}x {:>8.2}",
             per_day(floor) / 16.0,
             per_day(floor),
             v1 as f64 / floor as f64,
