@@ -74,6 +74,7 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
         vec![b1.clone(), b2.clone()]
     );
     assert_eq!(all.header("cache-control"), Some("no-cache"));
+    assert_eq!(all.header("link"), None, "nothing follows: no next page");
     assert_eq!(all.header("content-encoding"), None, "not asked for gzip");
     // Asked for gzip (as phones' HTTP stacks do): gzip on the wire, the same
     // bytes once decoded (the probe decodes), the same ETag.
@@ -144,6 +145,44 @@ async fn relay_serves_batches_with_etag_export_and_clear_errors() {
     assert!(metrics.contains("route=\"/v1/batches/{origin}/{sequence}\",status=\"304\""));
     drop(st);
     node.shutdown().await;
+}
+
+/// A list cut at 1,000 batches names where it goes on (`Link: <…>;
+/// rel="next"`, SPEC.md §6.1), so phones ask again only then; the last page,
+/// a page of exactly what is left, and a page an embargo stops name none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_list_names_a_next_page_only_when_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let node = start_node(relay_config(dir.path()), &clock).await;
+    let (addr, st, a) = (node.http_addr, node.core.clone(), authority());
+    for sequence in 1..=1_001 {
+        st.ingest(&signed_batch(&a, sequence, TODAY - 2, 1, NOW - 100))
+            .unwrap();
+    }
+    let page = |after: u64| {
+        let r = get(addr, &format!("/v1/batch-list/{ORIGIN}?after={after}"));
+        assert_eq!(r.status, 200);
+        let n = BatchList::decode(&r.body).unwrap().batches.len();
+        (n, r.header("link").map(str::to_owned))
+    };
+    let (n, link) = page(0);
+    assert_eq!(n, 1_000);
+    let link = link.expect("a cut list names its next page");
+    assert_eq!(
+        link,
+        format!("</v1/batch-list/{ORIGIN}?after=1000>; rel=\"next\"")
+    );
+    assert!(wire::names_next(&link));
+    assert_eq!(page(1_000), (1, None));
+    assert_eq!(page(1), (1_000, None), "exactly what is left");
+    // Today's batch is under embargo: the list stops before it, and so would
+    // the next request, so it names no next page though a visible one follows.
+    st.ingest(&signed_batch(&a, 1_002, TODAY, 1, NOW)).unwrap();
+    st.ingest(&signed_batch(&a, 1_003, TODAY - 2, 1, NOW))
+        .unwrap();
+    assert_eq!(page(1), (1_000, None));
+    assert_eq!(page(1_000), (1, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

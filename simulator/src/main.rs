@@ -45,6 +45,10 @@ enum Command {
         /// Override the publication form (`keys` or `filter`).
         #[arg(long, value_parser = parse_publication)]
         publication: Option<Publication>,
+        /// Override the gateway's k (`[network] min_keys`): pad every
+        /// publication period to at least this many keys (nodes' default 140).
+        #[arg(long)]
+        min_keys: Option<u64>,
         /// Skip the scenario's [sweep] reruns.
         #[arg(long)]
         no_sweep: bool,
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             checkin_adoption,
             initial_infected,
             publication,
+            min_keys,
             no_sweep,
             quiet,
         } => {
@@ -113,6 +118,9 @@ fn main() -> ExitCode {
             }
             if let Some(v) = publication {
                 s.app.publication = v;
+            }
+            if let Some(v) = min_keys {
+                s.network.min_keys = v;
             }
             if no_sweep {
                 s.sweep = Default::default();

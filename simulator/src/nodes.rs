@@ -20,6 +20,7 @@ use traceless_protocol::{
 };
 
 use crate::http;
+use crate::scenario::Network;
 
 /// The authority the simulated city's gateway signs for.
 pub const ORIGIN: &str = "sim.health";
@@ -79,9 +80,7 @@ fn base_config(dir: &Path, authority: &AuthorityKey, bootstrap: Vec<String>) -> 
     // Filters are rebuilt when the simulator calls for it (at the sync hour),
     // never by the wall-time job in the middle of a simulated day.
     c.filters.rebuild_seconds = 86_400;
-    // No padding: runs stay reproducible seed for seed (padding is drawn from the
-    // OS's randomness) and the figures count real keys; padding costs about
-    // 1.05 k keys a period on top (SPEC.md §6.4).
+    // Relays publish nothing: their k is moot. The gateway's is the scenario's.
     c.publication.min_keys = 0;
     // Every node reads the one simulated clock, so the peers' clock (SPEC.md
     // §2.1) can only be wrong here: its samples age on wall time while the
@@ -129,10 +128,27 @@ fn gateway_config(
 
 impl Nodes {
     /// Starts a gateway and `relays` relays under `dir` at unix time `now`, with
-    /// `codes` upload codes (for the token issuer) valid for `code_validity_s`.
+    /// `codes` upload codes (for the token issuer) valid for `code_validity_s`,
+    /// the gateway's periods unpadded.
     pub fn start(
         dir: &Path,
         relays: u32,
+        now: u64,
+        codes: usize,
+        code_validity_s: u64,
+    ) -> Result<Nodes, NodesError> {
+        let network = Network {
+            relays,
+            min_keys: 0,
+        };
+        Self::start_network(dir, &network, now, codes, code_validity_s)
+    }
+
+    /// [`Nodes::start`] for a scenario's network: its relays, and its gateway
+    /// padding each period to `network.min_keys`.
+    pub fn start_network(
+        dir: &Path,
+        network: &Network,
         now: u64,
         codes: usize,
         code_validity_s: u64,
@@ -186,7 +202,7 @@ impl Nodes {
         std::fs::write(&risk_file, risk_config.encode())?;
         // Every node collects its peers' cosignatures on its checkpoints, so
         // that phones can require witnessed publication proofs (SPEC.md §8.3).
-        let relay_dirs: Vec<_> = (0..relays)
+        let relay_dirs: Vec<_> = (0..network.relays)
             .map(|i| dir.join(format!("relay-{i}")))
             .collect();
         let node_keys = std::iter::once(&gw_dir)
@@ -206,6 +222,7 @@ impl Nodes {
         let mut gc = base_config(&gw_dir, &authority, Vec::new());
         gc.witness.known = known_but(0);
         gc.role = Role::Gateway;
+        gc.publication.min_keys = network.min_keys;
         gc.gateway = Some(gateway_config(
             &key_file,
             &token_file,
@@ -223,7 +240,7 @@ impl Nodes {
             .ok_or_else(|| NodesError::Start("the gateway listens on no libp2p address".into()))?
             .to_string();
         let mut nodes: Vec<RunningNode> = Vec::new();
-        for i in 0..relays {
+        for i in 0..network.relays {
             // Each relay dials the previous relay and its upload gateway (a
             // relay dials the gateways it forwards to): a connected mesh.
             let boot = nodes

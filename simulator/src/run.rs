@@ -162,9 +162,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let tmp = tempfile::Builder::new()
         .prefix("traceless-sim-")
         .tempdir_in(work_dir)?;
-    let nodes = Nodes::start(
+    let nodes = Nodes::start_network(
         tmp.path(),
-        s.network.relays,
+        &s.network,
         day0,
         outbreak.uploads.len().max(1),
         (u64::from(s.days) + 2) * DAY_S,
@@ -944,8 +944,8 @@ type DownloadedFilter = (u32, Vec<u8>);
 type Downloaded = (u64, Vec<u8>);
 
 /// Downloads, over HTTP, every batch of a relay after `cursor` (moving it on),
-/// as the host client does (`GET /v1/batch-list/{origin}?after=`); returns the
-/// batches and the traffic.
+/// as the host client does (`GET /v1/batch-list/{origin}?after=`, again only
+/// while the node says `rel="next"`); returns the batches and the traffic.
 fn download_new(
     addr: std::net::SocketAddr,
     cursor: &mut u64,
@@ -961,6 +961,10 @@ fn download_new(
             .then(|| BatchList::decode(&b.body).ok())
             .flatten()
             .map_or(Vec::new(), |l| l.batches);
+        let more = b
+            .headers
+            .iter()
+            .any(|(n, v)| n == "link" && traceless_protocol::wire::names_next(v));
         let before = *cursor;
         for batch in batches {
             let Some(seq) = SignedBatch::decode(&batch)
@@ -972,7 +976,7 @@ fn download_new(
             *cursor = (*cursor).max(seq);
             out.push((seq, batch));
         }
-        if *cursor <= before {
+        if *cursor <= before || !more {
             break;
         }
     }

@@ -291,17 +291,29 @@ impl Default for App {
     }
 }
 
+/// Most `network.min_keys` a scenario may ask for (a period of padding beyond
+/// it would be most of a gateway's pool).
+const MAX_MIN_KEYS: u64 = 100_000;
+
 /// The relay network.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Network {
     /// Relay nodes besides the gateway (phones download from these).
     pub relays: u32,
+    /// The gateway's `k` (SPEC.md §6.4): each publication period padded with
+    /// random keys to at least this many. 0 (the default here; nodes default
+    /// to 140) keeps runs reproducible seed for seed, since padding is drawn
+    /// from the OS's randomness, and the figures then count real keys only.
+    pub min_keys: u64,
 }
 
 impl Default for Network {
     fn default() -> Self {
-        Network { relays: 2 }
+        Network {
+            relays: 2,
+            min_keys: 0,
+        }
     }
 }
 
@@ -399,6 +411,9 @@ impl Scenario {
         }
         if self.network.relays == 0 || self.network.relays > 16 {
             return bad("network.relays must be 1..=16");
+        }
+        if self.network.min_keys > MAX_MIN_KEYS {
+            return bad("network.min_keys must be at most 100000");
         }
         if self.city.workplace_mean_size < 1.0 || self.city.people_per_venue < 1.0 {
             return bad("workplace_mean_size and people_per_venue must be at least 1");

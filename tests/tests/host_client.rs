@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use traceless_protocol::{Clock, ManualClock};
+use traceless_protocol::{day_start_interval, Batch, Clock, DiagnosisKey, ManualClock, Tek};
 use traceless_sdk::client::{Client, ClientConfig, ClientError, HttpOptions};
 use traceless_sdk::{Sdk, SdkConfig};
 use traceless_sim::nodes::{Nodes, ORIGIN};
@@ -321,5 +321,67 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
         2
     );
     assert_eq!(bob.lock().unwrap().config().risk.threshold, 20.0);
+    nodes.shutdown();
+}
+
+/// A phone's sync asks for the batch list once when the node did not cut it
+/// short, and asks again when the node names a next page (`Link: <…>;
+/// rel="next"`, SPEC.md §6.1): 3 batches take one request, 1,001 take two,
+/// and every batch is synced either way.
+#[test]
+fn the_client_asks_for_more_batches_only_when_the_node_says_more_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = Nodes::start(tmp.path(), 1, NOON, 1, 86_400).unwrap();
+    let gateway = format!("http://{}", nodes.gateway.http_addr);
+    let relay = format!("http://{}/", nodes.relays[0].http_addr);
+    let net = client(gateway.clone(), relay, gateway).unwrap();
+    let core = &nodes.gateway.core;
+    let publish = |sequences: std::ops::RangeInclusive<u64>| {
+        for sequence in sequences {
+            let mut tek = [7u8; 16];
+            tek[..8].copy_from_slice(&sequence.to_be_bytes());
+            let key = DiagnosisKey {
+                tek: Tek(tek),
+                rolling_start: day_start_interval(DAY - 2),
+                rolling_period: 144,
+                transmission_risk: 4,
+                days_since_onset: 0,
+            };
+            let batch = Batch {
+                origin: ORIGIN.into(),
+                sequence,
+                created_at: NOON - 100,
+                day: DAY - 2,
+                keys: vec![key],
+            };
+            core.ingest(&batch.sign(&nodes.authority).unwrap().encode())
+                .unwrap();
+        }
+    };
+    let lists = || core.metrics.requests("/v1/batch-list/{origin}", 200);
+    let clock = ManualClock::new(NOON);
+    let phone = Mutex::new(Sdk::in_memory(SdkConfig::default(), Arc::new(clock)).unwrap());
+    phone
+        .lock()
+        .unwrap()
+        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
+        .unwrap();
+
+    publish(1..=3);
+    let before = lists();
+    let totals = net.sync(&phone).unwrap();
+    assert_eq!((totals.batches, totals.rejected), (3, 0));
+    assert_eq!(
+        lists() - before,
+        1,
+        "a list not cut short is asked for once"
+    );
+
+    publish(4..=1_004);
+    let before = lists();
+    let totals = net.sync(&phone).unwrap();
+    assert_eq!((totals.batches, totals.rejected), (1_001, 0));
+    assert_eq!(lists() - before, 2, "one page of 1,000, then the rest");
+    assert_eq!(phone.lock().unwrap().cursor(ORIGIN).unwrap(), Some(1_004));
     nodes.shutdown();
 }

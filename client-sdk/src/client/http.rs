@@ -44,6 +44,9 @@ pub struct Answer {
     pub status: u16,
     /// The `ETag` header, if any.
     pub etag: Option<String>,
+    /// Whether a `Link` header names a next page (SPEC.md §6.1: a list the
+    /// node cut short).
+    pub next_page: bool,
     /// The body (empty for 304).
     pub body: Vec<u8>,
 }
@@ -119,12 +122,23 @@ impl Http {
                     .get("etag")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
+                let next_page = response
+                    .headers()
+                    .get_all("link")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(traceless_protocol::wire::names_next);
                 let body = response
                     .body_mut()
                     .with_config()
                     .limit(MAX_BODY)
                     .read_to_vec()?;
-                Ok(Answer { status, etag, body })
+                Ok(Answer {
+                    status,
+                    etag,
+                    next_page,
+                    body,
+                })
             });
             let retry = match &outcome {
                 Ok(answer) => answer.status == 429 || answer.status >= 500,

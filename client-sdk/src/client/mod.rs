@@ -251,9 +251,13 @@ impl Client {
         let proofs = phone.with(|s| Ok(s.log_proofs_required()))? > 0;
         let mut after = phone.with(|s| s.cursor(origin))?.unwrap_or(0);
         // Bounded: each round moves the cursor past at least one batch, or stops.
+        // A list the node did not cut short (no `rel="next"`, SPEC.md §6.1)
+        // holds everything there is: no second request to learn that.
         for _ in 0..MAX_BATCH_ROUNDS {
             let url = format!("{node}/v1/batch-list/{origin}?after={after}");
-            let body = Self::expect_ok(&url, self.http.get(&url, None)?)?;
+            let answer = self.http.get(&url, None)?;
+            let more = answer.next_page;
+            let body = Self::expect_ok(&url, answer)?;
             let list = BatchList::decode(&body).map_err(|e| ClientError::BadAnswer {
                 url: url.clone(),
                 reason: e.to_string(),
@@ -282,7 +286,7 @@ impl Client {
                     totals.batches += 1;
                 }
             }
-            if highest <= after {
+            if highest <= after || !more {
                 break;
             }
             after = highest;

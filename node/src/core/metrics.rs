@@ -386,12 +386,21 @@ impl Metrics {
 
     /// Counts one HTTP request to a route template with a status.
     pub fn count_request(&self, route: &str, status: u16) {
+        self.request_counter(route, status).inc();
+    }
+
+    /// Requests counted so far to a route template with a status.
+    pub fn requests(&self, route: &str, status: u16) -> u64 {
+        self.request_counter(route, status).get()
+    }
+
+    fn request_counter(&self, route: &str, status: u16) -> Counter {
         self.http_requests
             .get_or_create(&vec![
                 ("route", route.to_owned()),
                 ("status", status.to_string()),
             ])
-            .inc();
+            .clone()
     }
 
     /// Sets the mesh peer count of a gossipsub topic.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use traceless_protocol::wire::{BatchList, FilterParts, MAX_LIST_LEN, UPLOAD_REQUEST_LEN};
+use traceless_protocol::wire::{
+    next_link, BatchList, FilterParts, MAX_LIST_LEN, UPLOAD_REQUEST_LEN,
+};
 use traceless_protocol::SEALED_UPLOAD_LEN;
 
 use crate::core::answer;
@@ -216,8 +218,9 @@ const LIST_BATCHES: usize = 1000;
 /// `GET /v1/batch-list/{origin}[?after=s]`: a `BatchList` of the exact
 /// `SignedBatch` bytes of the origin's served batches above sequence `s`,
 /// ascending, stopping before the first one still under embargo (as the
-/// listing does), at most 1,000 and up to `MAX_LIST_LEN` (at least one). Nothing
-/// above `s`: an empty body. One request instead of a listing and a request
+/// listing does), at most 1,000 and up to `MAX_LIST_LEN` (at least one), with
+/// `Link: <…?after=last>; rel="next"` if more may follow. Nothing above `s`: an
+/// empty body. One request instead of a listing and a request
 /// per batch (SPEC.md §6.1). Not immutable: batches are added, so caches
 /// revalidate.
 pub async fn get_batches(
@@ -229,19 +232,44 @@ pub async fn get_batches(
     traceless_protocol::validate_origin(&origin)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let s = http.core.clone();
-    let (tag, list) = blocking(move || {
+    let (tag, list, next) = blocking(move || {
         let now = s.now();
-        let metas = s.store.list_batches(&origin, q.after, LIST_BATCHES)?;
-        let visible = metas.into_iter().take_while(|m| m.is_visible(now));
-        let (tag, batches) = up_to_list_len(visible, |m| {
+        // One more than a list holds, to tell whether a servable one follows.
+        let metas = s.store.list_batches(&origin, q.after, LIST_BATCHES + 1)?;
+        let mut visible: Vec<_> = metas
+            .into_iter()
+            .take_while(|m| m.is_visible(now))
+            .collect();
+        let beyond = visible.len() > LIST_BATCHES;
+        visible.truncate(LIST_BATCHES);
+        let page = up_to_list_len(&visible, |m| {
             Ok(s.store
                 .get_batch(&m.origin, m.sequence)?
                 .map(|b| (b.meta.content_id, b.bytes)))
         })?;
-        Ok((tag, BatchList { batches }.encode()))
+        let served = page.taken;
+        let next = served
+            .checked_sub(1)
+            .filter(|_| served < visible.len() || beyond)
+            .map(|i| format!("/v1/batch-list/{origin}?after={}", visible[i].sequence));
+        let list = BatchList {
+            batches: page.items,
+        };
+        Ok((page.tag, list.encode(), next))
     })
     .await?;
-    Ok(signed_bytes(&headers, &tag, "no-cache", list))
+    Ok(with_next(
+        signed_bytes(&headers, &tag, "no-cache", list),
+        next,
+    ))
+}
+
+/// Adds the `Link: <next>; rel="next"` of a list cut short (SPEC.md §6.1).
+fn with_next(mut response: Response, next: Option<String>) -> Response {
+    if let Some(v) = next.and_then(|p| HeaderValue::from_str(&next_link(&p)).ok()) {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    response
 }
 
 fn etag(content_id: &[u8; 32]) -> String {
@@ -370,27 +398,43 @@ fn ids_etag<'a>(ids: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
 /// Reads the exact bytes of `metas` in order with `read` (`None`: deleted by
 /// retention since the listing, skipped) until the next would take the body
 /// past [`MAX_LIST_LEN`], always at least one; returns them with their
-/// [`ids_etag`].
+/// [`ids_etag`] and how many of `metas` they took.
 fn up_to_list_len<M>(
-    metas: impl IntoIterator<Item = M>,
+    metas: &[M],
     mut read: impl FnMut(&M) -> Result<Option<([u8; 32], Vec<u8>)>, StorageError>,
-) -> Result<([u8; 32], Vec<Vec<u8>>), ApiError> {
+) -> Result<ListPage, ApiError> {
     let mut ids = Vec::new();
     let mut out = Vec::new();
     let mut len = 0;
+    let mut taken = 0;
     for m in metas {
-        let Some((id, bytes)) = read(&m)? else {
-            continue;
-        };
-        // Each element costs its length plus at most 6 bytes of tag and length.
-        len += bytes.len() + 6;
-        if len > MAX_LIST_LEN && !out.is_empty() {
-            break;
+        if let Some((id, bytes)) = read(m)? {
+            // Each element costs its length plus at most 6 bytes of tag and length.
+            len += bytes.len() + 6;
+            if len > MAX_LIST_LEN && !out.is_empty() {
+                break;
+            }
+            ids.push(id);
+            out.push(bytes);
         }
-        ids.push(id);
-        out.push(bytes);
+        taken += 1;
     }
-    Ok((ids_etag(&ids), out))
+    Ok(ListPage {
+        tag: ids_etag(&ids),
+        items: out,
+        taken,
+    })
+}
+
+/// One list response's messages.
+struct ListPage {
+    /// [`ids_etag`] of the messages.
+    tag: [u8; 32],
+    /// Their exact bytes, in order.
+    items: Vec<Vec<u8>>,
+    /// How many of the metadata given were taken (served or skipped): fewer
+    /// than all if the size cut the list.
+    taken: usize,
 }
 
 /// Query of `GET /v1/filters`.
@@ -422,8 +466,8 @@ pub async fn list_filters(
 
 /// `GET /v1/filters/{origin}/{day}[?after=r]`: a `FilterParts` of the exact
 /// `SignedFilter` bytes of the parts held above revision `r`, ascending, up to
-/// `MAX_LIST_LEN` (at least one part; ask again after the last one
-/// received). No part above `r`: an empty body. 404 if no part of the day is
+/// `MAX_LIST_LEN` (at least one part), with `Link: <…?after=last>;
+/// rel="next"` if the size cut it. No part above `r`: an empty body. 404 if no part of the day is
 /// held. Not immutable: parts are added, so caches revalidate.
 pub async fn get_filter(
     State(http): Shared,
@@ -432,7 +476,7 @@ pub async fn get_filter(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let (tag, parts) = blocking(move || {
+    let (tag, parts, next) = blocking(move || {
         let held: Vec<FilterMeta> = s
             .store
             .filter_parts(&origin, day)?
@@ -444,16 +488,25 @@ pub async fn get_filter(
                 "no filter of {origin} for day {day} is served here"
             )));
         }
-        let above = held.into_iter().filter(|m| m.revision > q.after);
-        let (tag, parts) = up_to_list_len(above, |m| {
+        let above: Vec<_> = held.into_iter().filter(|m| m.revision > q.after).collect();
+        let page = up_to_list_len(&above, |m| {
             Ok(s.store
                 .get_filter(&origin, day, m.revision)?
                 .map(|f| (m.content_id, f.bytes)))
         })?;
-        Ok((tag, FilterParts { parts }.encode()))
+        let served = page.taken;
+        let next = served
+            .checked_sub(1)
+            .filter(|_| served < above.len())
+            .map(|i| format!("/v1/filters/{origin}/{day}?after={}", above[i].revision));
+        let parts = FilterParts { parts: page.items };
+        Ok((page.tag, parts.encode(), next))
     })
     .await?;
-    Ok(signed_bytes(&headers, &tag, "no-cache", parts))
+    Ok(with_next(
+        signed_bytes(&headers, &tag, "no-cache", parts),
+        next,
+    ))
 }
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings

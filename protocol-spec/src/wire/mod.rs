@@ -5,6 +5,7 @@ mod batch;
 mod deletion;
 mod export_key;
 mod filter;
+mod next_page;
 mod period_batch;
 mod published;
 mod risk_config;
@@ -24,6 +25,7 @@ pub use export_key::{
 pub use filter::{
     filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_SIGNED_FILTER_LEN,
 };
+pub use next_page::{names_next, next_link};
 pub use period_batch::{
     DayPart, DaySection, PeriodAttachments, PeriodBatch, PrunedDay, SignedPeriodBatch, DIGEST_LEN,
     PERIOD_BATCH_VERSION,
@@ -86,8 +88,8 @@ pub(crate) fn decode_limited<M: Message + Default>(
 
 /// Largest download of several signed messages in one body ([`FilterParts`],
 /// [`BatchList`]) that a node sends or a phone accepts: a node stops adding
-/// messages before this (always sending at least one) and the phone asks again
-/// after the last one it got.
+/// messages before this (always sending at least one) and says so with a
+/// [`next_link`]; the phone then asks again after the last one it got.
 pub const MAX_LIST_LEN: usize = 32 << 20;
 
 /// Decodes a download of signed messages (a protobuf `repeated bytes` at field 1,
