@@ -242,20 +242,20 @@ pub async fn get_batches(
             .collect();
         let beyond = visible.len() > LIST_BATCHES;
         visible.truncate(LIST_BATCHES);
-        let page = up_to_list_len(&visible, |m| {
-            Ok(s.store
-                .get_batch(&m.origin, m.sequence)?
-                .map(|b| (b.meta.content_id, b.bytes)))
-        })?;
-        let served = page.taken;
-        let next = served
-            .checked_sub(1)
-            .filter(|_| served < visible.len() || beyond)
-            .map(|i| format!("/v1/batch-list/{origin}?after={}", visible[i].sequence));
+        let page = up_to_list_len(
+            &visible,
+            beyond,
+            |m| {
+                Ok(s.store
+                    .get_batch(&m.origin, m.sequence)?
+                    .map(|b| (b.meta.content_id, b.bytes)))
+            },
+            |m| format!("/v1/batch-list/{origin}?after={}", m.sequence),
+        )?;
         let list = BatchList {
             batches: page.items,
         };
-        Ok((page.tag, list.encode(), next))
+        Ok((page.tag, list.encode(), page.next))
     })
     .await?;
     Ok(with_next(
@@ -398,15 +398,18 @@ fn ids_etag<'a>(ids: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
 /// Reads the exact bytes of `metas` in order with `read` (`None`: deleted by
 /// retention since the listing, skipped) until the next would take the body
 /// past [`MAX_LIST_LEN`], always at least one; returns them with their
-/// [`ids_etag`] and how many of `metas` they took.
+/// [`ids_etag`] and, if the size cut the list or `beyond` (more follow
+/// `metas`), the path of the next page after the last one taken (`next_path`).
 fn up_to_list_len<M>(
     metas: &[M],
+    beyond: bool,
     mut read: impl FnMut(&M) -> Result<Option<([u8; 32], Vec<u8>)>, StorageError>,
+    next_path: impl FnOnce(&M) -> String,
 ) -> Result<ListPage, ApiError> {
     let mut ids = Vec::new();
     let mut out = Vec::new();
     let mut len = 0;
-    let mut taken = 0;
+    let mut taken = 0usize;
     for m in metas {
         if let Some((id, bytes)) = read(m)? {
             // Each element costs its length plus at most 6 bytes of tag and length.
@@ -419,10 +422,14 @@ fn up_to_list_len<M>(
         }
         taken += 1;
     }
+    let next = taken
+        .checked_sub(1)
+        .filter(|_| taken < metas.len() || beyond)
+        .map(|i| next_path(&metas[i]));
     Ok(ListPage {
         tag: ids_etag(&ids),
         items: out,
-        taken,
+        next,
     })
 }
 
@@ -432,9 +439,8 @@ struct ListPage {
     tag: [u8; 32],
     /// Their exact bytes, in order.
     items: Vec<Vec<u8>>,
-    /// How many of the metadata given were taken (served or skipped): fewer
-    /// than all if the size cut the list.
-    taken: usize,
+    /// The path of the next page, if more follow (`Link: <…>; rel="next"`).
+    next: Option<String>,
 }
 
 /// Query of `GET /v1/filters`.
@@ -489,18 +495,18 @@ pub async fn get_filter(
             )));
         }
         let above: Vec<_> = held.into_iter().filter(|m| m.revision > q.after).collect();
-        let page = up_to_list_len(&above, |m| {
-            Ok(s.store
-                .get_filter(&origin, day, m.revision)?
-                .map(|f| (m.content_id, f.bytes)))
-        })?;
-        let served = page.taken;
-        let next = served
-            .checked_sub(1)
-            .filter(|_| served < above.len())
-            .map(|i| format!("/v1/filters/{origin}/{day}?after={}", above[i].revision));
+        let page = up_to_list_len(
+            &above,
+            false,
+            |m| {
+                Ok(s.store
+                    .get_filter(&origin, day, m.revision)?
+                    .map(|f| (m.content_id, f.bytes)))
+            },
+            |m| format!("/v1/filters/{origin}/{day}?after={}", m.revision),
+        )?;
         let parts = FilterParts { parts: page.items };
-        Ok((page.tag, parts.encode(), next))
+        Ok((page.tag, parts.encode(), page.next))
     })
     .await?;
     Ok(with_next(
