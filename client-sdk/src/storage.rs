@@ -13,10 +13,11 @@
 //! (`<dir>/data-report`, zeroed when forgotten).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, SdkError};
 
@@ -117,6 +118,45 @@ pub struct SledStorage {
     trees: Vec<sled::Tree>,
     keyring: Mutex<File>,
     side: [Mutex<File>; 2],
+    /// Last, so that it is dropped after the database (fields drop in order).
+    _released: LockReleased,
+}
+
+/// Waits, when dropped, until sled has let go of its lock file.
+///
+/// sled takes an exclusive `flock` on `<db>/db` at open and releases it only
+/// when the last of its internal references is gone; some belong to background
+/// threads that outlive the `Db` briefly. A host that shuts down and reopens at
+/// once (or retries an open refused for a wrong master key) would otherwise be
+/// refused with `WouldBlock` now and then. No crate exposes this wait.
+struct LockReleased(PathBuf);
+
+impl LockReleased {
+    /// Longest wait; a lock still held then belongs to someone else.
+    const PATIENCE: Duration = Duration::from_secs(5);
+}
+
+impl Drop for LockReleased {
+    fn drop(&mut self) {
+        let Ok(file) = File::open(&self.0) else {
+            return;
+        };
+        let deadline = Instant::now() + Self::PATIENCE;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    return;
+                }
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 fn open_in_place(path: &Path) -> Result<File> {
@@ -150,8 +190,9 @@ impl SledStorage {
         std::fs::create_dir_all(dir)?;
         let keyring = open_in_place(&dir.join("keyring"))?;
         let [a, b] = SideFile::ALL.map(|f| open_in_place(&dir.join(f.name())));
+        let db_dir = dir.join("db");
         let db = sled::Config::new()
-            .path(dir.join("db"))
+            .path(&db_dir)
             .mode(sled::Mode::LowSpace)
             .open()?;
         let trees = Table::ALL
@@ -163,6 +204,7 @@ impl SledStorage {
             trees,
             keyring: Mutex::new(keyring),
             side: [Mutex::new(a?), Mutex::new(b?)],
+            _released: LockReleased(db_dir.join("db")),
         })
     }
 

@@ -124,6 +124,40 @@ fn a_wrong_master_key_is_refused_and_the_data_stays_intact() {
     assert_eq!(p.status().unwrap().scan_instances, 1);
 }
 
+/// sled lets go of its lock file only after its background threads drop their
+/// references; a host that reopens right away must not be refused for that.
+/// Several stores at once keep those threads busy, as a loaded phone does.
+#[test]
+fn a_dropped_store_reopens_at_once_even_after_a_refused_open() {
+    const ROUNDS: usize = 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(at(DAY0, 600));
+    std::thread::scope(|s| {
+        for store in 0..4u8 {
+            let dir = tmp.path().join(format!("store-{store}"));
+            let clock = clock.clone();
+            s.spawn(move || {
+                for round in 0..ROUNDS {
+                    let mut p = open(&dir, &clock, &MASTER)
+                        .unwrap_or_else(|e| panic!("store {store}, round {round}: {e}"));
+                    for i in 0..50u8 {
+                        p.record_sighting(&[round as u8, i].repeat(10), -60, None, clock.now())
+                            .unwrap();
+                    }
+                    p.flush().unwrap();
+                    drop(p);
+                    match open(&dir, &clock, &MasterKey([8; 32])) {
+                        Err(SdkError::WrongMasterKey) => {}
+                        other => panic!("store {store}, round {round}: {:?}", other.err()),
+                    }
+                }
+                let mut p = open(&dir, &clock, &MASTER).unwrap();
+                assert_eq!(p.status().unwrap().scan_instances, ROUNDS * 50);
+            });
+        }
+    });
+}
+
 #[test]
 fn damaged_files_give_clear_errors_and_are_not_overwritten() {
     let tmp = tempfile::tempdir().unwrap();
