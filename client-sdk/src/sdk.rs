@@ -7,6 +7,7 @@ use traceless_protocol::ed25519_dalek::VerifyingKey;
 use traceless_protocol::log::{NoteKey, PublicationProof};
 use traceless_protocol::p256::ecdsa::VerifyingKey as ExportKey;
 use traceless_protocol::token::MAX_TOKEN_MESSAGE_LEN;
+use traceless_protocol::wire::HeldRevisions;
 use traceless_protocol::{
     day_of_unix, interval_number, Advertisement, DaySummary, DiagnosisKey, ExportKeyCertificate,
     FilterParts, IntervalMask, SharedClock, SignedExportKey, SignedRiskConfig, TokenPublicKey,
@@ -516,6 +517,20 @@ impl Sdk {
     /// after it (`GET /v1/filters/{origin}/{day}?after=r`).
     pub fn filter_revision(&self, origin: &str, day: u32) -> Result<Option<u64>> {
         filters::revision(&self.vault, origin, day)
+    }
+
+    /// [`Sdk::filter_revision`] of every kept day: the `held` query of
+    /// `GET /v1/filter-parts/{origin}` (SPEC.md §6.1), which fetches the new
+    /// parts of every day at once.
+    pub fn filter_held(&mut self, origin: &str) -> Result<HeldRevisions> {
+        let today = day_of_unix(self.now()?);
+        let mut held = HeldRevisions::new();
+        for day in today.saturating_sub(RETENTION_DAYS)..=today {
+            if let Some(revision) = filters::revision(&self.vault, origin, day)? {
+                held.hold(day, revision);
+            }
+        }
+        Ok(held)
     }
 
     /// Per day and kind of exposure (ascending by day, proximity before venue):

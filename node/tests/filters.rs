@@ -251,6 +251,41 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
     assert_eq!(after1.len(), 1);
     assert_eq!(after1[0].0, bytes2);
     assert!(served_after(&node, TODAY, 2).is_empty());
+    // One request for every day: the parts above what `held` names, by day
+    // and revision; nothing above: an empty body.
+    let parts_above = |held: &str| {
+        let r = get(addr, &format!("/v1/filter-parts/{ORIGIN}?held={held}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("link"), None, "nothing was cut");
+        FilterParts::decode(&r.body).unwrap().parts
+    };
+    let yesterday = served(&node, TODAY - 1);
+    assert_eq!(yesterday.len(), 1);
+    assert_eq!(
+        parts_above(""),
+        vec![yesterday[0].0.clone(), bytes1.clone(), bytes2.clone()]
+    );
+    assert_eq!(
+        parts_above(&format!("{}.1,{TODAY}.1", TODAY - 1)),
+        vec![bytes2.clone()]
+    );
+    assert_eq!(
+        parts_above(&format!("{TODAY}.2")),
+        vec![yesterday[0].0.clone()]
+    );
+    assert!(parts_above(&format!("{}.1,{TODAY}.2", TODAY - 1)).is_empty());
+    for bad in [
+        format!("{TODAY}.0"),
+        format!("{TODAY}.1,{}.1", TODAY - 1),
+        format!("{TODAY}"),
+    ] {
+        let r = get(addr, &format!("/v1/filter-parts/{ORIGIN}?held={bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("held"),
+            "{bad}"
+        );
+    }
     // Nothing new: no new part.
     st.rebuild_filters().unwrap();
     assert_eq!(revision_at(&node, TODAY), 2);

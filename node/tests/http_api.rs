@@ -379,6 +379,8 @@ async fn parse_errors_unknown_routes_and_bad_limits_answer_json_errors() {
         ("/v1/batches/test.health/x", 400),
         ("/v1/exports/test.health/-1", 400),
         ("/v1/filters/test.health/-3", 400),
+        ("/v1/filter-parts/test.health?held=20000.1,x", 400),
+        ("/v1/filter-parts/Not%20An%20Origin", 400),
         ("/v1/batches?origin=test.health&limit=0", 400),
         ("/v1/batches?origin=test.health&limit=1001", 400),
         ("/v1/batches?limit=5", 400),

@@ -32,9 +32,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rayon::prelude::*;
+use traceless_protocol::wire::HeldRevisions;
 use traceless_protocol::{
     interval_number, Batch, BatchList, DayFilter, FilterParts, SignedBatch, SignedFilter,
-    TokenDeriver,
+    TokenDeriver, RETENTION_DAYS,
 };
 use traceless_sdk::SdkConfig;
 
@@ -580,7 +581,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 // Parts are disjoint: each new part's entries are new today.
                 let parts: Vec<Vec<u8>> = new_filters
                     .iter()
-                    .flat_map(|(_, body)| FilterParts::decode(body).map_or(Vec::new(), |p| p.parts))
+                    .flat_map(|body| FilterParts::decode(body).map_or(Vec::new(), |p| p.parts))
                     .collect();
                 filter_revisions += parts.len() as u64;
                 day_floor = parts
@@ -598,10 +599,8 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                         .iter()
                         .filter_map(|p| uploaded_at.get(p).copied())
                         .min();
-                    let list: Vec<(&[u8], Option<u64>)> = new_filters
-                        .iter()
-                        .map(|(_, b)| (b.as_slice(), at))
-                        .collect();
+                    let list: Vec<(&[u8], Option<u64>)> =
+                        new_filters.iter().map(|b| (b.as_slice(), at)).collect();
                     phone.sync(sync_at + 60, &list);
                 });
                 all_parts.extend(parts);
@@ -826,62 +825,52 @@ fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: us
         / (app_users.max(1) as f64)
 }
 
-/// Lists the day filters of a relay and downloads, over HTTP, the parts of each
-/// day above the highest revision `seen` holds for it (updating it), as a phone
-/// does; returns the response bodies (`FilterParts`) by day and the traffic.
+/// Downloads, over HTTP, the parts of every day filter of a relay above the
+/// highest revision `seen` holds for its day (updating it), in one request as
+/// the host client does (`GET /v1/filter-parts/{origin}?held=`, again only
+/// while the node says `rel="next"`); returns the response bodies
+/// (`FilterParts`) and the traffic.
 fn download_filters(
     addr: std::net::SocketAddr,
     seen: &mut HashMap<u32, u64>,
 ) -> Result<(Vec<DownloadedFilter>, Traffic), RunError> {
-    let list = http::request(addr, "GET", &format!("/v1/filters?origin={ORIGIN}"), b"")?;
     let mut traffic = Traffic::default();
-    traffic.add(&list);
-    let entries: Vec<(u32, u64, String)> = list
-        .try_json()
-        .and_then(|j| {
-            j["filters"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|e| {
-                        Some((
-                            u32::try_from(e["day"].as_u64()?).ok()?,
-                            e["revision"].as_u64()?,
-                            e["url"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-        })
-        .unwrap_or_default();
     let mut out = Vec::new();
-    for (day, revision, url) in entries {
-        // Bounded: each round gets at least one part above `held`, or stops.
-        for _ in 0..=traceless_protocol::filter::MAX_FILTER_PARTS {
-            let held = seen.get(&day).copied().unwrap_or(0);
-            if held >= revision {
-                break;
-            }
-            let b = http::request(addr, "GET", &format!("{url}?after={held}"), b"")?;
-            traffic.add(&b);
-            let Some(parts) = (b.status == 200)
-                .then(|| FilterParts::decode(&b.body).ok())
-                .flatten()
-            else {
-                break;
-            };
-            let top = parts
-                .parts
-                .iter()
-                .filter_map(|p| SignedFilter::decode(p).ok())
-                .filter_map(|p| DayFilter::decode_body(&p.body, u64::MAX / 2).ok())
-                .map(|f| f.revision)
-                .max();
-            match top {
-                Some(top) if top > held => {
-                    seen.insert(day, top);
-                    out.push((day, b.body));
-                }
-                _ => break,
-            }
+    // Bounded: each round the node cut short brings a part above `seen`, or stops.
+    for _ in 0..=(u64::from(RETENTION_DAYS) + 1) * traceless_protocol::filter::MAX_FILTER_PARTS {
+        let mut held = HeldRevisions::new();
+        for (&day, &revision) in seen.iter() {
+            held.hold(day, revision);
+        }
+        let path = format!("/v1/filter-parts/{ORIGIN}?held={}", held.query());
+        let b = http::request(addr, "GET", &path, b"")?;
+        traffic.add(&b);
+        let more = b
+            .headers
+            .iter()
+            .any(|(n, v)| n == "link" && traceless_protocol::wire::names_next(v));
+        let Some(parts) = (b.status == 200)
+            .then(|| FilterParts::decode(&b.body).ok())
+            .flatten()
+        else {
+            break;
+        };
+        let mut grew = false;
+        for f in parts
+            .parts
+            .iter()
+            .filter_map(|p| SignedFilter::decode(p).ok())
+            .filter_map(|p| DayFilter::decode_body(&p.body, u64::MAX / 2).ok())
+        {
+            let top = seen.entry(f.day).or_default();
+            grew |= f.revision > *top;
+            *top = (*top).max(f.revision);
+        }
+        if !parts.parts.is_empty() {
+            out.push(b.body);
+        }
+        if !more || !grew {
+            break;
         }
     }
     Ok((out, traffic))
@@ -937,8 +926,8 @@ fn filter_entries(bytes: &[u8], now: u64) -> u64 {
         .map_or(0, |f| f.filter.entries())
 }
 
-/// A download of parts of a day filter: its day and the `FilterParts` body.
-type DownloadedFilter = (u32, Vec<u8>);
+/// A download of parts of day filters: the `FilterParts` body.
+type DownloadedFilter = Vec<u8>;
 
 /// A downloaded batch: sequence number and signed bytes.
 type Downloaded = (u64, Vec<u8>);

@@ -9,7 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use traceless_protocol::{day_start_interval, Batch, Clock, DiagnosisKey, ManualClock, Tek};
+use traceless_protocol::filter::{EntryFilter, FilterEntry};
+use traceless_protocol::{
+    day_start_interval, Batch, Clock, DayFilter, DiagnosisKey, ManualClock, Tek,
+};
 use traceless_sdk::client::{Client, ClientConfig, ClientError, HttpOptions};
 use traceless_sdk::{Sdk, SdkConfig};
 use traceless_sim::nodes::{Nodes, ORIGIN};
@@ -324,6 +327,23 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     nodes.shutdown();
 }
 
+/// A gateway and a relay, a client that downloads from the gateway, and a
+/// phone at noon that trusts the authority.
+fn gateway_and_phone(dir: &std::path::Path) -> (Nodes, Client, Mutex<Sdk>) {
+    let nodes = Nodes::start(dir, 1, NOON, 1, 86_400).unwrap();
+    let gateway = format!("http://{}", nodes.gateway.http_addr);
+    let relay = format!("http://{}/", nodes.relays[0].http_addr);
+    let net = client(gateway.clone(), relay, gateway).unwrap();
+    let clock = ManualClock::new(NOON);
+    let phone = Mutex::new(Sdk::in_memory(SdkConfig::default(), Arc::new(clock)).unwrap());
+    phone
+        .lock()
+        .unwrap()
+        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
+        .unwrap();
+    (nodes, net, phone)
+}
+
 /// A phone's sync asks for the batch list once when the node did not cut it
 /// short, and asks again when the node names a next page (`Link: <…>;
 /// rel="next"`, SPEC.md §6.1): 3 batches take one request, 1,001 take two,
@@ -331,10 +351,7 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
 #[test]
 fn the_client_asks_for_more_batches_only_when_the_node_says_more_follow() {
     let tmp = tempfile::tempdir().unwrap();
-    let nodes = Nodes::start(tmp.path(), 1, NOON, 1, 86_400).unwrap();
-    let gateway = format!("http://{}", nodes.gateway.http_addr);
-    let relay = format!("http://{}/", nodes.relays[0].http_addr);
-    let net = client(gateway.clone(), relay, gateway).unwrap();
+    let (nodes, net, phone) = gateway_and_phone(tmp.path());
     let core = &nodes.gateway.core;
     let publish = |sequences: std::ops::RangeInclusive<u64>| {
         for sequence in sequences {
@@ -359,13 +376,6 @@ fn the_client_asks_for_more_batches_only_when_the_node_says_more_follow() {
         }
     };
     let lists = || core.metrics.requests("/v1/batch-list/{origin}", 200);
-    let clock = ManualClock::new(NOON);
-    let phone = Mutex::new(Sdk::in_memory(SdkConfig::default(), Arc::new(clock)).unwrap());
-    phone
-        .lock()
-        .unwrap()
-        .trust_authority(ORIGIN, 1, nodes.authority.verifying_key())
-        .unwrap();
 
     publish(1..=3);
     let before = lists();
@@ -383,5 +393,57 @@ fn the_client_asks_for_more_batches_only_when_the_node_says_more_follow() {
     assert_eq!((totals.batches, totals.rejected), (1_001, 0));
     assert_eq!(lists() - before, 2, "one page of 1,000, then the rest");
     assert_eq!(phone.lock().unwrap().cursor(ORIGIN).unwrap(), Some(1_004));
+    nodes.shutdown();
+}
+
+/// A phone's sync fetches the new parts of every day filter in one request
+/// (`GET /v1/filter-parts/{origin}?held=…`, SPEC.md §6.1), not a listing and
+/// a request per changed day: parts of three days take one request, a new
+/// part of one of them one more, and nothing new one that brings nothing.
+#[test]
+fn the_client_fetches_every_days_new_filter_parts_in_one_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (nodes, net, phone) = gateway_and_phone(tmp.path());
+    let core = &nodes.gateway.core;
+    let publish = |day: u32, revision: u64| {
+        let entries: Vec<FilterEntry> = (0..20u8)
+            .map(|i| {
+                let mut e = [i; 16];
+                e[..4].copy_from_slice(&day.to_be_bytes());
+                e[4] = revision as u8;
+                FilterEntry(e)
+            })
+            .collect();
+        let part = DayFilter {
+            origin: ORIGIN.into(),
+            day,
+            revision,
+            created_at: NOON - 100,
+            filter: EntryFilter::build(&entries, [revision as u8; 16]).unwrap(),
+        };
+        core.ingest_filter(&part.sign(&nodes.authority).unwrap().encode())
+            .unwrap();
+    };
+    let requests = || core.metrics.requests("/v1/filter-parts/{origin}", 200);
+    let held = |day| phone.lock().unwrap().filter_revision(ORIGIN, day).unwrap();
+
+    for day in DAY - 3..DAY {
+        publish(day, 1);
+    }
+    let before = requests();
+    let totals = net.sync(&phone).unwrap();
+    assert_eq!((totals.filters, totals.rejected), (1, 0));
+    assert_eq!(requests() - before, 1, "three days' parts in one request");
+    assert_eq!([held(DAY - 3), held(DAY - 2), held(DAY - 1)], [Some(1); 3]);
+
+    publish(DAY - 2, 2);
+    let before = requests();
+    assert_eq!(net.sync(&phone).unwrap().filters, 1);
+    assert_eq!(requests() - before, 1);
+    assert_eq!(held(DAY - 2), Some(2), "only the new part was missing");
+
+    let before = requests();
+    assert_eq!(net.sync(&phone).unwrap().filters, 0, "nothing new");
+    assert_eq!(requests() - before, 1);
     nodes.shutdown();
 }

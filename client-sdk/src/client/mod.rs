@@ -19,11 +19,15 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 use traceless_protocol::filter::MAX_FILTER_PARTS;
+use traceless_protocol::{BatchList, PublishedBatch, TokenPublicKey, RETENTION_DAYS};
 
 /// Most `GET /v1/batch-list/{origin}` rounds of one sync: each brings up to 1,000
 /// batches, so this covers any retention window's worth.
 const MAX_BATCH_ROUNDS: usize = 10_000;
-use traceless_protocol::{BatchList, PublishedBatch, TokenPublicKey};
+
+/// Most `GET /v1/filter-parts/{origin}` rounds of one sync: each brings at
+/// least one part of a kept day's filter.
+const MAX_FILTER_ROUNDS: u64 = (RETENTION_DAYS as u64 + 1) * MAX_FILTER_PARTS;
 
 use crate::{Sdk, SdkError};
 pub use http::HttpOptions;
@@ -103,7 +107,8 @@ pub struct ClientConfig {
 pub struct SyncTotals {
     /// Batches synced.
     pub batches: usize,
-    /// Downloads of day-filter parts synced.
+    /// Responses of day-filter parts synced (one a sync unless a size cap
+    /// cut it).
     pub filters: usize,
     /// Keys (and filter entries) matched.
     pub keys: usize,
@@ -241,8 +246,8 @@ impl Client {
     }
 
     /// Downloads everything new for the origin and syncs it: every page of
-    /// batches after the SDK's cursor, then the parts of each day filter above
-    /// those the phone holds, then each venue warning batch above the SDK's
+    /// batches after the SDK's cursor, then every page of the parts of day
+    /// filters above those the phone holds, then each venue warning batch above the SDK's
     /// warning cursor ([`Client::sync_warnings`]).
     pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
@@ -291,43 +296,19 @@ impl Client {
             }
             after = highest;
         }
-        let url = format!("{node}/v1/filters?origin={origin}");
-        let list = self.json(&url)?;
-        for entry in list["filters"].as_array().cloned().unwrap_or_default() {
-            let (Some(day), Some(revision), Some(path)) = (
-                entry["day"].as_u64().and_then(|d| u32::try_from(d).ok()),
-                entry["revision"].as_u64(),
-                entry["url"].as_str(),
-            ) else {
-                return Err(ClientError::BadAnswer {
-                    url,
-                    reason: "a filter without day, revision or url".into(),
-                });
-            };
-            // Each round asks for the parts above the phone's complete prefix
-            // and stops when that no longer grows (a node lacking a part in
-            // between) or reaches the listed revision.
-            let mut held = phone.with(|s| s.filter_revision(origin, day))?;
-            for _ in 0..=MAX_FILTER_PARTS {
-                if held >= Some(revision) {
-                    break;
-                }
-                let url = format!("{}?after={}", self.absolute(path), held.unwrap_or(0));
-                let answer = self.get_revalidated(&url)?;
-                if answer.status == 304 {
-                    break;
-                }
-                let tag = answer.etag.clone();
-                let bytes = Self::expect_ok(&url, answer)?;
-                if self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
-                    totals.filters += 1;
-                }
-                self.keep_etag(url, tag);
-                let now_held = phone.with(|s| s.filter_revision(origin, day))?;
-                if now_held <= held {
-                    break;
-                }
-                held = now_held;
+        // Every day's new parts in one request (SPEC.md §6.1). Bounded: each
+        // round the node cut short holds a part the phone lacked, or stops.
+        for _ in 0..MAX_FILTER_ROUNDS {
+            let held = phone.with(|s| s.filter_held(origin))?;
+            let url = format!("{node}/v1/filter-parts/{origin}?held={}", held.query());
+            let answer = self.http.get(&url, None)?;
+            let more = answer.next_page;
+            let bytes = Self::expect_ok(&url, answer)?;
+            if !bytes.is_empty() && self.hand_over(phone, &mut totals, |s| s.sync_filter(&bytes))? {
+                totals.filters += 1;
+            }
+            if !more || phone.with(|s| s.filter_held(origin))? == held {
+                break;
             }
         }
         let warnings = self.sync_warnings(phone)?;

@@ -12,9 +12,9 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use traceless_protocol::wire::{
-    next_link, BatchList, FilterParts, MAX_LIST_LEN, UPLOAD_REQUEST_LEN,
+    next_link, BatchList, FilterParts, HeldRevisions, MAX_LIST_LEN, UPLOAD_REQUEST_LEN,
 };
-use traceless_protocol::SEALED_UPLOAD_LEN;
+use traceless_protocol::{WireError, SEALED_UPLOAD_LEN};
 
 use crate::core::answer;
 use crate::federation::relay::MAX_RELAY_INFLIGHT;
@@ -482,7 +482,7 @@ pub async fn get_filter(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
-    let (tag, parts, next) = blocking(move || {
+    let page = blocking(move || {
         let held: Vec<FilterMeta> = s
             .store
             .filter_parts(&origin, day)?
@@ -495,24 +495,108 @@ pub async fn get_filter(
             )));
         }
         let above: Vec<_> = held.into_iter().filter(|m| m.revision > q.after).collect();
-        let page = up_to_list_len(
-            &above,
-            false,
-            |m| {
-                Ok(s.store
-                    .get_filter(&origin, day, m.revision)?
-                    .map(|f| (m.content_id, f.bytes)))
-            },
-            |m| format!("/v1/filters/{origin}/{day}?after={}", m.revision),
-        )?;
-        let parts = FilterParts { parts: page.items };
-        Ok((page.tag, parts.encode(), page.next))
+        parts_page(&s, &above, |m| {
+            format!("/v1/filters/{origin}/{day}?after={}", m.revision)
+        })
     })
     .await?;
-    Ok(with_next(
-        signed_bytes(&headers, &tag, "no-cache", parts),
-        next,
-    ))
+    Ok(page.response(&headers))
+}
+
+/// One response of filter parts (see [`up_to_list_len`]).
+struct PartsPage {
+    /// [`ids_etag`] of the parts.
+    tag: [u8; 32],
+    /// The `FilterParts` encoding.
+    body: Vec<u8>,
+    /// The path of the next page, if the size cut it.
+    next: Option<String>,
+}
+
+/// Reads the parts of `metas` in order into one [`PartsPage`], naming the next
+/// page after the last part taken with `next_path`.
+fn parts_page(
+    core: &crate::core::Core,
+    metas: &[FilterMeta],
+    next_path: impl FnOnce(&FilterMeta) -> String,
+) -> Result<PartsPage, ApiError> {
+    let page = up_to_list_len(
+        metas,
+        false,
+        |m| {
+            Ok(core
+                .store
+                .get_filter(&m.origin, m.day, m.revision)?
+                .map(|f| (m.content_id, f.bytes)))
+        },
+        next_path,
+    )?;
+    Ok(PartsPage {
+        tag: page.tag,
+        body: FilterParts { parts: page.items }.encode(),
+        next: page.next,
+    })
+}
+
+impl PartsPage {
+    /// The response: revalidated by its ETag, never cached unchecked (parts
+    /// are added), with the next page's `Link`.
+    fn response(self, headers: &HeaderMap) -> Response {
+        with_next(
+            signed_bytes(headers, &self.tag, "no-cache", self.body),
+            self.next,
+        )
+    }
+}
+
+/// Query of `GET /v1/filter-parts/{origin}`.
+#[derive(Deserialize)]
+pub struct HeldQuery {
+    /// [`HeldRevisions`] in its query form (`day.r,day.r,…`).
+    #[serde(default)]
+    held: String,
+}
+
+/// `GET /v1/filter-parts/{origin}[?held=day.r,…]`: a `FilterParts` of the exact
+/// `SignedFilter` bytes of every unexpired part of the origin's day filters
+/// above the revision `held` names for its day, by ascending day and revision,
+/// up to `MAX_LIST_LEN` (at least one part), with `Link: <…?held=…>;
+/// rel="next"` if the size cut it. Nothing new: an empty body. One request
+/// for every day instead of the listing and a request per changed day
+/// (SPEC.md §6.1). Not immutable: parts are added, so caches revalidate.
+pub async fn get_filter_parts(
+    State(http): Shared,
+    Path(origin): Path<String>,
+    Query(q): Query<HeldQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bad = |e: WireError| ApiError(StatusCode::BAD_REQUEST, e.to_string());
+    traceless_protocol::validate_origin(&origin).map_err(bad)?;
+    let held = HeldRevisions::parse(&q.held).map_err(bad)?;
+    let s = http.core.clone();
+    let page = blocking(move || {
+        let now = s.now();
+        let mut new: Vec<FilterMeta> = s
+            .store
+            .all_filters()?
+            .into_iter()
+            .filter(|m| m.origin == origin && now <= m.expires_at())
+            .filter(|m| m.revision > held.of(m.day))
+            .collect();
+        new.sort_unstable_by_key(|m| (m.day, m.revision));
+        parts_page(&s, &new, |last| {
+            let mut after = held.clone();
+            for m in new
+                .iter()
+                .take_while(|m| (m.day, m.revision) <= (last.day, last.revision))
+            {
+                after.hold(m.day, m.revision);
+            }
+            format!("/v1/filter-parts/{origin}?held={}", after.query())
+        })
+    })
+    .await?;
+    Ok(page.response(&headers))
 }
 
 /// `GET /v1/deletion-log`: every entry, as hex `SignedDeletionRecord` encodings

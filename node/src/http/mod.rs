@@ -85,6 +85,7 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
         .route("/v1/warnings/{origin}/{sequence}", get(warnings::get))
         .route("/v1/filters", get(api::list_filters))
         .route("/v1/filters/{origin}/{day}", get(api::get_filter))
+        .route("/v1/filter-parts/{origin}", get(api::get_filter_parts))
         .route(
             "/v1/exports/{origin}/{sequence}",
             get(exports::export_batch),

@@ -5,6 +5,7 @@ mod batch;
 mod deletion;
 mod export_key;
 mod filter;
+mod held;
 mod next_page;
 mod period_batch;
 mod published;
@@ -25,6 +26,7 @@ pub use export_key::{
 pub use filter::{
     filter_expires_at, DayFilter, FilterParts, SignedFilter, FILTER_VERSION, MAX_SIGNED_FILTER_LEN,
 };
+pub use held::{HeldRevisions, MAX_HELD_DAYS};
 pub use next_page::{names_next, next_link};
 pub use period_batch::{
     DayPart, DaySection, PeriodAttachments, PeriodBatch, PrunedDay, SignedPeriodBatch, DIGEST_LEN,
