@@ -463,11 +463,13 @@ async fn a_relay_started_after_the_gossip_catches_up_on_warnings() {
 
     let relay = start_relay(d2.path(), &clock, &gateway.p2p_addrs, 1).await;
     assert!(wait_for_peers(&relay, 1).await);
+    // Stored, then logged: wait for both (the file is written first).
     let arrived = wait_until(Duration::from_secs(20), || {
         relay.core.warning_files().get(ORIGIN, 1).unwrap().is_some()
+            && !warning_entries(&relay.core).0.is_empty()
     })
     .await;
-    assert!(arrived, "catch-up did not bring the warning batch");
+    assert!(arrived, "catch-up did not bring and log the warning batch");
     assert_eq!(
         relay.core.warning_files().get(ORIGIN, 1).unwrap().unwrap(),
         published
