@@ -274,10 +274,19 @@ async fn filter_upload_is_published_after_the_embargo_with_the_chosen_intervals_
         vec![yesterday[0].0.clone()]
     );
     assert!(parts_above(&format!("{}.1,{TODAY}.2", TODAY - 1)).is_empty());
+    // Any order, a day twice, r = 0: what the phone holds all the same.
+    assert_eq!(
+        parts_above(&format!(
+            "{TODAY}.1,{}.0,{TODAY}.0,{}.1",
+            TODAY - 1,
+            TODAY - 1
+        )),
+        vec![bytes2.clone()]
+    );
     for bad in [
-        format!("{TODAY}.0"),
-        format!("{TODAY}.1,{}.1", TODAY - 1),
         format!("{TODAY}"),
+        format!("{TODAY}.1,"),
+        format!("{TODAY}.x"),
     ] {
         let r = get(addr, &format!("/v1/filter-parts/{ORIGIN}?held={bad}"));
         assert_eq!(r.status, 400, "{bad}");

@@ -42,17 +42,19 @@ impl HeldRevisions {
         pairs.join(",")
     }
 
-    /// Parses a query value: at most [`MAX_HELD_DAYS`] pairs `day.r` of
-    /// decimal integers, days strictly ascending. Anything else is
-    /// `InvalidField held`, so that one query has one meaning.
+    /// Parses a query value: at most [`MAX_HELD_DAYS`] pairs `day.r`, a day
+    /// of 1 to 9 decimal digits and a revision of 1 to 19, in any order (a day
+    /// named twice holds the higher `r`; `r = 0` holds nothing). Anything else
+    /// is `InvalidField held`. Every value of that shape means something, so
+    /// that no well-formed query is refused.
     pub fn parse(value: &str) -> Result<Self, WireError> {
         let invalid = |reason: String| WireError::InvalidField {
             field: "held",
             reason,
         };
-        let mut out = BTreeMap::new();
+        let mut held = HeldRevisions::new();
         if value.is_empty() {
-            return Ok(HeldRevisions(out));
+            return Ok(held);
         }
         for (i, pair) in value.split(',').enumerate() {
             if i >= MAX_HELD_DAYS {
@@ -60,25 +62,20 @@ impl HeldRevisions {
             }
             let parsed = pair
                 .split_once('.')
-                .and_then(|(d, r)| Some((decimal::<u32>(d)?, decimal::<u64>(r)?)));
+                .and_then(|(d, r)| Some((digits(d, 9)?, digits(r, 19)?)));
             let Some((day, revision)) = parsed else {
                 return Err(invalid(format!("{pair:?} is not day.revision")));
             };
-            if revision == 0 || out.last_key_value().is_some_and(|(&last, _)| last >= day) {
-                return Err(invalid(format!(
-                    "{pair:?}: days must ascend and revisions be at least 1"
-                )));
-            }
-            out.insert(day, revision);
+            held.hold(day, revision);
         }
-        Ok(HeldRevisions(out))
+        Ok(held)
     }
 }
 
-/// A decimal integer without sign or leading zeros (one spelling per value).
-fn decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
-    let canonical = s == "0" || (!s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit()));
-    canonical.then(|| s.parse().ok()).flatten()
+/// A decimal number of 1 to `max` ASCII digits (9 always fit a `u32`, 19 a `u64`).
+fn digits<T: std::str::FromStr>(s: &str, max: usize) -> Option<T> {
+    let shaped = (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    shaped.then(|| s.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -99,7 +96,26 @@ mod tests {
     }
 
     #[test]
-    fn every_other_spelling_is_refused() {
+    fn any_order_repeats_and_zeros_mean_what_they_hold() {
+        let mut want = HeldRevisions::new();
+        want.hold(20_400, 3);
+        want.hold(20_401, 1);
+        for query in [
+            "20401.1,20400.3",
+            "20400.1,20401.1,20400.3",
+            "020400.03,20401.1,7.0",
+        ] {
+            assert_eq!(HeldRevisions::parse(query), Ok(want.clone()), "{query}");
+        }
+        let widest = "999999999.9999999999999999999";
+        assert_eq!(
+            HeldRevisions::parse(widest).map(|h| h.of(999_999_999)),
+            Ok(9_999_999_999_999_999_999)
+        );
+    }
+
+    #[test]
+    fn every_other_shape_is_refused() {
         let too_many: Vec<String> = (0..=MAX_HELD_DAYS)
             .map(|d| format!("{}.1", d + 1))
             .collect();
@@ -108,14 +124,14 @@ mod tests {
             "20400.",
             ".3",
             "20400.3,",
-            "20400.03",
+            ",20400.3",
             "+20400.3",
             "20400.-1",
-            "20400.0",
-            "20401.1,20400.1",
-            "20400.1,20400.2",
-            "4294967296.1",
+            "20400.3.1",
+            "1234567890.1",
+            "1.12345678901234567890",
             "20400.3;20401.1",
+            "20400.3 ",
             &too_many.join(","),
         ] {
             assert!(
