@@ -1,7 +1,7 @@
 //! The host side of the network, for apps that do not bring their own (cargo
 //! feature `client`, off by default): given node URLs it pages through the
 //! batch list from the SDK's cursor and hands each batch to the SDK, fetches
-//! the parts of day filters it lacks (with their ETag), fetches the venue
+//! the parts of day filters it lacks (every day's in one request), fetches the venue
 //! warning batches above the SDK's warning cursor ([`warnings`]), buys upload tokens
 //! from the issuer, and posts sealed uploads and dummies through a relay that
 //! is neither the gateway nor the download node. Blocking HTTP over rustls
@@ -247,8 +247,8 @@ impl Client {
 
     /// Downloads everything new for the origin and syncs it: every page of
     /// batches after the SDK's cursor, then every page of the parts of day
-    /// filters above those the phone holds, then each venue warning batch above the SDK's
-    /// warning cursor ([`Client::sync_warnings`]).
+    /// filters above those the phone holds, then each venue warning batch
+    /// above the SDK's warning cursor ([`Client::sync_warnings`]).
     pub fn sync(&self, phone: &impl Phone) -> Result<SyncTotals, ClientError> {
         let origin = &self.config.origin;
         let node = &self.config.download_node;
