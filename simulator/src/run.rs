@@ -220,7 +220,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     // Every part of every day filter downloaded (their `SignedFilter` bytes).
     let mut all_parts: Vec<Vec<u8>> = Vec::new();
     let mut filter_revisions = 0u64;
-    let mut filter_seen: Vec<HashMap<u32, u64>> = vec![HashMap::new(); relays.len()];
+    let mut filter_seen: Vec<HeldRevisions> = vec![HeldRevisions::new(); relays.len()];
     let mut uploaded_at: HashMap<PersonId, u64> = HashMap::new();
     // Milliseconds from a rebuild to the newest filters on every relay.
     let mut filter_propagation: Vec<f64> = Vec::new();
@@ -826,46 +826,38 @@ fn per_phone_day(bytes_per_relay: &[u64], users_per_relay: &[u64], app_users: us
 }
 
 /// Downloads, over HTTP, the parts of every day filter of a relay above the
-/// highest revision `seen` holds for its day (updating it), in one request as
+/// highest revision `seen` holds for its day (raising it), in one request as
 /// the host client does (`GET /v1/filter-parts/{origin}?held=`, again only
 /// while the node says `rel="next"`); returns the response bodies
 /// (`FilterParts`) and the traffic.
 fn download_filters(
     addr: std::net::SocketAddr,
-    seen: &mut HashMap<u32, u64>,
+    seen: &mut HeldRevisions,
 ) -> Result<(Vec<DownloadedFilter>, Traffic), RunError> {
     let mut traffic = Traffic::default();
     let mut out = Vec::new();
     // Bounded: each round the node cut short brings a part above `seen`, or stops.
     for _ in 0..=(u64::from(RETENTION_DAYS) + 1) * traceless_protocol::filter::MAX_FILTER_PARTS {
-        let mut held = HeldRevisions::new();
-        for (&day, &revision) in seen.iter() {
-            held.hold(day, revision);
-        }
-        let path = format!("/v1/filter-parts/{ORIGIN}?held={}", held.query());
+        let path = format!("/v1/filter-parts/{ORIGIN}?held={}", seen.query());
         let b = http::request(addr, "GET", &path, b"")?;
         traffic.add(&b);
-        let more = b
-            .headers
-            .iter()
-            .any(|(n, v)| n == "link" && traceless_protocol::wire::names_next(v));
+        let more = names_next_page(&b);
         let Some(parts) = (b.status == 200)
             .then(|| FilterParts::decode(&b.body).ok())
             .flatten()
         else {
             break;
         };
-        let mut grew = false;
+        let before = seen.clone();
         for f in parts
             .parts
             .iter()
             .filter_map(|p| SignedFilter::decode(p).ok())
             .filter_map(|p| DayFilter::decode_body(&p.body, u64::MAX / 2).ok())
         {
-            let top = seen.entry(f.day).or_default();
-            grew |= f.revision > *top;
-            *top = (*top).max(f.revision);
+            seen.hold(f.day, f.revision);
         }
+        let grew = *seen != before;
         if !parts.parts.is_empty() {
             out.push(b.body);
         }
@@ -926,6 +918,13 @@ fn filter_entries(bytes: &[u8], now: u64) -> u64 {
         .map_or(0, |f| f.filter.entries())
 }
 
+/// Whether a response names a next page (`Link: <…>; rel="next"`, SPEC.md §6.1).
+fn names_next_page(r: &http::Response) -> bool {
+    r.headers
+        .iter()
+        .any(|(n, v)| n == "link" && traceless_protocol::wire::names_next(v))
+}
+
 /// A download of parts of day filters: the `FilterParts` body.
 type DownloadedFilter = Vec<u8>;
 
@@ -950,10 +949,7 @@ fn download_new(
             .then(|| BatchList::decode(&b.body).ok())
             .flatten()
             .map_or(Vec::new(), |l| l.batches);
-        let more = b
-            .headers
-            .iter()
-            .any(|(n, v)| n == "link" && traceless_protocol::wire::names_next(v));
+        let more = names_next_page(&b);
         let before = *cursor;
         for batch in batches {
             let Some(seq) = SignedBatch::decode(&batch)
