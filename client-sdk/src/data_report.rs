@@ -85,9 +85,11 @@ pub struct DataPublication {
     pub origin: String,
     /// Its sequence number.
     pub sequence: u64,
-    /// SHA-256 of the batch as served: its content id in every node's log.
+    /// Its identifier in every node's log: SHA-256 of a version 1 batch, of a
+    /// period batch's header (SPEC.md §5.9).
     pub content_id: [u8; 32],
-    /// UTC day of the keys.
+    /// UTC day of its keys, of a period batch its last: the day nodes list
+    /// and log it by.
     pub day: u32,
     /// Keys in the batch.
     pub keys: u32,
@@ -204,7 +206,7 @@ pub(crate) fn note_batch(
     now: u64,
     origin: &str,
     sequence: u64,
-    bytes: &[u8],
+    content_id: [u8; 32],
     keys: &[DiagnosisKey],
 ) -> Result<bool> {
     let Some(current) = state.as_ref() else {
@@ -229,8 +231,12 @@ pub(crate) fn note_batch(
     next.publications.push(DataPublication {
         origin: origin.to_owned(),
         sequence,
-        content_id: Sha256::digest(bytes).into(),
-        day: keys.first().map_or(0, |k| day_of_interval(k.rolling_start)),
+        content_id,
+        day: keys
+            .iter()
+            .map(|k| day_of_interval(k.rolling_start))
+            .max()
+            .unwrap_or(0),
         keys: keys.len() as u32,
         own_keys: own as u32,
         found_at: now,

@@ -397,7 +397,7 @@ impl Sdk {
                 now,
                 origin,
                 *sequence,
-                bytes,
+                verified.content_id,
                 &verified.keys,
             )?;
         }

@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use traceless_protocol::ed25519_dalek::SigningKey;
-use traceless_protocol::{
-    day_of_unix, day_start_interval, AuthorityKey, Batch, DiagnosisKey, SignedBatch, Tek,
-};
+use traceless_protocol::{day_of_unix, day_start_interval, AuthorityKey, Batch, DiagnosisKey, Tek};
 
 use crate::clock::ManualClock;
 use crate::config::{Config, TrustEntry};
-use crate::storage::{BatchMeta, BatchStore, CodeStore, SledStore, StoredBatch};
+use crate::storage::{BatchStore, CodeStore, SledStore, StoredBatch};
 
 /// Benchmark options.
 #[derive(clap::Args, Debug)]
@@ -116,16 +114,9 @@ fn ingest(args: &BenchArgs) -> Result<f64, String> {
     let mut keys = 0u64;
     for bytes in &wire {
         // What a node does per received batch: decode, verify, store, flush.
-        let b = SignedBatch::decode(bytes)
-            .and_then(|s| s.verify(&trust, NOW))
-            .map_err(|e| e.to_string())?;
-        keys += b.keys.len() as u64;
-        store
-            .put_batch(&StoredBatch {
-                meta: BatchMeta::of(&b, bytes),
-                bytes: bytes.clone(),
-            })
-            .map_err(|e| e.to_string())?;
+        let b = StoredBatch::verified(bytes, &trust, NOW).map_err(|e| e.to_string())?;
+        keys += b.meta.key_count();
+        store.put_batch(&b).map_err(|e| e.to_string())?;
     }
     let rate = keys as f64 / start.elapsed().as_secs_f64();
     drop(store);

@@ -12,9 +12,9 @@ use std::path::Path;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use traceless_protocol::p256::ecdsa::SigningKey as ExportSigningKey;
-use traceless_protocol::wire::{BatchAttachments, Publication};
+use traceless_protocol::wire::Publication;
 use traceless_protocol::{
-    AuthorityKey, ExportKeyCertificate, ExportSigner, SignedBatch, SignedExportKey,
+    AuthorityKey, ExportKeyCertificate, ExportSigner, PublishedBatch, SignedExportKey,
     SignedRiskConfig, TrustList,
 };
 
@@ -143,15 +143,6 @@ pub struct Published {
     pub risk_config: Option<SignedRiskConfig>,
 }
 
-impl From<BatchAttachments> for Published {
-    fn from(a: BatchAttachments) -> Self {
-        Published {
-            export_key: a.export.map(|e| e.certificate),
-            risk_config: a.risk_config,
-        }
-    }
-}
-
 /// What each origin currently publishes, from its newest visible batch (every
 /// batch of a gateway carries both; a batch without them means the authority
 /// withdrew them). A gateway's own configured ones stand for its origin.
@@ -178,10 +169,16 @@ pub fn latest(
             continue;
         };
         // Stored batches were verified with their attachments on arrival.
-        if let Ok((_, found)) =
-            SignedBatch::decode(&stored.bytes).and_then(|s| s.verify_with_attachments(trust, now))
+        if let Ok(found) = PublishedBatch::decode(&stored.bytes)
+            .and_then(|b| b.verify_with_attachments(trust, now))
         {
-            out.push((origin, Published::from(found)));
+            out.push((
+                origin,
+                Published {
+                    export_key: found.export_key,
+                    risk_config: found.risk_config,
+                },
+            ));
         }
     }
     if let Some((origin, p)) = own {

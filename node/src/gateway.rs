@@ -20,9 +20,9 @@ use traceless_protocol::filter::{
 use traceless_protocol::venue::{
     self_reported_master, trace_stays, MasterPublic, MasterSecret, StayReport, VenueError,
 };
-use traceless_protocol::wire::{filter_expires_at, Stays};
+use traceless_protocol::wire::{filter_expires_at, Stays, PERIOD_BATCH_VERSION};
 use traceless_protocol::{
-    day_of_interval, AuthorityKey, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
+    day_of_interval, AuthorityKey, Batch, DayFilter, DiagnosisKey, EntryFilter, GatewaySealKey,
     IntervalMask, TokenKey, Upload, WireError,
 };
 
@@ -691,14 +691,11 @@ impl Gateway {
         let batches =
             publication::period_batches(&self.key.origin, keys, boundary, first, &mut rng);
         for batch in batches {
-            let mut canonical = batch.clone();
-            canonical.canonicalize();
-            let bytes = batch
-                .sign_with(&self.key, self.publication.as_publication())?
-                .encode();
+            let signed = batch.sign_with(&self.key, self.publication.as_publication())?;
+            let days: Vec<Batch> = batch.days.iter().map(|d| d.as_batch(&batch)).collect();
             commit.batches.push(StoredBatch {
-                meta: BatchMeta::of(&canonical, &bytes),
-                bytes,
+                meta: BatchMeta::of(PERIOD_BATCH_VERSION, &days, signed.id()),
+                bytes: signed.encode(),
             });
         }
         commit.next_sequence = Some((self.key.origin.clone(), first + commit.batches.len() as u64));

@@ -22,7 +22,7 @@ use traceless_protocol::WireError;
 
 use crate::log::{LogStoreError, TransparencyLog};
 use crate::storage::warnings::{WarningFiles, WarningMeta};
-use crate::storage::{BatchMeta, Expired, FilterMeta, StorageError, Store};
+use crate::storage::{Expired, ExpiredBatch, FilterMeta, StorageError, Store};
 
 /// Why a retention run failed (nothing was deleted then).
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +40,14 @@ pub enum RetentionError {
 }
 
 /// The ranges a deletion record lists: per origin and day, runs of consecutive
-/// sequence numbers, so that a range never covers a batch that was not deleted.
-pub fn deleted_ranges(batches: &[BatchMeta]) -> Vec<DeletedRange> {
-    runs_of(
-        batches
+/// sequence numbers, so that a range never covers a batch whose keys of that
+/// day were not deleted (a period batch is in the range of each day pruned).
+pub fn deleted_ranges(batches: &[ExpiredBatch]) -> Vec<DeletedRange> {
+    runs_of(batches.iter().flat_map(|b| {
+        b.days
             .iter()
-            .map(|b| (b.origin.as_str(), b.day, b.sequence, b.key_count)),
-    )
+            .map(|d| (b.meta.origin.as_str(), d.day, b.meta.sequence, d.key_count))
+    }))
 }
 
 /// Per (origin, day), runs of consecutive numbers (sequences or part revisions)
@@ -185,8 +186,14 @@ pub fn run(
     warnings.delete(&due_warnings)?;
     tlog.log_deletions(&store.deletion_log()?, &kinds)?;
     tracing::info!(
-        batches = due.batches.len(),
-        keys = due.batches.iter().map(|b| b.key_count).sum::<u64>(),
+        batches = due.batches.iter().filter(|b| b.kept.is_none()).count(),
+        pruned_batches = due.batches.iter().filter(|b| b.kept.is_some()).count(),
+        keys = due
+            .batches
+            .iter()
+            .flat_map(|b| &b.days)
+            .map(|d| d.key_count)
+            .sum::<u64>(),
         filters = due.filters.len(),
         filter_entries = due.entry_days.iter().map(|d| d.1).sum::<u64>(),
         warning_batches = due_warnings.len(),

@@ -257,13 +257,10 @@ async fn gateway_upload_codes_embargo_and_retention() {
         for m in st.store.all_batches().unwrap() {
             let r = get(addr, &format!("/v1/batches/{}/{}", m.origin, m.sequence));
             if r.status == 200 {
-                let b = SignedBatch::decode(&r.body).unwrap();
                 teks.extend(
-                    Batch::decode_body(&b.body, st.now())
-                        .unwrap()
-                        .keys
-                        .iter()
-                        .map(|k| k.tek.clone()),
+                    batch_keys(&r.body, &trust(), st.now())
+                        .into_iter()
+                        .map(|k| k.tek),
                 );
             }
         }
@@ -274,10 +271,7 @@ async fn gateway_upload_codes_embargo_and_retention() {
             .unwrap()
             .batches
             .iter()
-            .flat_map(|b| {
-                let b = SignedBatch::decode(b).unwrap();
-                Batch::decode_body(&b.body, st.now()).unwrap().keys
-            })
+            .flat_map(|b| batch_keys(b, &trust(), st.now()))
             .map(|k| k.tek)
             .collect();
         listed.sort();
@@ -298,25 +292,25 @@ async fn gateway_upload_codes_embargo_and_retention() {
     clock.set(midnight + 3 * 3600);
     st.run_period().unwrap();
     assert!(served_teks(&st).contains(&today_key[0].tek));
-    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=2")).json();
-    assert_eq!(list["batches"][0]["day"], TODAY);
+    // One period batch a period, listed with the days it holds.
+    let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
+    assert_eq!(list["batches"][0]["version"], 2);
+    assert_eq!(
+        list["batches"][0]["days"],
+        serde_json::json!([TODAY - 4, TODAY - 1])
+    );
+    assert_eq!(list["batches"][1]["days"], serde_json::json!([TODAY]));
 
-    // Retention: the day TODAY-4 key expires first; exactly that batch goes.
-    let seq_of_day = |day: u32| {
-        st.store
-            .all_batches()
-            .unwrap()
-            .into_iter()
-            .find(|m| m.day == day)
-            .unwrap()
-    };
-    let old = seq_of_day(TODAY - 4);
-    clock.set(old.expires_at);
+    // Retention: the day TODAY-4 key expires first; exactly that day goes,
+    // pruned from the first period batch, which is still served.
+    let old = st.store.all_batches().unwrap()[0].clone();
+    assert_eq!(old.days[0].day, TODAY - 4);
+    clock.set(old.expires_at());
     assert!(
         st.run_retention().unwrap().is_none(),
         "not due at the expiry second itself"
     );
-    clock.set(old.expires_at + 1);
+    clock.set(old.expires_at() + 1);
     let record = st.run_retention().unwrap().expect("deleted");
     assert_eq!(record.deleted.len(), 1);
     assert_eq!(record.deleted[0].day, TODAY - 4);
@@ -329,10 +323,14 @@ async fn gateway_upload_codes_embargo_and_retention() {
         (old.sequence, old.sequence)
     );
     assert_eq!(st.store.all_batches().unwrap().len(), 2);
-    assert_eq!(
-        get(addr, &format!("/v1/batches/{ORIGIN}/{}", old.sequence)).status,
-        404
-    );
+    let pruned = get(addr, &format!("/v1/batches/{ORIGIN}/{}", old.sequence));
+    assert_eq!(pruned.status, 200);
+    let left: Vec<u32> = match PublishedBatch::decode(&pruned.body).unwrap() {
+        PublishedBatch::Period(b) => b.pruned.iter().map(|p| p.day).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(left, [TODAY - 4], "the day's digest stands in for its keys");
+    assert_eq!(batch_keys(&pruned.body, &trust(), st.now()).len(), 1);
     // A replay of the deleted batch is refused as expired, so it cannot come back.
     // Everything else goes once its time is up, in a second chained entry.
     clock.set(u64::from(TODAY + 1) * 86_400 + 15 * 86_400);

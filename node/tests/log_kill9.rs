@@ -84,7 +84,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let list = loop {
         let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
-        let served = served_teks(addr, &list, now);
+        let served = served_teks(addr, &list, &trust_of(&config), now);
         if acked.iter().all(|t| served.contains(t)) || std::time::Instant::now() > deadline {
             break list;
         }
@@ -123,8 +123,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
     for b in list["batches"].as_array().unwrap() {
         let seq = b["sequence"].as_u64().unwrap();
         let r = get(addr, b["url"].as_str().unwrap());
-        let sb = SignedBatch::decode(&r.body).unwrap();
-        let keys = Batch::decode_body(&sb.body, now + 60).unwrap().keys;
+        let keys = batch_keys(&r.body, &trust_of(&config), now + 60);
         if keys.iter().any(|k| acked.contains(&k.tek)) {
             found += keys.iter().filter(|k| acked.contains(&k.tek)).count();
             let times = logged
@@ -142,7 +141,7 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
         let proof = PublicationProof::decode(&r.body).unwrap();
         let body = get(addr, &format!("/v1/batches/{ORIGIN}/{seq}")).body;
         proof
-            .verify(ORIGIN, *seq, &content_id(&body), &[], 0)
+            .verify(ORIGIN, *seq, &batch_id(&body), &[], 0)
             .unwrap();
         let at = logged.iter().position(|l| *l == (ORIGIN.to_owned(), *seq));
         assert_eq!(
@@ -155,14 +154,17 @@ fn kill_9_mid_append_leaves_a_whole_tree_and_loses_no_acknowledged_entry() {
 }
 
 /// The TEKs served in the listed batches.
-fn served_teks(addr: std::net::SocketAddr, list: &serde_json::Value, now: u64) -> Vec<Tek> {
+fn served_teks(
+    addr: std::net::SocketAddr,
+    list: &serde_json::Value,
+    trust: &TrustList,
+    now: u64,
+) -> Vec<Tek> {
     let mut teks = Vec::new();
     for b in list["batches"].as_array().unwrap() {
-        let sb = SignedBatch::decode(&get(addr, b["url"].as_str().unwrap()).body).unwrap();
+        let body = get(addr, b["url"].as_str().unwrap()).body;
         teks.extend(
-            Batch::decode_body(&sb.body, now + 60)
-                .unwrap()
-                .keys
+            batch_keys(&body, trust, now + 60)
                 .into_iter()
                 .map(|k| k.tek),
         );

@@ -22,18 +22,15 @@ fn first_boundary() -> u64 {
     (NOW / 3600 + 1) * 3600
 }
 
-/// Signed batches of [`ORIGIN`] served by `addr`, decoded.
+/// The days of the batches of [`ORIGIN`] served by `addr`, each decoded as a
+/// one-day batch.
 fn served_batches(addr: SocketAddr, now: u64) -> Vec<Batch> {
     let list = get(addr, &format!("/v1/batches?origin={ORIGIN}&after=0")).json();
     list["batches"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| {
-            let r = get(addr, b["url"].as_str().unwrap());
-            let sb = SignedBatch::decode(&r.body).unwrap();
-            Batch::decode_body(&sb.body, now).unwrap()
-        })
+        .flat_map(|b| batch_days(&get(addr, b["url"].as_str().unwrap()).body, &trust(), now))
         .collect()
 }
 
@@ -100,7 +97,11 @@ async fn keys_appear_at_the_boundary_mixed_in_one_batch_per_day() {
     assert_eq!(report.boundary, first_boundary());
     assert_eq!((report.real_keys, report.padding_keys), (110, 0));
     let batches = served_batches(addr, clock.now());
-    assert_eq!(batches.len(), 2, "one batch per day, not per upload");
+    assert_eq!(batches.len(), 2, "two days, not one batch per upload");
+    assert!(
+        batches.iter().all(|b| b.sequence == batches[0].sequence),
+        "one period batch"
+    );
     assert!(batches.iter().all(|b| b.created_at == first_boundary()));
     let big = batches.iter().find(|b| b.day == TODAY - 2).unwrap();
     assert_eq!(big.keys.len(), 100);

@@ -36,7 +36,7 @@ fn proof(addr: SocketAddr, sequence: u64) -> PublicationProof {
 fn served(addr: SocketAddr, sequence: u64) -> (Vec<u8>, [u8; 32]) {
     let r = get(addr, &format!("/v1/batches/{ORIGIN}/{sequence}"));
     assert_eq!(r.status, 200, "{}", r.text());
-    let id = content_id(&r.body);
+    let id = batch_id(&r.body);
     (r.body, id)
 }
 
@@ -169,7 +169,7 @@ async fn a_batch_stored_before_a_crash_is_logged_at_the_next_start() {
             keys: keys_of_day(TODAY - 4, 3),
         };
         let bytes = batch.clone().sign(&a).unwrap().encode();
-        let meta = BatchMeta::of(&batch, &bytes);
+        let meta = BatchMeta::of(1, std::slice::from_ref(&batch), content_id(&bytes));
         assert_eq!(
             store.put_batch(&StoredBatch { meta, bytes }).unwrap(),
             PutOutcome::New
@@ -279,11 +279,14 @@ fn measured_meta(sequence: u64) -> BatchMeta {
     BatchMeta {
         origin: ORIGIN.into(),
         sequence,
-        day: TODAY - 1,
-        key_count: 10,
+        version: 1,
+        days: vec![traceless_node::storage::BatchDay {
+            day: TODAY - 1,
+            key_count: 10,
+            expires_at: u64::MAX,
+        }],
         created_at: NOW,
         visible_from: 0,
-        expires_at: u64::MAX,
         content_id: [sequence as u8; 32],
     }
 }

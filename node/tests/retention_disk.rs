@@ -102,14 +102,15 @@ async fn expired_teks_are_gone_from_every_file_of_gateway_and_relay() {
     );
     assert_on_disk(gw_dir.path(), &held, "held");
 
-    // Published together at the end of the period in which the embargo ended.
+    // Published together, in one period batch of three days, at the end of
+    // the period in which the embargo ended.
     clock.set(u64::from(TODAY + 1) * 86_400 + 3 * 3600);
     gateway.core.run_period().unwrap();
     let stored = |n: &RunningNode| n.core.store.all_batches().unwrap().len();
-    assert_eq!(stored(&gateway), 3);
+    assert_eq!(stored(&gateway), 1);
     assert!(
-        wait_until(Duration::from_secs(30), || stored(&relay) == 3).await,
-        "the relay got {} of 3 batches",
+        wait_until(Duration::from_secs(30), || stored(&relay) == 1).await,
+        "the relay got {} of 1 batch",
         stored(&relay)
     );
     let all = [old.clone(), yesterday.clone(), held.clone()].concat();
@@ -117,14 +118,12 @@ async fn expired_teks_are_gone_from_every_file_of_gateway_and_relay() {
         assert_on_disk(dir, &all, "stored");
     }
 
-    // The old day's batch expires: its keys go, the others stay.
-    let expires_at = gateway
-        .core
-        .store
-        .all_batches()
-        .unwrap()
+    // The old day expires: its keys go from the batch (pruned to its digest),
+    // the other days stay.
+    let expires_at = gateway.core.store.all_batches().unwrap()[0]
+        .days
         .iter()
-        .find(|m| m.day == TODAY - 10)
+        .find(|d| d.day == TODAY - 10)
         .unwrap()
         .expires_at;
     clock.set(expires_at + 1);

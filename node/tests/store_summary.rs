@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use traceless_node::storage::{
-    BatchMeta, BatchStore, CodeStore, FilterMeta, FilterStore, GatewayCommit, SledStore,
+    BatchDay, BatchMeta, BatchStore, CodeStore, FilterMeta, FilterStore, GatewayCommit, SledStore,
     StoreSummary, StoredBatch, StoredEntry, StoredFilter, SummaryStore,
 };
 use traceless_node::ManualClock;
 use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::wire::filter_expires_at;
-use traceless_protocol::FilterEntry;
+use traceless_protocol::{Batch, FilterEntry, PeriodBatch};
 
 /// A stored batch of `origin` and `sequence`, of `day`, visible from `visible_from`.
 fn batch(origin: &str, sequence: u64, day: u32, keys: u64, visible_from: u64) -> StoredBatch {
@@ -28,14 +28,35 @@ fn batch(origin: &str, sequence: u64, day: u32, keys: u64, visible_from: u64) ->
         meta: BatchMeta {
             origin: origin.into(),
             sequence,
-            day,
-            key_count: keys,
+            version: 1,
+            days: vec![BatchDay {
+                day,
+                key_count: keys,
+                expires_at: filter_expires_at(day) + sequence % 3,
+            }],
             created_at: NOW - 7200,
             visible_from,
-            expires_at: filter_expires_at(day) + sequence % 3,
             content_id: [(sequence % 251) as u8; 32],
         },
         bytes: vec![0; 64],
+    }
+}
+
+/// A signed period batch of [`ORIGIN`] holding `keys` keys of each of the
+/// three days up to `last_day` (retention prunes them one by one).
+fn period_batch(sequence: u64, last_day: u32, keys: usize, visible_from: u64) -> StoredBatch {
+    let all = (last_day - 2..=last_day)
+        .flat_map(|d| keys_of_day(d, keys))
+        .collect();
+    let batch = PeriodBatch::from_keys(ORIGIN, sequence, NOW - 7200, all);
+    let signed = batch.sign_with(&authority(), Default::default()).unwrap();
+    let days: Vec<Batch> = batch.days.iter().map(|d| d.as_batch(&batch)).collect();
+    StoredBatch {
+        meta: BatchMeta {
+            visible_from,
+            ..BatchMeta::of(2, &days, signed.id())
+        },
+        bytes: signed.encode(),
     }
 }
 
@@ -73,7 +94,12 @@ fn fill(store: &SledStore) {
             } else {
                 NOW - 60
             };
-            let b = batch(origin, i, day, i % 7 + 1, visible_from);
+            // Every fifth of ours a period batch of three days.
+            let b = if i % 5 == 0 && origin == ORIGIN {
+                period_batch(i, day, (i % 3 + 1) as usize, visible_from)
+            } else {
+                batch(origin, i, day, i % 7 + 1, visible_from)
+            };
             [b.clone(), b]
         })
         .collect();
@@ -142,6 +168,16 @@ fn maintained_summary_equals_a_full_scan_through_every_kind_of_write() {
         traceless_node::retention::run(&store, &warnings, &log, &node_key, None, at).unwrap();
     assert!(deleted.is_some(), "control: retention deleted something");
     let s = check(&store, at, "retention");
+    let pruned = store
+        .all_batches()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.version == 2 && m.days.len() < 3)
+        .count();
+    assert!(
+        pruned > 0,
+        "control: retention pruned days of period batches"
+    );
     assert_eq!(s.deletion_log_entries, 1);
     // Reopened: rebuilt by one scan at open.
     drop(log);

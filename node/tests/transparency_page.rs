@@ -78,7 +78,9 @@ async fn transparency_page_in_headless_chromium() {
         .batches_of_day(TODAY - 2)
         .unwrap()
         .iter()
-        .map(|m| m.expires_at)
+        .flat_map(|m| &m.days)
+        .filter(|d| d.day == TODAY - 2)
+        .map(|d| d.expires_at)
         .max()
         .unwrap();
     assert_eq!(

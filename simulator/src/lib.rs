@@ -32,7 +32,6 @@ pub mod load;
 pub mod mobility;
 pub mod net;
 pub mod nodes;
-pub mod period_form;
 pub mod phones;
 pub mod plots;
 pub mod population;

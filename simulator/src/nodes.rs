@@ -461,7 +461,7 @@ impl Nodes {
                 let all = n.core.store.all_batches().unwrap_or_default();
                 NodeStorage {
                     batches: all.len() as u64,
-                    keys: all.iter().map(|m| m.key_count).sum(),
+                    keys: all.iter().map(|m| m.key_count()).sum(),
                     disk_bytes: dir_size(&n.core.config.data_dir),
                 }
             })

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::Serialize;
 use traceless_protocol::filter::probe_filter;
 use traceless_protocol::{
-    interval_number, Batch, DayFilter, Observation, Rpi, SignedBatch, SignedFilter, TokenDeriver,
+    interval_number, DayFilter, Observation, Rpi, SignedFilter, TokenDeriver, TrustList,
 };
 
 use crate::mobility::Place;
@@ -96,6 +96,7 @@ pub fn link_keys(
     logs: &[Logged],
     sniffed: &HashSet<Place>,
     batches: &[Vec<u8>],
+    trust: &TrustList,
     now: u64,
     uploaders: usize,
 ) -> PrivacyResult {
@@ -104,13 +105,7 @@ pub fn link_keys(
     // Places per published key, and whose key it was (ground truth, for scoring).
     let mut per_unit: Vec<(PersonId, HashSet<Place>)> = Vec::new();
     for bytes in batches {
-        let Ok(signed) = SignedBatch::decode(bytes) else {
-            continue;
-        };
-        let Ok(batch) = Batch::decode_body(&signed.body, now) else {
-            continue;
-        };
-        for k in &batch.keys {
+        for k in &crate::run::batch_keys(bytes, trust, now) {
             let mut places = HashSet::new();
             let mut owner = None;
             for block in deriver.rpis(&k.tek, k.rolling_start, k.rolling_period) {

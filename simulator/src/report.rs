@@ -95,12 +95,6 @@ pub struct Cost {
     pub payload_floor_bytes_per_phone_per_day: f64,
     /// `download_bytes_per_phone_per_day` over the floor.
     pub download_over_floor: f64,
-    /// Key form only: the same downloads if the gateway published period
-    /// batches (SPEC.md §5.9), projected from the run's keys
-    /// ([`crate::period_form`]); 0 in filter form.
-    pub period_form_bytes_per_phone_per_day: f64,
-    /// `period_form_bytes_per_phone_per_day` over the floor.
-    pub period_form_over_floor: f64,
     /// Upload request size (a sealed upload), bytes.
     pub upload_bytes: usize,
     /// Distinct upload request sizes on the wire (1: a network observer cannot
@@ -453,13 +447,6 @@ impl Report {
             n.batches,
             n.keys
         );
-        if c.period_form_bytes_per_phone_per_day > 0.0 {
-            let _ = writeln!(
-                s,
-                "  in period batches (SPEC.md §5.9, projected from these keys): {:.0} B/phone/day ({:.2}x the floor)",
-                c.period_form_bytes_per_phone_per_day, c.period_form_over_floor
-            );
-        }
         let _ = writeln!(
             s,
             "  nodes: gateway + {} relays, {:.1} MB on disk each (max), gateway->relay p50 {:.0} ms p99 {:.0} ms",

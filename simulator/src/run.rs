@@ -34,8 +34,8 @@ use rand::Rng;
 use rayon::prelude::*;
 use traceless_protocol::wire::HeldRevisions;
 use traceless_protocol::{
-    interval_number, Batch, BatchList, DayFilter, FilterParts, SignedBatch, SignedFilter,
-    TokenDeriver, RETENTION_DAYS,
+    interval_number, BatchList, DayFilter, DiagnosisKey, FilterParts, PublishedBatch, SignedFilter,
+    TokenDeriver, TrustList, RETENTION_DAYS,
 };
 use traceless_sdk::SdkConfig;
 
@@ -44,7 +44,6 @@ use crate::epidemic::{self, DAY_S};
 use crate::http;
 use crate::mobility::day_plan;
 use crate::nodes::{Nodes, NodesError, ORIGIN};
-use crate::period_form::PeriodForm;
 use crate::phones::{Broadcast, GatewayKeys, Heard, NoiseKeys, Payload, Phone, UploadFailure};
 use crate::population::{PersonId, Population};
 use crate::privacy::{self, Logged};
@@ -171,6 +170,12 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         (u64::from(s.days) + 2) * DAY_S,
     )?;
     let authority = nodes.authority.verifying_key();
+    let mut trust = TrustList::new();
+    trust.insert(
+        nodes.authority.origin.clone(),
+        nodes.authority.key_id,
+        authority,
+    );
     let gateway_keys = GatewayKeys::fetch(nodes.gateway.http_addr)?;
     let relay_path = format!("/v1/relay/{ORIGIN}");
     let full_all = s.app.sdk_phones == SdkPhones::All;
@@ -235,8 +240,6 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
     let mut daily = Vec::new();
     let mut download_total = 0f64;
     let mut floor_total = 0f64;
-    let mut period_form = PeriodForm::default();
-    let mut period_form_total = 0f64;
     let mut deriver = TokenDeriver::new();
     let uploads_by_day: HashMap<u32, Vec<usize>> =
         outbreak
@@ -517,18 +520,9 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                     }
                 }
                 let day_bytes = per_phone_day(&bytes_per_relay, &users_per_relay, app.len());
-                // The same downloads with the list of period batches in place
-                // of the list of day batches (the HTTP heads unchanged).
-                let listed: Vec<&[u8]> = new_batches.iter().map(|(_, b)| b.as_slice()).collect();
-                let (periods, days) = period_form.list_lengths(&nodes, &listed, sync_at);
-                let projected: Vec<u64> = bytes_per_relay
-                    .iter()
-                    .map(|&wire| (wire + periods).saturating_sub(days))
-                    .collect();
-                period_form_total += per_phone_day(&projected, &users_per_relay, app.len());
                 day_floor = new_batches
                     .iter()
-                    .map(|(_, b)| batch_keys(b, sync_at) * KEY_FLOOR_BYTES)
+                    .map(|(_, b)| batch_keys(b, &trust, sync_at).len() as f64 * KEY_FLOOR_BYTES)
                     .sum();
 
                 // Shared work: each published key's tokens derived once, to know whose
@@ -536,7 +530,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                 let mut owners: Vec<HashSet<PersonId>> = Vec::new();
                 let mut batch_at: Vec<Option<u64>> = Vec::new();
                 for (seq, bytes) in &new_batches {
-                    let set = owners_of(bytes, sync_at, &uploader_rpis, &mut deriver);
+                    let set = owners_of(bytes, &trust, sync_at, &uploader_rpis, &mut deriver);
                     let at = batch_upload_at.get(seq).copied().or_else(|| {
                         set.iter()
                             .filter_map(|p| {
@@ -733,7 +727,7 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
         let uploaders = outbreak.uploads.len();
         match s.app.publication {
             Publication::Keys => {
-                privacy::link_keys(&logs, &sniffed, &all_batches, end_time, uploaders)
+                privacy::link_keys(&logs, &sniffed, &all_batches, &trust, end_time, uploaders)
             }
             Publication::Filter => {
                 privacy::link_filters(&logs, &sniffed, &all_parts, end_time, uploaders)
@@ -771,8 +765,6 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
             download_bytes_per_phone_per_day: download_total / f64::from(s.days),
             payload_floor_bytes_per_phone_per_day: floor_total / f64::from(s.days),
             download_over_floor: ratio_f(download_total, floor_total),
-            period_form_bytes_per_phone_per_day: period_form_total / f64::from(s.days),
-            period_form_over_floor: ratio_f(period_form_total, floor_total),
             upload_bytes: upload_sizes.iter().copied().max().unwrap_or(0),
             upload_sizes_seen: upload_sizes.len(),
             dummy_uploads: dummies_sent,
@@ -902,12 +894,11 @@ fn ratio_f(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Keys in a signed batch (0 if it does not decode).
-fn batch_keys(bytes: &[u8], now: u64) -> f64 {
-    SignedBatch::decode(bytes)
-        .ok()
-        .and_then(|sb| Batch::decode_body(&sb.body, now).ok())
-        .map_or(0.0, |b| b.keys.len() as f64)
+/// The keys of a batch of either version (none if it does not verify).
+pub(crate) fn batch_keys(bytes: &[u8], trust: &TrustList, now: u64) -> Vec<DiagnosisKey> {
+    PublishedBatch::decode(bytes)
+        .and_then(|b| b.verify(trust, now))
+        .map_or(Vec::new(), |b| b.keys)
 }
 
 /// Entries in a signed day filter (0 if it does not decode).
@@ -952,9 +943,9 @@ fn download_new(
         let more = names_next_page(&b);
         let before = *cursor;
         for batch in batches {
-            let Some(seq) = SignedBatch::decode(&batch)
+            let Some(seq) = PublishedBatch::decode(&batch)
                 .ok()
-                .and_then(|sb| sb.claimed_sequence())
+                .and_then(|b| b.claimed_sequence())
             else {
                 continue;
             };
@@ -972,18 +963,13 @@ fn download_new(
 /// the advertisements uploaders broadcast.
 fn owners_of(
     bytes: &[u8],
+    trust: &TrustList,
     now: u64,
     uploader_rpis: &HashMap<[u8; 16], PersonId>,
     deriver: &mut TokenDeriver,
 ) -> HashSet<PersonId> {
     let mut set = HashSet::new();
-    let Ok(batch) = SignedBatch::decode(bytes)
-        .map_err(|_| ())
-        .and_then(|sb| Batch::decode_body(&sb.body, now).map_err(|_| ()))
-    else {
-        return set;
-    };
-    for k in &batch.keys {
+    for k in &batch_keys(bytes, trust, now) {
         for block in deriver.rpis(&k.tek, k.rolling_start, k.rolling_period) {
             let mut rpi = [0u8; 16];
             rpi.copy_from_slice(&block[..]);

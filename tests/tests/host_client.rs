@@ -144,8 +144,8 @@ fn the_client_syncs_buys_tokens_uploads_through_the_relay_and_sends_dummies() {
 fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     use traceless_protocol::p256::ecdsa::{SigningKey, VerifyingKey};
     use traceless_protocol::{
-        AuthorityKey, ExportFile, ExportKeyCertificate, RiskConfig, RiskParameters, SignedBatch,
-        TrustList, WireError,
+        AuthorityKey, ExportFile, ExportKeyCertificate, RiskConfig, RiskParameters,
+        SignedExportKey, WireError,
     };
     use traceless_sdk::SdkError;
     use traceless_sim::http::request;
@@ -174,7 +174,8 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     clock.set(nodes.clock.now());
     let sequence = nodes.gateway_next_sequence() - 1;
     assert!(sequence >= 1, "the upload published a batch");
-    let path = format!("/v1/exports/{ORIGIN}/{sequence}");
+    // A period batch has one export per day (SPEC.md §6.2): Alice's key day's.
+    let path = format!("/v1/exports/{ORIGIN}/{sequence}/{}", DAY - 1);
     let end = Instant::now() + Duration::from_secs(20);
     let mut zip = request(relay_addr, "GET", &path, &[]).unwrap();
     while zip.status != 200 && Instant::now() < end {
@@ -234,24 +235,12 @@ fn export_keys_and_risk_configuration_reach_the_phone_through_a_relay() {
     assert!(bob.lock().unwrap().sync_export(&zip.body).unwrap().keys > 0);
 
     // A file with the same keys signed by a node's own, uncertified key is refused.
-    let signed = SignedBatch::decode(
-        &request(
-            relay_addr,
-            "GET",
-            &format!("/v1/batches/{ORIGIN}/{sequence}"),
-            &[],
-        )
-        .unwrap()
-        .body,
-    )
-    .unwrap();
-    let mut trust = TrustList::new();
-    trust.insert(ORIGIN, 1, nodes.authority.verifying_key());
-    let (batch, attachments) = signed.verify_with_attachments(&trust, clock.now()).unwrap();
-    let cert =
-        ExportKeyCertificate::decode_body(&attachments.export.unwrap().certificate.body).unwrap();
+    let certificate =
+        SignedExportKey::decode(&hex::decode(entry["certificate"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let cert = ExportKeyCertificate::decode_body(&certificate.body).unwrap();
     let node_key = SigningKey::random(&mut rand::rngs::OsRng);
-    let forged = ExportFile::of_batch(&batch, &cert).to_zip(&node_key);
+    let forged = export.to_zip(&node_key);
     let fresh = phone();
     fresh
         .lock()

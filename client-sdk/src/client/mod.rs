@@ -341,8 +341,8 @@ impl Client {
         }
     }
 
-    /// `(sequence, day)` of every batch of the origin `node` lists.
-    fn listed(&self, node: &str) -> Result<Vec<(u64, u32)>, ClientError> {
+    /// `(sequence, days)` of every batch of the origin `node` lists.
+    fn listed(&self, node: &str) -> Result<Vec<(u64, Vec<u32>)>, ClientError> {
         let origin = &self.config.origin;
         let mut out = Vec::new();
         let mut after = 0;
@@ -351,16 +351,18 @@ impl Client {
             let list = self.json(&url)?;
             let entries = list["batches"].as_array().cloned().unwrap_or_default();
             for e in &entries {
-                let (Some(sequence), Some(day)) = (
-                    e["sequence"].as_u64(),
-                    e["day"].as_u64().and_then(|d| u32::try_from(d).ok()),
-                ) else {
+                let days: Option<Vec<u32>> = e["days"].as_array().and_then(|days| {
+                    days.iter()
+                        .map(|d| d.as_u64().and_then(|d| u32::try_from(d).ok()))
+                        .collect()
+                });
+                let (Some(sequence), Some(days)) = (e["sequence"].as_u64(), days) else {
                     return Err(ClientError::BadAnswer {
                         url,
-                        reason: "a batch without sequence or day".into(),
+                        reason: "a batch without sequence or days".into(),
                     });
                 };
-                out.push((sequence, day));
+                out.push((sequence, days));
             }
             match list["next_after"].as_u64() {
                 Some(next) if next > after && !entries.is_empty() => after = next,
@@ -400,7 +402,7 @@ impl Client {
             wanted.extend(
                 self.listed(&node)?
                     .into_iter()
-                    .filter(|(_, day)| days.contains(day))
+                    .filter(|(_, listed)| listed.iter().any(|d| days.contains(d)))
                     .map(|(sequence, _)| sequence),
             );
             for sequence in wanted {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use traceless_protocol::ed25519_dalek::SigningKey;
 use traceless_protocol::log::Event;
-use traceless_protocol::{SignedBatch, SignedFilter, TrustList, WireError};
+use traceless_protocol::{SignedFilter, TrustList, WireError};
 
 use self::answer::RelayResponse;
 use self::metrics::Metrics;
@@ -321,7 +321,7 @@ impl Core {
         self.peer_clocks.status(self.now())
     }
 
-    /// Validates a `SignedBatch` from a peer (size, shape, trust list, signature,
+    /// Validates a batch of either version from a peer (size, shape, trust list, signature,
     /// freshness) and stores it durably. A batch is trusted only because of its
     /// authority signature, never because of who sent it.
     ///
@@ -342,16 +342,11 @@ impl Core {
 
     fn ingest_from(&self, bytes: &[u8], gossiped: bool) -> Result<Ingested, IngestError> {
         let now = self.now();
-        let signed = SignedBatch::decode(bytes)?;
-        // The attachments too (export signature, risk configuration): a node
+        // The attachments too (export signatures, risk configuration): a node
         // serves them from the batches it holds (SPEC.md §6.2, §7.3).
-        let (batch, _) = signed.verify_with_attachments(&self.trust, now)?;
-        let meta = BatchMeta::of(&batch, bytes);
+        let stored = StoredBatch::verified(bytes, &self.trust, now)?;
+        let meta = stored.meta.clone();
         let visible = meta.is_visible(now);
-        let stored = StoredBatch {
-            meta: meta.clone(),
-            bytes: bytes.to_vec(),
-        };
         let outcome = if gossiped && visible {
             self.store.put_announced_batch(&stored)?
         } else {

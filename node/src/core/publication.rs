@@ -6,13 +6,13 @@
 //! This module holds the schedule's arithmetic and the padding; the gateway
 //! ([`crate::gateway::Gateway::publish_period`]) applies them to its durable pool.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
 use traceless_protocol::wire::MAX_BATCH_KEYS;
 use traceless_protocol::{
-    day_of_interval, day_of_unix, day_start_interval, Batch, DiagnosisKey, Tek,
+    day_of_interval, day_of_unix, day_start_interval, DiagnosisKey, PeriodBatch, Tek,
 };
 
 use crate::embargo;
@@ -149,40 +149,23 @@ pub fn padding_count(real: usize, k: u64, rng: &mut impl Rng) -> usize {
     k.saturating_sub(real) + rng.gen_range(0..=k / 10)
 }
 
-/// The batches of one period: every key shuffled together, split by day (and
-/// into chunks of at most [`MAX_BATCH_KEYS`]), numbered from `first_sequence`
-/// in day order, all created at `boundary`. Signing sorts each batch
-/// canonically, so nothing of the arrival order survives.
+/// The period batches of one period (SPEC.md §5.9): every key shuffled
+/// together, cut into batches of at most [`MAX_BATCH_KEYS`] (one, below that),
+/// numbered from `first_sequence`, all created at `boundary`. Each batch
+/// splits its keys by day and sorts each day by TEK, so nothing of the
+/// arrival order survives.
 pub fn period_batches(
     origin: &str,
     mut keys: Vec<DiagnosisKey>,
     boundary: u64,
     first_sequence: u64,
     rng: &mut impl Rng,
-) -> Vec<Batch> {
+) -> Vec<PeriodBatch> {
     keys.shuffle(rng);
-    let mut by_day: BTreeMap<u32, Vec<DiagnosisKey>> = BTreeMap::new();
-    for k in keys {
-        by_day
-            .entry(day_of_interval(k.rolling_start))
-            .or_default()
-            .push(k);
-    }
-    let mut sequence = first_sequence;
-    let mut out = Vec::new();
-    for (day, keys) in by_day {
-        for chunk in keys.chunks(MAX_BATCH_KEYS) {
-            out.push(Batch {
-                origin: origin.to_owned(),
-                sequence,
-                created_at: boundary,
-                day,
-                keys: chunk.to_vec(),
-            });
-            sequence += 1;
-        }
-    }
-    out
+    keys.chunks(MAX_BATCH_KEYS)
+        .zip(first_sequence..)
+        .map(|(chunk, sequence)| PeriodBatch::from_keys(origin, sequence, boundary, chunk.to_vec()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::core::answer;
 use crate::federation::relay::MAX_RELAY_INFLIGHT;
 use crate::http::HttpState;
 use crate::issuer::IssueError;
-use crate::storage::{BatchMeta, FilterMeta, StorageError};
+use crate::storage::{content_id, BatchMeta, FilterMeta, StorageError, StoredBatch};
 use crate::upload_codes::CodeError;
 
 pub(super) type Shared = State<Arc<HttpState>>;
@@ -126,13 +126,17 @@ pub struct BatchEntry {
     pub origin: String,
     /// Sequence number.
     pub sequence: u64,
-    /// UTC day of the keys.
-    pub day: u32,
+    /// 1 (a day batch) or 2 (a period batch, SPEC.md §5.9).
+    pub version: u32,
+    /// UTC days of the keys held, ascending (one for version 1).
+    pub days: Vec<u32>,
     /// Number of keys.
     pub key_count: u64,
     /// Publication time.
     pub created_at: u64,
-    /// Content id (hex SHA-256 of the batch bytes), also the ETag.
+    /// Identifier (hex): SHA-256 of a version 1 batch's bytes (also its
+    /// ETag), of a period batch's header (its ETag is the SHA-256 of the bytes
+    /// served, which pruning a day changes).
     pub content_id: String,
     /// Where to fetch it.
     pub url: String,
@@ -143,8 +147,9 @@ impl From<&BatchMeta> for BatchEntry {
         BatchEntry {
             origin: m.origin.clone(),
             sequence: m.sequence,
-            day: m.day,
-            key_count: m.key_count,
+            version: m.version,
+            days: m.days.iter().map(|d| d.day).collect(),
+            key_count: m.key_count(),
             created_at: m.created_at,
             content_id: hex::encode(m.content_id),
             url: format!("/v1/batches/{}/{}", m.origin, m.sequence),
@@ -248,7 +253,7 @@ pub async fn get_batches(
             |m| {
                 Ok(s.store
                     .get_batch(&m.origin, m.sequence)?
-                    .map(|b| (b.meta.content_id, b.bytes)))
+                    .map(|b| served(&b)))
             },
             |m| format!("/v1/batch-list/{origin}?after={}", m.sequence),
         )?;
@@ -284,20 +289,32 @@ pub async fn get_batch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
+    let now = s.now();
     let b = blocking(move || {
         s.store
             .get_batch(&origin, sequence)?
-            .filter(|b| b.meta.is_visible(s.now()))
+            .filter(|b| b.meta.is_visible(now))
             .ok_or_else(|| not_found(format!("no batch {origin}/{sequence} is served here")))
     })
     .await?;
-    // A batch never changes once served: cache it for good.
-    Ok(signed_bytes(
-        &headers,
-        &b.meta.content_id,
-        "public, max-age=31536000, immutable",
-        b.bytes,
-    ))
+    // A day batch never changes once served: cache it for good. A period
+    // batch changes when its next day is pruned.
+    let cache = match b.meta.version {
+        1 => "public, max-age=31536000, immutable".to_owned(),
+        _ => format!(
+            "public, max-age={}",
+            b.meta.expires_at().saturating_sub(now).max(1)
+        ),
+    };
+    let (tag, bytes) = served(&b);
+    Ok(signed_bytes(&headers, &tag, &cache, bytes))
+}
+
+/// The bytes a batch is served to phones as ([`StoredBatch::served`]) and
+/// their SHA-256, its ETag.
+fn served(b: &StoredBatch) -> ([u8; 32], Vec<u8>) {
+    let bytes = b.served();
+    (content_id(&bytes), bytes)
 }
 
 /// Exact signed bytes as `application/x-protobuf` with an ETag of their content
@@ -305,7 +322,7 @@ pub async fn get_batch(
 pub(super) fn signed_bytes(
     headers: &HeaderMap,
     content_id: &[u8; 32],
-    cache_control: &'static str,
+    cache_control: &str,
     bytes: Vec<u8>,
 ) -> Response {
     let tag = etag(content_id);
@@ -316,7 +333,7 @@ pub(super) fn signed_bytes(
         ),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
+            HeaderValue::from_str(cache_control).unwrap_or(HeaderValue::from_static("no-cache")),
         ),
     ];
     let matches = headers

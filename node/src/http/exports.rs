@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use traceless_protocol::p256::pkcs8::EncodePublicKey;
-use traceless_protocol::{ExportFile, ExportKeyCertificate, SignedBatch};
+use traceless_protocol::{ExportFile, ExportKeyCertificate, PublishedBatch};
 
 use super::api::{not_found, signed_bytes, ApiError, Shared};
 use crate::export_keys::{self, Published};
@@ -27,12 +27,31 @@ fn published(http: &super::HttpState) -> Result<Vec<(String, Published)>, ApiErr
     )?)
 }
 
-/// `GET /v1/exports/{origin}/{sequence}`: the GAEN export zip of one batch,
-/// signed by its authority's export key (the signature travels in the batch,
-/// so every node serves the same file).
+/// `GET /v1/exports/{origin}/{sequence}`: the GAEN export zip of a batch of
+/// one day (every version 1 batch), signed by its authority's export key (the
+/// signature travels in the batch, so every node serves the same file). A
+/// period batch has one export per day: [`export_day`].
 pub async fn export_batch(
     State(http): Shared,
     Path((origin, sequence)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    export_zip(&http, origin, sequence, None)
+}
+
+/// `GET /v1/exports/{origin}/{sequence}/{day}`: the GAEN export zip of one day
+/// of a batch (SPEC.md §6.2, §5.9).
+pub async fn export_day(
+    State(http): Shared,
+    Path((origin, sequence, day)): Path<(String, u64, u32)>,
+) -> Result<Response, ApiError> {
+    export_zip(&http, origin, sequence, Some(day))
+}
+
+fn export_zip(
+    http: &super::HttpState,
+    origin: String,
+    sequence: u64,
+    day: Option<u32>,
 ) -> Result<Response, ApiError> {
     let s = http.core.clone();
     let now = s.now();
@@ -48,23 +67,41 @@ pub async fn export_batch(
         .ok_or_else(absent)?;
     // Stored batches were verified with their attachments on arrival; this
     // only fails once they have expired meanwhile.
-    let (batch, attachments) = SignedBatch::decode(&stored.bytes)
+    let verified = PublishedBatch::decode(&stored.bytes)
         .and_then(|b| b.verify_with_attachments(&s.trust, now))
         .map_err(|_| absent())?;
-    let export = attachments.export.ok_or_else(|| {
+    let held: Vec<u32> = verified.days.iter().map(|d| d.batch.day).collect();
+    let export = match day {
+        Some(day) => verified.days.iter().find(|d| d.batch.day == day),
+        None if verified.days.len() == 1 => verified.days.first(),
+        None => {
+            return Err(not_found(format!(
+                "batch {origin}/{sequence} holds the days {held:?}: its exports are /v1/exports/{origin}/{sequence}/{{day}}"
+            )))
+        }
+    }
+    .ok_or_else(|| {
         not_found(format!(
-            "batch {origin}/{sequence} carries no export signature (its authority has no export key)"
+            "batch {origin}/{sequence} holds no keys of that day (it holds {held:?})"
         ))
     })?;
-    let cert = ExportKeyCertificate::decode_body(&export.certificate.body).map_err(|_| absent())?;
-    let der = export.der_signature().map_err(|_| absent())?;
-    let zip = ExportFile::of_batch(&batch, &cert).to_zip_signed(&der);
+    let (Some(certificate), Some(der)) = (&verified.export_key, export.der_signature()) else {
+        return Err(not_found(format!(
+            "batch {origin}/{sequence} carries no export signature (its authority has no export key)"
+        )));
+    };
+    let cert = ExportKeyCertificate::decode_body(&certificate.body).map_err(|_| absent())?;
+    let zip = ExportFile::of_batch(&export.batch, &cert).to_zip_signed(&der);
+    let name = match day {
+        Some(day) => format!("export-{origin}-{sequence}-{day}.zip"),
+        None => format!("export-{origin}-{sequence}.zip"),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/zip".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"export-{origin}-{sequence}.zip\""),
+                format!("attachment; filename=\"{name}\""),
             ),
             (
                 header::CACHE_CONTROL,

@@ -90,6 +90,10 @@ pub fn router(core: Arc<Core>, federation: FederationHandle) -> Router {
             "/v1/exports/{origin}/{sequence}",
             get(exports::export_batch),
         )
+        .route(
+            "/v1/exports/{origin}/{sequence}/{day}",
+            get(exports::export_day),
+        )
         .route("/v1/export-keys", get(exports::export_keys))
         .route("/v1/risk-config", get(exports::risk_config))
         .route("/v1/deletion-log", get(api::deletion_log))

@@ -593,14 +593,16 @@ pub fn trust_digest(trust: &[TrustEntry]) -> Hash {
     h.finalize().into()
 }
 
-/// The event of a batch this node stored.
+/// The event of a batch this node stored: a period batch is named by its
+/// last day, whose deletion deletes it (its other days are pruned before,
+/// each in the deletion record's range of its day), with the keys of all.
 pub fn batch_event(m: &BatchMeta, at: u64) -> Event {
     Event::Published {
         form: PublicationForm::Batch,
         origin: m.origin.clone(),
         sequence: m.sequence,
-        day: m.day,
-        key_count: m.key_count,
+        day: m.last_day(),
+        key_count: m.key_count(),
         content_id: m.content_id,
         at,
     }
@@ -644,11 +646,14 @@ mod tests {
             meta: BatchMeta {
                 origin: origin.into(),
                 sequence,
-                day: 20_000,
-                key_count: 3,
+                version: 1,
+                days: vec![crate::storage::BatchDay {
+                    day: 20_000,
+                    key_count: 3,
+                    expires_at: u64::MAX,
+                }],
                 created_at: 1_728_000_000 + sequence * 3600,
                 visible_from: 0,
-                expires_at: u64::MAX,
                 content_id: [sequence as u8; 32],
             },
             bytes: vec![sequence as u8; 40],

@@ -93,6 +93,26 @@ pub(super) fn write_all_durably(files: &[(PathBuf, &[u8])]) -> Result<(), Storag
     Ok(())
 }
 
+/// Replaces files that records refer to (a period batch with a day pruned,
+/// SPEC.md §8.1): each is written beside its path, synced and renamed over
+/// it, then the directories are synced, so a crash leaves the old file or the
+/// new one, never half of one. The temporary name parses as nothing, so one a
+/// crash leaves behind is removed at open.
+pub(super) fn replace_all_durably(files: &[(PathBuf, &[u8])]) -> Result<(), StorageError> {
+    let staged: Vec<(PathBuf, &[u8])> = files
+        .iter()
+        .map(|(path, bytes)| (path.with_extension("replacing"), *bytes))
+        .collect();
+    write_all_durably(&staged)?;
+    for ((path, _), (tmp, _)) in files.iter().zip(&staged) {
+        std::fs::rename(tmp, path)?;
+    }
+    if let Some((path, _)) = files.first() {
+        sync_parent(path)?;
+    }
+    Ok(())
+}
+
 /// Deletes a file; one that is already gone is fine.
 pub(super) fn remove_if_present(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {

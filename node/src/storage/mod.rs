@@ -55,8 +55,8 @@ pub use files::{
     files_dir, BATCH_FILE_PREFIX, ENTRY_KEY_FILE_PREFIX, FILTER_FILE_PREFIX, PENDING_FILE_PREFIX,
 };
 pub use records::{
-    content_id, BatchMeta, CodeRecord, Expired, FilterMeta, GatewayCommit, PendingKey,
-    PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
+    content_id, BatchDay, BatchMeta, CodeRecord, Expired, ExpiredBatch, FilterMeta, GatewayCommit,
+    PendingKey, PublishedPeriod, PutOutcome, StoredBatch, StoredEntry, StoredFilter,
 };
 pub use sled_store::{SledStore, DEFAULT_CACHE_BYTES};
 pub use summary::{DaySummary, StoreSummary};
@@ -101,11 +101,14 @@ mod tests {
         BatchMeta {
             origin: "test.health".into(),
             sequence,
-            day: 19_675,
-            key_count: 1,
+            version: 1,
+            days: vec![BatchDay {
+                day: 19_675,
+                key_count: 1,
+                expires_at: 2_000_000_000,
+            }],
             created_at: 1,
             visible_from: 0,
-            expires_at: 2_000_000_000,
             content_id: [sequence as u8; 32],
         }
     }

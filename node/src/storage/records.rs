@@ -3,44 +3,70 @@
 
 use sha2::{Digest, Sha256};
 use traceless_protocol::wire::filter_expires_at;
-use traceless_protocol::{Batch, DayFilter, DiagnosisKey, FilterEntry, Tek};
+use traceless_protocol::wire::PublishedBatch;
+use traceless_protocol::{Batch, DayFilter, DiagnosisKey, FilterEntry, Tek, TrustList, WireError};
 
 use super::keyspace::{split_batch_key, split_filter_key};
 use super::StorageError;
 
-/// What is known about a stored batch without reading its bytes.
+/// What is known about a stored batch without reading its bytes: a version 1
+/// batch holds one day, a period batch (version 2, SPEC.md §5.9) the days
+/// retention has not pruned yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchMeta {
     /// Authority id.
     pub origin: String,
     /// Per-origin sequence number.
     pub sequence: u64,
-    /// UTC day of the keys.
-    pub day: u32,
-    /// Number of keys.
-    pub key_count: u64,
+    /// 1 (one day) or 2 (one period).
+    pub version: u32,
+    /// The days still held, ascending; never empty.
+    pub days: Vec<BatchDay>,
     /// Publication time claimed by the authority.
     pub created_at: u64,
     /// Unix seconds from which the batch may be served and forwarded (embargo).
     pub visible_from: u64,
-    /// Unix seconds at which retention deletes the batch.
-    pub expires_at: u64,
-    /// SHA-256 of the `SignedBatch` encoding: ETag and gossip message id.
+    /// The batch's identifier: SHA-256 of a version 1 `SignedBatch`, of a
+    /// period batch's header (stable across pruning). Gossip dedup, the
+    /// conflict check and the log name it.
     pub content_id: [u8; 32],
 }
 
+/// One held day of a stored batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchDay {
+    /// UTC day of the keys.
+    pub day: u32,
+    /// Number of keys of the day.
+    pub key_count: u64,
+    /// Unix seconds at which retention deletes the day (its last key expires).
+    pub expires_at: u64,
+}
+
 impl BatchMeta {
-    /// Metadata of a verified batch and its exact signed bytes.
-    pub fn of(batch: &Batch, signed_bytes: &[u8]) -> Self {
+    /// Metadata of a verified batch of `version` from its days (each as a
+    /// one-day batch), named by its identifier.
+    pub fn of(version: u32, days: &[Batch], content_id: [u8; 32]) -> Self {
+        let first = &days[0];
         BatchMeta {
-            origin: batch.origin.clone(),
-            sequence: batch.sequence,
-            day: batch.day,
-            key_count: batch.keys.len() as u64,
-            created_at: batch.created_at,
-            visible_from: crate::embargo::batch_visible_from(batch),
-            expires_at: batch.expires_at(),
-            content_id: content_id(signed_bytes),
+            origin: first.origin.clone(),
+            sequence: first.sequence,
+            version,
+            days: days
+                .iter()
+                .map(|d| BatchDay {
+                    day: d.day,
+                    key_count: d.keys.len() as u64,
+                    expires_at: d.expires_at(),
+                })
+                .collect(),
+            created_at: first.created_at,
+            visible_from: days
+                .iter()
+                .map(crate::embargo::batch_visible_from)
+                .max()
+                .unwrap_or(0),
+            content_id,
         }
     }
 
@@ -49,34 +75,92 @@ impl BatchMeta {
         now >= self.visible_from
     }
 
-    const LEN: usize = 4 + 8 * 4 + 32;
+    /// Keys over every held day.
+    pub fn key_count(&self) -> u64 {
+        self.days.iter().map(|d| d.key_count).sum()
+    }
+
+    /// When retention next acts on the batch: the first held day's expiry
+    /// (it prunes that day, or deletes the batch with its last day).
+    pub fn expires_at(&self) -> u64 {
+        self.days.iter().map(|d| d.expires_at).min().unwrap_or(0)
+    }
+
+    /// The day its last key expires, which the log names it by: the deletion of
+    /// that day deletes the batch.
+    pub fn last_day(&self) -> u32 {
+        self.days.last().map_or(0, |d| d.day)
+    }
+
+    /// Layout of records written before period batches: one day, 68 bytes.
+    const LEGACY_LEN: usize = 4 + 8 * 4 + 32;
+    /// Bytes before the days in the current layout.
+    const HEAD_LEN: usize = 1 + 8 * 2 + 32 + 2;
+    const DAY_LEN: usize = 4 + 8 * 2;
 
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(Self::LEN);
-        v.extend_from_slice(&self.day.to_be_bytes());
-        v.extend_from_slice(&self.key_count.to_be_bytes());
+        let mut v = Vec::with_capacity(Self::HEAD_LEN + Self::DAY_LEN * self.days.len());
+        v.push(self.version as u8);
         v.extend_from_slice(&self.created_at.to_be_bytes());
         v.extend_from_slice(&self.visible_from.to_be_bytes());
-        v.extend_from_slice(&self.expires_at.to_be_bytes());
         v.extend_from_slice(&self.content_id);
+        v.extend_from_slice(&(self.days.len() as u16).to_be_bytes());
+        for d in &self.days {
+            v.extend_from_slice(&d.day.to_be_bytes());
+            v.extend_from_slice(&d.key_count.to_be_bytes());
+            v.extend_from_slice(&d.expires_at.to_be_bytes());
+        }
         v
     }
 
+    /// Decodes either layout: a record of [`Self::LEGACY_LEN`] bytes is a
+    /// version 1 batch as nodes stored it before period batches (read as it
+    /// is, so an old data dir needs no rewrite).
     pub(super) fn decode(key: &[u8], v: &[u8]) -> Result<Self, StorageError> {
-        let (origin, sequence) = split_batch_key(key).ok_or(StorageError::Corrupt("b"))?;
-        if v.len() != Self::LEN {
-            return Err(StorageError::Corrupt("b"));
-        }
+        let bad = || StorageError::Corrupt("b");
+        let (origin, sequence) = split_batch_key(key).ok_or_else(bad)?;
         let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().unwrap_or([0; 4]));
+        if v.len() == Self::LEGACY_LEN {
+            return Ok(BatchMeta {
+                origin,
+                sequence,
+                version: 1,
+                days: vec![BatchDay {
+                    day: u32_at(0),
+                    key_count: u64_at(4),
+                    expires_at: u64_at(28),
+                }],
+                created_at: u64_at(12),
+                visible_from: u64_at(20),
+                content_id: v[36..68].try_into().map_err(|_| bad())?,
+            });
+        }
+        if v.len() < Self::HEAD_LEN {
+            return Err(bad());
+        }
+        let n = usize::from(u16::from_be_bytes([v[49], v[50]]));
+        if n == 0 || v.len() != Self::HEAD_LEN + Self::DAY_LEN * n {
+            return Err(bad());
+        }
+        let days = (0..n)
+            .map(|i| {
+                let at = Self::HEAD_LEN + Self::DAY_LEN * i;
+                BatchDay {
+                    day: u32_at(at),
+                    key_count: u64_at(at + 4),
+                    expires_at: u64_at(at + 12),
+                }
+            })
+            .collect();
         Ok(BatchMeta {
             origin,
             sequence,
-            day: u32::from_be_bytes(v[0..4].try_into().unwrap_or([0; 4])),
-            key_count: u64_at(4),
-            created_at: u64_at(12),
-            visible_from: u64_at(20),
-            expires_at: u64_at(28),
-            content_id: v[36..68].try_into().unwrap_or([0; 32]),
+            version: u32::from(v[0]),
+            days,
+            created_at: u64_at(1),
+            visible_from: u64_at(9),
+            content_id: v[17..49].try_into().map_err(|_| bad())?,
         })
     }
 }
@@ -91,8 +175,43 @@ pub fn content_id(signed_bytes: &[u8]) -> [u8; 32] {
 pub struct StoredBatch {
     /// Metadata.
     pub meta: BatchMeta,
-    /// The `SignedBatch` encoding, served byte for byte.
+    /// The `SignedBatch` or `SignedPeriodBatch` encoding, as forwarded to
+    /// peers (a period batch with its export signatures, its expired days
+    /// pruned).
     pub bytes: Vec<u8>,
+}
+
+impl StoredBatch {
+    /// What a node stores of a batch it received: decoded, verified with its
+    /// attachments (SPEC.md §5.3, §5.9), a period batch with the days expired
+    /// at `now` pruned.
+    pub fn verified(bytes: &[u8], trust: &TrustList, now: u64) -> Result<Self, WireError> {
+        let published = PublishedBatch::decode(bytes)?;
+        let verified = published.verify_with_attachments(trust, now)?;
+        let days: Vec<Batch> = verified.days.into_iter().map(|d| d.batch).collect();
+        let kept = match &published {
+            PublishedBatch::Day(_) => bytes.to_vec(),
+            // Verification refuses a batch with nothing left, so one day is.
+            PublishedBatch::Period(_) => published
+                .pruned_at(now)?
+                .ok_or(WireError::Empty("period batch"))?
+                .encode(),
+        };
+        Ok(StoredBatch {
+            meta: BatchMeta::of(verified.version, &days, published.id()),
+            bytes: kept,
+        })
+    }
+
+    /// The bytes phones are served ([`PublishedBatch::served`]).
+    pub fn served(&self) -> Vec<u8> {
+        match self.meta.version {
+            1 => self.bytes.clone(),
+            _ => PublishedBatch::decode(&self.bytes)
+                .map(|b| b.served())
+                .unwrap_or_else(|_| self.bytes.clone()),
+        }
+    }
 }
 
 /// Result of storing a batch or a part of a day filter.
@@ -201,12 +320,24 @@ pub struct StoredEntry {
 /// What one retention run deletes.
 #[derive(Clone, Debug, Default)]
 pub struct Expired {
-    /// Expired batches.
-    pub batches: Vec<BatchMeta>,
+    /// Batches with expired days.
+    pub batches: Vec<ExpiredBatch>,
     /// Expired day filters.
     pub filters: Vec<FilterMeta>,
     /// Days whose stored filter entries expired, with how many there are.
     pub entry_days: Vec<(u32, u64)>,
+}
+
+/// A batch of which retention deletes some days, or all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredBatch {
+    /// The batch as stored.
+    pub meta: BatchMeta,
+    /// The days deleted.
+    pub days: Vec<BatchDay>,
+    /// What is left: the batch with those days pruned (a period batch), or
+    /// `None` when it is deleted whole.
+    pub kept: Option<StoredBatch>,
 }
 
 impl Expired {

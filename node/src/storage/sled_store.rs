@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use traceless_protocol::wire::{filter_expires_at, SignedDeletionRecord};
+use traceless_protocol::wire::{filter_expires_at, PublishedBatch, SignedDeletionRecord};
 
 use super::files::{
     batch_file_name, files_dir, filter_file_stem, read_if_present, remove_dir_bounded,
-    remove_if_present, replaced_dir, rewrite_dir, sync_parent, write_all_durably, write_durably,
-    PENDING_FILE_PREFIX,
+    remove_if_present, replace_all_durably, replaced_dir, rewrite_dir, sync_parent,
+    write_all_durably, write_durably, PENDING_FILE_PREFIX,
 };
 use super::keyspace::*;
 use super::migrate::finish_replacement;
@@ -173,19 +173,10 @@ impl SledStore {
         let m = &sb.meta;
         files.push((self.batch_file(&m.origin, m.sequence), &sb.bytes));
         b.insert(batch_key(&m.origin, m.sequence), m.encode());
-        b.insert(
-            index_key(DAY_INDEX, &m.day.to_be_bytes(), &m.origin, m.sequence),
-            &[][..],
-        );
-        b.insert(
-            index_key(
-                EXPIRY_INDEX,
-                &m.expires_at.to_be_bytes(),
-                &m.origin,
-                m.sequence,
-            ),
-            &[][..],
-        );
+        for d in &m.days {
+            b.insert(day_index_key(m, d.day), &[][..]);
+        }
+        b.insert(expiry_index_key(m), &[][..]);
         // A batch starts held unless it is already being announced; the release
         // job gossips it and clears the mark (at once for batches that are
         // visible on arrival).
@@ -307,6 +298,21 @@ impl SledStore {
         }
         Ok(out)
     }
+}
+
+/// A batch's entry in the index by UTC day, one per held day.
+fn day_index_key(m: &BatchMeta, day: u32) -> Vec<u8> {
+    index_key(DAY_INDEX, &day.to_be_bytes(), &m.origin, m.sequence)
+}
+
+/// A batch's entry in the index by retention time: its next expiry.
+fn expiry_index_key(m: &BatchMeta) -> Vec<u8> {
+    index_key(
+        EXPIRY_INDEX,
+        &m.expires_at().to_be_bytes(),
+        &m.origin,
+        m.sequence,
+    )
 }
 
 impl BatchStore for SledStore {
@@ -707,8 +713,32 @@ impl RetentionStore for SledStore {
     }
 
     fn expired(&self, now: u64) -> Result<Expired, StorageError> {
+        let mut batches = Vec::new();
+        for meta in self.expired_batches(now)? {
+            let (days, rest): (Vec<_>, Vec<_>) =
+                meta.days.iter().partition(|d| d.expires_at <= now);
+            let kept = if rest.is_empty() {
+                None
+            } else {
+                // Due means `expires_at <= now`, pruned means `expires_at < at`.
+                let bytes = read_if_present(&self.batch_file(&meta.origin, meta.sequence))?
+                    .ok_or(StorageError::Corrupt("batch file"))?;
+                let pruned = PublishedBatch::decode(&bytes)
+                    .and_then(|b| b.pruned_at(now.saturating_add(1)))
+                    .map_err(|_| StorageError::Corrupt("batch file"))?
+                    .ok_or(StorageError::Corrupt("batch file"))?;
+                Some(StoredBatch {
+                    meta: BatchMeta {
+                        days: rest,
+                        ..meta.clone()
+                    },
+                    bytes: pruned.encode(),
+                })
+            };
+            batches.push(ExpiredBatch { meta, days, kept });
+        }
         Ok(Expired {
-            batches: self.expired_batches(now)?,
+            batches,
             filters: self
                 .all_filters()?
                 .into_iter()
@@ -730,27 +760,44 @@ impl RetentionStore for SledStore {
         let _guard = self.lock();
         let index = self.tally().deletion_log_len();
         let mut ops = sled::Batch::default();
-        for m in &expired.batches {
-            ops.remove(batch_key(&m.origin, m.sequence));
-            ops.remove(index_key(
-                DAY_INDEX,
-                &m.day.to_be_bytes(),
-                &m.origin,
-                m.sequence,
-            ));
-            ops.remove(index_key(
-                EXPIRY_INDEX,
-                &m.expires_at.to_be_bytes(),
-                &m.origin,
-                m.sequence,
-            ));
-            ops.remove(index_key(
-                HELD_INDEX,
-                &m.visible_from.to_be_bytes(),
-                &m.origin,
-                m.sequence,
-            ));
+        for e in &expired.batches {
+            let m = &e.meta;
+            for d in &e.days {
+                ops.remove(day_index_key(m, d.day));
+            }
+            ops.remove(expiry_index_key(m));
+            match &e.kept {
+                Some(kept) => {
+                    ops.insert(batch_key(&m.origin, m.sequence), kept.meta.encode());
+                    ops.insert(expiry_index_key(&kept.meta), &[][..]);
+                }
+                None => {
+                    ops.remove(batch_key(&m.origin, m.sequence));
+                    ops.remove(index_key(
+                        HELD_INDEX,
+                        &m.visible_from.to_be_bytes(),
+                        &m.origin,
+                        m.sequence,
+                    ));
+                }
+            }
         }
+        // A pruned batch's file is replaced before the record is applied: a
+        // crash in between leaves the days gone from the file and still listed
+        // in sled, so the next run records their deletion (the keys are never
+        // kept longer than retention, the record at worst comes one run late).
+        let pruned: Vec<_> = expired
+            .batches
+            .iter()
+            .filter_map(|e| e.kept.as_ref())
+            .map(|k| {
+                (
+                    self.batch_file(&k.meta.origin, k.meta.sequence),
+                    &k.bytes[..],
+                )
+            })
+            .collect();
+        replace_all_durably(&pruned)?;
         for f in &expired.filters {
             ops.remove(filter_key(&f.origin, f.day, f.revision));
         }
@@ -764,8 +811,8 @@ impl RetentionStore for SledStore {
         self.db.apply_batch(ops)?;
         {
             let mut tally = self.tally();
-            for m in &expired.batches {
-                tally.batch_removed(m);
+            for e in &expired.batches {
+                tally.batch_pruned(e);
             }
             for f in &expired.filters {
                 tally.filter_removed(f);
@@ -778,8 +825,8 @@ impl RetentionStore for SledStore {
         self.db.flush()?;
         // What sled cannot destroy: the batches' and filters' bytes and the keys
         // of the entries (a crash before this point leaves orphans, removed at open).
-        for m in &expired.batches {
-            remove_if_present(&self.batch_file(&m.origin, m.sequence))?;
+        for m in expired.batches.iter().filter(|e| e.kept.is_none()) {
+            remove_if_present(&self.batch_file(&m.meta.origin, m.meta.sequence))?;
         }
         for f in &expired.filters {
             remove_if_present(&self.filter_file(&f.origin, f.day, f.revision))?;

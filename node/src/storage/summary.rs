@@ -12,14 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::records::{BatchMeta, FilterMeta};
+use super::records::{BatchMeta, ExpiredBatch, FilterMeta};
 use super::traits::{BatchStore, FilterStore, GatewayStore, RetentionStore};
 use super::StorageError;
 
 /// Per-day figures (the transparency page's table).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DaySummary {
-    /// Batches served.
+    /// Batches served that hold keys of the day.
     pub batches: u64,
     /// Keys served.
     pub keys: u64,
@@ -77,17 +77,22 @@ impl StoreSummary {
         let mut s = StoreSummary::default();
         for m in store.all_batches()? {
             s.batches += 1;
-            s.keys += m.key_count;
-            let d = s.days.entry(m.day).or_default();
-            if m.is_visible(now) {
-                d.batches += 1;
-                d.keys += m.key_count;
+            s.keys += m.key_count();
+            let visible = m.is_visible(now);
+            for b in &m.days {
+                let d = s.days.entry(b.day).or_default();
+                if visible {
+                    d.batches += 1;
+                    d.keys += b.key_count;
+                } else {
+                    d.embargoed_keys += b.key_count;
+                }
+                d.deleted_by = d.deleted_by.max(b.expires_at);
+            }
+            if visible {
                 let latest = s.origins.entry(m.origin).or_default();
                 *latest = (*latest).max(m.sequence);
-            } else {
-                d.embargoed_keys += m.key_count;
             }
-            d.deleted_by = d.deleted_by.max(m.expires_at);
         }
         for f in store.all_filters()? {
             s.filters += 1;
@@ -119,8 +124,9 @@ pub struct Tally {
     days: BTreeMap<u32, DayTally>,
     /// Stored sequence numbers per origin.
     sequences: BTreeMap<String, BTreeSet<u64>>,
-    /// Batches not yet seen visible: (visible_from, origin, sequence) → (day, keys).
-    unseen: BTreeMap<(u64, String, u64), (u32, u64)>,
+    /// Batches not yet seen visible: (visible_from, origin, sequence) → their
+    /// (day, keys).
+    unseen: BTreeMap<(u64, String, u64), Vec<(u32, u64)>>,
     /// (origin, day, revision) → (entries, expires_at) of the stored parts of
     /// day filters.
     filters: BTreeMap<(String, u32, u64), (u64, u64)>,
@@ -151,43 +157,57 @@ impl Tally {
 
     /// A new batch was committed.
     pub fn batch_added(&mut self, m: &BatchMeta) {
-        let d = self.days.entry(m.day).or_default();
-        d.batches += 1;
-        d.keys += m.key_count;
-        *d.expiries.entry(m.expires_at).or_default() += 1;
+        for b in &m.days {
+            let d = self.days.entry(b.day).or_default();
+            d.batches += 1;
+            d.keys += b.key_count;
+            *d.expiries.entry(b.expires_at).or_default() += 1;
+        }
         self.sequences
             .entry(m.origin.clone())
             .or_default()
             .insert(m.sequence);
         self.unseen.insert(
             (m.visible_from, m.origin.clone(), m.sequence),
-            (m.day, m.key_count),
+            m.days.iter().map(|d| (d.day, d.key_count)).collect(),
         );
     }
 
-    /// A stored batch was deleted (retention).
-    pub fn batch_removed(&mut self, m: &BatchMeta) {
-        if let Some(d) = self.days.get_mut(&m.day) {
-            d.batches = d.batches.saturating_sub(1);
-            d.keys = d.keys.saturating_sub(m.key_count);
-            if let Some(n) = d.expiries.get_mut(&m.expires_at) {
-                *n -= 1;
-                if *n == 0 {
-                    d.expiries.remove(&m.expires_at);
+    /// Retention deleted some days of a stored batch, or all of them.
+    pub fn batch_pruned(&mut self, e: &ExpiredBatch) {
+        let m = &e.meta;
+        for b in &e.days {
+            if let Some(d) = self.days.get_mut(&b.day) {
+                d.batches = d.batches.saturating_sub(1);
+                d.keys = d.keys.saturating_sub(b.key_count);
+                if let Some(n) = d.expiries.get_mut(&b.expires_at) {
+                    *n -= 1;
+                    if *n == 0 {
+                        d.expiries.remove(&b.expires_at);
+                    }
+                }
+                if d.batches == 0 {
+                    self.days.remove(&b.day);
                 }
             }
-            if d.batches == 0 {
-                self.days.remove(&m.day);
+        }
+        let unseen = (m.visible_from, m.origin.clone(), m.sequence);
+        match &e.kept {
+            Some(kept) => {
+                if let Some(days) = self.unseen.get_mut(&unseen) {
+                    days.retain(|(day, _)| kept.meta.days.iter().any(|d| d.day == *day));
+                }
+            }
+            None => {
+                if let Some(s) = self.sequences.get_mut(&m.origin) {
+                    s.remove(&m.sequence);
+                    if s.is_empty() {
+                        self.sequences.remove(&m.origin);
+                    }
+                }
+                self.unseen.remove(&unseen);
             }
         }
-        if let Some(s) = self.sequences.get_mut(&m.origin) {
-            s.remove(&m.sequence);
-            if s.is_empty() {
-                self.sequences.remove(&m.origin);
-            }
-        }
-        self.unseen
-            .remove(&(m.visible_from, m.origin.clone(), m.sequence));
     }
 
     /// A part of a day filter was stored.
@@ -241,8 +261,8 @@ impl Tally {
             gateway_filter_entries: self.gateway_entries.values().sum(),
             ..Default::default()
         };
+        s.batches = self.sequences.values().map(|q| q.len() as u64).sum();
         for (day, t) in &self.days {
-            s.batches += t.batches;
             s.keys += t.keys;
             s.days.insert(
                 *day,
@@ -254,7 +274,7 @@ impl Tally {
                 },
             );
         }
-        for &(day, keys) in self.unseen.values() {
+        for &(day, keys) in self.unseen.values().flatten() {
             if let Some(d) = s.days.get_mut(&day) {
                 d.batches -= 1;
                 d.keys -= keys;

@@ -112,6 +112,56 @@ pub fn keys_of_day(day: u32, n: usize) -> Vec<DiagnosisKey> {
         .collect()
 }
 
+/// The trust list of [`authority`].
+pub fn trust() -> TrustList {
+    let mut t = TrustList::new();
+    t.insert(ORIGIN, 1, authority().verifying_key());
+    t
+}
+
+/// The keys of a served batch of either version (SPEC.md §5.9), verified
+/// against `trust` at `now`.
+pub fn batch_keys(bytes: &[u8], trust: &TrustList, now: u64) -> Vec<DiagnosisKey> {
+    PublishedBatch::decode(bytes)
+        .and_then(|b| b.verify(trust, now))
+        .unwrap()
+        .keys
+}
+
+/// The days of a served batch of either version, each as a one-day batch
+/// with the batch's origin, sequence and `created_at`, verified against
+/// `trust` at `now`.
+pub fn batch_days(bytes: &[u8], trust: &TrustList, now: u64) -> Vec<Batch> {
+    let b = PublishedBatch::decode(bytes)
+        .and_then(|b| b.verify(trust, now))
+        .unwrap();
+    let mut days: std::collections::BTreeMap<u32, Vec<DiagnosisKey>> = Default::default();
+    for k in b.keys {
+        days.entry(day_of_interval(k.rolling_start))
+            .or_default()
+            .push(k);
+    }
+    days.into_iter()
+        .map(|(day, keys)| Batch {
+            origin: b.origin.clone(),
+            sequence: b.sequence,
+            created_at: b.created_at,
+            day,
+            keys,
+        })
+        .collect()
+}
+
+/// The identifier a node's log names a served batch by (SPEC.md §5.9).
+pub fn batch_id(bytes: &[u8]) -> [u8; 32] {
+    PublishedBatch::decode(bytes).unwrap().id()
+}
+
+/// The trust list of the node configured in `config` (a file).
+pub fn trust_of(config: &Path) -> TrustList {
+    Config::load(config).unwrap().trust_list().unwrap()
+}
+
 /// A signed batch of `n` keys of `day`, encoded.
 pub fn signed_batch(
     key: &AuthorityKey,

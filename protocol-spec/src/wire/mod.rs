@@ -32,7 +32,7 @@ pub use period_batch::{
     DayPart, DaySection, PeriodAttachments, PeriodBatch, PrunedDay, SignedPeriodBatch, DIGEST_LEN,
     PERIOD_BATCH_VERSION,
 };
-pub use published::{PublishedBatch, PublishedKeys};
+pub use published::{ExportDay, PublishedBatch, PublishedKeys, VerifiedBatch};
 pub use risk_config::{RiskConfig, SignedRiskConfig, MAX_PERMILLE, MAX_SIGNED_RISK_CONFIG_LEN};
 pub use upload::{
     Stays, Upload, MAX_UPLOAD_CODE_LEN, MAX_UPLOAD_KEYS, MAX_UPLOAD_STAYS, UPLOAD_REQUEST_LEN,

@@ -82,8 +82,8 @@ fn lists(addr: Option<SocketAddr>, origin: &str, seq: Option<u64>) -> bool {
         .is_ok_and(|r| r.status == 200)
 }
 
-/// (sequence, day) of every batch `addr` lists for `origin`.
-fn listing(addr: SocketAddr, origin: &str) -> Vec<(u64, u32)> {
+/// (sequence, days held) of every batch `addr` lists for `origin`.
+fn listing(addr: SocketAddr, origin: &str) -> Vec<(u64, Vec<u32>)> {
     http::request(
         addr,
         "GET",
@@ -97,20 +97,24 @@ fn listing(addr: SocketAddr, origin: &str) -> Vec<(u64, u32)> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|b| Some((b["sequence"].as_u64()?, b["day"].as_u64()? as u32)))
+            .filter_map(|b| {
+                let days = b["days"].as_array()?;
+                let days = days.iter().filter_map(|d| Some(d.as_u64()? as u32));
+                Some((b["sequence"].as_u64()?, days.collect()))
+            })
             .collect()
     })
     .unwrap_or_default()
 }
 
-/// The sequence of a batch of `day` the gateway lists beyond `known`, once it
+/// The sequence of a batch holding `day` the gateway lists beyond `known`, once it
 /// does (bounded wait).
 fn published(addr: SocketAddr, origin: &str, day: u32, known: &[u64]) -> Option<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found = listing(addr, origin)
             .into_iter()
-            .find(|(seq, d)| *d == day && !known.contains(seq))
+            .find(|(seq, days)| days.contains(&day) && !known.contains(seq))
             .map(|b| b.0);
         if found.is_some() || Instant::now() > deadline {
             return found;
@@ -212,7 +216,7 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
     let new = |day: u32| {
         listing(gw, &origin)
             .into_iter()
-            .find(|(seq, d)| *d == day && !known.contains(seq))
+            .find(|(seq, days)| days.contains(&day) && !known.contains(seq))
             .map(|b| b.0)
     };
     let embargoed_seq = new(day_of_interval(i_now - 8));
