@@ -343,7 +343,7 @@ impl Sdk {
         }
         let now = self.now()?;
         let verified = sync::verify_batch(bytes, &self.trust, now)?;
-        self.apply_batch(now, bytes, verified)
+        self.apply_batch(now, verified)
     }
 
     /// Like [`Sdk::sync_batch`], with the serving node's publication proof
@@ -363,7 +363,7 @@ impl Sdk {
             &self.witnesses,
             self.required_witnesses,
         )?;
-        self.apply_batch(now, bytes, verified)
+        self.apply_batch(now, verified)
     }
 
     /// Counts `key`'s cosignatures on checkpoints (a relay's node key; its
@@ -389,7 +389,7 @@ impl Sdk {
 
     /// Notes the batch in the data report if it carries this phone's uploaded
     /// keys (once: noting is idempotent), then matches it.
-    fn apply_batch(&mut self, now: u64, bytes: &[u8], verified: Verified) -> Result<SyncReport> {
+    fn apply_batch(&mut self, now: u64, verified: Verified) -> Result<SyncReport> {
         if let Some((origin, sequence)) = &verified.cursor {
             data_report::note_batch(
                 &self.vault,

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use traceless_protocol::ed25519_dalek::SigningKey;
-use traceless_protocol::{day_of_unix, day_start_interval, AuthorityKey, Batch, DiagnosisKey, Tek};
+use traceless_protocol::{
+    day_of_unix, day_start_interval, AuthorityKey, DiagnosisKey, PeriodBatch, Tek,
+};
 
 use crate::clock::ManualClock;
 use crate::config::{Config, TrustEntry};
@@ -56,25 +58,23 @@ fn authority() -> AuthorityKey {
     }
 }
 
+/// A period batch of `n` keys spread over 13 days ending two before
+/// [`NOW`]'s (past any embargo), as a gateway publishes them (SPEC.md §5.9).
 fn batch(seq: u64, n: usize) -> Vec<u8> {
-    let day = day_of_unix(NOW) - 2;
+    let today = day_of_unix(NOW);
     let keys = (0..n)
-        .map(|_| DiagnosisKey {
+        .map(|i| DiagnosisKey {
             tek: Tek::generate(),
-            rolling_start: day_start_interval(day),
+            rolling_start: day_start_interval(today - 2 - (i % 13) as u32),
             rolling_period: 144,
             transmission_risk: 4,
             days_since_onset: 0,
         })
         .collect();
-    let b = Batch {
-        origin: "bench.health".into(),
-        sequence: seq,
-        created_at: NOW - 10,
-        day,
-        keys,
-    };
-    b.sign(&authority()).map(|s| s.encode()).unwrap_or_default()
+    PeriodBatch::from_keys("bench.health", seq, NOW - 10, keys)
+        .sign_with(&authority(), Default::default())
+        .map(|s| s.encode())
+        .unwrap_or_default()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {

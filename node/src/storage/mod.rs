@@ -190,6 +190,65 @@ mod tests {
         assert!(store.db.get(&due[0].id).unwrap().unwrap().is_empty());
     }
 
+    /// A batch record written before period batches (68 bytes: day, key
+    /// count, created_at, visible_from, expires_at, content id) is read as the
+    /// version 1 batch it was, found by its day and deleted at its expiry.
+    #[test]
+    fn batch_records_of_the_old_layout_read_as_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let m = meta(4);
+        let d = m.days[0];
+        let mut old = Vec::new();
+        old.extend_from_slice(&d.day.to_be_bytes());
+        for n in [d.key_count, m.created_at, m.visible_from, d.expires_at] {
+            old.extend_from_slice(&n.to_be_bytes());
+        }
+        old.extend_from_slice(&m.content_id);
+        assert_eq!(old.len(), 68);
+        let store = SledStore::open(&path).unwrap();
+        let key = batch_key(&m.origin, m.sequence);
+        assert_eq!(BatchMeta::decode(&key, &old).unwrap(), m);
+        assert_eq!(BatchMeta::decode(&key, &m.encode()).unwrap(), m);
+        // A period batch's days round-trip; a cut record is corrupt.
+        let period = BatchMeta {
+            version: 2,
+            days: (0..3)
+                .map(|i| BatchDay {
+                    day: d.day + i,
+                    key_count: 10 + u64::from(i),
+                    expires_at: d.expires_at + u64::from(i) * 86_400,
+                })
+                .collect(),
+            ..m.clone()
+        };
+        let encoded = period.encode();
+        assert_eq!(BatchMeta::decode(&key, &encoded).unwrap(), period);
+        assert_eq!(period.expires_at(), d.expires_at);
+        assert_eq!(period.last_day(), d.day + 2);
+        assert!(matches!(
+            BatchMeta::decode(&key, &encoded[..encoded.len() - 1]),
+            Err(StorageError::Corrupt("b"))
+        ));
+        store
+            .put_batch(&StoredBatch {
+                meta: m.clone(),
+                bytes: vec![9; 40],
+            })
+            .unwrap();
+        store.db.insert(&key, old).unwrap();
+        assert_eq!(store.batches_of_day(d.day).unwrap(), vec![m.clone()]);
+        let expired = store.expired(d.expires_at).unwrap();
+        assert_eq!(expired.batches.len(), 1);
+        assert_eq!(
+            (
+                expired.batches[0].days.clone(),
+                expired.batches[0].kept.clone()
+            ),
+            (m.days.clone(), None)
+        );
+    }
+
     fn part(day: u32, revision: u64, fill: u8) -> StoredFilter {
         StoredFilter {
             meta: FilterMeta {

@@ -205,11 +205,11 @@ pub fn run_one(opts: &NetOptions, dir: &Path, skew_secs: i64) -> Result<SkewOutc
         gw,
         &upload_of_key(&codes[3], day_start_interval(marker_day), 144),
     );
-    let mut known: Vec<u64> = known.into_iter().chain(visible_seq).collect();
+    // The marker's period batch holds the other uploads' keys too (one batch
+    // a period, SPEC.md §5.9): it is waited for, not set aside.
+    let known: Vec<u64> = known.into_iter().chain(visible_seq).collect();
     if marker == 200 {
-        if let Some(seq) = published(gw, &origin, marker_day, &known) {
-            known.push(seq);
-        }
+        let _ = published(gw, &origin, marker_day, &known);
     }
     // What the gateway published by the marker's boundary (its own list hides
     // what its clock still embargoes; relays are asked for these directly).
