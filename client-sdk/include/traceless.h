@@ -212,6 +212,20 @@ typedef struct TlSyncReport {
 } TlSyncReport;
 
 /**
+ * Bytes owned by the SDK; free with [`tl_buffer_free`].
+ */
+typedef struct TlBuffer {
+  /**
+   * The bytes.
+   */
+  uint8_t *data;
+  /**
+   * How many.
+   */
+  size_t len;
+} TlBuffer;
+
+/**
  * Exposure on one day from one kind of source: all the app is told.
  */
 typedef struct TlDaySummary {
@@ -255,20 +269,6 @@ typedef struct TlSummary {
    */
   size_t len;
 } TlSummary;
-
-/**
- * Bytes owned by the SDK; free with [`tl_buffer_free`].
- */
-typedef struct TlBuffer {
-  /**
-   * The bytes.
-   */
-  uint8_t *data;
-  /**
-   * How many.
-   */
-  size_t len;
-} TlBuffer;
 
 /**
  * A half-open range `[start, end)` of unix seconds that a filter-form upload
@@ -630,6 +630,17 @@ enum TlStatus tl_sdk_filter_revision(struct TlSdk *sdk,
                                      const char *origin,
                                      uint32_t day,
                                      uint64_t *out);
+
+/**
+ * Writes to `*out` (free with `tl_buffer_free`) the `held` query of
+ * `GET /v1/filter-parts/{origin}?held=…` (SPEC.md §6.1): `day.r` for every
+ * kept day of `origin` whose parts `1..=r` are held, comma-separated, ASCII;
+ * empty when none is. One request then fetches every day's new parts.
+ *
+ * # Safety
+ * `origin` is a NUL-terminated string; `out` is writable.
+ */
+enum TlStatus tl_sdk_filter_held(struct TlSdk *sdk, const char *origin, struct TlBuffer *out);
 
 /**
  * Writes the highest synced sequence number of `origin` to `*out` (0 if none).

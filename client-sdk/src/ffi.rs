@@ -847,6 +847,31 @@ pub unsafe extern "C" fn tl_sdk_filter_revision(
     }
 }
 
+/// Writes to `*out` (free with `tl_buffer_free`) the `held` query of
+/// `GET /v1/filter-parts/{origin}?held=…` (SPEC.md §6.1): `day.r` for every
+/// kept day of `origin` whose parts `1..=r` are held, comma-separated, ASCII;
+/// empty when none is. One request then fetches every day's new parts.
+///
+/// # Safety
+/// `origin` is a NUL-terminated string; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn tl_sdk_filter_held(
+    sdk: *mut TlSdk,
+    origin: *const c_char,
+    out: *mut TlBuffer,
+) -> TlStatus {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        with_sdk(sdk, |s| {
+            let origin = string(origin, "origin")?;
+            non_null(out, "out")?;
+            let query = s.filter_held(origin)?.query();
+            write_out(out, into_buffer(query.into_bytes()));
+            Ok(())
+        })
+    }
+}
+
 /// The one body of the `tl_sdk_sync_*` calls: hands the `len` bytes at `data`
 /// to `sync` and writes its counts to `out` (may be NULL).
 ///

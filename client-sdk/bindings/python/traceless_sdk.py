@@ -566,6 +566,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary() != 7579:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held() != 34272:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision() != 62037:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_flush() != 54989:
@@ -712,6 +714,9 @@ _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_expire.restype = ct
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary.restype = ctypes.c_uint16
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held.argtypes = (
+)
+_UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held.restype = ctypes.c_uint16
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision.argtypes = (
 )
 _UniffiLib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision.restype = ctypes.c_uint16
@@ -916,6 +921,12 @@ _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary.argtypes
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_filter_revision.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -2813,6 +2824,12 @@ class TracelessSdkProtocol(typing.Protocol):
         Per day of exposure, ascending.
 """
         raise NotImplementedError
+    def filter_held(self, origin: str) -> str:
+        """
+        The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+        `day.r,…` of every kept day whose parts `1..=r` are held.
+"""
+        raise NotImplementedError
     def filter_revision(self, origin: str,day: int) -> typing.Optional[int]:
         """
         The revision of `(origin, day)`'s filter held, if any.
@@ -3208,6 +3225,25 @@ class TracelessSdk(TracelessSdkProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def filter_held(self, origin: str) -> str:
+        """
+        The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+        `day.r,…` of every kept day whose parts `1..=r` are held.
+"""
+        
+        _UniffiFfiConverterString.check_lower(origin)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(origin),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeTracelessError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -530,6 +530,12 @@ impl TracelessSdk {
         self.with(|sdk| sdk.filter_revision(&origin, day))
     }
 
+    /// The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+    /// `day.r,…` of every kept day whose parts `1..=r` are held.
+    pub fn filter_held(&self, origin: String) -> Result<String, TracelessError> {
+        self.with(|sdk| Ok(sdk.filter_held(&origin)?.query()))
+    }
+
     /// Per day of exposure, ascending.
     pub fn exposure_summary(&self) -> Result<Vec<ExposureDay>, TracelessError> {
         self.with(|sdk| sdk.exposure_summary())

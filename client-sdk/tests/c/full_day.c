@@ -135,6 +135,13 @@ int main(int argc, char **argv) {
     EXPECT(report.keys > 0 && report.new_windows == 1);
     CHECK(tl_sdk_filter_revision(sdk, origin, day0, &revision));
     EXPECT(revision == 1);
+    /* The query that fetches every day's new parts at once names it. */
+    TlBuffer held;
+    char want[32];
+    snprintf(want, sizeof want, "%u.1", day0);
+    CHECK(tl_sdk_filter_held(sdk, origin, &held));
+    EXPECT(held.len == strlen(want) && memcmp(held.data, want, held.len) == 0);
+    tl_buffer_free(held);
     CHECK(tl_sdk_sync_filter(sdk, filter, filter_len, &report));
     EXPECT(report.keys == 0 && report.new_windows == 0);
     CHECK(tl_sdk_exposure_summary(sdk, &summary));

@@ -131,6 +131,7 @@ fun main(args: Array<String>) {
     val keys = batches.sumOf { bob.syncBatch(it).keys }
     check(keys > 0UL) { "the batches carry no key" }
     check(bob.cursor(origin) != null) { "the cursor moved" }
+    check(bob.filterHeld(origin) == "") { "batches are not filter parts: ${bob.filterHeld(origin)}" }
     expect<TracelessException.AlreadySynced>("the same batch again") { bob.syncBatch(batches[0]) }
     val days = bob.exposureSummary()
     check(days.size == 1) { "exposure days: $days" }

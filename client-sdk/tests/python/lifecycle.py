@@ -104,6 +104,8 @@ def main():
     expect("Rejected", "a truncated batch", lambda: bob.sync_batch(batches[0][: len(batches[0]) // 2]))
     assert sum(bob.sync_batch(b).keys for b in batches) > 0, "the batches carry no key"
     expect("AlreadySynced", "the same batch again", lambda: bob.sync_batch(batches[0]))
+    # Batches are not filter parts: the filter-parts query still holds nothing.
+    assert bob.filter_held(origin) == "", bob.filter_held(origin)
     days = bob.exposure_summary()
     assert len(days) == 1, f"exposure days: {days}"
     assert (days[0].day, days[0].kind) == (day, ExposureKind.PROXIMITY), f"{days[0]}"

@@ -338,6 +338,11 @@ RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_expire(uint64_t ptr, Rust
 RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_FILTER_HELD
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_FILTER_HELD
+RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held(uint64_t ptr, RustBuffer origin, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_FILTER_REVISION
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_FN_METHOD_TRACELESSSDK_FILTER_REVISION
 RustBuffer uniffi_traceless_sdk_fn_method_tracelesssdk_filter_revision(uint64_t ptr, RustBuffer origin, uint32_t day, RustCallStatus *_Nonnull out_status
@@ -842,6 +847,12 @@ uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_expire(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_EXPOSURE_SUMMARY
 #define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_EXPOSURE_SUMMARY
 uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_FILTER_HELD
+#define UNIFFI_FFIDEF_UNIFFI_TRACELESS_SDK_CHECKSUM_METHOD_TRACELESSSDK_FILTER_HELD
+uint16_t uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held(void
     
 );
 #endif

@@ -699,6 +699,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary(
     ): Int
+    external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held(
+    ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision(
     ): Int
     external fun uniffi_traceless_sdk_checksum_method_tracelesssdk_flush(
@@ -828,6 +830,8 @@ internal object UniffiLib {
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_expire(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held(`ptr`: Long,`origin`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_traceless_sdk_fn_method_tracelesssdk_filter_revision(`ptr`: Long,`origin`: RustBuffer.ByValue,`day`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1052,6 +1056,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary() and 0xFFFF) != 7579) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held() and 0xFFFF) != 34272) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision() and 0xFFFF) != 62037) {
@@ -2428,6 +2435,12 @@ public interface TracelessSdkInterface {
     fun `exposureSummary`(): List<ExposureDay>
     
     /**
+     * The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+     * `day.r,…` of every kept day whose parts `1..=r` are held.
+     */
+    fun `filterHeld`(`origin`: kotlin.String): kotlin.String
+    
+    /**
      * The revision of `(origin, day)`'s filter held, if any.
      */
     fun `filterRevision`(`origin`: kotlin.String, `day`: kotlin.UInt): kotlin.ULong?
@@ -2850,6 +2863,25 @@ open class TracelessSdk: Disposable, AutoCloseable, TracelessSdkInterface
     UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+     * `day.r,…` of every kept day whose parts `1..=r` are held.
+     */
+    @Throws(TracelessException::class)override fun `filterHeld`(`origin`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(TracelessException) { _status ->
+    UniffiLib.uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held(
+        it,
+        
+        FfiConverterString.lower(`origin`),_status)
 }
     }
     )

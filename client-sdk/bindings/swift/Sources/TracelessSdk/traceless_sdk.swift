@@ -1118,6 +1118,12 @@ public protocol TracelessSdkProtocol: AnyObject, Sendable {
     func exposureSummary() throws  -> [ExposureDay]
     
     /**
+     * The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+     * `day.r,…` of every kept day whose parts `1..=r` are held.
+     */
+    func filterHeld(origin: String) throws  -> String
+    
+    /**
      * The revision of `(origin, day)`'s filter held, if any.
      */
     func filterRevision(origin: String, day: UInt32) throws  -> UInt64?
@@ -1475,6 +1481,20 @@ open func exposureSummary()throws  -> [ExposureDay]  {
         uniffiCallStatus in
     uniffi_traceless_sdk_fn_method_tracelesssdk_exposure_summary(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The `held` query of `GET /v1/filter-parts/{origin}` (SPEC.md §6.1):
+     * `day.r,…` of every kept day whose parts `1..=r` are held.
+     */
+open func filterHeld(origin: String)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeTracelessError_lift) {
+        uniffiCallStatus in
+    uniffi_traceless_sdk_fn_method_tracelesssdk_filter_held(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(origin),uniffiCallStatus
     )
 })
 }
@@ -3714,6 +3734,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_exposure_summary() != 7579) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_held() != 34272) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_traceless_sdk_checksum_method_tracelesssdk_filter_revision() != 62037) {
