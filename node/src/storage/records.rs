@@ -165,7 +165,8 @@ impl BatchMeta {
     }
 }
 
-/// SHA-256 of a `SignedBatch` encoding.
+/// SHA-256 of bytes: a version 1 batch's identifier, a day filter part's,
+/// the ETag of a batch as served and a gossip message id.
 pub fn content_id(signed_bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(signed_bytes).into()
 }
@@ -191,7 +192,7 @@ impl StoredBatch {
         let days: Vec<Batch> = verified.days.into_iter().map(|d| d.batch).collect();
         let kept = match &published {
             PublishedBatch::Day(_) => bytes.to_vec(),
-            // Verification refuses a batch with nothing left, so one day is.
+            // Verification refused a batch whose every day expired: one is left.
             PublishedBatch::Period(_) => published
                 .pruned_at(now)?
                 .ok_or(WireError::Empty("period batch"))?

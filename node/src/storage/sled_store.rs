@@ -720,7 +720,8 @@ impl RetentionStore for SledStore {
             let kept = if rest.is_empty() {
                 None
             } else {
-                // Due means `expires_at <= now`, pruned means `expires_at < at`.
+                // Due here is `expires_at <= now`; `pruned_at(t)` drops the
+                // days with `expires_at < t`: the same days at `t = now + 1`.
                 let bytes = read_if_present(&self.batch_file(&meta.origin, meta.sequence))?
                     .ok_or(StorageError::Corrupt("batch file"))?;
                 let pruned = PublishedBatch::decode(&bytes)
