@@ -549,7 +549,18 @@ pub fn run(s: &Scenario, opts: &RunOptions, work_dir: &Path) -> Result<Report, R
                         .filter(|((_, o), _)| {
                             phone.full_sync || o.iter().any(|p| phone.heard_uploaders.contains(p))
                         })
-                        .map(|(((_, b), _), at)| (b.as_slice(), *at))
+                        // A period batch carries every upload of its period
+                        // (SPEC.md §5.9): the delay runs from the earliest
+                        // upload in it by an uploader this phone heard (the
+                        // contact that notifies it), else from the batch's time.
+                        .map(|(((_, b), o), at)| {
+                            let heard = o
+                                .iter()
+                                .filter(|p| phone.heard_uploaders.contains(p))
+                                .filter_map(|p| uploaded_at.get(p).copied())
+                                .min();
+                            (b.as_slice(), heard.or(*at))
+                        })
                         .collect();
                     phone.sync(sync_at + 60, &list);
                 });
