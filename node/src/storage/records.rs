@@ -191,12 +191,14 @@ impl StoredBatch {
         let verified = published.verify_with_attachments(trust, now)?;
         let days: Vec<Batch> = verified.days.into_iter().map(|d| d.batch).collect();
         let kept = match &published {
-            PublishedBatch::Day(_) => bytes.to_vec(),
-            // Verification refused a batch whose every day expired: one is left.
-            PublishedBatch::Period(_) => published
+            // Verification keeps the days not expired at `now` (and refused a
+            // batch whose every day expired): fewer than the sections held
+            // means some are due to be pruned.
+            PublishedBatch::Period(p) if days.len() < p.days.len() => published
                 .pruned_at(now)?
                 .ok_or(WireError::Empty("period batch"))?
                 .encode(),
+            _ => bytes.to_vec(),
         };
         Ok(StoredBatch {
             meta: BatchMeta::of(verified.version, &days, published.id()),

@@ -135,21 +135,8 @@ pub fn batch_days(bytes: &[u8], trust: &TrustList, now: u64) -> Vec<Batch> {
     let b = PublishedBatch::decode(bytes)
         .and_then(|b| b.verify(trust, now))
         .unwrap();
-    let mut days: std::collections::BTreeMap<u32, Vec<DiagnosisKey>> = Default::default();
-    for k in b.keys {
-        days.entry(day_of_interval(k.rolling_start))
-            .or_default()
-            .push(k);
-    }
-    days.into_iter()
-        .map(|(day, keys)| Batch {
-            origin: b.origin.clone(),
-            sequence: b.sequence,
-            created_at: b.created_at,
-            day,
-            keys,
-        })
-        .collect()
+    let period = PeriodBatch::from_keys(b.origin, b.sequence, b.created_at, b.keys);
+    period.days.iter().map(|d| d.as_batch(&period)).collect()
 }
 
 /// The identifier a node's log names a served batch by (SPEC.md §5.9).

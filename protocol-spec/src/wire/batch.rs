@@ -64,10 +64,15 @@ pub struct ExportAttestation {
 impl ExportAttestation {
     /// The signature DER-encoded, as GAEN's `export.sig` carries it.
     pub fn der_signature(&self) -> Result<Vec<u8>, WireError> {
-        let s = Signature::from_slice(&self.signature)
-            .map_err(|_| WireError::BadSignature("export.bin"))?;
-        Ok(s.to_der().as_bytes().to_vec())
+        der_signature(&self.signature)
     }
+}
+
+/// An export signature carried as `r ‖ s`, DER-encoded as GAEN's `export.sig`
+/// carries it.
+pub(super) fn der_signature(r_s: &[u8]) -> Result<Vec<u8>, WireError> {
+    let s = Signature::from_slice(r_s).map_err(|_| WireError::BadSignature("export.bin"))?;
+    Ok(s.to_der().as_bytes().to_vec())
 }
 
 /// What a gateway signs into its batches besides the keys.

@@ -4,7 +4,7 @@
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::batch::{Batch, SignedBatch};
+use super::batch::{der_signature, Batch, SignedBatch};
 use super::export_key::SignedExportKey;
 use super::pb;
 use super::period_batch::{SignedPeriodBatch, DIGEST_LEN, PERIOD_BATCH_VERSION};
@@ -52,8 +52,7 @@ pub struct ExportDay {
 impl ExportDay {
     /// The export signature DER-encoded, as GAEN's `export.sig` carries it.
     pub fn der_signature(&self) -> Option<Vec<u8>> {
-        let s = p256::ecdsa::Signature::from_slice(&self.export_signature?).ok()?;
-        Some(s.to_der().as_bytes().to_vec())
+        der_signature(&self.export_signature?).ok()
     }
 }
 
